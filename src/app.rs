@@ -1,0 +1,57 @@
+//! The shared state every request handler and connection sees: one
+//! cloneable handle (`Arc<App>`) over the hub, the bus, the store and the
+//! server's lifecycle signals.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::cluster::Bus;
+use crate::config::Config;
+use crate::gateway::limits::ConnLimits;
+use crate::hub::Hub;
+use crate::protocol::server::LimitsView;
+use crate::store::Store;
+
+pub struct App {
+    pub config: Config,
+    pub hub: Arc<Hub>,
+    pub bus: Bus,
+    pub store: Store,
+    pub conns: Arc<ConnLimits>,
+    /// Cancelled first at shutdown: connections stop reading frames.
+    pub stop_reading: CancellationToken,
+    /// Cancelled once in-flight messages are delivered: every session's
+    /// writer sends the shutdown notice and closes (each session's close
+    /// token is a child of this one).
+    pub close_all: CancellationToken,
+    /// Every connection task, so shutdown can wait for them.
+    pub tracker: TaskTracker,
+    pub node: String,
+    pub limits_view: LimitsView,
+}
+
+impl App {
+    pub fn new(config: Config, hub: Arc<Hub>, bus: Bus, store: Store) -> App {
+        let l = &config.limits;
+        let limits_view = LimitsView {
+            max_text: l.max_text,
+            max_frame_bytes: l.max_frame_bytes,
+            rate_per_sec: l.rate_per_sec,
+            burst: l.burst,
+        };
+        App {
+            conns: ConnLimits::new(l.max_connections, l.max_connections_per_ip),
+            node: config.node_id(),
+            limits_view,
+            hub,
+            bus,
+            store,
+            stop_reading: CancellationToken::new(),
+            close_all: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            config,
+        }
+    }
+}

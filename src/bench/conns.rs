@@ -1,0 +1,206 @@
+//! `chat bench conns`: open many idle sessions and measure the server's
+//! memory per connection.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use futures_util::StreamExt;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::net::{Target, Ws, check_fd_limit, on_own_runtime, rss_kib};
+use super::stats::JsonLine;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ConnsArgs {
+    /// Server WebSocket URL.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+    pub url: String,
+    /// Number of connections.
+    #[arg(short = 'n', long = "conns", default_value_t = 1000)]
+    pub conns: usize,
+    /// Connection i joins room `bench-<i / room-size>`; 0 joins nothing.
+    #[arg(long, default_value_t = 50)]
+    pub room_size: usize,
+    /// Spread connections over source addresses 127.0.0.1..=127.0.0.K.
+    #[arg(long, default_value_t = 50)]
+    pub source_ips: u32,
+    /// Connection attempts (connect + hello + join) in flight at once.
+    #[arg(long, default_value_t = 200)]
+    pub concurrency: usize,
+    /// Seconds to keep all connections open once they are connected.
+    #[arg(long, default_value_t = 10)]
+    pub hold: u64,
+    /// Seconds to wait after the last join before sampling the server's RSS
+    /// (part of --hold).
+    #[arg(long, default_value_t = 2)]
+    pub settle: u64,
+    /// Server pid: its VmRSS is read before and after, to report bytes per connection.
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Nicks are `<prefix><i>`.
+    #[arg(long, default_value = "b")]
+    pub nick_prefix: String,
+    /// Runtime threads for the bench (1 = current-thread runtime).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+}
+
+/// What one connection task saw.
+enum Outcome {
+    Held,
+    /// Server closed during the hold (close code, 0 if none).
+    Dropped(u16),
+}
+
+pub async fn run(args: ConnsArgs) -> Result<()> {
+    check_fd_limit(args.conns + 64);
+    let threads = args.threads;
+    on_own_runtime(threads, move || run_inner(args)).await
+}
+
+async fn run_inner(args: ConnsArgs) -> Result<()> {
+    // Idle connections only see small frames; a small read buffer keeps the
+    // bench's own memory modest at 20k connections.
+    let target = Arc::new(Target::resolve(&args.url, args.source_ips, 4096).await?);
+    let rss_before = args.pid.map(rss_kib).transpose()?;
+    eprintln!(
+        "conns: {} connections to {} ({} source ips, concurrency {})",
+        args.conns, target.addr, target.source_ips, args.concurrency
+    );
+
+    let permits = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    let (setup_tx, mut setup_rx) = mpsc::unbounded_channel::<Result<(), String>>();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(args.conns);
+    for i in 0..args.conns {
+        let (target, permits, setup_tx, stop_rx) = (
+            target.clone(),
+            permits.clone(),
+            setup_tx.clone(),
+            stop_rx.clone(),
+        );
+        let nick = format!("{}{i}", args.nick_prefix);
+        let room = (args.room_size > 0).then(|| format!("bench-{}", i / args.room_size));
+        tasks.push(tokio::spawn(async move {
+            let permit = permits.acquire_owned().await.ok()?;
+            let res = target.session(i, &nick, room.as_deref()).await;
+            drop(permit);
+            match res {
+                Ok(ws) => {
+                    let _ = setup_tx.send(Ok(()));
+                    Some(hold(ws, stop_rx).await)
+                }
+                Err(e) => {
+                    let _ = setup_tx.send(Err(format!("{e:#}")));
+                    None
+                }
+            }
+        }));
+    }
+    drop(setup_tx);
+
+    let (mut ok, mut failed, mut errors) = (0usize, 0usize, Vec::new());
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    while ok + failed < args.conns {
+        tokio::select! {
+            r = setup_rx.recv() => match r {
+                Some(Ok(())) => ok += 1,
+                Some(Err(e)) => {
+                    failed += 1;
+                    if errors.len() < 5 { errors.push(e) }
+                }
+                None => break,
+            },
+            _ = tick.tick() => eprintln!(
+                "  {:>5.1}s connected {ok} failed {failed}", start.elapsed().as_secs_f64()),
+        }
+    }
+    let connect_secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "all set up after {connect_secs:.2}s; settling {}s",
+        args.settle
+    );
+
+    let settle = Duration::from_secs(args.settle.min(args.hold));
+    tokio::time::sleep(settle).await;
+    let rss_after = args.pid.map(rss_kib).transpose()?;
+    tokio::time::sleep(Duration::from_secs(args.hold) - settle).await;
+    let rss_end = args.pid.map(rss_kib).transpose()?;
+
+    let _ = stop_tx.send(true);
+    let (mut held, mut dropped, mut close_codes) = (0usize, 0usize, Vec::<u16>::new());
+    for t in tasks {
+        match t.await {
+            Ok(Some(Outcome::Held)) => held += 1,
+            Ok(Some(Outcome::Dropped(code))) => {
+                dropped += 1;
+                if !close_codes.contains(&code) {
+                    close_codes.push(code);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    let per_conn = match (rss_before, rss_after) {
+        (Some(b), Some(a)) if ok > 0 => (a.saturating_sub(b) * 1024) as f64 / ok as f64,
+        _ => 0.0,
+    };
+    println!(
+        "connections:   {ok} ok, {failed} failed (of {})",
+        args.conns
+    );
+    for e in &errors {
+        println!("  error: {e}");
+    }
+    println!(
+        "connect time:  {connect_secs:.2}s ({:.0} conns/s)",
+        ok as f64 / connect_secs
+    );
+    println!(
+        "held:          {held} open to the end, {dropped} closed by the server {close_codes:?}"
+    );
+    if let (Some(b), Some(a), Some(e)) = (rss_before, rss_after, rss_end) {
+        println!(
+            "server RSS:    before {b} KiB, after {a} KiB, at end {e} KiB -> {per_conn:.0} bytes/conn"
+        );
+    }
+    println!(
+        "{}",
+        JsonLine::new("conns")
+            .int("conns", args.conns as u64)
+            .int("room_size", args.room_size as u64)
+            .int("connected", ok as u64)
+            .int("failed", failed as u64)
+            .int("dropped", dropped as u64)
+            .float("connect_secs", connect_secs)
+            .float("conns_per_sec", ok as f64 / connect_secs)
+            .int("rss_before_kib", rss_before.unwrap_or(0))
+            .int("rss_after_kib", rss_after.unwrap_or(0))
+            .int("rss_end_kib", rss_end.unwrap_or(0))
+            .float("rss_per_conn_bytes", per_conn)
+            .finish()
+    );
+    Ok(())
+}
+
+/// Keeps reading (and dropping) frames so tungstenite answers the server's
+/// pings, until told to stop or the server closes.
+async fn hold(mut ws: Ws, mut stop: watch::Receiver<bool>) -> Outcome {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return Outcome::Held,
+            m = ws.next() => match m {
+                Some(Ok(Message::Close(f))) => {
+                    return Outcome::Dropped(f.map_or(0, |f| u16::from(f.code)));
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return Outcome::Dropped(0),
+            },
+        }
+    }
+}

@@ -1,0 +1,412 @@
+//! `chat bench fanout`: rooms of members, publishers saying into them, and
+//! the delivery rate and latency the members see.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::flow::{PubParams, PubResult, RecvResult, Shared, publish, receive};
+use super::net::{Target, check_fd_limit, on_own_runtime};
+use super::stats::{Histogram, JsonLine};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct FanoutArgs {
+    /// Server WebSocket URL.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+    pub url: String,
+    /// Number of rooms (`fanout-<r>`).
+    #[arg(long, default_value_t = 100)]
+    pub rooms: usize,
+    /// Receiving members per room (publishers not included).
+    #[arg(long, default_value_t = 10)]
+    pub members: usize,
+    /// Publisher connections, round-robin over rooms (default: one per room).
+    #[arg(long)]
+    pub publishers: Option<usize>,
+    /// Total messages per second over all publishers; 0 = as fast as the
+    /// window allows.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Seconds measured (after the warm-up).
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Seconds of publishing before measuring starts.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: u64,
+    /// With --rate 0: messages per publisher sent but not yet received by
+    /// every member of its room.
+    #[arg(long, default_value_t = 64)]
+    pub window: u32,
+    /// Spread connections over source addresses 127.0.0.1..=127.0.0.K.
+    #[arg(long, default_value_t = 50)]
+    pub source_ips: u32,
+    /// Members are `<prefix><i>`, publishers `<prefix>p<j>`.
+    #[arg(long, default_value = "f")]
+    pub nick_prefix: String,
+    /// Length of each message's text in bytes (padded with `x`).
+    #[arg(long, default_value_t = 32)]
+    pub size: usize,
+    /// Connection attempts in flight during set-up.
+    #[arg(long, default_value_t = 200)]
+    pub concurrency: usize,
+    /// Most seconds to wait after publishing for outstanding deliveries.
+    #[arg(long, default_value_t = 2.0)]
+    pub drain: f64,
+    /// Runtime threads for the bench (1 = current-thread runtime).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Read buffer per connection in bytes (bigger batches more frames per read).
+    #[arg(long, default_value_t = 16 * 1024)]
+    pub read_buffer: usize,
+}
+
+pub async fn run(args: FanoutArgs) -> Result<()> {
+    let publishers = args.publishers.unwrap_or(args.rooms);
+    if args.rooms == 0 || publishers == 0 {
+        bail!("need at least one room and one publisher");
+    }
+    if args.rate == 0.0 && args.window == 0 {
+        bail!("--window must be at least 1 with --rate 0");
+    }
+    check_fd_limit(args.rooms * args.members + publishers + 64);
+    let threads = args.threads;
+    on_own_runtime(threads, move || run_inner(args, publishers)).await
+}
+
+type Setup = Result<(), String>;
+
+async fn run_inner(args: FanoutArgs, publishers: usize) -> Result<()> {
+    let target = Arc::new(Target::resolve(&args.url, args.source_ips, args.read_buffer).await?);
+    let receivers = args.rooms * args.members;
+    let pub_rooms: Vec<usize> = (0..publishers).map(|p| p % args.rooms).collect();
+    let window = if args.rate > 0.0 { 0 } else { args.window };
+    let shared = Arc::new(Shared::new(args.rooms, receivers, &pub_rooms, window));
+    let room_name = |r: usize| format!("fanout-{r}");
+    eprintln!(
+        "fanout: {} rooms x {} members, {publishers} publishers, {} -> {}",
+        args.rooms,
+        args.members,
+        if args.rate > 0.0 {
+            format!("{} msgs/s", args.rate)
+        } else {
+            format!("window {window}")
+        },
+        target.addr
+    );
+
+    // Set-up: every member and publisher connects, says hello and joins
+    // before anything is published, so every member can see every message.
+    let permits = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    let (setup_tx, mut setup_rx) = mpsc::unbounded_channel::<Setup>();
+    let (go_tx, go_rx) = watch::channel(false);
+    let setup_start = Instant::now();
+
+    let mut recv_stops = Vec::with_capacity(receivers);
+    let mut recv_tasks: Vec<JoinHandle<Option<RecvResult>>> = Vec::with_capacity(receivers);
+    for i in 0..receivers {
+        let room = i / args.members;
+        let (stop_tx, stop_rx) = oneshot::channel();
+        recv_stops.push(stop_tx);
+        let (target, permits, setup_tx, shared) = (
+            target.clone(),
+            permits.clone(),
+            setup_tx.clone(),
+            shared.clone(),
+        );
+        let (nick, name) = (format!("{}{i}", args.nick_prefix), room_name(room));
+        recv_tasks.push(tokio::spawn(async move {
+            let permit = permits.acquire_owned().await.ok()?;
+            let res = target.session(i, &nick, Some(&name)).await;
+            drop(permit);
+            match res {
+                Ok(ws) => {
+                    shared.room_live[room].fetch_add(1, Relaxed);
+                    let _ = setup_tx.send(Ok(()));
+                    Some(receive(ws, shared, i, room, stop_rx).await)
+                }
+                Err(e) => {
+                    let _ = setup_tx.send(Err(format!("member {nick}: {e:#}")));
+                    None
+                }
+            }
+        }));
+    }
+
+    let start_us = Arc::new(std::sync::OnceLock::<(u64, u64)>::new());
+    let per_pub_rate = args.rate / publishers as f64;
+    let mut pub_stops = Vec::with_capacity(publishers);
+    let mut pub_tasks: Vec<JoinHandle<Option<PubResult>>> = Vec::with_capacity(publishers);
+    for (p, &room) in pub_rooms.iter().enumerate() {
+        let (stop_tx, stop_rx) = oneshot::channel();
+        pub_stops.push(stop_tx);
+        let (target, permits, setup_tx, shared) = (
+            target.clone(),
+            permits.clone(),
+            setup_tx.clone(),
+            shared.clone(),
+        );
+        let (mut go, times) = (go_rx.clone(), start_us.clone());
+        let (nick, name) = (format!("{}p{p}", args.nick_prefix), room_name(room));
+        let size = args.size;
+        pub_tasks.push(tokio::spawn(async move {
+            let permit = permits.acquire_owned().await.ok()?;
+            let res = target.session(receivers + p, &nick, Some(&name)).await;
+            drop(permit);
+            let ws = match res {
+                Ok(ws) => ws,
+                Err(e) => {
+                    let _ = setup_tx.send(Err(format!("publisher {nick}: {e:#}")));
+                    return None;
+                }
+            };
+            let _ = setup_tx.send(Ok(()));
+            go.wait_for(|&g| g).await.ok()?;
+            let &(start_us, end_us) = times.get()?;
+            let params = PubParams {
+                idx: p,
+                room: name,
+                size,
+                rate: per_pub_rate,
+                start_us,
+                end_us,
+            };
+            Some(publish(ws, shared, params, stop_rx).await)
+        }));
+    }
+    drop(setup_tx);
+
+    let total = receivers + publishers;
+    let (mut ok, mut failed, mut errors) = (0usize, 0usize, Vec::new());
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    while ok + failed < total {
+        tokio::select! {
+            r = setup_rx.recv() => match r {
+                Some(Ok(())) => ok += 1,
+                Some(Err(e)) => {
+                    failed += 1;
+                    if errors.len() < 5 { errors.push(e) }
+                }
+                None => break,
+            },
+            _ = tick.tick() => eprintln!("  set-up: {ok} connected, {failed} failed of {total}"),
+        }
+    }
+    let setup_secs = setup_start.elapsed().as_secs_f64();
+    let joined: Vec<u64> = shared
+        .room_live
+        .iter()
+        .map(|n| u64::from(n.load(Relaxed)))
+        .collect();
+    eprintln!("set-up done in {setup_secs:.2}s: {ok} connected, {failed} failed");
+    for e in &errors {
+        eprintln!("  error: {e}");
+    }
+
+    // Publish from start to end; measure from start + warmup.
+    let start = shared.now_us() + 100_000;
+    let measure_start = start + args.warmup * 1_000_000;
+    let end = measure_start + args.duration * 1_000_000;
+    shared.measure_start_us.store(measure_start, Relaxed);
+    shared.measure_end_us.store(end, Relaxed);
+    let _ = start_us.set((start, end));
+    let _ = go_tx.send(true);
+
+    let delivered = || {
+        shared
+            .progress
+            .iter()
+            .map(|s| s.0.load(Relaxed))
+            .sum::<u64>()
+    };
+    let sum = |f: fn(&super::flow::PubFlow) -> u64| shared.pubs.iter().map(f).sum::<u64>();
+    let mut last = (delivered(), Instant::now());
+    while shared.now_us() < end {
+        tokio::time::sleep_until(
+            shared
+                .at(end)
+                .min(tokio::time::Instant::now() + Duration::from_secs(1)),
+        )
+        .await;
+        let (d, t) = (delivered(), Instant::now());
+        let phase = if shared.now_us() < measure_start {
+            "warm-up"
+        } else {
+            "measure"
+        };
+        eprintln!(
+            "  {phase}: sent {} acked {} delivered {d} ({:.0}/s)",
+            sum(|p| p.sent.0.load(Relaxed)),
+            sum(|p| p.acked.0.load(Relaxed)),
+            (d - last.0) as f64 / t.duration_since(last.1).as_secs_f64()
+        );
+        last = (d, t);
+    }
+
+    // Drain: wait for outstanding acks and deliveries, at most --drain s.
+    let expected = || -> u64 {
+        shared
+            .pubs
+            .iter()
+            .map(|p| p.acked.0.load(Relaxed) * joined[p.room])
+            .sum()
+    };
+    let drain_deadline = Instant::now() + Duration::from_secs_f64(args.drain.max(0.0));
+    while Instant::now() < drain_deadline {
+        let pending = sum(|p| p.sent.0.load(Relaxed))
+            .saturating_sub(sum(|p| p.acked.0.load(Relaxed) + p.failed.0.load(Relaxed)));
+        if pending == 0 && delivered() >= expected() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    for s in recv_stops.into_iter().chain(pub_stops) {
+        let _ = s.send(());
+    }
+    let mut recv = Vec::with_capacity(receivers);
+    for t in recv_tasks {
+        if let Ok(Some(r)) = t.await {
+            recv.push(r);
+        }
+    }
+    let mut pubs = Vec::with_capacity(publishers);
+    for t in pub_tasks {
+        // A writer blocked on a full socket would never finish: abort it.
+        let abort = t.abort_handle();
+        match tokio::time::timeout(Duration::from_secs(2), t).await {
+            Ok(Ok(Some(r))) => pubs.push(r),
+            Ok(_) => {}
+            Err(_) => abort.abort(),
+        }
+    }
+
+    let expected: u64 = pubs
+        .iter()
+        .zip(&pub_rooms)
+        .map(|(p, &r)| p.acked * joined[r])
+        .sum();
+    report(
+        &args, publishers, ok, failed, setup_secs, expected, &recv, &pubs,
+    );
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report(
+    args: &FanoutArgs,
+    publishers: usize,
+    ok: usize,
+    failed: usize,
+    setup_secs: f64,
+    expected: u64,
+    recv: &[RecvResult],
+    pubs: &[PubResult],
+) {
+    let mut hist = Histogram::new();
+    let (mut delivered, mut in_window, mut other) = (0u64, 0u64, 0u64);
+    let mut closes: BTreeMap<u16, u64> = BTreeMap::new();
+    for r in recv {
+        hist.merge(&r.hist);
+        delivered += r.deliveries;
+        in_window += r.in_window;
+        other += r.other;
+        if let Some(c) = r.closed {
+            *closes.entry(c).or_default() += 1;
+        }
+    }
+    let (mut sent, mut acked, mut acked_win, mut failed_msgs, mut stalls) = (0, 0, 0, 0, 0);
+    let mut errors: HashMap<String, u64> = HashMap::new();
+    let mut pub_closes: BTreeMap<u16, u64> = BTreeMap::new();
+    let mut write_errors = Vec::new();
+    for p in pubs {
+        sent += p.sent;
+        acked += p.acked;
+        acked_win += p.acked_in_window;
+        failed_msgs += p.failed;
+        stalls += p.stalls;
+        for (k, v) in &p.errors {
+            *errors.entry(k.clone()).or_default() += v;
+        }
+        if let Some(c) = p.closed {
+            *pub_closes.entry(c).or_default() += 1;
+        }
+        if let Some(e) = &p.write_error {
+            write_errors.push(e.clone());
+        }
+    }
+    let secs = args.duration.max(1) as f64;
+    let loss = expected as i64 - delivered as i64;
+    let (dps, mps) = (in_window as f64 / secs, acked_win as f64 / secs);
+    let q = |x| hist.quantile_ms(x);
+
+    println!(
+        "setup:       {ok} connections ok, {failed} failed in {setup_secs:.2}s ({} rooms x {} members + {publishers} publishers)",
+        args.rooms, args.members
+    );
+    println!(
+        "messages:    sent {sent}, acked {acked}, errors {failed_msgs} {errors:?}, window stalls {stalls}"
+    );
+    println!(
+        "deliveries:  received {delivered}, expected {expected}, loss {loss}, other frames {other}"
+    );
+    println!("throughput:  {dps:.0} deliveries/s, {mps:.0} msgs/s (over the {secs:.0}s measured)");
+    println!(
+        "latency ms:  p50 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}  mean {:.3}  ({} samples)",
+        q(0.5),
+        q(0.99),
+        q(0.999),
+        hist.max_ms(),
+        hist.mean_ms(),
+        hist.count()
+    );
+    println!("closes:      members {closes:?}, publishers {pub_closes:?}");
+    for e in write_errors.iter().take(3) {
+        println!("  publisher write error: {e}");
+    }
+    let close_count = |m: &BTreeMap<u16, u64>, code| m.get(&code).copied().unwrap_or(0);
+    println!(
+        "{}",
+        JsonLine::new("fanout")
+            .int("rooms", args.rooms as u64)
+            .int("members", args.members as u64)
+            .int("publishers", publishers as u64)
+            .float("rate", args.rate)
+            .int("window", if args.rate > 0.0 { 0 } else { args.window })
+            .int("duration_secs", args.duration)
+            .int("connected", ok as u64)
+            .int("failed_connections", failed as u64)
+            .int("sent", sent)
+            .int("acked", acked)
+            .int("errors", failed_msgs)
+            .int(
+                "rate_limited",
+                errors.get("rate_limited").copied().unwrap_or(0)
+            )
+            .int("delivered", delivered)
+            .int("expected", expected)
+            .float("loss", loss as f64)
+            .float("deliveries_per_sec", dps)
+            .float("msgs_per_sec", mps)
+            .float("p50_ms", q(0.5))
+            .float("p99_ms", q(0.99))
+            .float("p999_ms", q(0.999))
+            .float("max_ms", hist.max_ms())
+            .float("mean_ms", hist.mean_ms())
+            .int(
+                "closes",
+                closes.values().sum::<u64>() + pub_closes.values().sum::<u64>()
+            )
+            .int(
+                "closes_1013",
+                close_count(&closes, 1013) + close_count(&pub_closes, 1013)
+            )
+            .int("window_stalls", stalls)
+            .finish()
+    );
+}

@@ -1,0 +1,72 @@
+//! `chat bench`: a load generator that talks to a running server over the
+//! public WebSocket protocol (`/ws`), as real clients do.
+//!
+//! # `chat bench conns`: idle connections and memory
+//!
+//! Opens `-n` sessions (`hello`, then `join` of room `bench-<i / room-size>`),
+//! `--concurrency` attempts at a time, spread over source addresses
+//! 127.0.0.1..=127.0.0.K (`--source-ips`) so more connections fit than one
+//! address has ephemeral ports. Once all are set up it waits `--settle`
+//! seconds, reads the server's VmRSS (`--pid`) and keeps every connection
+//! open (reading, so pings are answered) until `--hold` seconds have passed.
+//! Reports: connected/failed (first errors), time to connect all, server RSS
+//! before/after and the difference per connection, and how many the server
+//! closed during the hold.
+//!
+//! # `chat bench fanout`: delivery rate and latency
+//!
+//! `--rooms` rooms (`fanout-<r>`) of `--members` receiving members each, plus
+//! `--publishers` publishers (round-robin over the rooms, also joined). When
+//! everyone has joined, the publishers `say` for `--warmup` + `--duration`
+//! seconds, either at `--rate` messages/s in total or, with `--rate 0`, as
+//! fast as possible with at most `--window` messages per publisher not yet
+//! received by all of its room's members (flow control: the run measures the
+//! server, not a queue growing without bound). Each text is
+//! `"<publisher> <counter> <sent_us> <padding>"`, `sent_us` being microseconds
+//! on a monotonic clock shared by the whole bench process, so a member's
+//! latency is its receive time minus `sent_us`: server queueing, fan-out and
+//! both processes' scheduling included.
+//!
+//! Reading the report:
+//! - `deliveries/s` and `msgs/s` count deliveries and acks that arrived in
+//!   the measured `--duration` window (after the warm-up).
+//! - latency percentiles cover messages sent after the warm-up; buckets are
+//!   within 0.8 %, the max is exact.
+//! - `expected` = acked messages × members that joined their room;
+//!   `loss` = expected − received after waiting up to `--drain` seconds for
+//!   stragglers. Non-zero loss comes with `closes` (1013 = the server dropped
+//!   a slow consumer) or a server bug.
+//! - `errors` are error frames the publishers got (e.g. `rate_limited`: raise
+//!   the server's `limits.rate_per_sec`/`limits.burst` for benchmarks).
+//! - `window stalls`: a full window that saw no progress for 1 s; its oldest
+//!   message was given up on. Should be 0.
+//!
+//! Both benches print human-readable lines and then exactly one line of JSON
+//! (numbers only besides `"bench"`) on stdout; progress goes to stderr. They
+//! run on their own runtime (`--threads`, default 1: a current-thread runtime,
+//! which measured fastest when bench and server share two cores).
+
+mod conns;
+mod fanout;
+mod flow;
+mod net;
+mod parse;
+mod stats;
+
+pub use conns::ConnsArgs;
+pub use fanout::FanoutArgs;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Open many idle connections and report the server's memory per connection.
+    Conns(ConnsArgs),
+    /// Publish into rooms and report deliveries/s and latency.
+    Fanout(FanoutArgs),
+}
+
+pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Conns(args) => conns::run(args).await,
+        BenchCommand::Fanout(args) => fanout::run(args).await,
+    }
+}

@@ -1,0 +1,237 @@
+//! Connection set-up shared by both benches: URL parsing, source-address
+//! spreading, the WebSocket handshake, `hello` and `join`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+pub type Ws = WebSocketStream<TcpStream>;
+
+/// How long one connection may take for connect + hello + join.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where to connect and from which local addresses.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub url: String,
+    pub addr: SocketAddr,
+    /// Spread connections over 127.0.0.1..=127.0.0.K (0 = let the kernel
+    /// pick). Each source address has its own ~28k ephemeral ports, so this
+    /// is what lets one bench open more than ~28k connections to one server
+    /// port. Only used when the server is on loopback.
+    pub source_ips: u8,
+    /// Read buffer per connection; tungstenite zero-fills it on every read,
+    /// so small is cheaper for idle connections and big batches frames.
+    pub read_buffer: usize,
+}
+
+impl Target {
+    pub async fn resolve(url: &str, source_ips: u32, read_buffer: usize) -> Result<Self> {
+        let rest = url
+            .strip_prefix("ws://")
+            .ok_or_else(|| anyhow!("--url must start with ws:// (no TLS): {url}"))?;
+        let hostport = rest.split('/').next().unwrap_or(rest);
+        let hostport = if hostport
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| !p.contains(']'))
+        {
+            hostport.to_string()
+        } else {
+            format!("{hostport}:80")
+        };
+        let addr = tokio::net::lookup_host(&hostport)
+            .await
+            .with_context(|| format!("resolving {hostport}"))?
+            .next()
+            .ok_or_else(|| anyhow!("{hostport} resolves to nothing"))?;
+        let loopback_v4 = matches!(addr.ip(), IpAddr::V4(ip) if ip.is_loopback());
+        if source_ips > 1 && !loopback_v4 {
+            eprintln!("note: --source-ips only applies to 127.x targets; using the default source");
+        }
+        Ok(Self {
+            url: url.to_string(),
+            addr,
+            source_ips: if loopback_v4 {
+                source_ips.min(254) as u8
+            } else {
+                0
+            },
+            read_buffer,
+        })
+    }
+
+    fn config(&self) -> WebSocketConfig {
+        WebSocketConfig::default().read_buffer_size(self.read_buffer)
+    }
+
+    /// TCP connect (from source address number `i % source_ips`) and the
+    /// WebSocket handshake.
+    pub async fn connect(&self, i: usize) -> Result<Ws> {
+        let socket = TcpSocket::new_v4().context("socket")?;
+        if self.source_ips > 0 {
+            let last = 1 + (i % usize::from(self.source_ips)) as u8;
+            let local = SocketAddr::from((Ipv4Addr::new(127, 0, 0, last), 0));
+            socket
+                .bind(local)
+                .with_context(|| format!("bind {local}"))?;
+        }
+        let stream = socket
+            .connect(self.addr)
+            .await
+            .with_context(|| format!("connect {}", self.addr))?;
+        // Publishers' frames must not wait for Nagle; harmless for readers.
+        stream.set_nodelay(true)?;
+        let (ws, _resp) = tokio_tungstenite::client_async_with_config(
+            self.url.as_str(),
+            stream,
+            Some(self.config()),
+        )
+        .await
+        .context("websocket handshake")?;
+        Ok(ws)
+    }
+
+    /// Connect, `hello` as `nick`, then `join` `room` (if any), with a timeout.
+    pub async fn session(&self, i: usize, nick: &str, room: Option<&str>) -> Result<Ws> {
+        tokio::time::timeout(SETUP_TIMEOUT, async {
+            let mut ws = self.connect(i).await?;
+            hello(&mut ws, nick).await?;
+            if let Some(room) = room {
+                join(&mut ws, room).await?;
+            }
+            Ok(ws)
+        })
+        .await
+        .map_err(|_| anyhow!("setup timed out after {SETUP_TIMEOUT:?}"))?
+    }
+}
+
+async fn send_json(ws: &mut Ws, v: &Value) -> Result<()> {
+    ws.send(Message::text(v.to_string())).await?;
+    Ok(())
+}
+
+/// Reads frames until one of type `want` (optionally for `room`) arrives;
+/// an `error` frame or a close fails.
+async fn wait_for(ws: &mut Ws, want: &str, room: Option<&str>) -> Result<Value> {
+    while let Some(msg) = ws.next().await {
+        let text = match msg? {
+            Message::Text(t) => t,
+            Message::Close(f) => bail!("closed while waiting for {want}: {f:?}"),
+            _ => continue,
+        };
+        let v: Value = serde_json::from_str(&text).context("server sent invalid JSON")?;
+        match v["type"].as_str() {
+            Some("error") => bail!(
+                "error {} waiting for {want}: {}",
+                v["code"].as_str().unwrap_or("?"),
+                v["message"].as_str().unwrap_or("")
+            ),
+            Some(t) if t == want => {
+                let room_ok = room.is_none_or(|r| {
+                    v["room"]
+                        .as_str()
+                        .is_some_and(|got| got.eq_ignore_ascii_case(r))
+                });
+                if room_ok {
+                    return Ok(v);
+                }
+            }
+            _ => {} // presence, auto-joined rooms, …
+        }
+    }
+    bail!("connection ended while waiting for {want}")
+}
+
+async fn hello(ws: &mut Ws, nick: &str) -> Result<()> {
+    send_json(ws, &json!({"type": "hello", "nick": nick})).await?;
+    wait_for(ws, "welcome", None).await?;
+    Ok(())
+}
+
+/// Joins with `history: 0` (the bench needs no backlog); a server that
+/// rejects 0 gets a plain join instead.
+async fn join(ws: &mut Ws, room: &str) -> Result<()> {
+    send_json(ws, &json!({"type": "join", "room": room, "history": 0})).await?;
+    match wait_for(ws, "joined", Some(room)).await {
+        Err(e) if e.to_string().starts_with("error invalid") => {
+            send_json(ws, &json!({"type": "join", "room": room})).await?;
+            wait_for(ws, "joined", Some(room)).await?;
+        }
+        other => {
+            other?;
+        }
+    }
+    Ok(())
+}
+
+/// VmRSS of `pid` in KiB.
+pub fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| anyhow!("no VmRSS in /proc/{pid}/status"))
+}
+
+/// Warns when this process cannot open `needed` sockets. Raising the limit
+/// needs `setrlimit` (libc + unsafe, which the crate forbids), so the user
+/// runs `ulimit -n` instead.
+pub fn check_fd_limit(needed: usize) {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3)?.parse::<usize>().ok())
+        });
+    if let Some(soft) = soft
+        && soft < needed
+    {
+        eprintln!(
+            "warning: open-file limit is {soft} but this run needs about {needed}; \
+             run `ulimit -n {needed}` (up to the hard limit, `ulimit -Hn`) first"
+        );
+    }
+}
+
+/// Runs `make()`'s future on a runtime of its own in a new thread, so the
+/// bench controls its threading whatever runtime the caller uses:
+/// 1 = current-thread runtime (no cross-thread wake-ups), N = N workers.
+pub async fn on_own_runtime<F, Fut, T>(threads: usize, make: F) -> Result<T>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T>>,
+    T: Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("bench".into())
+        .spawn(move || {
+            let rt = if threads <= 1 {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+            } else {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(threads)
+                    .enable_all()
+                    .build()
+            };
+            let res = match rt {
+                Ok(rt) => rt.block_on(make()),
+                Err(e) => Err(e.into()),
+            };
+            let _ = tx.send(res);
+        })?;
+    rx.await.map_err(|_| anyhow!("bench thread panicked"))?
+}

@@ -1,0 +1,332 @@
+//! One `Config`, read in layers: `config/default.toml` (compiled in, so it
+//! documents every default truthfully) < `--config FILE` < `CHAT_*`
+//! environment variables (`__` between section and key) < flags.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The defaults, and their documentation.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub cluster: ClusterConfig,
+    pub limits: Limits,
+    pub rooms: RoomsConfig,
+    pub chat: ChatConfig,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub name: String,
+    pub node: String,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub memory_history: usize,
+    pub batch_max: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub redis_url: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub max_frame_bytes: usize,
+    pub max_text: usize,
+    pub rate_per_sec: u32,
+    pub burst: u32,
+    pub requests_per_sec: u32,
+    pub requests_burst: u32,
+    pub max_rooms_per_session: usize,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub outbound_queue: usize,
+    #[serde(with = "humantime_serde")]
+    pub hello_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    pub history_default: usize,
+    pub history_max: usize,
+    pub max_watch: usize,
+    pub max_event_bytes: usize,
+    pub max_topic: usize,
+    pub ws_read_buffer: usize,
+    pub ws_write_buffer: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomsConfig {
+    pub auto_join: Vec<String>,
+    pub create_on_join: bool,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatConfig {
+    pub allow_everyone: bool,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub guests: bool,
+    pub api_keys: Vec<Secret>,
+    pub token_secret: Secret,
+    pub hook_url: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub filter: String,
+}
+
+/// A secret string: never printed by `Debug` or `Display`.
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "\"<redacted>\""
+        })
+    }
+}
+
+/// A setting that is wrong, named by its key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+/// Flags that override everything else.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for Config {
+    /// The compiled-in defaults of `config/default.toml`.
+    fn default() -> Self {
+        Config::load(None, &Overrides::default(), false).expect("config/default.toml is valid")
+    }
+}
+
+impl Config {
+    /// Reads every layer. `with_env` is false only for the pure defaults.
+    pub fn load(
+        file: Option<&Path>,
+        flags: &Overrides,
+        with_env: bool,
+    ) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError(format!(
+                    "--config {}: no such file",
+                    path.display()
+                )));
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        if with_env {
+            fig = fig.merge(Env::prefixed("CHAT_").split("__"));
+        }
+        if let Some(listen) = flags.listen {
+            fig = fig.merge(Serialized::default("server.listen", listen.to_string()));
+        }
+        let config: Config = fig.extract().map_err(|e| ConfigError(describe(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the ranges that types cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        let positive: [(&str, u64); 14] = [
+            ("limits.max_frame_bytes", l.max_frame_bytes as u64),
+            ("limits.max_text", l.max_text as u64),
+            ("limits.rate_per_sec", l.rate_per_sec.into()),
+            ("limits.burst", l.burst.into()),
+            ("limits.requests_per_sec", l.requests_per_sec.into()),
+            ("limits.requests_burst", l.requests_burst.into()),
+            (
+                "limits.max_rooms_per_session",
+                l.max_rooms_per_session as u64,
+            ),
+            ("limits.max_connections", l.max_connections as u64),
+            (
+                "limits.max_connections_per_ip",
+                l.max_connections_per_ip as u64,
+            ),
+            ("limits.outbound_queue", l.outbound_queue as u64),
+            ("limits.history_default", l.history_default as u64),
+            ("limits.history_max", l.history_max as u64),
+            ("limits.ws_read_buffer", l.ws_read_buffer as u64),
+            ("database.batch_max", self.database.batch_max as u64),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError(format!("{key} must be greater than 0")));
+        }
+        for (key, d) in [
+            ("limits.hello_timeout", l.hello_timeout),
+            ("limits.ping_interval", l.ping_interval),
+            ("limits.idle_timeout", l.idle_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError(format!("{key} must be longer than 0s")));
+            }
+        }
+        if l.history_default > l.history_max {
+            return Err(ConfigError(
+                "limits.history_default must not exceed limits.history_max".into(),
+            ));
+        }
+        if l.idle_timeout <= l.ping_interval {
+            return Err(ConfigError(
+                "limits.idle_timeout must be longer than limits.ping_interval".into(),
+            ));
+        }
+        for room in &self.rooms.auto_join {
+            if crate::protocol::Name::room(room).is_err() {
+                return Err(ConfigError(format!(
+                    "rooms.auto_join: `{room}` is not a valid room name"
+                )));
+            }
+        }
+        if !self.database.url.starts_with("memory://") {
+            return Err(ConfigError(format!(
+                "database.url: unsupported scheme in `{}` (supported: memory://)",
+                self.database.url.split("://").next().unwrap_or("")
+            )));
+        }
+        if !self.cluster.redis_url.is_empty() {
+            return Err(ConfigError(
+                "cluster.redis_url: clustering is not implemented yet".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The node id: the configured one, or `hostname-pid`.
+    pub fn node_id(&self) -> String {
+        if !self.server.node.is_empty() {
+            return self.server.node.clone();
+        }
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        let host = host.trim();
+        format!(
+            "{}-{}",
+            if host.is_empty() { "node" } else { host },
+            std::process::id()
+        )
+    }
+}
+
+/// Figment's errors name the key and the layer; keep them, one per line.
+fn describe(e: figment::Error) -> String {
+    e.into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| m.name.to_string())
+                .unwrap_or_default();
+            match (key.is_empty(), source.is_empty()) {
+                (false, false) => format!("{key} ({source}): {}", e.kind),
+                (false, true) => format!("{key}: {}", e.kind),
+                _ => e.kind.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse() {
+        let c = Config::default();
+        assert_eq!(c.limits.max_text, 4000);
+        assert_eq!(c.limits.rate_per_sec, 10);
+        assert_eq!(c.limits.hello_timeout, Duration::from_secs(10));
+        assert_eq!(c.rooms.auto_join, vec!["lobby".to_string()]);
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn layers_and_errors() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "[limits]\nmax_text = 10\nburst = 5\n")?;
+            jail.set_env("CHAT_LIMITS__BURST", "7");
+            let c = Config::load(Some(Path::new("c.toml")), &Overrides::default(), true).unwrap();
+            assert_eq!((c.limits.max_text, c.limits.burst), (10, 7));
+            jail.set_env("CHAT_LIMITS__MAX_TEXT", "lots");
+            let e = Config::load(None, &Overrides::default(), true)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("limits.max_text"), "{e}");
+            jail.set_env("CHAT_LIMITS__MAX_TEXT", "0");
+            let e = Config::load(None, &Overrides::default(), true)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("limits.max_text"), "{e}");
+            jail.set_env("CHAT_LIMITS__MAX_TEXT", "5");
+            jail.set_env("CHAT_LIMITS__TYPO", "5");
+            let e = Config::load(None, &Overrides::default(), true)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("typo"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Secret::new("hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

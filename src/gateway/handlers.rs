@@ -1,0 +1,806 @@
+//! What each client frame does, for one identified session. Handlers check
+//! the limits the parser cannot (rates, sizes, membership), call the hub or
+//! hand a message to the bus, and reply. A handler's `Err` becomes an
+//! `error` frame echoing the request's `id`; the connection stays usable.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use ulid::Ulid;
+
+use crate::app::App;
+use crate::hub::{Route, SessionHandle};
+use crate::protocol::server::{Conv, Frame, Origin, Place, ServerInfo, StoredMessage, UserView};
+use crate::protocol::{
+    ClientFrame, ErrorCode, FrameId, Name, ProtoError, Request, ServerFrame, Target, encode, now_ms,
+};
+use crate::store::{HistoryQuery, NewMessage, Page};
+
+/// Receivers treat `typing: true` as lapsed after this long without a repeat.
+const TYPING_LAPSE: Duration = Duration::from_secs(6);
+
+/// One identified connection's state, owned by its reader task.
+pub struct Conn {
+    pub app: Arc<App>,
+    pub session: Arc<SessionHandle>,
+    /// `say`, `event`, `typing`.
+    say_bucket: DefaultDirectRateLimiter,
+    /// Every other frame.
+    request_bucket: DefaultDirectRateLimiter,
+    /// Where this session last said it was typing, and when.
+    typing: Vec<(Conv, Instant)>,
+}
+
+fn bucket(rate: u32, burst: u32) -> DefaultDirectRateLimiter {
+    let nz = |n: u32| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+    RateLimiter::direct(Quota::per_second(nz(rate)).allow_burst(nz(burst)))
+}
+
+fn unavailable<E: std::fmt::Display>(e: E) -> ProtoError {
+    tracing::warn!(error = %e, "storage error");
+    ProtoError::unavailable()
+}
+
+fn not_in_room(room: &Name) -> ProtoError {
+    ProtoError::new(
+        ErrorCode::NotInRoom,
+        format!("you are not in `{room}`: join it first"),
+    )
+}
+
+impl Conn {
+    /// Handles `hello`: registers the session with the hub.
+    pub fn connect(
+        app: &Arc<App>,
+        nick: Option<Name>,
+        password: Option<String>,
+        token: Option<String>,
+    ) -> Result<(Conn, mpsc::Receiver<Frame>), ProtoError> {
+        if password.is_some() || token.is_some() {
+            return Err(ProtoError::new(
+                ErrorCode::Unauthorized,
+                "accounts and site tokens are not enabled on this server: connect as a guest with `nick` alone",
+            ));
+        }
+        if !app.config.auth.guests {
+            return Err(ProtoError::new(
+                ErrorCode::Unauthorized,
+                "guests are not allowed on this server",
+            ));
+        }
+        let nick = nick.ok_or_else(|| ProtoError::invalid("`nick` is missing"))?;
+        let (session, rx) = app.hub.connect(nick, true, app.close_all.child_token())?;
+        let l = &app.config.limits;
+        let conn = Conn {
+            app: app.clone(),
+            session,
+            say_bucket: bucket(l.rate_per_sec, l.burst),
+            request_bucket: bucket(l.requests_per_sec, l.requests_burst),
+            typing: Vec::new(),
+        };
+        Ok((conn, rx))
+    }
+
+    /// Sends `welcome`, then joins the configured rooms.
+    pub async fn welcome(&mut self, id: Option<&FrameId>) {
+        let app = self.app.clone();
+        let rooms: Vec<Name> = app
+            .config
+            .rooms
+            .auto_join
+            .iter()
+            .filter_map(|r| Name::room(r).ok())
+            .collect();
+        let shown: Vec<Arc<str>> = rooms.iter().map(|r| r.shown().clone()).collect();
+        let nick = self.session.nick();
+        self.reply(&ServerFrame::Welcome {
+            id,
+            session: &format!("s-{}", self.session.id),
+            nick: nick.as_str(),
+            user: UserView {
+                nick: nick.as_str(),
+                display_name: &self.session.user.display_name,
+                guest: self.session.user.guest,
+            },
+            rooms: &shown,
+            server: ServerInfo {
+                name: &app.config.server.name,
+                version: env!("CARGO_PKG_VERSION"),
+                node: &app.node,
+            },
+            limits: &app.limits_view,
+        });
+        if let Err(e) = app.store.user_seen(nick.as_str(), now_ms()).await {
+            tracing::debug!(error = %e, "could not record last_seen");
+        }
+        for room in &rooms {
+            if let Err(e) = self.join(None, room, None, None).await {
+                self.reply_error(None, &e);
+            }
+        }
+    }
+
+    /// Parses and handles one text frame.
+    pub async fn handle(&mut self, text: &str) {
+        match ClientFrame::parse(text) {
+            Ok(ClientFrame { id, request }) => {
+                let bare_ack = request.replies_with_bare_ack();
+                match self.dispatch(id.as_ref(), request).await {
+                    Ok(()) if bare_ack && id.is_some() => {
+                        self.reply(&ServerFrame::ack(id.as_ref()))
+                    }
+                    Ok(()) => {}
+                    Err(e) => self.reply_error(id.as_ref(), &e),
+                }
+            }
+            Err(e) => self.reply_error(e.id.as_ref(), &e.error),
+        }
+    }
+
+    pub fn reply(&self, frame: &ServerFrame<'_>) {
+        self.session.send(&encode(frame));
+    }
+
+    pub fn reply_error(&self, id: Option<&FrameId>, e: &ProtoError) {
+        tracing::debug!(session = self.session.id, code = ?e.code, message = %e.message, "request refused");
+        self.reply(&ServerFrame::error(id, e));
+    }
+
+    async fn dispatch(&mut self, id: Option<&FrameId>, request: Request) -> Result<(), ProtoError> {
+        let bucket = match request {
+            Request::Say { .. } | Request::Event { .. } | Request::Typing { .. } => {
+                &self.say_bucket
+            }
+            _ => &self.request_bucket,
+        };
+        if let Err(not_until) = bucket.check() {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let mut e = ProtoError::new(ErrorCode::RateLimited, "too many frames: slow down");
+            e.retry_after_ms = Some(wait.as_millis().max(1) as u64);
+            return Err(e);
+        }
+        match request {
+            Request::Hello { .. } => Err(ProtoError::invalid(
+                "already identified: `hello` may be sent only once",
+            )),
+            Request::Join {
+                room,
+                since,
+                history,
+            } => self.join(id, &room, since, history).await,
+            Request::Leave { room } => self.leave(id, &room),
+            Request::Rooms => {
+                self.reply(&ServerFrame::Rooms {
+                    id,
+                    rooms: &self.app.hub.room_list(),
+                });
+                Ok(())
+            }
+            Request::Who { room } => {
+                let (name, topic, members) = self
+                    .app
+                    .hub
+                    .who(room.key())
+                    .ok_or_else(|| no_such_room(&room))?;
+                let count = members.len();
+                self.reply(&ServerFrame::RoomStatus {
+                    id,
+                    room: &name,
+                    topic: &topic,
+                    count,
+                    members: &members,
+                });
+                Ok(())
+            }
+            Request::Topic { room, topic } => self.topic(id, &room, topic).await,
+            Request::Say {
+                target,
+                text,
+                attachments,
+            } => self.say(id, target, &text, attachments).await,
+            Request::History {
+                conv,
+                before,
+                after,
+                limit,
+            } => self.history(id, conv, before, after, limit).await,
+            Request::Edit { msg_id, text } => self.edit(id, msg_id, &text).await,
+            Request::Delete { msg_id } => self.delete(id, msg_id).await,
+            Request::Read { conv, seq } => self.read(conv, seq),
+            Request::Typing { target, active } => self.typing(target, active),
+            Request::Event { target, name, data } => self.event(target, &name, &data),
+            Request::Watch { nicks } => self.watch(&nicks).await,
+            Request::Unwatch { nicks } => {
+                self.app.hub.unwatch(&self.session, &nicks);
+                Ok(())
+            }
+            Request::Away { away } => {
+                self.app.hub.set_away(&self.session, away);
+                Ok(())
+            }
+            Request::Ping => {
+                self.reply(&ServerFrame::Pong { id });
+                Ok(())
+            }
+        }
+    }
+
+    // ---- rooms ---------------------------------------------------------------
+
+    async fn join(
+        &mut self,
+        id: Option<&FrameId>,
+        room: &Name,
+        since: Option<u64>,
+        history: Option<u64>,
+    ) -> Result<(), ProtoError> {
+        let app = self.app.clone();
+        let (key, limits) = (room.key(), &app.config.limits);
+        let already = self.session.joined_room(key).is_some();
+        if !already && self.session.rooms().len() >= limits.max_rooms_per_session {
+            return Err(ProtoError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "a session may be in at most {} rooms: leave one first",
+                    limits.max_rooms_per_session
+                ),
+            ));
+        }
+        let record = if app.hub.room_is_live(key) {
+            None
+        } else {
+            let record = app.store.room(key).await.map_err(unavailable)?;
+            if record.is_none() && !app.config.rooms.create_on_join {
+                return Err(no_such_room(room));
+            }
+            record
+        };
+        let start = app.hub.join_begin(&self.session, room, record);
+        let query = match since {
+            Some(since) => HistoryQuery {
+                after: Some(since),
+                upto: Some(start.seq),
+                limit: limits.history_max,
+                ..Default::default()
+            },
+            None => HistoryQuery {
+                upto: Some(start.seq),
+                limit: history.map_or(limits.history_default, |h| {
+                    (h as usize).min(limits.history_max)
+                }),
+                ..Default::default()
+            },
+        };
+        let page = if query.limit == 0 {
+            Page::default()
+        } else {
+            match app.store.history(&Conv::Room(key.clone()), query).await {
+                Ok(page) => page,
+                Err(e) => {
+                    if !start.already {
+                        app.hub.leave(&self.session, key, "leave");
+                    }
+                    return Err(unavailable(e));
+                }
+            }
+        };
+        let joined = encode(&ServerFrame::Joined {
+            id,
+            room: &start.name,
+            topic: &start.topic,
+            members: &start.members,
+            seq: start.seq,
+            history: &page.messages,
+            more: page.more,
+        });
+        app.hub.join_finish(&self.session, key, &joined);
+        Ok(())
+    }
+
+    fn leave(&mut self, id: Option<&FrameId>, room: &Name) -> Result<(), ProtoError> {
+        let name = self
+            .app
+            .hub
+            .leave(&self.session, room.key(), "leave")
+            .ok_or_else(|| not_in_room(room))?;
+        self.typing
+            .retain(|(c, _)| *c != Conv::Room(room.key().clone()));
+        self.reply(&ServerFrame::Left {
+            id,
+            room: &name,
+            reason: None,
+            by: None,
+        });
+        Ok(())
+    }
+
+    async fn topic(
+        &mut self,
+        id: Option<&FrameId>,
+        room: &Name,
+        topic: String,
+    ) -> Result<(), ProtoError> {
+        let name = self
+            .session
+            .joined_room(room.key())
+            .ok_or_else(|| not_in_room(room))?;
+        let max = self.app.config.limits.max_topic;
+        let chars = topic.chars().count();
+        if chars > max {
+            return Err(ProtoError::new(
+                ErrorCode::TooLarge,
+                format!("`topic` is {chars} characters; the limit is {max}"),
+            ));
+        }
+        let topic: Arc<str> = topic.trim().into();
+        self.app
+            .store
+            .set_topic(room.key(), &name, &topic)
+            .await
+            .map_err(unavailable)?;
+        self.app
+            .hub
+            .set_topic(room.key(), topic, self.session.nick().as_str());
+        self.reply(&ServerFrame::ack(id));
+        Ok(())
+    }
+
+    // ---- messages ------------------------------------------------------------
+
+    /// Trims and checks a message text against `limits.max_text`.
+    fn check_text(&self, text: &str, has_attachments: bool) -> Result<String, ProtoError> {
+        let text = text.trim();
+        if text.is_empty() && !has_attachments {
+            return Err(ProtoError::invalid("`text` is empty"));
+        }
+        let (chars, max) = (text.chars().count(), self.app.config.limits.max_text);
+        if chars > max {
+            return Err(ProtoError::new(
+                ErrorCode::TooLarge,
+                format!("`text` is {chars} characters; the limit is {max}"),
+            ));
+        }
+        Ok(text.to_owned())
+    }
+
+    /// The other party of a DM: online, or at least seen before.
+    async fn peer(&self, user: &Name) -> Result<Arc<str>, ProtoError> {
+        if user.key() == self.session.nick().key() {
+            return Err(ProtoError::invalid(
+                "`to`: you cannot send a direct message to yourself",
+            ));
+        }
+        if let Some(online) = self.app.hub.online(user.key()) {
+            return Ok(online.nick);
+        }
+        match self
+            .app
+            .store
+            .last_seen(user.key())
+            .await
+            .map_err(unavailable)?
+        {
+            Some(_) => Ok(user.shown().clone()),
+            None => Err(ProtoError::new(
+                ErrorCode::NoSuchUser,
+                format!("no user `{user}` has ever been here"),
+            )),
+        }
+    }
+
+    async fn say(
+        &mut self,
+        id: Option<&FrameId>,
+        target: Target,
+        text: &str,
+        attachments: Vec<String>,
+    ) -> Result<(), ProtoError> {
+        let text = self.check_text(text, !attachments.is_empty())?;
+        if let Some(first) = attachments.first() {
+            // Uploads are not implemented yet: no id can name one.
+            return Err(ProtoError::invalid(format!(
+                "`attachments`: no upload with id `{first}`"
+            )));
+        }
+        let me = self.session.nick().clone();
+        let (conv, room, to) = match target {
+            Target::Room(r) => {
+                let name = self
+                    .session
+                    .joined_room(r.key())
+                    .ok_or_else(|| not_in_room(&r))?;
+                (Conv::Room(r.key().clone()), Some(name), None)
+            }
+            Target::User(u) => {
+                let shown = self.peer(&u).await?;
+                (Conv::dm(me.key(), u.key()), None, Some(shown))
+            }
+            Target::Everyone => {
+                if !self.app.config.chat.allow_everyone {
+                    return Err(ProtoError::new(
+                        ErrorCode::Forbidden,
+                        "messages to everyone are disabled here",
+                    ));
+                }
+                (Conv::Everyone, None, None)
+            }
+        };
+        let clear_typing = self.stop_typing(&conv);
+        let msg = NewMessage {
+            msg_id: Ulid::generate(),
+            conv,
+            room,
+            to,
+            from: me.shown().clone(),
+            text,
+            attachments,
+            sent_at: now_ms(),
+        };
+        let route = Route {
+            origin: Some(self.session.clone()),
+            reply_id: id.cloned(),
+            clear_typing,
+        };
+        self.app
+            .bus
+            .publish(msg, route)
+            .await
+            .map_err(|_| ProtoError::unavailable())
+    }
+
+    async fn history(
+        &mut self,
+        id: Option<&FrameId>,
+        conv: Target,
+        before: Option<u64>,
+        after: Option<u64>,
+        limit: Option<u64>,
+    ) -> Result<(), ProtoError> {
+        let limits = &self.app.config.limits;
+        let limit = match limit {
+            Some(0) => return Err(ProtoError::invalid("`limit` must be at least 1")),
+            Some(n) => (n as usize).min(limits.history_max),
+            None => limits.history_default,
+        };
+        let name: Arc<str>;
+        let (conv, place) = match &conv {
+            Target::Room(r) => {
+                name = match self.app.hub.room_name(r.key()) {
+                    Some(n) => n,
+                    None => {
+                        self.app
+                            .store
+                            .room(r.key())
+                            .await
+                            .map_err(unavailable)?
+                            .ok_or_else(|| no_such_room(r))?
+                            .name
+                    }
+                };
+                (Conv::Room(r.key().clone()), Place::room(&name))
+            }
+            Target::User(u) => {
+                if u.key() == self.session.nick().key() {
+                    return Err(ProtoError::invalid(
+                        "`with`: name the other party of the conversation",
+                    ));
+                }
+                (
+                    Conv::dm(self.session.nick().key(), u.key()),
+                    Place::with(u.as_str()),
+                )
+            }
+            Target::Everyone => (Conv::Everyone, Place::everyone()),
+        };
+        let query = HistoryQuery {
+            before,
+            after,
+            upto: None,
+            limit,
+        };
+        let page = self
+            .app
+            .store
+            .history(&conv, query)
+            .await
+            .map_err(unavailable)?;
+        self.reply(&ServerFrame::History {
+            id,
+            place,
+            messages: &page.messages,
+            more: page.more,
+        });
+        Ok(())
+    }
+
+    /// A message this session may change: its own, still there.
+    async fn own_message(&self, msg_id: Ulid) -> Result<StoredMessage, ProtoError> {
+        let missing =
+            || ProtoError::new(ErrorCode::NoSuchMessage, format!("no message `{msg_id}`"));
+        let msg = self
+            .app
+            .store
+            .message(msg_id)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(missing)?;
+        let me = self.session.nick().key();
+        let visible = match &msg.conv {
+            Conv::Dm(a, b) => a == me || b == me,
+            Conv::Room(_) | Conv::Everyone => true,
+        };
+        if !visible || msg.deleted {
+            return Err(missing());
+        }
+        if !msg.from.eq_ignore_ascii_case(me) {
+            return Err(ProtoError::new(
+                ErrorCode::Forbidden,
+                "you may only edit or delete your own messages",
+            ));
+        }
+        Ok(msg)
+    }
+
+    async fn edit(
+        &mut self,
+        id: Option<&FrameId>,
+        msg_id: Ulid,
+        text: &str,
+    ) -> Result<(), ProtoError> {
+        let text = self.check_text(text, false)?;
+        self.own_message(msg_id).await?;
+        let at = now_ms();
+        let msg = self
+            .app
+            .store
+            .edit(msg_id, &text, at)
+            .await
+            .map_err(unavailable)?;
+        let msg = msg.ok_or_else(|| {
+            ProtoError::new(ErrorCode::NoSuchMessage, format!("no message `{msg_id}`"))
+        })?;
+        let msg_id = msg.msg_id.to_string();
+        self.app
+            .hub
+            .about_message(&msg, Some(self.session.id), |place| {
+                encode(&ServerFrame::Edited {
+                    msg_id: msg_id.clone(),
+                    place,
+                    text: &msg.text,
+                    edited_at: at,
+                })
+            });
+        self.reply(&ServerFrame::ack(id));
+        Ok(())
+    }
+
+    async fn delete(&mut self, id: Option<&FrameId>, msg_id: Ulid) -> Result<(), ProtoError> {
+        self.own_message(msg_id).await?;
+        let msg = self.app.store.delete(msg_id).await.map_err(unavailable)?;
+        let msg = msg.ok_or_else(|| {
+            ProtoError::new(ErrorCode::NoSuchMessage, format!("no message `{msg_id}`"))
+        })?;
+        let msg_id = msg.msg_id.to_string();
+        self.app
+            .hub
+            .about_message(&msg, Some(self.session.id), |place| {
+                encode(&ServerFrame::Deleted {
+                    msg_id: msg_id.clone(),
+                    place,
+                })
+            });
+        self.reply(&ServerFrame::ack(id));
+        Ok(())
+    }
+
+    // ---- ephemeral signals ---------------------------------------------------
+
+    fn read(&mut self, conv: Target, seq: u64) -> Result<(), ProtoError> {
+        let me = self.session.nick().clone();
+        match conv {
+            Target::Room(r) => {
+                let name = self
+                    .session
+                    .joined_room(r.key())
+                    .ok_or_else(|| not_in_room(&r))?;
+                let frame = encode(&ServerFrame::Read {
+                    place: Place::room(&name),
+                    nick: me.as_str(),
+                    seq,
+                });
+                self.app
+                    .hub
+                    .to_room(r.key(), &frame, |s| s.id != self.session.id);
+            }
+            Target::User(u) => {
+                if u.key() == me.key() {
+                    return Err(ProtoError::invalid(
+                        "`with`: name the other party of the conversation",
+                    ));
+                }
+                let theirs = encode(&ServerFrame::Read {
+                    place: Place::with(me.as_str()),
+                    nick: me.as_str(),
+                    seq,
+                });
+                self.app.hub.to_user(u.key(), &theirs, None);
+                let mine = encode(&ServerFrame::Read {
+                    place: Place::with(u.as_str()),
+                    nick: me.as_str(),
+                    seq,
+                });
+                self.app.hub.to_user(me.key(), &mine, Some(self.session.id));
+            }
+            Target::Everyone => {
+                return Err(ProtoError::invalid(
+                    "read receipts are for rooms and direct messages",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn typing(&mut self, target: Target, active: bool) -> Result<(), ProtoError> {
+        let me = self.session.nick().clone();
+        let conv = match &target {
+            Target::Room(r) => {
+                let name = self
+                    .session
+                    .joined_room(r.key())
+                    .ok_or_else(|| not_in_room(r))?;
+                let origin = Origin {
+                    room: Some(&name),
+                    from: None,
+                };
+                let frame = encode(&ServerFrame::Typing {
+                    origin,
+                    nick: me.as_str(),
+                    active,
+                });
+                self.app
+                    .hub
+                    .to_room(r.key(), &frame, |s| s.nick().key() != me.key());
+                Conv::Room(r.key().clone())
+            }
+            Target::User(u) => {
+                if u.key() == me.key() {
+                    return Err(ProtoError::invalid("`to`: you cannot type to yourself"));
+                }
+                let origin = Origin {
+                    room: None,
+                    from: Some(me.as_str()),
+                };
+                let frame = encode(&ServerFrame::Typing {
+                    origin,
+                    nick: me.as_str(),
+                    active,
+                });
+                self.app.hub.to_user(u.key(), &frame, None);
+                Conv::dm(me.key(), u.key())
+            }
+            Target::Everyone => {
+                return Err(ProtoError::invalid("`typing` goes to a room or a user"));
+            }
+        };
+        self.typing.retain(|(c, _)| *c != conv);
+        if active {
+            self.typing.push((conv, Instant::now()));
+        }
+        Ok(())
+    }
+
+    /// Forgets the typing state for `conv`; true if it was still active,
+    /// so that the message's arrival also clears the indicator.
+    fn stop_typing(&mut self, conv: &Conv) -> bool {
+        match self.typing.iter().position(|(c, _)| c == conv) {
+            Some(i) => self.typing.swap_remove(i).1.elapsed() < TYPING_LAPSE,
+            None => false,
+        }
+    }
+
+    fn event(&mut self, target: Target, name: &str, data: &Value) -> Result<(), ProtoError> {
+        let max = self.app.config.limits.max_event_bytes;
+        let size = serde_json::to_vec(data).map_or(usize::MAX, |v| v.len());
+        if size > max {
+            return Err(ProtoError::new(
+                ErrorCode::TooLarge,
+                format!("`data` is {size} bytes; the limit is {max}"),
+            ));
+        }
+        let me = self.session.nick().clone();
+        match &target {
+            Target::Room(r) => {
+                let room = self
+                    .session
+                    .joined_room(r.key())
+                    .ok_or_else(|| not_in_room(r))?;
+                let origin = Origin {
+                    room: Some(&room),
+                    from: None,
+                };
+                let frame = encode(&ServerFrame::Event {
+                    origin,
+                    nick: me.as_str(),
+                    name,
+                    data,
+                });
+                self.app
+                    .hub
+                    .to_room(r.key(), &frame, |s| s.id != self.session.id);
+            }
+            Target::User(u) => {
+                if u.key() == me.key() {
+                    return Err(ProtoError::invalid(
+                        "`to`: you cannot send an event to yourself",
+                    ));
+                }
+                let origin = Origin {
+                    room: None,
+                    from: Some(me.as_str()),
+                };
+                let frame = encode(&ServerFrame::Event {
+                    origin,
+                    nick: me.as_str(),
+                    name,
+                    data,
+                });
+                if !self.app.hub.to_user(u.key(), &frame, None) {
+                    return Err(ProtoError::new(
+                        ErrorCode::NoSuchUser,
+                        format!("`{u}` is not online"),
+                    ));
+                }
+            }
+            Target::Everyone => {
+                return Err(ProtoError::invalid("`event` goes to a room or a user"));
+            }
+        }
+        Ok(())
+    }
+
+    async fn watch(&mut self, nicks: &[Name]) -> Result<(), ProtoError> {
+        self.app
+            .hub
+            .watch(&self.session, nicks, self.app.config.limits.max_watch)?;
+        let mut seen: Vec<&Arc<str>> = Vec::with_capacity(nicks.len());
+        for nick in nicks {
+            if seen.contains(&nick.key()) {
+                continue;
+            }
+            seen.push(nick.key());
+            let frame = match self.app.hub.online(nick.key()) {
+                Some(o) => encode(&ServerFrame::Status {
+                    nick: &o.nick,
+                    online: true,
+                    away: o.away,
+                    last_seen: Some(now_ms()),
+                }),
+                None => {
+                    let last_seen = self
+                        .app
+                        .store
+                        .last_seen(nick.key())
+                        .await
+                        .map_err(unavailable)?;
+                    encode(&ServerFrame::Status {
+                        nick: nick.as_str(),
+                        online: false,
+                        away: false,
+                        last_seen,
+                    })
+                }
+            };
+            self.session.send(&frame);
+        }
+        Ok(())
+    }
+}
+
+fn no_such_room(room: &Name) -> ProtoError {
+    ProtoError::new(ErrorCode::NoSuchRoom, format!("there is no room `{room}`"))
+}

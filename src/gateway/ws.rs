@@ -1,0 +1,296 @@
+//! One WebSocket connection: the upgrade (behind the connection caps), the
+//! `hello` phase, then a reader (this task: parse, rate-limit, call the hub)
+//! and a writer task (drain the outbound queue in batches, one flush per
+//! batch; ping; close). Whoever decides to close — the reader, the hub, the
+//! writer's idle check or shutdown — says so through the session's single
+//! close signal, and the writer sends the close frame.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_tungstenite::tungstenite;
+
+use super::handlers::Conn;
+use super::limits::{ConnPermit, Refused};
+use crate::app::App;
+use crate::hub::{CloseReason, SessionHandle};
+use crate::protocol::client::ParseError;
+use crate::protocol::server::Frame;
+use crate::protocol::{ClientFrame, ErrorCode, ProtoError, Request, ServerFrame, encode, now_ms};
+
+type Sink = SplitSink<WebSocket, Message>;
+type Stream = SplitStream<WebSocket>;
+
+/// Most frames the writer takes from its queue per flush.
+const WRITE_BATCH: usize = 128;
+/// How long closing may take against a peer that does not read.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// `GET /ws`.
+pub async fn upgrade(
+    State(app): State<Arc<App>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let permit = match app.conns.acquire(addr.ip()) {
+        Ok(p) => p,
+        Err(refused) => {
+            tracing::warn!(%addr, ?refused, "connection refused: cap reached");
+            let (status, msg) = match refused {
+                Refused::Total => (StatusCode::SERVICE_UNAVAILABLE, "too many connections"),
+                Refused::PerIp => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many connections from this address",
+                ),
+            };
+            return crate::http::error_response(status, "too_many_connections", msg);
+        }
+    };
+    let l = &app.config.limits;
+    ws.read_buffer_size(l.ws_read_buffer)
+        .write_buffer_size(l.ws_write_buffer)
+        .max_message_size(l.max_frame_bytes)
+        .max_frame_size(l.max_frame_bytes)
+        .on_upgrade(move |socket| {
+            let tracker = app.tracker.clone();
+            tracker.track_future(serve(app, socket, addr, permit))
+        })
+        .into_response()
+}
+
+/// The life of one connection, from upgrade to close.
+async fn serve(app: Arc<App>, socket: WebSocket, addr: SocketAddr, _permit: ConnPermit) {
+    let (mut sink, mut stream) = socket.split();
+    let deadline = Instant::now() + app.config.limits.hello_timeout;
+    let identified = tokio::select! {
+        r = identify(&app, &mut sink, &mut stream) => r,
+        _ = tokio::time::sleep_until(deadline) => Err(CloseReason::Policy),
+        _ = app.stop_reading.cancelled() => Err(CloseReason::Shutdown),
+    };
+    let (mut conn, rx, hello_id) = match identified {
+        Ok(ok) => ok,
+        Err(reason) => {
+            tracing::debug!(%addr, reason = reason.text(), "closed before hello");
+            let _ = tokio::time::timeout(CLOSE_WAIT, send_close(&mut sink, reason)).await;
+            return;
+        }
+    };
+    let session = conn.session.clone();
+    tracing::info!(session = session.id, nick = %session.nick(), %addr, "connected");
+    let writer = app.tracker.spawn(write_loop(
+        sink,
+        rx,
+        session.clone(),
+        app.config.limits.clone(),
+    ));
+    conn.welcome(hello_id.as_ref()).await;
+    let reason = read_loop(&mut conn, &mut stream, &app).await;
+    app.hub.disconnect(&session);
+    if reason != CloseReason::Shutdown {
+        session.close(reason);
+    } // else the writer closes when the server says so: in-flight acks first.
+    let reason = session.close_reason().unwrap_or(reason);
+    tracing::info!(session = session.id, nick = %session.nick(), reason = reason.text(), "disconnected");
+    if let Err(e) = app.store.user_seen(session.nick().as_str(), now_ms()).await {
+        tracing::debug!(error = %e, "could not record last_seen");
+    }
+    drop(conn);
+    let _ = writer.await;
+}
+
+/// Reads frames until a valid `hello` registers the session. Everything
+/// else gets its error reply and the connection stays open.
+async fn identify(
+    app: &Arc<App>,
+    sink: &mut Sink,
+    stream: &mut Stream,
+) -> Result<
+    (
+        Conn,
+        mpsc::Receiver<Frame>,
+        Option<crate::protocol::FrameId>,
+    ),
+    CloseReason,
+> {
+    loop {
+        let text = match next_frame(stream).await? {
+            Incoming::Text(t) => t,
+            Incoming::Binary => {
+                let e = binary_error();
+                send_direct(sink, &encode(&ServerFrame::error(None, &e))).await?;
+                continue;
+            }
+            Incoming::Other => continue,
+        };
+        let reply = match ClientFrame::parse(&text) {
+            Err(ParseError { id, error }) => encode(&ServerFrame::error(id.as_ref(), &error)),
+            Ok(ClientFrame {
+                id,
+                request:
+                    Request::Hello {
+                        nick,
+                        password,
+                        token,
+                    },
+            }) => match Conn::connect(app, nick, password, token) {
+                Ok((conn, rx)) => return Ok((conn, rx, id)),
+                Err(e) => encode(&ServerFrame::error(id.as_ref(), &e)),
+            },
+            Ok(ClientFrame { id, .. }) => {
+                let e = ProtoError::new(ErrorCode::Unauthorized, "send `hello` first");
+                encode(&ServerFrame::error(id.as_ref(), &e))
+            }
+        };
+        send_direct(sink, &reply).await?;
+    }
+}
+
+/// Handles frames until the connection should end, and says why.
+async fn read_loop(conn: &mut Conn, stream: &mut Stream, app: &App) -> CloseReason {
+    let closed = conn.session.closed().clone();
+    loop {
+        let incoming = tokio::select! {
+            biased;
+            _ = closed.cancelled() => return conn.session.close_reason().unwrap_or(CloseReason::Shutdown),
+            _ = app.stop_reading.cancelled() => return CloseReason::Shutdown,
+            incoming = next_frame(stream) => incoming,
+        };
+        conn.session.heard(now_ms());
+        match incoming {
+            Ok(Incoming::Text(text)) => conn.handle(&text).await,
+            Ok(Incoming::Binary) => conn.reply_error(None, &binary_error()),
+            Ok(Incoming::Other) => {}
+            Err(reason) => return reason,
+        }
+    }
+}
+
+enum Incoming {
+    Text(axum::extract::ws::Utf8Bytes),
+    Binary,
+    /// Ping, pong: liveness only (tungstenite answers pings itself).
+    Other,
+}
+
+/// The next data frame, or why the connection is over.
+async fn next_frame(stream: &mut Stream) -> Result<Incoming, CloseReason> {
+    match stream.next().await {
+        Some(Ok(Message::Text(t))) => Ok(Incoming::Text(t)),
+        Some(Ok(Message::Binary(_))) => Ok(Incoming::Binary),
+        Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(Incoming::Other),
+        Some(Ok(Message::Close(_))) | None => Err(CloseReason::Normal),
+        Some(Err(e)) => {
+            let too_big = e
+                .into_inner()
+                .downcast_ref::<tungstenite::Error>()
+                .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)));
+            Err(if too_big {
+                CloseReason::TooBig
+            } else {
+                CloseReason::Normal
+            })
+        }
+    }
+}
+
+fn binary_error() -> ProtoError {
+    ProtoError::bad_frame("binary frames are not accepted: send JSON in text frames")
+}
+
+async fn send_direct(sink: &mut Sink, frame: &Frame) -> Result<(), CloseReason> {
+    sink.send(Message::Text(frame.clone()))
+        .await
+        .map_err(|_| CloseReason::Normal)
+}
+
+async fn send_close(sink: &mut Sink, reason: CloseReason) {
+    if reason == CloseReason::Shutdown {
+        let notice = encode(&ServerFrame::Notice {
+            code: "shutdown",
+            message: "the server is restarting; reconnect and resume with join … since",
+        });
+        let _ = sink.feed(Message::Text(notice)).await;
+    }
+    let frame = CloseFrame {
+        code: reason.code(),
+        reason: reason.text().into(),
+    };
+    let _ = sink.send(Message::Close(Some(frame))).await;
+}
+
+/// The writer task: drains the session's queue, many frames per flush;
+/// pings; checks the peer's silence; and sends the close frame.
+async fn write_loop(
+    mut sink: Sink,
+    mut rx: mpsc::Receiver<Frame>,
+    session: Arc<SessionHandle>,
+    limits: crate::config::Limits,
+) {
+    let closed = session.closed().clone();
+    let mut batch = Vec::new();
+    let mut ping =
+        tokio::time::interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let idle_ms = limits.idle_timeout.as_millis() as i64;
+    loop {
+        tokio::select! {
+            biased;
+            _ = closed.cancelled() => break,
+            n = rx.recv_many(&mut batch, WRITE_BATCH) => {
+                if n == 0 {
+                    break;
+                }
+                let write = async {
+                    for frame in batch.drain(..) {
+                        sink.feed(Message::Text(frame)).await?;
+                    }
+                    sink.flush().await
+                };
+                tokio::select! {
+                    biased;
+                    _ = closed.cancelled() => break,
+                    r = write => if r.is_err() {
+                        session.close(CloseReason::Normal);
+                        return;
+                    },
+                }
+            }
+            _ = ping.tick() => {
+                if session.silent_for(now_ms()) > idle_ms {
+                    session.close(CloseReason::Idle);
+                } else if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    session.close(CloseReason::Normal);
+                    return;
+                }
+            }
+        }
+    }
+    // Closed by someone. Nobody set a reason only when the whole server is
+    // closing (its token is this session's parent).
+    let reason = session.close_reason().unwrap_or(CloseReason::Shutdown);
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        if matches!(reason, CloseReason::Shutdown | CloseReason::Normal) {
+            // Deliver what was queued before the close (acks of messages
+            // that were stored), then close.
+            while let Ok(frame) = rx.try_recv() {
+                if sink.feed(Message::Text(frame)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if reason != CloseReason::Normal {
+            send_close(&mut sink, reason).await;
+        }
+        let _ = sink.close().await;
+    })
+    .await;
+}

@@ -1,0 +1,531 @@
+//! The in-process registry: sessions, users, rooms, watchers, and fan-out.
+//! It knows nothing of sockets, SQL or Redis: sessions are queues
+//! ([`SessionHandle`]), messages arrive already stored ([`Hub::deliver`]).
+//!
+//! Every registry is sharded (`DashMap`), and each room has its own mutex,
+//! so unrelated rooms and users never contend. All methods are synchronous:
+//! no lock is ever held across an `.await`. Lock order, where two are
+//! held: a `rooms` shard, then a room.
+
+pub mod room;
+pub mod session;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use dashmap::DashMap;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::server::{Conv, Frame, MemberView, Origin, Place, RoomSummary, StoredMessage};
+use crate::protocol::{ErrorCode, FrameId, Name, ProtoError, ServerFrame, encode, now_ms};
+use crate::store::RoomRecord;
+use room::{Added, Room};
+pub use session::{CloseReason, RoomRef, SessionHandle, SessionId, UserState};
+
+/// Where the outcome of a stored message goes: the sending session (for
+/// its `ack` or `error`) and whether its typing indicator must be cleared.
+#[derive(Debug, Default)]
+pub struct Route {
+    pub origin: Option<Arc<SessionHandle>>,
+    pub reply_id: Option<FrameId>,
+    pub clear_typing: bool,
+}
+
+struct UserEntry {
+    state: Arc<UserState>,
+    sessions: Vec<Arc<SessionHandle>>,
+}
+
+/// What a `join` saw when it entered the room (see [`Hub::join_begin`]).
+pub struct JoinStart {
+    pub name: Arc<str>,
+    pub topic: Arc<str>,
+    /// History up to and including this `seq` comes from the store; later
+    /// messages arrive live, after `joined`.
+    pub seq: u64,
+    pub members: Vec<MemberView>,
+    pub already: bool,
+}
+
+/// Online state of a user, for `status` frames.
+#[derive(Clone, Debug)]
+pub struct Online {
+    pub nick: Arc<str>,
+    pub away: bool,
+}
+
+pub struct Hub {
+    sessions: DashMap<SessionId, Arc<SessionHandle>>,
+    users: DashMap<Arc<str>, UserEntry>,
+    rooms: DashMap<Arc<str>, Arc<Mutex<Room>>>,
+    watchers: DashMap<Arc<str>, Vec<Arc<SessionHandle>>>,
+    next_id: AtomicU64,
+    outbound_queue: usize,
+    /// Set at shutdown: sessions then leave without telling everyone else
+    /// (N sessions quitting would otherwise send N² presence frames).
+    quiet: AtomicBool,
+}
+
+fn lock(room: &Mutex<Room>) -> MutexGuard<'_, Room> {
+    room.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Hub {
+    pub fn new(outbound_queue: usize) -> Hub {
+        Hub {
+            sessions: DashMap::new(),
+            users: DashMap::new(),
+            rooms: DashMap::new(),
+            watchers: DashMap::new(),
+            next_id: AtomicU64::new(1),
+            outbound_queue,
+            quiet: AtomicBool::new(false),
+        }
+    }
+
+    /// From now on, sessions leave silently (see `quiet`).
+    pub fn hush(&self) {
+        self.quiet.store(true, Ordering::Relaxed);
+    }
+
+    /// Number of connected sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Registers a session. A guest nick must not be in use by anyone; an
+    /// account or token user (`guest == false`) may have several sessions.
+    /// Returns the handle and the receiving end of its outbound queue.
+    pub fn connect(
+        &self,
+        nick: Name,
+        guest: bool,
+        closed: CancellationToken,
+    ) -> Result<(Arc<SessionHandle>, mpsc::Receiver<Frame>), ProtoError> {
+        let (tx, rx) = mpsc::channel(self.outbound_queue);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let key = nick.key().clone();
+        let mut entry = self.users.entry(key.clone()).or_insert_with(|| UserEntry {
+            state: Arc::new(UserState {
+                display_name: nick.shown().clone(),
+                nick: nick.clone(),
+                guest,
+                away: false.into(),
+            }),
+            sessions: Vec::new(),
+        });
+        if !entry.sessions.is_empty() && (guest || entry.state.guest) {
+            return Err(ProtoError::new(
+                ErrorCode::NickTaken,
+                format!("the nick `{nick}` is taken"),
+            ));
+        }
+        let session = Arc::new(SessionHandle::new(id, entry.state.clone(), tx, closed));
+        entry.sessions.push(session.clone());
+        let came_online = entry.sessions.len() == 1;
+        let state = entry.state.clone();
+        drop(entry);
+        self.sessions.insert(id, session.clone());
+        if came_online {
+            self.notify_watchers(&state, true, now_ms());
+        }
+        Ok((session, rx))
+    }
+
+    /// Removes a session from everything: its rooms (others see `quit`),
+    /// its watches, its user (watchers see it go offline with its last
+    /// session). Idempotent.
+    pub fn disconnect(&self, session: &Arc<SessionHandle>) {
+        if self.sessions.remove(&session.id).is_none() {
+            return;
+        }
+        let rooms = std::mem::take(&mut *session.rooms());
+        for r in rooms {
+            self.leave_room(session, &r.key, "quit");
+        }
+        let watching = std::mem::take(&mut *session.watching());
+        for key in watching {
+            self.remove_watcher(&key, session.id);
+        }
+        let key = session.nick().key().clone();
+        let went_offline = self
+            .users
+            .remove_if_mut(&key, |_, e| {
+                e.sessions.retain(|s| s.id != session.id);
+                e.sessions.is_empty()
+            })
+            .is_some();
+        if went_offline && !self.quiet.load(Ordering::Relaxed) {
+            self.notify_watchers(&session.user, false, now_ms());
+        }
+    }
+
+    /// Is the user online (on this node), and how.
+    pub fn online(&self, nick_key: &str) -> Option<Online> {
+        let e = self.users.get(nick_key)?;
+        Some(Online {
+            nick: e.state.nick.shown().clone(),
+            away: e.state.away.load(Ordering::Relaxed),
+        })
+    }
+
+    // ---- rooms -------------------------------------------------------------
+
+    /// Whether the room is live in this process.
+    pub fn room_is_live(&self, key: &str) -> bool {
+        self.rooms.contains_key(key)
+    }
+
+    /// First half of a `join`: enters the room (creating it from `record`
+    /// or `room` if it is not live), tells the others, and holds back this
+    /// session's frames until [`Hub::join_finish`]. The caller reads history
+    /// up to the returned `seq` meanwhile.
+    pub fn join_begin(
+        &self,
+        session: &Arc<SessionHandle>,
+        room: &Name,
+        record: Option<RoomRecord>,
+    ) -> JoinStart {
+        let now = now_ms();
+        // Hold the shard while entering, so an emptied room cannot be
+        // removed between finding it and entering it.
+        let entry = self.rooms.entry(room.key().clone()).or_insert_with(|| {
+            let rec = record.unwrap_or_default();
+            let name = if rec.name.is_empty() {
+                room.shown().clone()
+            } else {
+                rec.name
+            };
+            Arc::new(Mutex::new(Room::new(name, rec.topic, rec.last_seq)))
+        });
+        let mut r = lock(&entry);
+        let added = r.add(session, now);
+        if let Added::New {
+            first_of_user: true,
+        } = added
+        {
+            let frame = encode(&ServerFrame::Presence {
+                room: &r.name,
+                nick: session.nick().as_str(),
+                event: "join",
+            });
+            let me = session.nick().key();
+            r.send(&frame, |s| s.nick().key() != me);
+        }
+        if let Added::New { .. } = added {
+            session.rooms().push(RoomRef {
+                key: room.key().clone(),
+                name: r.name.clone(),
+            });
+        }
+        JoinStart {
+            name: r.name.clone(),
+            topic: r.topic.clone(),
+            seq: r.last_seq,
+            members: r.member_views(),
+            already: matches!(added, Added::Already),
+        }
+    }
+
+    /// Second half of a `join`: queues `joined`, then what was held back.
+    pub fn join_finish(&self, session: &SessionHandle, room_key: &str, joined: &Frame) {
+        if let Some(room) = self.room(room_key) {
+            lock(&room).open(session.id, joined);
+        }
+    }
+
+    /// Leaves a room. `event` is what the others see: `leave`, `quit`, or
+    /// `kicked`. Returns the room's name if the session was in it.
+    pub fn leave(
+        &self,
+        session: &Arc<SessionHandle>,
+        room_key: &str,
+        event: &str,
+    ) -> Option<Arc<str>> {
+        let left = {
+            let mut rooms = session.rooms();
+            let i = rooms.iter().position(|r| &*r.key == room_key)?;
+            rooms.swap_remove(i)
+        };
+        self.leave_room(session, room_key, event);
+        Some(left.name)
+    }
+
+    fn leave_room(&self, session: &SessionHandle, room_key: &str, event: &str) {
+        let Some(room) = self.room(room_key) else {
+            return;
+        };
+        let mut r = lock(&room);
+        if r.remove(session.id) == Some(true) && !self.quiet.load(Ordering::Relaxed) {
+            let frame = encode(&ServerFrame::Presence {
+                room: &r.name,
+                nick: session.nick().as_str(),
+                event,
+            });
+            r.send(&frame, |_| true);
+        }
+        let empty = r.is_empty();
+        drop(r);
+        if empty {
+            // Re-checked under the shard lock: someone may have joined since.
+            self.rooms
+                .remove_if(room_key, |_, room| lock(room).is_empty());
+        }
+    }
+
+    /// A live room's name as shown.
+    pub fn room_name(&self, key: &str) -> Option<Arc<str>> {
+        let room = self.room(key)?;
+        let name = lock(&room).name.clone();
+        Some(name)
+    }
+
+    fn room(&self, key: &str) -> Option<Arc<Mutex<Room>>> {
+        self.rooms.get(key).map(|r| r.clone())
+    }
+
+    /// Sends a frame to the room's member sessions for which `to` is true.
+    /// Returns false if the room is not live.
+    pub fn to_room(
+        &self,
+        room_key: &str,
+        frame: &Frame,
+        to: impl FnMut(&SessionHandle) -> bool,
+    ) -> bool {
+        match self.room(room_key) {
+            Some(room) => {
+                lock(&room).send(frame, to);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `who`: the room's name, topic and members.
+    pub fn who(&self, room_key: &str) -> Option<(Arc<str>, Arc<str>, Vec<MemberView>)> {
+        let room = self.room(room_key)?;
+        let r = lock(&room);
+        Some((r.name.clone(), r.topic.clone(), r.member_views()))
+    }
+
+    /// `rooms`: every live room with its number of users, by name.
+    pub fn room_list(&self) -> Vec<RoomSummary> {
+        let rooms: Vec<_> = self.rooms.iter().map(|r| r.value().clone()).collect();
+        let mut list: Vec<RoomSummary> = rooms
+            .iter()
+            .map(|room| {
+                let r = lock(room);
+                RoomSummary {
+                    name: r.name.clone(),
+                    topic: r.topic.clone(),
+                    members: r.user_count(),
+                }
+            })
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
+
+    /// Sets a live room's topic and tells every member session.
+    pub fn set_topic(&self, room_key: &str, topic: Arc<str>, by: &str) -> Option<Arc<str>> {
+        let room = self.room(room_key)?;
+        let mut r = lock(&room);
+        r.topic = topic;
+        let frame = encode(&ServerFrame::Topic {
+            room: &r.name,
+            topic: &r.topic,
+            by,
+        });
+        r.send(&frame, |_| true);
+        Some(r.name.clone())
+    }
+
+    // ---- users -------------------------------------------------------------
+
+    /// Sends a frame to every session of a user except `except`. Returns
+    /// whether the user is online here.
+    pub fn to_user(&self, nick_key: &str, frame: &Frame, except: Option<SessionId>) -> bool {
+        let Some(e) = self.users.get(nick_key) else {
+            return false;
+        };
+        for s in e.sessions.iter().filter(|s| Some(s.id) != except) {
+            s.send(frame);
+        }
+        true
+    }
+
+    /// Sends a frame to every session but `except`.
+    pub fn to_everyone(&self, frame: &Frame, except: Option<SessionId>) {
+        for s in self.sessions.iter() {
+            if Some(s.id) != except {
+                s.send(frame);
+            }
+        }
+    }
+
+    /// Sets the user's away flag; watchers hear of a change.
+    pub fn set_away(&self, session: &SessionHandle, away: bool) {
+        if session.user.away.swap(away, Ordering::Relaxed) != away {
+            self.notify_watchers(&session.user, true, now_ms());
+        }
+    }
+
+    /// Adds nicks to the session's watch list (at most `max` in all; all or
+    /// nothing). Returns the nicks newly or already watched.
+    pub fn watch(
+        &self,
+        session: &Arc<SessionHandle>,
+        nicks: &[Name],
+        max: usize,
+    ) -> Result<(), ProtoError> {
+        let mut watching = session.watching();
+        let mut new: Vec<&Arc<str>> = nicks
+            .iter()
+            .map(|n| n.key())
+            .filter(|k| !watching.contains(k))
+            .collect();
+        new.sort();
+        new.dedup();
+        if watching.len() + new.len() > max {
+            return Err(ProtoError::invalid(format!(
+                "`nicks`: a session may watch at most {max} nicks"
+            )));
+        }
+        for key in new {
+            watching.push(key.clone());
+            self.watchers
+                .entry(key.clone())
+                .or_default()
+                .push(session.clone());
+        }
+        Ok(())
+    }
+
+    pub fn unwatch(&self, session: &SessionHandle, nicks: &[Name]) {
+        let mut watching = session.watching();
+        for n in nicks {
+            if let Some(i) = watching.iter().position(|k| k == n.key()) {
+                watching.swap_remove(i);
+                self.remove_watcher(n.key(), session.id);
+            }
+        }
+    }
+
+    fn remove_watcher(&self, key: &str, id: SessionId) {
+        self.watchers.remove_if_mut(key, |_, list| {
+            list.retain(|s| s.id != id);
+            list.is_empty()
+        });
+    }
+
+    /// Tells the user's watchers its state, online or not.
+    fn notify_watchers(&self, user: &UserState, online: bool, now: i64) {
+        let Some(list) = self.watchers.get(user.nick.key()) else {
+            return;
+        };
+        let away = online && user.away.load(Ordering::Relaxed);
+        let frame = encode(&ServerFrame::Status {
+            nick: user.nick.as_str(),
+            online,
+            away,
+            last_seen: Some(now),
+        });
+        for s in list.iter() {
+            s.send(&frame);
+        }
+    }
+
+    // ---- messages ------------------------------------------------------------
+
+    /// Fans a stored message out to everyone who should see it, then acks
+    /// the sender. Serialised once; each recipient gets a shared copy.
+    pub fn deliver(&self, msg: &StoredMessage, route: &Route) {
+        let frame = encode(&ServerFrame::Message(msg));
+        let origin = route.origin.as_ref().map(|s| s.id);
+        let from_key = msg.from.to_ascii_lowercase();
+        match &msg.conv {
+            Conv::Room(key) => {
+                let typing_off = route.clear_typing.then(|| {
+                    encode(&ServerFrame::Typing {
+                        origin: Origin {
+                            room: msg.room.as_deref(),
+                            from: None,
+                        },
+                        nick: &msg.from,
+                        active: false,
+                    })
+                });
+                if let Some(room) = self.room(key) {
+                    let mut r = lock(&room);
+                    r.last_seq = r.last_seq.max(msg.seq);
+                    if let Some(off) = &typing_off {
+                        r.send(off, |s| **s.nick().key() != *from_key);
+                    }
+                    r.send(&frame, |s| Some(s.id) != origin);
+                }
+            }
+            Conv::Dm(..) => {
+                let to_key = msg.to.as_deref().unwrap_or_default().to_ascii_lowercase();
+                if route.clear_typing {
+                    let off = encode(&ServerFrame::Typing {
+                        origin: Origin {
+                            room: None,
+                            from: Some(&msg.from),
+                        },
+                        nick: &msg.from,
+                        active: false,
+                    });
+                    self.to_user(&to_key, &off, None);
+                }
+                self.to_user(&to_key, &frame, origin);
+                self.to_user(&from_key, &frame, origin);
+            }
+            Conv::Everyone => self.to_everyone(&frame, origin),
+        }
+        if let Some(s) = &route.origin {
+            s.send(&encode(&ServerFrame::Ack {
+                id: route.reply_id.as_ref(),
+                message: Some(msg),
+            }));
+        }
+    }
+
+    /// Tells the sender its message was not stored; nobody else hears of it.
+    pub fn fail(&self, route: &Route, error: &ProtoError) {
+        if let Some(s) = &route.origin {
+            s.send(&encode(&ServerFrame::error(route.reply_id.as_ref(), error)));
+        }
+    }
+
+    /// Sends a frame about a stored message (`edited`, `deleted`) to all who
+    /// could see it, but `except`. `make` builds the frame for a [`Place`]:
+    /// a DM's two parties see it `with` each other.
+    pub fn about_message(
+        &self,
+        msg: &StoredMessage,
+        except: Option<SessionId>,
+        make: impl Fn(Place<'_>) -> Frame,
+    ) {
+        match &msg.conv {
+            Conv::Room(key) => {
+                let frame = make(Place::room(msg.room.as_deref().unwrap_or(key)));
+                self.to_room(key, &frame, |s| Some(s.id) != except);
+            }
+            Conv::Dm(..) => {
+                let to = msg.to.as_deref().unwrap_or_default();
+                self.to_user(
+                    &to.to_ascii_lowercase(),
+                    &make(Place::with(&msg.from)),
+                    except,
+                );
+                self.to_user(
+                    &msg.from.to_ascii_lowercase(),
+                    &make(Place::with(to)),
+                    except,
+                );
+            }
+            Conv::Everyone => self.to_everyone(&make(Place::everyone()), except),
+        }
+    }
+}

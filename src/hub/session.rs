@@ -1,0 +1,188 @@
+//! A connected session as the hub sees it: a bounded outbound queue and the
+//! one signal that closes the connection. The gateway owns the socket; the
+//! hub only ever `try_send`s into the queue, so no recipient can slow down
+//! a sender or another recipient.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::Name;
+use crate::protocol::server::Frame;
+
+pub type SessionId = u64;
+
+/// Why a session ends. The first reason given wins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum CloseReason {
+    /// The peer closed or the connection broke (1000).
+    Normal = 1,
+    /// The server is shutting down (1001, after a `notice`).
+    Shutdown,
+    /// The peer was silent for `limits.idle_timeout` (1001).
+    Idle,
+    /// No `hello` in time (1008).
+    Policy,
+    /// A frame over `limits.max_frame_bytes` (1009).
+    TooBig,
+    /// Outbound queue full: a slow consumer (1013).
+    SlowConsumer,
+}
+
+impl CloseReason {
+    const ALL: [CloseReason; 6] = [
+        Self::Normal,
+        Self::Shutdown,
+        Self::Idle,
+        Self::Policy,
+        Self::TooBig,
+        Self::SlowConsumer,
+    ];
+
+    /// The WebSocket close code.
+    pub fn code(self) -> u16 {
+        match self {
+            CloseReason::Normal => 1000,
+            CloseReason::Shutdown | CloseReason::Idle => 1001,
+            CloseReason::Policy => 1008,
+            CloseReason::TooBig => 1009,
+            CloseReason::SlowConsumer => 1013,
+        }
+    }
+
+    /// The close frame's reason text (also what the logs say).
+    pub fn text(self) -> &'static str {
+        match self {
+            CloseReason::Normal => "closed",
+            CloseReason::Shutdown => "server shutting down",
+            CloseReason::Idle => "idle timeout",
+            CloseReason::Policy => "no hello in time",
+            CloseReason::TooBig => "frame too large",
+            CloseReason::SlowConsumer => "too slow: outbound queue full",
+        }
+    }
+}
+
+/// A room a session is in: its case-folded key and its name as shown.
+#[derive(Clone, Debug)]
+pub struct RoomRef {
+    pub key: Arc<str>,
+    pub name: Arc<str>,
+}
+
+/// A user as all its sessions share it (a user may have several sessions).
+#[derive(Debug)]
+pub struct UserState {
+    pub nick: Name,
+    pub display_name: Arc<str>,
+    pub guest: bool,
+    pub away: AtomicBool,
+}
+
+/// The hub's handle on one session.
+#[derive(Debug)]
+pub struct SessionHandle {
+    pub id: SessionId,
+    pub user: Arc<UserState>,
+    /// Frames waiting for this session's writer task. Bounded: overflow
+    /// closes the session with 1013 (see [`SessionHandle::send`]).
+    tx: mpsc::Sender<Frame>,
+    close_reason: AtomicU8,
+    closed: CancellationToken,
+    /// When the peer last sent anything (ms), for the idle timeout.
+    last_heard: AtomicI64,
+    /// The rooms this session is in.
+    rooms: Mutex<Vec<RoomRef>>,
+    /// Case-folded nicks this session watches.
+    watching: Mutex<Vec<Arc<str>>>,
+}
+
+impl SessionHandle {
+    pub fn new(
+        id: SessionId,
+        user: Arc<UserState>,
+        tx: mpsc::Sender<Frame>,
+        closed: CancellationToken,
+    ) -> Self {
+        SessionHandle {
+            id,
+            user,
+            tx,
+            close_reason: AtomicU8::new(0),
+            closed,
+            last_heard: AtomicI64::new(crate::protocol::now_ms()),
+            rooms: Mutex::default(),
+            watching: Mutex::default(),
+        }
+    }
+
+    pub fn nick(&self) -> &Name {
+        &self.user.nick
+    }
+
+    /// Queues a frame without waiting. A full queue means the reader is
+    /// slower than its traffic: the session is closed with 1013 and will
+    /// resume with `join … since` when it reconnects. Returns whether the
+    /// frame was queued.
+    pub fn send(&self, frame: &Frame) -> bool {
+        match self.tx.try_send(frame.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.close(CloseReason::SlowConsumer);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Asks for the connection to be closed with `reason`. The first reason
+    /// given wins; the writer task sends the close frame.
+    pub fn close(&self, reason: CloseReason) {
+        let _ = self.close_reason.compare_exchange(
+            0,
+            reason as u8,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        self.closed.cancel();
+    }
+
+    /// The reason given to [`close`](Self::close), if any.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        let r = self.close_reason.load(Ordering::Acquire);
+        CloseReason::ALL.into_iter().find(|c| *c as u8 == r)
+    }
+
+    /// Notes that the peer sent something.
+    pub fn heard(&self, now_ms: i64) {
+        self.last_heard.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// Milliseconds since the peer last sent anything.
+    pub fn silent_for(&self, now_ms: i64) -> i64 {
+        now_ms - self.last_heard.load(Ordering::Relaxed)
+    }
+
+    pub fn closed(&self) -> &CancellationToken {
+        &self.closed
+    }
+
+    pub fn rooms(&self) -> MutexGuard<'_, Vec<RoomRef>> {
+        self.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The room's name as shown, if this session is in it.
+    pub fn joined_room(&self, key: &str) -> Option<Arc<str>> {
+        self.rooms()
+            .iter()
+            .find(|r| &*r.key == key)
+            .map(|r| r.name.clone())
+    }
+
+    pub fn watching(&self) -> MutexGuard<'_, Vec<Arc<str>>> {
+        self.watching.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

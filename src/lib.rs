@@ -1,0 +1,150 @@
+//! chat: a real-time chat server.
+//!
+//! Layout (one concern per module):
+//!
+//! - [`config`]: the layered configuration (`config/default.toml` < file < env < flags).
+//! - [`protocol`]: the wire format: validated names, client frames, server frames.
+//! - [`hub`]: the in-process registry of sessions, users, rooms and watchers; fan-out.
+//!   No I/O.
+//! - [`gateway`]: WebSocket connections: reader and writer tasks, request handlers, caps.
+//! - [`cluster`]: the Bus a stored message travels on to its recipients (local for now).
+//! - [`store`]: where messages are kept, and the batching writer (the durable step).
+//! - [`http`]: the axum router: static files, `/ws`, health.
+//! - [`bench`]: the load generator behind `chat bench`.
+//!
+//! [`Server::start`] runs a server and returns a [`RunningServer`] handle: its
+//! address and a shutdown trigger. Tests start real servers this way on
+//! `127.0.0.1:0`.
+
+pub mod app;
+pub mod bench;
+pub mod cluster;
+pub mod config;
+pub mod gateway;
+pub mod http;
+pub mod hub;
+pub mod protocol;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use app::App;
+use cluster::Bus;
+pub use config::Config;
+use hub::Hub;
+use store::Store;
+
+pub struct Server;
+
+/// A running server: where it listens, and how to stop it.
+pub struct RunningServer {
+    addr: SocketAddr,
+    trigger: CancellationToken,
+    done: JoinHandle<()>,
+}
+
+impl RunningServer {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `ws://ADDR/ws`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Starts a graceful shutdown (as SIGTERM does) without waiting.
+    pub fn trigger_shutdown(&self) {
+        self.trigger.cancel();
+    }
+
+    /// Shuts down gracefully and waits until it is done.
+    pub async fn stop(self) {
+        self.trigger.cancel();
+        let _ = self.done.await;
+    }
+
+    /// Waits until the server has stopped (after a trigger).
+    pub async fn wait(self) {
+        let _ = self.done.await;
+    }
+}
+
+impl Server {
+    /// Binds `config.server.listen` and starts serving.
+    pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        Self::start_on(config, listener).await
+    }
+
+    /// Starts serving on an already bound listener.
+    pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<RunningServer> {
+        let addr = listener.local_addr()?;
+        let store = Store::open(&config)
+            .await
+            .context("cannot open the database")?;
+        let hub = Arc::new(Hub::new(config.limits.outbound_queue));
+        let (bus, writer) = Bus::local(store.clone(), hub.clone(), config.database.batch_max);
+        let grace = config.server.shutdown_grace;
+        let app = Arc::new(App::new(config, hub, bus, store));
+        let trigger = CancellationToken::new();
+
+        // Small frames must leave at once: no Nagle delay.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let router = http::router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let http =
+            axum::serve(listener, router).with_graceful_shutdown(trigger.clone().cancelled_owned());
+        let http = tokio::spawn(async move {
+            if let Err(e) = http.await {
+                tracing::error!(error = %e, "http server failed");
+            }
+        });
+        tracing::info!(%addr, node = %app.node, "listening");
+
+        let shutdown = trigger.clone();
+        let done = tokio::spawn(async move {
+            shutdown.cancelled().await;
+            tracing::info!("shutting down");
+            // 1. Stop reading frames; sessions leave without telling
+            //    everyone (the listener stops accepting meanwhile).
+            app.hub.hush();
+            app.stop_reading.cancel();
+            // 2. Messages already accepted are stored, delivered and acked.
+            if tokio::time::timeout(grace, app.bus.flush()).await.is_err() {
+                tracing::warn!("in-flight messages not flushed within the grace period");
+            }
+            // 3. Every session gets the notice and close 1001.
+            app.close_all.cancel();
+            app.tracker.close();
+            if tokio::time::timeout(grace, app.tracker.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    left = app.tracker.len(),
+                    "connections still open after the grace period"
+                );
+            }
+            let _ = tokio::time::timeout(grace, http).await;
+            drop(app);
+            let _ = writer.await;
+            tracing::info!("stopped");
+        });
+        Ok(RunningServer {
+            addr,
+            trigger,
+            done,
+        })
+    }
+}

@@ -1,0 +1,432 @@
+//! Client frames: one JSON parse per text frame into a [`ClientFrame`], with
+//! an error that names the offending field. Limits that depend on the
+//! configuration (text length, history size) are checked by the caller;
+//! this module checks shape and syntax only.
+
+use serde_json::{Map, Value};
+use ulid::Ulid;
+
+use super::{ErrorCode, FrameId, Name, ProtoError};
+
+/// One parsed client frame: its optional `id` and what it asks for.
+#[derive(Debug)]
+pub struct ClientFrame {
+    pub id: Option<FrameId>,
+    pub request: Request,
+}
+
+/// Where a `say`, `typing` or `event` goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Room(Name),
+    User(Name),
+    Everyone,
+}
+
+/// A conversation named by a `history` or `read` frame: a room, the DM
+/// conversation `with` a user, or the everyone stream.
+pub type ConvRef = Target;
+
+#[derive(Debug)]
+pub enum Request {
+    Hello {
+        nick: Option<Name>,
+        password: Option<String>,
+        token: Option<String>,
+    },
+    Join {
+        room: Name,
+        since: Option<u64>,
+        history: Option<u64>,
+    },
+    Leave {
+        room: Name,
+    },
+    Rooms,
+    Who {
+        room: Name,
+    },
+    Topic {
+        room: Name,
+        topic: String,
+    },
+    Say {
+        target: Target,
+        text: String,
+        attachments: Vec<String>,
+    },
+    History {
+        conv: ConvRef,
+        before: Option<u64>,
+        after: Option<u64>,
+        limit: Option<u64>,
+    },
+    Edit {
+        msg_id: Ulid,
+        text: String,
+    },
+    Delete {
+        msg_id: Ulid,
+    },
+    Read {
+        conv: ConvRef,
+        seq: u64,
+    },
+    Typing {
+        target: Target,
+        active: bool,
+    },
+    Event {
+        target: Target,
+        name: String,
+        data: Value,
+    },
+    Watch {
+        nicks: Vec<Name>,
+    },
+    Unwatch {
+        nicks: Vec<Name>,
+    },
+    Away {
+        away: bool,
+    },
+    Ping,
+}
+
+impl Request {
+    /// Frames whose reply table names no reply; with an `id` they get a bare `ack`.
+    pub fn replies_with_bare_ack(&self) -> bool {
+        matches!(
+            self,
+            Request::Typing { .. }
+                | Request::Event { .. }
+                | Request::Read { .. }
+                | Request::Away { .. }
+                | Request::Watch { .. }
+                | Request::Unwatch { .. }
+        )
+    }
+}
+
+/// A parse failure: the error, and the frame's `id` when it could be read, so
+/// that the error reply can still echo it.
+#[derive(Debug)]
+pub struct ParseError {
+    pub id: Option<FrameId>,
+    pub error: ProtoError,
+}
+
+const MAX_ID_CHARS: usize = 64;
+
+impl ClientFrame {
+    /// Parses one text frame.
+    pub fn parse(text: &str) -> Result<ClientFrame, ParseError> {
+        let no_id = |error| ParseError { id: None, error };
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| no_id(ProtoError::bad_frame(format!("not valid JSON: {e}"))))?;
+        let Value::Object(map) = value else {
+            return Err(no_id(ProtoError::bad_frame(
+                "a frame must be a JSON object",
+            )));
+        };
+        let fields = Fields(map);
+        let id = fields.id().map_err(no_id)?;
+        let with_id = |error| ParseError {
+            id: id.clone(),
+            error,
+        };
+        let kind = match fields.0.get("type") {
+            Some(Value::String(s)) => s.as_str(),
+            Some(_) => return Err(with_id(ProtoError::invalid("`type` must be a string"))),
+            None => return Err(with_id(ProtoError::invalid("`type` is missing"))),
+        };
+        let request = fields.request(kind).map_err(with_id)?;
+        Ok(ClientFrame { id, request })
+    }
+}
+
+/// The object's fields, with typed accessors whose errors name the field.
+struct Fields(Map<String, Value>);
+
+impl Fields {
+    fn id(&self) -> Result<Option<FrameId>, ProtoError> {
+        match self.0.get("id") {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.chars().count() <= MAX_ID_CHARS => {
+                Ok(Some(FrameId::Str(s.as_str().into())))
+            }
+            Some(Value::Number(n)) if n.is_i64() => Ok(Some(FrameId::Int(n.as_i64().unwrap_or(0)))),
+            Some(_) => Err(ProtoError::invalid(
+                "`id` must be a string of at most 64 characters or an integer",
+            )),
+        }
+    }
+
+    fn request(&self, kind: &str) -> Result<Request, ProtoError> {
+        Ok(match kind {
+            "hello" => Request::Hello {
+                nick: self.opt_str("nick")?.map(Name::nick).transpose()?,
+                password: self.opt_str("password")?.map(str::to_owned),
+                token: self.opt_str("token")?.map(str::to_owned),
+            },
+            "join" => Request::Join {
+                room: self.room("room")?,
+                since: self.opt_u64("since")?,
+                history: self.opt_u64("history")?,
+            },
+            "leave" => Request::Leave {
+                room: self.room("room")?,
+            },
+            "rooms" => Request::Rooms,
+            "who" => Request::Who {
+                room: self.room("room")?,
+            },
+            "topic" => Request::Topic {
+                room: self.room("room")?,
+                topic: self.req_str("topic")?.to_owned(),
+            },
+            "say" => Request::Say {
+                target: self.target("to", true)?,
+                text: self.opt_str("text")?.unwrap_or("").to_owned(),
+                attachments: self.opt_str_list("attachments")?,
+            },
+            "history" => {
+                let (before, after) = (self.opt_u64("before")?, self.opt_u64("after")?);
+                if before.is_some() && after.is_some() {
+                    return Err(ProtoError::invalid("give `before` or `after`, not both"));
+                }
+                Request::History {
+                    conv: self.target("with", true)?,
+                    before,
+                    after,
+                    limit: self.opt_u64("limit")?,
+                }
+            }
+            "edit" => Request::Edit {
+                msg_id: self.msg_id()?,
+                text: self.req_str("text")?.to_owned(),
+            },
+            "delete" => Request::Delete {
+                msg_id: self.msg_id()?,
+            },
+            "read" => Request::Read {
+                conv: self.target("with", true)?,
+                seq: self.opt_u64("seq")?.ok_or_else(|| missing("seq"))?,
+            },
+            "typing" => Request::Typing {
+                target: self.target("to", false)?,
+                active: self.opt_bool("active")?.ok_or_else(|| missing("active"))?,
+            },
+            "event" => {
+                let name = self.req_str("name")?;
+                if name.is_empty() || name.chars().count() > 64 {
+                    return Err(ProtoError::invalid("`name` must be 1 to 64 characters"));
+                }
+                Request::Event {
+                    target: self.target("to", false)?,
+                    name: name.to_owned(),
+                    data: self.0.get("data").cloned().unwrap_or(Value::Null),
+                }
+            }
+            "watch" => Request::Watch {
+                nicks: self.nick_list("nicks")?,
+            },
+            "unwatch" => Request::Unwatch {
+                nicks: self.nick_list("nicks")?,
+            },
+            "away" => Request::Away {
+                away: self.opt_bool("away")?.ok_or_else(|| missing("away"))?,
+            },
+            "ping" => Request::Ping,
+            other => {
+                let shown: String = other.chars().take(64).collect();
+                return Err(ProtoError::new(
+                    ErrorCode::UnknownType,
+                    format!("unknown frame type `{shown}`"),
+                ));
+            }
+        })
+    }
+
+    fn opt_str(&self, name: &str) -> Result<Option<&str>, ProtoError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(ProtoError::invalid(format!("`{name}` must be a string"))),
+        }
+    }
+
+    fn req_str(&self, name: &str) -> Result<&str, ProtoError> {
+        self.opt_str(name)?.ok_or_else(|| missing(name))
+    }
+
+    fn opt_u64(&self, name: &str) -> Result<Option<u64>, ProtoError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) if n.is_u64() => Ok(n.as_u64()),
+            Some(_) => Err(ProtoError::invalid(format!(
+                "`{name}` must be a non-negative integer"
+            ))),
+        }
+    }
+
+    fn opt_bool(&self, name: &str) -> Result<Option<bool>, ProtoError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(ProtoError::invalid(format!(
+                "`{name}` must be true or false"
+            ))),
+        }
+    }
+
+    fn room(&self, name: &str) -> Result<Name, ProtoError> {
+        Name::room(self.req_str(name)?)
+    }
+
+    fn msg_id(&self) -> Result<Ulid, ProtoError> {
+        Ulid::from_string(self.req_str("msg_id")?)
+            .map_err(|_| ProtoError::invalid("`msg_id` must be a message id (a ULID)"))
+    }
+
+    fn opt_str_list(&self, name: &str) -> Result<Vec<String>, ProtoError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| ProtoError::invalid(format!("`{name}` must be a list of strings"))),
+            Some(_) => Err(ProtoError::invalid(format!(
+                "`{name}` must be a list of strings"
+            ))),
+        }
+    }
+
+    fn nick_list(&self, name: &str) -> Result<Vec<Name>, ProtoError> {
+        match self.0.get(name) {
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => Name::nick(s),
+                    _ => Err(ProtoError::invalid(format!(
+                        "`{name}` must be a list of nicks"
+                    ))),
+                })
+                .collect(),
+            None | Some(Value::Null) => Err(missing(name)),
+            Some(_) => Err(ProtoError::invalid(format!(
+                "`{name}` must be a list of nicks"
+            ))),
+        }
+    }
+
+    /// Exactly one of `room`, `<user_field>` (`to` or `with`) or, where
+    /// `everyone_ok`, `"everyone": true`.
+    fn target(&self, user_field: &str, everyone_ok: bool) -> Result<Target, ProtoError> {
+        let room = self.opt_str("room")?.map(Name::room).transpose()?;
+        let user = self.opt_str(user_field)?.map(Name::nick).transpose()?;
+        let everyone = everyone_ok && self.opt_bool("everyone")?.unwrap_or(false);
+        match (room, user, everyone) {
+            (Some(r), None, false) => Ok(Target::Room(r)),
+            (None, Some(u), false) => Ok(Target::User(u)),
+            (None, None, true) => Ok(Target::Everyone),
+            (None, None, false) => Err(ProtoError::invalid(if everyone_ok {
+                format!("one of `room`, `{user_field}` or `everyone` is required")
+            } else {
+                format!("one of `room` or `{user_field}` is required")
+            })),
+            _ => Err(ProtoError::invalid(format!(
+                "give only one of `room`, `{user_field}`{}",
+                if everyone_ok { " or `everyone`" } else { "" }
+            ))),
+        }
+    }
+}
+
+fn missing(name: &str) -> ProtoError {
+    ProtoError::invalid(format!("`{name}` is missing"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> (Option<FrameId>, ErrorCode, String) {
+        let e = ClientFrame::parse(text).expect_err(text);
+        (e.id, e.error.code, e.error.message)
+    }
+
+    #[test]
+    fn shape_errors() {
+        assert_eq!(err("{").1, ErrorCode::BadFrame);
+        assert_eq!(err("[1,2]").1, ErrorCode::BadFrame);
+        assert_eq!(err("\"hi\"").1, ErrorCode::BadFrame);
+        assert_eq!(
+            err(r#"{"id":1}"#),
+            (
+                Some(FrameId::Int(1)),
+                ErrorCode::Invalid,
+                "`type` is missing".into()
+            )
+        );
+        assert_eq!(err(r#"{"type":5}"#).1, ErrorCode::Invalid);
+        assert_eq!(
+            err(r#"{"type":"dance","id":"x"}"#).0,
+            Some(FrameId::Str("x".into()))
+        );
+        assert_eq!(err(r#"{"type":"dance"}"#).1, ErrorCode::UnknownType);
+        assert!(err(r#"{"type":"join"}"#).2.contains("room"));
+        assert!(err(r#"{"type":"join","room":7}"#).2.contains("room"));
+        assert!(err(r#"{"type":"join","room":"a b"}"#).2.contains("room"));
+        assert!(
+            err(r#"{"type":"say","room":"a","to":"b","text":"x"}"#)
+                .2
+                .contains("only one")
+        );
+        assert!(err(r#"{"type":"ping","id":{"a":1}}"#).2.contains("id"));
+        assert!(
+            err(&format!(r#"{{"type":"ping","id":"{}"}}"#, "x".repeat(65)))
+                .2
+                .contains("id")
+        );
+    }
+
+    #[test]
+    fn parses_requests() {
+        let f =
+            ClientFrame::parse(r#"{"type":"say","room":"Lobby","text":"hi","id":"a1","extra":1}"#)
+                .unwrap();
+        assert_eq!(f.id, Some(FrameId::Str("a1".into())));
+        match f.request {
+            Request::Say {
+                target: Target::Room(r),
+                text,
+                ..
+            } => {
+                assert_eq!(
+                    (r.as_str(), &**r.key(), text.as_str()),
+                    ("Lobby", "lobby", "hi")
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        let f = ClientFrame::parse(r#"{"type":"history","everyone":true,"after":3}"#).unwrap();
+        assert!(matches!(
+            f.request,
+            Request::History {
+                conv: Target::Everyone,
+                after: Some(3),
+                ..
+            }
+        ));
+        let f = ClientFrame::parse(r#"{"type":"typing","to":"bob","active":false}"#).unwrap();
+        assert!(matches!(
+            f.request,
+            Request::Typing {
+                target: Target::User(_),
+                active: false
+            }
+        ));
+    }
+}

@@ -1,0 +1,369 @@
+//! Server frames. Each is built from typed values and serialised once with
+//! [`encode`] into a [`Frame`]: immutable, reference-counted UTF-8 bytes that
+//! every recipient's queue shares (cloning one is a reference-count bump).
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+use serde_json::Value;
+use ulid::Ulid;
+
+use super::{ErrorCode, FrameId, ProtoError};
+
+/// One serialised server frame, shared by all its recipients.
+pub type Frame = axum::extract::ws::Utf8Bytes;
+
+/// Serialises a frame once.
+pub fn encode(frame: &ServerFrame<'_>) -> Frame {
+    // Serialising these types cannot fail: every map key is a string.
+    Frame::from(serde_json::to_string(frame).unwrap_or_default())
+}
+
+/// A conversation: where a message lives and what its `seq` counts in.
+/// Holds case-folded keys; a DM's two nicks are in order, so both parties
+/// name the same conversation.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Conv {
+    Room(Arc<str>),
+    Dm(Arc<str>, Arc<str>),
+    Everyone,
+}
+
+impl Conv {
+    pub fn dm(a: &Arc<str>, b: &Arc<str>) -> Conv {
+        if a <= b {
+            Conv::Dm(a.clone(), b.clone())
+        } else {
+            Conv::Dm(b.clone(), a.clone())
+        }
+    }
+
+    /// A stable text key, for storage: `r:<room>`, `d:<nick>:<nick>`, `e`.
+    pub fn storage_key(&self) -> String {
+        match self {
+            Conv::Room(r) => format!("r:{r}"),
+            Conv::Dm(a, b) => format!("d:{a}:{b}"),
+            Conv::Everyone => "e".to_owned(),
+        }
+    }
+}
+
+/// A stored message, as history and `message` frames show it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredMessage {
+    pub msg_id: Ulid,
+    pub conv: Conv,
+    /// The room's name as shown (room messages only).
+    pub room: Option<Arc<str>>,
+    /// The recipient's nick as shown (direct messages only).
+    pub to: Option<Arc<str>>,
+    pub seq: u64,
+    pub from: Arc<str>,
+    pub text: String,
+    pub attachments: Vec<String>,
+    pub sent_at: i64,
+    pub edited_at: Option<i64>,
+    pub deleted: bool,
+}
+
+impl StoredMessage {
+    /// The other party of a DM as seen by `viewer_key`.
+    pub fn dm_peer(&self, viewer_key: &str) -> Option<&Arc<str>> {
+        let to = self.to.as_ref()?;
+        Some(if self.from.eq_ignore_ascii_case(viewer_key) {
+            to
+        } else {
+            &self.from
+        })
+    }
+}
+
+impl Serialize for StoredMessage {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("msg_id", &self.msg_id.to_string())?;
+        if let Some(room) = &self.room {
+            m.serialize_entry("room", room)?;
+        }
+        if let Some(to) = &self.to {
+            m.serialize_entry("to", to)?;
+        }
+        if self.conv == Conv::Everyone {
+            m.serialize_entry("everyone", &true)?;
+        }
+        m.serialize_entry("seq", &self.seq)?;
+        m.serialize_entry("from", &self.from)?;
+        m.serialize_entry("text", if self.deleted { "" } else { &self.text })?;
+        m.serialize_entry("attachments", &self.attachments)?;
+        m.serialize_entry("sent_at", &self.sent_at)?;
+        if let Some(at) = self.edited_at {
+            m.serialize_entry("edited_at", &at)?;
+        }
+        if self.deleted {
+            m.serialize_entry("deleted", &true)?;
+        }
+        m.end()
+    }
+}
+
+/// A room member as `joined` and `room_status` list it.
+#[derive(Clone, Debug, Serialize)]
+pub struct MemberView {
+    pub nick: Arc<str>,
+    pub display_name: Arc<str>,
+    pub joined_at: i64,
+    pub away: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct UserView<'a> {
+    pub nick: &'a str,
+    pub display_name: &'a str,
+    pub guest: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ServerInfo<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+    pub node: &'a str,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LimitsView {
+    pub max_text: usize,
+    pub max_frame_bytes: usize,
+    pub rate_per_sec: u32,
+    pub burst: u32,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RoomSummary {
+    pub name: Arc<str>,
+    pub topic: Arc<str>,
+    pub members: usize,
+}
+
+/// Where a frame about a conversation points: `room`, `with` (the other
+/// party of a DM as seen by the receiver) or `everyone`. Serialised as the
+/// one field that applies.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Place<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub room: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub with: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub everyone: bool,
+}
+
+impl<'a> Place<'a> {
+    pub fn room(room: &'a str) -> Self {
+        Place {
+            room: Some(room),
+            ..Place::default()
+        }
+    }
+    pub fn with(nick: &'a str) -> Self {
+        Place {
+            with: Some(nick),
+            ..Place::default()
+        }
+    }
+    pub fn everyone() -> Self {
+        Place {
+            everyone: true,
+            ..Place::default()
+        }
+    }
+}
+
+/// Where a `typing` or `event` came from: a room, or (for one sent to a
+/// user) `from` the sender.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Origin<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub room: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame<'a> {
+    Welcome {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a FrameId>,
+        session: &'a str,
+        nick: &'a str,
+        user: UserView<'a>,
+        rooms: &'a [Arc<str>],
+        server: ServerInfo<'a>,
+        limits: &'a LimitsView,
+    },
+    Joined {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a FrameId>,
+        room: &'a str,
+        topic: &'a str,
+        members: &'a [MemberView],
+        seq: u64,
+        history: &'a [StoredMessage],
+        more: bool,
+    },
+    Left {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a FrameId>,
+        room: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        by: Option<&'a str>,
+    },
+    Rooms {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a FrameId>,
+        rooms: &'a [RoomSummary],
+    },
+    RoomStatus {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a FrameId>,
+        room: &'a str,
+        topic: &'a str,
+        count: usize,
+        members: &'a [MemberView],
+    },
+    Topic {
+        room: &'a str,
+        topic: &'a str,
+        by: &'a str,
+    },
+    Message(&'a StoredMessage),
+    Ack {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a FrameId>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message: Option<&'a StoredMessage>,
+    },
+    History {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a FrameId>,
+        #[serde(flatten)]
+        place: Place<'a>,
+        messages: &'a [StoredMessage],
+        more: bool,
+    },
+    Edited {
+        msg_id: String,
+        #[serde(flatten)]
+        place: Place<'a>,
+        text: &'a str,
+        edited_at: i64,
+    },
+    Deleted {
+        msg_id: String,
+        #[serde(flatten)]
+        place: Place<'a>,
+    },
+    Read {
+        #[serde(flatten)]
+        place: Place<'a>,
+        nick: &'a str,
+        seq: u64,
+    },
+    Typing {
+        #[serde(flatten)]
+        origin: Origin<'a>,
+        nick: &'a str,
+        active: bool,
+    },
+    Event {
+        #[serde(flatten)]
+        origin: Origin<'a>,
+        nick: &'a str,
+        name: &'a str,
+        data: &'a Value,
+    },
+    Presence {
+        room: &'a str,
+        nick: &'a str,
+        event: &'a str,
+    },
+    Status {
+        nick: &'a str,
+        online: bool,
+        away: bool,
+        last_seen: Option<i64>,
+    },
+    Pong {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a FrameId>,
+    },
+    Error {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a FrameId>,
+        code: ErrorCode,
+        message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
+    },
+    Notice {
+        code: &'a str,
+        message: &'a str,
+    },
+}
+
+impl<'a> ServerFrame<'a> {
+    pub fn error(id: Option<&'a FrameId>, e: &'a ProtoError) -> Self {
+        ServerFrame::Error {
+            id,
+            code: e.code,
+            message: &e.message,
+            retry_after_ms: e.retry_after_ms,
+        }
+    }
+    pub fn ack(id: Option<&'a FrameId>) -> Self {
+        ServerFrame::Ack { id, message: None }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_frame_shape() {
+        let m = StoredMessage {
+            msg_id: Ulid::nil(),
+            conv: Conv::Room("lobby".into()),
+            room: Some("Lobby".into()),
+            to: None,
+            seq: 4,
+            from: "alice".into(),
+            text: "hi".into(),
+            attachments: vec![],
+            sent_at: 7,
+            edited_at: None,
+            deleted: false,
+        };
+        let v: Value = serde_json::from_str(&encode(&ServerFrame::Message(&m))).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"message","msg_id":"00000000000000000000000000","room":"Lobby",
+                "seq":4,"from":"alice","text":"hi","attachments":[],"sent_at":7})
+        );
+        let id = FrameId::Int(3);
+        let v: Value = serde_json::from_str(&encode(&ServerFrame::History {
+            id: Some(&id),
+            place: Place::with("bob"),
+            messages: &[],
+            more: false,
+        }))
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"history","id":3,"with":"bob","messages":[],"more":false})
+        );
+    }
+}
