@@ -41,6 +41,10 @@ pub struct ServerConfig {
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     pub url: String,
+    pub max_connections: u32,
+    #[serde(with = "humantime_serde")]
+    pub busy_timeout: Duration,
+    pub sqlite_full_sync: bool,
     pub memory_history: usize,
     pub batch_max: usize,
 }
@@ -234,11 +238,25 @@ impl Config {
                 )));
             }
         }
-        if !self.database.url.starts_with("memory://") {
+        let scheme = self.database.url.split(':').next().unwrap_or("");
+        if ![
+            "sqlite",
+            "postgres",
+            "postgresql",
+            "mysql",
+            "mariadb",
+            "memory",
+        ]
+        .contains(&scheme)
+        {
             return Err(ConfigError(format!(
-                "database.url: unsupported scheme in `{}` (supported: memory://)",
-                self.database.url.split("://").next().unwrap_or("")
+                "database.url: unsupported scheme `{scheme}` (use sqlite://, postgres://, mysql:// or memory://)"
             )));
+        }
+        if self.database.max_connections == 0 {
+            return Err(ConfigError(
+                "database.max_connections must be greater than 0".into(),
+            ));
         }
         if !self.cluster.redis_url.is_empty() {
             return Err(ConfigError(

@@ -9,8 +9,9 @@ use futures_util::StreamExt;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::net::{Target, Ws, check_fd_limit, on_own_runtime, rss_kib};
+use super::net::{Target, Ws};
 use super::stats::JsonLine;
+use super::sys::{check_fd_limit, on_own_runtime, rss_kib};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ConnsArgs {

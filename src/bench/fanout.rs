@@ -11,8 +11,9 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::flow::{PubParams, PubResult, RecvResult, Shared, publish, receive};
-use super::net::{Target, check_fd_limit, on_own_runtime};
+use super::net::Target;
 use super::stats::{Histogram, JsonLine};
+use super::sys::{check_fd_limit, cpu_secs, on_own_runtime, rss_kib};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct FanoutArgs {
@@ -63,6 +64,24 @@ pub struct FanoutArgs {
     /// Read buffer per connection in bytes (bigger batches more frames per read).
     #[arg(long, default_value_t = 16 * 1024)]
     pub read_buffer: usize,
+    /// Server pid: report its CPU use over the measured window and its RSS.
+    #[arg(long)]
+    pub pid: Option<u32>,
+}
+
+/// Messages over all publishers; `expected` = Σ acked × members joined.
+struct Totals {
+    sent: u64,
+    acked: u64,
+    failed: u64,
+    expected: u64,
+}
+
+/// CPU seconds used by the bench and the server (if --pid) in the measured window.
+#[derive(Default)]
+struct Cpu {
+    bench: f64,
+    server: f64,
 }
 
 pub async fn run(args: FanoutArgs) -> Result<()> {
@@ -172,7 +191,11 @@ async fn run_inner(args: FanoutArgs, publishers: usize) -> Result<()> {
                 room: name,
                 size,
                 rate: per_pub_rate,
-                start_us,
+                // Stagger fixed-rate publishers over one interval so their
+                // messages do not all leave at the same instant.
+                start_us: start_us
+                    + (p as f64 / publishers as f64 * 1e6 / per_pub_rate.max(1e-9)) as u64
+                        * u64::from(per_pub_rate > 0.0),
                 end_us,
             };
             Some(publish(ws, shared, params, stop_rx).await)
@@ -225,14 +248,23 @@ async fn run_inner(args: FanoutArgs, publishers: usize) -> Result<()> {
             .sum::<u64>()
     };
     let sum = |f: fn(&super::flow::PubFlow) -> u64| shared.pubs.iter().map(f).sum::<u64>();
+    let cpu_now = || {
+        let server = args.pid.and_then(|p| cpu_secs(Some(p)));
+        (cpu_secs(None).unwrap_or(0.0), server.unwrap_or(0.0))
+    };
+    let mut cpu_start = None;
     let mut last = (delivered(), Instant::now());
     while shared.now_us() < end {
-        tokio::time::sleep_until(
-            shared
-                .at(end)
-                .min(tokio::time::Instant::now() + Duration::from_secs(1)),
-        )
-        .await;
+        let mut wake = shared
+            .at(end)
+            .min(tokio::time::Instant::now() + Duration::from_secs(1));
+        if cpu_start.is_none() {
+            wake = wake.min(shared.at(measure_start));
+        }
+        tokio::time::sleep_until(wake).await;
+        if cpu_start.is_none() && shared.now_us() >= measure_start {
+            cpu_start = Some(cpu_now());
+        }
         let (d, t) = (delivered(), Instant::now());
         let phase = if shared.now_us() < measure_start {
             "warm-up"
@@ -247,6 +279,13 @@ async fn run_inner(args: FanoutArgs, publishers: usize) -> Result<()> {
         );
         last = (d, t);
     }
+    let (b1, s1) = cpu_now();
+    let (b0, s0) = cpu_start.unwrap_or((b1, s1));
+    let cpu = Cpu {
+        bench: b1 - b0,
+        server: s1 - s0,
+    };
+    let server_rss = args.pid.and_then(|p| rss_kib(p).ok()).unwrap_or(0);
 
     // Drain: wait for outstanding acks and deliveries, at most --drain s.
     let expected = || -> u64 {
@@ -276,23 +315,28 @@ async fn run_inner(args: FanoutArgs, publishers: usize) -> Result<()> {
         }
     }
     let mut pubs = Vec::with_capacity(publishers);
+    // A writer blocked on a full socket would never finish: abort it (its
+    // counts are in `shared`, so the totals stay right).
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(2);
     for t in pub_tasks {
-        // A writer blocked on a full socket would never finish: abort it.
         let abort = t.abort_handle();
-        match tokio::time::timeout(Duration::from_secs(2), t).await {
+        match tokio::time::timeout_at(give_up, t).await {
             Ok(Ok(Some(r))) => pubs.push(r),
             Ok(_) => {}
             Err(_) => abort.abort(),
         }
     }
 
-    let expected: u64 = pubs
-        .iter()
-        .zip(&pub_rooms)
-        .map(|(p, &r)| p.acked * joined[r])
-        .sum();
+    // Totals from the shared counters: they survive an aborted publisher.
+    let totals = Totals {
+        sent: sum(|p| p.sent.0.load(Relaxed)),
+        acked: sum(|p| p.acked.0.load(Relaxed)),
+        failed: sum(|p| p.failed.0.load(Relaxed)),
+        expected: expected(),
+    };
+    let setup = (ok, failed, setup_secs);
     report(
-        &args, publishers, ok, failed, setup_secs, expected, &recv, &pubs,
+        &args, publishers, setup, totals, &recv, &pubs, cpu, server_rss,
     );
     Ok(())
 }
@@ -301,12 +345,12 @@ async fn run_inner(args: FanoutArgs, publishers: usize) -> Result<()> {
 fn report(
     args: &FanoutArgs,
     publishers: usize,
-    ok: usize,
-    failed: usize,
-    setup_secs: f64,
-    expected: u64,
+    (ok, failed, setup_secs): (usize, usize, f64),
+    totals: Totals,
     recv: &[RecvResult],
     pubs: &[PubResult],
+    cpu: Cpu,
+    server_rss: u64,
 ) {
     let mut hist = Histogram::new();
     let (mut delivered, mut in_window, mut other) = (0u64, 0u64, 0u64);
@@ -320,15 +364,18 @@ fn report(
             *closes.entry(c).or_default() += 1;
         }
     }
-    let (mut sent, mut acked, mut acked_win, mut failed_msgs, mut stalls) = (0, 0, 0, 0, 0);
+    let Totals {
+        sent,
+        acked,
+        failed: failed_msgs,
+        expected,
+    } = totals;
+    let (mut acked_win, mut stalls) = (0, 0);
     let mut errors: HashMap<String, u64> = HashMap::new();
     let mut pub_closes: BTreeMap<u16, u64> = BTreeMap::new();
     let mut write_errors = Vec::new();
     for p in pubs {
-        sent += p.sent;
-        acked += p.acked;
         acked_win += p.acked_in_window;
-        failed_msgs += p.failed;
         stalls += p.stalls;
         for (k, v) in &p.errors {
             *errors.entry(k.clone()).or_default() += v;
@@ -369,6 +416,23 @@ fn report(
     for e in write_errors.iter().take(3) {
         println!("  publisher write error: {e}");
     }
+    let bench_pct = cpu.bench / secs * 100.0;
+    let ns_per_delivery = if in_window > 0 {
+        cpu.bench * 1e9 / in_window as f64
+    } else {
+        0.0
+    };
+    print!("cpu:         bench {bench_pct:.0}% of a core ({ns_per_delivery:.0} ns/delivery)");
+    if args.pid.is_some() {
+        print!(
+            ", server {:.0}%, server RSS {server_rss} KiB",
+            cpu.server / secs * 100.0
+        );
+    }
+    println!();
+    if bench_pct > 90.0 * args.threads.max(1) as f64 {
+        println!("warning:     the bench was CPU-bound; rates are a lower bound for the server");
+    }
     let close_count = |m: &BTreeMap<u16, u64>, code| m.get(&code).copied().unwrap_or(0);
     println!(
         "{}",
@@ -407,6 +471,10 @@ fn report(
                 close_count(&closes, 1013) + close_count(&pub_closes, 1013)
             )
             .int("window_stalls", stalls)
+            .float("bench_cpu_pct", bench_pct)
+            .float("bench_ns_per_delivery", ns_per_delivery)
+            .float("server_cpu_pct", cpu.server / secs * 100.0)
+            .int("server_rss_kib", server_rss)
             .finish()
     );
 }

@@ -200,10 +200,7 @@ pub async fn receive(
 /// What one publisher saw.
 #[derive(Default)]
 pub struct PubResult {
-    pub sent: u64,
-    pub acked: u64,
     pub acked_in_window: u64,
-    pub failed: u64,
     /// Times the window stalled for [`STALL`] and the oldest message was given up.
     pub stalls: u64,
     pub errors: HashMap<String, u64>,
@@ -237,19 +234,14 @@ pub async fn publish(
     };
     let mut res = reader.await.unwrap_or_default();
     match sent {
-        Ok((n, stalls)) => {
-            res.sent = n;
-            res.stalls = stalls;
-        }
-        Err((n, e)) => {
-            res.sent = n;
-            res.write_error = Some(e);
-        }
+        Ok(stalls) => res.stalls = stalls,
+        Err(e) => res.write_error = Some(e.to_string()),
     }
     res
 }
 
-type SendOutcome = Result<(u64, u64), (u64, String)>;
+/// Window stalls, or the write error that ended sending.
+type SendOutcome = Result<u64, tokio_tungstenite::tungstenite::Error>;
 
 struct Frames {
     text: String,
@@ -294,7 +286,7 @@ async fn send_at_rate(
     loop {
         let now = shared.now_us();
         if now >= p.end_us {
-            return Ok((next, 0));
+            return Ok(0);
         }
         let mut fed = false;
         loop {
@@ -302,13 +294,13 @@ async fn send_at_rate(
             if due > now || due >= p.end_us {
                 let wake = due.min(p.end_us);
                 if fed {
-                    sink.flush().await.map_err(|e| (next, e.to_string()))?;
+                    sink.flush().await?;
                 }
                 tokio::time::sleep_until(shared.at(wake)).await;
                 break;
             }
             let msg = frames.say(shared, p, next);
-            sink.feed(msg).await.map_err(|e| (next, e.to_string()))?;
+            sink.feed(msg).await?;
             next += 1;
             flow.sent.0.store(next, Relaxed);
             fed = true;
@@ -333,7 +325,7 @@ async fn send_windowed(
     loop {
         let now = shared.now_us();
         if now >= p.end_us {
-            return Ok((next, stalls));
+            return Ok(stalls);
         }
         let target = live.load(Acquire);
         while oldest < next && flow.ring[oldest as usize & mask].load(Acquire) >= target {
@@ -343,11 +335,11 @@ async fn send_windowed(
         if next - oldest < window {
             while next - oldest < window {
                 let msg = frames.say(shared, p, next);
-                sink.feed(msg).await.map_err(|e| (next, e.to_string()))?;
+                sink.feed(msg).await?;
                 next += 1;
             }
             flow.sent.0.store(next, Relaxed);
-            sink.flush().await.map_err(|e| (next, e.to_string()))?;
+            sink.flush().await?;
             continue;
         }
         let wait = Duration::from_micros(p.end_us - now).min(STALL);
@@ -381,6 +373,7 @@ async fn read_acks(
     }
     let flow = &shared.pubs[idx];
     let mut r = PubResult::default();
+    let (mut acked, mut failed) = (0, 0);
     loop {
         let msg = tokio::select! {
             biased;
@@ -404,15 +397,15 @@ async fn read_acks(
         };
         match reply.t {
             "ack" => {
-                r.acked += 1;
-                flow.acked.0.store(r.acked, Relaxed);
+                acked += 1;
+                flow.acked.0.store(acked, Relaxed);
                 if shared.in_window(shared.now_us()) {
                     r.acked_in_window += 1;
                 }
             }
             "error" => {
-                r.failed += 1;
-                flow.failed.0.store(r.failed, Relaxed);
+                failed += 1;
+                flow.failed.0.store(failed, Relaxed);
                 *r.errors.entry(reply.code.unwrap_or_default()).or_default() += 1;
                 if let Some(c) = reply.id.and_then(|v| v.as_u64()) {
                     let target = shared.room_live[flow.room].load(Acquire);

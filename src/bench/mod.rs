@@ -52,6 +52,7 @@ mod flow;
 mod net;
 mod parse;
 mod stats;
+mod sys;
 
 pub use conns::ConnsArgs;
 pub use fanout::FanoutArgs;

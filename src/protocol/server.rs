@@ -47,6 +47,18 @@ impl Conv {
             Conv::Everyone => "e".to_owned(),
         }
     }
+
+    /// The inverse of [`Conv::storage_key`].
+    pub fn from_storage_key(key: &str) -> Option<Conv> {
+        match key.split_once(':') {
+            Some(("r", room)) => Some(Conv::Room(room.into())),
+            Some(("d", pair)) => pair
+                .split_once(':')
+                .map(|(a, b)| Conv::Dm(a.into(), b.into())),
+            None if key == "e" => Some(Conv::Everyone),
+            _ => None,
+        }
+    }
 }
 
 /// A stored message, as history and `message` frames show it.

@@ -7,6 +7,7 @@
 //! reports committed batches back, in order, to whoever fans them out.
 
 pub mod memory;
+pub mod sql;
 pub mod writer;
 
 use std::sync::Arc;
@@ -32,7 +33,7 @@ pub struct NewMessage {
 }
 
 impl NewMessage {
-    fn stored(self, seq: u64) -> StoredMessage {
+    pub(crate) fn stored(self, seq: u64) -> StoredMessage {
         StoredMessage {
             msg_id: self.msg_id,
             conv: self.conv,
@@ -85,6 +86,7 @@ pub enum StoreError {
 #[derive(Clone)]
 pub enum Store {
     Memory(Arc<memory::MemoryStore>),
+    Sql(Arc<sql::SqlStore>),
 }
 
 impl Store {
@@ -100,18 +102,21 @@ impl Store {
     pub async fn append(&self, batch: Vec<NewMessage>) -> Result<Vec<StoredMessage>, StoreError> {
         match self {
             Store::Memory(m) => m.append(batch),
+            Store::Sql(s) => s.append(batch).await,
         }
     }
 
     pub async fn history(&self, conv: &Conv, q: HistoryQuery) -> Result<Page, StoreError> {
         match self {
             Store::Memory(m) => Ok(m.history(conv, q)),
+            Store::Sql(s) => s.history(conv, q).await,
         }
     }
 
     pub async fn message(&self, msg_id: Ulid) -> Result<Option<StoredMessage>, StoreError> {
         match self {
             Store::Memory(m) => Ok(m.message(msg_id)),
+            Store::Sql(s) => s.message(msg_id).await,
         }
     }
 
@@ -127,6 +132,7 @@ impl Store {
                 msg.text = text.to_owned();
                 msg.edited_at = Some(at);
             })),
+            Store::Sql(s) => s.edit(msg_id, text, at).await,
         }
     }
 
@@ -137,6 +143,7 @@ impl Store {
                 msg.deleted = true;
                 msg.text.clear();
             })),
+            Store::Sql(s) => s.delete(msg_id).await,
         }
     }
 
@@ -144,6 +151,7 @@ impl Store {
     pub async fn room(&self, key: &str) -> Result<Option<RoomRecord>, StoreError> {
         match self {
             Store::Memory(m) => Ok(m.room(key)),
+            Store::Sql(s) => s.room(key).await,
         }
     }
 
@@ -158,6 +166,7 @@ impl Store {
                 m.set_topic(key, name, topic);
                 Ok(())
             }
+            Store::Sql(s) => s.set_topic(key, name, topic).await,
         }
     }
 
@@ -168,6 +177,7 @@ impl Store {
                 m.user_seen(nick, at);
                 Ok(())
             }
+            Store::Sql(s) => s.user_seen(nick, at).await,
         }
     }
 
@@ -175,6 +185,7 @@ impl Store {
     pub async fn last_seen(&self, nick_key: &str) -> Result<Option<i64>, StoreError> {
         match self {
             Store::Memory(m) => Ok(m.last_seen(nick_key)),
+            Store::Sql(s) => s.last_seen(nick_key).await,
         }
     }
 
@@ -182,6 +193,7 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {
             Store::Memory(_) => Ok(()),
+            Store::Sql(s) => s.ping().await,
         }
     }
 }

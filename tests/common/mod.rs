@@ -18,11 +18,23 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 /// How long any expected frame may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// Defaults for tests: no auto-joined room (each test says what it joins).
+/// Defaults for tests: no auto-joined room (each test says what it joins),
+/// and a SQLite database of its own.
 pub fn test_config() -> Config {
     let mut c = Config::default();
     c.rooms.auto_join = vec![];
+    c.database.url = format!("sqlite://{}", fresh_db_path().display());
     c
+}
+
+/// A path for a new SQLite file under target/, so tests never share one.
+pub fn fresh_db_path() -> std::path::PathBuf {
+    let dir = tempfile::Builder::new()
+        .prefix("db-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("temp dir")
+        .keep();
+    dir.join("chat.db")
 }
 
 pub async fn start(config: Config) -> RunningServer {
