@@ -130,11 +130,7 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() {
-            "\"\""
-        } else {
-            "\"<redacted>\""
-        })
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"<redacted>\"" })
     }
 }
 
@@ -158,18 +154,11 @@ impl Default for Config {
 
 impl Config {
     /// Reads every layer. `with_env` is false only for the pure defaults.
-    pub fn load(
-        file: Option<&Path>,
-        flags: &Overrides,
-        with_env: bool,
-    ) -> Result<Config, ConfigError> {
+    pub fn load(file: Option<&Path>, flags: &Overrides, with_env: bool) -> Result<Config, ConfigError> {
         let mut fig = Figment::from(Toml::string(DEFAULT_TOML));
         if let Some(path) = file {
             if !path.is_file() {
-                return Err(ConfigError(format!(
-                    "--config {}: no such file",
-                    path.display()
-                )));
+                return Err(ConfigError(format!("--config {}: no such file", path.display())));
             }
             fig = fig.merge(Toml::file(path));
         }
@@ -194,15 +183,9 @@ impl Config {
             ("limits.burst", l.burst.into()),
             ("limits.requests_per_sec", l.requests_per_sec.into()),
             ("limits.requests_burst", l.requests_burst.into()),
-            (
-                "limits.max_rooms_per_session",
-                l.max_rooms_per_session as u64,
-            ),
+            ("limits.max_rooms_per_session", l.max_rooms_per_session as u64),
             ("limits.max_connections", l.max_connections as u64),
-            (
-                "limits.max_connections_per_ip",
-                l.max_connections_per_ip as u64,
-            ),
+            ("limits.max_connections_per_ip", l.max_connections_per_ip as u64),
             ("limits.outbound_queue", l.outbound_queue as u64),
             ("limits.history_default", l.history_default as u64),
             ("limits.history_max", l.history_max as u64),
@@ -222,46 +205,27 @@ impl Config {
             }
         }
         if l.history_default > l.history_max {
-            return Err(ConfigError(
-                "limits.history_default must not exceed limits.history_max".into(),
-            ));
+            return Err(ConfigError("limits.history_default must not exceed limits.history_max".into()));
         }
         if l.idle_timeout <= l.ping_interval {
-            return Err(ConfigError(
-                "limits.idle_timeout must be longer than limits.ping_interval".into(),
-            ));
+            return Err(ConfigError("limits.idle_timeout must be longer than limits.ping_interval".into()));
         }
         for room in &self.rooms.auto_join {
             if crate::protocol::Name::room(room).is_err() {
-                return Err(ConfigError(format!(
-                    "rooms.auto_join: `{room}` is not a valid room name"
-                )));
+                return Err(ConfigError(format!("rooms.auto_join: `{room}` is not a valid room name")));
             }
         }
         let scheme = self.database.url.split(':').next().unwrap_or("");
-        if ![
-            "sqlite",
-            "postgres",
-            "postgresql",
-            "mysql",
-            "mariadb",
-            "memory",
-        ]
-        .contains(&scheme)
-        {
+        if !["sqlite", "postgres", "postgresql", "mysql", "mariadb", "memory"].contains(&scheme) {
             return Err(ConfigError(format!(
                 "database.url: unsupported scheme `{scheme}` (use sqlite://, postgres://, mysql:// or memory://)"
             )));
         }
         if self.database.max_connections == 0 {
-            return Err(ConfigError(
-                "database.max_connections must be greater than 0".into(),
-            ));
+            return Err(ConfigError("database.max_connections must be greater than 0".into()));
         }
         if !self.cluster.redis_url.is_empty() {
-            return Err(ConfigError(
-                "cluster.redis_url: clustering is not implemented yet".into(),
-            ));
+            return Err(ConfigError("cluster.redis_url: clustering is not implemented yet".into()));
         }
         Ok(())
     }
@@ -273,11 +237,7 @@ impl Config {
         }
         let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
         let host = host.trim();
-        format!(
-            "{}-{}",
-            if host.is_empty() { "node" } else { host },
-            std::process::id()
-        )
+        format!("{}-{}", if host.is_empty() { "node" } else { host }, std::process::id())
     }
 }
 
@@ -286,11 +246,7 @@ fn describe(e: figment::Error) -> String {
     e.into_iter()
         .map(|e| {
             let key = e.path.join(".");
-            let source = e
-                .metadata
-                .as_ref()
-                .map(|m| m.name.to_string())
-                .unwrap_or_default();
+            let source = e.metadata.as_ref().map(|m| m.name.to_string()).unwrap_or_default();
             match (key.is_empty(), source.is_empty()) {
                 (false, false) => format!("{key} ({source}): {}", e.kind),
                 (false, true) => format!("{key}: {}", e.kind),
@@ -323,20 +279,14 @@ mod tests {
             let c = Config::load(Some(Path::new("c.toml")), &Overrides::default(), true).unwrap();
             assert_eq!((c.limits.max_text, c.limits.burst), (10, 7));
             jail.set_env("CHAT_LIMITS__MAX_TEXT", "lots");
-            let e = Config::load(None, &Overrides::default(), true)
-                .unwrap_err()
-                .to_string();
+            let e = Config::load(None, &Overrides::default(), true).unwrap_err().to_string();
             assert!(e.contains("limits.max_text"), "{e}");
             jail.set_env("CHAT_LIMITS__MAX_TEXT", "0");
-            let e = Config::load(None, &Overrides::default(), true)
-                .unwrap_err()
-                .to_string();
+            let e = Config::load(None, &Overrides::default(), true).unwrap_err().to_string();
             assert!(e.contains("limits.max_text"), "{e}");
             jail.set_env("CHAT_LIMITS__MAX_TEXT", "5");
             jail.set_env("CHAT_LIMITS__TYPO", "5");
-            let e = Config::load(None, &Overrides::default(), true)
-                .unwrap_err()
-                .to_string();
+            let e = Config::load(None, &Overrides::default(), true).unwrap_err().to_string();
             assert!(e.contains("typo"), "{e}");
             Ok(())
         });

@@ -89,9 +89,7 @@ impl Server {
     /// Starts serving on an already bound listener.
     pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<RunningServer> {
         let addr = listener.local_addr()?;
-        let store = Store::open(&config)
-            .await
-            .context("cannot open the database")?;
+        let store = Store::open(&config).await.context("cannot open the database")?;
         let hub = Arc::new(Hub::new(config.limits.outbound_queue));
         let (bus, writer) = Bus::local(store.clone(), hub.clone(), config.database.batch_max);
         let grace = config.server.shutdown_grace;
@@ -103,8 +101,7 @@ impl Server {
             let _ = tcp.set_nodelay(true);
         });
         let router = http::router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let http =
-            axum::serve(listener, router).with_graceful_shutdown(trigger.clone().cancelled_owned());
+        let http = axum::serve(listener, router).with_graceful_shutdown(trigger.clone().cancelled_owned());
         let http = tokio::spawn(async move {
             if let Err(e) = http.await {
                 tracing::error!(error = %e, "http server failed");
@@ -127,24 +124,14 @@ impl Server {
             // 3. Every session gets the notice and close 1001.
             app.close_all.cancel();
             app.tracker.close();
-            if tokio::time::timeout(grace, app.tracker.wait())
-                .await
-                .is_err()
-            {
-                tracing::warn!(
-                    left = app.tracker.len(),
-                    "connections still open after the grace period"
-                );
+            if tokio::time::timeout(grace, app.tracker.wait()).await.is_err() {
+                tracing::warn!(left = app.tracker.len(), "connections still open after the grace period");
             }
             let _ = tokio::time::timeout(grace, http).await;
             drop(app);
             let _ = writer.await;
             tracing::info!("stopped");
         });
-        Ok(RunningServer {
-            addr,
-            trigger,
-            done,
-        })
+        Ok(RunningServer { addr, trigger, done })
     }
 }

@@ -23,6 +23,8 @@ struct Cli {
 enum Command {
     /// Run the server (the default).
     Serve(ServeArgs),
+    /// Apply the database migrations of `database.url`, then exit.
+    Migrate(ServeArgs),
     /// Load-test a server that speaks the chat protocol.
     Bench {
         #[command(subcommand)]
@@ -61,20 +63,41 @@ fn main() -> ExitCode {
             }
         }
         Some(Command::Serve(args)) => runtime.block_on(serve(args)),
+        Some(Command::Migrate(args)) => runtime.block_on(migrate(args)),
         None => runtime.block_on(serve(cli.serve)),
     }
 }
 
-async fn serve(args: ServeArgs) -> ExitCode {
-    let overrides = Overrides {
-        listen: args.listen,
-    };
-    let config = match Config::load(args.config.as_deref(), &overrides, true) {
+fn load_config(args: &ServeArgs) -> Result<Config, ExitCode> {
+    let overrides = Overrides { listen: args.listen };
+    Config::load(args.config.as_deref(), &overrides, true).map_err(|e| {
+        eprintln!("chat: {e}");
+        ExitCode::from(2)
+    })
+}
+
+async fn migrate(args: ServeArgs) -> ExitCode {
+    let config = match load_config(&args) {
         Ok(c) => c,
+        Err(code) => return code,
+    };
+    init_logging(&config.log.filter);
+    match chat::store::Store::open(&config).await {
+        Ok(_) => {
+            println!("chat: migrations applied");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("chat: {e}");
-            return ExitCode::from(2);
+            ExitCode::from(2)
         }
+    }
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let config = match load_config(&args) {
+        Ok(c) => c,
+        Err(code) => return code,
     };
     init_logging(&config.log.filter);
     let server = match Server::start(config).await {
@@ -91,18 +114,12 @@ async fn serve(args: ServeArgs) -> ExitCode {
 
 fn init_logging(default: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
 }
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}

@@ -8,10 +8,7 @@ async fn two_clients_chat_in_a_room() {
     let server = start_default().await;
     let mut alice = Client::in_rooms(&server, "alice", &["lobby"]).await;
     let mut bob = Client::in_rooms(&server, "bob", &["lobby"]).await;
-    assert_eq!(
-        alice.expect("presence").await,
-        json!({"type":"presence","room":"lobby","nick":"bob","event":"join"})
-    );
+    assert_eq!(alice.expect("presence").await, json!({"type":"presence","room":"lobby","nick":"bob","event":"join"}));
     let ack = alice.say("lobby", "hello bob").await;
     let msg = bob.expect("message").await;
     assert_eq!(ack["message"], {

@@ -77,12 +77,7 @@ async fn run_inner(args: ConnsArgs) -> Result<()> {
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(args.conns);
     for i in 0..args.conns {
-        let (target, permits, setup_tx, stop_rx) = (
-            target.clone(),
-            permits.clone(),
-            setup_tx.clone(),
-            stop_rx.clone(),
-        );
+        let (target, permits, setup_tx, stop_rx) = (target.clone(), permits.clone(), setup_tx.clone(), stop_rx.clone());
         let nick = format!("{}{i}", args.nick_prefix);
         let room = (args.room_size > 0).then(|| format!("bench-{}", i / args.room_size));
         tasks.push(tokio::spawn(async move {
@@ -121,16 +116,14 @@ async fn run_inner(args: ConnsArgs) -> Result<()> {
         }
     }
     let connect_secs = start.elapsed().as_secs_f64();
-    eprintln!(
-        "all set up after {connect_secs:.2}s; settling {}s",
-        args.settle
-    );
+    eprintln!("all set up after {connect_secs:.2}s; settling {}s", args.settle);
 
     let settle = Duration::from_secs(args.settle.min(args.hold));
     tokio::time::sleep(settle).await;
     let rss_after = args.pid.map(rss_kib).transpose()?;
     tokio::time::sleep(Duration::from_secs(args.hold) - settle).await;
     let rss_end = args.pid.map(rss_kib).transpose()?;
+    let bench_rss = rss_kib(std::process::id()).unwrap_or(0);
 
     let _ = stop_tx.send(true);
     let (mut held, mut dropped, mut close_codes) = (0usize, 0usize, Vec::<u16>::new());
@@ -151,25 +144,16 @@ async fn run_inner(args: ConnsArgs) -> Result<()> {
         (Some(b), Some(a)) if ok > 0 => (a.saturating_sub(b) * 1024) as f64 / ok as f64,
         _ => 0.0,
     };
-    println!(
-        "connections:   {ok} ok, {failed} failed (of {})",
-        args.conns
-    );
+    println!("connections:   {ok} ok, {failed} failed (of {})", args.conns);
     for e in &errors {
         println!("  error: {e}");
     }
-    println!(
-        "connect time:  {connect_secs:.2}s ({:.0} conns/s)",
-        ok as f64 / connect_secs
-    );
-    println!(
-        "held:          {held} open to the end, {dropped} closed by the server {close_codes:?}"
-    );
+    println!("connect time:  {connect_secs:.2}s ({:.0} conns/s)", ok as f64 / connect_secs);
+    println!("held:          {held} open to the end, {dropped} closed by the server {close_codes:?}");
     if let (Some(b), Some(a), Some(e)) = (rss_before, rss_after, rss_end) {
-        println!(
-            "server RSS:    before {b} KiB, after {a} KiB, at end {e} KiB -> {per_conn:.0} bytes/conn"
-        );
+        println!("server RSS:    before {b} KiB, after {a} KiB, at end {e} KiB -> {per_conn:.0} bytes/conn");
     }
+    println!("bench RSS:     {bench_rss} KiB");
     println!(
         "{}",
         JsonLine::new("conns")
@@ -183,6 +167,7 @@ async fn run_inner(args: ConnsArgs) -> Result<()> {
             .int("rss_before_kib", rss_before.unwrap_or(0))
             .int("rss_after_kib", rss_after.unwrap_or(0))
             .int("rss_end_kib", rss_end.unwrap_or(0))
+            .int("bench_rss_kib", bench_rss)
             .float("rss_per_conn_bytes", per_conn)
             .finish()
     );

@@ -110,11 +110,7 @@ async fn run_inner(args: FanoutArgs, publishers: usize) -> Result<()> {
         "fanout: {} rooms x {} members, {publishers} publishers, {} -> {}",
         args.rooms,
         args.members,
-        if args.rate > 0.0 {
-            format!("{} msgs/s", args.rate)
-        } else {
-            format!("window {window}")
-        },
+        if args.rate > 0.0 { format!("{} msgs/s", args.rate) } else { format!("window {window}") },
         target.addr
     );
 
@@ -131,12 +127,7 @@ async fn run_inner(args: FanoutArgs, publishers: usize) -> Result<()> {
         let room = i / args.members;
         let (stop_tx, stop_rx) = oneshot::channel();
         recv_stops.push(stop_tx);
-        let (target, permits, setup_tx, shared) = (
-            target.clone(),
-            permits.clone(),
-            setup_tx.clone(),
-            shared.clone(),
-        );
+        let (target, permits, setup_tx, shared) = (target.clone(), permits.clone(), setup_tx.clone(), shared.clone());
         let (nick, name) = (format!("{}{i}", args.nick_prefix), room_name(room));
         recv_tasks.push(tokio::spawn(async move {
             let permit = permits.acquire_owned().await.ok()?;
@@ -163,12 +154,7 @@ async fn run_inner(args: FanoutArgs, publishers: usize) -> Result<()> {
     for (p, &room) in pub_rooms.iter().enumerate() {
         let (stop_tx, stop_rx) = oneshot::channel();
         pub_stops.push(stop_tx);
-        let (target, permits, setup_tx, shared) = (
-            target.clone(),
-            permits.clone(),
-            setup_tx.clone(),
-            shared.clone(),
-        );
+        let (target, permits, setup_tx, shared) = (target.clone(), permits.clone(), setup_tx.clone(), shared.clone());
         let (mut go, times) = (go_rx.clone(), start_us.clone());
         let (nick, name) = (format!("{}p{p}", args.nick_prefix), room_name(room));
         let size = args.size;
@@ -221,11 +207,7 @@ async fn run_inner(args: FanoutArgs, publishers: usize) -> Result<()> {
         }
     }
     let setup_secs = setup_start.elapsed().as_secs_f64();
-    let joined: Vec<u64> = shared
-        .room_live
-        .iter()
-        .map(|n| u64::from(n.load(Relaxed)))
-        .collect();
+    let joined: Vec<u64> = shared.room_live.iter().map(|n| u64::from(n.load(Relaxed))).collect();
     eprintln!("set-up done in {setup_secs:.2}s: {ok} connected, {failed} failed");
     for e in &errors {
         eprintln!("  error: {e}");
@@ -240,13 +222,7 @@ async fn run_inner(args: FanoutArgs, publishers: usize) -> Result<()> {
     let _ = start_us.set((start, end));
     let _ = go_tx.send(true);
 
-    let delivered = || {
-        shared
-            .progress
-            .iter()
-            .map(|s| s.0.load(Relaxed))
-            .sum::<u64>()
-    };
+    let delivered = || shared.progress.iter().map(|s| s.0.load(Relaxed)).sum::<u64>();
     let sum = |f: fn(&super::flow::PubFlow) -> u64| shared.pubs.iter().map(f).sum::<u64>();
     let cpu_now = || {
         let server = args.pid.and_then(|p| cpu_secs(Some(p)));
@@ -255,9 +231,7 @@ async fn run_inner(args: FanoutArgs, publishers: usize) -> Result<()> {
     let mut cpu_start = None;
     let mut last = (delivered(), Instant::now());
     while shared.now_us() < end {
-        let mut wake = shared
-            .at(end)
-            .min(tokio::time::Instant::now() + Duration::from_secs(1));
+        let mut wake = shared.at(end).min(tokio::time::Instant::now() + Duration::from_secs(1));
         if cpu_start.is_none() {
             wake = wake.min(shared.at(measure_start));
         }
@@ -266,11 +240,7 @@ async fn run_inner(args: FanoutArgs, publishers: usize) -> Result<()> {
             cpu_start = Some(cpu_now());
         }
         let (d, t) = (delivered(), Instant::now());
-        let phase = if shared.now_us() < measure_start {
-            "warm-up"
-        } else {
-            "measure"
-        };
+        let phase = if shared.now_us() < measure_start { "warm-up" } else { "measure" };
         eprintln!(
             "  {phase}: sent {} acked {} delivered {d} ({:.0}/s)",
             sum(|p| p.sent.0.load(Relaxed)),
@@ -281,24 +251,15 @@ async fn run_inner(args: FanoutArgs, publishers: usize) -> Result<()> {
     }
     let (b1, s1) = cpu_now();
     let (b0, s0) = cpu_start.unwrap_or((b1, s1));
-    let cpu = Cpu {
-        bench: b1 - b0,
-        server: s1 - s0,
-    };
+    let cpu = Cpu { bench: b1 - b0, server: s1 - s0 };
     let server_rss = args.pid.and_then(|p| rss_kib(p).ok()).unwrap_or(0);
 
     // Drain: wait for outstanding acks and deliveries, at most --drain s.
-    let expected = || -> u64 {
-        shared
-            .pubs
-            .iter()
-            .map(|p| p.acked.0.load(Relaxed) * joined[p.room])
-            .sum()
-    };
+    let expected = || -> u64 { shared.pubs.iter().map(|p| p.acked.0.load(Relaxed) * joined[p.room]).sum() };
     let drain_deadline = Instant::now() + Duration::from_secs_f64(args.drain.max(0.0));
     while Instant::now() < drain_deadline {
-        let pending = sum(|p| p.sent.0.load(Relaxed))
-            .saturating_sub(sum(|p| p.acked.0.load(Relaxed) + p.failed.0.load(Relaxed)));
+        let pending =
+            sum(|p| p.sent.0.load(Relaxed)).saturating_sub(sum(|p| p.acked.0.load(Relaxed) + p.failed.0.load(Relaxed)));
         if pending == 0 && delivered() >= expected() {
             break;
         }
@@ -335,9 +296,7 @@ async fn run_inner(args: FanoutArgs, publishers: usize) -> Result<()> {
         expected: expected(),
     };
     let setup = (ok, failed, setup_secs);
-    report(
-        &args, publishers, setup, totals, &recv, &pubs, cpu, server_rss,
-    );
+    report(&args, publishers, setup, totals, &recv, &pubs, cpu, server_rss);
     Ok(())
 }
 
@@ -364,12 +323,7 @@ fn report(
             *closes.entry(c).or_default() += 1;
         }
     }
-    let Totals {
-        sent,
-        acked,
-        failed: failed_msgs,
-        expected,
-    } = totals;
+    let Totals { sent, acked, failed: failed_msgs, expected } = totals;
     let (mut acked_win, mut stalls) = (0, 0);
     let mut errors: HashMap<String, u64> = HashMap::new();
     let mut pub_closes: BTreeMap<u16, u64> = BTreeMap::new();
@@ -396,12 +350,8 @@ fn report(
         "setup:       {ok} connections ok, {failed} failed in {setup_secs:.2}s ({} rooms x {} members + {publishers} publishers)",
         args.rooms, args.members
     );
-    println!(
-        "messages:    sent {sent}, acked {acked}, errors {failed_msgs} {errors:?}, window stalls {stalls}"
-    );
-    println!(
-        "deliveries:  received {delivered}, expected {expected}, loss {loss}, other frames {other}"
-    );
+    println!("messages:    sent {sent}, acked {acked}, errors {failed_msgs} {errors:?}, window stalls {stalls}");
+    println!("deliveries:  received {delivered}, expected {expected}, loss {loss}, other frames {other}");
     println!("throughput:  {dps:.0} deliveries/s, {mps:.0} msgs/s (over the {secs:.0}s measured)");
     println!(
         "latency ms:  p50 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}  mean {:.3}  ({} samples)",
@@ -417,17 +367,10 @@ fn report(
         println!("  publisher write error: {e}");
     }
     let bench_pct = cpu.bench / secs * 100.0;
-    let ns_per_delivery = if in_window > 0 {
-        cpu.bench * 1e9 / in_window as f64
-    } else {
-        0.0
-    };
+    let ns_per_delivery = if in_window > 0 { cpu.bench * 1e9 / in_window as f64 } else { 0.0 };
     print!("cpu:         bench {bench_pct:.0}% of a core ({ns_per_delivery:.0} ns/delivery)");
     if args.pid.is_some() {
-        print!(
-            ", server {:.0}%, server RSS {server_rss} KiB",
-            cpu.server / secs * 100.0
-        );
+        print!(", server {:.0}%, server RSS {server_rss} KiB", cpu.server / secs * 100.0);
     }
     println!();
     if bench_pct > 90.0 * args.threads.max(1) as f64 {
@@ -448,10 +391,7 @@ fn report(
             .int("sent", sent)
             .int("acked", acked)
             .int("errors", failed_msgs)
-            .int(
-                "rate_limited",
-                errors.get("rate_limited").copied().unwrap_or(0)
-            )
+            .int("rate_limited", errors.get("rate_limited").copied().unwrap_or(0))
             .int("delivered", delivered)
             .int("expected", expected)
             .float("loss", loss as f64)
@@ -462,14 +402,8 @@ fn report(
             .float("p999_ms", q(0.999))
             .float("max_ms", hist.max_ms())
             .float("mean_ms", hist.mean_ms())
-            .int(
-                "closes",
-                closes.values().sum::<u64>() + pub_closes.values().sum::<u64>()
-            )
-            .int(
-                "closes_1013",
-                close_count(&closes, 1013) + close_count(&pub_closes, 1013)
-            )
+            .int("closes", closes.values().sum::<u64>() + pub_closes.values().sum::<u64>())
+            .int("closes_1013", close_count(&closes, 1013) + close_count(&pub_closes, 1013))
             .int("window_stalls", stalls)
             .float("bench_cpu_pct", bench_pct)
             .float("bench_ns_per_delivery", ns_per_delivery)

@@ -146,13 +146,7 @@ pub async fn receive(
     room: usize,
     mut stop: oneshot::Receiver<()>,
 ) -> RecvResult {
-    let mut r = RecvResult {
-        deliveries: 0,
-        in_window: 0,
-        other: 0,
-        hist: Histogram::new(),
-        closed: None,
-    };
+    let mut r = RecvResult { deliveries: 0, in_window: 0, other: 0, hist: Histogram::new(), closed: None };
     let flow = shared.window > 0;
     loop {
         // biased: the stop signal is only polled when no frame is ready.
@@ -219,12 +213,7 @@ pub struct PubParams {
 }
 
 /// Runs one publisher: a reader task for acks/errors and the sending loop.
-pub async fn publish(
-    ws: Ws,
-    shared: Arc<Shared>,
-    p: PubParams,
-    stop: oneshot::Receiver<()>,
-) -> PubResult {
+pub async fn publish(ws: Ws, shared: Arc<Shared>, p: PubParams, stop: oneshot::Receiver<()>) -> PubResult {
     let (mut sink, stream) = ws.split();
     let reader = tokio::spawn(read_acks(stream, shared.clone(), p.idx, stop));
     let sent = if p.rate > 0.0 {
@@ -251,11 +240,7 @@ struct Frames {
 
 impl Frames {
     fn new(room: &str) -> Self {
-        Self {
-            text: String::new(),
-            frame: String::new(),
-            room_json: serde_json::to_string(room).unwrap_or_default(),
-        }
+        Self { text: String::new(), frame: String::new(), room_json: serde_json::to_string(room).unwrap_or_default() }
     }
 
     /// The `say` frame for message `counter`, stamped with the current time.
@@ -263,22 +248,15 @@ impl Frames {
         use std::fmt::Write as _;
         format_text(&mut self.text, p.idx, counter, shared.now_us(), p.size);
         self.frame.clear();
-        let _ = write!(
-            self.frame,
-            r#"{{"type":"say","id":{counter},"room":{},"text":"{}"}}"#,
-            self.room_json, self.text
-        );
+        let _ =
+            write!(self.frame, r#"{{"type":"say","id":{counter},"room":{},"text":"{}"}}"#, self.room_json, self.text);
         Message::text(self.frame.as_str())
     }
 }
 
 /// Fixed rate: message k is due at start + k/rate; late ones go out in a
 /// burst so the average rate holds.
-async fn send_at_rate(
-    sink: &mut SplitSink<Ws, Message>,
-    shared: &Shared,
-    p: &PubParams,
-) -> SendOutcome {
+async fn send_at_rate(sink: &mut SplitSink<Ws, Message>, shared: &Shared, p: &PubParams) -> SendOutcome {
     let flow = &shared.pubs[p.idx];
     let interval = 1e6 / p.rate;
     let mut frames = Frames::new(&p.room);
@@ -310,11 +288,7 @@ async fn send_at_rate(
 
 /// As fast as possible with at most `window` messages not yet delivered to
 /// every live member of the room.
-async fn send_windowed(
-    sink: &mut SplitSink<Ws, Message>,
-    shared: &Shared,
-    p: &PubParams,
-) -> SendOutcome {
+async fn send_windowed(sink: &mut SplitSink<Ws, Message>, shared: &Shared, p: &PubParams) -> SendOutcome {
     let flow = &shared.pubs[p.idx];
     let mask = flow.ring.len() - 1;
     let window = u64::from(shared.window);
@@ -343,11 +317,7 @@ async fn send_windowed(
             continue;
         }
         let wait = Duration::from_micros(p.end_us - now).min(STALL);
-        if tokio::time::timeout(wait, flow.notify.notified())
-            .await
-            .is_err()
-            && wait == STALL
-        {
+        if tokio::time::timeout(wait, flow.notify.notified()).await.is_err() && wait == STALL {
             // No progress for STALL: give up on the oldest message.
             stalls += 1;
             flow.ring[oldest as usize & mask].store(0, Relaxed);

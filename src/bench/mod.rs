@@ -31,7 +31,9 @@
 //! - `deliveries/s` and `msgs/s` count deliveries and acks that arrived in
 //!   the measured `--duration` window (after the warm-up).
 //! - latency percentiles cover messages sent after the warm-up; buckets are
-//!   within 0.8 %, the max is exact.
+//!   within 0.8 %, the max is exact. With `--rate 0` the window is always
+//!   full, so latency ≈ window / msgs-per-second (Little's law): compare
+//!   latencies from fixed-rate runs, throughput from `--rate 0` runs.
 //! - `expected` = acked messages × members that joined their room;
 //!   `loss` = expected − received after waiting up to `--drain` seconds for
 //!   stragglers. Non-zero loss comes with `closes` (1013 = the server dropped
@@ -40,6 +42,15 @@
 //!   the server's `limits.rate_per_sec`/`limits.burst` for benchmarks).
 //! - `window stalls`: a full window that saw no progress for 1 s; its oldest
 //!   message was given up on. Should be 0.
+//! - `cpu`: the bench's own CPU in the measured window (and the server's,
+//!   with `--pid`). A bench near 100 % of its `--threads` cores is the
+//!   bottleneck, and the rates are a lower bound for the server.
+//!
+//! The server must let the bench in: `limits.rate_per_sec`/`limits.burst`
+//! high (`CHAT_LIMITS__RATE_PER_SEC=1000000 CHAT_LIMITS__BURST=1000000`),
+//! `rooms.auto_join` empty (`CHAT_ROOMS__AUTO_JOIN='[]'`, else every session
+//! also lands in `lobby` and gets its presence traffic), and any per-IP
+//! connection cap above the connections per source address.
 //!
 //! Both benches print human-readable lines and then exactly one line of JSON
 //! (numbers only besides `"bench"`) on stdout; progress goes to stderr. They

@@ -34,14 +34,9 @@ pub struct Target {
 
 impl Target {
     pub async fn resolve(url: &str, source_ips: u32, read_buffer: usize) -> Result<Self> {
-        let rest = url
-            .strip_prefix("ws://")
-            .ok_or_else(|| anyhow!("--url must start with ws:// (no TLS): {url}"))?;
+        let rest = url.strip_prefix("ws://").ok_or_else(|| anyhow!("--url must start with ws:// (no TLS): {url}"))?;
         let hostport = rest.split('/').next().unwrap_or(rest);
-        let hostport = if hostport
-            .rsplit_once(':')
-            .is_some_and(|(_, p)| !p.contains(']'))
-        {
+        let hostport = if hostport.rsplit_once(':').is_some_and(|(_, p)| !p.contains(']')) {
             hostport.to_string()
         } else {
             format!("{hostport}:80")
@@ -58,11 +53,7 @@ impl Target {
         Ok(Self {
             url: url.to_string(),
             addr,
-            source_ips: if loopback_v4 {
-                source_ips.min(254) as u8
-            } else {
-                0
-            },
+            source_ips: if loopback_v4 { source_ips.min(254) as u8 } else { 0 },
             read_buffer,
         })
     }
@@ -78,23 +69,14 @@ impl Target {
         if self.source_ips > 0 {
             let last = 1 + (i % usize::from(self.source_ips)) as u8;
             let local = SocketAddr::from((Ipv4Addr::new(127, 0, 0, last), 0));
-            socket
-                .bind(local)
-                .with_context(|| format!("bind {local}"))?;
+            socket.bind(local).with_context(|| format!("bind {local}"))?;
         }
-        let stream = socket
-            .connect(self.addr)
-            .await
-            .with_context(|| format!("connect {}", self.addr))?;
+        let stream = socket.connect(self.addr).await.with_context(|| format!("connect {}", self.addr))?;
         // Publishers' frames must not wait for Nagle; harmless for readers.
         stream.set_nodelay(true)?;
-        let (ws, _resp) = tokio_tungstenite::client_async_with_config(
-            self.url.as_str(),
-            stream,
-            Some(self.config()),
-        )
-        .await
-        .context("websocket handshake")?;
+        let (ws, _resp) = tokio_tungstenite::client_async_with_config(self.url.as_str(), stream, Some(self.config()))
+            .await
+            .context("websocket handshake")?;
         Ok(ws)
     }
 
@@ -135,11 +117,7 @@ async fn wait_for(ws: &mut Ws, want: &str, room: Option<&str>) -> Result<Value> 
                 v["message"].as_str().unwrap_or("")
             ),
             Some(t) if t == want => {
-                let room_ok = room.is_none_or(|r| {
-                    v["room"]
-                        .as_str()
-                        .is_some_and(|got| got.eq_ignore_ascii_case(r))
-                });
+                let room_ok = room.is_none_or(|r| v["room"].as_str().is_some_and(|got| got.eq_ignore_ascii_case(r)));
                 if room_ok {
                     return Ok(v);
                 }

@@ -77,11 +77,7 @@ fn parse_text(s: &[u8]) -> Option<Delivery> {
     let (publisher, s) = parse_u64(s)?;
     let (counter, s) = parse_u64(s.strip_prefix(b" ")?)?;
     let (sent_us, _) = parse_u64(s.strip_prefix(b" ")?)?;
-    Some(Delivery {
-        publisher: u32::try_from(publisher).ok()?,
-        counter,
-        sent_us,
-    })
+    Some(Delivery { publisher: u32::try_from(publisher).ok()?, counter, sent_us })
 }
 
 #[inline]
@@ -134,11 +130,7 @@ mod tests {
 
     #[test]
     fn parses_both_ways() {
-        let want = Delivery {
-            publisher: 3,
-            counter: 17,
-            sent_us: 123456,
-        };
+        let want = Delivery { publisher: 3, counter: 17, sent_us: 123456 };
         assert_eq!(parse_delivery(FRAME.as_bytes()), Some(want));
         assert_eq!(parse_delivery_serde(FRAME.as_bytes()), Some(want));
         let reordered = r#"{"room":"r","type":"message","text":"3 17 123456 x"}"#;
@@ -177,13 +169,6 @@ mod tests {
         assert_eq!(s.len(), 32);
         assert!(s.starts_with("1 2 3 x"));
         let f = format!(r#"{{"type":"message","text":"{s}"}}"#);
-        assert_eq!(
-            parse_delivery(f.as_bytes()),
-            Some(Delivery {
-                publisher: 1,
-                counter: 2,
-                sent_us: 3
-            })
-        );
+        assert_eq!(parse_delivery(f.as_bytes()), Some(Delivery { publisher: 1, counter: 2, sent_us: 3 }));
     }
 }

@@ -29,12 +29,7 @@ impl Default for Histogram {
 
 impl Histogram {
     pub fn new() -> Self {
-        Self {
-            counts: vec![0; BUCKETS].into_boxed_slice(),
-            total: 0,
-            max: 0,
-            sum: 0,
-        }
+        Self { counts: vec![0; BUCKETS].into_boxed_slice(), total: 0, max: 0, sum: 0 }
     }
 
     #[inline]
@@ -88,11 +83,7 @@ impl Histogram {
     }
 
     pub fn mean_ms(&self) -> f64 {
-        if self.total == 0 {
-            0.0
-        } else {
-            self.sum as f64 / self.total as f64 / 1000.0
-        }
+        if self.total == 0 { 0.0 } else { self.sum as f64 / self.total as f64 / 1000.0 }
     }
 
     /// Quantile `q` (0..=1) in milliseconds; 0 when empty.
@@ -174,10 +165,7 @@ mod tests {
 
     #[test]
     fn json_line() {
-        let s = JsonLine::new("x")
-            .int("a", 1u32)
-            .float("b", 0.12345)
-            .finish();
+        let s = JsonLine::new("x").int("a", 1u32).float("b", 0.12345).finish();
         assert_eq!(s, r#"{"bench":"x","a":1,"b":0.123}"#);
         let v: serde_json::Value = serde_json::from_str(&s).unwrap();
         assert_eq!(v["a"], 1);

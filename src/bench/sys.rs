@@ -17,13 +17,11 @@ pub fn rss_kib(pid: u32) -> Result<u64> {
 /// needs `setrlimit` (libc + unsafe, which the crate forbids), so the user
 /// runs `ulimit -n` instead.
 pub fn check_fd_limit(needed: usize) {
-    let soft = std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Max open files"))
-                .and_then(|l| l.split_whitespace().nth(3)?.parse::<usize>().ok())
-        });
+    let soft = std::fs::read_to_string("/proc/self/limits").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("Max open files"))
+            .and_then(|l| l.split_whitespace().nth(3)?.parse::<usize>().ok())
+    });
     if let Some(soft) = soft
         && soft < needed
     {
@@ -44,25 +42,18 @@ where
     T: Send + 'static,
 {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("bench".into())
-        .spawn(move || {
-            let rt = if threads <= 1 {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-            } else {
-                tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(threads)
-                    .enable_all()
-                    .build()
-            };
-            let res = match rt {
-                Ok(rt) => rt.block_on(make()),
-                Err(e) => Err(e.into()),
-            };
-            let _ = tx.send(res);
-        })?;
+    std::thread::Builder::new().name("bench".into()).spawn(move || {
+        let rt = if threads <= 1 {
+            tokio::runtime::Builder::new_current_thread().enable_all().build()
+        } else {
+            tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
+        };
+        let res = match rt {
+            Ok(rt) => rt.block_on(make()),
+            Err(e) => Err(e.into()),
+        };
+        let _ = tx.send(res);
+    })?;
     rx.await.map_err(|_| anyhow!("bench thread panicked"))?
 }
 

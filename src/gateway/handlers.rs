@@ -47,10 +47,7 @@ fn unavailable<E: std::fmt::Display>(e: E) -> ProtoError {
 }
 
 fn not_in_room(room: &Name) -> ProtoError {
-    ProtoError::new(
-        ErrorCode::NotInRoom,
-        format!("you are not in `{room}`: join it first"),
-    )
+    ProtoError::new(ErrorCode::NotInRoom, format!("you are not in `{room}`: join it first"))
 }
 
 impl Conn {
@@ -68,10 +65,7 @@ impl Conn {
             ));
         }
         if !app.config.auth.guests {
-            return Err(ProtoError::new(
-                ErrorCode::Unauthorized,
-                "guests are not allowed on this server",
-            ));
+            return Err(ProtoError::new(ErrorCode::Unauthorized, "guests are not allowed on this server"));
         }
         let nick = nick.ok_or_else(|| ProtoError::invalid("`nick` is missing"))?;
         let (session, rx) = app.hub.connect(nick, true, app.close_all.child_token())?;
@@ -89,13 +83,7 @@ impl Conn {
     /// Sends `welcome`, then joins the configured rooms.
     pub async fn welcome(&mut self, id: Option<&FrameId>) {
         let app = self.app.clone();
-        let rooms: Vec<Name> = app
-            .config
-            .rooms
-            .auto_join
-            .iter()
-            .filter_map(|r| Name::room(r).ok())
-            .collect();
+        let rooms: Vec<Name> = app.config.rooms.auto_join.iter().filter_map(|r| Name::room(r).ok()).collect();
         let shown: Vec<Arc<str>> = rooms.iter().map(|r| r.shown().clone()).collect();
         let nick = self.session.nick();
         self.reply(&ServerFrame::Welcome {
@@ -108,11 +96,7 @@ impl Conn {
                 guest: self.session.user.guest,
             },
             rooms: &shown,
-            server: ServerInfo {
-                name: &app.config.server.name,
-                version: env!("CARGO_PKG_VERSION"),
-                node: &app.node,
-            },
+            server: ServerInfo { name: &app.config.server.name, version: env!("CARGO_PKG_VERSION"), node: &app.node },
             limits: &app.limits_view,
         });
         if let Err(e) = app.store.user_seen(nick.as_str(), now_ms()).await {
@@ -131,9 +115,7 @@ impl Conn {
             Ok(ClientFrame { id, request }) => {
                 let bare_ack = request.replies_with_bare_ack();
                 match self.dispatch(id.as_ref(), request).await {
-                    Ok(()) if bare_ack && id.is_some() => {
-                        self.reply(&ServerFrame::ack(id.as_ref()))
-                    }
+                    Ok(()) if bare_ack && id.is_some() => self.reply(&ServerFrame::ack(id.as_ref())),
                     Ok(()) => {}
                     Err(e) => self.reply_error(id.as_ref(), &e),
                 }
@@ -153,9 +135,7 @@ impl Conn {
 
     async fn dispatch(&mut self, id: Option<&FrameId>, request: Request) -> Result<(), ProtoError> {
         let bucket = match request {
-            Request::Say { .. } | Request::Event { .. } | Request::Typing { .. } => {
-                &self.say_bucket
-            }
+            Request::Say { .. } | Request::Event { .. } | Request::Typing { .. } => &self.say_bucket,
             _ => &self.request_bucket,
         };
         if let Err(not_until) = bucket.check() {
@@ -165,50 +145,22 @@ impl Conn {
             return Err(e);
         }
         match request {
-            Request::Hello { .. } => Err(ProtoError::invalid(
-                "already identified: `hello` may be sent only once",
-            )),
-            Request::Join {
-                room,
-                since,
-                history,
-            } => self.join(id, &room, since, history).await,
+            Request::Hello { .. } => Err(ProtoError::invalid("already identified: `hello` may be sent only once")),
+            Request::Join { room, since, history } => self.join(id, &room, since, history).await,
             Request::Leave { room } => self.leave(id, &room),
             Request::Rooms => {
-                self.reply(&ServerFrame::Rooms {
-                    id,
-                    rooms: &self.app.hub.room_list(),
-                });
+                self.reply(&ServerFrame::Rooms { id, rooms: &self.app.hub.room_list() });
                 Ok(())
             }
             Request::Who { room } => {
-                let (name, topic, members) = self
-                    .app
-                    .hub
-                    .who(room.key())
-                    .ok_or_else(|| no_such_room(&room))?;
+                let (name, topic, members) = self.app.hub.who(room.key()).ok_or_else(|| no_such_room(&room))?;
                 let count = members.len();
-                self.reply(&ServerFrame::RoomStatus {
-                    id,
-                    room: &name,
-                    topic: &topic,
-                    count,
-                    members: &members,
-                });
+                self.reply(&ServerFrame::RoomStatus { id, room: &name, topic: &topic, count, members: &members });
                 Ok(())
             }
             Request::Topic { room, topic } => self.topic(id, &room, topic).await,
-            Request::Say {
-                target,
-                text,
-                attachments,
-            } => self.say(id, target, &text, attachments).await,
-            Request::History {
-                conv,
-                before,
-                after,
-                limit,
-            } => self.history(id, conv, before, after, limit).await,
+            Request::Say { target, text, attachments } => self.say(id, target, &text, attachments).await,
+            Request::History { conv, before, after, limit } => self.history(id, conv, before, after, limit).await,
             Request::Edit { msg_id, text } => self.edit(id, msg_id, &text).await,
             Request::Delete { msg_id } => self.delete(id, msg_id).await,
             Request::Read { conv, seq } => self.read(conv, seq),
@@ -245,10 +197,7 @@ impl Conn {
         if !already && self.session.rooms().len() >= limits.max_rooms_per_session {
             return Err(ProtoError::new(
                 ErrorCode::Forbidden,
-                format!(
-                    "a session may be in at most {} rooms: leave one first",
-                    limits.max_rooms_per_session
-                ),
+                format!("a session may be in at most {} rooms: leave one first", limits.max_rooms_per_session),
             ));
         }
         let record = if app.hub.room_is_live(key) {
@@ -270,9 +219,7 @@ impl Conn {
             },
             None => HistoryQuery {
                 upto: Some(start.seq),
-                limit: history.map_or(limits.history_default, |h| {
-                    (h as usize).min(limits.history_max)
-                }),
+                limit: history.map_or(limits.history_default, |h| (h as usize).min(limits.history_max)),
                 ..Default::default()
             },
         };
@@ -303,32 +250,14 @@ impl Conn {
     }
 
     fn leave(&mut self, id: Option<&FrameId>, room: &Name) -> Result<(), ProtoError> {
-        let name = self
-            .app
-            .hub
-            .leave(&self.session, room.key(), "leave")
-            .ok_or_else(|| not_in_room(room))?;
-        self.typing
-            .retain(|(c, _)| *c != Conv::Room(room.key().clone()));
-        self.reply(&ServerFrame::Left {
-            id,
-            room: &name,
-            reason: None,
-            by: None,
-        });
+        let name = self.app.hub.leave(&self.session, room.key(), "leave").ok_or_else(|| not_in_room(room))?;
+        self.typing.retain(|(c, _)| *c != Conv::Room(room.key().clone()));
+        self.reply(&ServerFrame::Left { id, room: &name, reason: None, by: None });
         Ok(())
     }
 
-    async fn topic(
-        &mut self,
-        id: Option<&FrameId>,
-        room: &Name,
-        topic: String,
-    ) -> Result<(), ProtoError> {
-        let name = self
-            .session
-            .joined_room(room.key())
-            .ok_or_else(|| not_in_room(room))?;
+    async fn topic(&mut self, id: Option<&FrameId>, room: &Name, topic: String) -> Result<(), ProtoError> {
+        let name = self.session.joined_room(room.key()).ok_or_else(|| not_in_room(room))?;
         let max = self.app.config.limits.max_topic;
         let chars = topic.chars().count();
         if chars > max {
@@ -338,14 +267,8 @@ impl Conn {
             ));
         }
         let topic: Arc<str> = topic.trim().into();
-        self.app
-            .store
-            .set_topic(room.key(), &name, &topic)
-            .await
-            .map_err(unavailable)?;
-        self.app
-            .hub
-            .set_topic(room.key(), topic, self.session.nick().as_str());
+        self.app.store.set_topic(room.key(), &name, &topic).await.map_err(unavailable)?;
+        self.app.hub.set_topic(room.key(), topic, self.session.nick().as_str());
         self.reply(&ServerFrame::ack(id));
         Ok(())
     }
@@ -371,25 +294,14 @@ impl Conn {
     /// The other party of a DM: online, or at least seen before.
     async fn peer(&self, user: &Name) -> Result<Arc<str>, ProtoError> {
         if user.key() == self.session.nick().key() {
-            return Err(ProtoError::invalid(
-                "`to`: you cannot send a direct message to yourself",
-            ));
+            return Err(ProtoError::invalid("`to`: you cannot send a direct message to yourself"));
         }
         if let Some(online) = self.app.hub.online(user.key()) {
             return Ok(online.nick);
         }
-        match self
-            .app
-            .store
-            .last_seen(user.key())
-            .await
-            .map_err(unavailable)?
-        {
+        match self.app.store.last_seen(user.key()).await.map_err(unavailable)? {
             Some(_) => Ok(user.shown().clone()),
-            None => Err(ProtoError::new(
-                ErrorCode::NoSuchUser,
-                format!("no user `{user}` has ever been here"),
-            )),
+            None => Err(ProtoError::new(ErrorCode::NoSuchUser, format!("no user `{user}` has ever been here"))),
         }
     }
 
@@ -403,17 +315,12 @@ impl Conn {
         let text = self.check_text(text, !attachments.is_empty())?;
         if let Some(first) = attachments.first() {
             // Uploads are not implemented yet: no id can name one.
-            return Err(ProtoError::invalid(format!(
-                "`attachments`: no upload with id `{first}`"
-            )));
+            return Err(ProtoError::invalid(format!("`attachments`: no upload with id `{first}`")));
         }
         let me = self.session.nick().clone();
         let (conv, room, to) = match target {
             Target::Room(r) => {
-                let name = self
-                    .session
-                    .joined_room(r.key())
-                    .ok_or_else(|| not_in_room(&r))?;
+                let name = self.session.joined_room(r.key()).ok_or_else(|| not_in_room(&r))?;
                 (Conv::Room(r.key().clone()), Some(name), None)
             }
             Target::User(u) => {
@@ -422,10 +329,7 @@ impl Conn {
             }
             Target::Everyone => {
                 if !self.app.config.chat.allow_everyone {
-                    return Err(ProtoError::new(
-                        ErrorCode::Forbidden,
-                        "messages to everyone are disabled here",
-                    ));
+                    return Err(ProtoError::new(ErrorCode::Forbidden, "messages to everyone are disabled here"));
                 }
                 (Conv::Everyone, None, None)
             }
@@ -441,16 +345,8 @@ impl Conn {
             attachments,
             sent_at: now_ms(),
         };
-        let route = Route {
-            origin: Some(self.session.clone()),
-            reply_id: id.cloned(),
-            clear_typing,
-        };
-        self.app
-            .bus
-            .publish(msg, route)
-            .await
-            .map_err(|_| ProtoError::unavailable())
+        let route = Route { origin: Some(self.session.clone()), reply_id: id.cloned(), clear_typing };
+        self.app.bus.publish(msg, route).await.map_err(|_| ProtoError::unavailable())
     }
 
     async fn history(
@@ -473,62 +369,29 @@ impl Conn {
                 name = match self.app.hub.room_name(r.key()) {
                     Some(n) => n,
                     None => {
-                        self.app
-                            .store
-                            .room(r.key())
-                            .await
-                            .map_err(unavailable)?
-                            .ok_or_else(|| no_such_room(r))?
-                            .name
+                        self.app.store.room(r.key()).await.map_err(unavailable)?.ok_or_else(|| no_such_room(r))?.name
                     }
                 };
                 (Conv::Room(r.key().clone()), Place::room(&name))
             }
             Target::User(u) => {
                 if u.key() == self.session.nick().key() {
-                    return Err(ProtoError::invalid(
-                        "`with`: name the other party of the conversation",
-                    ));
+                    return Err(ProtoError::invalid("`with`: name the other party of the conversation"));
                 }
-                (
-                    Conv::dm(self.session.nick().key(), u.key()),
-                    Place::with(u.as_str()),
-                )
+                (Conv::dm(self.session.nick().key(), u.key()), Place::with(u.as_str()))
             }
             Target::Everyone => (Conv::Everyone, Place::everyone()),
         };
-        let query = HistoryQuery {
-            before,
-            after,
-            upto: None,
-            limit,
-        };
-        let page = self
-            .app
-            .store
-            .history(&conv, query)
-            .await
-            .map_err(unavailable)?;
-        self.reply(&ServerFrame::History {
-            id,
-            place,
-            messages: &page.messages,
-            more: page.more,
-        });
+        let query = HistoryQuery { before, after, upto: None, limit };
+        let page = self.app.store.history(&conv, query).await.map_err(unavailable)?;
+        self.reply(&ServerFrame::History { id, place, messages: &page.messages, more: page.more });
         Ok(())
     }
 
     /// A message this session may change: its own, still there.
     async fn own_message(&self, msg_id: Ulid) -> Result<StoredMessage, ProtoError> {
-        let missing =
-            || ProtoError::new(ErrorCode::NoSuchMessage, format!("no message `{msg_id}`"));
-        let msg = self
-            .app
-            .store
-            .message(msg_id)
-            .await
-            .map_err(unavailable)?
-            .ok_or_else(missing)?;
+        let missing = || ProtoError::new(ErrorCode::NoSuchMessage, format!("no message `{msg_id}`"));
+        let msg = self.app.store.message(msg_id).await.map_err(unavailable)?.ok_or_else(missing)?;
         let me = self.session.nick().key();
         let visible = match &msg.conv {
             Conv::Dm(a, b) => a == me || b == me,
@@ -538,43 +401,21 @@ impl Conn {
             return Err(missing());
         }
         if !msg.from.eq_ignore_ascii_case(me) {
-            return Err(ProtoError::new(
-                ErrorCode::Forbidden,
-                "you may only edit or delete your own messages",
-            ));
+            return Err(ProtoError::new(ErrorCode::Forbidden, "you may only edit or delete your own messages"));
         }
         Ok(msg)
     }
 
-    async fn edit(
-        &mut self,
-        id: Option<&FrameId>,
-        msg_id: Ulid,
-        text: &str,
-    ) -> Result<(), ProtoError> {
+    async fn edit(&mut self, id: Option<&FrameId>, msg_id: Ulid, text: &str) -> Result<(), ProtoError> {
         let text = self.check_text(text, false)?;
         self.own_message(msg_id).await?;
         let at = now_ms();
-        let msg = self
-            .app
-            .store
-            .edit(msg_id, &text, at)
-            .await
-            .map_err(unavailable)?;
-        let msg = msg.ok_or_else(|| {
-            ProtoError::new(ErrorCode::NoSuchMessage, format!("no message `{msg_id}`"))
-        })?;
+        let msg = self.app.store.edit(msg_id, &text, at).await.map_err(unavailable)?;
+        let msg = msg.ok_or_else(|| ProtoError::new(ErrorCode::NoSuchMessage, format!("no message `{msg_id}`")))?;
         let msg_id = msg.msg_id.to_string();
-        self.app
-            .hub
-            .about_message(&msg, Some(self.session.id), |place| {
-                encode(&ServerFrame::Edited {
-                    msg_id: msg_id.clone(),
-                    place,
-                    text: &msg.text,
-                    edited_at: at,
-                })
-            });
+        self.app.hub.about_message(&msg, Some(self.session.id), |place| {
+            encode(&ServerFrame::Edited { msg_id: msg_id.clone(), place, text: &msg.text, edited_at: at })
+        });
         self.reply(&ServerFrame::ack(id));
         Ok(())
     }
@@ -582,18 +423,11 @@ impl Conn {
     async fn delete(&mut self, id: Option<&FrameId>, msg_id: Ulid) -> Result<(), ProtoError> {
         self.own_message(msg_id).await?;
         let msg = self.app.store.delete(msg_id).await.map_err(unavailable)?;
-        let msg = msg.ok_or_else(|| {
-            ProtoError::new(ErrorCode::NoSuchMessage, format!("no message `{msg_id}`"))
-        })?;
+        let msg = msg.ok_or_else(|| ProtoError::new(ErrorCode::NoSuchMessage, format!("no message `{msg_id}`")))?;
         let msg_id = msg.msg_id.to_string();
-        self.app
-            .hub
-            .about_message(&msg, Some(self.session.id), |place| {
-                encode(&ServerFrame::Deleted {
-                    msg_id: msg_id.clone(),
-                    place,
-                })
-            });
+        self.app.hub.about_message(&msg, Some(self.session.id), |place| {
+            encode(&ServerFrame::Deleted { msg_id: msg_id.clone(), place })
+        });
         self.reply(&ServerFrame::ack(id));
         Ok(())
     }
@@ -604,42 +438,21 @@ impl Conn {
         let me = self.session.nick().clone();
         match conv {
             Target::Room(r) => {
-                let name = self
-                    .session
-                    .joined_room(r.key())
-                    .ok_or_else(|| not_in_room(&r))?;
-                let frame = encode(&ServerFrame::Read {
-                    place: Place::room(&name),
-                    nick: me.as_str(),
-                    seq,
-                });
-                self.app
-                    .hub
-                    .to_room(r.key(), &frame, |s| s.id != self.session.id);
+                let name = self.session.joined_room(r.key()).ok_or_else(|| not_in_room(&r))?;
+                let frame = encode(&ServerFrame::Read { place: Place::room(&name), nick: me.as_str(), seq });
+                self.app.hub.to_room(r.key(), &frame, |s| s.id != self.session.id);
             }
             Target::User(u) => {
                 if u.key() == me.key() {
-                    return Err(ProtoError::invalid(
-                        "`with`: name the other party of the conversation",
-                    ));
+                    return Err(ProtoError::invalid("`with`: name the other party of the conversation"));
                 }
-                let theirs = encode(&ServerFrame::Read {
-                    place: Place::with(me.as_str()),
-                    nick: me.as_str(),
-                    seq,
-                });
+                let theirs = encode(&ServerFrame::Read { place: Place::with(me.as_str()), nick: me.as_str(), seq });
                 self.app.hub.to_user(u.key(), &theirs, None);
-                let mine = encode(&ServerFrame::Read {
-                    place: Place::with(u.as_str()),
-                    nick: me.as_str(),
-                    seq,
-                });
+                let mine = encode(&ServerFrame::Read { place: Place::with(u.as_str()), nick: me.as_str(), seq });
                 self.app.hub.to_user(me.key(), &mine, Some(self.session.id));
             }
             Target::Everyone => {
-                return Err(ProtoError::invalid(
-                    "read receipts are for rooms and direct messages",
-                ));
+                return Err(ProtoError::invalid("read receipts are for rooms and direct messages"));
             }
         }
         Ok(())
@@ -649,37 +462,18 @@ impl Conn {
         let me = self.session.nick().clone();
         let conv = match &target {
             Target::Room(r) => {
-                let name = self
-                    .session
-                    .joined_room(r.key())
-                    .ok_or_else(|| not_in_room(r))?;
-                let origin = Origin {
-                    room: Some(&name),
-                    from: None,
-                };
-                let frame = encode(&ServerFrame::Typing {
-                    origin,
-                    nick: me.as_str(),
-                    active,
-                });
-                self.app
-                    .hub
-                    .to_room(r.key(), &frame, |s| s.nick().key() != me.key());
+                let name = self.session.joined_room(r.key()).ok_or_else(|| not_in_room(r))?;
+                let origin = Origin { room: Some(&name), from: None };
+                let frame = encode(&ServerFrame::Typing { origin, nick: me.as_str(), active });
+                self.app.hub.to_room(r.key(), &frame, |s| s.nick().key() != me.key());
                 Conv::Room(r.key().clone())
             }
             Target::User(u) => {
                 if u.key() == me.key() {
                     return Err(ProtoError::invalid("`to`: you cannot type to yourself"));
                 }
-                let origin = Origin {
-                    room: None,
-                    from: Some(me.as_str()),
-                };
-                let frame = encode(&ServerFrame::Typing {
-                    origin,
-                    nick: me.as_str(),
-                    active,
-                });
+                let origin = Origin { room: None, from: Some(me.as_str()) };
+                let frame = encode(&ServerFrame::Typing { origin, nick: me.as_str(), active });
                 self.app.hub.to_user(u.key(), &frame, None);
                 Conv::dm(me.key(), u.key())
             }
@@ -707,53 +501,24 @@ impl Conn {
         let max = self.app.config.limits.max_event_bytes;
         let size = serde_json::to_vec(data).map_or(usize::MAX, |v| v.len());
         if size > max {
-            return Err(ProtoError::new(
-                ErrorCode::TooLarge,
-                format!("`data` is {size} bytes; the limit is {max}"),
-            ));
+            return Err(ProtoError::new(ErrorCode::TooLarge, format!("`data` is {size} bytes; the limit is {max}")));
         }
         let me = self.session.nick().clone();
         match &target {
             Target::Room(r) => {
-                let room = self
-                    .session
-                    .joined_room(r.key())
-                    .ok_or_else(|| not_in_room(r))?;
-                let origin = Origin {
-                    room: Some(&room),
-                    from: None,
-                };
-                let frame = encode(&ServerFrame::Event {
-                    origin,
-                    nick: me.as_str(),
-                    name,
-                    data,
-                });
-                self.app
-                    .hub
-                    .to_room(r.key(), &frame, |s| s.id != self.session.id);
+                let room = self.session.joined_room(r.key()).ok_or_else(|| not_in_room(r))?;
+                let origin = Origin { room: Some(&room), from: None };
+                let frame = encode(&ServerFrame::Event { origin, nick: me.as_str(), name, data });
+                self.app.hub.to_room(r.key(), &frame, |s| s.id != self.session.id);
             }
             Target::User(u) => {
                 if u.key() == me.key() {
-                    return Err(ProtoError::invalid(
-                        "`to`: you cannot send an event to yourself",
-                    ));
+                    return Err(ProtoError::invalid("`to`: you cannot send an event to yourself"));
                 }
-                let origin = Origin {
-                    room: None,
-                    from: Some(me.as_str()),
-                };
-                let frame = encode(&ServerFrame::Event {
-                    origin,
-                    nick: me.as_str(),
-                    name,
-                    data,
-                });
+                let origin = Origin { room: None, from: Some(me.as_str()) };
+                let frame = encode(&ServerFrame::Event { origin, nick: me.as_str(), name, data });
                 if !self.app.hub.to_user(u.key(), &frame, None) {
-                    return Err(ProtoError::new(
-                        ErrorCode::NoSuchUser,
-                        format!("`{u}` is not online"),
-                    ));
+                    return Err(ProtoError::new(ErrorCode::NoSuchUser, format!("`{u}` is not online")));
                 }
             }
             Target::Everyone => {
@@ -764,9 +529,7 @@ impl Conn {
     }
 
     async fn watch(&mut self, nicks: &[Name]) -> Result<(), ProtoError> {
-        self.app
-            .hub
-            .watch(&self.session, nicks, self.app.config.limits.max_watch)?;
+        self.app.hub.watch(&self.session, nicks, self.app.config.limits.max_watch)?;
         let mut seen: Vec<&Arc<str>> = Vec::with_capacity(nicks.len());
         for nick in nicks {
             if seen.contains(&nick.key()) {
@@ -781,18 +544,8 @@ impl Conn {
                     last_seen: Some(now_ms()),
                 }),
                 None => {
-                    let last_seen = self
-                        .app
-                        .store
-                        .last_seen(nick.key())
-                        .await
-                        .map_err(unavailable)?;
-                    encode(&ServerFrame::Status {
-                        nick: nick.as_str(),
-                        online: false,
-                        away: false,
-                        last_seen,
-                    })
+                    let last_seen = self.app.store.last_seen(nick.key()).await.map_err(unavailable)?;
+                    encode(&ServerFrame::Status { nick: nick.as_str(), online: false, away: false, last_seen })
                 }
             };
             self.session.send(&frame);

@@ -29,12 +29,7 @@ pub struct ConnPermit {
 
 impl ConnLimits {
     pub fn new(max_total: usize, max_per_ip: usize) -> Arc<Self> {
-        Arc::new(ConnLimits {
-            total: AtomicUsize::new(0),
-            per_ip: DashMap::new(),
-            max_total,
-            max_per_ip,
-        })
+        Arc::new(ConnLimits { total: AtomicUsize::new(0), per_ip: DashMap::new(), max_total, max_per_ip })
     }
 
     pub fn open(&self) -> usize {
@@ -53,10 +48,7 @@ impl ConnLimits {
             return Err(Refused::PerIp);
         }
         *n += 1;
-        Ok(ConnPermit {
-            limits: self.clone(),
-            ip,
-        })
+        Ok(ConnPermit { limits: self.clone(), ip })
     }
 }
 

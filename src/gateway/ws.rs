@@ -47,10 +47,7 @@ pub async fn upgrade(
             tracing::warn!(%addr, ?refused, "connection refused: cap reached");
             let (status, msg) = match refused {
                 Refused::Total => (StatusCode::SERVICE_UNAVAILABLE, "too many connections"),
-                Refused::PerIp => (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too many connections from this address",
-                ),
+                Refused::PerIp => (StatusCode::TOO_MANY_REQUESTS, "too many connections from this address"),
             };
             return crate::http::error_response(status, "too_many_connections", msg);
         }
@@ -86,12 +83,7 @@ async fn serve(app: Arc<App>, socket: WebSocket, addr: SocketAddr, _permit: Conn
     };
     let session = conn.session.clone();
     tracing::info!(session = session.id, nick = %session.nick(), %addr, "connected");
-    let writer = app.tracker.spawn(write_loop(
-        sink,
-        rx,
-        session.clone(),
-        app.config.limits.clone(),
-    ));
+    let writer = app.tracker.spawn(write_loop(sink, rx, session.clone(), app.config.limits.clone()));
     conn.welcome(hello_id.as_ref()).await;
     let reason = read_loop(&mut conn, &mut stream, &app).await;
     app.hub.disconnect(&session);
@@ -113,14 +105,7 @@ async fn identify(
     app: &Arc<App>,
     sink: &mut Sink,
     stream: &mut Stream,
-) -> Result<
-    (
-        Conn,
-        mpsc::Receiver<Frame>,
-        Option<crate::protocol::FrameId>,
-    ),
-    CloseReason,
-> {
+) -> Result<(Conn, mpsc::Receiver<Frame>, Option<crate::protocol::FrameId>), CloseReason> {
     loop {
         let text = match next_frame(stream).await? {
             Incoming::Text(t) => t,
@@ -133,18 +118,12 @@ async fn identify(
         };
         let reply = match ClientFrame::parse(&text) {
             Err(ParseError { id, error }) => encode(&ServerFrame::error(id.as_ref(), &error)),
-            Ok(ClientFrame {
-                id,
-                request:
-                    Request::Hello {
-                        nick,
-                        password,
-                        token,
-                    },
-            }) => match Conn::connect(app, nick, password, token) {
-                Ok((conn, rx)) => return Ok((conn, rx, id)),
-                Err(e) => encode(&ServerFrame::error(id.as_ref(), &e)),
-            },
+            Ok(ClientFrame { id, request: Request::Hello { nick, password, token } }) => {
+                match Conn::connect(app, nick, password, token) {
+                    Ok((conn, rx)) => return Ok((conn, rx, id)),
+                    Err(e) => encode(&ServerFrame::error(id.as_ref(), &e)),
+                }
+            }
             Ok(ClientFrame { id, .. }) => {
                 let e = ProtoError::new(ErrorCode::Unauthorized, "send `hello` first");
                 encode(&ServerFrame::error(id.as_ref(), &e))
@@ -193,11 +172,7 @@ async fn next_frame(stream: &mut Stream) -> Result<Incoming, CloseReason> {
                 .into_inner()
                 .downcast_ref::<tungstenite::Error>()
                 .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)));
-            Err(if too_big {
-                CloseReason::TooBig
-            } else {
-                CloseReason::Normal
-            })
+            Err(if too_big { CloseReason::TooBig } else { CloseReason::Normal })
         }
     }
 }
@@ -207,9 +182,7 @@ fn binary_error() -> ProtoError {
 }
 
 async fn send_direct(sink: &mut Sink, frame: &Frame) -> Result<(), CloseReason> {
-    sink.send(Message::Text(frame.clone()))
-        .await
-        .map_err(|_| CloseReason::Normal)
+    sink.send(Message::Text(frame.clone())).await.map_err(|_| CloseReason::Normal)
 }
 
 async fn send_close(sink: &mut Sink, reason: CloseReason) {
@@ -220,10 +193,7 @@ async fn send_close(sink: &mut Sink, reason: CloseReason) {
         });
         let _ = sink.feed(Message::Text(notice)).await;
     }
-    let frame = CloseFrame {
-        code: reason.code(),
-        reason: reason.text().into(),
-    };
+    let frame = CloseFrame { code: reason.code(), reason: reason.text().into() };
     let _ = sink.send(Message::Close(Some(frame))).await;
 }
 
@@ -237,8 +207,7 @@ async fn write_loop(
 ) {
     let closed = session.closed().clone();
     let mut batch = Vec::new();
-    let mut ping =
-        tokio::time::interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
+    let mut ping = tokio::time::interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let idle_ms = limits.idle_timeout.as_millis() as i64;
     loop {

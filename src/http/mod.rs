@@ -1,5 +1,7 @@
-//! The HTTP side: the router (web client, `/ws`, health), the embedded
-//! static files, and the JSON error body every route uses.
+//! The HTTP side: the router (web client, `/ws`, health, the API), the
+//! embedded static files, and the JSON error body every route uses.
+
+pub mod api;
 
 use std::sync::Arc;
 
@@ -25,17 +27,15 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/api/rooms/{room}/messages", get(api::room_messages))
+        .route("/api/rooms/{room}/transcript", get(api::room_transcript))
         .fallback(get(static_file))
         .with_state(app)
 }
 
 /// `{"error":{"code":…,"message":…}}` with a status code.
 pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        Json(json!({"error": {"code": code, "message": message}})),
-    )
-        .into_response()
+    (status, Json(json!({"error": {"code": code, "message": message}}))).into_response()
 }
 
 /// Liveness: the process answers.
@@ -46,21 +46,13 @@ async fn healthz() -> impl IntoResponse {
 /// Readiness: the store answers, and the server is not shutting down.
 async fn readyz(State(app): State<Arc<App>>) -> Response {
     if app.stop_reading.is_cancelled() {
-        return error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            "the server is shutting down",
-        );
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down");
     }
     match app.store.ping().await {
         Ok(()) => Json(json!({"status": "ready", "connections": app.conns.open()})).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "storage is unreachable",
-            )
+            error_response(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "storage is unreachable")
         }
     }
 }

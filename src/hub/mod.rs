@@ -116,10 +116,7 @@ impl Hub {
             sessions: Vec::new(),
         });
         if !entry.sessions.is_empty() && (guest || entry.state.guest) {
-            return Err(ProtoError::new(
-                ErrorCode::NickTaken,
-                format!("the nick `{nick}` is taken"),
-            ));
+            return Err(ProtoError::new(ErrorCode::NickTaken, format!("the nick `{nick}` is taken")));
         }
         let session = Arc::new(SessionHandle::new(id, entry.state.clone(), tx, closed));
         entry.sessions.push(session.clone());
@@ -164,10 +161,7 @@ impl Hub {
     /// Is the user online (on this node), and how.
     pub fn online(&self, nick_key: &str) -> Option<Online> {
         let e = self.users.get(nick_key)?;
-        Some(Online {
-            nick: e.state.nick.shown().clone(),
-            away: e.state.away.load(Ordering::Relaxed),
-        })
+        Some(Online { nick: e.state.nick.shown().clone(), away: e.state.away.load(Ordering::Relaxed) })
     }
 
     // ---- rooms -------------------------------------------------------------
@@ -181,43 +175,24 @@ impl Hub {
     /// or `room` if it is not live), tells the others, and holds back this
     /// session's frames until [`Hub::join_finish`]. The caller reads history
     /// up to the returned `seq` meanwhile.
-    pub fn join_begin(
-        &self,
-        session: &Arc<SessionHandle>,
-        room: &Name,
-        record: Option<RoomRecord>,
-    ) -> JoinStart {
+    pub fn join_begin(&self, session: &Arc<SessionHandle>, room: &Name, record: Option<RoomRecord>) -> JoinStart {
         let now = now_ms();
         // Hold the shard while entering, so an emptied room cannot be
         // removed between finding it and entering it.
         let entry = self.rooms.entry(room.key().clone()).or_insert_with(|| {
             let rec = record.unwrap_or_default();
-            let name = if rec.name.is_empty() {
-                room.shown().clone()
-            } else {
-                rec.name
-            };
+            let name = if rec.name.is_empty() { room.shown().clone() } else { rec.name };
             Arc::new(Mutex::new(Room::new(name, rec.topic, rec.last_seq)))
         });
         let mut r = lock(&entry);
         let added = r.add(session, now);
-        if let Added::New {
-            first_of_user: true,
-        } = added
-        {
-            let frame = encode(&ServerFrame::Presence {
-                room: &r.name,
-                nick: session.nick().as_str(),
-                event: "join",
-            });
+        if let Added::New { first_of_user: true } = added {
+            let frame = encode(&ServerFrame::Presence { room: &r.name, nick: session.nick().as_str(), event: "join" });
             let me = session.nick().key();
             r.send(&frame, |s| s.nick().key() != me);
         }
         if let Added::New { .. } = added {
-            session.rooms().push(RoomRef {
-                key: room.key().clone(),
-                name: r.name.clone(),
-            });
+            session.rooms().push(RoomRef { key: room.key().clone(), name: r.name.clone() });
         }
         JoinStart {
             name: r.name.clone(),
@@ -237,12 +212,7 @@ impl Hub {
 
     /// Leaves a room. `event` is what the others see: `leave`, `quit`, or
     /// `kicked`. Returns the room's name if the session was in it.
-    pub fn leave(
-        &self,
-        session: &Arc<SessionHandle>,
-        room_key: &str,
-        event: &str,
-    ) -> Option<Arc<str>> {
+    pub fn leave(&self, session: &Arc<SessionHandle>, room_key: &str, event: &str) -> Option<Arc<str>> {
         let left = {
             let mut rooms = session.rooms();
             let i = rooms.iter().position(|r| &*r.key == room_key)?;
@@ -258,19 +228,14 @@ impl Hub {
         };
         let mut r = lock(&room);
         if r.remove(session.id) == Some(true) && !self.quiet.load(Ordering::Relaxed) {
-            let frame = encode(&ServerFrame::Presence {
-                room: &r.name,
-                nick: session.nick().as_str(),
-                event,
-            });
+            let frame = encode(&ServerFrame::Presence { room: &r.name, nick: session.nick().as_str(), event });
             r.send(&frame, |_| true);
         }
         let empty = r.is_empty();
         drop(r);
         if empty {
             // Re-checked under the shard lock: someone may have joined since.
-            self.rooms
-                .remove_if(room_key, |_, room| lock(room).is_empty());
+            self.rooms.remove_if(room_key, |_, room| lock(room).is_empty());
         }
     }
 
@@ -287,12 +252,7 @@ impl Hub {
 
     /// Sends a frame to the room's member sessions for which `to` is true.
     /// Returns false if the room is not live.
-    pub fn to_room(
-        &self,
-        room_key: &str,
-        frame: &Frame,
-        to: impl FnMut(&SessionHandle) -> bool,
-    ) -> bool {
+    pub fn to_room(&self, room_key: &str, frame: &Frame, to: impl FnMut(&SessionHandle) -> bool) -> bool {
         match self.room(room_key) {
             Some(room) => {
                 lock(&room).send(frame, to);
@@ -316,11 +276,7 @@ impl Hub {
             .iter()
             .map(|room| {
                 let r = lock(room);
-                RoomSummary {
-                    name: r.name.clone(),
-                    topic: r.topic.clone(),
-                    members: r.user_count(),
-                }
+                RoomSummary { name: r.name.clone(), topic: r.topic.clone(), members: r.user_count() }
             })
             .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
@@ -332,11 +288,7 @@ impl Hub {
         let room = self.room(room_key)?;
         let mut r = lock(&room);
         r.topic = topic;
-        let frame = encode(&ServerFrame::Topic {
-            room: &r.name,
-            topic: &r.topic,
-            by,
-        });
+        let frame = encode(&ServerFrame::Topic { room: &r.name, topic: &r.topic, by });
         r.send(&frame, |_| true);
         Some(r.name.clone())
     }
@@ -373,31 +325,17 @@ impl Hub {
 
     /// Adds nicks to the session's watch list (at most `max` in all; all or
     /// nothing). Returns the nicks newly or already watched.
-    pub fn watch(
-        &self,
-        session: &Arc<SessionHandle>,
-        nicks: &[Name],
-        max: usize,
-    ) -> Result<(), ProtoError> {
+    pub fn watch(&self, session: &Arc<SessionHandle>, nicks: &[Name], max: usize) -> Result<(), ProtoError> {
         let mut watching = session.watching();
-        let mut new: Vec<&Arc<str>> = nicks
-            .iter()
-            .map(|n| n.key())
-            .filter(|k| !watching.contains(k))
-            .collect();
+        let mut new: Vec<&Arc<str>> = nicks.iter().map(|n| n.key()).filter(|k| !watching.contains(k)).collect();
         new.sort();
         new.dedup();
         if watching.len() + new.len() > max {
-            return Err(ProtoError::invalid(format!(
-                "`nicks`: a session may watch at most {max} nicks"
-            )));
+            return Err(ProtoError::invalid(format!("`nicks`: a session may watch at most {max} nicks")));
         }
         for key in new {
             watching.push(key.clone());
-            self.watchers
-                .entry(key.clone())
-                .or_default()
-                .push(session.clone());
+            self.watchers.entry(key.clone()).or_default().push(session.clone());
         }
         Ok(())
     }
@@ -425,12 +363,7 @@ impl Hub {
             return;
         };
         let away = online && user.away.load(Ordering::Relaxed);
-        let frame = encode(&ServerFrame::Status {
-            nick: user.nick.as_str(),
-            online,
-            away,
-            last_seen: Some(now),
-        });
+        let frame = encode(&ServerFrame::Status { nick: user.nick.as_str(), online, away, last_seen: Some(now) });
         for s in list.iter() {
             s.send(&frame);
         }
@@ -448,10 +381,7 @@ impl Hub {
             Conv::Room(key) => {
                 let typing_off = route.clear_typing.then(|| {
                     encode(&ServerFrame::Typing {
-                        origin: Origin {
-                            room: msg.room.as_deref(),
-                            from: None,
-                        },
+                        origin: Origin { room: msg.room.as_deref(), from: None },
                         nick: &msg.from,
                         active: false,
                     })
@@ -469,10 +399,7 @@ impl Hub {
                 let to_key = msg.to.as_deref().unwrap_or_default().to_ascii_lowercase();
                 if route.clear_typing {
                     let off = encode(&ServerFrame::Typing {
-                        origin: Origin {
-                            room: None,
-                            from: Some(&msg.from),
-                        },
+                        origin: Origin { room: None, from: Some(&msg.from) },
                         nick: &msg.from,
                         active: false,
                     });
@@ -484,10 +411,7 @@ impl Hub {
             Conv::Everyone => self.to_everyone(&frame, origin),
         }
         if let Some(s) = &route.origin {
-            s.send(&encode(&ServerFrame::Ack {
-                id: route.reply_id.as_ref(),
-                message: Some(msg),
-            }));
+            s.send(&encode(&ServerFrame::Ack { id: route.reply_id.as_ref(), message: Some(msg) }));
         }
     }
 
@@ -501,12 +425,7 @@ impl Hub {
     /// Sends a frame about a stored message (`edited`, `deleted`) to all who
     /// could see it, but `except`. `make` builds the frame for a [`Place`]:
     /// a DM's two parties see it `with` each other.
-    pub fn about_message(
-        &self,
-        msg: &StoredMessage,
-        except: Option<SessionId>,
-        make: impl Fn(Place<'_>) -> Frame,
-    ) {
+    pub fn about_message(&self, msg: &StoredMessage, except: Option<SessionId>, make: impl Fn(Place<'_>) -> Frame) {
         match &msg.conv {
             Conv::Room(key) => {
                 let frame = make(Place::room(msg.room.as_deref().unwrap_or(key)));
@@ -514,16 +433,8 @@ impl Hub {
             }
             Conv::Dm(..) => {
                 let to = msg.to.as_deref().unwrap_or_default();
-                self.to_user(
-                    &to.to_ascii_lowercase(),
-                    &make(Place::with(&msg.from)),
-                    except,
-                );
-                self.to_user(
-                    &msg.from.to_ascii_lowercase(),
-                    &make(Place::with(to)),
-                    except,
-                );
+                self.to_user(&to.to_ascii_lowercase(), &make(Place::with(&msg.from)), except);
+                self.to_user(&msg.from.to_ascii_lowercase(), &make(Place::with(to)), except);
             }
             Conv::Everyone => self.to_everyone(&make(Place::everyone()), except),
         }

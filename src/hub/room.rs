@@ -41,13 +41,7 @@ pub enum Added {
 
 impl Room {
     pub fn new(name: Arc<str>, topic: Arc<str>, last_seq: u64) -> Room {
-        Room {
-            name,
-            topic,
-            last_seq,
-            members: Vec::new(),
-            users: HashMap::new(),
-        }
+        Room { name, topic, last_seq, members: Vec::new(), users: HashMap::new() }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -64,10 +58,7 @@ impl Room {
         if self.members.iter().any(|m| m.session.id == session.id) {
             return Added::Already;
         }
-        self.members.push(Member {
-            session: session.clone(),
-            pending: Some(Vec::new()),
-        });
+        self.members.push(Member { session: session.clone(), pending: Some(Vec::new()) });
         let key = session.nick().key().clone();
         let entry = self.users.entry(key).or_insert_with(|| RoomUser {
             user: session.user.clone(),
@@ -75,9 +66,7 @@ impl Room {
             sessions: 0,
         });
         entry.sessions += 1;
-        Added::New {
-            first_of_user: entry.sessions == 1,
-        }
+        Added::New { first_of_user: entry.sessions == 1 }
     }
 
     /// Queues `first`, then every frame held back since [`Room::add`], and
@@ -136,11 +125,7 @@ impl Room {
                 away: u.user.away.load(Ordering::Relaxed),
             })
             .collect();
-        v.sort_by(|a, b| {
-            a.joined_at
-                .cmp(&b.joined_at)
-                .then_with(|| a.nick.cmp(&b.nick))
-        });
+        v.sort_by(|a, b| a.joined_at.cmp(&b.joined_at).then_with(|| a.nick.cmp(&b.nick)));
         v
     }
 }

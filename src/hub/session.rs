@@ -33,14 +33,8 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
-    const ALL: [CloseReason; 6] = [
-        Self::Normal,
-        Self::Shutdown,
-        Self::Idle,
-        Self::Policy,
-        Self::TooBig,
-        Self::SlowConsumer,
-    ];
+    const ALL: [CloseReason; 6] =
+        [Self::Normal, Self::Shutdown, Self::Idle, Self::Policy, Self::TooBig, Self::SlowConsumer];
 
     /// The WebSocket close code.
     pub fn code(self) -> u16 {
@@ -101,12 +95,7 @@ pub struct SessionHandle {
 }
 
 impl SessionHandle {
-    pub fn new(
-        id: SessionId,
-        user: Arc<UserState>,
-        tx: mpsc::Sender<Frame>,
-        closed: CancellationToken,
-    ) -> Self {
+    pub fn new(id: SessionId, user: Arc<UserState>, tx: mpsc::Sender<Frame>, closed: CancellationToken) -> Self {
         SessionHandle {
             id,
             user,
@@ -141,12 +130,7 @@ impl SessionHandle {
     /// Asks for the connection to be closed with `reason`. The first reason
     /// given wins; the writer task sends the close frame.
     pub fn close(&self, reason: CloseReason) {
-        let _ = self.close_reason.compare_exchange(
-            0,
-            reason as u8,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
+        let _ = self.close_reason.compare_exchange(0, reason as u8, Ordering::AcqRel, Ordering::Acquire);
         self.closed.cancel();
     }
 
@@ -176,10 +160,7 @@ impl SessionHandle {
 
     /// The room's name as shown, if this session is in it.
     pub fn joined_room(&self, key: &str) -> Option<Arc<str>> {
-        self.rooms()
-            .iter()
-            .find(|r| &*r.key == key)
-            .map(|r| r.name.clone())
+        self.rooms().iter().find(|r| &*r.key == key).map(|r| r.name.clone())
     }
 
     pub fn watching(&self) -> MutexGuard<'_, Vec<Arc<str>>> {

@@ -29,67 +29,22 @@ pub type ConvRef = Target;
 
 #[derive(Debug)]
 pub enum Request {
-    Hello {
-        nick: Option<Name>,
-        password: Option<String>,
-        token: Option<String>,
-    },
-    Join {
-        room: Name,
-        since: Option<u64>,
-        history: Option<u64>,
-    },
-    Leave {
-        room: Name,
-    },
+    Hello { nick: Option<Name>, password: Option<String>, token: Option<String> },
+    Join { room: Name, since: Option<u64>, history: Option<u64> },
+    Leave { room: Name },
     Rooms,
-    Who {
-        room: Name,
-    },
-    Topic {
-        room: Name,
-        topic: String,
-    },
-    Say {
-        target: Target,
-        text: String,
-        attachments: Vec<String>,
-    },
-    History {
-        conv: ConvRef,
-        before: Option<u64>,
-        after: Option<u64>,
-        limit: Option<u64>,
-    },
-    Edit {
-        msg_id: Ulid,
-        text: String,
-    },
-    Delete {
-        msg_id: Ulid,
-    },
-    Read {
-        conv: ConvRef,
-        seq: u64,
-    },
-    Typing {
-        target: Target,
-        active: bool,
-    },
-    Event {
-        target: Target,
-        name: String,
-        data: Value,
-    },
-    Watch {
-        nicks: Vec<Name>,
-    },
-    Unwatch {
-        nicks: Vec<Name>,
-    },
-    Away {
-        away: bool,
-    },
+    Who { room: Name },
+    Topic { room: Name, topic: String },
+    Say { target: Target, text: String, attachments: Vec<String> },
+    History { conv: ConvRef, before: Option<u64>, after: Option<u64>, limit: Option<u64> },
+    Edit { msg_id: Ulid, text: String },
+    Delete { msg_id: Ulid },
+    Read { conv: ConvRef, seq: u64 },
+    Typing { target: Target, active: bool },
+    Event { target: Target, name: String, data: Value },
+    Watch { nicks: Vec<Name> },
+    Unwatch { nicks: Vec<Name> },
+    Away { away: bool },
     Ping,
 }
 
@@ -122,19 +77,14 @@ impl ClientFrame {
     /// Parses one text frame.
     pub fn parse(text: &str) -> Result<ClientFrame, ParseError> {
         let no_id = |error| ParseError { id: None, error };
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| no_id(ProtoError::bad_frame(format!("not valid JSON: {e}"))))?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| no_id(ProtoError::bad_frame(format!("not valid JSON: {e}"))))?;
         let Value::Object(map) = value else {
-            return Err(no_id(ProtoError::bad_frame(
-                "a frame must be a JSON object",
-            )));
+            return Err(no_id(ProtoError::bad_frame("a frame must be a JSON object")));
         };
         let fields = Fields(map);
         let id = fields.id().map_err(no_id)?;
-        let with_id = |error| ParseError {
-            id: id.clone(),
-            error,
-        };
+        let with_id = |error| ParseError { id: id.clone(), error };
         let kind = match fields.0.get("type") {
             Some(Value::String(s)) => s.as_str(),
             Some(_) => return Err(with_id(ProtoError::invalid("`type` must be a string"))),
@@ -152,13 +102,9 @@ impl Fields {
     fn id(&self) -> Result<Option<FrameId>, ProtoError> {
         match self.0.get("id") {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if s.chars().count() <= MAX_ID_CHARS => {
-                Ok(Some(FrameId::Str(s.as_str().into())))
-            }
+            Some(Value::String(s)) if s.chars().count() <= MAX_ID_CHARS => Ok(Some(FrameId::Str(s.as_str().into()))),
             Some(Value::Number(n)) if n.is_i64() => Ok(Some(FrameId::Int(n.as_i64().unwrap_or(0)))),
-            Some(_) => Err(ProtoError::invalid(
-                "`id` must be a string of at most 64 characters or an integer",
-            )),
+            Some(_) => Err(ProtoError::invalid("`id` must be a string of at most 64 characters or an integer")),
         }
     }
 
@@ -174,17 +120,10 @@ impl Fields {
                 since: self.opt_u64("since")?,
                 history: self.opt_u64("history")?,
             },
-            "leave" => Request::Leave {
-                room: self.room("room")?,
-            },
+            "leave" => Request::Leave { room: self.room("room")? },
             "rooms" => Request::Rooms,
-            "who" => Request::Who {
-                room: self.room("room")?,
-            },
-            "topic" => Request::Topic {
-                room: self.room("room")?,
-                topic: self.req_str("topic")?.to_owned(),
-            },
+            "who" => Request::Who { room: self.room("room")? },
+            "topic" => Request::Topic { room: self.room("room")?, topic: self.req_str("topic")?.to_owned() },
             "say" => Request::Say {
                 target: self.target("to", true)?,
                 text: self.opt_str("text")?.unwrap_or("").to_owned(),
@@ -195,20 +134,10 @@ impl Fields {
                 if before.is_some() && after.is_some() {
                     return Err(ProtoError::invalid("give `before` or `after`, not both"));
                 }
-                Request::History {
-                    conv: self.target("with", true)?,
-                    before,
-                    after,
-                    limit: self.opt_u64("limit")?,
-                }
+                Request::History { conv: self.target("with", true)?, before, after, limit: self.opt_u64("limit")? }
             }
-            "edit" => Request::Edit {
-                msg_id: self.msg_id()?,
-                text: self.req_str("text")?.to_owned(),
-            },
-            "delete" => Request::Delete {
-                msg_id: self.msg_id()?,
-            },
+            "edit" => Request::Edit { msg_id: self.msg_id()?, text: self.req_str("text")?.to_owned() },
+            "delete" => Request::Delete { msg_id: self.msg_id()? },
             "read" => Request::Read {
                 conv: self.target("with", true)?,
                 seq: self.opt_u64("seq")?.ok_or_else(|| missing("seq"))?,
@@ -228,22 +157,13 @@ impl Fields {
                     data: self.0.get("data").cloned().unwrap_or(Value::Null),
                 }
             }
-            "watch" => Request::Watch {
-                nicks: self.nick_list("nicks")?,
-            },
-            "unwatch" => Request::Unwatch {
-                nicks: self.nick_list("nicks")?,
-            },
-            "away" => Request::Away {
-                away: self.opt_bool("away")?.ok_or_else(|| missing("away"))?,
-            },
+            "watch" => Request::Watch { nicks: self.nick_list("nicks")? },
+            "unwatch" => Request::Unwatch { nicks: self.nick_list("nicks")? },
+            "away" => Request::Away { away: self.opt_bool("away")?.ok_or_else(|| missing("away"))? },
             "ping" => Request::Ping,
             other => {
                 let shown: String = other.chars().take(64).collect();
-                return Err(ProtoError::new(
-                    ErrorCode::UnknownType,
-                    format!("unknown frame type `{shown}`"),
-                ));
+                return Err(ProtoError::new(ErrorCode::UnknownType, format!("unknown frame type `{shown}`")));
             }
         })
     }
@@ -264,9 +184,7 @@ impl Fields {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Number(n)) if n.is_u64() => Ok(n.as_u64()),
-            Some(_) => Err(ProtoError::invalid(format!(
-                "`{name}` must be a non-negative integer"
-            ))),
+            Some(_) => Err(ProtoError::invalid(format!("`{name}` must be a non-negative integer"))),
         }
     }
 
@@ -274,9 +192,7 @@ impl Fields {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(_) => Err(ProtoError::invalid(format!(
-                "`{name}` must be true or false"
-            ))),
+            Some(_) => Err(ProtoError::invalid(format!("`{name}` must be true or false"))),
         }
     }
 
@@ -297,9 +213,7 @@ impl Fields {
                 .map(|v| v.as_str().map(str::to_owned))
                 .collect::<Option<Vec<_>>>()
                 .ok_or_else(|| ProtoError::invalid(format!("`{name}` must be a list of strings"))),
-            Some(_) => Err(ProtoError::invalid(format!(
-                "`{name}` must be a list of strings"
-            ))),
+            Some(_) => Err(ProtoError::invalid(format!("`{name}` must be a list of strings"))),
         }
     }
 
@@ -309,15 +223,11 @@ impl Fields {
                 .iter()
                 .map(|v| match v {
                     Value::String(s) => Name::nick(s),
-                    _ => Err(ProtoError::invalid(format!(
-                        "`{name}` must be a list of nicks"
-                    ))),
+                    _ => Err(ProtoError::invalid(format!("`{name}` must be a list of nicks"))),
                 })
                 .collect(),
             None | Some(Value::Null) => Err(missing(name)),
-            Some(_) => Err(ProtoError::invalid(format!(
-                "`{name}` must be a list of nicks"
-            ))),
+            Some(_) => Err(ProtoError::invalid(format!("`{name}` must be a list of nicks"))),
         }
     }
 
@@ -362,71 +272,31 @@ mod tests {
         assert_eq!(err("{").1, ErrorCode::BadFrame);
         assert_eq!(err("[1,2]").1, ErrorCode::BadFrame);
         assert_eq!(err("\"hi\"").1, ErrorCode::BadFrame);
-        assert_eq!(
-            err(r#"{"id":1}"#),
-            (
-                Some(FrameId::Int(1)),
-                ErrorCode::Invalid,
-                "`type` is missing".into()
-            )
-        );
+        assert_eq!(err(r#"{"id":1}"#), (Some(FrameId::Int(1)), ErrorCode::Invalid, "`type` is missing".into()));
         assert_eq!(err(r#"{"type":5}"#).1, ErrorCode::Invalid);
-        assert_eq!(
-            err(r#"{"type":"dance","id":"x"}"#).0,
-            Some(FrameId::Str("x".into()))
-        );
+        assert_eq!(err(r#"{"type":"dance","id":"x"}"#).0, Some(FrameId::Str("x".into())));
         assert_eq!(err(r#"{"type":"dance"}"#).1, ErrorCode::UnknownType);
         assert!(err(r#"{"type":"join"}"#).2.contains("room"));
         assert!(err(r#"{"type":"join","room":7}"#).2.contains("room"));
         assert!(err(r#"{"type":"join","room":"a b"}"#).2.contains("room"));
-        assert!(
-            err(r#"{"type":"say","room":"a","to":"b","text":"x"}"#)
-                .2
-                .contains("only one")
-        );
+        assert!(err(r#"{"type":"say","room":"a","to":"b","text":"x"}"#).2.contains("only one"));
         assert!(err(r#"{"type":"ping","id":{"a":1}}"#).2.contains("id"));
-        assert!(
-            err(&format!(r#"{{"type":"ping","id":"{}"}}"#, "x".repeat(65)))
-                .2
-                .contains("id")
-        );
+        assert!(err(&format!(r#"{{"type":"ping","id":"{}"}}"#, "x".repeat(65))).2.contains("id"));
     }
 
     #[test]
     fn parses_requests() {
-        let f =
-            ClientFrame::parse(r#"{"type":"say","room":"Lobby","text":"hi","id":"a1","extra":1}"#)
-                .unwrap();
+        let f = ClientFrame::parse(r#"{"type":"say","room":"Lobby","text":"hi","id":"a1","extra":1}"#).unwrap();
         assert_eq!(f.id, Some(FrameId::Str("a1".into())));
         match f.request {
-            Request::Say {
-                target: Target::Room(r),
-                text,
-                ..
-            } => {
-                assert_eq!(
-                    (r.as_str(), &**r.key(), text.as_str()),
-                    ("Lobby", "lobby", "hi")
-                )
+            Request::Say { target: Target::Room(r), text, .. } => {
+                assert_eq!((r.as_str(), &**r.key(), text.as_str()), ("Lobby", "lobby", "hi"))
             }
             other => panic!("{other:?}"),
         }
         let f = ClientFrame::parse(r#"{"type":"history","everyone":true,"after":3}"#).unwrap();
-        assert!(matches!(
-            f.request,
-            Request::History {
-                conv: Target::Everyone,
-                after: Some(3),
-                ..
-            }
-        ));
+        assert!(matches!(f.request, Request::History { conv: Target::Everyone, after: Some(3), .. }));
         let f = ClientFrame::parse(r#"{"type":"typing","to":"bob","active":false}"#).unwrap();
-        assert!(matches!(
-            f.request,
-            Request::Typing {
-                target: Target::User(_),
-                active: false
-            }
-        ));
+        assert!(matches!(f.request, Request::Typing { target: Target::User(_), active: false }));
     }
 }

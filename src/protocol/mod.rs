@@ -48,11 +48,7 @@ pub struct ProtoError {
 
 impl ProtoError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ProtoError {
-            code,
-            message: message.into(),
-            retry_after_ms: None,
-        }
+        ProtoError { code, message: message.into(), retry_after_ms: None }
     }
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Invalid, message)
@@ -61,10 +57,7 @@ impl ProtoError {
         Self::new(ErrorCode::BadFrame, message)
     }
     pub fn unavailable() -> Self {
-        Self::new(
-            ErrorCode::Unavailable,
-            "storage is unavailable; nothing was sent, try again",
-        )
+        Self::new(ErrorCode::Unavailable, "storage is unavailable; nothing was sent, try again")
     }
     pub fn internal() -> Self {
         Self::new(ErrorCode::Internal, "internal error")
@@ -138,19 +131,12 @@ impl Name {
         };
         if raw.len() > max || !first_ok || !body.chars().all(ok_char) {
             let rule = match kind {
-                NameKind::Nick => {
-                    "1 to 32 ASCII letters, digits, '_', '-' or '.', not starting with a digit or '-'"
-                }
-                NameKind::Room => {
-                    "1 to 64 ASCII letters, digits, '_', '-' or '.', with an optional leading '#'"
-                }
+                NameKind::Nick => "1 to 32 ASCII letters, digits, '_', '-' or '.', not starting with a digit or '-'",
+                NameKind::Room => "1 to 64 ASCII letters, digits, '_', '-' or '.', with an optional leading '#'",
             };
             return Err(ProtoError::invalid(format!("`{what}` must be {rule}")));
         }
-        Ok(Name {
-            shown: raw.into(),
-            key: raw.to_ascii_lowercase().into(),
-        })
+        Ok(Name { shown: raw.into(), key: raw.to_ascii_lowercase().into() })
     }
 
     /// The spelling to show.
@@ -180,10 +166,7 @@ impl Serialize for Name {
 
 /// Milliseconds since the Unix epoch, the unit of every time on the wire.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -204,25 +187,10 @@ mod tests {
 
     #[test]
     fn room_rules() {
-        for ok in [
-            "lobby",
-            "#lobby",
-            "1",
-            "#1-2.3_x",
-            &"a".repeat(64),
-            &format!("#{}", "a".repeat(63)),
-        ] {
+        for ok in ["lobby", "#lobby", "1", "#1-2.3_x", &"a".repeat(64), &format!("#{}", "a".repeat(63))] {
             assert!(Name::room(ok).is_ok(), "{ok} should be valid");
         }
-        for bad in [
-            "",
-            "#",
-            "##a",
-            "a b",
-            &"a".repeat(65),
-            &format!("#{}", "a".repeat(64)),
-            "ü",
-        ] {
+        for bad in ["", "#", "##a", "a b", &"a".repeat(65), &format!("#{}", "a".repeat(64)), "ü"] {
             assert!(Name::room(bad).is_err(), "{bad} should be invalid");
         }
     }

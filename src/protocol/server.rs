@@ -32,11 +32,7 @@ pub enum Conv {
 
 impl Conv {
     pub fn dm(a: &Arc<str>, b: &Arc<str>) -> Conv {
-        if a <= b {
-            Conv::Dm(a.clone(), b.clone())
-        } else {
-            Conv::Dm(b.clone(), a.clone())
-        }
+        if a <= b { Conv::Dm(a.clone(), b.clone()) } else { Conv::Dm(b.clone(), a.clone()) }
     }
 
     /// A stable text key, for storage: `r:<room>`, `d:<nick>:<nick>`, `e`.
@@ -52,9 +48,7 @@ impl Conv {
     pub fn from_storage_key(key: &str) -> Option<Conv> {
         match key.split_once(':') {
             Some(("r", room)) => Some(Conv::Room(room.into())),
-            Some(("d", pair)) => pair
-                .split_once(':')
-                .map(|(a, b)| Conv::Dm(a.into(), b.into())),
+            Some(("d", pair)) => pair.split_once(':').map(|(a, b)| Conv::Dm(a.into(), b.into())),
             None if key == "e" => Some(Conv::Everyone),
             _ => None,
         }
@@ -83,11 +77,7 @@ impl StoredMessage {
     /// The other party of a DM as seen by `viewer_key`.
     pub fn dm_peer(&self, viewer_key: &str) -> Option<&Arc<str>> {
         let to = self.to.as_ref()?;
-        Some(if self.from.eq_ignore_ascii_case(viewer_key) {
-            to
-        } else {
-            &self.from
-        })
+        Some(if self.from.eq_ignore_ascii_case(viewer_key) { to } else { &self.from })
     }
 }
 
@@ -172,22 +162,13 @@ pub struct Place<'a> {
 
 impl<'a> Place<'a> {
     pub fn room(room: &'a str) -> Self {
-        Place {
-            room: Some(room),
-            ..Place::default()
-        }
+        Place { room: Some(room), ..Place::default() }
     }
     pub fn with(nick: &'a str) -> Self {
-        Place {
-            with: Some(nick),
-            ..Place::default()
-        }
+        Place { with: Some(nick), ..Place::default() }
     }
     pub fn everyone() -> Self {
-        Place {
-            everyone: true,
-            ..Place::default()
-        }
+        Place { everyone: true, ..Place::default() }
     }
 }
 
@@ -328,12 +309,7 @@ pub enum ServerFrame<'a> {
 
 impl<'a> ServerFrame<'a> {
     pub fn error(id: Option<&'a FrameId>, e: &'a ProtoError) -> Self {
-        ServerFrame::Error {
-            id,
-            code: e.code,
-            message: &e.message,
-            retry_after_ms: e.retry_after_ms,
-        }
+        ServerFrame::Error { id, code: e.code, message: &e.message, retry_after_ms: e.retry_after_ms }
     }
     pub fn ack(id: Option<&'a FrameId>) -> Self {
         ServerFrame::Ack { id, message: None }
@@ -373,9 +349,6 @@ mod tests {
             more: false,
         }))
         .unwrap();
-        assert_eq!(
-            v,
-            serde_json::json!({"type":"history","id":3,"with":"bob","messages":[],"more":false})
-        );
+        assert_eq!(v, serde_json::json!({"type":"history","id":3,"with":"bob","messages":[],"more":false}));
     }
 }

@@ -33,10 +33,7 @@ struct ConvLog {
 
 impl MemoryStore {
     pub fn new(cap: usize) -> Self {
-        MemoryStore {
-            cap: cap.max(1),
-            inner: Mutex::default(),
-        }
+        MemoryStore { cap: cap.max(1), inner: Mutex::default() }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -82,78 +79,53 @@ impl MemoryStore {
             }
             None => {
                 let hi = q.before.map_or(upto, |b| b.saturating_sub(1).min(upto));
-                let lo = hi
-                    .saturating_sub(q.limit as u64)
-                    .saturating_add(1)
-                    .max(first_kept);
+                let lo = hi.saturating_sub(q.limit as u64).saturating_add(1).max(first_kept);
                 (lo, hi, lo > first_kept)
             }
         };
         if lo > hi || hi < first_kept {
             return Page::default();
         }
-        let messages = log
-            .kept
-            .range(idx(lo)..=idx(hi).min(log.kept.len().saturating_sub(1)))
-            .cloned()
-            .collect();
+        let messages = log.kept.range(idx(lo)..=idx(hi).min(log.kept.len().saturating_sub(1))).cloned().collect();
+        Page { messages, more }
+    }
+
+    pub fn transcript(&self, conv: &Conv, from: i64, to: i64, limit: usize) -> Page {
+        let inner = self.lock();
+        let Some(log) = inner.convs.get(conv) else { return Page::default() };
+        let mut messages: Vec<StoredMessage> =
+            log.kept.iter().filter(|m| m.sent_at >= from && m.sent_at < to).take(limit + 1).cloned().collect();
+        let more = messages.len() > limit;
+        messages.truncate(limit);
         Page { messages, more }
     }
 
     pub fn message(&self, msg_id: Ulid) -> Option<StoredMessage> {
         let inner = self.lock();
         let conv = inner.by_id.get(&msg_id)?;
-        inner
-            .convs
-            .get(conv)?
-            .kept
-            .iter()
-            .find(|m| m.msg_id == msg_id)
-            .cloned()
+        inner.convs.get(conv)?.kept.iter().find(|m| m.msg_id == msg_id).cloned()
     }
 
-    pub fn update(
-        &self,
-        msg_id: Ulid,
-        change: impl FnOnce(&mut StoredMessage),
-    ) -> Option<StoredMessage> {
+    pub fn update(&self, msg_id: Ulid, change: impl FnOnce(&mut StoredMessage)) -> Option<StoredMessage> {
         let mut inner = self.lock();
         let conv = inner.by_id.get(&msg_id)?.clone();
-        let msg = inner
-            .convs
-            .get_mut(&conv)?
-            .kept
-            .iter_mut()
-            .find(|m| m.msg_id == msg_id)?;
+        let msg = inner.convs.get_mut(&conv)?.kept.iter_mut().find(|m| m.msg_id == msg_id)?;
         change(msg);
         Some(msg.clone())
     }
 
     pub fn room(&self, key: &str) -> Option<RoomRecord> {
         let inner = self.lock();
-        let last_seq = inner
-            .convs
-            .get(&Conv::Room(key.into()))
-            .map_or(0, |l| l.last_seq);
+        let last_seq = inner.convs.get(&Conv::Room(key.into())).map_or(0, |l| l.last_seq);
         match inner.rooms.get(key) {
-            Some((name, topic)) => Some(RoomRecord {
-                name: name.clone(),
-                topic: topic.clone(),
-                last_seq,
-            }),
-            None if last_seq > 0 => Some(RoomRecord {
-                name: key.into(),
-                topic: "".into(),
-                last_seq,
-            }),
+            Some((name, topic)) => Some(RoomRecord { name: name.clone(), topic: topic.clone(), last_seq }),
+            None if last_seq > 0 => Some(RoomRecord { name: key.into(), topic: "".into(), last_seq }),
             None => None,
         }
     }
 
     pub fn set_topic(&self, key: &str, name: &Arc<str>, topic: &Arc<str>) {
-        self.lock()
-            .rooms
-            .insert(key.into(), (name.clone(), topic.clone()));
+        self.lock().rooms.insert(key.into(), (name.clone(), topic.clone()));
     }
 
     pub fn user_seen(&self, nick: &str, at: i64) {
@@ -189,15 +161,9 @@ mod tests {
     #[test]
     fn pages() {
         let s = MemoryStore::new(5);
-        s.append((0..8).map(|i| msg("r", &i.to_string())).collect())
-            .unwrap();
+        s.append((0..8).map(|i| msg("r", &i.to_string())).collect()).unwrap();
         let r = Conv::Room("r".into());
-        let q = |before, after, upto, limit| HistoryQuery {
-            before,
-            after,
-            upto,
-            limit,
-        };
+        let q = |before, after, upto, limit| HistoryQuery { before, after, upto, limit };
         // Only the newest 5 (seq 4..=8) are kept.
         let p = s.history(&r, q(None, None, None, 3));
         assert_eq!((seqs(&p), p.more), (vec![6, 7, 8], true));
@@ -212,10 +178,6 @@ mod tests {
         let p = s.history(&r, q(None, None, Some(5), 50));
         assert_eq!(seqs(&p), vec![4, 5]);
         assert!(s.history(&r, q(None, Some(8), None, 5)).messages.is_empty());
-        assert!(
-            s.history(&Conv::Everyone, q(None, None, None, 5))
-                .messages
-                .is_empty()
-        );
+        assert!(s.history(&Conv::Everyone, q(None, None, None, 5)).messages.is_empty());
     }
 }

@@ -82,6 +82,20 @@ pub enum StoreError {
     Unavailable(String),
 }
 
+/// A database URL fit for logs: any password replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// The message store. Cheap to clone.
 #[derive(Clone)]
 pub enum Store {
@@ -90,11 +104,18 @@ pub enum Store {
 }
 
 impl Store {
+    /// Opens the store `database.url` names, applying migrations.
     pub async fn open(config: &Config) -> Result<Store, StoreError> {
-        // Config::validate admits only the schemes implemented here.
-        Ok(Store::Memory(Arc::new(memory::MemoryStore::new(
-            config.database.memory_history,
-        ))))
+        if config.database.url.starts_with("memory:") {
+            return Ok(Store::Memory(Arc::new(memory::MemoryStore::new(config.database.memory_history))));
+        }
+        match sql::SqlStore::open(&config.database).await {
+            Ok(store) => Ok(Store::Sql(Arc::new(store))),
+            Err(StoreError::Unavailable(e)) => Err(StoreError::Unavailable(format!(
+                "cannot open the database `{}`: {e}",
+                redact_url(&config.database.url)
+            ))),
+        }
     }
 
     /// Stores a batch in one step, assigning each conversation's next `seq`
@@ -113,6 +134,14 @@ impl Store {
         }
     }
 
+    /// Messages sent in `[from, to)` (ms), oldest first, at most `limit`.
+    pub async fn transcript(&self, conv: &Conv, from: i64, to: i64, limit: usize) -> Result<Page, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.transcript(conv, from, to, limit)),
+            Store::Sql(s) => s.transcript(conv, from, to, limit).await,
+        }
+    }
+
     pub async fn message(&self, msg_id: Ulid) -> Result<Option<StoredMessage>, StoreError> {
         match self {
             Store::Memory(m) => Ok(m.message(msg_id)),
@@ -121,12 +150,7 @@ impl Store {
     }
 
     /// Replaces a message's text; returns the updated message.
-    pub async fn edit(
-        &self,
-        msg_id: Ulid,
-        text: &str,
-        at: i64,
-    ) -> Result<Option<StoredMessage>, StoreError> {
+    pub async fn edit(&self, msg_id: Ulid, text: &str, at: i64) -> Result<Option<StoredMessage>, StoreError> {
         match self {
             Store::Memory(m) => Ok(m.update(msg_id, |msg| {
                 msg.text = text.to_owned();
@@ -155,12 +179,7 @@ impl Store {
         }
     }
 
-    pub async fn set_topic(
-        &self,
-        key: &str,
-        name: &Arc<str>,
-        topic: &Arc<str>,
-    ) -> Result<(), StoreError> {
+    pub async fn set_topic(&self, key: &str, name: &Arc<str>, topic: &Arc<str>) -> Result<(), StoreError> {
         match self {
             Store::Memory(m) => {
                 m.set_topic(key, name, topic);
@@ -195,5 +214,15 @@ impl Store {
             Store::Memory(_) => Ok(()),
             Store::Sql(s) => s.ping().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(super::redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(super::redact_url("mysql://root@h/db"), "mysql://root@h/db");
+        assert_eq!(super::redact_url("sqlite://data/chat.db"), "sqlite://data/chat.db");
     }
 }

@@ -15,9 +15,7 @@ use std::time::Duration;
 
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row};
 use ulid::Ulid;
 
@@ -34,6 +32,8 @@ struct Dialect {
     page_down: &'static str,
     /// Oldest first: conv, above (exclusive), upto (inclusive), limit.
     page_up: &'static str,
+    /// Oldest first: conv, from (inclusive ms), to (exclusive ms), limit.
+    transcript: &'static str,
     message: &'static str,
     edit: &'static str,
     delete: &'static str,
@@ -52,6 +52,8 @@ const SQLITE: Dialect = Dialect {
                 FROM messages WHERE conv = ? AND seq < ? AND seq <= ? ORDER BY seq DESC LIMIT ?",
     page_up: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted \
               FROM messages WHERE conv = ? AND seq > ? AND seq <= ? ORDER BY seq ASC LIMIT ?",
+    transcript: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted \
+                 FROM messages WHERE conv = ? AND sent_at >= ? AND sent_at < ? ORDER BY seq ASC LIMIT ?",
     message: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted \
               FROM messages WHERE msg_id = ?",
     edit: "UPDATE messages SET text = ?, edited_at = ? WHERE msg_id = ? AND deleted = FALSE",
@@ -72,6 +74,8 @@ const POSTGRES: Dialect = Dialect {
                 FROM messages WHERE conv = $1 AND seq < $2 AND seq <= $3 ORDER BY seq DESC LIMIT $4",
     page_up: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted \
               FROM messages WHERE conv = $1 AND seq > $2 AND seq <= $3 ORDER BY seq ASC LIMIT $4",
+    transcript: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted \
+                 FROM messages WHERE conv = $1 AND sent_at >= $2 AND sent_at < $3 ORDER BY seq ASC LIMIT $4",
     message: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted \
               FROM messages WHERE msg_id = $1",
     edit: "UPDATE messages SET text = $1, edited_at = $2 WHERE msg_id = $3 AND deleted = FALSE",
@@ -92,6 +96,8 @@ const MYSQL: Dialect = Dialect {
                 FROM messages WHERE conv = ? AND seq < ? AND seq <= ? ORDER BY seq DESC LIMIT ?",
     page_up: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted \
               FROM messages WHERE conv = ? AND seq > ? AND seq <= ? ORDER BY seq ASC LIMIT ?",
+    transcript: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted \
+                 FROM messages WHERE conv = ? AND sent_at >= ? AND sent_at < ? ORDER BY seq ASC LIMIT ?",
     message: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted \
               FROM messages WHERE msg_id = ?",
     edit: "UPDATE messages SET text = ?, edited_at = ? WHERE msg_id = ? AND deleted = FALSE",
@@ -158,51 +164,26 @@ impl SqlStore {
                 // WAL + NORMAL: a commit is in the WAL file when it returns,
                 // so it survives the process being killed; an OS crash may
                 // lose the newest commits (set FULL for that).
-                .synchronous(if config.sqlite_full_sync {
-                    SqliteSynchronous::Full
-                } else {
-                    SqliteSynchronous::Normal
-                })
+                .synchronous(if config.sqlite_full_sync { SqliteSynchronous::Full } else { SqliteSynchronous::Normal })
                 .busy_timeout(config.busy_timeout);
-            if let Some(dir) = options
-                .get_filename()
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-            {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
-                })?;
+            if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
             }
-            let pool = SqlitePoolOptions::new()
-                .max_connections(max)
-                .acquire_timeout(timeout)
-                .connect_with(options)
-                .await;
+            let pool =
+                SqlitePoolOptions::new().max_connections(max).acquire_timeout(timeout).connect_with(options).await;
             Pool::Sqlite(pool.map_err(unavailable)?)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let pool = PgPoolOptions::new()
-                .max_connections(max)
-                .acquire_timeout(timeout)
-                .connect(url)
-                .await;
+            let pool = PgPoolOptions::new().max_connections(max).acquire_timeout(timeout).connect(url).await;
             Pool::Postgres(pool.map_err(unavailable)?)
         } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
             let url = url.replacen("mariadb:", "mysql:", 1);
-            let pool = MySqlPoolOptions::new()
-                .max_connections(max)
-                .acquire_timeout(timeout)
-                .connect(&url)
-                .await;
+            let pool = MySqlPoolOptions::new().max_connections(max).acquire_timeout(timeout).connect(&url).await;
             Pool::Mysql(pool.map_err(unavailable)?)
         } else {
-            return Err(StoreError::Unavailable(format!(
-                "unsupported database url `{url}`"
-            )));
+            return Err(StoreError::Unavailable(format!("unsupported database url `{url}`")));
         };
-        let store = SqlStore {
-            pool,
-            seqs: Mutex::default(),
-        };
+        let store = SqlStore { pool, seqs: Mutex::default() };
         store.migrate().await?;
         Ok(store)
     }
@@ -227,11 +208,7 @@ impl SqlStore {
         }
         let key = conv.storage_key();
         let seq: i64 = on_pool!(self, |pool, sql| {
-            sqlx::query_scalar(sql.last_seq)
-                .bind(&key)
-                .fetch_one(pool)
-                .await
-                .map_err(unavailable)?
+            sqlx::query_scalar(sql.last_seq).bind(&key).fetch_one(pool).await.map_err(unavailable)?
         });
         Ok(seq as u64)
     }
@@ -265,9 +242,7 @@ impl SqlStore {
                     .push_bind(m.from.to_string())
                     .push_bind(m.to.as_deref().map(str::to_owned))
                     .push_bind(m.text.clone())
-                    .push_bind(
-                        serde_json::to_string(&m.attachments).unwrap_or_else(|_| "[]".into()),
-                    )
+                    .push_bind(serde_json::to_string(&m.attachments).unwrap_or_else(|_| "[]".into()))
                     .push_bind(m.sent_at);
             });
             q.build().execute(pool).await.map(|_| ())
@@ -291,10 +266,7 @@ impl SqlStore {
         let fetch = q.limit as i64 + 1;
         let (up, bound) = match q.after {
             Some(after) => (true, after.min(i64::MAX as u64) as i64),
-            None => (
-                false,
-                q.before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64),
-            ),
+            None => (false, q.before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64)),
         };
         let mut messages: Vec<StoredMessage> = on_pool!(self, |pool, sql| {
             let rows = sqlx::query(if up { sql.page_up } else { sql.page_down })
@@ -315,33 +287,36 @@ impl SqlStore {
         Ok(Page { messages, more })
     }
 
+    pub async fn transcript(&self, conv: &Conv, from: i64, to: i64, limit: usize) -> Result<Page, StoreError> {
+        let key = conv.storage_key();
+        let mut messages: Vec<StoredMessage> = on_pool!(self, |pool, sql| {
+            let rows = sqlx::query(sql.transcript)
+                .bind(&key)
+                .bind(from)
+                .bind(to)
+                .bind(limit as i64 + 1)
+                .fetch_all(pool)
+                .await
+                .map_err(unavailable)?;
+            rows.iter().map(|r| decode(r)).collect::<Result<_, _>>()?
+        });
+        let more = messages.len() > limit;
+        messages.truncate(limit);
+        Ok(Page { messages, more })
+    }
+
     pub async fn message(&self, msg_id: Ulid) -> Result<Option<StoredMessage>, StoreError> {
         let id = msg_id.to_string();
         on_pool!(self, |pool, sql| {
-            let row = sqlx::query(sql.message)
-                .bind(&id)
-                .fetch_optional(pool)
-                .await
-                .map_err(unavailable)?;
+            let row = sqlx::query(sql.message).bind(&id).fetch_optional(pool).await.map_err(unavailable)?;
             row.as_ref().map(|r| decode(r)).transpose()
         })
     }
 
-    pub async fn edit(
-        &self,
-        msg_id: Ulid,
-        text: &str,
-        at: i64,
-    ) -> Result<Option<StoredMessage>, StoreError> {
+    pub async fn edit(&self, msg_id: Ulid, text: &str, at: i64) -> Result<Option<StoredMessage>, StoreError> {
         let id = msg_id.to_string();
         on_pool!(self, |pool, sql| {
-            sqlx::query(sql.edit)
-                .bind(text)
-                .bind(at)
-                .bind(&id)
-                .execute(pool)
-                .await
-                .map_err(unavailable)?;
+            sqlx::query(sql.edit).bind(text).bind(at).bind(&id).execute(pool).await.map_err(unavailable)?;
         });
         self.message(msg_id).await
     }
@@ -349,11 +324,7 @@ impl SqlStore {
     pub async fn delete(&self, msg_id: Ulid) -> Result<Option<StoredMessage>, StoreError> {
         let id = msg_id.to_string();
         on_pool!(self, |pool, sql| {
-            sqlx::query(sql.delete)
-                .bind(&id)
-                .execute(pool)
-                .await
-                .map_err(unavailable)?;
+            sqlx::query(sql.delete).bind(&id).execute(pool).await.map_err(unavailable)?;
         });
         self.message(msg_id).await
     }
@@ -381,11 +352,7 @@ impl SqlStore {
         }
         // Rooms used before this table knew them: messages alone.
         let last_seq = self.last_seq(&conv).await?;
-        Ok((last_seq > 0).then(|| RoomRecord {
-            name: key.into(),
-            topic: "".into(),
-            last_seq,
-        }))
+        Ok((last_seq > 0).then(|| RoomRecord { name: key.into(), topic: "".into(), last_seq }))
     }
 
     pub async fn set_topic(&self, key: &str, name: &str, topic: &str) -> Result<(), StoreError> {
@@ -419,22 +386,12 @@ impl SqlStore {
 
     pub async fn last_seen(&self, nick_key: &str) -> Result<Option<i64>, StoreError> {
         on_pool!(self, |pool, sql| {
-            sqlx::query_scalar(sql.last_seen)
-                .bind(nick_key)
-                .fetch_optional(pool)
-                .await
-                .map_err(unavailable)
+            sqlx::query_scalar(sql.last_seen).bind(nick_key).fetch_optional(pool).await.map_err(unavailable)
         })
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        on_pool!(self, |pool, _sql| {
-            sqlx::query("SELECT 1")
-                .execute(pool)
-                .await
-                .map(|_| ())
-                .map_err(unavailable)
-        })
+        on_pool!(self, |pool, _sql| sqlx::query("SELECT 1").execute(pool).await.map(|_| ()).map_err(unavailable))
     }
 
     /// Which backend this is, for logs.
@@ -466,15 +423,9 @@ where
         msg_id,
         conv,
         seq: r.try_get::<i64, _>(2).map_err(unavailable)? as u64,
-        room: r
-            .try_get::<Option<String>, _>(3)
-            .map_err(unavailable)?
-            .map(Into::into),
+        room: r.try_get::<Option<String>, _>(3).map_err(unavailable)?.map(Into::into),
         from: get_s(4)?.into(),
-        to: r
-            .try_get::<Option<String>, _>(5)
-            .map_err(unavailable)?
-            .map(Into::into),
+        to: r.try_get::<Option<String>, _>(5).map_err(unavailable)?.map(Into::into),
         text: get_s(6)?,
         attachments,
         sent_at: r.try_get::<i64, _>(8).map_err(unavailable)?,

@@ -35,9 +35,7 @@ pub struct Writer<T> {
 
 impl<T> Clone for Writer<T> {
     fn clone(&self) -> Self {
-        Writer {
-            tx: self.tx.clone(),
-        }
+        Writer { tx: self.tx.clone() }
     }
 }
 
@@ -49,11 +47,7 @@ const QUEUE: usize = 8192;
 impl<T: Send + 'static> Writer<T> {
     /// Starts the writer task. It ends when every `Writer` handle is dropped
     /// and the queue is drained.
-    pub fn start(
-        store: Store,
-        batch_max: usize,
-        sink: impl CommitSink<T>,
-    ) -> (Writer<T>, JoinHandle<()>) {
+    pub fn start(store: Store, batch_max: usize, sink: impl CommitSink<T>) -> (Writer<T>, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let task = tokio::spawn(run(store, batch_max, rx, sink));
         (Writer { tx }, task)
@@ -62,13 +56,10 @@ impl<T: Send + 'static> Writer<T> {
     /// Queues a message; waits only while the queue is full. Returns the
     /// payload back if the writer is gone (shutting down).
     pub async fn submit(&self, msg: NewMessage, payload: T) -> Result<(), T> {
-        self.tx
-            .send(Job::Message(msg, payload))
-            .await
-            .map_err(|e| match e.0 {
-                Job::Message(_, payload) => payload,
-                Job::Flush(_) => unreachable!("submit sends messages only"),
-            })
+        self.tx.send(Job::Message(msg, payload)).await.map_err(|e| match e.0 {
+            Job::Message(_, payload) => payload,
+            Job::Flush(_) => unreachable!("submit sends messages only"),
+        })
     }
 
     /// Waits until everything submitted so far has been committed (or
@@ -81,12 +72,7 @@ impl<T: Send + 'static> Writer<T> {
     }
 }
 
-async fn run<T>(
-    store: Store,
-    batch_max: usize,
-    mut rx: mpsc::Receiver<Job<T>>,
-    sink: impl CommitSink<T>,
-) {
+async fn run<T>(store: Store, batch_max: usize, mut rx: mpsc::Receiver<Job<T>>, sink: impl CommitSink<T>) {
     let mut jobs = Vec::with_capacity(batch_max);
     while rx.recv_many(&mut jobs, batch_max).await > 0 {
         let mut messages = Vec::with_capacity(jobs.len());

@@ -4,6 +4,10 @@
 //! No sleeps: to prove that nothing else reached a client, `sync()` sends a
 //! `ping` and requires the very next frame to be its `pong` — every frame
 //! queued for that session before the ping would come first.
+//!
+//! Frames are compared whole, as JSON. [`norm`] replaces the volatile values
+//! (message ids, timestamps, session ids) by placeholders after checking
+//! their shape, so an expected frame names them [`ID`], [`MS`] and [`SESSION`].
 #![allow(dead_code)]
 
 use std::time::Duration;
@@ -11,30 +15,42 @@ use std::time::Duration;
 use chat::{Config, RunningServer, Server};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, client_async, connect_async};
 
 /// How long any expected frame may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// The node id tests give the server, so `welcome` is predictable.
+pub const NODE: &str = "test-node";
+
+/// What [`norm`] puts in place of a message id (a ULID).
+pub const ID: &str = "<msg_id>";
+/// What [`norm`] puts in place of a timestamp in epoch milliseconds.
+pub const MS: &str = "<ms>";
+/// What [`norm`] puts in place of a `welcome.session` (`s-…`).
+pub const SESSION: &str = "s-<id>";
+
 /// Defaults for tests: no auto-joined room (each test says what it joins),
-/// and a SQLite database of its own.
+/// a fixed node id, and a short shutdown grace.
 pub fn test_config() -> Config {
     let mut c = Config::default();
     c.rooms.auto_join = vec![];
-    c.database.url = format!("sqlite://{}", fresh_db_path().display());
+    c.server.node = NODE.into();
+    c.server.shutdown_grace = Duration::from_secs(3);
     c
 }
 
-/// A path for a new SQLite file under target/, so tests never share one.
-pub fn fresh_db_path() -> std::path::PathBuf {
-    let dir = tempfile::Builder::new()
-        .prefix("db-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .expect("temp dir")
-        .keep();
-    dir.join("chat.db")
+/// [`test_config`] without rate limits worth mentioning, for tests that
+/// send many frames quickly.
+pub fn unlimited_config() -> Config {
+    let mut c = test_config();
+    c.limits.rate_per_sec = 1_000_000;
+    c.limits.burst = 1_000_000;
+    c.limits.requests_per_sec = 1_000_000;
+    c.limits.requests_burst = 1_000_000;
+    c
 }
 
 pub async fn start(config: Config) -> RunningServer {
@@ -46,6 +62,76 @@ pub async fn start_default() -> RunningServer {
     start(test_config()).await
 }
 
+/// Replaces volatile values by placeholders, anywhere in `v`, after checking
+/// their shape: `msg_id` (a 26-character ULID) → [`ID`]; `sent_at`,
+/// `joined_at`, `edited_at`, `last_seen` (a positive integer; `last_seen`
+/// may be null) → [`MS`]; `session` (`s-…`) → [`SESSION`]. A value of the
+/// wrong shape is left alone, so the comparison that follows shows it.
+pub fn norm(mut v: Value) -> Value {
+    norm_in_place(&mut v);
+    v
+}
+
+fn norm_in_place(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            for (k, val) in map.iter_mut() {
+                match (k.as_str(), &*val) {
+                    ("msg_id", Value::String(s)) if s.len() == 26 && s.chars().all(|c| c.is_ascii_alphanumeric()) => {
+                        *val = json!(ID)
+                    }
+                    ("sent_at" | "joined_at" | "edited_at" | "last_seen", Value::Number(n))
+                        if n.as_i64().is_some_and(|t| t > 1_600_000_000_000) =>
+                    {
+                        *val = json!(MS)
+                    }
+                    ("session", Value::String(s)) if s.starts_with("s-") && s.len() > 2 => *val = json!(SESSION),
+                    _ => norm_in_place(val),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(norm_in_place),
+        _ => {}
+    }
+}
+
+/// A frame without its `type`: what an `ack`'s `message` and a history
+/// entry look like next to a `message` frame.
+pub fn body(frame: &Value) -> Value {
+    let mut v = frame.clone();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("type");
+    }
+    v
+}
+
+/// A `message` frame (normalised) for a room message.
+pub fn room_msg(room: &str, seq: u64, from: &str, text: &str) -> Value {
+    json!({"type": "message", "msg_id": ID, "room": room, "seq": seq, "from": from,
+        "text": text, "attachments": [], "sent_at": MS})
+}
+
+/// A `message` frame (normalised) for a direct message.
+pub fn dm_msg(to: &str, seq: u64, from: &str, text: &str) -> Value {
+    json!({"type": "message", "msg_id": ID, "to": to, "seq": seq, "from": from,
+        "text": text, "attachments": [], "sent_at": MS})
+}
+
+/// A `message` frame (normalised) for a message to everyone.
+pub fn everyone_msg(seq: u64, from: &str, text: &str) -> Value {
+    json!({"type": "message", "msg_id": ID, "everyone": true, "seq": seq, "from": from,
+        "text": text, "attachments": [], "sent_at": MS})
+}
+
+/// A room member (normalised) as `joined` and `room_status` list a guest.
+pub fn member(nick: &str) -> Value {
+    json!({"nick": nick, "display_name": nick, "joined_at": MS, "away": false})
+}
+
+pub fn presence(room: &str, nick: &str, event: &str) -> Value {
+    json!({"type": "presence", "room": room, "nick": nick, "event": event})
+}
+
 pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     pub nick: String,
@@ -55,20 +141,36 @@ pub struct Client {
 impl Client {
     /// Opens a WebSocket without identifying.
     pub async fn connect(server: &RunningServer) -> Client {
-        let (ws, _) = connect_async(server.ws_url()).await.expect("connect");
-        Client {
-            ws,
-            nick: String::new(),
-            sync_n: 0,
-        }
+        Client::try_connect(server).await.expect("connect")
+    }
+
+    /// Opens a WebSocket; the error if the upgrade is refused.
+    pub async fn try_connect(server: &RunningServer) -> Result<Client, tungstenite::Error> {
+        let (ws, _) = connect_async(server.ws_url()).await?;
+        Ok(Client::wrap(ws))
+    }
+
+    /// Opens a WebSocket over a socket whose kernel receive buffer is
+    /// `rcvbuf` bytes (no autotuning), so that a client that stops reading
+    /// backs the server up after little traffic.
+    pub async fn connect_small_rcvbuf(server: &RunningServer, rcvbuf: u32) -> Client {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(rcvbuf).unwrap();
+        let tcp = socket.connect(server.addr()).await.expect("tcp connect");
+        let (ws, _) = client_async(server.ws_url(), MaybeTlsStream::Plain(tcp)).await.expect("upgrade");
+        Client::wrap(ws)
+    }
+
+    fn wrap(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Client {
+        Client { ws, nick: String::new(), sync_n: 0 }
     }
 
     /// Connects and identifies as a guest; returns the client and `welcome`.
     pub async fn hello(server: &RunningServer, nick: &str) -> (Client, Value) {
         let mut c = Client::connect(server).await;
+        c.nick = nick.to_string();
         c.send(json!({"type": "hello", "nick": nick})).await;
         let welcome = c.expect("welcome").await;
-        c.nick = nick.to_string();
         (c, welcome)
     }
 
@@ -87,24 +189,42 @@ impl Client {
     }
 
     pub async fn send(&mut self, v: Value) {
-        self.ws
-            .send(Message::text(v.to_string()))
-            .await
-            .expect("send");
+        self.send_text(&v.to_string()).await;
+    }
+
+    /// Sends a text frame as is (it need not be JSON).
+    pub async fn send_text(&mut self, text: &str) {
+        self.send_raw(Message::text(text)).await;
     }
 
     pub async fn send_raw(&mut self, m: Message) {
         self.ws.send(m).await.expect("send");
     }
 
+    /// Sends a close frame (the server sees the peer leave).
+    pub async fn close(&mut self) {
+        self.ws.close(None).await.expect("close");
+    }
+
+    /// Sends `v` and returns the next frame.
+    pub async fn request(&mut self, v: Value) -> Value {
+        self.send(v).await;
+        self.recv().await
+    }
+
+    /// The next WebSocket message as it came (pings and pongs included);
+    /// `None` at the end of the stream. Fails the test after `WAIT`.
+    pub async fn recv_raw(&mut self) -> Option<Result<Message, tungstenite::Error>> {
+        tokio::time::timeout(WAIT, self.ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("{}: no frame within {WAIT:?}", self.nick))
+    }
+
     /// The next frame (text frames parsed as JSON; a close frame as
     /// `{"type":"<close>","code":…}`); fails the test after `WAIT`.
     pub async fn recv(&mut self) -> Value {
         loop {
-            let m = tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .unwrap_or_else(|_| panic!("{}: no frame within {WAIT:?}", self.nick));
-            match m {
+            match self.recv_raw().await {
                 Some(Ok(Message::Text(t))) => {
                     return serde_json::from_str(&t).expect("server sent invalid JSON");
                 }
@@ -112,7 +232,7 @@ impl Client {
                     return json!({"type": "<close>", "code": f.map(|f| u16::from(f.code))});
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                Some(Ok(other)) => panic!("unexpected frame {other:?}"),
+                Some(Ok(other)) => panic!("{}: unexpected frame {other:?}", self.nick),
                 Some(Err(e)) => return json!({"type": "<error>", "error": e.to_string()}),
                 None => return json!({"type": "<eof>"}),
             }
@@ -126,12 +246,20 @@ impl Client {
         v
     }
 
+    /// The next frame, normalised ([`norm`]), which must equal `expected`.
+    pub async fn expect_json(&mut self, expected: Value) -> Value {
+        let v = self.recv().await;
+        assert_eq!(norm(v.clone()), expected, "{}: unexpected frame", self.nick);
+        v
+    }
+
     /// The next frame, which must be an `error` with `code`.
     pub async fn expect_error(&mut self, code: &str) -> Value {
         let v = self.expect("error").await;
-        assert_eq!(
-            v["code"], code,
-            "{}: expected error `{code}`, got {v}",
+        assert_eq!(v["code"], code, "{}: expected error `{code}`, got {v}", self.nick);
+        assert!(
+            v["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{}: an error needs a human-readable message: {v}",
             self.nick
         );
         v
@@ -156,19 +284,27 @@ impl Client {
         let id = format!("sync-{}", self.sync_n);
         self.send(json!({"type": "ping", "id": id})).await;
         let v = self.recv().await;
-        assert_eq!(
-            v,
-            json!({"type": "pong", "id": id}),
-            "{}: expected nothing before the pong",
-            self.nick
-        );
+        assert_eq!(v, json!({"type": "pong", "id": id}), "{}: expected nothing before the pong", self.nick);
     }
 
     /// Says `text` in `room` and returns the `ack`.
     pub async fn say(&mut self, room: &str, text: &str) -> Value {
-        self.send(json!({"type": "say", "room": room, "text": text, "id": "say"}))
-            .await;
+        self.send(json!({"type": "say", "room": room, "text": text, "id": "say"})).await;
         self.expect("ack").await
+    }
+
+    /// Sends a direct message to `to` and returns the `ack`.
+    pub async fn say_to(&mut self, to: &str, text: &str) -> Value {
+        self.send(json!({"type": "say", "to": to, "text": text, "id": "dm"})).await;
+        self.expect("ack").await
+    }
+
+    /// Expects `count` `presence` `join` frames for `room` (any nicks).
+    pub async fn expect_joins(&mut self, room: &str, count: usize) {
+        for _ in 0..count {
+            let v = self.expect("presence").await;
+            assert_eq!((&v["room"], &v["event"]), (&json!(room), &json!("join")), "{}: {v}", self.nick);
+        }
     }
 
     /// Waits for the connection to end and returns the close code, if any.
@@ -182,4 +318,26 @@ impl Client {
             }
         }
     }
+
+    /// The next frame must be a close frame with `code`.
+    pub async fn expect_close(&mut self, code: u16) {
+        let v = self.recv().await;
+        assert_eq!(v, json!({"type": "<close>", "code": code}), "{}: expected close {code}", self.nick);
+    }
+}
+
+/// A group of clients in one room, joined one after another, each having
+/// consumed the `presence` frames of those who joined after it: a quiet
+/// room, ready for a test to talk in.
+pub async fn quiet_room(server: &RunningServer, room: &str, nicks: &[&str]) -> Vec<Client> {
+    let mut clients = Vec::new();
+    for nick in nicks {
+        let mut c = Client::in_rooms(server, nick, &[room]).await;
+        for earlier in clients.iter_mut() {
+            earlier.expect_json(presence(room, nick, "join")).await;
+        }
+        c.sync().await;
+        clients.push(c);
+    }
+    clients
 }
