@@ -10,6 +10,9 @@
 //! their shape, so an expected frame names them [`ID`], [`MS`] and [`SESSION`].
 #![allow(dead_code)]
 
+pub mod backends;
+pub mod http;
+
 use std::time::Duration;
 
 use chat::{Config, RunningServer, Server};
@@ -33,13 +36,20 @@ pub const MS: &str = "<ms>";
 pub const SESSION: &str = "s-<id>";
 
 /// Defaults for tests: no auto-joined room (each test says what it joins),
-/// a fixed node id, and a short shutdown grace.
+/// a fixed node id, a short shutdown grace, and a SQLite database of its own.
 pub fn test_config() -> Config {
     let mut c = Config::default();
     c.rooms.auto_join = vec![];
     c.server.node = NODE.into();
     c.server.shutdown_grace = Duration::from_secs(3);
+    c.database.url = format!("sqlite://{}", fresh_db_path().display());
     c
+}
+
+/// A path for a new SQLite file under target/, so tests never share one.
+pub fn fresh_db_path() -> std::path::PathBuf {
+    let dir = tempfile::Builder::new().prefix("db-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir").keep();
+    dir.join("chat.db")
 }
 
 /// [`test_config`] without rate limits worth mentioning, for tests that
@@ -330,7 +340,7 @@ impl Client {
 /// consumed the `presence` frames of those who joined after it: a quiet
 /// room, ready for a test to talk in.
 pub async fn quiet_room(server: &RunningServer, room: &str, nicks: &[&str]) -> Vec<Client> {
-    let mut clients = Vec::new();
+    let mut clients: Vec<Client> = Vec::new();
     for nick in nicks {
         let mut c = Client::in_rooms(server, nick, &[room]).await;
         for earlier in clients.iter_mut() {
