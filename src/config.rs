@@ -45,7 +45,6 @@ pub struct DatabaseConfig {
     #[serde(with = "humantime_serde")]
     pub busy_timeout: Duration,
     pub sqlite_full_sync: bool,
-    pub memory_history: usize,
     pub batch_max: usize,
 }
 

@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::net::{Target, Ws};
+use super::net::{Target, Ws, await_setup};
 use super::stats::JsonLine;
 use super::sys::{check_fd_limit, on_own_runtime, rss_kib};
 
@@ -98,24 +98,9 @@ async fn run_inner(args: ConnsArgs) -> Result<()> {
     }
     drop(setup_tx);
 
-    let (mut ok, mut failed, mut errors) = (0usize, 0usize, Vec::new());
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.tick().await;
-    while ok + failed < args.conns {
-        tokio::select! {
-            r = setup_rx.recv() => match r {
-                Some(Ok(())) => ok += 1,
-                Some(Err(e)) => {
-                    failed += 1;
-                    if errors.len() < 5 { errors.push(e) }
-                }
-                None => break,
-            },
-            _ = tick.tick() => eprintln!(
-                "  {:>5.1}s connected {ok} failed {failed}", start.elapsed().as_secs_f64()),
-        }
-    }
-    let connect_secs = start.elapsed().as_secs_f64();
+    let setup = await_setup(&mut setup_rx, args.conns, start).await;
+    let (ok, failed, errors) = (setup.ok, setup.failed, setup.errors);
+    let connect_secs = setup.secs;
     eprintln!("all set up after {connect_secs:.2}s; settling {}s", args.settle);
 
     let settle = Duration::from_secs(args.settle.min(args.hold));

@@ -1,7 +1,6 @@
 //! `chat bench fanout`: rooms of members, publishers saying into them, and
 //! the delivery rate and latency the members see.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -10,9 +9,11 @@ use anyhow::{Result, bail};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::flow::{PubParams, PubResult, RecvResult, Shared, publish, receive};
-use super::net::Target;
-use super::stats::{Histogram, JsonLine};
+use super::flow::Shared;
+use super::net::{Target, await_setup};
+use super::publisher::{PubParams, PubResult, publish};
+use super::receiver::{RecvResult, receive};
+use super::report::{Cpu, Totals, report};
 use super::sys::{check_fd_limit, cpu_secs, on_own_runtime, rss_kib};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -69,21 +70,6 @@ pub struct FanoutArgs {
     pub pid: Option<u32>,
 }
 
-/// Messages over all publishers; `expected` = Σ acked × members joined.
-struct Totals {
-    sent: u64,
-    acked: u64,
-    failed: u64,
-    expected: u64,
-}
-
-/// CPU seconds used by the bench and the server (if --pid) in the measured window.
-#[derive(Default)]
-struct Cpu {
-    bench: f64,
-    server: f64,
-}
-
 pub async fn run(args: FanoutArgs) -> Result<()> {
     let publishers = args.publishers.unwrap_or(args.rooms);
     if args.rooms == 0 || publishers == 0 {
@@ -96,8 +82,6 @@ pub async fn run(args: FanoutArgs) -> Result<()> {
     let threads = args.threads;
     on_own_runtime(threads, move || run_inner(args, publishers)).await
 }
-
-type Setup = Result<(), String>;
 
 async fn run_inner(args: FanoutArgs, publishers: usize) -> Result<()> {
     let target = Arc::new(Target::resolve(&args.url, args.source_ips, args.read_buffer).await?);
@@ -117,7 +101,7 @@ async fn run_inner(args: FanoutArgs, publishers: usize) -> Result<()> {
     // Set-up: every member and publisher connects, says hello and joins
     // before anything is published, so every member can see every message.
     let permits = Arc::new(Semaphore::new(args.concurrency.max(1)));
-    let (setup_tx, mut setup_rx) = mpsc::unbounded_channel::<Setup>();
+    let (setup_tx, mut setup_rx) = mpsc::unbounded_channel();
     let (go_tx, go_rx) = watch::channel(false);
     let setup_start = Instant::now();
 
@@ -189,28 +173,15 @@ async fn run_inner(args: FanoutArgs, publishers: usize) -> Result<()> {
     }
     drop(setup_tx);
 
-    let total = receivers + publishers;
-    let (mut ok, mut failed, mut errors) = (0usize, 0usize, Vec::new());
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.tick().await;
-    while ok + failed < total {
-        tokio::select! {
-            r = setup_rx.recv() => match r {
-                Some(Ok(())) => ok += 1,
-                Some(Err(e)) => {
-                    failed += 1;
-                    if errors.len() < 5 { errors.push(e) }
-                }
-                None => break,
-            },
-            _ = tick.tick() => eprintln!("  set-up: {ok} connected, {failed} failed of {total}"),
-        }
-    }
-    let setup_secs = setup_start.elapsed().as_secs_f64();
+    let setup = await_setup(&mut setup_rx, receivers + publishers, setup_start).await;
     let joined: Vec<u64> = shared.room_live.iter().map(|n| u64::from(n.load(Relaxed))).collect();
-    eprintln!("set-up done in {setup_secs:.2}s: {ok} connected, {failed} failed");
-    for e in &errors {
-        eprintln!("  error: {e}");
+    eprintln!("set-up done in {:.2}s: {} connected, {} failed", setup.secs, setup.ok, setup.failed);
+    let publishers_ok = setup.ok - joined.iter().sum::<u64>() as usize;
+    if publishers_ok == 0 {
+        bail!(
+            "no publisher could connect and join (first error: {})",
+            setup.errors.first().map_or("none", String::as_str)
+        );
     }
 
     // Publish from start to end; measure from start + warmup.
@@ -295,120 +266,6 @@ async fn run_inner(args: FanoutArgs, publishers: usize) -> Result<()> {
         failed: sum(|p| p.failed.0.load(Relaxed)),
         expected: expected(),
     };
-    let setup = (ok, failed, setup_secs);
-    report(&args, publishers, setup, totals, &recv, &pubs, cpu, server_rss);
+    report(&args, publishers, &setup, totals, &recv, &pubs, cpu, server_rss);
     Ok(())
-}
-
-#[allow(clippy::too_many_arguments)]
-fn report(
-    args: &FanoutArgs,
-    publishers: usize,
-    (ok, failed, setup_secs): (usize, usize, f64),
-    totals: Totals,
-    recv: &[RecvResult],
-    pubs: &[PubResult],
-    cpu: Cpu,
-    server_rss: u64,
-) {
-    let mut hist = Histogram::new();
-    let (mut delivered, mut in_window, mut other) = (0u64, 0u64, 0u64);
-    let mut closes: BTreeMap<u16, u64> = BTreeMap::new();
-    for r in recv {
-        hist.merge(&r.hist);
-        delivered += r.deliveries;
-        in_window += r.in_window;
-        other += r.other;
-        if let Some(c) = r.closed {
-            *closes.entry(c).or_default() += 1;
-        }
-    }
-    let Totals { sent, acked, failed: failed_msgs, expected } = totals;
-    let (mut acked_win, mut stalls) = (0, 0);
-    let mut errors: HashMap<String, u64> = HashMap::new();
-    let mut pub_closes: BTreeMap<u16, u64> = BTreeMap::new();
-    let mut write_errors = Vec::new();
-    for p in pubs {
-        acked_win += p.acked_in_window;
-        stalls += p.stalls;
-        for (k, v) in &p.errors {
-            *errors.entry(k.clone()).or_default() += v;
-        }
-        if let Some(c) = p.closed {
-            *pub_closes.entry(c).or_default() += 1;
-        }
-        if let Some(e) = &p.write_error {
-            write_errors.push(e.clone());
-        }
-    }
-    let secs = args.duration.max(1) as f64;
-    let loss = expected as i64 - delivered as i64;
-    let (dps, mps) = (in_window as f64 / secs, acked_win as f64 / secs);
-    let q = |x| hist.quantile_ms(x);
-
-    println!(
-        "setup:       {ok} connections ok, {failed} failed in {setup_secs:.2}s ({} rooms x {} members + {publishers} publishers)",
-        args.rooms, args.members
-    );
-    println!("messages:    sent {sent}, acked {acked}, errors {failed_msgs} {errors:?}, window stalls {stalls}");
-    println!("deliveries:  received {delivered}, expected {expected}, loss {loss}, other frames {other}");
-    println!("throughput:  {dps:.0} deliveries/s, {mps:.0} msgs/s (over the {secs:.0}s measured)");
-    println!(
-        "latency ms:  p50 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}  mean {:.3}  ({} samples)",
-        q(0.5),
-        q(0.99),
-        q(0.999),
-        hist.max_ms(),
-        hist.mean_ms(),
-        hist.count()
-    );
-    println!("closes:      members {closes:?}, publishers {pub_closes:?}");
-    for e in write_errors.iter().take(3) {
-        println!("  publisher write error: {e}");
-    }
-    let bench_pct = cpu.bench / secs * 100.0;
-    let ns_per_delivery = if in_window > 0 { cpu.bench * 1e9 / in_window as f64 } else { 0.0 };
-    print!("cpu:         bench {bench_pct:.0}% of a core ({ns_per_delivery:.0} ns/delivery)");
-    if args.pid.is_some() {
-        print!(", server {:.0}%, server RSS {server_rss} KiB", cpu.server / secs * 100.0);
-    }
-    println!();
-    if bench_pct > 90.0 * args.threads.max(1) as f64 {
-        println!("warning:     the bench was CPU-bound; rates are a lower bound for the server");
-    }
-    let close_count = |m: &BTreeMap<u16, u64>, code| m.get(&code).copied().unwrap_or(0);
-    println!(
-        "{}",
-        JsonLine::new("fanout")
-            .int("rooms", args.rooms as u64)
-            .int("members", args.members as u64)
-            .int("publishers", publishers as u64)
-            .float("rate", args.rate)
-            .int("window", if args.rate > 0.0 { 0 } else { args.window })
-            .int("duration_secs", args.duration)
-            .int("connected", ok as u64)
-            .int("failed_connections", failed as u64)
-            .int("sent", sent)
-            .int("acked", acked)
-            .int("errors", failed_msgs)
-            .int("rate_limited", errors.get("rate_limited").copied().unwrap_or(0))
-            .int("delivered", delivered)
-            .int("expected", expected)
-            .float("loss", loss as f64)
-            .float("deliveries_per_sec", dps)
-            .float("msgs_per_sec", mps)
-            .float("p50_ms", q(0.5))
-            .float("p99_ms", q(0.99))
-            .float("p999_ms", q(0.999))
-            .float("max_ms", hist.max_ms())
-            .float("mean_ms", hist.mean_ms())
-            .int("closes", closes.values().sum::<u64>() + pub_closes.values().sum::<u64>())
-            .int("closes_1013", close_count(&closes, 1013) + close_count(&pub_closes, 1013))
-            .int("window_stalls", stalls)
-            .float("bench_cpu_pct", bench_pct)
-            .float("bench_ns_per_delivery", ns_per_delivery)
-            .float("server_cpu_pct", cpu.server / secs * 100.0)
-            .int("server_rss_kib", server_rss)
-            .finish()
-    );
 }

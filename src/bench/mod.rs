@@ -62,6 +62,9 @@ mod fanout;
 mod flow;
 mod net;
 mod parse;
+mod publisher;
+mod receiver;
+mod report;
 mod stats;
 mod sys;
 

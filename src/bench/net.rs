@@ -149,3 +149,44 @@ async fn join(ws: &mut Ws, room: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// How the set-up phase went.
+pub struct SetupSummary {
+    pub ok: usize,
+    pub failed: usize,
+    /// The first few error messages.
+    pub errors: Vec<String>,
+    pub secs: f64,
+}
+
+/// Collects `total` set-up results (one per connection task), printing
+/// progress to stderr every second.
+pub async fn await_setup(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Result<(), String>>,
+    total: usize,
+    start: std::time::Instant,
+) -> SetupSummary {
+    let mut s = SetupSummary { ok: 0, failed: 0, errors: Vec::new(), secs: 0.0 };
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    while s.ok + s.failed < total {
+        tokio::select! {
+            r = rx.recv() => match r {
+                Some(Ok(())) => s.ok += 1,
+                Some(Err(e)) => {
+                    s.failed += 1;
+                    if s.errors.len() < 5 {
+                        s.errors.push(e);
+                    }
+                }
+                None => break,
+            },
+            _ = tick.tick() => eprintln!(
+                "  {:>5.1}s set-up: {} connected, {} failed of {total}",
+                start.elapsed().as_secs_f64(), s.ok, s.failed
+            ),
+        }
+    }
+    s.secs = start.elapsed().as_secs_f64();
+    s
+}

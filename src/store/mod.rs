@@ -1,12 +1,11 @@
-//! Where messages are kept, behind one [`Store`] handle. Backends are enum
-//! variants (no trait objects on the hot path): `memory://` keeps recent
-//! messages in this process; the SQL backends plug in here.
+//! Where messages, rooms and users are kept, behind one [`Store`] handle:
+//! SQLite (the default; `memory://` is an in-memory SQLite database),
+//! PostgreSQL or MySQL/MariaDB, through sqlx ([`sql`]).
 //!
 //! [`writer`] is the durable step of DESIGN.md's data flow: it batches new
 //! messages, assigns each conversation's next `seq` in commit order and
 //! reports committed batches back, in order, to whoever fans them out.
 
-pub mod memory;
 pub mod sql;
 pub mod writer;
 
@@ -96,21 +95,15 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// The message store. Cheap to clone.
+/// The message store: a cheap, cloneable handle on the SQL backend.
 #[derive(Clone)]
-pub enum Store {
-    Memory(Arc<memory::MemoryStore>),
-    Sql(Arc<sql::SqlStore>),
-}
+pub struct Store(Arc<sql::SqlStore>);
 
 impl Store {
-    /// Opens the store `database.url` names, applying migrations.
+    /// Opens the database `database.url` names, applying migrations.
     pub async fn open(config: &Config) -> Result<Store, StoreError> {
-        if config.database.url.starts_with("memory:") {
-            return Ok(Store::Memory(Arc::new(memory::MemoryStore::new(config.database.memory_history))));
-        }
         match sql::SqlStore::open(&config.database).await {
-            Ok(store) => Ok(Store::Sql(Arc::new(store))),
+            Ok(store) => Ok(Store(Arc::new(store))),
             Err(StoreError::Unavailable(e)) => Err(StoreError::Unavailable(format!(
                 "cannot open the database `{}`: {e}",
                 redact_url(&config.database.url)
@@ -121,99 +114,54 @@ impl Store {
     /// Stores a batch in one step, assigning each conversation's next `seq`
     /// in batch order. All or nothing.
     pub async fn append(&self, batch: Vec<NewMessage>) -> Result<Vec<StoredMessage>, StoreError> {
-        match self {
-            Store::Memory(m) => m.append(batch),
-            Store::Sql(s) => s.append(batch).await,
-        }
+        self.0.append(batch).await
     }
 
     pub async fn history(&self, conv: &Conv, q: HistoryQuery) -> Result<Page, StoreError> {
-        match self {
-            Store::Memory(m) => Ok(m.history(conv, q)),
-            Store::Sql(s) => s.history(conv, q).await,
-        }
+        self.0.history(conv, q).await
     }
 
     /// Messages sent in `[from, to)` (ms), oldest first, at most `limit`.
     pub async fn transcript(&self, conv: &Conv, from: i64, to: i64, limit: usize) -> Result<Page, StoreError> {
-        match self {
-            Store::Memory(m) => Ok(m.transcript(conv, from, to, limit)),
-            Store::Sql(s) => s.transcript(conv, from, to, limit).await,
-        }
+        self.0.transcript(conv, from, to, limit).await
     }
 
     pub async fn message(&self, msg_id: Ulid) -> Result<Option<StoredMessage>, StoreError> {
-        match self {
-            Store::Memory(m) => Ok(m.message(msg_id)),
-            Store::Sql(s) => s.message(msg_id).await,
-        }
+        self.0.message(msg_id).await
     }
 
     /// Replaces a message's text; returns the updated message.
     pub async fn edit(&self, msg_id: Ulid, text: &str, at: i64) -> Result<Option<StoredMessage>, StoreError> {
-        match self {
-            Store::Memory(m) => Ok(m.update(msg_id, |msg| {
-                msg.text = text.to_owned();
-                msg.edited_at = Some(at);
-            })),
-            Store::Sql(s) => s.edit(msg_id, text, at).await,
-        }
+        self.0.edit(msg_id, text, at).await
     }
 
     /// Marks a message deleted (its text is dropped); returns it.
     pub async fn delete(&self, msg_id: Ulid) -> Result<Option<StoredMessage>, StoreError> {
-        match self {
-            Store::Memory(m) => Ok(m.update(msg_id, |msg| {
-                msg.deleted = true;
-                msg.text.clear();
-            })),
-            Store::Sql(s) => s.delete(msg_id).await,
-        }
+        self.0.delete(msg_id).await
     }
 
     /// The room's stored name, topic and latest `seq`, if it was ever used.
     pub async fn room(&self, key: &str) -> Result<Option<RoomRecord>, StoreError> {
-        match self {
-            Store::Memory(m) => Ok(m.room(key)),
-            Store::Sql(s) => s.room(key).await,
-        }
+        self.0.room(key).await
     }
 
-    pub async fn set_topic(&self, key: &str, name: &Arc<str>, topic: &Arc<str>) -> Result<(), StoreError> {
-        match self {
-            Store::Memory(m) => {
-                m.set_topic(key, name, topic);
-                Ok(())
-            }
-            Store::Sql(s) => s.set_topic(key, name, topic).await,
-        }
+    pub async fn set_topic(&self, key: &str, name: &str, topic: &str) -> Result<(), StoreError> {
+        self.0.set_topic(key, name, topic).await
     }
 
     /// Records that a user was seen (connected or disconnected) at `at`.
     pub async fn user_seen(&self, nick: &str, at: i64) -> Result<(), StoreError> {
-        match self {
-            Store::Memory(m) => {
-                m.user_seen(nick, at);
-                Ok(())
-            }
-            Store::Sql(s) => s.user_seen(nick, at).await,
-        }
+        self.0.user_seen(nick, at).await
     }
 
     /// When the user was last seen; `None` for a nick never seen.
     pub async fn last_seen(&self, nick_key: &str) -> Result<Option<i64>, StoreError> {
-        match self {
-            Store::Memory(m) => Ok(m.last_seen(nick_key)),
-            Store::Sql(s) => s.last_seen(nick_key).await,
-        }
+        self.0.last_seen(nick_key).await
     }
 
-    /// Whether the store is reachable (for `/readyz`).
+    /// Whether the database answers (for `/readyz`).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        match self {
-            Store::Memory(_) => Ok(()),
-            Store::Sql(s) => s.ping().await,
-        }
+        self.0.ping().await
     }
 }
 

@@ -153,7 +153,11 @@ impl SqlStore {
     /// Connects (creating a SQLite file and its folder if needed) and
     /// applies the migrations.
     pub async fn open(config: &DatabaseConfig) -> Result<SqlStore, StoreError> {
-        let url = config.url.as_str();
+        // memory:// is SQLite in memory, shared by the pool's connections
+        // and kept while the pool keeps one open.
+        let memory = config.url.starts_with("memory:");
+        let memory_url = format!("sqlite:file:chat-{}?mode=memory&cache=shared", Ulid::generate());
+        let url = if memory { memory_url.as_str() } else { config.url.as_str() };
         let timeout = Duration::from_secs(5);
         let max = config.max_connections;
         let pool = if url.starts_with("sqlite:") {
@@ -166,12 +170,18 @@ impl SqlStore {
                 // lose the newest commits (set FULL for that).
                 .synchronous(if config.sqlite_full_sync { SqliteSynchronous::Full } else { SqliteSynchronous::Normal })
                 .busy_timeout(config.busy_timeout);
-            if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Some(dir) = options.get_filename().parent().filter(|d| !memory && !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
             }
-            let pool =
-                SqlitePoolOptions::new().max_connections(max).acquire_timeout(timeout).connect_with(options).await;
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max)
+                .min_connections(if memory { 1 } else { 0 })
+                .idle_timeout(if memory { None } else { Some(Duration::from_secs(600)) })
+                .max_lifetime(if memory { None } else { Some(Duration::from_secs(1800)) })
+                .acquire_timeout(timeout)
+                .connect_with(options)
+                .await;
             Pool::Sqlite(pool.map_err(unavailable)?)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = PgPoolOptions::new().max_connections(max).acquire_timeout(timeout).connect(url).await;

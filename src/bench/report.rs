@@ -1,0 +1,140 @@
+//! The fanout bench's report: human-readable lines and the JSON line.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::fanout::FanoutArgs;
+use super::net::SetupSummary;
+use super::publisher::PubResult;
+use super::receiver::RecvResult;
+use super::stats::{Histogram, JsonLine};
+
+/// Messages over all publishers; `expected` = Σ acked × members joined.
+pub struct Totals {
+    pub sent: u64,
+    pub acked: u64,
+    pub failed: u64,
+    pub expected: u64,
+}
+
+/// CPU seconds used by the bench and the server (if --pid) in the measured window.
+#[derive(Default)]
+pub struct Cpu {
+    pub bench: f64,
+    pub server: f64,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn report(
+    args: &FanoutArgs,
+    publishers: usize,
+    setup: &SetupSummary,
+    totals: Totals,
+    recv: &[RecvResult],
+    pubs: &[PubResult],
+    cpu: Cpu,
+    server_rss: u64,
+) {
+    let mut hist = Histogram::new();
+    let (mut delivered, mut in_window, mut other) = (0u64, 0u64, 0u64);
+    let mut closes: BTreeMap<u16, u64> = BTreeMap::new();
+    for r in recv {
+        hist.merge(&r.hist);
+        delivered += r.deliveries;
+        in_window += r.in_window;
+        other += r.other;
+        if let Some(c) = r.closed {
+            *closes.entry(c).or_default() += 1;
+        }
+    }
+    let Totals { sent, acked, failed: failed_msgs, expected } = totals;
+    let (mut acked_win, mut stalls) = (0, 0);
+    let mut errors: HashMap<String, u64> = HashMap::new();
+    let mut pub_closes: BTreeMap<u16, u64> = BTreeMap::new();
+    let mut write_errors = Vec::new();
+    for p in pubs {
+        acked_win += p.acked_in_window;
+        stalls += p.stalls;
+        for (k, v) in &p.errors {
+            *errors.entry(k.clone()).or_default() += v;
+        }
+        if let Some(c) = p.closed {
+            *pub_closes.entry(c).or_default() += 1;
+        }
+        if let Some(e) = &p.write_error {
+            write_errors.push(e.clone());
+        }
+    }
+    let secs = args.duration.max(1) as f64;
+    let loss = expected as i64 - delivered as i64;
+    let (dps, mps) = (in_window as f64 / secs, acked_win as f64 / secs);
+    let q = |x| hist.quantile_ms(x);
+
+    println!(
+        "setup:       {} connections ok, {} failed in {:.2}s ({} rooms x {} members + {publishers} publishers)",
+        setup.ok, setup.failed, setup.secs, args.rooms, args.members
+    );
+    for e in &setup.errors {
+        println!("  set-up error: {e}");
+    }
+    println!("messages:    sent {sent}, acked {acked}, errors {failed_msgs} {errors:?}, window stalls {stalls}");
+    println!("deliveries:  received {delivered}, expected {expected}, loss {loss}, other frames {other}");
+    println!("throughput:  {dps:.0} deliveries/s, {mps:.0} msgs/s (over the {secs:.0}s measured)");
+    println!(
+        "latency ms:  p50 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}  mean {:.3}  ({} samples)",
+        q(0.5),
+        q(0.99),
+        q(0.999),
+        hist.max_ms(),
+        hist.mean_ms(),
+        hist.count()
+    );
+    println!("closes:      members {closes:?}, publishers {pub_closes:?}");
+    for e in write_errors.iter().take(3) {
+        println!("  publisher write error: {e}");
+    }
+    let bench_pct = cpu.bench / secs * 100.0;
+    let ns_per_delivery = if in_window > 0 { cpu.bench * 1e9 / in_window as f64 } else { 0.0 };
+    print!("cpu:         bench {bench_pct:.0}% of a core ({ns_per_delivery:.0} ns/delivery)");
+    if args.pid.is_some() {
+        print!(", server {:.0}%, server RSS {server_rss} KiB", cpu.server / secs * 100.0);
+    }
+    println!();
+    if bench_pct > 90.0 * args.threads.max(1) as f64 {
+        println!("warning:     the bench was CPU-bound; rates are a lower bound for the server");
+    }
+    let close_count = |m: &BTreeMap<u16, u64>, code| m.get(&code).copied().unwrap_or(0);
+    println!(
+        "{}",
+        JsonLine::new("fanout")
+            .int("rooms", args.rooms as u64)
+            .int("members", args.members as u64)
+            .int("publishers", publishers as u64)
+            .float("rate", args.rate)
+            .int("window", if args.rate > 0.0 { 0 } else { args.window })
+            .int("duration_secs", args.duration)
+            .int("connected", setup.ok as u64)
+            .int("failed_connections", setup.failed as u64)
+            .int("sent", sent)
+            .int("acked", acked)
+            .int("errors", failed_msgs)
+            .int("rate_limited", errors.get("rate_limited").copied().unwrap_or(0))
+            .int("delivered", delivered)
+            .int("expected", expected)
+            .float("loss", loss as f64)
+            .float("deliveries_per_sec", dps)
+            .float("msgs_per_sec", mps)
+            .float("p50_ms", q(0.5))
+            .float("p99_ms", q(0.99))
+            .float("p999_ms", q(0.999))
+            .float("max_ms", hist.max_ms())
+            .float("mean_ms", hist.mean_ms())
+            .int("closes", closes.values().sum::<u64>() + pub_closes.values().sum::<u64>())
+            .int("closes_1013", close_count(&closes, 1013) + close_count(&pub_closes, 1013))
+            .int("window_stalls", stalls)
+            .float("bench_cpu_pct", bench_pct)
+            .float("bench_ns_per_delivery", ns_per_delivery)
+            .float("server_cpu_pct", cpu.server / secs * 100.0)
+            .int("server_rss_kib", server_rss)
+            .finish()
+    );
+}

@@ -1,0 +1,118 @@
+//! The `chat` binary: configuration errors exit 2 naming the key; `serve
+//! --listen` answers `GET /healthz`.
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_chat");
+
+/// `chat` with no `CHAT_*` settings inherited from the test's environment.
+fn chat() -> Command {
+    let mut cmd = Command::new(BIN);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("CHAT_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env_remove("RUST_LOG");
+    cmd
+}
+
+/// Waits for a child to exit, killing it after `limit`.
+fn wait_with_deadline(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn run_with_env(key: &str, value: &str) -> (Option<i32>, String) {
+    let mut child = chat()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env(key, value)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_with_deadline(&mut child, Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("chat serve with {key}={value} did not exit"));
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    (status.code(), stderr)
+}
+
+#[test]
+fn an_invalid_setting_exits_2_naming_the_key() {
+    for (key, value, named) in [
+        ("CHAT_LIMITS__MAX_TEXT", "abc", "limits.max_text"),
+        ("CHAT_LIMITS__MAX_TEXT", "0", "limits.max_text"),
+        ("CHAT_LIMITS__HELLO_TIMEOUT", "soon", "limits.hello_timeout"),
+        ("CHAT_ROOMS__AUTO_JOIN", r#"["bad room"]"#, "rooms.auto_join"),
+        ("CHAT_CHAT__ALLOW_EVERYONE", "perhaps", "chat.allow_everyone"),
+    ] {
+        let (code, stderr) = run_with_env(key, value);
+        assert_eq!(code, Some(2), "{key}={value}: {stderr}");
+        assert!(stderr.contains(named), "{key}={value}: stderr should name `{named}`: {stderr}");
+    }
+}
+
+/// One `GET path` over HTTP/1.1; the status code, or None if nobody answers.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    Some((status, body))
+}
+
+#[test]
+fn serve_listens_where_told_and_answers_healthz() {
+    // A port that was free a moment ago.
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = chat()
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("CHAT_LOG__FILTER", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let answer = loop {
+        if let Some(answer) = http_get(port, "/healthz") {
+            break answer;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("chat serve exited early: {status}");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chat serve did not answer /healthz on port {port}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(answer.0, 200, "{answer:?}");
+
+    // SIGTERM stops it gracefully.
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let status = wait_with_deadline(&mut child, Duration::from_secs(15)).expect("chat serve did not stop on SIGTERM");
+    assert!(status.success(), "{status}");
+}

@@ -1,0 +1,102 @@
+//! Shutdown: every client gets the `notice` and close 1001; what was acked
+//! before is not lost.
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+/// The next frames must be the shutdown notice, then close 1001.
+async fn expect_shutdown(c: &mut Client) {
+    let notice = c.recv().await;
+    assert_eq!((&notice["type"], &notice["code"]), (&json!("notice"), &json!("shutdown")), "{}: {notice}", c.nick);
+    assert!(notice["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert_eq!(notice.as_object().unwrap().len(), 3, "{notice}");
+    c.expect_close(1001).await;
+}
+
+#[tokio::test]
+async fn every_client_gets_the_notice_then_close_1001() {
+    let server = start_default().await;
+    let mut clients = quiet_room(&server, "r", &["alice", "bob"]).await;
+    clients.push(Client::in_rooms(&server, "carol", &[]).await);
+    let mut unidentified = Client::connect(&server).await;
+    unidentified.nick = "unidentified".into();
+    // Make sure the server has seen the unidentified connection.
+    unidentified.send(json!({"type": "ping", "id": 1})).await;
+    unidentified.expect_error("unauthorized").await;
+    clients.push(unidentified);
+
+    let stopped = tokio::spawn(async move {
+        tokio::time::timeout(Duration::from_secs(10), server.stop()).await.expect("stop() took too long");
+    });
+    // Nothing else first: members leave silently at shutdown.
+    for c in clients.iter_mut() {
+        expect_shutdown(c).await;
+    }
+    stopped.await.unwrap();
+}
+
+#[tokio::test]
+async fn the_server_refuses_connections_once_stopped() {
+    let server = start_default().await;
+    let url = server.ws_url();
+    let (mut alice, _) = Client::hello(&server, "alice").await;
+    server.trigger_shutdown();
+    expect_shutdown(&mut alice).await;
+    server.wait().await;
+    assert!(tokio_tungstenite::connect_async(url).await.is_err());
+}
+
+#[tokio::test]
+async fn acks_of_messages_sent_just_before_shutdown_are_not_lost() {
+    let server = start_default().await;
+    let mut clients = quiet_room(&server, "r", &["alice", "bob"]).await;
+    let mut bob = clients.pop().unwrap();
+    let mut alice = clients.pop().unwrap();
+    for i in 1..=15 {
+        alice.send(json!({"type": "say", "room": "r", "text": format!("m{i}"), "id": i})).await;
+    }
+    // The pong says the server has read every say; their acks may still
+    // be on the way when the shutdown starts.
+    alice.send(json!({"type": "ping", "id": "p"})).await;
+    let mut acks: Vec<Value> = Vec::new();
+    loop {
+        let v = alice.recv().await;
+        if v["type"] == "pong" {
+            break;
+        }
+        acks.push(v);
+    }
+    server.trigger_shutdown();
+    loop {
+        let v = alice.recv().await;
+        if v["type"] == "notice" {
+            assert_eq!(v["code"], "shutdown");
+            break;
+        }
+        acks.push(v);
+    }
+    alice.expect_close(1001).await;
+    for (i, ack) in acks.iter().enumerate() {
+        let i = i as u64 + 1;
+        let expected = room_msg("r", i, "alice", &format!("m{i}"));
+        assert_eq!(norm(ack.clone()), json!({"type": "ack", "id": i, "message": body(&expected)}));
+    }
+    assert_eq!(acks.len(), 15, "every say was acked before the close");
+
+    // bob got some prefix of them (he stops receiving when the server stops
+    // reading), then the notice and the close.
+    let mut seq = 0;
+    loop {
+        let v = bob.recv().await;
+        if v["type"] == "notice" {
+            break;
+        }
+        seq += 1;
+        assert_eq!(norm(v), room_msg("r", seq, "alice", &format!("m{seq}")));
+    }
+    bob.expect_close(1001).await;
+    tokio::time::timeout(Duration::from_secs(10), server.wait()).await.expect("the server stopped");
+}
