@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::{Hook, LoginThrottle};
 use crate::cluster::Bus;
 use crate::config::Config;
 use crate::gateway::limits::ConnLimits;
@@ -30,6 +31,8 @@ pub struct App {
     pub tracker: TaskTracker,
     pub node: String,
     pub limits_view: LimitsView,
+    pub login_throttle: LoginThrottle,
+    pub hook: Option<Hook>,
 }
 
 impl App {
@@ -42,6 +45,11 @@ impl App {
             burst: l.burst,
         };
         App {
+            login_throttle: LoginThrottle::new(
+                config.auth.login_per_nick_per_minute,
+                config.auth.login_per_ip_per_minute,
+            ),
+            hook: Hook::new(&config.auth),
             conns: ConnLimits::new(l.max_connections, l.max_connections_per_ip),
             node: config.node_id(),
             limits_view,

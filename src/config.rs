@@ -101,7 +101,19 @@ pub struct AuthConfig {
     pub guests: bool,
     pub api_keys: Vec<Secret>,
     pub token_secret: Secret,
+    #[serde(with = "humantime_serde")]
+    pub token_leeway: Duration,
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
+    pub login_per_nick_per_minute: u32,
+    pub login_per_ip_per_minute: u32,
+    pub allowed_origins: Vec<String>,
     pub hook_url: String,
+    #[serde(with = "humantime_serde")]
+    pub hook_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub hook_cache: Duration,
+    pub hook_fail_open: bool,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -219,6 +231,23 @@ impl Config {
             return Err(ConfigError(format!(
                 "database.url: unsupported scheme `{scheme}` (use sqlite://, postgres://, mysql:// or memory://)"
             )));
+        }
+        if self.auth.login_per_nick_per_minute == 0 || self.auth.login_per_ip_per_minute == 0 {
+            return Err(ConfigError(
+                "auth.login_per_nick_per_minute and auth.login_per_ip_per_minute must be greater than 0".into(),
+            ));
+        }
+        for origin in &self.auth.allowed_origins {
+            if !(origin.starts_with("http://") || origin.starts_with("https://")) || origin.ends_with('/') {
+                return Err(ConfigError(format!(
+                    "auth.allowed_origins: `{origin}` must look like https://example.org (scheme and host, no path)"
+                )));
+            }
+        }
+        if !self.auth.hook_url.is_empty() && !self.auth.hook_url.starts_with("http://") {
+            return Err(ConfigError(
+                "auth.hook_url must be an http:// URL (put TLS in front with a local proxy)".into(),
+            ));
         }
         if self.database.max_connections == 0 {
             return Err(ConfigError("database.max_connections must be greater than 0".into()));

@@ -11,13 +11,16 @@
 //! - [`store`]: where messages are kept, and the batching writer (the durable step).
 //! - [`http`]: the axum router: static files, `/ws`, health.
 //! - [`bench`]: the load generator behind `chat bench`.
+//! - [`client`]: the console client behind `chat client`.
 //!
 //! [`Server::start`] runs a server and returns a [`RunningServer`] handle: its
 //! address and a shutdown trigger. Tests start real servers this way on
 //! `127.0.0.1:0`.
 
 pub mod app;
+pub mod auth;
 pub mod bench;
+pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod gateway;

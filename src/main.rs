@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use chat::config::{Config, Overrides};
-use chat::{Server, bench};
+use chat::{Server, bench, client};
 
 #[derive(Parser)]
 #[command(name = "chat", version, about = "A real-time chat server")]
@@ -25,11 +25,42 @@ enum Command {
     Serve(ServeArgs),
     /// Apply the database migrations of `database.url`, then exit.
     Migrate(ServeArgs),
+    /// Mint a site token (HS256, signed with auth.token_secret) for a user.
+    Token(TokenArgs),
     /// Load-test a server that speaks the chat protocol.
     Bench {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
+    /// Chat from the terminal.
+    Client(client::ClientArgs),
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// The site's user id (`sub`).
+    #[arg(long)]
+    sub: String,
+    /// The user's nick.
+    #[arg(long)]
+    nick: String,
+    /// Display name (`name`).
+    #[arg(long)]
+    name: Option<String>,
+    /// Avatar URL.
+    #[arg(long)]
+    avatar: Option<String>,
+    /// Rooms the user may join, comma-separated (default: any public room).
+    #[arg(long, value_delimiter = ',')]
+    rooms: Option<Vec<String>>,
+    /// Moderator everywhere.
+    #[arg(long)]
+    admin: bool,
+    /// How long the token is valid, e.g. 1h, 30m, 7days.
+    #[arg(long, default_value = "1h")]
+    ttl: humantime::Duration,
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
 #[derive(clap::Args, Clone, Default)]
@@ -62,8 +93,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some(Command::Client(args)) => match runtime.block_on(client::run(args)) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("chat client: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Some(Command::Serve(args)) => runtime.block_on(serve(args)),
         Some(Command::Migrate(args)) => runtime.block_on(migrate(args)),
+        Some(Command::Token(args)) => token(args),
         None => runtime.block_on(serve(cli.serve)),
     }
 }
@@ -74,6 +113,33 @@ fn load_config(args: &ServeArgs) -> Result<Config, ExitCode> {
         eprintln!("chat: {e}");
         ExitCode::from(2)
     })
+}
+
+fn token(args: TokenArgs) -> ExitCode {
+    let config = match load_config(&args.serve) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let exp = chat::protocol::now_ms() as u64 / 1000 + args.ttl.as_secs();
+    let claims = chat::auth::SiteClaims {
+        sub: args.sub,
+        nick: args.nick,
+        exp,
+        name: args.name,
+        avatar: args.avatar,
+        rooms: args.rooms,
+        admin: args.admin,
+    };
+    match chat::auth::mint_site_token(&config.auth.token_secret, &claims) {
+        Ok(t) => {
+            println!("{t}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("chat token: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 async fn migrate(args: ServeArgs) -> ExitCode {

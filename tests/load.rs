@@ -67,7 +67,9 @@ async fn seq_is_gap_free_and_ordered_with_ten_concurrent_senders() {
                     seen.push((m["seq"].as_u64().unwrap(), m["text"].clone()));
                 }
                 c.sync().await;
-                seen
+                // The client lives on until every member is done: a close
+                // now would be a `quit` in the others' streams.
+                (seen, c)
             })
         })
         .collect();
@@ -86,8 +88,11 @@ async fn seq_is_gap_free_and_ordered_with_ten_concurrent_senders() {
     }
     reader.sync().await;
     assert!(next_k.values().all(|k| *k == EACH), "{next_k:?}");
+    let mut keep = Vec::new();
     for s in senders {
-        assert_eq!(s.await.unwrap(), reader_saw, "every member saw the same sequence");
+        let (seen, c) = s.await.unwrap();
+        assert_eq!(seen, reader_saw, "every member saw the same sequence");
+        keep.push(c);
     }
 }
 
@@ -113,11 +118,14 @@ async fn a_thousand_members_all_receive_every_message() {
                 let joins_to_come = MEMBERS + 1 - present;
                 tokio::spawn(async move {
                     c.expect_joins("big", joins_to_come).await;
+                    let mut received = 0;
                     for seq in 1..=MESSAGES {
                         c.expect_json(room_msg("big", seq, "sender", &format!("hello {seq}"))).await;
+                        received += 1;
                     }
                     c.sync().await;
-                    (joins_to_come, MESSAGES)
+                    // Kept open until every member is done (see below).
+                    (c, joins_to_come, received)
                 })
             }
         })
@@ -135,10 +143,12 @@ async fn a_thousand_members_all_receive_every_message() {
     }
     let mut delivered = 0;
     let mut presences = 0;
+    let mut keep = Vec::new();
     for m in members {
-        let (joins, messages) = m.await.unwrap();
+        let (c, joins, received) = m.await.unwrap();
         presences += joins;
-        delivered += messages;
+        delivered += received;
+        keep.push(c);
     }
     assert_eq!(delivered, MEMBERS as u64 * MESSAGES);
     // Member i (0-based, in join order) saw MEMBERS - i joins.

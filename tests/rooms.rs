@@ -217,3 +217,27 @@ async fn leaving_a_room_one_is_not_in_is_not_in_room() {
     clients[1].expect_json(room_msg("r", 1, "alice", "still here")).await;
     clients[1].sync().await;
 }
+
+#[tokio::test]
+async fn auto_joined_rooms_are_joined_even_without_create_on_join() {
+    let mut config = test_config();
+    config.rooms.create_on_join = false;
+    config.rooms.auto_join = vec!["lobby".into()];
+    let server = start(config).await;
+    let (mut alice, welcome) = Client::hello(&server, "alice").await;
+    assert_eq!(welcome["rooms"], json!(["lobby"]));
+    // PROTOCOL.md: each room of `welcome.rooms` produces a `joined` frame.
+    alice
+        .expect_json(json!({"type": "joined", "room": "lobby", "topic": "", "members": [member("alice")],
+            "seq": 0, "history": [], "more": false}))
+        .await;
+    alice.sync().await;
+    // Others may then join it: it exists.
+    let (mut bob, _) = Client::hello(&server, "bob").await;
+    bob.expect("joined").await;
+    alice.expect_json(presence("lobby", "bob", "join")).await;
+    bob.send(json!({"type": "join", "room": "elsewhere", "id": 1})).await;
+    assert_eq!(bob.expect_error("no_such_room").await["id"], 1);
+    bob.sync().await;
+    alice.sync().await;
+}

@@ -9,8 +9,8 @@ use anyhow::{Result, bail};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::flow::Shared;
-use super::net::{Target, await_setup};
+use super::flow::{PubFlow, Shared};
+use super::net::{Target, Ws, await_setup};
 use super::publisher::{PubParams, PubResult, publish};
 use super::receiver::{RecvResult, receive};
 use super::report::{Cpu, Totals, report};
@@ -83,101 +83,61 @@ pub async fn run(args: FanoutArgs) -> Result<()> {
     on_own_runtime(threads, move || run_inner(args, publishers)).await
 }
 
+/// What every connection task needs for its set-up.
+#[derive(Clone)]
+struct Ctx {
+    target: Arc<Target>,
+    permits: Arc<Semaphore>,
+    setup_tx: mpsc::UnboundedSender<Result<(), String>>,
+    shared: Arc<Shared>,
+}
+
+impl Ctx {
+    /// Connect, hello and join (at most `--concurrency` at once), reporting
+    /// the outcome to the set-up collector.
+    async fn session(&self, i: usize, nick: &str, room: &str) -> Option<Ws> {
+        let permit = self.permits.clone().acquire_owned().await.ok()?;
+        let res = self.target.session(i, nick, Some(room)).await;
+        drop(permit);
+        let _ = self.setup_tx.send(match &res {
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!("{nick}: {e:#}")),
+        });
+        res.ok()
+    }
+}
+
+fn room_name(r: usize) -> String {
+    format!("fanout-{r}")
+}
+
 async fn run_inner(args: FanoutArgs, publishers: usize) -> Result<()> {
     let target = Arc::new(Target::resolve(&args.url, args.source_ips, args.read_buffer).await?);
     let receivers = args.rooms * args.members;
     let pub_rooms: Vec<usize> = (0..publishers).map(|p| p % args.rooms).collect();
     let window = if args.rate > 0.0 { 0 } else { args.window };
     let shared = Arc::new(Shared::new(args.rooms, receivers, &pub_rooms, window));
-    let room_name = |r: usize| format!("fanout-{r}");
+    let mode = if args.rate > 0.0 { format!("{} msgs/s", args.rate) } else { format!("window {window}") };
     eprintln!(
-        "fanout: {} rooms x {} members, {publishers} publishers, {} -> {}",
-        args.rooms,
-        args.members,
-        if args.rate > 0.0 { format!("{} msgs/s", args.rate) } else { format!("window {window}") },
-        target.addr
+        "fanout: {} rooms x {} members, {publishers} publishers, {mode} -> {}",
+        args.rooms, args.members, target.addr
     );
 
     // Set-up: every member and publisher connects, says hello and joins
     // before anything is published, so every member can see every message.
-    let permits = Arc::new(Semaphore::new(args.concurrency.max(1)));
     let (setup_tx, mut setup_rx) = mpsc::unbounded_channel();
-    let (go_tx, go_rx) = watch::channel(false);
+    let ctx =
+        Ctx { target, permits: Arc::new(Semaphore::new(args.concurrency.max(1))), setup_tx, shared: shared.clone() };
     let setup_start = Instant::now();
-
-    let mut recv_stops = Vec::with_capacity(receivers);
-    let mut recv_tasks: Vec<JoinHandle<Option<RecvResult>>> = Vec::with_capacity(receivers);
-    for i in 0..receivers {
-        let room = i / args.members;
-        let (stop_tx, stop_rx) = oneshot::channel();
-        recv_stops.push(stop_tx);
-        let (target, permits, setup_tx, shared) = (target.clone(), permits.clone(), setup_tx.clone(), shared.clone());
-        let (nick, name) = (format!("{}{i}", args.nick_prefix), room_name(room));
-        recv_tasks.push(tokio::spawn(async move {
-            let permit = permits.acquire_owned().await.ok()?;
-            let res = target.session(i, &nick, Some(&name)).await;
-            drop(permit);
-            match res {
-                Ok(ws) => {
-                    shared.room_live[room].fetch_add(1, Relaxed);
-                    let _ = setup_tx.send(Ok(()));
-                    Some(receive(ws, shared, i, room, stop_rx).await)
-                }
-                Err(e) => {
-                    let _ = setup_tx.send(Err(format!("member {nick}: {e:#}")));
-                    None
-                }
-            }
-        }));
-    }
-
-    let start_us = Arc::new(std::sync::OnceLock::<(u64, u64)>::new());
-    let per_pub_rate = args.rate / publishers as f64;
-    let mut pub_stops = Vec::with_capacity(publishers);
-    let mut pub_tasks: Vec<JoinHandle<Option<PubResult>>> = Vec::with_capacity(publishers);
-    for (p, &room) in pub_rooms.iter().enumerate() {
-        let (stop_tx, stop_rx) = oneshot::channel();
-        pub_stops.push(stop_tx);
-        let (target, permits, setup_tx, shared) = (target.clone(), permits.clone(), setup_tx.clone(), shared.clone());
-        let (mut go, times) = (go_rx.clone(), start_us.clone());
-        let (nick, name) = (format!("{}p{p}", args.nick_prefix), room_name(room));
-        let size = args.size;
-        pub_tasks.push(tokio::spawn(async move {
-            let permit = permits.acquire_owned().await.ok()?;
-            let res = target.session(receivers + p, &nick, Some(&name)).await;
-            drop(permit);
-            let ws = match res {
-                Ok(ws) => ws,
-                Err(e) => {
-                    let _ = setup_tx.send(Err(format!("publisher {nick}: {e:#}")));
-                    return None;
-                }
-            };
-            let _ = setup_tx.send(Ok(()));
-            go.wait_for(|&g| g).await.ok()?;
-            let &(start_us, end_us) = times.get()?;
-            let params = PubParams {
-                idx: p,
-                room: name,
-                size,
-                rate: per_pub_rate,
-                // Stagger fixed-rate publishers over one interval so their
-                // messages do not all leave at the same instant.
-                start_us: start_us
-                    + (p as f64 / publishers as f64 * 1e6 / per_pub_rate.max(1e-9)) as u64
-                        * u64::from(per_pub_rate > 0.0),
-                end_us,
-            };
-            Some(publish(ws, shared, params, stop_rx).await)
-        }));
-    }
-    drop(setup_tx);
+    let (go_tx, go_rx) = watch::channel(None);
+    let (recv_stops, recv_tasks) = spawn_receivers(&args, &ctx);
+    let (pub_stops, pub_tasks) = spawn_publishers(&args, &ctx, &pub_rooms, go_rx);
+    drop(ctx);
 
     let setup = await_setup(&mut setup_rx, receivers + publishers, setup_start).await;
     let joined: Vec<u64> = shared.room_live.iter().map(|n| u64::from(n.load(Relaxed))).collect();
     eprintln!("set-up done in {:.2}s: {} connected, {} failed", setup.secs, setup.ok, setup.failed);
-    let publishers_ok = setup.ok - joined.iter().sum::<u64>() as usize;
-    if publishers_ok == 0 {
+    if setup.ok == joined.iter().sum::<u64>() as usize {
         bail!(
             "no publisher could connect and join (first error: {})",
             setup.errors.first().map_or("none", String::as_str)
@@ -190,48 +150,19 @@ async fn run_inner(args: FanoutArgs, publishers: usize) -> Result<()> {
     let end = measure_start + args.duration * 1_000_000;
     shared.measure_start_us.store(measure_start, Relaxed);
     shared.measure_end_us.store(end, Relaxed);
-    let _ = start_us.set((start, end));
-    let _ = go_tx.send(true);
-
-    let delivered = || shared.progress.iter().map(|s| s.0.load(Relaxed)).sum::<u64>();
-    let sum = |f: fn(&super::flow::PubFlow) -> u64| shared.pubs.iter().map(f).sum::<u64>();
-    let cpu_now = || {
-        let server = args.pid.and_then(|p| cpu_secs(Some(p)));
-        (cpu_secs(None).unwrap_or(0.0), server.unwrap_or(0.0))
-    };
-    let mut cpu_start = None;
-    let mut last = (delivered(), Instant::now());
-    while shared.now_us() < end {
-        let mut wake = shared.at(end).min(tokio::time::Instant::now() + Duration::from_secs(1));
-        if cpu_start.is_none() {
-            wake = wake.min(shared.at(measure_start));
-        }
-        tokio::time::sleep_until(wake).await;
-        if cpu_start.is_none() && shared.now_us() >= measure_start {
-            cpu_start = Some(cpu_now());
-        }
-        let (d, t) = (delivered(), Instant::now());
-        let phase = if shared.now_us() < measure_start { "warm-up" } else { "measure" };
-        eprintln!(
-            "  {phase}: sent {} acked {} delivered {d} ({:.0}/s)",
-            sum(|p| p.sent.0.load(Relaxed)),
-            sum(|p| p.acked.0.load(Relaxed)),
-            (d - last.0) as f64 / t.duration_since(last.1).as_secs_f64()
-        );
-        last = (d, t);
-    }
-    let (b1, s1) = cpu_now();
-    let (b0, s0) = cpu_start.unwrap_or((b1, s1));
-    let cpu = Cpu { bench: b1 - b0, server: s1 - s0 };
+    let _ = go_tx.send(Some((start, end)));
+    let cpu = watch_progress(&shared, args.pid, measure_start, end).await;
     let server_rss = args.pid.and_then(|p| rss_kib(p).ok()).unwrap_or(0);
 
     // Drain: wait for outstanding acks and deliveries, at most --drain s.
-    let expected = || -> u64 { shared.pubs.iter().map(|p| p.acked.0.load(Relaxed) * joined[p.room]).sum() };
+    let expected = || -> u64 {
+        let acked = |p: &PubFlow| p.acked.0.load(Relaxed);
+        shared.pubs.iter().map(|p| acked(p) * joined[p.room]).sum()
+    };
     let drain_deadline = Instant::now() + Duration::from_secs_f64(args.drain.max(0.0));
     while Instant::now() < drain_deadline {
-        let pending =
-            sum(|p| p.sent.0.load(Relaxed)).saturating_sub(sum(|p| p.acked.0.load(Relaxed) + p.failed.0.load(Relaxed)));
-        if pending == 0 && delivered() >= expected() {
+        let (sent, acked, failed) = shared.pub_totals();
+        if sent == acked + failed && shared.delivered() >= expected() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -259,13 +190,87 @@ async fn run_inner(args: FanoutArgs, publishers: usize) -> Result<()> {
         }
     }
 
-    // Totals from the shared counters: they survive an aborted publisher.
-    let totals = Totals {
-        sent: sum(|p| p.sent.0.load(Relaxed)),
-        acked: sum(|p| p.acked.0.load(Relaxed)),
-        failed: sum(|p| p.failed.0.load(Relaxed)),
-        expected: expected(),
-    };
+    let (sent, acked, failed) = shared.pub_totals();
+    let totals = Totals { sent, acked, failed, expected: expected() };
     report(&args, publishers, &setup, totals, &recv, &pubs, cpu, server_rss);
     Ok(())
+}
+
+type Stops = Vec<oneshot::Sender<()>>;
+
+/// Member `i` joins room `i / members` and then receives until stopped.
+fn spawn_receivers(args: &FanoutArgs, ctx: &Ctx) -> (Stops, Vec<JoinHandle<Option<RecvResult>>>) {
+    let receivers = args.rooms * args.members;
+    let (mut stops, mut tasks) = (Vec::with_capacity(receivers), Vec::with_capacity(receivers));
+    for i in 0..receivers {
+        let room = i / args.members;
+        let (stop_tx, stop) = oneshot::channel();
+        stops.push(stop_tx);
+        let (ctx, nick) = (ctx.clone(), format!("{}{i}", args.nick_prefix));
+        tasks.push(tokio::spawn(async move {
+            let ws = ctx.session(i, &nick, &room_name(room)).await?;
+            ctx.shared.room_live[room].fetch_add(1, Relaxed);
+            Some(receive(ws, ctx.shared, i, room, stop).await)
+        }));
+    }
+    (stops, tasks)
+}
+
+/// Publisher `p` joins room `pub_rooms[p]`, waits for the go signal (the
+/// publishing start and end, µs since the epoch), then publishes.
+fn spawn_publishers(
+    args: &FanoutArgs,
+    ctx: &Ctx,
+    pub_rooms: &[usize],
+    go: watch::Receiver<Option<(u64, u64)>>,
+) -> (Stops, Vec<JoinHandle<Option<PubResult>>>) {
+    let publishers = pub_rooms.len();
+    let rate = args.rate / publishers as f64;
+    let (mut stops, mut tasks) = (Vec::with_capacity(publishers), Vec::with_capacity(publishers));
+    for (p, &room) in pub_rooms.iter().enumerate() {
+        let (stop_tx, stop) = oneshot::channel();
+        stops.push(stop_tx);
+        let (ctx, mut go, nick) = (ctx.clone(), go.clone(), format!("{}p{p}", args.nick_prefix));
+        // Stagger fixed-rate publishers over one interval so their messages
+        // do not all leave at the same instant.
+        let offset_us = if rate > 0.0 { (p as f64 / publishers as f64 * 1e6 / rate) as u64 } else { 0 };
+        let size = args.size;
+        tasks.push(tokio::spawn(async move {
+            let name = room_name(room);
+            let ws = ctx.session(ctx.shared.progress.len() + p, &nick, &name).await?;
+            let (start_us, end_us) = (*go.wait_for(Option::is_some).await.ok()?)?;
+            let params = PubParams { idx: p, room: name, size, rate, start_us: start_us + offset_us, end_us };
+            Some(publish(ws, ctx.shared, params, stop).await)
+        }));
+    }
+    (stops, tasks)
+}
+
+/// Prints progress every second until `end`; returns the CPU the bench
+/// (and the server, with `pid`) used between `measure_start` and `end`.
+async fn watch_progress(shared: &Shared, pid: Option<u32>, measure_start: u64, end: u64) -> Cpu {
+    let cpu_now =
+        || Cpu { bench: cpu_secs(None).unwrap_or(0.0), server: pid.and_then(|p| cpu_secs(Some(p))).unwrap_or(0.0) };
+    let mut cpu_start = None;
+    let mut last = (shared.delivered(), Instant::now());
+    while shared.now_us() < end {
+        let mut wake = shared.at(end).min(tokio::time::Instant::now() + Duration::from_secs(1));
+        if cpu_start.is_none() {
+            wake = wake.min(shared.at(measure_start));
+        }
+        tokio::time::sleep_until(wake).await;
+        let now = shared.now_us();
+        if cpu_start.is_none() && now >= measure_start {
+            cpu_start = Some(cpu_now());
+        }
+        let (d, t) = (shared.delivered(), Instant::now());
+        let (sent, acked, _) = shared.pub_totals();
+        let phase = if now < measure_start { "warm-up" } else { "measure" };
+        let rate = (d - last.0) as f64 / t.duration_since(last.1).as_secs_f64();
+        eprintln!("  {phase}: sent {sent} acked {acked} delivered {d} ({rate:.0}/s)");
+        last = (d, t);
+    }
+    let end = cpu_now();
+    let start = cpu_start.unwrap_or(end);
+    Cpu { bench: end.bench - start.bench, server: end.server - start.server }
 }

@@ -74,6 +74,18 @@ impl Shared {
         }
     }
 
+    /// Deliveries so far, over all receivers.
+    pub fn delivered(&self) -> u64 {
+        self.progress.iter().map(|s| s.0.load(Relaxed)).sum()
+    }
+
+    /// Messages (sent, acked, failed) so far, over all publishers.
+    pub fn pub_totals(&self) -> (u64, u64, u64) {
+        self.pubs.iter().fold((0, 0, 0), |(s, a, f), p| {
+            (s + p.sent.0.load(Relaxed), a + p.acked.0.load(Relaxed), f + p.failed.0.load(Relaxed))
+        })
+    }
+
     /// Microseconds since the shared monotonic epoch.
     #[inline]
     pub fn now_us(&self) -> u64 {
@@ -92,7 +104,7 @@ impl Shared {
     /// Counts one delivery of message `counter` of publisher `p` and wakes
     /// the publisher once every live member of the room has it.
     #[inline]
-    pub fn delivered(&self, p: usize, counter: u64) {
+    pub fn count_delivery(&self, p: usize, counter: u64) {
         if let Some(pf) = self.pubs.get(p) {
             let n = pf.slot(counter).fetch_add(1, AcqRel) + 1;
             if n == self.room_live[pf.room].load(Relaxed) {

@@ -37,7 +37,9 @@
 //! - `expected` = acked messages × members that joined their room;
 //!   `loss` = expected − received after waiting up to `--drain` seconds for
 //!   stragglers. Non-zero loss comes with `closes` (1013 = the server dropped
-//!   a slow consumer) or a server bug.
+//!   a slow consumer) or a server bug. `unanswered` messages got neither ack
+//!   nor error (the publisher's connection died): those that were delivered
+//!   anyway push loss below 0.
 //! - `errors` are error frames the publishers got (e.g. `rate_limited`: raise
 //!   the server's `limits.rate_per_sec`/`limits.burst` for benchmarks).
 //! - `window stalls`: a full window that saw no progress for 1 s; its oldest
@@ -55,7 +57,8 @@
 //! Both benches print human-readable lines and then exactly one line of JSON
 //! (numbers only besides `"bench"`) on stdout; progress goes to stderr. They
 //! run on their own runtime (`--threads`, default 1: a current-thread runtime,
-//! which measured fastest when bench and server share two cores).
+//! which spends the least CPU per delivery, no cross-thread wake-ups, and
+//! leaves the other core to the server on a two-core machine).
 
 mod conns;
 mod fanout;

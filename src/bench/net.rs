@@ -100,8 +100,27 @@ async fn send_json(ws: &mut Ws, v: &Value) -> Result<()> {
     Ok(())
 }
 
+/// An `error` frame from the server.
+#[derive(Debug)]
+struct ServerError {
+    code: String,
+    message: String,
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "error {}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+fn is_code(e: &anyhow::Error, code: &str) -> bool {
+    e.downcast_ref::<ServerError>().is_some_and(|e| e.code == code)
+}
+
 /// Reads frames until one of type `want` (optionally for `room`) arrives;
-/// an `error` frame or a close fails.
+/// an `error` frame ([`ServerError`]) or a close fails.
 async fn wait_for(ws: &mut Ws, want: &str, room: Option<&str>) -> Result<Value> {
     while let Some(msg) = ws.next().await {
         let text = match msg? {
@@ -111,11 +130,11 @@ async fn wait_for(ws: &mut Ws, want: &str, room: Option<&str>) -> Result<Value> 
         };
         let v: Value = serde_json::from_str(&text).context("server sent invalid JSON")?;
         match v["type"].as_str() {
-            Some("error") => bail!(
-                "error {} waiting for {want}: {}",
-                v["code"].as_str().unwrap_or("?"),
-                v["message"].as_str().unwrap_or("")
-            ),
+            Some("error") => {
+                let text = |k: &str| v[k].as_str().unwrap_or("").to_string();
+                return Err(ServerError { code: text("code"), message: text("message") })
+                    .with_context(|| format!("waiting for {want}"));
+            }
             Some(t) if t == want => {
                 let room_ok = room.is_none_or(|r| v["room"].as_str().is_some_and(|got| got.eq_ignore_ascii_case(r)));
                 if room_ok {
@@ -128,10 +147,20 @@ async fn wait_for(ws: &mut Ws, want: &str, room: Option<&str>) -> Result<Value> 
     bail!("connection ended while waiting for {want}")
 }
 
+/// Says `hello`. A nick still held by the previous run's session (the server
+/// has not yet seen it go) is retried for up to 2 s.
 async fn hello(ws: &mut Ws, nick: &str) -> Result<()> {
-    send_json(ws, &json!({"type": "hello", "nick": nick})).await?;
-    wait_for(ws, "welcome", None).await?;
-    Ok(())
+    let mut retries = 10;
+    loop {
+        send_json(ws, &json!({"type": "hello", "nick": nick})).await?;
+        match wait_for(ws, "welcome", None).await {
+            Err(e) if retries > 0 && is_code(&e, "nick_taken") => {
+                retries -= 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => return other.map(drop),
+        }
+    }
 }
 
 /// Joins with `history: 0` (the bench needs no backlog); a server that
@@ -139,15 +168,12 @@ async fn hello(ws: &mut Ws, nick: &str) -> Result<()> {
 async fn join(ws: &mut Ws, room: &str) -> Result<()> {
     send_json(ws, &json!({"type": "join", "room": room, "history": 0})).await?;
     match wait_for(ws, "joined", Some(room)).await {
-        Err(e) if e.to_string().starts_with("error invalid") => {
+        Err(e) if is_code(&e, "invalid") => {
             send_json(ws, &json!({"type": "join", "room": room})).await?;
-            wait_for(ws, "joined", Some(room)).await?;
+            wait_for(ws, "joined", Some(room)).await.map(drop)
         }
-        other => {
-            other?;
-        }
+        other => other.map(drop),
     }
-    Ok(())
 }
 
 /// How the set-up phase went.

@@ -58,7 +58,7 @@ pub async fn receive(
                     r.in_window += 1;
                 }
                 if flow {
-                    shared.delivered(d.publisher as usize, d.counter);
+                    shared.count_delivery(d.publisher as usize, d.counter);
                 }
             }
             Some(Ok(Message::Close(f))) => {

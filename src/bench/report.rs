@@ -17,7 +17,7 @@ pub struct Totals {
 }
 
 /// CPU seconds used by the bench and the server (if --pid) in the measured window.
-#[derive(Default)]
+#[derive(Clone, Copy)]
 pub struct Cpu {
     pub bench: f64,
     pub server: f64,
@@ -65,6 +65,9 @@ pub fn report(
         }
     }
     let secs = args.duration.max(1) as f64;
+    // Sent but neither acked nor refused: the publisher's connection died
+    // (or the drain ran out). Its delivered messages then make loss < 0.
+    let unacked = sent.saturating_sub(acked + failed_msgs);
     let loss = expected as i64 - delivered as i64;
     let (dps, mps) = (in_window as f64 / secs, acked_win as f64 / secs);
     let q = |x| hist.quantile_ms(x);
@@ -76,7 +79,9 @@ pub fn report(
     for e in &setup.errors {
         println!("  set-up error: {e}");
     }
-    println!("messages:    sent {sent}, acked {acked}, errors {failed_msgs} {errors:?}, window stalls {stalls}");
+    println!(
+        "messages:    sent {sent}, acked {acked}, errors {failed_msgs} {errors:?}, unanswered {unacked}, window stalls {stalls}"
+    );
     println!("deliveries:  received {delivered}, expected {expected}, loss {loss}, other frames {other}");
     println!("throughput:  {dps:.0} deliveries/s, {mps:.0} msgs/s (over the {secs:.0}s measured)");
     println!(
@@ -117,6 +122,7 @@ pub fn report(
             .int("sent", sent)
             .int("acked", acked)
             .int("errors", failed_msgs)
+            .int("unanswered", unacked)
             .int("rate_limited", errors.get("rate_limited").copied().unwrap_or(0))
             .int("delivered", delivered)
             .int("expected", expected)

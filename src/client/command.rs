@@ -12,7 +12,10 @@ pub enum Command {
     Join(String),
     Leave(Option<String>),
     Switch(String),
-    Msg { to: String, text: String },
+    Msg {
+        to: String,
+        text: String,
+    },
     All(String),
     Rooms,
     Who(Option<String>),

@@ -46,25 +46,69 @@ pub struct Msg {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Body {
     Msg(Msg),
-    Presence { room: String, nick: String, event: String },
-    Typing { place: Place, nick: String },
-    Joined { room: String, topic: String, members: Vec<(String, bool)> },
-    OlderMessages { room: String },
-    Left { room: String, reason: Option<String>, by: Option<String> },
-    Topic { room: String, topic: String, by: String },
+    Presence {
+        room: String,
+        nick: String,
+        event: String,
+    },
+    Typing {
+        place: Place,
+        nick: String,
+    },
+    Joined {
+        room: String,
+        topic: String,
+        members: Vec<(String, bool)>,
+    },
+    OlderMessages {
+        room: String,
+    },
+    Left {
+        room: String,
+        reason: Option<String>,
+        by: Option<String>,
+    },
+    Topic {
+        room: String,
+        topic: String,
+        by: String,
+    },
     Rooms(Vec<(String, u64)>),
-    Who { room: String, topic: String, members: Vec<(String, bool)> },
-    HistoryHead { room: String, count: usize, more: bool },
+    Who {
+        room: String,
+        topic: String,
+        members: Vec<(String, bool)>,
+    },
+    HistoryHead {
+        room: String,
+        count: usize,
+        more: bool,
+    },
     Away(bool),
-    Status { nick: String, online: bool, away: bool },
-    Edited { place: Place, text: String },
-    Deleted { place: Place },
+    Status {
+        nick: String,
+        online: bool,
+        away: bool,
+    },
+    Edited {
+        place: Place,
+        text: String,
+    },
+    Deleted {
+        place: Place,
+    },
     Switched(String),
     Notice(String),
     /// `! context: message`
-    Error { context: Option<String>, message: String },
+    Error {
+        context: Option<String>,
+        message: String,
+    },
     /// `! problem (usage: …)`
-    Usage { problem: String, usage: String },
+    Usage {
+        problem: String,
+        usage: String,
+    },
     /// Connection news: `* …`
     Info(String),
     /// Plain local text (help).
@@ -98,7 +142,9 @@ impl Body {
 pub fn help(at: i64) -> Vec<Line> {
     let width = COMMANDS.iter().map(|(s, _)| s.len()).max().unwrap_or(0);
     let mut lines = vec![Line { at, body: Body::Text("commands (a line without / goes to the current room):".into()) }];
-    lines.extend(COMMANDS.iter().map(|(synopsis, what)| Line { at, body: Body::Text(format!("  {synopsis:width$}  {what}")) }));
+    lines.extend(
+        COMMANDS.iter().map(|(synopsis, what)| Line { at, body: Body::Text(format!("  {synopsis:width$}  {what}")) }),
+    );
     lines
 }
 
@@ -127,14 +173,8 @@ const NOTICE: Style = AnsiColor::Yellow.on_default();
 const JOIN: Style = AnsiColor::Green.on_default();
 const PART: Style = AnsiColor::Red.on_default();
 /// Nick colours (not red: that is for errors), picked by a hash of the nick.
-const NICKS: [AnsiColor; 6] = [
-    AnsiColor::Green,
-    AnsiColor::Yellow,
-    AnsiColor::Blue,
-    AnsiColor::Magenta,
-    AnsiColor::Cyan,
-    AnsiColor::BrightBlue,
-];
+const NICKS: [AnsiColor; 6] =
+    [AnsiColor::Green, AnsiColor::Yellow, AnsiColor::Blue, AnsiColor::Magenta, AnsiColor::Cyan, AnsiColor::BrightBlue];
 
 impl Painter {
     pub fn new(colour: bool) -> Painter {
@@ -168,7 +208,11 @@ impl Painter {
         let Ok(ts) = Timestamp::from_millisecond(at) else { return "--:--".into() };
         let zoned = ts.to_zoned(self.tz.clone());
         let today = Timestamp::now().to_zoned(self.tz.clone()).date();
-        if zoned.date() == today { zoned.strftime("%H:%M").to_string() } else { zoned.strftime("%Y-%m-%d %H:%M").to_string() }
+        if zoned.date() == today {
+            zoned.strftime("%H:%M").to_string()
+        } else {
+            zoned.strftime("%Y-%m-%d %H:%M").to_string()
+        }
     }
 
     /// One line of text (no newline), with the time first if `with_time`.
@@ -209,7 +253,13 @@ impl Painter {
                     "quit" => ("<--", PART, "quit"),
                     other => ("---", DIM, other),
                 };
-                format!("{} {} {} {}", self.room(room), self.paint(style, arrow), self.nick(nick, false), self.paint(DIM, verb))
+                format!(
+                    "{} {} {} {}",
+                    self.room(room),
+                    self.paint(style, arrow),
+                    self.nick(nick, false),
+                    self.paint(DIM, verb)
+                )
             }
             Body::Typing { place, nick } => {
                 let what = self.paint(DIM.italic(), "is typing…");

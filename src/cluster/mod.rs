@@ -47,14 +47,14 @@ struct HubSink(Arc<Hub>);
 
 impl CommitSink<Route> for HubSink {
     fn committed(&self, batch: Vec<(StoredMessage, Route)>) {
-        for (msg, route) in &batch {
-            self.0.deliver(msg, route);
+        for (msg, route) in batch {
+            self.0.deliver(&msg, route);
         }
     }
 
     fn failed(&self, batch: Vec<Route>, _error: &StoreError) {
         let error = ProtoError::unavailable();
-        for route in &batch {
+        for route in batch {
             self.0.fail(route, &error);
         }
     }

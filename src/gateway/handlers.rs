@@ -3,6 +3,7 @@
 //! hand a message to the bus, and reply. A handler's `Err` becomes an
 //! `error` frame echoing the request's `id`; the connection stays usable.
 
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,12 +15,13 @@ use tokio::sync::mpsc;
 use ulid::Ulid;
 
 use crate::app::App;
+use crate::auth::{self, Identity, IdentityKind};
 use crate::hub::{Route, SessionHandle};
 use crate::protocol::server::{Conv, Frame, Origin, Place, ServerInfo, StoredMessage, UserView};
 use crate::protocol::{
     ClientFrame, ErrorCode, FrameId, Name, ProtoError, Request, ServerFrame, Target, encode, now_ms,
 };
-use crate::store::{HistoryQuery, NewMessage, Page};
+use crate::store::{HistoryQuery, NewMessage, Page, ProfileUpdate, Role};
 
 /// Receivers treat `typing: true` as lapsed after this long without a repeat.
 const TYPING_LAPSE: Duration = Duration::from_secs(6);
@@ -28,6 +30,8 @@ const TYPING_LAPSE: Duration = Duration::from_secs(6);
 pub struct Conn {
     pub app: Arc<App>,
     pub session: Arc<SessionHandle>,
+    /// Who this is, as `hello` established it.
+    identity: Identity,
     /// `say`, `event`, `typing`.
     say_bucket: DefaultDirectRateLimiter,
     /// Every other frame.
@@ -52,27 +56,42 @@ fn not_in_room(room: &Name) -> ProtoError {
 
 impl Conn {
     /// Handles `hello`: registers the session with the hub.
-    pub fn connect(
+    pub async fn connect(
         app: &Arc<App>,
         nick: Option<Name>,
         password: Option<String>,
         token: Option<String>,
+        ip: IpAddr,
     ) -> Result<(Conn, mpsc::Receiver<Frame>), ProtoError> {
-        if password.is_some() || token.is_some() {
-            return Err(ProtoError::new(
-                ErrorCode::Unauthorized,
-                "accounts and site tokens are not enabled on this server: connect as a guest with `nick` alone",
-            ));
-        }
-        if !app.config.auth.guests {
-            return Err(ProtoError::new(ErrorCode::Unauthorized, "guests are not allowed on this server"));
-        }
-        let nick = nick.ok_or_else(|| ProtoError::invalid("`nick` is missing"))?;
-        let (session, rx) = app.hub.connect(nick, true, app.close_all.child_token())?;
+        let identity = match (nick, password, token) {
+            (_, _, Some(token)) => auth::from_token(&app.store, &app.config.auth, &token).await?,
+            (Some(nick), Some(password), None) => {
+                auth::login(&app.store, &app.login_throttle, &nick, &password, Some(ip)).await?
+            }
+            (Some(nick), None, None) => {
+                if !app.config.auth.guests {
+                    return Err(ProtoError::new(
+                        ErrorCode::Unauthorized,
+                        "guests are not allowed here: log in with `password`, or bring a `token`",
+                    ));
+                }
+                let account = app.store.account(nick.key()).await.map_err(unavailable)?;
+                if account.is_some_and(|a| a.registered()) {
+                    return Err(ProtoError::new(
+                        ErrorCode::NickTaken,
+                        format!("`{nick}` is a registered nick: log in with its password, or pick another"),
+                    ));
+                }
+                Identity::guest(nick)
+            }
+            (None, _, None) => return Err(ProtoError::invalid("`nick` is missing")),
+        };
+        let (session, rx) = app.hub.connect(&identity, app.close_all.child_token())?;
         let l = &app.config.limits;
         let conn = Conn {
             app: app.clone(),
             session,
+            identity,
             say_bucket: bucket(l.rate_per_sec, l.burst),
             request_bucket: bucket(l.requests_per_sec, l.requests_burst),
             typing: Vec::new(),
@@ -80,20 +99,31 @@ impl Conn {
         Ok((conn, rx))
     }
 
-    /// Sends `welcome`, then joins the configured rooms.
+    /// Sends `welcome`, then joins the configured rooms (those the user may
+    /// enter).
     pub async fn welcome(&mut self, id: Option<&FrameId>) {
         let app = self.app.clone();
-        let rooms: Vec<Name> = app.config.rooms.auto_join.iter().filter_map(|r| Name::room(r).ok()).collect();
+        let rooms: Vec<Name> = app
+            .config
+            .rooms
+            .auto_join
+            .iter()
+            .filter_map(|r| Name::room(r).ok())
+            .filter(|r| self.identity.may_enter(r))
+            .collect();
         let shown: Vec<Arc<str>> = rooms.iter().map(|r| r.shown().clone()).collect();
         let nick = self.session.nick();
+        let user = &self.session.user;
         self.reply(&ServerFrame::Welcome {
             id,
             session: &format!("s-{}", self.session.id),
             nick: nick.as_str(),
             user: UserView {
                 nick: nick.as_str(),
-                display_name: &self.session.user.display_name,
-                guest: self.session.user.guest,
+                display_name: &user.display_name,
+                avatar: user.avatar.as_deref(),
+                guest: user.guest,
+                admin: user.admin,
             },
             rooms: &shown,
             server: ServerInfo { name: &app.config.server.name, version: env!("CARGO_PKG_VERSION"), node: &app.node },
@@ -101,6 +131,17 @@ impl Conn {
         });
         if let Err(e) = app.store.user_seen(nick.as_str(), now_ms()).await {
             tracing::debug!(error = %e, "could not record last_seen");
+        }
+        if let IdentityKind::Site { .. } = self.identity.kind {
+            // The site's word on name and avatar is kept for profile lookups.
+            let update = ProfileUpdate {
+                display_name: self.identity.display_name.clone(),
+                avatar: self.identity.avatar.clone(),
+                ..Default::default()
+            };
+            if let Err(e) = app.store.update_profile(nick.key(), &update).await {
+                tracing::debug!(error = %e, "could not record the site's profile");
+            }
         }
         for room in &rooms {
             if let Err(e) = self.join(None, room, None, None).await {
@@ -159,6 +200,7 @@ impl Conn {
                 Ok(())
             }
             Request::Topic { room, topic } => self.topic(id, &room, topic).await,
+            Request::Kick { room, nick } => self.kick(id, &room, &nick).await,
             Request::Say { target, text, attachments } => self.say(id, target, &text, attachments).await,
             Request::History { conv, before, after, limit } => self.history(id, conv, before, after, limit).await,
             Request::Edit { msg_id, text } => self.edit(id, msg_id, &text).await,
@@ -184,6 +226,26 @@ impl Conn {
 
     // ---- rooms ---------------------------------------------------------------
 
+    /// Whether this user may enter `room` (token `rooms` claim, private
+    /// room membership, the authorization hook); if so, whether it
+    /// moderates the room.
+    async fn access(&self, room: &Name, record: Option<&crate::store::RoomRecord>) -> Result<bool, ProtoError> {
+        let forbidden = |why: String| ProtoError::new(ErrorCode::Forbidden, why);
+        if !self.identity.may_enter(room) {
+            return Err(forbidden(format!("your token does not allow the room `{room}`")));
+        }
+        let role = self.app.store.member_role(room.key(), self.session.nick().key()).await.map_err(unavailable)?;
+        if record.is_some_and(|r| r.private) && role.is_none() && !self.identity.admin {
+            return Err(forbidden(format!("`{room}` is private: members only")));
+        }
+        if let Some(hook) = &self.app.hook
+            && !hook.allows(&self.identity, room, "join").await
+        {
+            return Err(forbidden(format!("you may not join `{room}`")));
+        }
+        Ok(self.identity.admin || role == Some(Role::Moderator))
+    }
+
     async fn join(
         &mut self,
         id: Option<&FrameId>,
@@ -200,16 +262,14 @@ impl Conn {
                 format!("a session may be in at most {} rooms: leave one first", limits.max_rooms_per_session),
             ));
         }
-        let record = if app.hub.room_is_live(key) {
-            None
-        } else {
-            let record = app.store.room(key).await.map_err(unavailable)?;
-            if record.is_none() && !app.config.rooms.create_on_join {
-                return Err(no_such_room(room));
-            }
-            record
-        };
-        let start = app.hub.join_begin(&self.session, room, record);
+        let record = app.store.room(key).await.map_err(unavailable)?;
+        // Rooms named in `rooms.auto_join` exist by configuration.
+        let configured = app.config.rooms.auto_join.iter().any(|r| r.eq_ignore_ascii_case(key));
+        if record.is_none() && !app.hub.room_is_live(key) && !app.config.rooms.create_on_join && !configured {
+            return Err(no_such_room(room));
+        }
+        let moderator = self.access(room, record.as_ref()).await?;
+        let start = app.hub.join_begin(&self.session, room, record, moderator);
         let query = match since {
             Some(since) => HistoryQuery {
                 after: Some(since),
@@ -257,7 +317,12 @@ impl Conn {
     }
 
     async fn topic(&mut self, id: Option<&FrameId>, room: &Name, topic: String) -> Result<(), ProtoError> {
-        let name = self.session.joined_room(room.key()).ok_or_else(|| not_in_room(room))?;
+        let joined = self.session.joined(room.key()).ok_or_else(|| not_in_room(room))?;
+        let name = joined.name;
+        let record = self.app.store.room(room.key()).await.map_err(unavailable)?;
+        if record.is_some_and(|r| r.managed || r.private) && !joined.moderator {
+            return Err(ProtoError::new(ErrorCode::Forbidden, format!("only moderators set the topic of `{name}`")));
+        }
         let max = self.app.config.limits.max_topic;
         let chars = topic.chars().count();
         if chars > max {
@@ -273,22 +338,31 @@ impl Conn {
         Ok(())
     }
 
+    /// A moderator removes a user's sessions from a room; from a private
+    /// room, also from its member list, so that it cannot come back.
+    async fn kick(&mut self, id: Option<&FrameId>, room: &Name, nick: &Name) -> Result<(), ProtoError> {
+        let joined = self.session.joined(room.key()).ok_or_else(|| not_in_room(room))?;
+        if !joined.moderator {
+            return Err(ProtoError::new(ErrorCode::Forbidden, format!("only moderators kick from `{}`", joined.name)));
+        }
+        let record = self.app.store.room(room.key()).await.map_err(unavailable)?;
+        let removed = if record.is_some_and(|r| r.private) {
+            self.app.store.remove_member(room.key(), nick.key()).await.map_err(unavailable)?
+        } else {
+            false
+        };
+        let kicked = self.app.hub.kick(room.key(), nick.key(), self.session.nick().as_str());
+        if kicked == 0 && !removed {
+            return Err(ProtoError::new(ErrorCode::NotInRoom, format!("`{nick}` is not in `{}`", joined.name)));
+        }
+        self.reply(&ServerFrame::ack(id));
+        Ok(())
+    }
+
     // ---- messages ------------------------------------------------------------
 
-    /// Trims and checks a message text against `limits.max_text`.
     fn check_text(&self, text: &str, has_attachments: bool) -> Result<String, ProtoError> {
-        let text = text.trim();
-        if text.is_empty() && !has_attachments {
-            return Err(ProtoError::invalid("`text` is empty"));
-        }
-        let (chars, max) = (text.chars().count(), self.app.config.limits.max_text);
-        if chars > max {
-            return Err(ProtoError::new(
-                ErrorCode::TooLarge,
-                format!("`text` is {chars} characters; the limit is {max}"),
-            ));
-        }
-        Ok(text.to_owned())
+        crate::protocol::check_text(text, self.app.config.limits.max_text, has_attachments)
     }
 
     /// The other party of a DM: online, or at least seen before.
@@ -321,6 +395,11 @@ impl Conn {
         let (conv, room, to) = match target {
             Target::Room(r) => {
                 let name = self.session.joined_room(r.key()).ok_or_else(|| not_in_room(&r))?;
+                if let Some(hook) = &self.app.hook
+                    && !hook.allows(&self.identity, &r, "say").await
+                {
+                    return Err(ProtoError::new(ErrorCode::Forbidden, format!("you may not speak in `{r}`")));
+                }
                 (Conv::Room(r.key().clone()), Some(name), None)
             }
             Target::User(u) => {
@@ -345,7 +424,7 @@ impl Conn {
             attachments,
             sent_at: now_ms(),
         };
-        let route = Route { origin: Some(self.session.clone()), reply_id: id.cloned(), clear_typing };
+        let route = Route { origin: Some(self.session.clone()), reply_id: id.cloned(), clear_typing, waiter: None };
         self.app.bus.publish(msg, route).await.map_err(|_| ProtoError::unavailable())
     }
 
@@ -366,11 +445,14 @@ impl Conn {
         let name: Arc<str>;
         let (conv, place) = match &conv {
             Target::Room(r) => {
-                name = match self.app.hub.room_name(r.key()) {
-                    Some(n) => n,
-                    None => {
-                        self.app.store.room(r.key()).await.map_err(unavailable)?.ok_or_else(|| no_such_room(r))?.name
-                    }
+                let record = self.app.store.room(r.key()).await.map_err(unavailable)?;
+                if record.as_ref().is_some_and(|rec| rec.private) && self.session.joined(r.key()).is_none() {
+                    return Err(ProtoError::new(ErrorCode::Forbidden, format!("`{r}` is private: join it to read it")));
+                }
+                name = match (self.app.hub.room_name(r.key()), record) {
+                    (Some(n), _) => n,
+                    (None, Some(rec)) => rec.name,
+                    (None, None) => return Err(no_such_room(r)),
                 };
                 (Conv::Room(r.key().clone()), Place::room(&name))
             }
@@ -388,8 +470,9 @@ impl Conn {
         Ok(())
     }
 
-    /// A message this session may change: its own, still there.
-    async fn own_message(&self, msg_id: Ulid) -> Result<StoredMessage, ProtoError> {
+    /// A message this session may change: its own (or, to delete, one in
+    /// a room it moderates), still there.
+    async fn changeable_message(&self, msg_id: Ulid, moderators_too: bool) -> Result<StoredMessage, ProtoError> {
         let missing = || ProtoError::new(ErrorCode::NoSuchMessage, format!("no message `{msg_id}`"));
         let msg = self.app.store.message(msg_id).await.map_err(unavailable)?.ok_or_else(missing)?;
         let me = self.session.nick().key();
@@ -400,15 +483,27 @@ impl Conn {
         if !visible || msg.deleted {
             return Err(missing());
         }
-        if !msg.from.eq_ignore_ascii_case(me) {
-            return Err(ProtoError::new(ErrorCode::Forbidden, "you may only edit or delete your own messages"));
+        let moderates = match &msg.conv {
+            Conv::Room(key) => self.session.joined(key).is_some_and(|r| r.moderator) || self.identity.admin,
+            Conv::Everyone => self.identity.admin,
+            Conv::Dm(..) => false,
+        };
+        if !msg.from.eq_ignore_ascii_case(me) && !(moderators_too && moderates) {
+            return Err(ProtoError::new(
+                ErrorCode::Forbidden,
+                if moderators_too {
+                    "you may only delete your own messages, or any in a room you moderate"
+                } else {
+                    "you may only edit your own messages"
+                },
+            ));
         }
         Ok(msg)
     }
 
     async fn edit(&mut self, id: Option<&FrameId>, msg_id: Ulid, text: &str) -> Result<(), ProtoError> {
         let text = self.check_text(text, false)?;
-        self.own_message(msg_id).await?;
+        self.changeable_message(msg_id, false).await?;
         let at = now_ms();
         let msg = self.app.store.edit(msg_id, &text, at).await.map_err(unavailable)?;
         let msg = msg.ok_or_else(|| ProtoError::new(ErrorCode::NoSuchMessage, format!("no message `{msg_id}`")))?;
@@ -421,7 +516,7 @@ impl Conn {
     }
 
     async fn delete(&mut self, id: Option<&FrameId>, msg_id: Ulid) -> Result<(), ProtoError> {
-        self.own_message(msg_id).await?;
+        self.changeable_message(msg_id, true).await?;
         let msg = self.app.store.delete(msg_id).await.map_err(unavailable)?;
         let msg = msg.ok_or_else(|| ProtoError::new(ErrorCode::NoSuchMessage, format!("no message `{msg_id}`")))?;
         let msg_id = msg.msg_id.to_string();
@@ -452,7 +547,7 @@ impl Conn {
                 self.app.hub.to_user(me.key(), &mine, Some(self.session.id));
             }
             Target::Everyone => {
-                return Err(ProtoError::invalid("read receipts are for rooms and direct messages"));
+                return Err(ProtoError::invalid("`everyone`: read receipts are for rooms and direct messages"));
             }
         }
         Ok(())

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
@@ -39,8 +39,17 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 pub async fn upgrade(
     State(app): State<Arc<App>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    if !origin_allowed(&headers, &app.config.auth.allowed_origins) {
+        tracing::warn!(%addr, origin = ?headers.get(header::ORIGIN), "connection refused: foreign origin");
+        return crate::http::error_response(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this page's origin may not connect (see auth.allowed_origins)",
+        );
+    }
     let permit = match app.conns.acquire(addr.ip()) {
         Ok(p) => p,
         Err(refused) => {
@@ -64,12 +73,26 @@ pub async fn upgrade(
         .into_response()
 }
 
+/// Cross-site WebSocket hijacking guard: a browser always sends `Origin`;
+/// it must be this server's own origin (same host as `Host`) or one of
+/// `auth.allowed_origins`. Clients that are not browsers send none.
+fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else { return true };
+    let Ok(origin) = origin.to_str() else { return false };
+    if allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
+        return true;
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
+    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
+}
+
 /// The life of one connection, from upgrade to close.
 async fn serve(app: Arc<App>, socket: WebSocket, addr: SocketAddr, _permit: ConnPermit) {
     let (mut sink, mut stream) = socket.split();
     let deadline = Instant::now() + app.config.limits.hello_timeout;
     let identified = tokio::select! {
-        r = identify(&app, &mut sink, &mut stream) => r,
+        r = identify(&app, addr.ip(), &mut sink, &mut stream) => r,
         _ = tokio::time::sleep_until(deadline) => Err(CloseReason::Policy),
         _ = app.stop_reading.cancelled() => Err(CloseReason::Shutdown),
     };
@@ -103,6 +126,7 @@ async fn serve(app: Arc<App>, socket: WebSocket, addr: SocketAddr, _permit: Conn
 /// else gets its error reply and the connection stays open.
 async fn identify(
     app: &Arc<App>,
+    ip: std::net::IpAddr,
     sink: &mut Sink,
     stream: &mut Stream,
 ) -> Result<(Conn, mpsc::Receiver<Frame>, Option<crate::protocol::FrameId>), CloseReason> {
@@ -119,7 +143,7 @@ async fn identify(
         let reply = match ClientFrame::parse(&text) {
             Err(ParseError { id, error }) => encode(&ServerFrame::error(id.as_ref(), &error)),
             Ok(ClientFrame { id, request: Request::Hello { nick, password, token } }) => {
-                match Conn::connect(app, nick, password, token) {
+                match Conn::connect(app, nick, password, token, ip).await {
                     Ok((conn, rx)) => return Ok((conn, rx, id)),
                     Err(e) => encode(&ServerFrame::error(id.as_ref(), &e)),
                 }
@@ -262,4 +286,30 @@ async fn write_loop(
         let _ = sink.close().await;
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(origin: Option<&str>, host: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, host.parse().unwrap());
+        if let Some(o) = origin {
+            h.insert(header::ORIGIN, o.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn origins() {
+        let allowed = vec!["https://site.example".to_string()];
+        assert!(origin_allowed(&headers(None, "chat.example"), &allowed));
+        assert!(origin_allowed(&headers(Some("https://chat.example"), "chat.example"), &allowed));
+        assert!(origin_allowed(&headers(Some("http://127.0.0.1:8080"), "127.0.0.1:8080"), &allowed));
+        assert!(origin_allowed(&headers(Some("https://site.example"), "chat.example"), &allowed));
+        assert!(!origin_allowed(&headers(Some("https://evil.example"), "chat.example"), &allowed));
+        assert!(!origin_allowed(&headers(Some("https://chat.example.evil"), "chat.example"), &allowed));
+        assert!(!origin_allowed(&headers(Some("null"), "chat.example"), &allowed));
+    }
 }

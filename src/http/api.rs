@@ -1,15 +1,16 @@
-//! The HTTP API for server-side callers (the embedding site): room history
-//! and transcripts, behind `Authorization: Bearer <api key>`.
+//! Room history (members or an API key) and transcripts (API key), for the
+//! embedding site to show and keep.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
+
+use super::caller::{Caller, api_key, caller};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use super::error_response;
 use crate::app::App;
@@ -19,27 +20,6 @@ use crate::store::HistoryQuery;
 
 /// Most messages one transcript request returns (`more` says if there are more).
 const TRANSCRIPT_MAX: usize = 10_000;
-
-/// Whether the request carries one of `auth.api_keys`. Every key is
-/// compared, in constant time, so timing tells nothing about any of them.
-fn has_api_key(app: &App, headers: &HeaderMap) -> bool {
-    let Some(given) =
-        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    let mut ok = subtle::Choice::from(0);
-    for key in &app.config.auth.api_keys {
-        if !key.is_empty() {
-            ok |= key.expose().as_bytes().ct_eq(given.trim().as_bytes());
-        }
-    }
-    ok.into()
-}
-
-fn unauthorized() -> Response {
-    error_response(StatusCode::UNAUTHORIZED, "unauthorized", "a valid API key is required (Authorization: Bearer …)")
-}
 
 fn bad_request(message: &str) -> Response {
     error_response(StatusCode::BAD_REQUEST, "invalid", message)
@@ -63,10 +43,23 @@ pub async fn room_messages(
     Path(room): Path<String>,
     Query(q): Query<MessagesQuery>,
 ) -> Response {
-    if !has_api_key(&app, &headers) {
-        return unauthorized();
-    }
+    let caller = match caller(&app, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let Ok(room) = Name::room(&room) else { return bad_request("not a valid room name") };
+    if let Caller::User(user) = &caller {
+        // A user reads a public room, or a private one it belongs to.
+        match app.store.room(room.key()).await {
+            Ok(Some(r)) if r.private && !user.admin => match app.store.member_role(room.key(), user.nick.key()).await {
+                Ok(Some(_)) => {}
+                Ok(None) => return error_response(StatusCode::FORBIDDEN, "forbidden", "this room is private"),
+                Err(_) => return unavailable(),
+            },
+            Ok(_) => {}
+            Err(_) => return unavailable(),
+        }
+    }
     if q.before.is_some() && q.after.is_some() {
         return bad_request("give `before` or `after`, not both");
     }
@@ -109,8 +102,8 @@ pub async fn room_transcript(
     Path(room): Path<String>,
     Query(q): Query<TranscriptQuery>,
 ) -> Response {
-    if !has_api_key(&app, &headers) {
-        return unauthorized();
+    if let Err(r) = api_key(&app, &headers).await {
+        return r;
     }
     let Ok(room) = Name::room(&room) else { return bad_request("not a valid room name") };
     let time = |v: &Option<String>, default: i64, name: &str| match v {

@@ -1,7 +1,10 @@
 //! The HTTP side: the router (web client, `/ws`, health, the API), the
 //! embedded static files, and the JSON error body every route uses.
 
+pub mod accounts;
 pub mod api;
+pub mod caller;
+pub mod rooms;
 
 use std::sync::Arc;
 
@@ -10,7 +13,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use rust_embed::RustEmbed;
 use serde_json::json;
 
@@ -27,7 +30,15 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/api/rooms/{room}/messages", get(api::room_messages))
+        .route("/api/register", post(accounts::register))
+        .route("/api/login", post(accounts::login))
+        .route("/api/me", get(accounts::get_me).patch(accounts::patch_me))
+        .route("/api/users/{nick}", get(accounts::get_user))
+        .route("/api/rooms", get(rooms::list).post(rooms::create))
+        .route("/api/rooms/{room}", get(rooms::status).delete(rooms::destroy))
+        .route("/api/rooms/{room}/members", post(rooms::add_member))
+        .route("/api/rooms/{room}/members/{nick}", delete(rooms::remove_member))
+        .route("/api/rooms/{room}/messages", get(api::room_messages).post(rooms::publish))
         .route("/api/rooms/{room}/transcript", get(api::room_transcript))
         .fallback(get(static_file))
         .with_state(app)

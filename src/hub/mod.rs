@@ -14,9 +14,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use dashmap::DashMap;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Identity;
 use crate::protocol::server::{Conv, Frame, MemberView, Origin, Place, RoomSummary, StoredMessage};
 use crate::protocol::{ErrorCode, FrameId, Name, ProtoError, ServerFrame, encode, now_ms};
 use crate::store::RoomRecord;
@@ -24,12 +25,14 @@ use room::{Added, Room};
 pub use session::{CloseReason, RoomRef, SessionHandle, SessionId, UserState};
 
 /// Where the outcome of a stored message goes: the sending session (for
-/// its `ack` or `error`) and whether its typing indicator must be cleared.
+/// its `ack` or `error`), whether its typing indicator must be cleared, and
+/// for a message published over HTTP, who waits for the outcome.
 #[derive(Debug, Default)]
 pub struct Route {
     pub origin: Option<Arc<SessionHandle>>,
     pub reply_id: Option<FrameId>,
     pub clear_typing: bool,
+    pub waiter: Option<oneshot::Sender<Result<StoredMessage, ProtoError>>>,
 }
 
 struct UserEntry {
@@ -94,28 +97,32 @@ impl Hub {
         self.sessions.len()
     }
 
-    /// Registers a session. A guest nick must not be in use by anyone; an
-    /// account or token user (`guest == false`) may have several sessions.
-    /// Returns the handle and the receiving end of its outbound queue.
+    /// Registers a session for `identity`. A nick is held by one identity
+    /// at a time; an account or site user may have several sessions, a
+    /// guest only one. Returns the handle and the receiving end of its
+    /// outbound queue.
     pub fn connect(
         &self,
-        nick: Name,
-        guest: bool,
+        identity: &Identity,
         closed: CancellationToken,
     ) -> Result<(Arc<SessionHandle>, mpsc::Receiver<Frame>), ProtoError> {
+        let nick = &identity.nick;
         let (tx, rx) = mpsc::channel(self.outbound_queue);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let key = nick.key().clone();
-        let mut entry = self.users.entry(key.clone()).or_insert_with(|| UserEntry {
+        let mut entry = self.users.entry(key).or_insert_with(|| UserEntry {
             state: Arc::new(UserState {
-                display_name: nick.shown().clone(),
                 nick: nick.clone(),
-                guest,
+                identity: identity.key(),
+                display_name: identity.display_name.as_deref().unwrap_or(nick.as_str()).into(),
+                avatar: identity.avatar.as_deref().map(Into::into),
+                guest: identity.is_guest(),
+                admin: identity.admin,
                 away: false.into(),
             }),
             sessions: Vec::new(),
         });
-        if !entry.sessions.is_empty() && (guest || entry.state.guest) {
+        if !entry.sessions.is_empty() && (identity.is_guest() || entry.state.identity != identity.key()) {
             return Err(ProtoError::new(ErrorCode::NickTaken, format!("the nick `{nick}` is taken")));
         }
         let session = Arc::new(SessionHandle::new(id, entry.state.clone(), tx, closed));
@@ -175,7 +182,13 @@ impl Hub {
     /// or `room` if it is not live), tells the others, and holds back this
     /// session's frames until [`Hub::join_finish`]. The caller reads history
     /// up to the returned `seq` meanwhile.
-    pub fn join_begin(&self, session: &Arc<SessionHandle>, room: &Name, record: Option<RoomRecord>) -> JoinStart {
+    pub fn join_begin(
+        &self,
+        session: &Arc<SessionHandle>,
+        room: &Name,
+        record: Option<RoomRecord>,
+        moderator: bool,
+    ) -> JoinStart {
         let now = now_ms();
         // Hold the shard while entering, so an emptied room cannot be
         // removed between finding it and entering it.
@@ -192,7 +205,7 @@ impl Hub {
             r.send(&frame, |s| s.nick().key() != me);
         }
         if let Added::New { .. } = added {
-            session.rooms().push(RoomRef { key: room.key().clone(), name: r.name.clone() });
+            session.rooms().push(RoomRef { key: room.key().clone(), name: r.name.clone(), moderator });
         }
         JoinStart {
             name: r.name.clone(),
@@ -248,6 +261,51 @@ impl Hub {
 
     fn room(&self, key: &str) -> Option<Arc<Mutex<Room>>> {
         self.rooms.get(key).map(|r| r.clone())
+    }
+
+    /// Removes every session of a user from a room: each gets `left` with
+    /// `reason: "kicked"` and `by`; the others see the user leave. Returns
+    /// how many sessions were removed.
+    pub fn kick(&self, room_key: &str, nick_key: &str, by: &str) -> usize {
+        let sessions: Vec<Arc<SessionHandle>> = match self.users.get(nick_key) {
+            Some(e) => e.sessions.clone(),
+            None => return 0,
+        };
+        let mut kicked = 0;
+        for s in &sessions {
+            if let Some(name) = self.leave(s, room_key, "leave") {
+                s.send(&encode(&ServerFrame::Left { id: None, room: &name, reason: Some("kicked"), by: Some(by) }));
+                kicked += 1;
+            }
+        }
+        kicked
+    }
+
+    /// Destroys a live room: every member session gets `left` with
+    /// `reason: "destroyed"`. Returns how many sessions were in it.
+    pub fn destroy(&self, room_key: &str) -> usize {
+        let Some((_, room)) = self.rooms.remove(room_key) else { return 0 };
+        let (name, sessions) = {
+            let mut r = lock(&room);
+            (r.name.clone(), r.drain())
+        };
+        let frame = encode(&ServerFrame::Left { id: None, room: &name, reason: Some("destroyed"), by: None });
+        for s in &sessions {
+            s.rooms().retain(|r| &*r.key != room_key);
+            s.send(&frame);
+        }
+        sessions.len()
+    }
+
+    /// Sets whether a user moderates a room, for its sessions in it now.
+    pub fn set_moderator(&self, room_key: &str, nick_key: &str, moderator: bool) {
+        if let Some(e) = self.users.get(nick_key) {
+            for s in &e.sessions {
+                for r in s.rooms().iter_mut().filter(|r| &*r.key == room_key) {
+                    r.moderator = moderator;
+                }
+            }
+        }
     }
 
     /// Sends a frame to the room's member sessions for which `to` is true.
@@ -373,7 +431,7 @@ impl Hub {
 
     /// Fans a stored message out to everyone who should see it, then acks
     /// the sender. Serialised once; each recipient gets a shared copy.
-    pub fn deliver(&self, msg: &StoredMessage, route: &Route) {
+    pub fn deliver(&self, msg: &StoredMessage, route: Route) {
         let frame = encode(&ServerFrame::Message(msg));
         let origin = route.origin.as_ref().map(|s| s.id);
         let from_key = msg.from.to_ascii_lowercase();
@@ -413,12 +471,18 @@ impl Hub {
         if let Some(s) = &route.origin {
             s.send(&encode(&ServerFrame::Ack { id: route.reply_id.as_ref(), message: Some(msg) }));
         }
+        if let Some(waiter) = route.waiter {
+            let _ = waiter.send(Ok(msg.clone()));
+        }
     }
 
     /// Tells the sender its message was not stored; nobody else hears of it.
-    pub fn fail(&self, route: &Route, error: &ProtoError) {
+    pub fn fail(&self, route: Route, error: &ProtoError) {
         if let Some(s) = &route.origin {
             s.send(&encode(&ServerFrame::error(route.reply_id.as_ref(), error)));
+        }
+        if let Some(waiter) = route.waiter {
+            let _ = waiter.send(Err(error.clone()));
         }
     }
 

@@ -113,6 +113,12 @@ impl Room {
         }
     }
 
+    /// Empties the room, returning the member sessions.
+    pub fn drain(&mut self) -> Vec<Arc<SessionHandle>> {
+        self.users.clear();
+        self.members.drain(..).map(|m| m.session).collect()
+    }
+
     /// The members as `joined` and `room_status` list them, one per user.
     pub fn member_views(&self) -> Vec<MemberView> {
         let mut v: Vec<MemberView> = self
@@ -121,6 +127,7 @@ impl Room {
             .map(|u| MemberView {
                 nick: u.user.nick.shown().clone(),
                 display_name: u.user.display_name.clone(),
+                avatar: u.user.avatar.clone(),
                 joined_at: u.joined_at,
                 away: u.user.away.load(Ordering::Relaxed),
             })

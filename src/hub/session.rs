@@ -65,14 +65,22 @@ impl CloseReason {
 pub struct RoomRef {
     pub key: Arc<str>,
     pub name: Arc<str>,
+    /// May kick, delete anyone's message and set the topic here.
+    pub moderator: bool,
 }
 
 /// A user as all its sessions share it (a user may have several sessions).
 #[derive(Debug)]
 pub struct UserState {
     pub nick: Name,
+    /// Who this is (see `auth::Identity::key`): sessions with the same
+    /// identity are one user; a nick is held by one identity at a time.
+    pub identity: String,
     pub display_name: Arc<str>,
+    pub avatar: Option<Arc<str>>,
     pub guest: bool,
+    /// Moderator in every room (site token `admin`).
+    pub admin: bool,
     pub away: AtomicBool,
 }
 
@@ -156,6 +164,11 @@ impl SessionHandle {
 
     pub fn rooms(&self) -> MutexGuard<'_, Vec<RoomRef>> {
         self.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The room as this session is in it, if it is.
+    pub fn joined(&self, key: &str) -> Option<RoomRef> {
+        self.rooms().iter().find(|r| &*r.key == key).cloned()
     }
 
     /// The room's name as shown, if this session is in it.

@@ -29,22 +29,72 @@ pub type ConvRef = Target;
 
 #[derive(Debug)]
 pub enum Request {
-    Hello { nick: Option<Name>, password: Option<String>, token: Option<String> },
-    Join { room: Name, since: Option<u64>, history: Option<u64> },
-    Leave { room: Name },
+    Hello {
+        nick: Option<Name>,
+        password: Option<String>,
+        token: Option<String>,
+    },
+    Join {
+        room: Name,
+        since: Option<u64>,
+        history: Option<u64>,
+    },
+    Leave {
+        room: Name,
+    },
     Rooms,
-    Who { room: Name },
-    Topic { room: Name, topic: String },
-    Say { target: Target, text: String, attachments: Vec<String> },
-    History { conv: ConvRef, before: Option<u64>, after: Option<u64>, limit: Option<u64> },
-    Edit { msg_id: Ulid, text: String },
-    Delete { msg_id: Ulid },
-    Read { conv: ConvRef, seq: u64 },
-    Typing { target: Target, active: bool },
-    Event { target: Target, name: String, data: Value },
-    Watch { nicks: Vec<Name> },
-    Unwatch { nicks: Vec<Name> },
-    Away { away: bool },
+    Who {
+        room: Name,
+    },
+    Topic {
+        room: Name,
+        topic: String,
+    },
+    /// A moderator removes a user from a room.
+    Kick {
+        room: Name,
+        nick: Name,
+    },
+    Say {
+        target: Target,
+        text: String,
+        attachments: Vec<String>,
+    },
+    History {
+        conv: ConvRef,
+        before: Option<u64>,
+        after: Option<u64>,
+        limit: Option<u64>,
+    },
+    Edit {
+        msg_id: Ulid,
+        text: String,
+    },
+    Delete {
+        msg_id: Ulid,
+    },
+    Read {
+        conv: ConvRef,
+        seq: u64,
+    },
+    Typing {
+        target: Target,
+        active: bool,
+    },
+    Event {
+        target: Target,
+        name: String,
+        data: Value,
+    },
+    Watch {
+        nicks: Vec<Name>,
+    },
+    Unwatch {
+        nicks: Vec<Name>,
+    },
+    Away {
+        away: bool,
+    },
     Ping,
 }
 
@@ -124,6 +174,7 @@ impl Fields {
             "rooms" => Request::Rooms,
             "who" => Request::Who { room: self.room("room")? },
             "topic" => Request::Topic { room: self.room("room")?, topic: self.req_str("topic")?.to_owned() },
+            "kick" => Request::Kick { room: self.room("room")?, nick: nick_in("nick", self.req_str("nick")?)? },
             "say" => Request::Say {
                 target: self.target("to", true)?,
                 text: self.opt_str("text")?.unwrap_or("").to_owned(),
@@ -222,7 +273,7 @@ impl Fields {
             Some(Value::Array(items)) => items
                 .iter()
                 .map(|v| match v {
-                    Value::String(s) => Name::nick(s),
+                    Value::String(s) => nick_in(name, s),
                     _ => Err(ProtoError::invalid(format!("`{name}` must be a list of nicks"))),
                 })
                 .collect(),
@@ -235,7 +286,7 @@ impl Fields {
     /// `everyone_ok`, `"everyone": true`.
     fn target(&self, user_field: &str, everyone_ok: bool) -> Result<Target, ProtoError> {
         let room = self.opt_str("room")?.map(Name::room).transpose()?;
-        let user = self.opt_str(user_field)?.map(Name::nick).transpose()?;
+        let user = self.opt_str(user_field)?.map(|s| nick_in(user_field, s)).transpose()?;
         let everyone = everyone_ok && self.opt_bool("everyone")?.unwrap_or(false);
         match (room, user, everyone) {
             (Some(r), None, false) => Ok(Target::Room(r)),
@@ -252,6 +303,12 @@ impl Fields {
             ))),
         }
     }
+}
+
+/// A nick given in field `field` (`to`, `with`, `nicks`): an error names the field.
+fn nick_in(field: &str, raw: &str) -> Result<Name, ProtoError> {
+    Name::nick(raw)
+        .map_err(|e| ProtoError::invalid(format!("`{field}`: {}", e.message.replacen("`nick`", "a nick", 1))))
 }
 
 fn missing(name: &str) -> ProtoError {

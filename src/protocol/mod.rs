@@ -164,6 +164,20 @@ impl Serialize for Name {
     }
 }
 
+/// Trims a message text and checks it holds 1 to `max` characters (or
+/// none, with attachments).
+pub fn check_text(text: &str, max: usize, has_attachments: bool) -> Result<String, ProtoError> {
+    let text = text.trim();
+    if text.is_empty() && !has_attachments {
+        return Err(ProtoError::invalid("`text` is empty"));
+    }
+    let chars = text.chars().count();
+    if chars > max {
+        return Err(ProtoError::new(ErrorCode::TooLarge, format!("`text` is {chars} characters; the limit is {max}")));
+    }
+    Ok(text.to_owned())
+}
+
 /// Milliseconds since the Unix epoch, the unit of every time on the wire.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)

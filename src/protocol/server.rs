@@ -114,6 +114,8 @@ impl Serialize for StoredMessage {
 pub struct MemberView {
     pub nick: Arc<str>,
     pub display_name: Arc<str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub avatar: Option<Arc<str>>,
     pub joined_at: i64,
     pub away: bool,
 }
@@ -122,7 +124,11 @@ pub struct MemberView {
 pub struct UserView<'a> {
     pub nick: &'a str,
     pub display_name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub avatar: Option<&'a str>,
     pub guest: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub admin: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -73,6 +73,57 @@ pub struct RoomRecord {
     pub name: Arc<str>,
     pub topic: Arc<str>,
     pub last_seq: u64,
+    /// Only members (see `room_members`) may join.
+    pub private: bool,
+    /// Created through the API: only moderators set the topic.
+    pub managed: bool,
+}
+
+/// A users row: an account if it has a password hash, else a nick seen.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Account {
+    pub nick: String,
+    pub display_name: String,
+    pub status: String,
+    pub avatar: String,
+    pub settings: serde_json::Value,
+    pub password_hash: Option<String>,
+    pub created_at: i64,
+    pub last_seen: i64,
+}
+
+impl Account {
+    pub fn registered(&self) -> bool {
+        self.password_hash.is_some()
+    }
+}
+
+/// Profile fields to change; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct ProfileUpdate {
+    pub display_name: Option<String>,
+    pub status: Option<String>,
+    pub avatar: Option<String>,
+    pub settings: Option<serde_json::Value>,
+}
+
+/// A user's role in a room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Member,
+    Moderator,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Member => "member",
+            Role::Moderator => "moderator",
+        }
+    }
+    pub fn parse(s: &str) -> Role {
+        if s == "moderator" { Role::Moderator } else { Role::Member }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +208,72 @@ impl Store {
     /// When the user was last seen; `None` for a nick never seen.
     pub async fn last_seen(&self, nick_key: &str) -> Result<Option<i64>, StoreError> {
         self.0.last_seen(nick_key).await
+    }
+
+    pub async fn account(&self, nick_key: &str) -> Result<Option<Account>, StoreError> {
+        self.0.account(nick_key).await
+    }
+
+    /// Registers `nick` with a password hash; false if it is registered already.
+    pub async fn create_account(&self, nick: &str, hash: &str, at: i64) -> Result<bool, StoreError> {
+        self.0.create_account(nick, hash, at).await
+    }
+
+    pub async fn update_profile(&self, nick_key: &str, update: &ProfileUpdate) -> Result<(), StoreError> {
+        self.0.update_profile(nick_key, update).await
+    }
+
+    pub async fn create_session(
+        &self,
+        token_hash: &str,
+        nick_key: &str,
+        at: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        self.0.create_session(token_hash, nick_key, at, expires_at).await
+    }
+
+    /// The nick key a live session token belongs to.
+    pub async fn session_user(&self, token_hash: &str, now: i64) -> Result<Option<String>, StoreError> {
+        self.0.session_user(token_hash, now).await
+    }
+
+    /// Creates a named room; false if it exists already.
+    pub async fn create_room(
+        &self,
+        key: &str,
+        name: &str,
+        topic: &str,
+        private: bool,
+        managed: bool,
+    ) -> Result<bool, StoreError> {
+        self.0.create_room(key, name, topic, private, managed).await
+    }
+
+    /// Forgets a room (its messages stay); false if it was not stored.
+    pub async fn delete_room(&self, key: &str) -> Result<bool, StoreError> {
+        self.0.delete_room(key).await
+    }
+
+    /// Adds a member to a room, or changes its role.
+    pub async fn set_member(&self, room_key: &str, nick_key: &str, role: Role) -> Result<(), StoreError> {
+        self.0.set_member(room_key, nick_key, role).await
+    }
+
+    pub async fn remove_member(&self, room_key: &str, nick_key: &str) -> Result<bool, StoreError> {
+        self.0.remove_member(room_key, nick_key).await
+    }
+
+    pub async fn member_role(&self, room_key: &str, nick_key: &str) -> Result<Option<Role>, StoreError> {
+        self.0.member_role(room_key, nick_key).await
+    }
+
+    pub async fn room_members(&self, room_key: &str) -> Result<Vec<(String, Role)>, StoreError> {
+        self.0.room_members(room_key).await
+    }
+
+    pub async fn list_rooms(&self) -> Result<Vec<RoomRecord>, StoreError> {
+        self.0.list_rooms().await
     }
 
     /// Whether the database answers (for `/readyz`).

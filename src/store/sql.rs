@@ -19,7 +19,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{QueryBuilder, Row};
 use ulid::Ulid;
 
-use super::{HistoryQuery, NewMessage, Page, RoomRecord, StoreError};
+use super::{Account, HistoryQuery, NewMessage, Page, ProfileUpdate, Role, RoomRecord, StoreError};
 use crate::config::DatabaseConfig;
 use crate::protocol::server::{Conv, StoredMessage};
 
@@ -43,6 +43,34 @@ struct Dialect {
     /// nick_key, nick, at (created_at and last_seen).
     upsert_user: &'static str,
     last_seen: &'static str,
+    /// nick_key → the users row.
+    account: &'static str,
+    /// Registers a nick that was only seen as a guest: hash, nick, nick_key.
+    claim_account: &'static str,
+    /// nick_key, nick, password_hash, created_at, last_seen.
+    insert_account: &'static str,
+    /// display_name, status, avatar, settings (each NULL = unchanged), nick_key.
+    update_profile: &'static str,
+    /// token_hash, nick_key, created_at, expires_at.
+    insert_session: &'static str,
+    /// token_hash, now → nick_key.
+    session_user: &'static str,
+    /// name_key, name, topic, private, managed, created_at.
+    insert_room: &'static str,
+    /// name_key.
+    delete_room: &'static str,
+    /// room_key.
+    delete_members: &'static str,
+    /// room_key, nick_key, role.
+    upsert_member: &'static str,
+    /// room_key, nick_key.
+    remove_member: &'static str,
+    /// room_key, nick_key → role.
+    member_role: &'static str,
+    /// room_key → (nick_key, role) rows.
+    room_members: &'static str,
+    /// every named room.
+    list_rooms: &'static str,
 }
 
 const SQLITE: Dialect = Dialect {
@@ -58,13 +86,27 @@ const SQLITE: Dialect = Dialect {
               FROM messages WHERE msg_id = ?",
     edit: "UPDATE messages SET text = ?, edited_at = ? WHERE msg_id = ? AND deleted = FALSE",
     delete: "UPDATE messages SET text = '', deleted = TRUE WHERE msg_id = ?",
-    room: "SELECT r.name, r.topic, (SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conv = ?) \
+    room: "SELECT r.name, r.topic, (SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conv = ?), r.private, r.managed \
            FROM rooms r WHERE r.name_key = ?",
     upsert_topic: "INSERT INTO rooms (name_key, name, topic, created_at) VALUES (?, ?, ?, ?) \
                    ON CONFLICT (name_key) DO UPDATE SET topic = excluded.topic",
     upsert_user: "INSERT INTO users (nick_key, nick, created_at, last_seen) VALUES (?, ?, ?, ?) \
                   ON CONFLICT (nick_key) DO UPDATE SET last_seen = excluded.last_seen",
     last_seen: "SELECT last_seen FROM users WHERE nick_key = ?",
+    account: "SELECT nick, display_name, status, avatar, settings, password_hash, created_at, last_seen FROM users WHERE nick_key = ?",
+    claim_account: "UPDATE users SET password_hash = ?, nick = ? WHERE nick_key = ? AND password_hash IS NULL",
+    insert_account: "INSERT INTO users (nick_key, nick, password_hash, created_at, last_seen) VALUES (?, ?, ?, ?, ?)",
+    update_profile: "UPDATE users SET display_name = COALESCE(?, display_name), status = COALESCE(?, status), avatar = COALESCE(?, avatar), settings = COALESCE(?, settings) WHERE nick_key = ?",
+    insert_session: "INSERT INTO auth_sessions (token_hash, nick_key, created_at, expires_at) VALUES (?, ?, ?, ?)",
+    session_user: "SELECT nick_key FROM auth_sessions WHERE token_hash = ? AND expires_at > ?",
+    insert_room: "INSERT INTO rooms (name_key, name, topic, private, managed, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+    delete_room: "DELETE FROM rooms WHERE name_key = ?",
+    delete_members: "DELETE FROM room_members WHERE room_key = ?",
+    upsert_member: "INSERT INTO room_members (room_key, nick_key, role) VALUES (?, ?, ?) ON CONFLICT (room_key, nick_key) DO UPDATE SET role = excluded.role",
+    remove_member: "DELETE FROM room_members WHERE room_key = ? AND nick_key = ?",
+    member_role: "SELECT role FROM room_members WHERE room_key = ? AND nick_key = ?",
+    room_members: "SELECT nick_key, role FROM room_members WHERE room_key = ? ORDER BY nick_key",
+    list_rooms: "SELECT name, topic, private, managed FROM rooms ORDER BY name_key",
 };
 
 const POSTGRES: Dialect = Dialect {
@@ -80,13 +122,27 @@ const POSTGRES: Dialect = Dialect {
               FROM messages WHERE msg_id = $1",
     edit: "UPDATE messages SET text = $1, edited_at = $2 WHERE msg_id = $3 AND deleted = FALSE",
     delete: "UPDATE messages SET text = '', deleted = TRUE WHERE msg_id = $1",
-    room: "SELECT r.name, r.topic, (SELECT COALESCE(MAX(seq), 0)::BIGINT FROM messages WHERE conv = $1) \
+    room: "SELECT r.name, r.topic, (SELECT COALESCE(MAX(seq), 0)::BIGINT FROM messages WHERE conv = $1), r.private, r.managed \
            FROM rooms r WHERE r.name_key = $2",
     upsert_topic: "INSERT INTO rooms (name_key, name, topic, created_at) VALUES ($1, $2, $3, $4) \
                    ON CONFLICT (name_key) DO UPDATE SET topic = excluded.topic",
     upsert_user: "INSERT INTO users (nick_key, nick, created_at, last_seen) VALUES ($1, $2, $3, $4) \
                   ON CONFLICT (nick_key) DO UPDATE SET last_seen = excluded.last_seen",
     last_seen: "SELECT last_seen FROM users WHERE nick_key = $1",
+    account: "SELECT nick, display_name, status, avatar, settings, password_hash, created_at, last_seen FROM users WHERE nick_key = $1",
+    claim_account: "UPDATE users SET password_hash = $1, nick = $2 WHERE nick_key = $3 AND password_hash IS NULL",
+    insert_account: "INSERT INTO users (nick_key, nick, password_hash, created_at, last_seen) VALUES ($1, $2, $3, $4, $5)",
+    update_profile: "UPDATE users SET display_name = COALESCE($1, display_name), status = COALESCE($2, status), avatar = COALESCE($3, avatar), settings = COALESCE($4, settings) WHERE nick_key = $5",
+    insert_session: "INSERT INTO auth_sessions (token_hash, nick_key, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+    session_user: "SELECT nick_key FROM auth_sessions WHERE token_hash = $1 AND expires_at > $2",
+    insert_room: "INSERT INTO rooms (name_key, name, topic, private, managed, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    delete_room: "DELETE FROM rooms WHERE name_key = $1",
+    delete_members: "DELETE FROM room_members WHERE room_key = $1",
+    upsert_member: "INSERT INTO room_members (room_key, nick_key, role) VALUES ($1, $2, $3) ON CONFLICT (room_key, nick_key) DO UPDATE SET role = excluded.role",
+    remove_member: "DELETE FROM room_members WHERE room_key = $1 AND nick_key = $2",
+    member_role: "SELECT role FROM room_members WHERE room_key = $1 AND nick_key = $2",
+    room_members: "SELECT nick_key, role FROM room_members WHERE room_key = $1 ORDER BY nick_key",
+    list_rooms: "SELECT name, topic, private, managed FROM rooms ORDER BY name_key",
 };
 
 const MYSQL: Dialect = Dialect {
@@ -102,13 +158,27 @@ const MYSQL: Dialect = Dialect {
               FROM messages WHERE msg_id = ?",
     edit: "UPDATE messages SET text = ?, edited_at = ? WHERE msg_id = ? AND deleted = FALSE",
     delete: "UPDATE messages SET text = '', deleted = TRUE WHERE msg_id = ?",
-    room: "SELECT r.name, r.topic, (SELECT CAST(COALESCE(MAX(seq), 0) AS SIGNED) FROM messages WHERE conv = ?) \
+    room: "SELECT r.name, r.topic, (SELECT CAST(COALESCE(MAX(seq), 0) AS SIGNED) FROM messages WHERE conv = ?), r.private, r.managed \
            FROM rooms r WHERE r.name_key = ?",
     upsert_topic: "INSERT INTO rooms (name_key, name, topic, created_at) VALUES (?, ?, ?, ?) \
                    ON DUPLICATE KEY UPDATE topic = VALUES(topic)",
     upsert_user: "INSERT INTO users (nick_key, nick, created_at, last_seen) VALUES (?, ?, ?, ?) \
                   ON DUPLICATE KEY UPDATE last_seen = VALUES(last_seen)",
     last_seen: "SELECT last_seen FROM users WHERE nick_key = ?",
+    account: "SELECT nick, display_name, status, avatar, settings, password_hash, created_at, last_seen FROM users WHERE nick_key = ?",
+    claim_account: "UPDATE users SET password_hash = ?, nick = ? WHERE nick_key = ? AND password_hash IS NULL",
+    insert_account: "INSERT INTO users (nick_key, nick, password_hash, created_at, last_seen) VALUES (?, ?, ?, ?, ?)",
+    update_profile: "UPDATE users SET display_name = COALESCE(?, display_name), status = COALESCE(?, status), avatar = COALESCE(?, avatar), settings = COALESCE(?, settings) WHERE nick_key = ?",
+    insert_session: "INSERT INTO auth_sessions (token_hash, nick_key, created_at, expires_at) VALUES (?, ?, ?, ?)",
+    session_user: "SELECT nick_key FROM auth_sessions WHERE token_hash = ? AND expires_at > ?",
+    insert_room: "INSERT INTO rooms (name_key, name, topic, private, managed, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+    delete_room: "DELETE FROM rooms WHERE name_key = ?",
+    delete_members: "DELETE FROM room_members WHERE room_key = ?",
+    upsert_member: "INSERT INTO room_members (room_key, nick_key, role) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE role = VALUES(role)",
+    remove_member: "DELETE FROM room_members WHERE room_key = ? AND nick_key = ?",
+    member_role: "SELECT role FROM room_members WHERE room_key = ? AND nick_key = ?",
+    room_members: "SELECT nick_key, role FROM room_members WHERE room_key = ? ORDER BY nick_key",
+    list_rooms: "SELECT name, topic, private, managed FROM rooms ORDER BY name_key",
 };
 
 enum Pool {
@@ -353,6 +423,8 @@ impl SqlStore {
                     name: r.try_get::<String, _>(0).map_err(unavailable)?.into(),
                     topic: r.try_get::<String, _>(1).map_err(unavailable)?.into(),
                     last_seq: r.try_get::<i64, _>(2).map_err(unavailable)? as u64,
+                    private: r.try_get::<bool, _>(3).map_err(unavailable)?,
+                    managed: r.try_get::<bool, _>(4).map_err(unavailable)?,
                 }),
                 None => None,
             }
@@ -362,7 +434,7 @@ impl SqlStore {
         }
         // Rooms used before this table knew them: messages alone.
         let last_seq = self.last_seq(&conv).await?;
-        Ok((last_seq > 0).then(|| RoomRecord { name: key.into(), topic: "".into(), last_seq }))
+        Ok((last_seq > 0).then(|| RoomRecord { name: key.into(), topic: "".into(), last_seq, ..Default::default() }))
     }
 
     pub async fn set_topic(&self, key: &str, name: &str, topic: &str) -> Result<(), StoreError> {
@@ -398,6 +470,194 @@ impl SqlStore {
         on_pool!(self, |pool, sql| {
             sqlx::query_scalar(sql.last_seen).bind(nick_key).fetch_optional(pool).await.map_err(unavailable)
         })
+    }
+
+    // ---- accounts and profiles -------------------------------------------------
+
+    pub async fn account(&self, nick_key: &str) -> Result<Option<Account>, StoreError> {
+        on_pool!(self, |pool, sql| {
+            let row = sqlx::query(sql.account).bind(nick_key).fetch_optional(pool).await.map_err(unavailable)?;
+            match row {
+                None => Ok(None),
+                Some(r) => Ok(Some(Account {
+                    nick: r.try_get(0).map_err(unavailable)?,
+                    display_name: r.try_get(1).map_err(unavailable)?,
+                    status: r.try_get(2).map_err(unavailable)?,
+                    avatar: r.try_get(3).map_err(unavailable)?,
+                    settings: serde_json::from_str(&r.try_get::<String, _>(4).map_err(unavailable)?)
+                        .unwrap_or(serde_json::Value::Object(Default::default())),
+                    password_hash: r.try_get(5).map_err(unavailable)?,
+                    created_at: r.try_get(6).map_err(unavailable)?,
+                    last_seen: r.try_get(7).map_err(unavailable)?,
+                })),
+            }
+        })
+    }
+
+    /// Registers `nick` with a password hash. False if it is registered
+    /// already. A nick only ever seen as a guest can be registered.
+    pub async fn create_account(&self, nick: &str, hash: &str, at: i64) -> Result<bool, StoreError> {
+        let key = nick.to_ascii_lowercase();
+        on_pool!(self, |pool, sql| {
+            let claimed = sqlx::query(sql.claim_account).bind(hash).bind(nick).bind(&key).execute(pool).await;
+            if claimed.map_err(unavailable)?.rows_affected() == 1 {
+                return Ok(true);
+            }
+            let inserted =
+                sqlx::query(sql.insert_account).bind(&key).bind(nick).bind(hash).bind(at).bind(at).execute(pool).await;
+            match inserted {
+                Ok(_) => Ok(true),
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
+                Err(e) => Err(unavailable(e)),
+            }
+        })
+    }
+
+    pub async fn update_profile(&self, nick_key: &str, p: &ProfileUpdate) -> Result<(), StoreError> {
+        let settings = p.settings.as_ref().map(|s| s.to_string());
+        on_pool!(self, |pool, sql| {
+            sqlx::query(sql.update_profile)
+                .bind(p.display_name.as_deref())
+                .bind(p.status.as_deref())
+                .bind(p.avatar.as_deref())
+                .bind(settings.as_deref())
+                .bind(nick_key)
+                .execute(pool)
+                .await
+                .map_err(unavailable)?;
+        });
+        Ok(())
+    }
+
+    pub async fn create_session(
+        &self,
+        token_hash: &str,
+        nick_key: &str,
+        at: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, |pool, sql| {
+            sqlx::query(sql.insert_session)
+                .bind(token_hash)
+                .bind(nick_key)
+                .bind(at)
+                .bind(expires_at)
+                .execute(pool)
+                .await
+                .map_err(unavailable)?;
+        });
+        Ok(())
+    }
+
+    pub async fn session_user(&self, token_hash: &str, now: i64) -> Result<Option<String>, StoreError> {
+        on_pool!(self, |pool, sql| {
+            sqlx::query_scalar(sql.session_user)
+                .bind(token_hash)
+                .bind(now)
+                .fetch_optional(pool)
+                .await
+                .map_err(unavailable)
+        })
+    }
+
+    // ---- rooms and members ---------------------------------------------------------
+
+    /// Creates a named room. False if a room of that name is stored already.
+    pub async fn create_room(
+        &self,
+        key: &str,
+        name: &str,
+        topic: &str,
+        private: bool,
+        managed: bool,
+    ) -> Result<bool, StoreError> {
+        let at = crate::protocol::now_ms();
+        on_pool!(self, |pool, sql| {
+            let r = sqlx::query(sql.insert_room)
+                .bind(key)
+                .bind(name)
+                .bind(topic)
+                .bind(private)
+                .bind(managed)
+                .bind(at)
+                .execute(pool)
+                .await;
+            match r {
+                Ok(_) => Ok(true),
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
+                Err(e) => Err(unavailable(e)),
+            }
+        })
+    }
+
+    /// Forgets a room's name, flags and members (its messages stay, for
+    /// transcripts). False if it was not stored.
+    pub async fn delete_room(&self, key: &str) -> Result<bool, StoreError> {
+        on_pool!(self, |pool, sql| {
+            sqlx::query(sql.delete_members).bind(key).execute(pool).await.map_err(unavailable)?;
+            let r = sqlx::query(sql.delete_room).bind(key).execute(pool).await.map_err(unavailable)?;
+            Ok(r.rows_affected() > 0)
+        })
+    }
+
+    pub async fn set_member(&self, room_key: &str, nick_key: &str, role: Role) -> Result<(), StoreError> {
+        on_pool!(self, |pool, sql| {
+            sqlx::query(sql.upsert_member)
+                .bind(room_key)
+                .bind(nick_key)
+                .bind(role.as_str())
+                .execute(pool)
+                .await
+                .map_err(unavailable)?;
+        });
+        Ok(())
+    }
+
+    pub async fn remove_member(&self, room_key: &str, nick_key: &str) -> Result<bool, StoreError> {
+        on_pool!(self, |pool, sql| {
+            let r = sqlx::query(sql.remove_member)
+                .bind(room_key)
+                .bind(nick_key)
+                .execute(pool)
+                .await
+                .map_err(unavailable)?;
+            Ok(r.rows_affected() > 0)
+        })
+    }
+
+    pub async fn member_role(&self, room_key: &str, nick_key: &str) -> Result<Option<Role>, StoreError> {
+        let role: Option<String> = on_pool!(self, |pool, sql| {
+            sqlx::query_scalar(sql.member_role)
+                .bind(room_key)
+                .bind(nick_key)
+                .fetch_optional(pool)
+                .await
+                .map_err(unavailable)?
+        });
+        Ok(role.map(|r| Role::parse(&r)))
+    }
+
+    pub async fn room_members(&self, room_key: &str) -> Result<Vec<(String, Role)>, StoreError> {
+        let rows: Vec<(String, String)> = on_pool!(self, |pool, sql| {
+            sqlx::query_as(sql.room_members).bind(room_key).fetch_all(pool).await.map_err(unavailable)?
+        });
+        Ok(rows.into_iter().map(|(n, r)| (n, Role::parse(&r))).collect())
+    }
+
+    /// Every named room (created through the API or given a topic).
+    pub async fn list_rooms(&self) -> Result<Vec<RoomRecord>, StoreError> {
+        let rows: Vec<(String, String, bool, bool)> =
+            on_pool!(self, |pool, sql| { sqlx::query_as(sql.list_rooms).fetch_all(pool).await.map_err(unavailable)? });
+        Ok(rows
+            .into_iter()
+            .map(|(name, topic, private, managed)| RoomRecord {
+                name: name.into(),
+                topic: topic.into(),
+                last_seq: 0,
+                private,
+                managed,
+            })
+            .collect())
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {

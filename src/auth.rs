@@ -1,0 +1,512 @@
+//! Who a caller is, and what they may do: guests, accounts (argon2
+//! passwords, opaque session tokens), site tokens (HS256 JWTs minted by the
+//! embedding site), API keys, and the optional authorization hook.
+//!
+//! Secrets are compared in constant time and never logged. Password hashing
+//! runs on the blocking pool, never on the async threads.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Deserializer, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::{AuthConfig, Secret};
+use crate::protocol::{ErrorCode, Name, ProtoError};
+use crate::store::{Store, StoreError};
+
+/// Who a `hello` (or an HTTP call) authenticated as.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub nick: Name,
+    pub kind: IdentityKind,
+    pub display_name: Option<String>,
+    pub avatar: Option<String>,
+    /// Site token `rooms` claim: the only rooms this user may join.
+    pub rooms: Option<Vec<Name>>,
+    /// Site token `admin` claim: moderator everywhere.
+    pub admin: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdentityKind {
+    Guest,
+    /// A registered account (password or session token).
+    Account,
+    /// Vouched for by the embedding site; `sub` is the site's user id.
+    Site {
+        sub: String,
+    },
+}
+
+impl Identity {
+    pub fn guest(nick: Name) -> Identity {
+        Identity { nick, kind: IdentityKind::Guest, display_name: None, avatar: None, rooms: None, admin: false }
+    }
+
+    /// Two sessions with the same key are the same user; a nick is held by
+    /// one key at a time.
+    pub fn key(&self) -> String {
+        match &self.kind {
+            IdentityKind::Guest => format!("guest:{}", self.nick.key()),
+            IdentityKind::Account => format!("account:{}", self.nick.key()),
+            IdentityKind::Site { sub } => format!("site:{sub}"),
+        }
+    }
+
+    pub fn is_guest(&self) -> bool {
+        self.kind == IdentityKind::Guest
+    }
+
+    /// Whether the token's `rooms` claim (if any) lets this user into `room`.
+    pub fn may_enter(&self, room: &Name) -> bool {
+        self.rooms.as_ref().is_none_or(|rooms| rooms.iter().any(|r| r.key() == room.key()))
+    }
+}
+
+fn unauthorized(message: &str) -> ProtoError {
+    ProtoError::new(ErrorCode::Unauthorized, message)
+}
+
+// ---- site tokens ----------------------------------------------------------------
+
+/// The claims of a site token.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SiteClaims {
+    /// The site's user id; a string or a number.
+    #[serde(deserialize_with = "string_or_number")]
+    pub sub: String,
+    pub nick: String,
+    pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rooms: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin: bool,
+}
+
+fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Sub {
+        S(String),
+        N(i64),
+    }
+    Ok(match Sub::deserialize(d)? {
+        Sub::S(s) => s,
+        Sub::N(n) => n.to_string(),
+    })
+}
+
+/// Signs a site token, as `chat token` does for operators and tests.
+pub fn mint_site_token(secret: &Secret, claims: &SiteClaims) -> anyhow::Result<String> {
+    anyhow::ensure!(!secret.is_empty(), "auth.token_secret is not set");
+    Ok(jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret.expose().as_bytes()),
+    )?)
+}
+
+/// Verifies a site token: HS256 signature, `exp` (with `leeway`), and the
+/// required claims.
+pub fn verify_site_token(secret: &Secret, leeway: Duration, token: &str) -> Result<Identity, ProtoError> {
+    if secret.is_empty() {
+        return Err(unauthorized("site tokens are not enabled on this server"));
+    }
+    let mut v = Validation::new(Algorithm::HS256);
+    v.leeway = leeway.as_secs();
+    v.set_required_spec_claims(&["exp", "sub"]);
+    let data = jsonwebtoken::decode::<SiteClaims>(token, &DecodingKey::from_secret(secret.expose().as_bytes()), &v)
+        .map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            unauthorized(match e.kind() {
+                ErrorKind::ExpiredSignature => "the token has expired",
+                ErrorKind::InvalidSignature => "the token's signature is not valid",
+                ErrorKind::MissingRequiredClaim(_) | ErrorKind::Json(_) => {
+                    "the token lacks a required claim (sub, nick, exp) or has one of the wrong type"
+                }
+                _ => "the token is not a valid HS256 token",
+            })
+        })?;
+    let c = data.claims;
+    if c.sub.is_empty() {
+        return Err(unauthorized("the token's `sub` is empty"));
+    }
+    let nick = Name::nick(&c.nick).map_err(|_| unauthorized("the token's `nick` is not a valid nick"))?;
+    let rooms = match c.rooms {
+        None => None,
+        Some(list) => Some(
+            list.iter()
+                .map(|r| Name::room(r))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| unauthorized("the token's `rooms` holds an invalid room name"))?,
+        ),
+    };
+    Ok(Identity {
+        nick,
+        kind: IdentityKind::Site { sub: c.sub },
+        display_name: c.name.map(|n| clip(&n, MAX_DISPLAY_NAME)),
+        avatar: c.avatar.filter(|a| valid_avatar(a)),
+        rooms,
+        admin: c.admin,
+    })
+}
+
+// ---- profiles -------------------------------------------------------------------
+
+pub const MAX_DISPLAY_NAME: usize = 64;
+pub const MAX_STATUS: usize = 140;
+pub const MAX_AVATAR: usize = 512;
+pub const MAX_SETTINGS_BYTES: usize = 4096;
+
+fn clip(s: &str, max: usize) -> String {
+    s.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
+/// An avatar is an http(s) URL without spaces or quotes.
+pub fn valid_avatar(url: &str) -> bool {
+    url.len() <= MAX_AVATAR
+        && (url.starts_with("https://") || url.starts_with("http://"))
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '<' | '>'))
+}
+
+// ---- accounts -------------------------------------------------------------------
+
+pub const MIN_PASSWORD: usize = 8;
+pub const MAX_PASSWORD: usize = 256;
+
+/// Hashes a password (argon2id, random salt) on the blocking pool.
+pub async fn hash_password(password: String) -> Result<String, ProtoError> {
+    tokio::task::spawn_blocking(move || {
+        let mut salt = [0u8; 16];
+        getrandom::fill(&mut salt).map_err(|_| ProtoError::internal())?;
+        Argon2::default()
+            .hash_password_with_salt(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|_| ProtoError::internal())
+    })
+    .await
+    .map_err(|_| ProtoError::internal())?
+}
+
+/// Checks a password against a stored hash on the blocking pool. With no
+/// hash (unknown user), a dummy hash is checked instead, so the answer
+/// takes as long either way.
+pub async fn verify_password(password: String, hash: Option<String>) -> bool {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    tokio::task::spawn_blocking(move || {
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| {
+            DUMMY
+                .get_or_init(|| {
+                    Argon2::default()
+                        .hash_password_with_salt(b"dummy password", b"dummysaltdummysa")
+                        .map(|h| h.to_string())
+                        .unwrap_or_default()
+                })
+                .clone()
+        });
+        let ok = Argon2::default().verify_password(password.as_bytes(), hash.as_str()).is_ok();
+        known && ok
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// A new session token (256 random bits, hex) and the hash that is stored.
+pub fn new_session_token() -> Result<(String, String), ProtoError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|_| ProtoError::internal())?;
+    let token = hex(&bytes);
+    let hash = token_hash(&token);
+    Ok((token, hash))
+}
+
+/// How a session token is stored: its SHA-256, so a leaked table holds no
+/// usable token.
+pub fn token_hash(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Whether a bearer token looks like a session token (rather than a JWT).
+pub fn is_session_token(token: &str) -> bool {
+    token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Throttles password attempts per nick and per client address.
+pub struct LoginThrottle {
+    per_nick: DefaultKeyedRateLimiter<String>,
+    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl LoginThrottle {
+    pub fn new(per_nick_per_minute: u32, per_ip_per_minute: u32) -> LoginThrottle {
+        let q = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
+        LoginThrottle {
+            per_nick: RateLimiter::keyed(q(per_nick_per_minute)),
+            per_ip: RateLimiter::keyed(q(per_ip_per_minute)),
+        }
+    }
+
+    /// Takes one attempt; `rate_limited` when either bucket is empty.
+    pub fn attempt(&self, nick: &Name, ip: Option<IpAddr>) -> Result<(), ProtoError> {
+        let by_ip = ip.is_none_or(|ip| self.per_ip.check_key(&ip).is_ok());
+        if !by_ip || self.per_nick.check_key(&nick.key().to_string()).is_err() {
+            let mut e = ProtoError::new(ErrorCode::RateLimited, "too many login attempts: wait a minute");
+            e.retry_after_ms = Some(60_000);
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+/// Logs in with nick and password: the account's identity, or
+/// `unauthorized` with one message for a wrong password and an unknown nick.
+pub async fn login(
+    store: &Store,
+    throttle: &LoginThrottle,
+    nick: &Name,
+    password: &str,
+    ip: Option<IpAddr>,
+) -> Result<Identity, ProtoError> {
+    throttle.attempt(nick, ip)?;
+    let account = store.account(nick.key()).await.map_err(store_error)?;
+    let hash = account.as_ref().and_then(|a| a.password_hash.clone());
+    if !verify_password(password.to_owned(), hash).await {
+        return Err(unauthorized("wrong nick or password"));
+    }
+    let account = account.ok_or_else(|| unauthorized("wrong nick or password"))?;
+    let nick = Name::nick(&account.nick).unwrap_or_else(|_| nick.clone());
+    Ok(Identity {
+        nick,
+        kind: IdentityKind::Account,
+        display_name: Some(account.display_name).filter(|d| !d.is_empty()),
+        avatar: Some(account.avatar).filter(|a| !a.is_empty()),
+        rooms: None,
+        admin: false,
+    })
+}
+
+/// The identity behind a bearer token: a session token from login, or a
+/// site token.
+pub async fn from_token(store: &Store, config: &AuthConfig, token: &str) -> Result<Identity, ProtoError> {
+    if !is_session_token(token) {
+        return verify_site_token(&config.token_secret, config.token_leeway, token);
+    }
+    let nick_key = store
+        .session_user(&token_hash(token), crate::protocol::now_ms())
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| unauthorized("the session token is unknown or expired: log in again"))?;
+    let account =
+        store.account(&nick_key).await.map_err(store_error)?.ok_or_else(|| unauthorized("no such account"))?;
+    let nick = Name::nick(&account.nick).map_err(|_| ProtoError::internal())?;
+    Ok(Identity {
+        nick,
+        kind: IdentityKind::Account,
+        display_name: Some(account.display_name).filter(|d| !d.is_empty()),
+        avatar: Some(account.avatar).filter(|a| !a.is_empty()),
+        rooms: None,
+        admin: false,
+    })
+}
+
+fn store_error(e: StoreError) -> ProtoError {
+    tracing::warn!(error = %e, "storage error during authentication");
+    ProtoError::unavailable()
+}
+
+// ---- API keys ---------------------------------------------------------------------
+
+/// Whether `given` is one of `keys`. Every key is compared in constant
+/// time, so timing tells nothing about any of them.
+pub fn is_api_key(keys: &[Secret], given: &str) -> bool {
+    let mut ok = subtle::Choice::from(0);
+    for key in keys.iter().filter(|k| !k.is_empty()) {
+        ok |= key.expose().as_bytes().ct_eq(given.as_bytes());
+    }
+    ok.into()
+}
+
+// ---- the authorization hook ---------------------------------------------------------
+
+/// Asks `auth.hook_url` whether a user may `join` or `say` in a room. The
+/// answer is cached for `auth.hook_cache`; an unreachable, slow or
+/// malformed hook denies (unless `auth.hook_fail_open`).
+pub struct Hook {
+    url: String,
+    client: reqwest::Client,
+    ttl: Duration,
+    fail_open: bool,
+    cache: Mutex<HashMap<(String, String, &'static str), (bool, Instant)>>,
+}
+
+#[derive(Serialize)]
+struct HookRequest<'a> {
+    user: HookUser<'a>,
+    room: &'a str,
+    action: &'a str,
+}
+
+#[derive(Serialize)]
+struct HookUser<'a> {
+    nick: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<&'a str>,
+    guest: bool,
+}
+
+#[derive(Deserialize)]
+struct HookAnswer {
+    allow: bool,
+}
+
+/// Entries the hook cache holds before it is cleared (bounds memory).
+const HOOK_CACHE_MAX: usize = 100_000;
+
+impl Hook {
+    pub fn new(config: &AuthConfig) -> Option<Hook> {
+        if config.hook_url.is_empty() {
+            return None;
+        }
+        let client = reqwest::Client::builder().timeout(config.hook_timeout).build().ok()?;
+        Some(Hook {
+            url: config.hook_url.clone(),
+            client,
+            ttl: config.hook_cache,
+            fail_open: config.hook_fail_open,
+            cache: Mutex::default(),
+        })
+    }
+
+    pub async fn allows(&self, who: &Identity, room: &Name, action: &'static str) -> bool {
+        let key = (who.key(), room.key().to_string(), action);
+        if let Some((allow, at)) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key)
+            && at.elapsed() < self.ttl
+        {
+            return *allow;
+        }
+        let sub = match &who.kind {
+            IdentityKind::Site { sub } => Some(sub.as_str()),
+            _ => None,
+        };
+        let body = HookRequest {
+            user: HookUser { nick: who.nick.as_str(), sub, guest: who.is_guest() },
+            room: room.as_str(),
+            action,
+        };
+        let answer = async {
+            let r = self.client.post(&self.url).json(&body).send().await?.error_for_status()?;
+            r.json::<HookAnswer>().await
+        }
+        .await;
+        let allow = match answer {
+            Ok(a) => a.allow,
+            Err(e) => {
+                tracing::warn!(error = %e, "authorization hook failed; {}", if self.fail_open { "allowing" } else { "denying" });
+                return self.fail_open;
+            }
+        };
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= HOOK_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(key, (allow, Instant::now()));
+        allow
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(exp: u64) -> SiteClaims {
+        SiteClaims {
+            sub: "42".into(),
+            nick: "alice".into(),
+            exp,
+            name: Some("Alice A.".into()),
+            avatar: None,
+            rooms: Some(vec!["dev".into()]),
+            admin: true,
+        }
+    }
+
+    fn now() -> u64 {
+        crate::protocol::now_ms() as u64 / 1000
+    }
+
+    #[test]
+    fn site_tokens_round_trip() {
+        let secret = Secret::new("s3cret");
+        let t = mint_site_token(&secret, &claims(now() + 60)).unwrap();
+        let id = verify_site_token(&secret, Duration::from_secs(0), &t).unwrap();
+        assert_eq!(id.nick.as_str(), "alice");
+        assert_eq!(id.kind, IdentityKind::Site { sub: "42".into() });
+        assert!(id.admin && id.may_enter(&Name::room("DEV").unwrap()) && !id.may_enter(&Name::room("ops").unwrap()));
+        assert_eq!(id.display_name.as_deref(), Some("Alice A."));
+    }
+
+    #[test]
+    fn bad_site_tokens() {
+        let secret = Secret::new("s3cret");
+        let err = |t: &str, leeway| verify_site_token(&secret, Duration::from_secs(leeway), t).unwrap_err().message;
+        let expired = mint_site_token(&secret, &claims(now() - 120)).unwrap();
+        assert!(err(&expired, 0).contains("expired"));
+        assert!(verify_site_token(&secret, Duration::from_secs(300), &expired).is_ok(), "within the leeway");
+        let forged = mint_site_token(&Secret::new("other"), &claims(now() + 60)).unwrap();
+        assert!(err(&forged, 0).contains("signature"));
+        // No `nick` claim.
+        let no_nick = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"sub": 1, "exp": now() + 60}),
+            &EncodingKey::from_secret(b"s3cret"),
+        )
+        .unwrap();
+        assert!(err(&no_nick, 0).contains("claim"));
+        assert!(err("not.a.token", 0).contains("not a valid"));
+        assert!(verify_site_token(&Secret::default(), Duration::ZERO, &expired).is_err());
+    }
+
+    #[test]
+    fn api_keys_and_tokens() {
+        let keys = [Secret::new("a-key"), Secret::new(""), Secret::new("b-key")];
+        assert!(is_api_key(&keys, "b-key"));
+        assert!(!is_api_key(&keys, ""));
+        assert!(!is_api_key(&keys, "a-ke"));
+        let (token, hash) = new_session_token().unwrap();
+        assert!(is_session_token(&token));
+        assert_eq!(token_hash(&token), hash);
+        assert_ne!(token, hash);
+        assert!(valid_avatar("https://x.test/a.png") && !valid_avatar("javascript:alert(1)"));
+    }
+
+    #[tokio::test]
+    async fn passwords() {
+        let h = hash_password("correct horse".into()).await.unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse".into(), Some(h.clone())).await);
+        assert!(!verify_password("wrong".into(), Some(h)).await);
+        assert!(!verify_password("anything".into(), None).await);
+    }
+}
