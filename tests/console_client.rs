@@ -12,7 +12,6 @@
 mod common;
 
 use std::process::{ExitStatus, Stdio};
-use std::time::Duration;
 
 use common::{Client, WAIT, norm, quiet_room};
 use serde_json::{Value, json};
@@ -267,8 +266,8 @@ async fn resumes_each_room_after_a_server_restart() {
     alice.expect_json(common::presence("dev", "bob", "join")).await;
 
     // Shutdown: every client gets the notice and close 1001.
-    alice.closed().await;
     server.stop().await;
+    alice.closed().await;
     let listener = tokio::net::TcpListener::bind(addr).await.expect("same port again");
     let server = chat::Server::start_on(config, listener).await.unwrap();
 
@@ -338,7 +337,11 @@ impl Terminal {
                     self.raw.extend_from_slice(&buf[..n]);
                 }
                 Ok(_) => panic!("the terminal closed while waiting for {what}:\n{}", self.rows().join("\n")),
-                Err(_) => panic!("no {what} within {WAIT:?}; the screen:\n{}", self.rows().join("\n")),
+                Err(_) => panic!(
+                    "no {what} within {WAIT:?}; the screen:\n{}\nthe output: {:?}",
+                    self.rows().join("\n"),
+                    String::from_utf8_lossy(&self.raw)
+                ),
             }
         }
     }
@@ -350,7 +353,7 @@ impl Terminal {
     }
 
     async fn until_prompt(&mut self, prompt: &str) {
-        self.until(&format!("the prompt {prompt:?}"), |t| t.cursor_row() == prompt).await;
+        self.until(&format!("the prompt {prompt:?}"), |t| t.cursor_row() == prompt.trim_end()).await;
     }
 
     async fn type_keys(&mut self, keys: &str) {

@@ -59,3 +59,37 @@ fn dechunk(mut s: &str) -> String {
     }
     out
 }
+
+/// `METHOD path` with extra headers and, if given, a body sent as
+/// `application/json` (as is: it need not be valid JSON).
+pub async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Response {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(body) = body {
+        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    req.push_str(body.unwrap_or(""));
+    stream.write_all(req.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read");
+    parse(&raw)
+}
+
+/// `POST path` with a JSON body.
+pub async fn post(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &serde_json::Value) -> Response {
+    request(addr, "POST", path, headers, Some(&body.to_string())).await
+}
+
+/// `PATCH path` with a JSON body.
+pub async fn patch(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &serde_json::Value) -> Response {
+    request(addr, "PATCH", path, headers, Some(&body.to_string())).await
+}
+
+/// `DELETE path` (no body).
+pub async fn delete(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
+    request(addr, "DELETE", path, headers, None).await
+}

@@ -351,3 +351,65 @@ pub async fn quiet_room(server: &RunningServer, room: &str, nicks: &[&str]) -> V
     }
     clients
 }
+
+// ---- identity and access (tests/auth.rs, tests/access.rs, tests/admin_api.rs) ----
+
+/// The site-token secret of [`auth_config`].
+pub const TOKEN_SECRET: &str = "test-site-token-secret";
+/// The API key of [`auth_config`].
+pub const API_KEY: &str = "test-api-key";
+
+/// [`test_config`] with site tokens ([`TOKEN_SECRET`]) and an API key ([`API_KEY`]).
+pub fn auth_config() -> Config {
+    let mut c = test_config();
+    c.auth.token_secret = chat::config::Secret::new(TOKEN_SECRET);
+    c.auth.api_keys = vec![chat::config::Secret::new(API_KEY)];
+    c
+}
+
+/// Now, in seconds since the epoch (a site token's `exp`).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// Site-token claims for `nick` (`sub`), valid for an hour, nothing optional.
+pub fn claims(sub: &str, nick: &str) -> chat::auth::SiteClaims {
+    chat::auth::SiteClaims {
+        sub: sub.into(),
+        nick: nick.into(),
+        exp: unix_now() + 3600,
+        name: None,
+        avatar: None,
+        rooms: None,
+        admin: false,
+    }
+}
+
+/// A site token signed with [`TOKEN_SECRET`].
+pub fn site_token(claims: &chat::auth::SiteClaims) -> String {
+    chat::auth::mint_site_token(&chat::config::Secret::new(TOKEN_SECRET), claims).expect("mint")
+}
+
+/// `Bearer <token>`, for an `Authorization` header.
+pub fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+impl Client {
+    /// Connects and sends `hello` with `fields` (`nick`, `password`,
+    /// `token`); returns the client (named after `welcome.nick`) and `welcome`.
+    pub async fn hello_with(server: &RunningServer, fields: Value) -> (Client, Value) {
+        let mut c = Client::connect(server).await;
+        let mut hello = json!({"type": "hello"});
+        hello.as_object_mut().unwrap().extend(fields.as_object().expect("fields").clone());
+        c.send(hello).await;
+        let welcome = c.expect("welcome").await;
+        c.nick = welcome["nick"].as_str().unwrap_or_default().to_string();
+        (c, welcome)
+    }
+
+    /// Connects with a site or session token; returns the client and `welcome`.
+    pub async fn with_token(server: &RunningServer, token: &str) -> (Client, Value) {
+        Client::hello_with(server, json!({"token": token})).await
+    }
+}
