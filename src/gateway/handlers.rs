@@ -155,7 +155,9 @@ impl Conn {
         match ClientFrame::parse(text) {
             Ok(ClientFrame { id, request }) => {
                 let bare_ack = request.replies_with_bare_ack();
-                match self.dispatch(id.as_ref(), request).await {
+                // Boxed: the work of one frame (store queries, the hook) is
+                // large and short-lived; the connection's own future stays small.
+                match Box::pin(self.dispatch(id.as_ref(), request)).await {
                     Ok(()) if bare_ack && id.is_some() => self.reply(&ServerFrame::ack(id.as_ref())),
                     Ok(()) => {}
                     Err(e) => self.reply_error(id.as_ref(), &e),
@@ -190,7 +192,9 @@ impl Conn {
             Request::Join { room, since, history } => self.join(id, &room, since, history).await,
             Request::Leave { room } => self.leave(id, &room),
             Request::Rooms => {
-                self.reply(&ServerFrame::Rooms { id, rooms: &self.app.hub.room_list() });
+                let mut rooms = self.app.hub.room_list();
+                rooms.retain(|r| !r.private);
+                self.reply(&ServerFrame::Rooms { id, rooms: &rooms });
                 Ok(())
             }
             Request::Who { room } => {
@@ -234,7 +238,14 @@ impl Conn {
         if !self.identity.may_enter(room) {
             return Err(forbidden(format!("your token does not allow the room `{room}`")));
         }
-        let role = self.app.store.member_role(room.key(), self.session.nick().key()).await.map_err(unavailable)?;
+        // Memberships and roles belong to nicks; a guest proves no claim to
+        // its nick, so it holds none (else a guest could take an offline
+        // site user's nick and enter its private rooms, or moderate).
+        let role = if self.identity.is_guest() {
+            None
+        } else {
+            self.app.store.member_role(room.key(), self.session.nick().key()).await.map_err(unavailable)?
+        };
         if record.is_some_and(|r| r.private) && role.is_none() && !self.identity.admin {
             return Err(forbidden(format!("`{room}` is private: members only")));
         }

@@ -90,24 +90,29 @@ fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
 /// The life of one connection, from upgrade to close.
 async fn serve(app: Arc<App>, socket: WebSocket, addr: SocketAddr, _permit: ConnPermit) {
     let (mut sink, mut stream) = socket.split();
-    let deadline = Instant::now() + app.config.limits.hello_timeout;
-    let identified = tokio::select! {
-        r = identify(&app, addr.ip(), &mut sink, &mut stream) => r,
-        _ = tokio::time::sleep_until(deadline) => Err(CloseReason::Policy),
-        _ = app.stop_reading.cancelled() => Err(CloseReason::Shutdown),
-    };
+    // Boxed: the hello phase (its timer included) is short; the memory the
+    // connection keeps for its whole life should not include it.
+    let identified = Box::pin(async {
+        tokio::select! {
+            r = identify(&app, addr.ip(), &mut sink, &mut stream) => r,
+            _ = tokio::time::sleep(app.config.limits.hello_timeout) => Err(CloseReason::Policy),
+            _ = app.stop_reading.cancelled() => Err(CloseReason::Shutdown),
+        }
+    })
+    .await;
     let (mut conn, rx, hello_id) = match identified {
         Ok(ok) => ok,
         Err(reason) => {
             tracing::debug!(%addr, reason = reason.text(), "closed before hello");
-            let _ = tokio::time::timeout(CLOSE_WAIT, send_close(&mut sink, reason)).await;
+            let _ = tokio::time::timeout(CLOSE_WAIT, Box::pin(send_close(&mut sink, reason))).await;
             return;
         }
     };
     let session = conn.session.clone();
     tracing::info!(session = session.id, nick = %session.nick(), %addr, "connected");
-    let writer = app.tracker.spawn(write_loop(sink, rx, session.clone(), app.config.limits.clone()));
-    conn.welcome(hello_id.as_ref()).await;
+    let limits = &app.config.limits;
+    let writer = app.tracker.spawn(write_loop(sink, rx, session.clone(), (limits.ping_interval, limits.idle_timeout)));
+    Box::pin(conn.welcome(hello_id.as_ref())).await;
     let reason = read_loop(&mut conn, &mut stream, &app).await;
     app.hub.disconnect(&session);
     if reason != CloseReason::Shutdown {
@@ -115,7 +120,7 @@ async fn serve(app: Arc<App>, socket: WebSocket, addr: SocketAddr, _permit: Conn
     } // else the writer closes when the server says so: in-flight acks first.
     let reason = session.close_reason().unwrap_or(reason);
     tracing::info!(session = session.id, nick = %session.nick(), reason = reason.text(), "disconnected");
-    if let Err(e) = app.store.user_seen(session.nick().as_str(), now_ms()).await {
+    if let Err(e) = Box::pin(app.store.user_seen(session.nick().as_str(), now_ms())).await {
         tracing::debug!(error = %e, "could not record last_seen");
     }
     drop(conn);
@@ -206,7 +211,7 @@ fn binary_error() -> ProtoError {
 }
 
 async fn send_direct(sink: &mut Sink, frame: &Frame) -> Result<(), CloseReason> {
-    sink.send(Message::Text(frame.clone())).await.map_err(|_| CloseReason::Normal)
+    sink.send(Message::Text(frame.text())).await.map_err(|_| CloseReason::Normal)
 }
 
 async fn send_close(sink: &mut Sink, reason: CloseReason) {
@@ -215,7 +220,7 @@ async fn send_close(sink: &mut Sink, reason: CloseReason) {
             code: "shutdown",
             message: "the server is restarting; reconnect and resume with join … since",
         });
-        let _ = sink.feed(Message::Text(notice)).await;
+        let _ = sink.feed(Message::Text(notice.text())).await;
     }
     let frame = CloseFrame { code: reason.code(), reason: reason.text().into() };
     let _ = sink.send(Message::Close(Some(frame))).await;
@@ -227,14 +232,16 @@ async fn write_loop(
     mut sink: Sink,
     mut rx: mpsc::Receiver<Frame>,
     session: Arc<SessionHandle>,
-    limits: crate::config::Limits,
+    (ping_interval, idle_timeout): (Duration, Duration),
 ) {
     let closed = session.closed().clone();
-    let mut batch = Vec::new();
-    let mut ping = tokio::time::interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
+    let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let idle_ms = limits.idle_timeout.as_millis() as i64;
+    let idle_ms = idle_timeout.as_millis() as i64;
     loop {
+        // A fresh Vec per wake-up: an idle connection then holds no batch
+        // buffer (one allocation per batch, not per frame).
+        let mut batch = Vec::new();
         tokio::select! {
             biased;
             _ = closed.cancelled() => break,
@@ -244,7 +251,7 @@ async fn write_loop(
                 }
                 let write = async {
                     for frame in batch.drain(..) {
-                        sink.feed(Message::Text(frame)).await?;
+                        sink.feed(Message::Text(frame.text())).await?;
                     }
                     sink.flush().await
                 };
@@ -270,21 +277,24 @@ async fn write_loop(
     // Closed by someone. Nobody set a reason only when the whole server is
     // closing (its token is this session's parent).
     let reason = session.close_reason().unwrap_or(CloseReason::Shutdown);
-    let _ = tokio::time::timeout(CLOSE_WAIT, async {
-        if matches!(reason, CloseReason::Shutdown | CloseReason::Normal) {
-            // Deliver what was queued before the close (acks of messages
-            // that were stored), then close.
-            while let Ok(frame) = rx.try_recv() {
-                if sink.feed(Message::Text(frame)).await.is_err() {
-                    return;
+    let _ = tokio::time::timeout(
+        CLOSE_WAIT,
+        Box::pin(async {
+            if matches!(reason, CloseReason::Shutdown | CloseReason::Normal) {
+                // Deliver what was queued before the close (acks of messages
+                // that were stored), then close.
+                while let Ok(frame) = rx.try_recv() {
+                    if sink.feed(Message::Text(frame.text())).await.is_err() {
+                        return;
+                    }
                 }
             }
-        }
-        if reason != CloseReason::Normal {
-            send_close(&mut sink, reason).await;
-        }
-        let _ = sink.close().await;
-    })
+            if reason != CloseReason::Normal {
+                send_close(&mut sink, reason).await;
+            }
+            let _ = sink.close().await;
+        }),
+    )
     .await;
 }
 
@@ -311,5 +321,34 @@ mod tests {
         assert!(!origin_allowed(&headers(Some("https://evil.example"), "chat.example"), &allowed));
         assert!(!origin_allowed(&headers(Some("https://chat.example.evil"), "chat.example"), &allowed));
         assert!(!origin_allowed(&headers(Some("null"), "chat.example"), &allowed));
+    }
+}
+
+#[cfg(test)]
+mod sizes {
+    /// The size of the future an async fn returns, from its type alone.
+    fn ret4<A, B, C, D, Fut, F: FnOnce(A, B, C, D) -> Fut>(_: &F) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// Each connection keeps its reader and writer futures for its whole
+    /// life: their size is memory per connection. Keep them small (rarely
+    /// used, large states belong in a Box).
+    #[test]
+    fn connection_futures_are_small() {
+        let serve = ret4(&super::serve);
+        let write = ret4(&super::write_loop);
+        eprintln!("serve future: {serve} bytes; write_loop future: {write} bytes");
+        eprintln!(
+            "Conn {} Identity {} limiter {} Sink {} Stream {} WebSocket {} Message {}",
+            std::mem::size_of::<super::Conn>(),
+            std::mem::size_of::<crate::auth::Identity>(),
+            std::mem::size_of::<governor::DefaultDirectRateLimiter>(),
+            std::mem::size_of::<super::Sink>(),
+            std::mem::size_of::<super::Stream>(),
+            std::mem::size_of::<axum::extract::ws::WebSocket>(),
+            std::mem::size_of::<axum::extract::ws::Message>(),
+        );
+        assert!(serve < 2048 && write < 1024, "serve {serve}, write_loop {write}");
     }
 }

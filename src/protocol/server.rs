@@ -11,13 +11,30 @@ use ulid::Ulid;
 
 use super::{ErrorCode, FrameId, ProtoError};
 
-/// One serialised server frame, shared by all its recipients.
-pub type Frame = axum::extract::ws::Utf8Bytes;
+/// One serialised server frame, shared by all its recipients: a pointer-
+/// sized handle, so that each session's outbound queue stays small (tokio
+/// allocates a queue's first block of 32 slots up front, whatever it holds).
+#[derive(Clone, Debug)]
+pub struct Frame(Arc<axum::extract::ws::Utf8Bytes>);
+
+impl Frame {
+    /// The text, for the socket (a reference-count bump, no copy).
+    pub fn text(&self) -> axum::extract::ws::Utf8Bytes {
+        (*self.0).clone()
+    }
+}
+
+impl std::ops::Deref for Frame {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.0.as_str()
+    }
+}
 
 /// Serialises a frame once.
 pub fn encode(frame: &ServerFrame<'_>) -> Frame {
     // Serialising these types cannot fail: every map key is a string.
-    Frame::from(serde_json::to_string(frame).unwrap_or_default())
+    Frame(Arc::new(serde_json::to_string(frame).unwrap_or_default().into()))
 }
 
 /// A conversation: where a message lives and what its `seq` counts in.
@@ -151,6 +168,9 @@ pub struct RoomSummary {
     pub name: Arc<str>,
     pub topic: Arc<str>,
     pub members: usize,
+    /// Not shown: the `rooms` frame lists public rooms only.
+    #[serde(skip)]
+    pub private: bool,
 }
 
 /// Where a frame about a conversation points: `room`, `with` (the other

@@ -647,7 +647,7 @@ impl SqlStore {
     /// Every named room (created through the API or given a topic).
     pub async fn list_rooms(&self) -> Result<Vec<RoomRecord>, StoreError> {
         let rows: Vec<(String, String, bool, bool)> =
-            on_pool!(self, |pool, sql| { sqlx::query_as(sql.list_rooms).fetch_all(pool).await.map_err(unavailable)? });
+            on_pool!(self, |pool, sql| sqlx::query_as(sql.list_rooms).fetch_all(pool).await.map_err(unavailable)?);
         Ok(rows
             .into_iter()
             .map(|(name, topic, private, managed)| RoomRecord {
