@@ -128,7 +128,9 @@ pub fn verify_site_token(secret: &Secret, leeway: Duration, token: &str) -> Resu
     }
     let mut v = Validation::new(Algorithm::HS256);
     v.leeway = leeway.as_secs();
-    v.set_required_spec_claims(&["exp", "sub"]);
+    // `sub` is required by `SiteClaims` itself: jsonwebtoken's own check
+    // would accept only a string, and `sub` may be a number.
+    v.set_required_spec_claims(&["exp"]);
     let data = jsonwebtoken::decode::<SiteClaims>(token, &DecodingKey::from_secret(secret.expose().as_bytes()), &v)
         .map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
@@ -358,7 +360,7 @@ pub struct Hook {
     client: reqwest::Client,
     ttl: Duration,
     fail_open: bool,
-    cache: Mutex<HashMap<(String, String, &'static str), (bool, Instant)>>,
+    cache: Mutex<HookCache>,
 }
 
 #[derive(Serialize)]
@@ -380,6 +382,9 @@ struct HookUser<'a> {
 struct HookAnswer {
     allow: bool,
 }
+
+/// (identity key, room key, action) → (allowed, when asked).
+type HookCache = HashMap<(String, String, &'static str), (bool, Instant)>;
 
 /// Entries the hook cache holds before it is cleared (bounds memory).
 const HOOK_CACHE_MAX: usize = 100_000;

@@ -300,6 +300,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's test harness returns its own large error
     fn layers_and_errors() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("c.toml", "[limits]\nmax_text = 10\nburst = 5\n")?;

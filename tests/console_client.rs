@@ -12,6 +12,7 @@
 mod common;
 
 use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 
 use common::{Client, WAIT, norm, quiet_room};
 use serde_json::{Value, json};
@@ -38,7 +39,9 @@ fn client_command(url: &str, nick: &str, extra: &[&str]) -> Command {
 /// another day), after checking that shape.
 fn strip_time(line: &str) -> Option<&str> {
     let shaped = |s: Option<&str>, shape: &str| {
-        s.is_some_and(|s| s.bytes().zip(shape.bytes()).all(|(b, f)| if f == b'9' { b.is_ascii_digit() } else { b == f }))
+        s.is_some_and(|s| {
+            s.bytes().zip(shape.bytes()).all(|(b, f)| if f == b'9' { b.is_ascii_digit() } else { b == f })
+        })
     };
     if shaped(line.get(..6), "99:99 ") {
         line.get(6..)
@@ -206,8 +209,8 @@ async fn a_refused_send_is_shown_in_words_and_exits_1() {
     let url = server.ws_url();
     let mut alice = Scripted::start(&url, "alice", &[]);
     alice.send("talking to nobody").await;
-    alice.send("/msg nobody hello?").await;
     alice.send("/switch dev").await;
+    alice.send("/msg nobody hello?").await;
     let ended = alice.end().await;
     assert_eq!(ended.status.code(), Some(1));
     assert_eq!(ended.rest, Vec::<String>::new());
@@ -216,6 +219,31 @@ async fn a_refused_send_is_shown_in_words_and_exits_1() {
     assert_eq!(ended.stderr[2], "! you are not in dev: /join dev first");
     assert!(ended.stderr[3].starts_with("! not sent to nobody: "), "{:?}", ended.stderr);
     assert_eq!(ended.stderr.len(), 4, "{:?}", ended.stderr);
+}
+
+#[tokio::test]
+async fn nick_reconnects_under_the_new_nick_and_keeps_the_rooms() {
+    let server = common::start(common::test_config()).await;
+    let url = server.ws_url();
+    let mut bob = quiet_room(&server, "dev", &["bob"]).await.pop().unwrap();
+    let mut alice = Scripted::start(&url, "alice", &[]);
+    for line in ["/join dev", "hi as alice", "/nick carol", "hi as carol"] {
+        alice.send(line).await;
+    }
+    let ended = alice.end().await;
+    assert!(ended.status.success(), "{:?}", ended.stderr);
+    assert_eq!(
+        ended.rest,
+        ["[dev] you joined; members: alice, bob", "[dev] <alice> hi as alice", "[dev] <carol> hi as carol"]
+    );
+    assert_eq!(ended.stderr, [connected(&url, "alice").as_str(), "* reconnecting as carol", "* you are now carol"]);
+    bob.expect_json(common::presence("dev", "alice", "join")).await;
+    bob.expect_json(common::room_msg("dev", 1, "alice", "hi as alice")).await;
+    bob.expect_json(common::presence("dev", "alice", "quit")).await;
+    bob.expect_json(common::presence("dev", "carol", "join")).await;
+    bob.expect_json(common::room_msg("dev", 2, "carol", "hi as carol")).await;
+    bob.expect_json(common::presence("dev", "carol", "quit")).await;
+    bob.sync().await;
 }
 
 #[tokio::test]
@@ -251,12 +279,48 @@ async fn json_prints_each_received_frame_as_a_line() {
     assert_eq!(ended.rest, Vec::<String>::new());
 }
 
+/// A TCP relay in front of the server, so that a restarted server (on a
+/// new port) is found at the same address.
+struct Relay {
+    addr: std::net::SocketAddr,
+    target: Arc<Mutex<std::net::SocketAddr>>,
+}
+
+impl Relay {
+    async fn start(target: std::net::SocketAddr) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let target = Arc::new(Mutex::new(target));
+        let current = target.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let to = *current.lock().unwrap();
+                tokio::spawn(async move {
+                    // A refused connection drops the inbound one: the client sees it fail.
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Relay { addr, target }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    fn point_to(&self, target: std::net::SocketAddr) {
+        *self.target.lock().unwrap() = target;
+    }
+}
+
 #[tokio::test]
 async fn resumes_each_room_after_a_server_restart() {
     let config = common::test_config();
     let server = common::start(config.clone()).await;
-    let addr = server.addr();
-    let url = server.ws_url();
+    let relay = Relay::start(server.addr()).await;
+    let url = relay.url();
     let mut alice = Client::in_rooms(&server, "alice", &["dev"]).await;
     alice.say("dev", "before").await;
 
@@ -265,16 +329,17 @@ async fn resumes_each_room_after_a_server_restart() {
     bob.expect(&["[dev] you joined; members: alice, bob", "[dev] <alice> before"]).await;
     alice.expect_json(common::presence("dev", "bob", "join")).await;
 
-    // Shutdown: every client gets the notice and close 1001.
+    // Shutdown: every client gets the notice and close 1001. The new
+    // server keeps the same database; bob cannot reach it (the relay still
+    // points at the old one) until carol has spoken.
     server.stop().await;
     alice.closed().await;
-    let listener = tokio::net::TcpListener::bind(addr).await.expect("same port again");
-    let server = chat::Server::start_on(config, listener).await.unwrap();
-
-    // Said while bob may still be reconnecting: he gets it exactly once,
-    // live or through `join … since`.
+    let server = common::start(config).await;
     let mut carol = Client::in_rooms(&server, "carol", &["dev"]).await;
     carol.say("dev", "while you were away").await;
+    relay.point_to(server.addr());
+
+    // Bob resumes with `join … since` and gets the missed message once.
     bob.expect(&["[dev] <carol> while you were away"]).await;
     bob.send("back").await;
     bob.expect(&["[dev] <bob> back"]).await;
@@ -409,8 +474,14 @@ async fn interactive_client_prints_above_the_prompt_without_breaking_the_line_be
     // History: the up arrow brings the line back.
     term.type_keys("\x1b[A").await;
     term.until_prompt("[dev] hello").await;
-    term.type_keys("\x15/who\r").await;
+    bob.expect_json(json!({"type": "typing", "room": "dev", "nick": "alice", "active": true})).await;
+    // Ctrl-U empties the line (typing stops), then a command.
+    term.type_keys("\x15").await;
+    bob.expect_json(json!({"type": "typing", "room": "dev", "nick": "alice", "active": false})).await;
+    // Typed ahead, before the first line's reply: nothing is lost.
+    term.type_keys("/who\r/rooms\r").await;
     term.until_line("[dev] 2 here: alice, bob").await;
+    term.until_line("rooms: dev (2)").await;
 
     // Colours: the room tag is cyan, unless NO_COLOR says otherwise.
     let raw = String::from_utf8_lossy(&term.raw).into_owned();

@@ -108,7 +108,7 @@ async fn acknowledged_messages_survive_kill_9() {
 
         let mut tasks = Vec::new();
         for c in 0..CLIENTS {
-            let mut ws = connect(addr, &format!("w{c}"), "durable").await;
+            let ws = connect(addr, &format!("w{c}"), "durable").await;
             let (acked, count, mut killed) = (acked.clone(), count.clone(), killed_rx.clone());
             let halfway = halfway.clone();
             tasks.push(tokio::spawn(async move {

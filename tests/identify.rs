@@ -119,8 +119,11 @@ async fn a_taken_nick_is_refused_case_insensitively_and_hello_may_be_retried() {
     again.sync().await;
 }
 
+/// No account is registered and no token secret is configured here: a
+/// `password` or a `token` in `hello` is refused, and the connection may
+/// still identify as a guest.
 #[tokio::test]
-async fn password_or_token_in_hello_is_unauthorized_for_now() {
+async fn a_password_without_an_account_or_a_bad_token_is_unauthorized() {
     let server = start_default().await;
     let mut observer = Client::in_rooms(&server, "observer", &["r"]).await;
     let mut c = Client::connect(&server).await;

@@ -40,6 +40,8 @@ const REPLY_WAIT: Duration = Duration::from_secs(30);
 /// script against a rate limit, or a long reconnect): the outbox is bounded
 /// and standard input is the back-pressure.
 const MAX_QUEUED: usize = 1000;
+/// How long the first prompt waits for the rooms joined on `welcome`.
+const FIRST_PROMPT_WAIT: Duration = Duration::from_secs(2);
 
 /// How the user identifies (PROTOCOL.md `hello`).
 #[derive(Clone, Debug)]
@@ -84,7 +86,7 @@ impl std::fmt::Display for OpenError {
             OpenError::Refused { code, message } => {
                 write!(f, "{}", if message.is_empty() { code } else { message })
             }
-            OpenError::Failed(e) => write!(f, "{e:#}"),
+            OpenError::Failed(e) => write!(f, "{e}"),
         }
     }
 }
@@ -138,7 +140,7 @@ enum Link {
 enum LinkEvent {
     Frame(Option<Result<Message, tungstenite::Error>>),
     Silent,
-    Opened(Result<Opened, OpenError>),
+    Opened(Box<Result<Opened, OpenError>>),
     Retry,
 }
 
@@ -148,7 +150,7 @@ async fn link_event(link: &mut Link, silence_deadline: Instant) -> LinkEvent {
             Ok(m) => LinkEvent::Frame(m),
             Err(_) => LinkEvent::Silent,
         },
-        Link::Opening(f) => LinkEvent::Opened(f.await),
+        Link::Opening(f) => LinkEvent::Opened(Box::new(f.await)),
         Link::Waiting(at) => {
             sleep_until((*at).into()).await;
             LinkEvent::Retry
@@ -172,6 +174,15 @@ fn error(context: Option<String>, message: String) -> Line {
     Line { at: now_ms(), body: Body::Error { context, message } }
 }
 
+/// Which connection a `welcome` is for.
+enum Welcomed {
+    First,
+    /// After a drop or a server restart.
+    Again,
+    /// After `/nick`.
+    Renamed,
+}
+
 /// Drives one client until it quits; returns the exit status.
 pub struct Driver {
     url: String,
@@ -192,12 +203,14 @@ impl Driver {
 
     pub async fn run(mut self, first: Opened, mut input: mpsc::Receiver<Input>) -> ExitCode {
         let mut lines = Vec::new();
-        let mut link = self.welcomed(first, false, &mut lines);
+        let mut link = self.welcomed(first, Welcomed::First, &mut lines);
         let mut last_frame = Instant::now();
         let mut attempt = 0u32;
         let mut eof = false;
         // The nick we were before a /nick, to return to if the new one is refused.
         let mut renick_from: Option<String> = None;
+        // The first prompt waits (briefly) for the rooms joined on `welcome`.
+        let mut first_prompt_by = Some(Instant::now() + FIRST_PROMPT_WAIT);
         loop {
             // Send what may go now.
             let mut wake = None;
@@ -207,6 +220,7 @@ impl Driver {
                 for text in std::mem::take(&mut self.urgent) {
                     if ws.send(Message::text(text)).await.is_err() {
                         broken = true;
+                        break;
                     }
                 }
                 while !broken {
@@ -232,21 +246,19 @@ impl Driver {
             }
             if let Some(nick) = renick {
                 self.session.disconnected(true, &mut lines);
-                if matches!(self.login, Login::Guest) {
-                    lines.push(info(format!("reconnecting as {nick}")));
-                    renick_from = Some(self.session.nick.clone());
-                    link = Link::Opening(Box::pin(open(self.url.clone(), self.login.clone(), nick)));
-                } else {
-                    lines.push(error(None, "your nick comes from your token or account: /nick is for guests".into()));
-                    self.session.failures += 1;
-                    link = Link::Opening(self.reopen());
-                }
+                lines.push(info(format!("reconnecting as {nick}")));
+                renick_from = Some(self.session.nick.clone());
+                link = Link::Opening(Box::pin(open(self.url.clone(), self.login.clone(), nick)));
             }
             if broken {
                 link = self.lost("the connection broke", false, &mut attempt, &mut lines);
             }
             self.output.lines(std::mem::take(&mut lines));
             self.output.update(&self.session);
+            if first_prompt_by.is_some() && !self.session.auto_joining() {
+                first_prompt_by = None;
+                self.output.ready();
+            }
 
             if self.session.quit && !self.script {
                 return self.finish(link).await;
@@ -297,16 +309,14 @@ impl Driver {
                         link = self.lost(&why, false, &mut attempt, &mut lines);
                     }
                     LinkEvent::Retry => link = Link::Opening(self.reopen()),
-                    LinkEvent::Opened(Ok(opened)) => {
+                    LinkEvent::Opened(opened) => match *opened {
+                    Ok(opened) => {
                         attempt = 0;
                         last_frame = Instant::now();
-                        let renamed = renick_from.take().is_some();
-                        link = self.welcomed(opened, !renamed, &mut lines);
-                        if renamed {
-                            lines.push(info(format!("you are now {}", self.session.nick)));
-                        }
+                        let how = if renick_from.take().is_some() { Welcomed::Renamed } else { Welcomed::Again };
+                        link = self.welcomed(opened, how, &mut lines);
                     }
-                    LinkEvent::Opened(Err(e)) => {
+                    Err(e) => {
                         if let Some(old) = renick_from.take() {
                             self.session.failures += 1;
                             lines.push(error(Some("cannot change nick".into()), e.to_string()));
@@ -316,10 +326,14 @@ impl Driver {
                             link = self.reopen_failed(e, &mut attempt, &mut lines);
                         }
                     }
+                    },
                 },
                 got = input.recv(), if reading => match got {
-                    Some(Input::Line(line, reply)) => {
-                        self.session.input(&line, &mut lines);
+                    Some(Input::Line(text, reply)) => {
+                        // A paste may hold several lines.
+                        for line in text.split('\n') {
+                            self.session.input(line, &mut lines);
+                        }
                         self.output.lines(std::mem::take(&mut lines));
                         self.output.update(&self.session);
                         if let Some(reply) = reply
@@ -341,6 +355,10 @@ impl Driver {
                     }
                 },
                 _ = async { sleep_until(wake.unwrap_or_else(Instant::now).into()).await }, if wake.is_some() => {}
+                _ = async { sleep_until(first_prompt_by.unwrap_or_else(Instant::now).into()).await }, if first_prompt_by.is_some() => {
+                    first_prompt_by = None;
+                    self.output.ready();
+                }
                 _ = sleep_until(reply_deadline.into()), if eof && !self.session.settled() && matches!(link, Link::Up(_)) => {
                     lines.push(error(None, format!("no reply from the server for {} s", REPLY_WAIT.as_secs())));
                     self.session.abandon(&mut lines);
@@ -356,20 +374,22 @@ impl Driver {
     }
 
     /// A connection is up: resume, and say so.
-    fn welcomed(&mut self, opened: Opened, again: bool, lines: &mut Vec<Line>) -> Link {
+    fn welcomed(&mut self, opened: Opened, how: Welcomed, lines: &mut Vec<Line>) -> Link {
         let Opened { ws, welcome, raw } = opened;
         self.output.frame(&raw);
         let frames = self.session.welcomed(&welcome);
         let server = &welcome.server;
         let about =
             if server.name.is_empty() { String::new() } else { format!(" ({} {})", server.name, server.version) };
-        if again {
-            lines.push(info(format!("reconnected as {}", self.session.nick)));
-        } else {
-            lines.push(info(format!("connected to {}{about} as {}", self.url, self.session.nick)));
-            if !self.script {
-                lines.push(info("/help lists the commands; Ctrl-D quits".into()));
+        match how {
+            Welcomed::First => {
+                lines.push(info(format!("connected to {}{about} as {}", self.url, self.session.nick)));
+                if !self.script {
+                    lines.push(info("/help lists the commands; Ctrl-D quits".into()));
+                }
             }
+            Welcomed::Again => lines.push(info(format!("reconnected as {}", self.session.nick))),
+            Welcomed::Renamed => lines.push(info(format!("you are now {}", self.session.nick))),
         }
         // Resume frames go out first, before anything queued.
         self.urgent = frames;

@@ -43,7 +43,7 @@ pub struct ClientArgs {
     #[arg(long, short = 'n')]
     pub nick: Option<String>,
     /// A signed token from the embedding site (the nick comes from it).
-    #[arg(long, env = "CHAT_TOKEN", hide_env_values = true, conflicts_with_all = ["nick", "user", "password"])]
+    #[arg(long, env = "CHAT_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// An account name (with --password).
     #[arg(long, conflicts_with = "nick")]
@@ -64,7 +64,8 @@ pub struct ClientArgs {
 pub async fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
     let url = normalize_url(&args.url)?;
     let (login, nick) = match (&args.token, &args.password, args.user.as_ref().or(args.nick.as_ref())) {
-        (Some(token), _, _) => (Login::Token(token.clone()), String::new()),
+        (Some(_), _, Some(_)) => bail!("give --token, or --nick/--user, not both (is CHAT_TOKEN set?)"),
+        (Some(token), _, None) => (Login::Token(token.clone()), String::new()),
         (None, Some(password), Some(name)) => (Login::Password(password.clone()), name.clone()),
         (None, Some(_), None) => bail!("--password needs --user NAME"),
         (None, None, Some(_)) if args.user.is_some() => bail!("--user needs --password (or CHAT_PASSWORD)"),
@@ -104,7 +105,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
         spawn_stdin_reader(input_tx)?;
         Output::Script { painter, json: args.json }
     };
-    let session = Session::new(nick, args.history);
+    let session = Session::new(nick, matches!(login, Login::Guest), args.history);
     let driver = Driver::new(url, login, session, output, !interactive);
     Ok(driver.run(first, input_rx).await)
 }

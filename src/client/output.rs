@@ -56,6 +56,13 @@ impl Output {
         }
     }
 
+    /// The first prompt may be shown.
+    pub fn ready(&mut self) {
+        if let Output::Tty(screen) = self {
+            screen.ready();
+        }
+    }
+
     /// Prints what is still queued.
     pub fn finish(&mut self) {
         if let Output::Tty(screen) = self {

@@ -84,6 +84,8 @@ pub struct Screen {
     shared: Arc<Mutex<Shared>>,
     gate: Arc<Gate>,
     printer: Option<JoinHandle<()>>,
+    /// Lets the editor show its first prompt.
+    go: Option<std_mpsc::Sender<()>>,
     /// The last line printed was this typing indication (place, nick).
     last_typing: Option<(Place, String)>,
 }
@@ -94,11 +96,12 @@ impl Screen {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let gate = Arc::new(Gate { phase: Mutex::new(Phase::Busy), changed: Condvar::new() });
         let (printer_tx, printer_rx) = std_mpsc::channel();
+        let (go, go_rx) = std_mpsc::channel();
         let editor_shared = shared.clone();
         let editor_gate = gate.clone();
         std::thread::Builder::new()
             .name("chat-editor".into())
-            .spawn(move || editor_thread(editor_shared, editor_gate, input, printer_tx))
+            .spawn(move || editor_thread(editor_shared, editor_gate, input, printer_tx, go_rx))
             .context("cannot start the line editor")?;
         let printer: Box<dyn ExternalPrinter + Send> = printer_rx
             .recv()
@@ -110,7 +113,15 @@ impl Screen {
             .name("chat-printer".into())
             .spawn(move || printer_thread(printer, lines_rx, printer_gate))
             .context("cannot start the printer")?;
-        Ok(Screen { painter, lines: Some(lines_tx), shared, gate, printer: Some(printer), last_typing: None })
+        Ok(Screen {
+            painter,
+            lines: Some(lines_tx),
+            shared,
+            gate,
+            printer: Some(printer),
+            go: Some(go),
+            last_typing: None,
+        })
     }
 
     pub fn lines(&mut self, lines: Vec<Line>) {
@@ -155,8 +166,16 @@ impl Screen {
         shared.nicks = session.known_nicks();
     }
 
+    /// Shows the first prompt (once the prompt can name the room).
+    pub fn ready(&mut self) {
+        if let Some(go) = self.go.take() {
+            let _ = go.send(());
+        }
+    }
+
     /// Prints what is queued, directly (the editor is not reading any more).
     pub fn finish(&mut self) {
+        self.go = None;
         self.gate.set(Phase::Closed);
         self.lines = None;
         if let Some(printer) = self.printer.take() {
@@ -188,6 +207,7 @@ fn editor_thread(
     gate: Arc<Gate>,
     input: mpsc::Sender<Input>,
     printer_tx: std_mpsc::Sender<PrinterResult>,
+    go: std_mpsc::Receiver<()>,
 ) {
     let config = Config::builder()
         .max_history_size(1000)
@@ -210,6 +230,9 @@ fn editor_thread(
             let _ = printer_tx.send(Err(e));
             return;
         }
+    }
+    if go.recv().is_err() {
+        return;
     }
     loop {
         let prompt = shared.lock().unwrap_or_else(|e| e.into_inner()).prompt.clone();

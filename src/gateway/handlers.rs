@@ -499,7 +499,8 @@ impl Conn {
             Conv::Everyone => self.identity.admin,
             Conv::Dm(..) => false,
         };
-        if !msg.from.eq_ignore_ascii_case(me) && !(moderators_too && moderates) {
+        let own = msg.from.eq_ignore_ascii_case(me);
+        if !(own || moderators_too && moderates) {
             return Err(ProtoError::new(
                 ErrorCode::Forbidden,
                 if moderators_too {

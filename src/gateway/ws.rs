@@ -174,7 +174,8 @@ async fn read_loop(conn: &mut Conn, stream: &mut Stream, app: &App) -> CloseReas
         };
         conn.session.heard(now_ms());
         match incoming {
-            Ok(Incoming::Text(text)) => conn.handle(&text).await,
+            // Boxed: a frame's handling lives only while it runs.
+            Ok(Incoming::Text(text)) => Box::pin(conn.handle(&text)).await,
             Ok(Incoming::Binary) => conn.reply_error(None, &binary_error()),
             Ok(Incoming::Other) => {}
             Err(reason) => return reason,

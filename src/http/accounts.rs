@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::caller::{Caller, caller, proto_error_response};
-use super::error_response;
+use super::{Body, error_response};
 use crate::app::App;
 use crate::auth::{self, MAX_DISPLAY_NAME, MAX_PASSWORD, MAX_SETTINGS_BYTES, MAX_STATUS, MIN_PASSWORD};
 use crate::protocol::{Name, ProtoError, now_ms};
@@ -58,7 +58,7 @@ async fn session_for(app: &App, nick_key: &str) -> Result<String, Response> {
 pub async fn register(
     State(app): State<Arc<App>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Json(c): Json<Credentials>,
+    Body(c): Body<Credentials>,
 ) -> Response {
     let nick = match Name::nick(&c.nick) {
         Ok(n) => n,
@@ -95,7 +95,7 @@ pub async fn register(
 pub async fn login(
     State(app): State<Arc<App>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Json(c): Json<Credentials>,
+    Body(c): Body<Credentials>,
 ) -> Response {
     let Ok(nick) = Name::nick(&c.nick) else {
         return proto_error_response(&ProtoError::new(

@@ -1,21 +1,26 @@
 //! The HTTP side: the router (web client, `/ws`, health, the API), the
 //! embedded static files, and the JSON error body every route uses.
 
+// Handlers return early with `Err(Response)`: the error type is a whole
+// response by design, and none of this is on a hot path.
+#![allow(clippy::result_large_err)]
+
 pub mod accounts;
 pub mod api;
 pub mod caller;
 pub mod rooms;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, Uri, header};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use rust_embed::RustEmbed;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use crate::app::App;
 use crate::gateway::ws;
@@ -40,8 +45,31 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/rooms/{room}/members/{nick}", delete(rooms::remove_member))
         .route("/api/rooms/{room}/messages", get(api::room_messages).post(rooms::publish))
         .route("/api/rooms/{room}/transcript", get(api::room_transcript))
+        .route("/", get(index_page))
+        .route("/embed", get(embed_page))
+        .route("/a/{version}/{*path}", get(versioned_asset))
         .fallback(get(static_file))
         .with_state(app)
+}
+
+/// A JSON request body. What axum would refuse in plain text (not JSON, a
+/// missing or unknown field, a wrong type, no `Content-Type`) is refused
+/// with the API's own error body instead: 400 `invalid`, naming the problem.
+pub struct Body<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for Body<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Response> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(e) => Err(error_response(StatusCode::BAD_REQUEST, "invalid", &e.body_text())),
+        }
+    }
 }
 
 /// `{"error":{"code":…,"message":…}}` with a status code.
@@ -68,14 +96,146 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-async fn static_file(uri: Uri) -> Response {
-    let path = uri.path().trim_start_matches('/');
-    let path = if path.is_empty() { "index.html" } else { path };
-    match Assets::get(path) {
-        Some(file) => {
-            let mime = mime_guess::from_path(path).first_or_octet_stream();
-            ([(header::CONTENT_TYPE, mime.as_ref())], file.data).into_response()
-        }
-        None => error_response(StatusCode::NOT_FOUND, "not_found", "no such page"),
+// ---- the web client ----------------------------------------------------
+//
+// Pages (`/`, `/embed`) are never cached without asking (`no-cache`, with an
+// ETag) and carry a strict Content-Security-Policy. They load their CSS and
+// JavaScript from `/a/<version>/…`, where the version changes whenever any
+// embedded file does: those answers are cached for a year. Relative module
+// imports inherit the versioned folder, so no file needs rewriting but the
+// pages (`{{v}}`).
+
+const NO_CACHE: &str = "no-cache";
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// `GET /`: the web client.
+async fn index_page(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    page(&app, &headers, "index.html")
+}
+
+/// `GET /embed?room=…&token=…`: the one-room widget, for an iframe.
+async fn embed_page(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    page(&app, &headers, "embed.html")
+}
+
+/// `GET /a/{version}/{path}`: a static file, cached for good when `version`
+/// is the current one (an older page asking for an older version gets
+/// today's file, revalidated).
+async fn versioned_asset(Path((version, path)): Path<(String, String)>, headers: HeaderMap) -> Response {
+    let cache = if version == asset_version() { IMMUTABLE } else { NO_CACHE };
+    if path.ends_with(".html") {
+        return error_response(StatusCode::NOT_FOUND, "not_found", "no such page");
     }
+    asset(&path, cache, &headers)
+}
+
+/// Any other path: the file of that name (`/embed.js`, `/favicon.svg`), or
+/// a page by its file name.
+async fn static_file(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap) -> Response {
+    match uri.path().trim_start_matches('/') {
+        "" | "index.html" => page(&app, &headers, "index.html"),
+        "embed.html" => page(&app, &headers, "embed.html"),
+        // Linked from other sites by a fixed URL: cached for an hour.
+        "embed.js" => asset("embed.js", "public, max-age=3600", &headers),
+        path => asset(path, NO_CACHE, &headers),
+    }
+}
+
+/// The version in asset URLs: the crate's version and a digest of every
+/// embedded file, so that a changed file gets a new URL even between releases.
+fn asset_version() -> &'static str {
+    static VERSION: OnceLock<String> = OnceLock::new();
+    VERSION.get_or_init(|| {
+        let mut names: Vec<_> = Assets::iter().collect();
+        names.sort();
+        let mut digest = Sha256::new();
+        for name in names {
+            if let Some(file) = Assets::get(&name) {
+                digest.update(name.as_bytes());
+                digest.update(file.metadata.sha256_hash());
+            }
+        }
+        format!("{}-{}", env!("CARGO_PKG_VERSION"), hex(&digest.finalize()[..5]))
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `true` when the request's `If-None-Match` names `etag`.
+fn fresh(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+}
+
+fn asset(path: &str, cache: &'static str, headers: &HeaderMap) -> Response {
+    let Some(file) = Assets::get(path) else {
+        return error_response(StatusCode::NOT_FOUND, "not_found", "no such page");
+    };
+    let etag = format!("\"{}\"", hex(&file.metadata.sha256_hash()[..12]));
+    let mime = mime_guess::from_path(path).first_or_octet_stream();
+    let common = [
+        (header::CACHE_CONTROL, cache.to_string()),
+        (header::ETAG, etag.clone()),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+    ];
+    if fresh(headers, &etag) {
+        return (StatusCode::NOT_MODIFIED, common).into_response();
+    }
+    (common, [(header::CONTENT_TYPE, mime.as_ref().to_string())], file.data).into_response()
+}
+
+/// A page: `{{v}}` replaced by the asset version, `no-cache`, and the CSP.
+fn page(app: &App, headers: &HeaderMap, name: &str) -> Response {
+    let Some(file) = Assets::get(name) else {
+        return error_response(StatusCode::NOT_FOUND, "not_found", "no such page");
+    };
+    let version = asset_version();
+    let etag = format!("\"{version}-{}\"", hex(&file.metadata.sha256_hash()[..6]));
+    let common = [
+        (header::CACHE_CONTROL, NO_CACHE.to_string()),
+        (header::ETAG, etag.clone()),
+        (header::CONTENT_SECURITY_POLICY, content_security_policy(headers, &app.config.auth.allowed_origins)),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+        // The embed page's URL carries a token: never send it anywhere.
+        (header::REFERRER_POLICY, "no-referrer".to_string()),
+    ];
+    if fresh(headers, &etag) {
+        return (StatusCode::NOT_MODIFIED, common).into_response();
+    }
+    let html = String::from_utf8_lossy(&file.data).replace("{{v}}", version);
+    (common, [(header::CONTENT_TYPE, "text/html; charset=utf-8".to_string())], html).into_response()
+}
+
+/// Scripts, styles, fonts and connections from this server only (its
+/// WebSocket included, named by the request's `Host`, since not every
+/// browser counts `ws:` as `'self'`); avatars from anywhere; framing by
+/// this server's own pages and by `auth.allowed_origins` (the sites that
+/// embed the chat are the ones allowed to connect to it).
+fn content_security_policy(headers: &HeaderMap, embedders: &[String]) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)));
+    let connect = match host {
+        Some(h) => format!("'self' ws://{h} wss://{h}"),
+        None => "'self'".to_string(),
+    };
+    let mut ancestors = String::from("'self'");
+    for origin in embedders {
+        // An origin is one source expression: no spaces, `;` or `,` that
+        // could add directives.
+        if !origin.is_empty() && origin.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:/[]*".contains(&b)) {
+            ancestors.push(' ');
+            ancestors.push_str(origin.trim_end_matches('/'));
+        }
+    }
+    format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: https: http:; \
+         font-src 'self'; connect-src {connect}; manifest-src 'self'; base-uri 'none'; form-action 'self'; \
+         frame-ancestors {ancestors}"
+    )
 }

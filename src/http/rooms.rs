@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use ulid::Ulid;
 
 use super::caller::{Caller, api_key, caller, proto_error_response};
-use super::error_response;
+use super::{Body, error_response};
 use crate::app::App;
 use crate::hub::Route;
 use crate::protocol::server::Conv;
@@ -75,7 +75,7 @@ pub struct NewRoom {
 
 /// `POST /api/rooms` `{name, topic?, private?, members?}` → 201. A user who
 /// creates a room moderates it.
-pub async fn create(State(app): State<Arc<App>>, headers: HeaderMap, Json(body): Json<NewRoom>) -> Response {
+pub async fn create(State(app): State<Arc<App>>, headers: HeaderMap, Body(body): Body<NewRoom>) -> Response {
     let caller = match caller(&app, &headers).await {
         Ok(c) => c,
         Err(r) => return r,
@@ -200,7 +200,7 @@ pub async fn add_member(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Path(room): Path<String>,
-    Json(body): Json<NewMember>,
+    Body(body): Body<NewMember>,
 ) -> Response {
     if let Err(r) = api_key(&app, &headers).await {
         return r;
@@ -271,7 +271,7 @@ pub async fn publish(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Path(room): Path<String>,
-    Json(body): Json<Publish>,
+    Body(body): Body<Publish>,
 ) -> Response {
     if let Err(r) = api_key(&app, &headers).await {
         return r;

@@ -195,7 +195,9 @@ impl Hub {
         let entry = self.rooms.entry(room.key().clone()).or_insert_with(|| {
             let rec = record.unwrap_or_default();
             let name = if rec.name.is_empty() { room.shown().clone() } else { rec.name };
-            Arc::new(Mutex::new(Room::new(name, rec.topic, rec.last_seq)))
+            let mut room = Room::new(name, rec.topic, rec.last_seq);
+            room.private = rec.private;
+            Arc::new(Mutex::new(room))
         });
         let mut r = lock(&entry);
         let added = r.add(session, now);
@@ -298,8 +300,11 @@ impl Hub {
     }
 
     /// Sets whether a user moderates a room, for its sessions in it now.
+    /// A guest holding the nick gets no role (see `Conn::access`).
     pub fn set_moderator(&self, room_key: &str, nick_key: &str, moderator: bool) {
-        if let Some(e) = self.users.get(nick_key) {
+        if let Some(e) = self.users.get(nick_key)
+            && !e.state.guest
+        {
             for s in &e.sessions {
                 for r in s.rooms().iter_mut().filter(|r| &*r.key == room_key) {
                     r.moderator = moderator;
@@ -327,14 +332,20 @@ impl Hub {
         Some((r.name.clone(), r.topic.clone(), r.member_views()))
     }
 
-    /// `rooms`: every live room with its number of users, by name.
+    /// Every live room with its number of users, by name (private ones
+    /// too: the `rooms` frame leaves them out, API keys see them).
     pub fn room_list(&self) -> Vec<RoomSummary> {
         let rooms: Vec<_> = self.rooms.iter().map(|r| r.value().clone()).collect();
         let mut list: Vec<RoomSummary> = rooms
             .iter()
             .map(|room| {
                 let r = lock(room);
-                RoomSummary { name: r.name.clone(), topic: r.topic.clone(), members: r.user_count() }
+                RoomSummary {
+                    name: r.name.clone(),
+                    topic: r.topic.clone(),
+                    members: r.user_count(),
+                    private: r.private,
+                }
             })
             .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));

@@ -14,6 +14,8 @@ pub struct Room {
     pub topic: Arc<str>,
     /// The `seq` of the newest message handed to the members.
     pub last_seq: u64,
+    /// Created private through the API: not listed by `rooms`.
+    pub private: bool,
     members: Vec<Member>,
     users: HashMap<Arc<str>, RoomUser>,
 }
@@ -41,7 +43,7 @@ pub enum Added {
 
 impl Room {
     pub fn new(name: Arc<str>, topic: Arc<str>, last_seq: u64) -> Room {
-        Room { name, topic, last_seq, members: Vec::new(), users: HashMap::new() }
+        Room { name, topic, last_seq, private: false, members: Vec::new(), users: HashMap::new() }
     }
 
     pub fn is_empty(&self) -> bool {

@@ -250,7 +250,7 @@ impl Store {
         self.0.create_room(key, name, topic, private, managed).await
     }
 
-    /// Forgets a room (its messages stay); false if it was not stored.
+    /// Forgets a room and its messages; false if there was nothing to forget.
     pub async fn delete_room(&self, key: &str) -> Result<bool, StoreError> {
         self.0.delete_room(key).await
     }

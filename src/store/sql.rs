@@ -59,6 +59,8 @@ struct Dialect {
     insert_room: &'static str,
     /// name_key.
     delete_room: &'static str,
+    /// conv: a destroyed room's messages.
+    delete_messages: &'static str,
     /// room_key.
     delete_members: &'static str,
     /// room_key, nick_key, role.
@@ -101,6 +103,7 @@ const SQLITE: Dialect = Dialect {
     session_user: "SELECT nick_key FROM auth_sessions WHERE token_hash = ? AND expires_at > ?",
     insert_room: "INSERT INTO rooms (name_key, name, topic, private, managed, created_at) VALUES (?, ?, ?, ?, ?, ?)",
     delete_room: "DELETE FROM rooms WHERE name_key = ?",
+    delete_messages: "DELETE FROM messages WHERE conv = ?",
     delete_members: "DELETE FROM room_members WHERE room_key = ?",
     upsert_member: "INSERT INTO room_members (room_key, nick_key, role) VALUES (?, ?, ?) ON CONFLICT (room_key, nick_key) DO UPDATE SET role = excluded.role",
     remove_member: "DELETE FROM room_members WHERE room_key = ? AND nick_key = ?",
@@ -137,6 +140,7 @@ const POSTGRES: Dialect = Dialect {
     session_user: "SELECT nick_key FROM auth_sessions WHERE token_hash = $1 AND expires_at > $2",
     insert_room: "INSERT INTO rooms (name_key, name, topic, private, managed, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
     delete_room: "DELETE FROM rooms WHERE name_key = $1",
+    delete_messages: "DELETE FROM messages WHERE conv = $1",
     delete_members: "DELETE FROM room_members WHERE room_key = $1",
     upsert_member: "INSERT INTO room_members (room_key, nick_key, role) VALUES ($1, $2, $3) ON CONFLICT (room_key, nick_key) DO UPDATE SET role = excluded.role",
     remove_member: "DELETE FROM room_members WHERE room_key = $1 AND nick_key = $2",
@@ -173,6 +177,7 @@ const MYSQL: Dialect = Dialect {
     session_user: "SELECT nick_key FROM auth_sessions WHERE token_hash = ? AND expires_at > ?",
     insert_room: "INSERT INTO rooms (name_key, name, topic, private, managed, created_at) VALUES (?, ?, ?, ?, ?, ?)",
     delete_room: "DELETE FROM rooms WHERE name_key = ?",
+    delete_messages: "DELETE FROM messages WHERE conv = ?",
     delete_members: "DELETE FROM room_members WHERE room_key = ?",
     upsert_member: "INSERT INTO room_members (room_key, nick_key, role) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE role = VALUES(role)",
     remove_member: "DELETE FROM room_members WHERE room_key = ? AND nick_key = ?",
@@ -213,6 +218,34 @@ pub struct SqlStore {
     /// Each conversation's latest `seq`, once read. Only the writer task
     /// appends, so the cache cannot race with another writer in this process.
     seqs: Mutex<HashMap<Conv, u64>>,
+    /// SQLite's background checkpoint task.
+    checkpointer: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for SqlStore {
+    fn drop(&mut self) {
+        if let Some(task) = &self.checkpointer {
+            task.abort();
+        }
+    }
+}
+
+/// How often the SQLite WAL is checkpointed.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Moves the SQLite WAL into the database file once a second, on a pool
+/// connection of its own. PASSIVE never waits for or blocks the writer, so
+/// the fsync it does is never in a message's path; the writer's commits
+/// only append to the WAL.
+async fn checkpoints(pool: SqlitePool) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            tracing::debug!(error = %e, "WAL checkpoint failed; retrying later");
+        }
+    }
 }
 
 fn unavailable(e: sqlx::Error) -> StoreError {
@@ -239,7 +272,11 @@ impl SqlStore {
                 // so it survives the process being killed; an OS crash may
                 // lose the newest commits (set FULL for that).
                 .synchronous(if config.sqlite_full_sync { SqliteSynchronous::Full } else { SqliteSynchronous::Normal })
-                .busy_timeout(config.busy_timeout);
+                .busy_timeout(config.busy_timeout)
+                // Checkpoints (copying the WAL into the database, with an
+                // fsync) run in a background task, not inside whichever
+                // commit happens to cross the threshold: see `checkpoints`.
+                .pragma("wal_autocheckpoint", "0");
             if let Some(dir) = options.get_filename().parent().filter(|d| !memory && !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
@@ -263,7 +300,11 @@ impl SqlStore {
         } else {
             return Err(StoreError::Unavailable(format!("unsupported database url `{url}`")));
         };
-        let store = SqlStore { pool, seqs: Mutex::default() };
+        let checkpointer = match &pool {
+            Pool::Sqlite(p) if !memory => Some(tokio::spawn(checkpoints(p.clone()))),
+            _ => None,
+        };
+        let store = SqlStore { pool, seqs: Mutex::default(), checkpointer };
         store.migrate().await?;
         Ok(store)
     }
@@ -357,7 +398,7 @@ impl SqlStore {
                 .fetch_all(pool)
                 .await
                 .map_err(unavailable)?;
-            rows.iter().map(|r| decode(r)).collect::<Result<_, _>>()?
+            rows.iter().map(decode).collect::<Result<_, _>>()?
         });
         let more = messages.len() > q.limit;
         messages.truncate(q.limit);
@@ -378,7 +419,7 @@ impl SqlStore {
                 .fetch_all(pool)
                 .await
                 .map_err(unavailable)?;
-            rows.iter().map(|r| decode(r)).collect::<Result<_, _>>()?
+            rows.iter().map(decode).collect::<Result<_, _>>()?
         });
         let more = messages.len() > limit;
         messages.truncate(limit);
@@ -389,7 +430,7 @@ impl SqlStore {
         let id = msg_id.to_string();
         on_pool!(self, |pool, sql| {
             let row = sqlx::query(sql.message).bind(&id).fetch_optional(pool).await.map_err(unavailable)?;
-            row.as_ref().map(|r| decode(r)).transpose()
+            row.as_ref().map(decode).transpose()
         })
     }
 
@@ -590,13 +631,17 @@ impl SqlStore {
         })
     }
 
-    /// Forgets a room's name, flags and members (its messages stay, for
-    /// transcripts). False if it was not stored.
+    /// Forgets a room: its name, flags, members and messages (a room made
+    /// later under the same name must not show them; keep a transcript
+    /// first). False if there was nothing to forget.
     pub async fn delete_room(&self, key: &str) -> Result<bool, StoreError> {
+        self.seqs().remove(&Conv::Room(key.into()));
+        let conv = Conv::Room(key.into()).storage_key();
         on_pool!(self, |pool, sql| {
             sqlx::query(sql.delete_members).bind(key).execute(pool).await.map_err(unavailable)?;
+            let gone = sqlx::query(sql.delete_messages).bind(&conv).execute(pool).await.map_err(unavailable)?;
             let r = sqlx::query(sql.delete_room).bind(key).execute(pool).await.map_err(unavailable)?;
-            Ok(r.rows_affected() > 0)
+            Ok(r.rows_affected() > 0 || gone.rows_affected() > 0)
         })
     }
 

@@ -19,8 +19,9 @@ use chat::{Config, RunningServer, Server};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, client_async, connect_async};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, client_async_with_config, connect_async_with_config};
 
 /// How long any expected frame may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -142,6 +143,12 @@ pub fn presence(room: &str, nick: &str, event: &str) -> Value {
     json!({"type": "presence", "room": room, "nick": nick, "event": event})
 }
 
+/// Client settings: a small read buffer (tungstenite zero-fills the spare
+/// read buffer on every read; 128 KiB of it per read slows big tests).
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(16 * 1024)
+}
+
 pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     pub nick: String,
@@ -156,7 +163,7 @@ impl Client {
 
     /// Opens a WebSocket; the error if the upgrade is refused.
     pub async fn try_connect(server: &RunningServer) -> Result<Client, tungstenite::Error> {
-        let (ws, _) = connect_async(server.ws_url()).await?;
+        let (ws, _) = connect_async_with_config(server.ws_url(), Some(ws_config()), true).await?;
         Ok(Client::wrap(ws))
     }
 
@@ -167,7 +174,9 @@ impl Client {
         let socket = TcpSocket::new_v4().unwrap();
         socket.set_recv_buffer_size(rcvbuf).unwrap();
         let tcp = socket.connect(server.addr()).await.expect("tcp connect");
-        let (ws, _) = client_async(server.ws_url(), MaybeTlsStream::Plain(tcp)).await.expect("upgrade");
+        let (ws, _) = client_async_with_config(server.ws_url(), MaybeTlsStream::Plain(tcp), Some(ws_config()))
+            .await
+            .expect("upgrade");
         Client::wrap(ws)
     }
 

@@ -1,0 +1,215 @@
+// lib.mjs — shared by the browser tests: launching Debian's Chromium through
+// playwright-core, users in their own browser contexts, guest sign-in, site
+// tokens (HS256, like an embedding site mints them), the HTTP API, asking
+// tests/browser.rs to stop or start the server, screenshots, and checks.
+//
+// Environment (set by tests/browser.rs): CHAT_URL, CHAT_API_KEY,
+// CHAT_TOKEN_SECRET, SCREENSHOT_DIR, CHROMIUM, EMBED_PORT, FOREIGN_PORT,
+// and DOCS_SCREENSHOT (a path: copy the main screenshot there).
+
+import { createHmac } from 'node:crypto';
+import { mkdirSync, copyFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+export const env = {
+  url: need('CHAT_URL'),
+  apiKey: process.env.CHAT_API_KEY || '',
+  tokenSecret: process.env.CHAT_TOKEN_SECRET || '',
+  shots: process.env.SCREENSHOT_DIR || 'screenshots',
+  chromium: process.env.CHROMIUM || '/usr/bin/chromium',
+  embedPort: Number(process.env.EMBED_PORT || 0),
+  foreignPort: Number(process.env.FOREIGN_PORT || 0),
+  docsShot: process.env.DOCS_SCREENSHOT || '',
+};
+
+function need(name) {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set (run through cargo test --test browser)`);
+  return v;
+}
+
+export const WAIT = 15_000;
+
+const t0 = Date.now();
+export function log(...args) {
+  console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...args);
+}
+
+export function check(cond, message) {
+  if (!cond) throw new Error(`check failed: ${message}`);
+}
+
+/** Runs one named step, logging it; the first failure ends the script. */
+export async function step(name, fn) {
+  log(`▶ ${name}`);
+  await fn();
+}
+
+// ---- the browser -------------------------------------------------------------
+
+export async function launch() {
+  return chromium.launch({
+    executablePath: env.chromium,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}
+
+const problems = [];
+
+/**
+ * A user: a browser context of its own (its own storage) and one page.
+ * Page errors and CSP violations are collected and fail the run at the end.
+ */
+export async function user(browser, name, { width = 1280, height = 800, dark = false, mobile = false, perms = [] } = {}) {
+  const context = await browser.newContext({
+    viewport: { width, height },
+    deviceScaleFactor: 1,
+    colorScheme: dark ? 'dark' : 'light',
+    isMobile: mobile,
+    hasTouch: mobile,
+    permissions: perms,
+  });
+  context.setDefaultTimeout(WAIT);
+  const page = await context.newPage();
+  watch(page, name);
+  return { name, context, page };
+}
+
+/** Collects page errors and CSP reports of `page` (and of its frames). */
+export function watch(page, name) {
+  page.on('pageerror', (e) => problems.push(`${name}: page error: ${e.message}`));
+  page.on('console', (m) => {
+    const text = m.text();
+    if (m.type() === 'error' && /Content.Security.Policy|Refused to/i.test(text)) problems.push(`${name}: ${text}`);
+    if (m.type() === 'error' && !/WebSocket|Failed to load resource|ERR_CONNECTION_REFUSED|ERR_BLOCKED/i.test(text)) {
+      log(`${name} console: ${text}`);
+    }
+  });
+}
+
+/** Fails when a page threw or broke the CSP. */
+export function checkNoProblems() {
+  check(problems.length === 0, `pages reported problems:\n  ${problems.join('\n  ')}`);
+}
+
+/** Opens the client and enters as a guest; waits for the first room. */
+export async function guest(u, nick, path = '/') {
+  await u.page.goto(env.url + path);
+  await u.page.locator('#login-nick').fill(nick);
+  await u.page.locator('#login-nick').press('Enter');
+  await u.page.locator('#app').waitFor({ state: 'visible' });
+  return u;
+}
+
+/** Text of every message in the open conversation, in order. */
+export async function texts(page) {
+  return page.locator('#message-list .msg .text').allTextContents();
+}
+
+/** Waits until `fn` (polled) returns something truthy. */
+export async function until(what, fn, timeout = WAIT) {
+  const end = Date.now() + timeout;
+  let last;
+  while (Date.now() < end) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
+}
+
+/** Clicks the sidebar entry of a conversation (opening the drawer on phones). */
+export async function openConv(page, label) {
+  const item = page.locator('#sidebar .conv', { hasText: label }).first();
+  if (!(await item.isVisible())) await page.locator('#open-sidebar').click();
+  await item.click();
+  await page.locator('#conv-name', { hasText: label }).waitFor();
+}
+
+/** Types a message in the composer and sends it with Enter. */
+export async function say(page, text) {
+  await page.locator('#input').fill(text);
+  await page.locator('#input').press('Enter');
+}
+
+// ---- screenshots -------------------------------------------------------------
+
+export async function shot(page, name) {
+  mkdirSync(env.shots, { recursive: true });
+  const path = join(env.shots, `${name}.png`);
+  await page.screenshot({ path });
+  log(`screenshot ${path}`);
+  return path;
+}
+
+/** Copies a screenshot into docs/ when the harness asks for it. */
+export function toDocs(path) {
+  if (!env.docsShot) return;
+  copyFileSync(path, env.docsShot);
+  log(`copied to ${env.docsShot}`);
+}
+
+// ---- the server ------------------------------------------------------------------
+
+/** An HS256 site token, as an embedding site mints it. */
+export function siteToken(claims) {
+  const b64 = (s) => Buffer.from(s).toString('base64url');
+  const header = b64(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
+  const payload = b64(JSON.stringify({ exp: Math.floor(Date.now() / 1000) + 3600, ...claims }));
+  const sig = createHmac('sha256', env.tokenSecret).update(`${header}.${payload}`).digest('base64url');
+  return `${header}.${payload}.${sig}`;
+}
+
+/** Calls the HTTP API with the API key; returns {status, body}. */
+export async function api(method, path, body) {
+  const res = await fetch(env.url + path, {
+    method,
+    headers: { Authorization: `Bearer ${env.apiKey}`, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: res.status, body: await res.json().catch(() => null) };
+}
+
+let stdinLines = null;
+
+/**
+ * Asks tests/browser.rs to act on the server: `stop` (SIGTERM, graceful),
+ * `kill` (SIGKILL) or `start` (same port, same database). Resolves when done.
+ */
+export async function control(command) {
+  if (!stdinLines) {
+    const rl = createInterface({ input: process.stdin });
+    const queue = [];
+    const waiting = [];
+    rl.on('line', (line) => (waiting.length ? waiting.shift()(line) : queue.push(line)));
+    stdinLines = () => (queue.length ? Promise.resolve(queue.shift()) : new Promise((r) => waiting.push(r)));
+  }
+  log(`server: ${command}`);
+  process.stdout.write(`@@control ${command}\n`);
+  const answer = await stdinLines();
+  check(answer === 'ok', `server ${command}: ${answer}`);
+}
+
+/** Runs `main`, reports, and exits 0 only when everything passed. */
+export async function run(main) {
+  let browser;
+  try {
+    browser = await launch();
+    await main(browser);
+    checkNoProblems();
+    log('PASS');
+    await browser.close();
+    process.exit(0);
+  } catch (e) {
+    console.error(`FAIL: ${e.stack || e}`);
+    await browser?.close().catch(() => {});
+    process.exit(1);
+  }
+}
