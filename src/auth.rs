@@ -313,7 +313,9 @@ pub async fn login(
 /// site token.
 pub async fn from_token(store: &Store, config: &AuthConfig, token: &str) -> Result<Identity, ProtoError> {
     if !is_session_token(token) {
-        return verify_site_token(&config.token_secret, config.token_leeway, token);
+        let identity = verify_site_token(&config.token_secret, config.token_leeway, token)?;
+        claim_for_site(store, &identity).await?;
+        return Ok(identity);
     }
     let nick_key = store
         .session_user(&token_hash(token), crate::protocol::now_ms())
@@ -331,6 +333,23 @@ pub async fn from_token(store: &Store, config: &AuthConfig, token: &str) -> Resu
         rooms: None,
         admin: false,
     })
+}
+
+/// A site user owns its nick from its first visit on: an account of the
+/// same nick, or another site user (another `sub`), is refused it, so that
+/// nobody inherits another's memberships and roles.
+async fn claim_for_site(store: &Store, identity: &Identity) -> Result<(), ProtoError> {
+    let IdentityKind::Site { sub } = &identity.kind else { return Ok(()) };
+    let me = format!("site:{sub}");
+    let nick = &identity.nick;
+    store.user_seen(nick.as_str(), crate::protocol::now_ms()).await.map_err(store_error)?;
+    match store.claim_owner(nick.key(), &me).await.map_err(store_error)? {
+        Some(owner) if owner != me => Err(ProtoError::new(
+            ErrorCode::NickTaken,
+            format!("the nick `{nick}` belongs to another user: the site must give this user another nick"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn store_error(e: StoreError) -> ProtoError {

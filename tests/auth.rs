@@ -393,3 +393,35 @@ async fn the_upgrade_checks_the_origin() {
         assert_eq!(upgrade_status(&server, origin).await, status, "Origin: {origin:?}");
     }
 }
+
+/// A nick belongs to the first account or site user that uses it: nobody
+/// else may register it, bring a token for it, or take it as a guest, so
+/// nobody inherits another's memberships and roles.
+#[tokio::test]
+async fn a_nick_belongs_to_its_first_account_or_site_user() {
+    let server = start(auth_config()).await;
+    let addr = server.addr();
+    // A site user (sub 1) takes `alice`.
+    let (alice, _) = Client::with_token(&server, &site_token(&claims("1", "alice"))).await;
+    drop(alice);
+    let r = http::post(addr, "/api/register", &[], &json!({"nick": "Alice", "password": "long enough pw"})).await;
+    assert_eq!((r.status, r.json()["error"]["code"].clone()), (409, json!("nick_taken")), "{}", r.body);
+    // Another site user (sub 2) with the same nick is refused.
+    let mut c = Client::connect(&server).await;
+    c.send(json!({"type": "hello", "token": site_token(&claims("2", "alice")), "id": 1})).await;
+    assert_eq!(c.expect_error("nick_taken").await["id"], 1);
+    // So is a guest, even while alice is offline.
+    c.send(json!({"type": "hello", "nick": "ALICE", "id": 2})).await;
+    assert_eq!(c.expect_error("nick_taken").await["id"], 2);
+    // The owner comes back fine.
+    Client::with_token(&server, &site_token(&claims("1", "alice"))).await;
+
+    // An account owns `bob`: a site token for `bob` is refused.
+    let r = http::post(addr, "/api/register", &[], &json!({"nick": "bob", "password": "long enough pw"})).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    c.send(json!({"type": "hello", "token": site_token(&claims("3", "bob")), "id": 3})).await;
+    assert_eq!(c.expect_error("nick_taken").await["id"], 3);
+    // The connection is still usable.
+    c.send(json!({"type": "hello", "nick": "carol"})).await;
+    c.expect("welcome").await;
+}

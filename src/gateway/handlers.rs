@@ -76,10 +76,10 @@ impl Conn {
                     ));
                 }
                 let account = app.store.account(nick.key()).await.map_err(unavailable)?;
-                if account.is_some_and(|a| a.registered()) {
+                if account.is_some_and(|a| a.registered() || a.owner.is_some()) {
                     return Err(ProtoError::new(
                         ErrorCode::NickTaken,
-                        format!("`{nick}` is a registered nick: log in with its password, or pick another"),
+                        format!("`{nick}` belongs to a registered user: log in, or pick another nick"),
                     ));
                 }
                 Identity::guest(nick)

@@ -90,6 +90,8 @@ pub struct Account {
     pub password_hash: Option<String>,
     pub created_at: i64,
     pub last_seen: i64,
+    /// Who owns the nick: `account`, or `site:<sub>` for a site user.
+    pub owner: Option<String>,
 }
 
 impl Account {
@@ -221,6 +223,11 @@ impl Store {
 
     pub async fn update_profile(&self, nick_key: &str, update: &ProfileUpdate) -> Result<(), StoreError> {
         self.0.update_profile(nick_key, update).await
+    }
+
+    /// Makes `owner` own the nick if nobody does; returns its owner.
+    pub async fn claim_owner(&self, nick_key: &str, owner: &str) -> Result<Option<String>, StoreError> {
+        self.0.claim_owner(nick_key, owner).await
     }
 
     pub async fn create_session(

@@ -53,6 +53,8 @@ struct Dialect {
     update_profile: &'static str,
     /// token_hash, nick_key, created_at, expires_at.
     insert_session: &'static str,
+    /// owner, nick_key: claims a nick nobody owns yet.
+    claim_owner: &'static str,
     /// token_hash, now → nick_key.
     session_user: &'static str,
     /// name_key, name, topic, private, managed, created_at.
@@ -95,11 +97,12 @@ const SQLITE: Dialect = Dialect {
     upsert_user: "INSERT INTO users (nick_key, nick, created_at, last_seen) VALUES (?, ?, ?, ?) \
                   ON CONFLICT (nick_key) DO UPDATE SET last_seen = excluded.last_seen",
     last_seen: "SELECT last_seen FROM users WHERE nick_key = ?",
-    account: "SELECT nick, display_name, status, avatar, settings, password_hash, created_at, last_seen FROM users WHERE nick_key = ?",
-    claim_account: "UPDATE users SET password_hash = ?, nick = ? WHERE nick_key = ? AND password_hash IS NULL",
-    insert_account: "INSERT INTO users (nick_key, nick, password_hash, created_at, last_seen) VALUES (?, ?, ?, ?, ?)",
+    account: "SELECT nick, display_name, status, avatar, settings, password_hash, created_at, last_seen, owner FROM users WHERE nick_key = ?",
+    claim_account: "UPDATE users SET password_hash = ?, nick = ?, owner = 'account' WHERE nick_key = ? AND password_hash IS NULL AND owner IS NULL",
+    insert_account: "INSERT INTO users (nick_key, nick, password_hash, created_at, last_seen, owner) VALUES (?, ?, ?, ?, ?, 'account')",
     update_profile: "UPDATE users SET display_name = COALESCE(?, display_name), status = COALESCE(?, status), avatar = COALESCE(?, avatar), settings = COALESCE(?, settings) WHERE nick_key = ?",
     insert_session: "INSERT INTO auth_sessions (token_hash, nick_key, created_at, expires_at) VALUES (?, ?, ?, ?)",
+    claim_owner: "UPDATE users SET owner = ? WHERE nick_key = ? AND owner IS NULL",
     session_user: "SELECT nick_key FROM auth_sessions WHERE token_hash = ? AND expires_at > ?",
     insert_room: "INSERT INTO rooms (name_key, name, topic, private, managed, created_at) VALUES (?, ?, ?, ?, ?, ?)",
     delete_room: "DELETE FROM rooms WHERE name_key = ?",
@@ -132,11 +135,12 @@ const POSTGRES: Dialect = Dialect {
     upsert_user: "INSERT INTO users (nick_key, nick, created_at, last_seen) VALUES ($1, $2, $3, $4) \
                   ON CONFLICT (nick_key) DO UPDATE SET last_seen = excluded.last_seen",
     last_seen: "SELECT last_seen FROM users WHERE nick_key = $1",
-    account: "SELECT nick, display_name, status, avatar, settings, password_hash, created_at, last_seen FROM users WHERE nick_key = $1",
-    claim_account: "UPDATE users SET password_hash = $1, nick = $2 WHERE nick_key = $3 AND password_hash IS NULL",
-    insert_account: "INSERT INTO users (nick_key, nick, password_hash, created_at, last_seen) VALUES ($1, $2, $3, $4, $5)",
+    account: "SELECT nick, display_name, status, avatar, settings, password_hash, created_at, last_seen, owner FROM users WHERE nick_key = $1",
+    claim_account: "UPDATE users SET password_hash = $1, nick = $2, owner = 'account' WHERE nick_key = $3 AND password_hash IS NULL AND owner IS NULL",
+    insert_account: "INSERT INTO users (nick_key, nick, password_hash, created_at, last_seen, owner) VALUES ($1, $2, $3, $4, $5, 'account')",
     update_profile: "UPDATE users SET display_name = COALESCE($1, display_name), status = COALESCE($2, status), avatar = COALESCE($3, avatar), settings = COALESCE($4, settings) WHERE nick_key = $5",
     insert_session: "INSERT INTO auth_sessions (token_hash, nick_key, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+    claim_owner: "UPDATE users SET owner = $1 WHERE nick_key = $2 AND owner IS NULL",
     session_user: "SELECT nick_key FROM auth_sessions WHERE token_hash = $1 AND expires_at > $2",
     insert_room: "INSERT INTO rooms (name_key, name, topic, private, managed, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
     delete_room: "DELETE FROM rooms WHERE name_key = $1",
@@ -169,11 +173,12 @@ const MYSQL: Dialect = Dialect {
     upsert_user: "INSERT INTO users (nick_key, nick, created_at, last_seen) VALUES (?, ?, ?, ?) \
                   ON DUPLICATE KEY UPDATE last_seen = VALUES(last_seen)",
     last_seen: "SELECT last_seen FROM users WHERE nick_key = ?",
-    account: "SELECT nick, display_name, status, avatar, settings, password_hash, created_at, last_seen FROM users WHERE nick_key = ?",
-    claim_account: "UPDATE users SET password_hash = ?, nick = ? WHERE nick_key = ? AND password_hash IS NULL",
-    insert_account: "INSERT INTO users (nick_key, nick, password_hash, created_at, last_seen) VALUES (?, ?, ?, ?, ?)",
+    account: "SELECT nick, display_name, status, avatar, settings, password_hash, created_at, last_seen, owner FROM users WHERE nick_key = ?",
+    claim_account: "UPDATE users SET password_hash = ?, nick = ?, owner = 'account' WHERE nick_key = ? AND password_hash IS NULL AND owner IS NULL",
+    insert_account: "INSERT INTO users (nick_key, nick, password_hash, created_at, last_seen, owner) VALUES (?, ?, ?, ?, ?, 'account')",
     update_profile: "UPDATE users SET display_name = COALESCE(?, display_name), status = COALESCE(?, status), avatar = COALESCE(?, avatar), settings = COALESCE(?, settings) WHERE nick_key = ?",
     insert_session: "INSERT INTO auth_sessions (token_hash, nick_key, created_at, expires_at) VALUES (?, ?, ?, ?)",
+    claim_owner: "UPDATE users SET owner = ? WHERE nick_key = ? AND owner IS NULL",
     session_user: "SELECT nick_key FROM auth_sessions WHERE token_hash = ? AND expires_at > ?",
     insert_room: "INSERT INTO rooms (name_key, name, topic, private, managed, created_at) VALUES (?, ?, ?, ?, ?, ?)",
     delete_room: "DELETE FROM rooms WHERE name_key = ?",
@@ -530,6 +535,7 @@ impl SqlStore {
                     password_hash: r.try_get(5).map_err(unavailable)?,
                     created_at: r.try_get(6).map_err(unavailable)?,
                     last_seen: r.try_get(7).map_err(unavailable)?,
+                    owner: r.try_get(8).map_err(unavailable)?,
                 })),
             }
         })
@@ -568,6 +574,15 @@ impl SqlStore {
                 .map_err(unavailable)?;
         });
         Ok(())
+    }
+
+    /// Makes `owner` the owner of a nick nobody owns yet (the row must
+    /// exist: see `user_seen`). Returns the nick's owner afterwards.
+    pub async fn claim_owner(&self, nick_key: &str, owner: &str) -> Result<Option<String>, StoreError> {
+        on_pool!(self, |pool, sql| {
+            sqlx::query(sql.claim_owner).bind(owner).bind(nick_key).execute(pool).await.map_err(unavailable)?;
+        });
+        Ok(self.account(nick_key).await?.and_then(|a| a.owner))
     }
 
     pub async fn create_session(

@@ -152,6 +152,7 @@ function onWelcome(f, resumed) {
       for (const peer of savedDMs()) store.dm(peer);
       watchPeers();
       if (firstRoom && validRoom(firstRoom)) joinRoom(firstRoom, true);
+      else if (!f.rooms?.length) select(null);
       conn.send({ type: 'rooms' });
     }
     redraw();
@@ -426,6 +427,9 @@ function select(c) {
   if (!c) {
     current = null;
     ui.current = null;
+    list.show(null);
+    ui.renderEmpty();
+    ui.renderSidebar();
     return;
   }
   if (current !== c) stopTyping();
@@ -478,6 +482,7 @@ async function joinRoom(name, show) {
   const r = await conn.request(frame);
   if (r.type === 'error') {
     if (show) firstRoom = null;
+    if (!current) select(null);
     if (r.code !== 'lost' && r.code !== 'offline') ui.toast(`Could not join ${name}: ${errorText(r)}`);
     return;
   }

@@ -77,6 +77,14 @@ export class MessageList {
 
   /** Shows `conv` (from scratch when it is another conversation). */
   show(conv) {
+    if (!conv) {
+      this.conv = null;
+      this.els.clear();
+      replace(this.list);
+      this.olderBtn.hidden = true;
+      this.jumpBtn.hidden = true;
+      return;
+    }
     if (conv !== this.conv) {
       this.conv = conv;
       this.els.clear();
@@ -129,6 +137,8 @@ export class MessageList {
   anchor() {
     const top = this.box.getBoundingClientRect().top;
     for (const el of this.list.children) {
+      // Day separators and the start line move with what comes before them.
+      if (!el.classList.contains('msg') && !el.classList.contains('event')) continue;
       const r = el.getBoundingClientRect();
       if (r.bottom > top) return { el, top: r.top };
     }

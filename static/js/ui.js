@@ -240,10 +240,26 @@ export class UI {
       sub.textContent = 'Messages to every connected user';
     }
     $('toggle-members').hidden = c.kind !== 'room';
+    $('input').disabled = false;
+    $('send').disabled = false;
     if (this.mode === 'embed') return;
     $('edit-topic').hidden = c.kind !== 'room';
     $('leave').hidden = c.kind !== 'room';
     $('input').placeholder = c.kind === 'room' ? `Message ${c.name}` : c.kind === 'dm' ? `Message ${this.title(c)}` : 'Message everyone';
+  }
+
+  /** No conversation open (nothing joined yet, or the last one left). */
+  renderEmpty() {
+    $('conv-name').textContent = this.mode === 'embed' ? 'Not connected to a room' : 'No conversation open';
+    $('conv-sub').textContent = this.mode === 'embed' ? '' : 'Join or create a room from the list.';
+    $('toggle-members').hidden = true;
+    $('input').disabled = true;
+    $('send').disabled = true;
+    $('typing').textContent = '';
+    replace($('member-list'));
+    if (this.mode === 'embed') return;
+    $('edit-topic').hidden = true;
+    $('leave').hidden = true;
   }
 
   openTopicForm() {
