@@ -432,7 +432,14 @@ function select(c) {
     ui.renderSidebar();
     return;
   }
-  if (current !== c) stopTyping();
+  const input = document.getElementById('input');
+  if (current !== c) {
+    stopTyping();
+    // Each conversation keeps its own unsent text.
+    if (current) current.draft = input.value;
+    input.value = c.draft || '';
+    ui.autosize();
+  }
   current = c;
   ui.current = c;
   c.unread = 0;
@@ -518,8 +525,11 @@ async function send(raw) {
   const r = await conn.request({ type: 'say', ...target, text });
   if (r.type === 'error') {
     ui.toast(errorText(r));
+    // Give the text back, unless the user has typed something else since.
     const input = document.getElementById('input');
-    if (r.code !== 'lost' && !input.value) {
+    if (r.code === 'lost') return;
+    if (current !== c) c.draft ||= raw;
+    else if (!input.value) {
       input.value = raw;
       ui.autosize();
     }

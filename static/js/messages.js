@@ -202,7 +202,8 @@ export class MessageList {
       case 'receipt':
         return h('li', { class: 'receipt', text: 'Seen' });
       default:
-        return h('li', { class: 'msg', dataset: { seq: item.msg.seq, id: item.msg.msg_id } });
+        // tabindex -1: a tap focuses the message, which shows its controls.
+        return h('li', { class: 'msg', tabIndex: -1, dataset: { seq: item.msg.seq, id: item.msg.msg_id } });
     }
   }
 

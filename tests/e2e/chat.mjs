@@ -240,13 +240,32 @@ await run(async (browser) => {
   });
 
   await step('screenshots, light and dark', async () => {
-    await openConv(A, 'lobby');
-    await say(B, 'Looks good on my side — shipping it after lunch.');
-    await A.locator('#message-list .msg', { hasText: 'shipping it' }).waitFor();
-    await B.locator('#input').fill('Sounds');
+    for (const P of [A, B]) {
+      await P.locator('#join-name').fill('design');
+      await P.locator('#join-name').press('Enter');
+      await P.locator('#conv-name', { hasText: 'design' }).waitFor();
+    }
+    await A.locator('#edit-topic').click();
+    await A.locator('#topic-input').fill('New onboarding flow · review on Thursday');
+    await A.locator('#topic-input').press('Enter');
+    await B.locator('#conv-sub', { hasText: 'onboarding' }).waitFor();
+    const lines = [
+      [B, 'Morning! I pushed the new sign-up screens to the staging server.'],
+      [A, 'Nice, looking now.'],
+      [A, 'The dark mode colours are much better than last week.'],
+      [B, 'Thanks! Still unsure about the empty state — too much text?'],
+      [A, 'A little. Could we cut the second paragraph and keep the button?'],
+    ];
+    for (const [P, text] of lines) {
+      await say(P, text);
+      await A.locator('#message-list .msg', { hasText: text }).waitFor();
+      await B.locator('#message-list .msg', { hasText: text }).waitFor();
+    }
+    await B.locator('#input').fill('Good idea, I');
     await A.locator('#typing', { hasText: 'bob is typing…' }).waitFor();
     toDocs(await shot(A, 'desktop-light'));
     await shot(B, 'desktop-dark');
+    await B.locator('#input').fill('');
   });
 
   await step('375 px: no sideways scrolling, drawer and member list work', async () => {
