@@ -29,6 +29,9 @@ pub struct App {
     pub close_all: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
     pub tracker: TaskTracker,
+    /// Connections in their reading phase: shutdown waits for each to finish
+    /// the frame in hand before it flushes, so what they publish is acked.
+    pub readers: TaskTracker,
     pub node: String,
     pub limits_view: LimitsView,
     pub login_throttle: LoginThrottle,
@@ -59,6 +62,7 @@ impl App {
             stop_reading: CancellationToken::new(),
             close_all: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            readers: TaskTracker::new(),
             config,
         }
     }

@@ -120,7 +120,13 @@ impl Server {
             //    everyone (the listener stops accepting meanwhile).
             app.hub.hush();
             app.stop_reading.cancel();
-            // 2. Messages already accepted are stored, delivered and acked.
+            // 2. Messages already accepted are stored, delivered and acked:
+            //    first every reader finishes the frame in hand (it may be
+            //    about to publish), then the bus is flushed.
+            app.readers.close();
+            if tokio::time::timeout(grace, app.readers.wait()).await.is_err() {
+                tracing::warn!("readers still busy after the grace period");
+            }
             if tokio::time::timeout(grace, app.bus.flush()).await.is_err() {
                 tracing::warn!("in-flight messages not flushed within the grace period");
             }

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_chat");
 
-/// `chat` with no `CHAT_*` settings inherited from the test's environment.
+/// `chat` with no `CHAT_*` settings inherited from the test's environment,
+/// a database of its own, and a scratch working directory (so that nothing
+/// lands in the source tree).
 fn chat() -> Command {
     let mut cmd = Command::new(BIN);
     for (key, _) in std::env::vars() {
@@ -17,7 +19,10 @@ fn chat() -> Command {
             cmd.env_remove(key);
         }
     }
-    cmd.env_remove("RUST_LOG");
+    let db = common::fresh_db_path();
+    cmd.env_remove("RUST_LOG")
+        .env("CHAT_DATABASE__URL", format!("sqlite://{}", db.display()))
+        .current_dir(db.parent().unwrap());
     cmd
 }
 

@@ -245,3 +245,25 @@ async fn total_connections_are_capped_with_503() {
     alice.sync().await;
     bob.sync().await;
 }
+
+#[tokio::test]
+async fn a_peer_silent_for_idle_timeout_is_dropped() {
+    let mut config = test_config();
+    config.limits.ping_interval = Duration::from_millis(100);
+    config.limits.idle_timeout = Duration::from_millis(300);
+    let server = start(config).await;
+    let mut clients = quiet_room(&server, "r", &["alice", "bob"]).await;
+    let mut bob = clients.pop().unwrap();
+    let mut alice = clients.pop().unwrap();
+    // alice keeps reading, so her client answers the server's pings; bob's
+    // is not polled, so it answers nothing and goes silent.
+    alice.expect_json(presence("r", "bob", "quit")).await;
+    // bob's connection is over. Its close frame (1001) waits behind the
+    // server's pings, and reading those makes bob's client write pongs
+    // into the closed connection, which may fail before the close frame
+    // is read: an I/O error is the other acceptable ending.
+    let code = bob.closed().await;
+    assert!(matches!(code, Some(1001) | None), "close code {code:?}");
+    alice.sync().await;
+    alice.say("r", "still here").await;
+}

@@ -102,3 +102,49 @@ async fn acks_of_messages_sent_just_before_shutdown_are_not_lost() {
     bob.expect_close(1001).await;
     tokio::time::timeout(Duration::from_secs(10), server.wait()).await.expect("the server stopped");
 }
+
+/// Frames sent while the server starts shutting down: each is either never
+/// read (no reply, not stored; the client sends it again after
+/// reconnecting) or read, stored and acked. A message stored without its
+/// ack reaching the sender would be sent twice.
+#[tokio::test]
+async fn a_message_stored_during_shutdown_is_acked() {
+    const SENT: u64 = 15;
+    let config = unlimited_config();
+    let server = start(config.clone()).await;
+    let (mut alice, _) = Client::hello(&server, "alice").await;
+    // bob has been here, and is offline: a direct message to him looks him
+    // up in storage before it is stored.
+    let (mut bob, _) = Client::hello(&server, "bob").await;
+    alice.send(json!({"type": "watch", "nicks": ["bob"]})).await;
+    alice.expect("status").await;
+    bob.close().await;
+    assert_eq!(alice.expect("status").await["online"], false);
+
+    for i in 1..=SENT {
+        alice.send(json!({"type": "say", "to": "bob", "text": format!("m{i}"), "id": i})).await;
+    }
+    // Once the first is acked, the server is busy with the others.
+    let first = alice.expect("ack").await;
+    server.trigger_shutdown();
+    let mut acked = vec![first["message"]["seq"].as_u64().unwrap()];
+    loop {
+        let v = alice.recv().await;
+        match v["type"].as_str() {
+            Some("ack") => acked.push(v["message"]["seq"].as_u64().unwrap()),
+            Some("notice") => break,
+            _ => panic!("alice: unexpected {v}"),
+        }
+    }
+    alice.expect_close(1001).await;
+    tokio::time::timeout(Duration::from_secs(10), server.wait()).await.expect("the server stopped");
+
+    // The same database, a new server: what was stored was acked.
+    let server = start(config).await;
+    let (mut alice, _) = Client::hello(&server, "alice").await;
+    alice.send(json!({"type": "history", "with": "bob", "limit": 200})).await;
+    let history = alice.expect("history").await;
+    let stored: Vec<u64> = history["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    assert_eq!(stored, acked, "stored (left) vs acked (right), of {SENT} sent");
+    eprintln!("{} of {SENT} sent were stored and acked", acked.len());
+}

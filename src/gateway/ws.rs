@@ -113,7 +113,9 @@ async fn serve(app: Arc<App>, socket: WebSocket, addr: SocketAddr, _permit: Conn
     let limits = &app.config.limits;
     let writer = app.tracker.spawn(write_loop(sink, rx, session.clone(), (limits.ping_interval, limits.idle_timeout)));
     Box::pin(conn.welcome(hello_id.as_ref())).await;
+    let reading = app.readers.token();
     let reason = read_loop(&mut conn, &mut stream, &app).await;
+    drop(reading);
     app.hub.disconnect(&session);
     if reason != CloseReason::Shutdown {
         session.close(reason);
