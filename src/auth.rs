@@ -22,7 +22,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::{AuthConfig, Secret};
 use crate::protocol::{ErrorCode, Name, ProtoError};
-use crate::store::{Store, StoreError};
+use crate::store::{Account, Store, StoreError};
 
 /// Who a `hello` (or an HTTP call) authenticated as.
 #[derive(Clone, Debug)]
@@ -298,9 +298,13 @@ pub async fn login(
         return Err(unauthorized("wrong nick or password"));
     }
     let account = account.ok_or_else(|| unauthorized("wrong nick or password"))?;
-    let nick = Name::nick(&account.nick).unwrap_or_else(|_| nick.clone());
+    account_identity(account)
+}
+
+/// The identity of a registered account, with its stored profile.
+fn account_identity(account: Account) -> Result<Identity, ProtoError> {
     Ok(Identity {
-        nick,
+        nick: Name::nick(&account.nick).map_err(|_| ProtoError::internal())?,
         kind: IdentityKind::Account,
         display_name: Some(account.display_name).filter(|d| !d.is_empty()),
         avatar: Some(account.avatar).filter(|a| !a.is_empty()),
@@ -324,15 +328,7 @@ pub async fn from_token(store: &Store, config: &AuthConfig, token: &str) -> Resu
         .ok_or_else(|| unauthorized("the session token is unknown or expired: log in again"))?;
     let account =
         store.account(&nick_key).await.map_err(store_error)?.ok_or_else(|| unauthorized("no such account"))?;
-    let nick = Name::nick(&account.nick).map_err(|_| ProtoError::internal())?;
-    Ok(Identity {
-        nick,
-        kind: IdentityKind::Account,
-        display_name: Some(account.display_name).filter(|d| !d.is_empty()),
-        avatar: Some(account.avatar).filter(|a| !a.is_empty()),
-        rooms: None,
-        admin: false,
-    })
+    account_identity(account)
 }
 
 /// A site user owns its nick from its first visit on: an account of the

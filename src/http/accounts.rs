@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::caller::{Caller, caller, proto_error_response};
-use super::{Body, error_response};
+use super::{Body, bad_request, error_response, unavailable};
 use crate::app::App;
 use crate::auth::{self, MAX_DISPLAY_NAME, MAX_PASSWORD, MAX_SETTINGS_BYTES, MAX_STATUS, MIN_PASSWORD};
 use crate::protocol::{Name, ProtoError, now_ms};
@@ -22,14 +22,6 @@ use crate::store::{Account, ProfileUpdate};
 pub struct Credentials {
     nick: String,
     password: String,
-}
-
-fn bad_request(message: &str) -> Response {
-    error_response(StatusCode::BAD_REQUEST, "invalid", message)
-}
-
-fn unavailable() -> Response {
-    error_response(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "storage is unavailable")
 }
 
 /// The profile as `/api/me` shows it to its owner.

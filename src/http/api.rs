@@ -5,14 +5,14 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 
-use super::caller::{Caller, api_key, caller};
+use super::caller::{api_key, caller, may_read};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::error_response;
+use super::{bad_request, unavailable};
 use crate::app::App;
 use crate::protocol::Name;
 use crate::protocol::server::{Conv, StoredMessage};
@@ -20,14 +20,6 @@ use crate::store::HistoryQuery;
 
 /// Most messages one transcript request returns (`more` says if there are more).
 const TRANSCRIPT_MAX: usize = 10_000;
-
-fn bad_request(message: &str) -> Response {
-    error_response(StatusCode::BAD_REQUEST, "invalid", message)
-}
-
-fn unavailable() -> Response {
-    error_response(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "storage is unavailable")
-}
 
 #[derive(Deserialize)]
 pub struct MessagesQuery {
@@ -48,17 +40,12 @@ pub async fn room_messages(
         Err(r) => return r,
     };
     let Ok(room) = Name::room(&room) else { return bad_request("not a valid room name") };
-    if let Caller::User(user) = &caller {
-        // A user reads a public room, or a private one it belongs to.
-        match app.store.room(room.key()).await {
-            Ok(Some(r)) if r.private && !user.admin => match app.store.member_role(room.key(), user.nick.key()).await {
-                Ok(Some(_)) => {}
-                Ok(None) => return error_response(StatusCode::FORBIDDEN, "forbidden", "this room is private"),
-                Err(_) => return unavailable(),
-            },
-            Ok(_) => {}
-            Err(_) => return unavailable(),
-        }
+    let private = match app.store.room(room.key()).await {
+        Ok(record) => record.is_some_and(|r| r.private),
+        Err(_) => return unavailable(),
+    };
+    if let Err(r) = may_read(&app, &caller, &room, private).await {
+        return r;
     }
     if q.before.is_some() && q.after.is_some() {
         return bad_request("give `before` or `after`, not both");

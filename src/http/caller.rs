@@ -9,7 +9,7 @@ use axum::response::Response;
 use super::error_response;
 use crate::app::App;
 use crate::auth::{self, Identity};
-use crate::protocol::{ErrorCode, ProtoError};
+use crate::protocol::{ErrorCode, Name, ProtoError};
 
 pub enum Caller {
     ApiKey,
@@ -43,6 +43,20 @@ pub async fn caller(app: &Arc<App>, headers: &HeaderMap) -> Result<Caller, Respo
     match auth::from_token(&app.store, &app.config.auth, token).await {
         Ok(identity) => Ok(Caller::User(identity)),
         Err(e) => Err(proto_error_response(&e)),
+    }
+}
+
+/// Whether the caller may read a room: an API key or a site admin always; a
+/// user, a public room or a private one it is a member of.
+pub async fn may_read(app: &App, caller: &Caller, room: &Name, private: bool) -> Result<(), Response> {
+    let Caller::User(user) = caller else { return Ok(()) };
+    if !private || user.admin {
+        return Ok(());
+    }
+    match app.store.member_role(room.key(), user.nick.key()).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(error_response(StatusCode::FORBIDDEN, "forbidden", "this room is private")),
+        Err(_) => Err(super::unavailable()),
     }
 }
 

@@ -72,6 +72,16 @@ where
     }
 }
 
+/// 400 `invalid`.
+pub fn bad_request(message: &str) -> Response {
+    error_response(StatusCode::BAD_REQUEST, "invalid", message)
+}
+
+/// 503 `unavailable`: the database did not answer.
+pub fn unavailable() -> Response {
+    error_response(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "storage is unavailable")
+}
+
 /// `{"error":{"code":…,"message":…}}` with a status code.
 pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Json(json!({"error": {"code": code, "message": message}}))).into_response()

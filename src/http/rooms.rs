@@ -12,21 +12,13 @@ use serde_json::json;
 use tokio::sync::oneshot;
 use ulid::Ulid;
 
-use super::caller::{Caller, api_key, caller, proto_error_response};
-use super::{Body, error_response};
+use super::caller::{Caller, api_key, caller, may_read, proto_error_response};
+use super::{Body, bad_request, error_response, unavailable};
 use crate::app::App;
 use crate::hub::Route;
 use crate::protocol::server::Conv;
 use crate::protocol::{Name, check_text, now_ms};
 use crate::store::{NewMessage, Role};
-
-fn bad_request(message: &str) -> Response {
-    error_response(StatusCode::BAD_REQUEST, "invalid", message)
-}
-
-fn unavailable() -> Response {
-    error_response(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "storage is unavailable")
-}
 
 fn no_such_room() -> Response {
     error_response(StatusCode::NOT_FOUND, "no_such_room", "no such room")
@@ -137,12 +129,8 @@ pub async fn status(State(app): State<Arc<App>>, headers: HeaderMap, Path(room):
         return no_such_room();
     };
     let private = record.as_ref().is_some_and(|r| r.private);
-    if let Caller::User(user) = &caller
-        && private
-        && !user.admin
-        && !matches!(app.store.member_role(room.key(), user.nick.key()).await, Ok(Some(_)))
-    {
-        return error_response(StatusCode::FORBIDDEN, "forbidden", "this room is private");
+    if let Err(r) = may_read(&app, &caller, &room, private).await {
+        return r;
     }
     let members = live.map(|(_, _, m)| m).unwrap_or_default();
     Json(json!({
