@@ -23,13 +23,13 @@
   frame.title = d.title || 'Chat: ' + (d.room || 'lobby');
   frame.loading = 'lazy';
   frame.referrerPolicy = 'origin';
-  frame.setAttribute('allow', 'notifications');
   frame.className = 'chat-embed';
   frame.style.width = d.width || '100%';
   frame.style.height = (parseInt(d.height, 10) || 500) + 'px';
   frame.style.border = '1px solid rgba(127, 127, 127, 0.35)';
   frame.style.borderRadius = '12px';
   frame.style.display = 'block';
+  frame.style.boxSizing = 'border-box';
   frame.style.colorScheme = 'normal';
   script.parentNode.insertBefore(frame, script.nextSibling);
 })();

@@ -11,6 +11,7 @@ import { MessageList } from './messages.js';
 import { showLogin, accountToken } from './login.js';
 import { Notifier } from './notify.js';
 import { errorText, validRoom } from './format.js';
+import { load, save, forget } from './saved.js';
 
 const mode = document.body.dataset.mode === 'embed' ? 'embed' : 'app';
 const params = new URLSearchParams(location.search);
@@ -59,26 +60,17 @@ const list = new MessageList(store, {
 // ---- identifying ----------------------------------------------------------
 
 function savedAuth() {
-  for (const s of [sessionStorage, localStorage]) {
-    try {
-      const a = JSON.parse(s.getItem(AUTH_KEY) || 'null');
-      if (a && (a.nick || a.token)) return a;
-    } catch {
-      // ignore a damaged entry
-    }
-  }
-  return null;
+  const a = load(AUTH_KEY, true) || load(AUTH_KEY);
+  return a && (a.nick || a.token) ? a : null;
 }
 
 function saveAuth() {
   // Site tokens are short-lived and belong to this tab; the rest persists.
-  const where = auth.persist ? localStorage : sessionStorage;
-  where.setItem(AUTH_KEY, JSON.stringify(auth));
+  save(AUTH_KEY, auth, !auth.persist);
 }
 
 function forgetAuth() {
-  sessionStorage.removeItem(AUTH_KEY);
-  localStorage.removeItem(AUTH_KEY);
+  forget(AUTH_KEY);
 }
 
 function boot() {
@@ -524,7 +516,7 @@ async function send(raw) {
   const target = c.kind === 'room' ? { room: c.name } : c.kind === 'dm' ? { to: c.name } : { everyone: true };
   const r = await conn.request({ type: 'say', ...target, text });
   if (r.type === 'error') {
-    ui.toast(errorText(r));
+    ui.toast(errorText(r), 'error', `say:${r.code}`);
     // Give the text back, unless the user has typed something else since.
     const input = document.getElementById('input');
     if (r.code === 'lost') return;
@@ -613,11 +605,8 @@ async function deleteMessage(m) {
 const dmKey = () => `chat.dms.${fold(store.me?.nick || '')}`;
 
 function savedDMs() {
-  try {
-    return JSON.parse(localStorage.getItem(dmKey()) || '[]').filter((n) => typeof n === 'string');
-  } catch {
-    return [];
-  }
+  const peers = load(dmKey());
+  return Array.isArray(peers) ? peers.filter((n) => typeof n === 'string') : [];
 }
 
 function rememberDM(nick) {
@@ -625,7 +614,7 @@ function rememberDM(nick) {
   const peers = savedDMs();
   if (!peers.some((p) => fold(p) === fold(nick))) {
     peers.push(nick);
-    localStorage.setItem(dmKey(), JSON.stringify(peers.slice(-100)));
+    save(dmKey(), peers.slice(-100));
     conn.send({ type: 'watch', nicks: [nick] });
   }
 }

@@ -105,6 +105,7 @@ export class Connection extends EventTarget {
       return;
     }
     if (!this.ready) return this.onHelloReply(frame);
+    if (frame.type === 'notice' && frame.code === 'shutdown') this.shuttingDown = true;
     if (frame.id !== undefined && this.pending.has(frame.id)) {
       const p = this.pending.get(frame.id);
       this.pending.delete(frame.id);
@@ -150,7 +151,8 @@ export class Connection extends EventTarget {
     clearInterval(this.heartbeat);
     this.failPending('lost');
     if (this.stopped) return;
-    const reason = ev.code === 1001 ? 'the server is restarting' : 'connection lost';
+    const reason = ev.code === 1001 || this.shuttingDown ? 'the server is restarting' : 'connection lost';
+    this.shuttingDown = false;
     this.scheduleRetry(reason);
   }
 
@@ -164,19 +166,29 @@ export class Connection extends EventTarget {
     this.emit('status', { state: 'waiting', retryIn: delay, reason });
   }
 
-  /** A `ping` when the line has been quiet; no answer within 10 s: reconnect. */
+  /**
+   * A `ping` when the line has been quiet; nothing heard within 10 s of it:
+   * the link is dead (a laptop that slept, a network that changed), so
+   * reconnect. Only an unanswered ping counts, so a background tab whose
+   * timers the browser slows down is not taken for a dead one.
+   */
   startHeartbeat() {
     clearInterval(this.heartbeat);
+    this.pingSent = 0;
     this.heartbeat = setInterval(() => {
       if (!this.ready) return;
-      if (Date.now() - this.lastHeard > HEARTBEAT + 10_000) {
+      const now = Date.now();
+      if (this.pingSent && this.lastHeard < this.pingSent && now - this.pingSent > 10_000) {
         const ws = this.ws;
         this.onClose(ws, { code: 1006 });
         ws.onclose = null;
         ws.close();
         return;
       }
-      if (Date.now() - this.lastHeard > HEARTBEAT - 1000) this.send({ type: 'ping' });
+      if (now - this.lastHeard > HEARTBEAT && !(this.pingSent > this.lastHeard)) {
+        this.pingSent = now;
+        this.send({ type: 'ping' });
+      }
     }, 5000);
   }
 

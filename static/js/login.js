@@ -19,7 +19,7 @@ export function showLogin({ error = '', nick = '', roomLabel = '', onGuest, onAc
   $('login-error').textContent = error;
   if (nick) $('login-nick').value = nick;
   if (!bound) bind(onGuest, onAccount);
-  $('login-nick').focus();
+  if (document.body.dataset.mode !== 'embed') $('login-nick').focus();
 }
 
 function setTab(name) {

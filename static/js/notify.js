@@ -2,12 +2,14 @@
 // is hidden. Off until the user turns them on; the browser's permission is
 // asked at that moment, never on page load.
 
+import { load, save } from './saved.js';
+
 const KEY = 'chat.notifications';
 
 export class Notifier {
   constructor() {
     this.supported = 'Notification' in window;
-    this.enabled = this.supported && localStorage.getItem(KEY) === 'on' && Notification.permission === 'granted';
+    this.enabled = this.supported && load(KEY) === 'on' && Notification.permission === 'granted';
   }
 
   /** Turns notifications on or off; returns a sentence when it could not. */
@@ -15,7 +17,7 @@ export class Notifier {
     if (!this.supported) return 'This browser cannot show notifications.';
     if (this.enabled) {
       this.enabled = false;
-      localStorage.setItem(KEY, 'off');
+      save(KEY, 'off');
       return null;
     }
     let permission = Notification.permission;
@@ -24,7 +26,7 @@ export class Notifier {
       return 'Notifications are blocked for this site. Allow them in the browser\'s site settings, then try again.';
     }
     this.enabled = true;
-    localStorage.setItem(KEY, 'on');
+    save(KEY, 'on');
     return null;
   }
 

@@ -102,6 +102,7 @@ export class UI {
 
   showApp() {
     $('login').hidden = true;
+    if (!$('app').hidden) return;
     $('app').hidden = false;
     if (this.wide.matches) this.toggleMembers(true);
   }
@@ -113,7 +114,9 @@ export class UI {
   }
 
   focusComposer() {
-    if (!this.narrow.matches) $('input').focus();
+    // Not on phones (the keyboard would cover the page), and never inside
+    // the widget: focusing an iframe scrolls the host page to it.
+    if (!this.narrow.matches && this.mode !== 'embed') $('input').focus();
   }
 
   // ---- sidebar ------------------------------------------------------------
@@ -352,9 +355,11 @@ export class UI {
   }
 
   /** A message to the user that goes away by itself (errors stay longer). */
-  toast(text, kind = 'error') {
+  toast(text, kind = 'error', key = text) {
     const box = $('toasts');
-    const el = h('div', { class: `toast ${kind}`, attrs: { role: kind === 'error' ? 'alert' : 'status' } },
+    // The same problem again (a burst of rate_limited): one toast, kept longer.
+    for (const old of [...box.children]) if (old.dataset.key === key) old.remove();
+    const el = h('div', { class: `toast ${kind}`, dataset: { key }, attrs: { role: kind === 'error' ? 'alert' : 'status' } },
       h('span', { text }),
       h('button', { type: 'button', class: 'icon', text: '✕', attrs: { 'aria-label': 'Dismiss' }, on: { click: () => el.remove() } }));
     box.append(el);

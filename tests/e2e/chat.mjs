@@ -148,6 +148,10 @@ await run(async (browser) => {
       }
     });
     await A.locator('.toast', { hasText: 'You are sending too fast. Wait' }).first().waitFor();
+    check(await A.locator('.toast', { hasText: 'too fast' }).count() === 1, 'one toast for a burst of the same error');
+    await A.locator('#leave').click();
+    await until('flood left', async () => (await A.locator('#room-list .conv', { hasText: 'flood' }).count()) === 0);
+    check((await A.locator('#conv-name').textContent()) !== 'flood', 'another conversation shown');
     const twin = await user(browser, 'twin');
     await twin.page.goto(env.url);
     await twin.page.locator('#login-nick').fill('alice');
@@ -274,7 +278,7 @@ await run(async (browser) => {
       const P = pat.page;
       await P.locator('#conv-name', { hasText: 'lobby' }).waitFor();
       await say(P, 'hello from a small screen, with a long line that has to wrap nicely without scrolling sideways');
-      await P.locator('#message-list .msg', { hasText: 'small screen' }).waitFor();
+      await P.locator('#message-list .msg.own', { hasText: 'small screen' }).waitFor();
       const fits = await P.evaluate(() => document.documentElement.scrollWidth <= innerWidth
         && [...document.querySelectorAll('#composer, #send, .conv-head, #message-list .msg')]
           .every((el) => el.getBoundingClientRect().right <= innerWidth + 0.5));

@@ -58,6 +58,21 @@ export async function launch() {
 }
 
 const problems = [];
+const users = [];
+
+/** On failure: what each page showed, to tell what went wrong. */
+async function describePages() {
+  for (const { name, page } of users) {
+    if (page.isClosed()) continue;
+    const seen = await page.evaluate(() => ({
+      conv: document.getElementById('conv-name')?.textContent,
+      status: document.getElementById('status')?.hidden ? '(hidden)' : document.getElementById('status')?.textContent,
+      toasts: [...document.querySelectorAll('.toast')].map((t) => t.textContent),
+      last: [...document.querySelectorAll('#message-list .msg .text')].slice(-3).map((t) => t.textContent),
+    })).catch((e) => e.message);
+    console.error(`  ${name}: ${JSON.stringify(seen)}`);
+  }
+}
 
 /**
  * A user: a browser context of its own (its own storage) and one page.
@@ -75,6 +90,7 @@ export async function user(browser, name, { width = 1280, height = 800, dark = f
   context.setDefaultTimeout(WAIT);
   const page = await context.newPage();
   watch(page, name);
+  users.push({ name, page });
   return { name, context, page };
 }
 
@@ -143,6 +159,9 @@ export async function say(page, text) {
 
 export async function shot(page, name) {
   mkdirSync(env.shots, { recursive: true });
+  // Earlier steps' toasts and a hovered button are not part of the picture.
+  await page.locator('.toast button').evaluateAll((bs) => bs.forEach((b) => b.click())).catch(() => {});
+  await page.mouse.move(1, (page.viewportSize()?.height || 600) - 1);
   const path = join(env.shots, `${name}.png`);
   await page.screenshot({ path });
   log(`screenshot ${path}`);
@@ -209,6 +228,7 @@ export async function run(main) {
     process.exit(0);
   } catch (e) {
     console.error(`FAIL: ${e.stack || e}`);
+    await describePages().catch(() => {});
     await browser?.close().catch(() => {});
     process.exit(1);
   }
