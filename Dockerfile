@@ -13,6 +13,7 @@ USER chat
 WORKDIR /data
 VOLUME ["/data"]
 EXPOSE 8080
-ENV CHAT_SERVER__LISTEN=0.0.0.0:8080
+ENV CHAT_SERVER__LISTEN=0.0.0.0:8080 \
+    CHAT_DATABASE__URL=sqlite:///data/chat.db
 ENTRYPOINT ["/usr/local/bin/chat"]
 CMD ["serve"]
