@@ -29,15 +29,9 @@ fn room_name(raw: &str) -> Result<Name, Response> {
 }
 
 /// `GET /api/rooms`: named and live rooms; private ones only for API keys.
-pub async fn list(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let caller = match caller(&app, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let stored = match app.store.list_rooms().await {
-        Ok(r) => r,
-        Err(_) => return unavailable(),
-    };
+pub async fn list(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, Response> {
+    let caller = caller(&app, &headers).await?;
+    let stored = app.store.list_rooms().await.map_err(|_| unavailable())?;
     let live = app.hub.room_list();
     let mut rooms: Vec<serde_json::Value> = Vec::new();
     for r in &stored {
@@ -50,7 +44,7 @@ pub async fn list(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     for l in live.iter().filter(|l| !stored.iter().any(|r| r.name.eq_ignore_ascii_case(&l.name))) {
         rooms.push(json!({"name": l.name, "topic": l.topic, "members": l.members, "private": false}));
     }
-    Json(json!({"rooms": rooms})).into_response()
+    Ok(Json(json!({"rooms": rooms})).into_response())
 }
 
 #[derive(Deserialize)]
@@ -67,73 +61,69 @@ pub struct NewRoom {
 
 /// `POST /api/rooms` `{name, topic?, private?, members?}` → 201. A user who
 /// creates a room moderates it.
-pub async fn create(State(app): State<Arc<App>>, headers: HeaderMap, Body(body): Body<NewRoom>) -> Response {
-    let caller = match caller(&app, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+pub async fn create(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Body(body): Body<NewRoom>,
+) -> Result<Response, Response> {
+    let caller = caller(&app, &headers).await?;
     let name = match room_name(&body.name) {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return Err(r),
     };
     if body.topic.chars().count() > app.config.limits.max_topic {
-        return bad_request("`topic` is too long");
+        return Err(bad_request("`topic` is too long"));
     }
-    let members = match body.members.iter().map(|m| Name::nick(m)).collect::<Result<Vec<_>, _>>() {
-        Ok(m) => m,
-        Err(e) => return proto_error_response(&e),
-    };
+    let members = body
+        .members
+        .iter()
+        .map(|m| Name::nick(m))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| proto_error_response(&e))?;
     if app.hub.room_is_live(name.key()) {
-        return error_response(StatusCode::CONFLICT, "room_exists", "a room of that name exists");
+        return Err(error_response(StatusCode::CONFLICT, "room_exists", "a room of that name exists"));
     }
     match app.store.create_room(name.key(), name.as_str(), body.topic.trim(), body.private, true).await {
         Ok(true) => {}
-        Ok(false) => return error_response(StatusCode::CONFLICT, "room_exists", "a room of that name exists"),
-        Err(_) => return unavailable(),
+        Ok(false) => return Err(error_response(StatusCode::CONFLICT, "room_exists", "a room of that name exists")),
+        Err(_) => return Err(unavailable()),
     }
     for m in &members {
         if app.store.set_member(name.key(), m.key(), Role::Member).await.is_err() {
-            return unavailable();
+            return Err(unavailable());
         }
     }
     if let Caller::User(user) = &caller
         && app.store.set_member(name.key(), user.nick.key(), Role::Moderator).await.is_err()
     {
-        return unavailable();
+        return Err(unavailable());
     }
     tracing::info!(room = %name, private = body.private, "room created");
     let body = json!({"name": name.as_str(), "topic": body.topic.trim(), "private": body.private});
-    (StatusCode::CREATED, Json(body)).into_response()
+    Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
 /// `GET /api/rooms/{room}`: name, topic, privacy, latest `seq`, members online.
-pub async fn status(State(app): State<Arc<App>>, headers: HeaderMap, Path(room): Path<String>) -> Response {
-    let caller = match caller(&app, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let room = match room_name(&room) {
-        Ok(n) => n,
-        Err(r) => return r,
-    };
-    let record = match app.store.room(room.key()).await {
-        Ok(r) => r,
-        Err(_) => return unavailable(),
-    };
+pub async fn status(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(room): Path<String>,
+) -> Result<Response, Response> {
+    let caller = caller(&app, &headers).await?;
+    let room = room_name(&room)?;
+    let record = app.store.room(room.key()).await.map_err(|_| unavailable())?;
     let live = app.hub.who(room.key());
     let Some((name, topic)) = live
         .as_ref()
         .map(|(n, t, _)| (n.clone(), t.clone()))
         .or_else(|| record.as_ref().map(|r| (r.name.clone(), r.topic.clone())))
     else {
-        return no_such_room();
+        return Err(no_such_room());
     };
     let private = record.as_ref().is_some_and(|r| r.private);
-    if let Err(r) = may_read(&app, &caller, &room, private).await {
-        return r;
-    }
+    may_read(&app, &caller, &room, private).await?;
     let members = live.map(|(_, _, m)| m).unwrap_or_default();
-    Json(json!({
+    Ok(Json(json!({
         "name": name,
         "topic": topic,
         "private": private,
@@ -141,37 +131,32 @@ pub async fn status(State(app): State<Arc<App>>, headers: HeaderMap, Path(room):
         "count": members.len(),
         "members": members,
     }))
-    .into_response()
+    .into_response())
 }
 
 /// `DELETE /api/rooms/{room}`: members are told (`left`, reason
 /// `destroyed`) and removed; the messages stay for transcripts. API keys,
 /// or a user who moderates the room.
-pub async fn destroy(State(app): State<Arc<App>>, headers: HeaderMap, Path(room): Path<String>) -> Response {
-    let caller = match caller(&app, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let room = match room_name(&room) {
-        Ok(n) => n,
-        Err(r) => return r,
-    };
+pub async fn destroy(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(room): Path<String>,
+) -> Result<Response, Response> {
+    let caller = caller(&app, &headers).await?;
+    let room = room_name(&room)?;
     if let Caller::User(user) = &caller
         && !user.admin
         && !matches!(app.store.member_role(room.key(), user.nick.key()).await, Ok(Some(Role::Moderator)))
     {
-        return error_response(StatusCode::FORBIDDEN, "forbidden", "only moderators destroy a room");
+        return Err(error_response(StatusCode::FORBIDDEN, "forbidden", "only moderators destroy a room"));
     }
-    let stored = match app.store.delete_room(room.key()).await {
-        Ok(s) => s,
-        Err(_) => return unavailable(),
-    };
+    let stored = app.store.delete_room(room.key()).await.map_err(|_| unavailable())?;
     let sessions = app.hub.destroy(room.key());
     if !stored && sessions == 0 {
-        return no_such_room();
+        return Err(no_such_room());
     }
     tracing::info!(room = %room, sessions, "room destroyed");
-    Json(json!({"destroyed": room.as_str(), "sessions": sessions})).into_response()
+    Ok(Json(json!({"destroyed": room.as_str(), "sessions": sessions})).into_response())
 }
 
 #[derive(Deserialize)]
@@ -189,34 +174,26 @@ pub async fn add_member(
     headers: HeaderMap,
     Path(room): Path<String>,
     Body(body): Body<NewMember>,
-) -> Response {
-    if let Err(r) = api_key(&app, &headers).await {
-        return r;
-    }
-    let room = match room_name(&room) {
-        Ok(n) => n,
-        Err(r) => return r,
-    };
-    let nick = match Name::nick(&body.nick) {
-        Ok(n) => n,
-        Err(e) => return proto_error_response(&e),
-    };
+) -> Result<Response, Response> {
+    api_key(&app, &headers).await?;
+    let room = room_name(&room)?;
+    let nick = Name::nick(&body.nick).map_err(|e| proto_error_response(&e))?;
     let role = match body.role.as_deref() {
         None | Some("member") => Role::Member,
         Some("moderator") => Role::Moderator,
-        Some(_) => return bad_request("`role` must be member or moderator"),
+        Some(_) => return Err(bad_request("`role` must be member or moderator")),
     };
     match app.store.room(room.key()).await {
         Ok(Some(_)) => {}
         Ok(None) if app.hub.room_is_live(room.key()) => {}
-        Ok(None) => return no_such_room(),
-        Err(_) => return unavailable(),
+        Ok(None) => return Err(no_such_room()),
+        Err(_) => return Err(unavailable()),
     }
     if app.store.set_member(room.key(), nick.key(), role).await.is_err() {
-        return unavailable();
+        return Err(unavailable());
     }
     app.hub.set_moderator(room.key(), nick.key(), role == Role::Moderator);
-    Json(json!({"room": room.as_str(), "nick": nick.as_str(), "role": role.as_str()})).into_response()
+    Ok(Json(json!({"room": room.as_str(), "nick": nick.as_str(), "role": role.as_str()})).into_response())
 }
 
 /// `DELETE /api/rooms/{room}/members/{nick}`: removes the user from the
@@ -225,24 +202,20 @@ pub async fn remove_member(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Path((room, nick)): Path<(String, String)>,
-) -> Response {
-    if let Err(r) = api_key(&app, &headers).await {
-        return r;
-    }
-    let room = match room_name(&room) {
-        Ok(n) => n,
-        Err(r) => return r,
-    };
-    let Ok(nick) = Name::nick(&nick) else { return bad_request("not a valid nick") };
-    let listed = match app.store.remove_member(room.key(), nick.key()).await {
-        Ok(l) => l,
-        Err(_) => return unavailable(),
-    };
+) -> Result<Response, Response> {
+    api_key(&app, &headers).await?;
+    let room = room_name(&room)?;
+    let Ok(nick) = Name::nick(&nick) else { return Err(bad_request("not a valid nick")) };
+    let listed = app.store.remove_member(room.key(), nick.key()).await.map_err(|_| unavailable())?;
     let kicked = app.hub.kick(room.key(), nick.key(), "server");
     if !listed && kicked == 0 {
-        return error_response(StatusCode::NOT_FOUND, "not_in_room", "that user is neither a member nor in the room");
+        return Err(error_response(
+            StatusCode::NOT_FOUND,
+            "not_in_room",
+            "that user is neither a member nor in the room",
+        ));
     }
-    Json(json!({"room": room.as_str(), "nick": nick.as_str(), "sessions": kicked})).into_response()
+    Ok(Json(json!({"room": room.as_str(), "nick": nick.as_str(), "sessions": kicked})).into_response())
 }
 
 #[derive(Deserialize)]
@@ -260,30 +233,22 @@ pub async fn publish(
     headers: HeaderMap,
     Path(room): Path<String>,
     Body(body): Body<Publish>,
-) -> Response {
-    if let Err(r) = api_key(&app, &headers).await {
-        return r;
-    }
-    let room = match room_name(&room) {
-        Ok(n) => n,
-        Err(r) => return r,
-    };
-    let text = match check_text(&body.text, app.config.limits.max_text, false) {
-        Ok(t) => t,
-        Err(e) => return proto_error_response(&e),
-    };
+) -> Result<Response, Response> {
+    api_key(&app, &headers).await?;
+    let room = room_name(&room)?;
+    let text = check_text(&body.text, app.config.limits.max_text, false).map_err(|e| proto_error_response(&e))?;
     let from = match body.from.as_deref() {
         None => "server".into(),
         Some(f) => match Name::nick(f) {
             Ok(n) => n.shown().clone(),
-            Err(e) => return proto_error_response(&e),
+            Err(e) => return Err(proto_error_response(&e)),
         },
     };
     let name = match (app.hub.room_name(room.key()), app.store.room(room.key()).await) {
         (Some(n), _) => n,
         (None, Ok(Some(r))) => r.name,
-        (None, Ok(None)) => return no_such_room(),
-        (None, Err(_)) => return unavailable(),
+        (None, Ok(None)) => return Err(no_such_room()),
+        (None, Err(_)) => return Err(unavailable()),
     };
     let msg = NewMessage {
         msg_id: Ulid::generate(),
@@ -298,11 +263,11 @@ pub async fn publish(
     let (tx, rx) = oneshot::channel();
     let route = Route { waiter: Some(tx), ..Route::default() };
     if app.bus.publish(msg, route).await.is_err() {
-        return unavailable();
+        return Err(unavailable());
     }
     match rx.await {
-        Ok(Ok(stored)) => (StatusCode::CREATED, Json(json!({"message": stored}))).into_response(),
-        Ok(Err(e)) => proto_error_response(&e),
-        Err(_) => unavailable(),
+        Ok(Ok(stored)) => Ok((StatusCode::CREATED, Json(json!({"message": stored}))).into_response()),
+        Ok(Err(e)) => Err(proto_error_response(&e)),
+        Err(_) => Err(unavailable()),
     }
 }

@@ -163,129 +163,13 @@ impl Store {
             ))),
         }
     }
+}
 
-    /// Stores a batch in one step, assigning each conversation's next `seq`
-    /// in batch order. All or nothing.
-    pub async fn append(&self, batch: Vec<NewMessage>) -> Result<Vec<StoredMessage>, StoreError> {
-        self.0.append(batch).await
-    }
-
-    pub async fn history(&self, conv: &Conv, q: HistoryQuery) -> Result<Page, StoreError> {
-        self.0.history(conv, q).await
-    }
-
-    /// Messages sent in `[from, to)` (ms), oldest first, at most `limit`.
-    pub async fn transcript(&self, conv: &Conv, from: i64, to: i64, limit: usize) -> Result<Page, StoreError> {
-        self.0.transcript(conv, from, to, limit).await
-    }
-
-    pub async fn message(&self, msg_id: Ulid) -> Result<Option<StoredMessage>, StoreError> {
-        self.0.message(msg_id).await
-    }
-
-    /// Replaces a message's text; returns the updated message.
-    pub async fn edit(&self, msg_id: Ulid, text: &str, at: i64) -> Result<Option<StoredMessage>, StoreError> {
-        self.0.edit(msg_id, text, at).await
-    }
-
-    /// Marks a message deleted (its text is dropped); returns it.
-    pub async fn delete(&self, msg_id: Ulid) -> Result<Option<StoredMessage>, StoreError> {
-        self.0.delete(msg_id).await
-    }
-
-    /// The room's stored name, topic and latest `seq`, if it was ever used.
-    pub async fn room(&self, key: &str) -> Result<Option<RoomRecord>, StoreError> {
-        self.0.room(key).await
-    }
-
-    pub async fn set_topic(&self, key: &str, name: &str, topic: &str) -> Result<(), StoreError> {
-        self.0.set_topic(key, name, topic).await
-    }
-
-    /// Records that a user was seen (connected or disconnected) at `at`.
-    pub async fn user_seen(&self, nick: &str, at: i64) -> Result<(), StoreError> {
-        self.0.user_seen(nick, at).await
-    }
-
-    /// When the user was last seen; `None` for a nick never seen.
-    pub async fn last_seen(&self, nick_key: &str) -> Result<Option<i64>, StoreError> {
-        self.0.last_seen(nick_key).await
-    }
-
-    pub async fn account(&self, nick_key: &str) -> Result<Option<Account>, StoreError> {
-        self.0.account(nick_key).await
-    }
-
-    /// Registers `nick` with a password hash; false if it is registered already.
-    pub async fn create_account(&self, nick: &str, hash: &str, at: i64) -> Result<bool, StoreError> {
-        self.0.create_account(nick, hash, at).await
-    }
-
-    pub async fn update_profile(&self, nick_key: &str, update: &ProfileUpdate) -> Result<(), StoreError> {
-        self.0.update_profile(nick_key, update).await
-    }
-
-    /// Makes `owner` own the nick if nobody does; returns its owner.
-    pub async fn claim_owner(&self, nick_key: &str, owner: &str) -> Result<Option<String>, StoreError> {
-        self.0.claim_owner(nick_key, owner).await
-    }
-
-    pub async fn create_session(
-        &self,
-        token_hash: &str,
-        nick_key: &str,
-        at: i64,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
-        self.0.create_session(token_hash, nick_key, at, expires_at).await
-    }
-
-    /// The nick key a live session token belongs to.
-    pub async fn session_user(&self, token_hash: &str, now: i64) -> Result<Option<String>, StoreError> {
-        self.0.session_user(token_hash, now).await
-    }
-
-    /// Creates a named room; false if it exists already.
-    pub async fn create_room(
-        &self,
-        key: &str,
-        name: &str,
-        topic: &str,
-        private: bool,
-        managed: bool,
-    ) -> Result<bool, StoreError> {
-        self.0.create_room(key, name, topic, private, managed).await
-    }
-
-    /// Forgets a room and its messages; false if there was nothing to forget.
-    pub async fn delete_room(&self, key: &str) -> Result<bool, StoreError> {
-        self.0.delete_room(key).await
-    }
-
-    /// Adds a member to a room, or changes its role.
-    pub async fn set_member(&self, room_key: &str, nick_key: &str, role: Role) -> Result<(), StoreError> {
-        self.0.set_member(room_key, nick_key, role).await
-    }
-
-    pub async fn remove_member(&self, room_key: &str, nick_key: &str) -> Result<bool, StoreError> {
-        self.0.remove_member(room_key, nick_key).await
-    }
-
-    pub async fn member_role(&self, room_key: &str, nick_key: &str) -> Result<Option<Role>, StoreError> {
-        self.0.member_role(room_key, nick_key).await
-    }
-
-    pub async fn room_members(&self, room_key: &str) -> Result<Vec<(String, Role)>, StoreError> {
-        self.0.room_members(room_key).await
-    }
-
-    pub async fn list_rooms(&self) -> Result<Vec<RoomRecord>, StoreError> {
-        self.0.list_rooms().await
-    }
-
-    /// Whether the database answers (for `/readyz`).
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        self.0.ping().await
+/// Every query is the backend's own; the handle adds nothing to it.
+impl std::ops::Deref for Store {
+    type Target = sql::SqlStore;
+    fn deref(&self) -> &sql::SqlStore {
+        &self.0
     }
 }
 

@@ -339,6 +339,8 @@ impl SqlStore {
         Ok(seq as u64)
     }
 
+    /// Stores a batch in one step, assigning each conversation's next `seq`
+    /// in batch order. All or nothing.
     pub async fn append(&self, batch: Vec<NewMessage>) -> Result<Vec<StoredMessage>, StoreError> {
         // Read the latest seq of conversations not cached yet (no lock held
         // across the reads), then number the batch.
@@ -413,6 +415,7 @@ impl SqlStore {
         Ok(Page { messages, more })
     }
 
+    /// Messages sent in `[from, to)` (ms), oldest first, at most `limit`.
     pub async fn transcript(&self, conv: &Conv, from: i64, to: i64, limit: usize) -> Result<Page, StoreError> {
         let key = conv.storage_key();
         let mut messages: Vec<StoredMessage> = on_pool!(self, |pool, sql| {
@@ -439,6 +442,7 @@ impl SqlStore {
         })
     }
 
+    /// Replaces a message's text; returns the updated message.
     pub async fn edit(&self, msg_id: Ulid, text: &str, at: i64) -> Result<Option<StoredMessage>, StoreError> {
         let id = msg_id.to_string();
         on_pool!(self, |pool, sql| {
@@ -447,6 +451,7 @@ impl SqlStore {
         self.message(msg_id).await
     }
 
+    /// Marks a message deleted (its text is dropped); returns it.
     pub async fn delete(&self, msg_id: Ulid) -> Result<Option<StoredMessage>, StoreError> {
         let id = msg_id.to_string();
         on_pool!(self, |pool, sql| {
@@ -455,6 +460,7 @@ impl SqlStore {
         self.message(msg_id).await
     }
 
+    /// The room's stored name, topic and latest `seq`, if it was ever used.
     pub async fn room(&self, key: &str) -> Result<Option<RoomRecord>, StoreError> {
         let conv = Conv::Room(key.into());
         let record = on_pool!(self, |pool, sql| {
@@ -497,6 +503,7 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Records that a user was seen (connected or disconnected) at `at`.
     pub async fn user_seen(&self, nick: &str, at: i64) -> Result<(), StoreError> {
         let key = nick.to_ascii_lowercase();
         on_pool!(self, |pool, sql| {
@@ -512,6 +519,7 @@ impl SqlStore {
         Ok(())
     }
 
+    /// When the user was last seen; `None` for a nick never seen.
     pub async fn last_seen(&self, nick_key: &str) -> Result<Option<i64>, StoreError> {
         on_pool!(self, |pool, sql| {
             sqlx::query_scalar(sql.last_seen).bind(nick_key).fetch_optional(pool).await.map_err(unavailable)
@@ -605,6 +613,7 @@ impl SqlStore {
         Ok(())
     }
 
+    /// The nick key a live session token belongs to.
     pub async fn session_user(&self, token_hash: &str, now: i64) -> Result<Option<String>, StoreError> {
         on_pool!(self, |pool, sql| {
             sqlx::query_scalar(sql.session_user)
@@ -660,6 +669,7 @@ impl SqlStore {
         })
     }
 
+    /// Adds a member to a room, or changes its role.
     pub async fn set_member(&self, room_key: &str, nick_key: &str, role: Role) -> Result<(), StoreError> {
         on_pool!(self, |pool, sql| {
             sqlx::query(sql.upsert_member)
@@ -720,6 +730,7 @@ impl SqlStore {
             .collect())
     }
 
+    /// Whether the database answers (for `/readyz`).
     pub async fn ping(&self) -> Result<(), StoreError> {
         on_pool!(self, |pool, _sql| sqlx::query("SELECT 1").execute(pool).await.map(|_| ()).map_err(unavailable))
     }
