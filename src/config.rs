@@ -52,6 +52,20 @@ pub struct DatabaseConfig {
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     pub redis_url: String,
+    /// Every Redis key and channel starts with `<prefix>:` (several
+    /// deployments, or test runs, may share one Redis).
+    pub prefix: String,
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+    #[serde(with = "humantime_serde")]
+    pub node_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub sync_interval: Duration,
+    pub sync_batch: usize,
+    #[serde(with = "humantime_serde")]
+    pub redis_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub reconnect_max: Duration,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -252,8 +266,20 @@ impl Config {
         if self.database.max_connections == 0 {
             return Err(ConfigError("database.max_connections must be greater than 0".into()));
         }
-        if !self.cluster.redis_url.is_empty() {
-            return Err(ConfigError("cluster.redis_url: clustering is not implemented yet".into()));
+        let c = &self.cluster;
+        if !c.redis_url.is_empty() && !(c.redis_url.starts_with("redis://") || c.redis_url.starts_with("redis+unix://")) {
+            return Err(ConfigError("cluster.redis_url: must start with redis:// (or redis+unix://)".into()));
+        }
+        if c.prefix.is_empty() || c.prefix.contains(char::is_whitespace) {
+            return Err(ConfigError("cluster.prefix: must be non-empty, without spaces".into()));
+        }
+        if c.heartbeat.is_zero() || c.node_timeout < c.heartbeat * 2 {
+            return Err(ConfigError("cluster.node_timeout: must be at least twice cluster.heartbeat".into()));
+        }
+        if c.sync_interval.is_zero() || c.sync_batch == 0 || c.redis_timeout.is_zero() || c.reconnect_max.is_zero() {
+            return Err(ConfigError(
+                "cluster: sync_interval, sync_batch, redis_timeout and reconnect_max must be above zero".into(),
+            ));
         }
         Ok(())
     }

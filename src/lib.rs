@@ -93,8 +93,17 @@ impl Server {
     pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<RunningServer> {
         let addr = listener.local_addr()?;
         let store = Store::open(&config).await.context("cannot open the database")?;
-        let hub = Arc::new(Hub::new(config.limits.outbound_queue));
-        let (bus, writer) = Bus::local(store.clone(), hub.clone(), config.database.batch_max);
+        let clustered = !config.cluster.redis_url.is_empty();
+        let hub = Arc::new(Hub::new(config.limits.outbound_queue, !clustered));
+        let (bus, writer) = if clustered {
+            let bus = Bus::redis(&config.cluster, config.node_id(), store.clone(), hub.clone())
+                .await
+                .context("cannot join the cluster")?;
+            (bus, None)
+        } else {
+            let (bus, writer) = Bus::local(store.clone(), hub.clone(), config.database.batch_max);
+            (bus, Some(writer))
+        };
         let grace = config.server.shutdown_grace;
         let app = Arc::new(App::new(config, hub, bus, store));
         let trigger = CancellationToken::new();
@@ -130,6 +139,10 @@ impl Server {
             if tokio::time::timeout(grace, app.bus.flush()).await.is_err() {
                 tracing::warn!("in-flight messages not flushed within the grace period");
             }
+            // In a cluster, this node's users quit everywhere at once.
+            if tokio::time::timeout(grace, app.bus.shutdown()).await.is_err() {
+                tracing::warn!("could not leave the cluster within the grace period");
+            }
             // 3. Every session gets the notice and close 1001.
             app.close_all.cancel();
             app.tracker.close();
@@ -138,7 +151,9 @@ impl Server {
             }
             let _ = tokio::time::timeout(grace, http).await;
             drop(app);
-            let _ = writer.await;
+            if let Some(writer) = writer {
+                let _ = writer.await;
+            }
             tracing::info!("stopped");
         });
         Ok(RunningServer { addr, trigger, done })

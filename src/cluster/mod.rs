@@ -1,45 +1,382 @@
-//! The Bus: where a message goes after the hub accepts it, until every node
-//! that hosts its recipients has fanned it out. `Local` (one node): the
-//! store's batching writer is the durable step, and committed batches go
-//! straight to this process's hub. The Redis implementation (several
-//! nodes) plugs in here as another variant.
+//! The Bus: everything that must reach sessions on other nodes goes through
+//! here — stored messages, presence, typing, events, read receipts, kicks,
+//! topics — and so do the questions only the whole cluster can answer (is
+//! a nick online, who is in a room).
+//!
+//! `Local` (one node): the store's batching writer is the durable step, and
+//! everything else goes straight to this process's hub. `Redis` (several
+//! nodes, [`redis`]): Redis takes each message's seq and buffers it in one
+//! atomic step, pub/sub carries frames to the nodes that host their
+//! recipients, and the [`archiver`] moves the buffer into the database.
+//! The hub knows nothing of either; handlers call the bus.
+
+mod archiver;
+mod buffer;
+pub mod envelope;
+mod redis;
 
 use std::sync::Arc;
 
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
-use crate::hub::{Hub, Route};
-use crate::protocol::ProtoError;
-use crate::protocol::server::StoredMessage;
-use crate::store::{CommitSink, NewMessage, Store, StoreError, Writer};
+use crate::auth::Identity;
+use crate::hub::{Hub, JoinStart, Online, RoomRef, Route, SessionHandle, SessionId};
+use crate::protocol::server::{Conv, Frame, MemberView, Place, RoomSummary, StoredMessage};
+use crate::protocol::{ErrorCode, Name, ProtoError};
+use crate::store::{CommitSink, HistoryQuery, NewMessage, Page, RoomRecord, Store, StoreError, Writer};
+use envelope::Kind;
+use redis::{Chan, RedisBus};
 
 #[derive(Clone)]
-pub enum Bus {
+pub struct Bus {
+    hub: Arc<Hub>,
+    store: Store,
+    kind: BusKind,
+}
+
+#[derive(Clone)]
+enum BusKind {
     Local(Writer<Route>),
+    Redis(Arc<RedisBus>),
+}
+
+/// Which of a room's sessions a frame skips.
+#[derive(Clone, Copy, Debug)]
+pub enum Except<'a> {
+    Nobody,
+    Session(SessionId),
+    /// Every session of this nick key (say, the typist's own).
+    User(&'a str),
 }
 
 impl Bus {
     /// A single-node bus: store, then deliver through `hub`.
     pub fn local(store: Store, hub: Arc<Hub>, batch_max: usize) -> (Bus, JoinHandle<()>) {
-        let (writer, task) = Writer::start(store, batch_max, HubSink(hub));
-        (Bus::Local(writer), task)
+        let (writer, task) = Writer::start(store.clone(), batch_max, HubSink(hub.clone()));
+        (Bus { hub, store, kind: BusKind::Local(writer) }, task)
     }
+
+    /// A cluster node's bus over the Redis at `cluster.redis_url`.
+    pub async fn redis(
+        config: &crate::config::ClusterConfig,
+        node: String,
+        store: Store,
+        hub: Arc<Hub>,
+    ) -> anyhow::Result<Bus> {
+        let bus = RedisBus::start(config, node, hub.clone(), store.clone()).await?;
+        Ok(Bus { hub, store, kind: BusKind::Redis(bus) })
+    }
+
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    pub fn clustered(&self) -> bool {
+        matches!(self.kind, BusKind::Redis(_))
+    }
+
+    // ---- sessions ------------------------------------------------------------
+
+    /// Registers a session; its nick must be free cluster-wide.
+    pub async fn connect(
+        &self,
+        identity: &Identity,
+        closed: CancellationToken,
+    ) -> Result<(Arc<SessionHandle>, mpsc::Receiver<Frame>), ProtoError> {
+        let (session, rx) = self.hub.connect(identity, closed)?;
+        if let BusKind::Redis(r) = &self.kind
+            && let Err(e) = r.connected(&session).await
+        {
+            self.hub.disconnect(&session);
+            if e.code != ErrorCode::NickTaken {
+                r.disconnected(&session, Vec::new()).await;
+            }
+            return Err(e);
+        }
+        Ok((session, rx))
+    }
+
+    /// Removes a session from everything; members see `quit`, watchers see
+    /// the user go offline with its last session.
+    pub async fn disconnect(&self, session: &Arc<SessionHandle>) {
+        let rooms: Vec<RoomRef> = session.rooms().clone();
+        self.hub.disconnect(session);
+        if let BusKind::Redis(r) = &self.kind {
+            r.disconnected(session, rooms).await;
+        }
+    }
+
+    /// Is the user online (anywhere), and how.
+    pub async fn online(&self, nick_key: &str) -> Result<Option<Online>, ProtoError> {
+        match &self.kind {
+            BusKind::Local(_) => Ok(self.hub.online(nick_key)),
+            BusKind::Redis(r) => r.online(nick_key).await,
+        }
+    }
+
+    pub async fn set_away(&self, session: &SessionHandle, away: bool) -> Result<(), ProtoError> {
+        let changed = self.hub.set_away(session, away);
+        match &self.kind {
+            BusKind::Redis(r) if changed => r.set_away(session, away).await,
+            _ => Ok(()),
+        }
+    }
+
+    // ---- rooms ---------------------------------------------------------------
+
+    /// First half of a `join` (see [`Hub::join_begin`]); in a cluster the
+    /// members and seq are the cluster's.
+    pub async fn join_begin(
+        &self,
+        session: &Arc<SessionHandle>,
+        room: &Name,
+        record: Option<RoomRecord>,
+        moderator: bool,
+    ) -> Result<JoinStart, ProtoError> {
+        match &self.kind {
+            BusKind::Local(_) => Ok(self.hub.join_begin(session, room, record, moderator)),
+            BusKind::Redis(r) => r.join_begin(session, room, record, moderator).await,
+        }
+    }
+
+    /// Leaves a room; `event` is what the others see. Returns the room's
+    /// name if the session was in it.
+    pub async fn leave(&self, session: &Arc<SessionHandle>, room_key: &str, event: &str) -> Option<Arc<str>> {
+        match &self.kind {
+            BusKind::Local(_) => self.hub.leave(session, room_key, event),
+            BusKind::Redis(r) => r.leave(session, room_key, event).await,
+        }
+    }
+
+    /// Removes a user's sessions from a room, everywhere. Returns how many
+    /// sessions were in it.
+    pub async fn kick(&self, room_key: &str, nick_key: &str, by: &str) -> Result<usize, ProtoError> {
+        match &self.kind {
+            BusKind::Local(_) => Ok(self.hub.kick(room_key, nick_key, by).len()),
+            BusKind::Redis(r) => {
+                let n = r.sessions_in(room_key, nick_key).await?;
+                if n > 0 {
+                    let env = envelope::envelope(Kind::Kick, &r.node, None, room_key, by, "");
+                    r.send(Some(Chan::User(nick_key.into())), env).await?;
+                }
+                Ok(n)
+            }
+        }
+    }
+
+    /// Destroys a live room everywhere: members get `left` `destroyed`.
+    /// Returns how many sessions (one node) or users (a cluster) were in it.
+    pub async fn destroy(&self, room_key: &str) -> Result<usize, ProtoError> {
+        match &self.kind {
+            BusKind::Local(_) => Ok(self.hub.destroy(room_key).len()),
+            BusKind::Redis(r) => r.destroy(room_key).await,
+        }
+    }
+
+    pub async fn set_moderator(&self, room_key: &str, nick_key: &str, moderator: bool) -> Result<(), ProtoError> {
+        match &self.kind {
+            BusKind::Local(_) => {
+                self.hub.set_moderator(room_key, nick_key, moderator);
+                Ok(())
+            }
+            BusKind::Redis(r) => {
+                let env = envelope::envelope(Kind::Moderator, &r.node, None, room_key, if moderator { "1" } else { "0" }, "");
+                r.send(Some(Chan::User(nick_key.into())), env).await
+            }
+        }
+    }
+
+    /// Sets a live room's topic and tells its members.
+    pub async fn set_topic(&self, room_key: &str, topic: Arc<str>, by: &str) -> Result<(), ProtoError> {
+        match &self.kind {
+            BusKind::Local(_) => {
+                self.hub.set_topic(room_key, topic, by);
+                Ok(())
+            }
+            BusKind::Redis(r) => {
+                let env = envelope::envelope(Kind::Topic, &r.node, None, by, "", &topic);
+                r.send(Some(Chan::Room(room_key.into())), env).await
+            }
+        }
+    }
+
+    /// `who`: a live room's name, topic and members.
+    pub async fn who(&self, room_key: &str) -> Result<Option<(Arc<str>, Arc<str>, Vec<MemberView>)>, ProtoError> {
+        match &self.kind {
+            BusKind::Local(_) => Ok(self.hub.who(room_key)),
+            BusKind::Redis(r) => {
+                let Some((name, members)) = r.who(room_key).await? else { return Ok(None) };
+                let topic = self.topic(room_key).await?;
+                Ok(Some((name, topic, members)))
+            }
+        }
+    }
+
+    async fn topic(&self, room_key: &str) -> Result<Arc<str>, ProtoError> {
+        let record = self.store.room(room_key).await.map_err(|e| unavailable(&e))?;
+        Ok(record.map(|r| r.topic).unwrap_or_else(|| "".into()))
+    }
+
+    /// Every live room with its number of users, by name (private ones too).
+    pub async fn room_list(&self) -> Result<Vec<RoomSummary>, ProtoError> {
+        match &self.kind {
+            BusKind::Local(_) => Ok(self.hub.room_list()),
+            BusKind::Redis(r) => {
+                let live = r.live_rooms().await?;
+                let records = self.store.list_rooms().await.map_err(|e| unavailable(&e))?;
+                let mut list: Vec<RoomSummary> = live
+                    .into_iter()
+                    .map(|(key, (name, members))| {
+                        let rec = records.iter().find(|rec| rec.name.eq_ignore_ascii_case(&key));
+                        RoomSummary {
+                            name: name.into(),
+                            topic: rec.map(|r| r.topic.clone()).unwrap_or_else(|| "".into()),
+                            members,
+                            private: rec.is_some_and(|r| r.private),
+                        }
+                    })
+                    .collect();
+                list.sort_by(|a, b| a.name.cmp(&b.name));
+                Ok(list)
+            }
+        }
+    }
+
+    /// A live room's name as shown, if it is live anywhere.
+    pub async fn room_name(&self, room_key: &str) -> Result<Option<Arc<str>>, ProtoError> {
+        match &self.kind {
+            BusKind::Local(_) => Ok(self.hub.room_name(room_key)),
+            BusKind::Redis(r) => r.room_name(room_key).await,
+        }
+    }
+
+    // ---- frames that are not stored ------------------------------------------------
+
+    /// Sends a frame to a room's members everywhere, but `except`.
+    pub async fn to_room(&self, room_key: &str, frame: &Frame, except: Except<'_>) -> Result<(), ProtoError> {
+        match &self.kind {
+            BusKind::Local(_) => {
+                self.hub.to_room(room_key, frame, |s| match except {
+                    Except::Nobody => true,
+                    Except::Session(id) => s.id != id,
+                    Except::User(key) => **s.nick().key() != *key,
+                });
+                Ok(())
+            }
+            BusKind::Redis(r) => {
+                let (sid, nick) = match except {
+                    Except::Nobody => (None, ""),
+                    Except::Session(id) => (Some(id), ""),
+                    Except::User(key) => (None, key),
+                };
+                let env = envelope::envelope(Kind::Frame, &r.node, sid, nick, "", frame);
+                r.send(Some(Chan::Room(room_key.into())), env).await
+            }
+        }
+    }
+
+    /// Sends a frame to every session of a user everywhere but `except`.
+    /// Returns whether the user is online.
+    pub async fn to_user(&self, nick_key: &str, frame: &Frame, except: Option<SessionId>) -> Result<bool, ProtoError> {
+        match &self.kind {
+            BusKind::Local(_) => Ok(self.hub.to_user(nick_key, frame, except)),
+            BusKind::Redis(r) => {
+                let env = envelope::envelope(Kind::Frame, &r.node, except, "", "", frame);
+                r.send(Some(Chan::User(nick_key.into())), env).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn to_everyone(&self, frame: &Frame, except: Option<SessionId>) -> Result<(), ProtoError> {
+        match &self.kind {
+            BusKind::Local(_) => {
+                self.hub.to_everyone(frame, except);
+                Ok(())
+            }
+            BusKind::Redis(r) => r.send(None, envelope::envelope(Kind::Frame, &r.node, except, "", "", frame)).await,
+        }
+    }
+
+    /// Sends a frame about a stored message (`edited`, `deleted`) to all who
+    /// could see it, but `except`. `make` builds the frame for a [`Place`]:
+    /// a DM's two parties see it `with` each other.
+    pub async fn about_message(
+        &self,
+        msg: &StoredMessage,
+        except: Option<SessionId>,
+        make: impl Fn(Place<'_>) -> Frame,
+    ) -> Result<(), ProtoError> {
+        match &msg.conv {
+            Conv::Room(key) => {
+                let frame = make(Place::room(msg.room.as_deref().unwrap_or(key)));
+                let except = except.map_or(Except::Nobody, Except::Session);
+                self.to_room(key, &frame, except).await
+            }
+            Conv::Dm(..) => {
+                let to = msg.to.as_deref().unwrap_or_default();
+                self.to_user(&to.to_ascii_lowercase(), &make(Place::with(&msg.from)), except).await?;
+                self.to_user(&msg.from.to_ascii_lowercase(), &make(Place::with(to)), except).await?;
+                Ok(())
+            }
+            Conv::Everyone => self.to_everyone(&make(Place::everyone()), except).await,
+        }
+    }
+
+    // ---- messages ------------------------------------------------------------------
 
     /// Hands a message to the durable step. Its route later gets the `ack`
     /// (stored and delivered) or `unavailable` (not stored, not delivered).
     /// Fails, returning the route, only while shutting down.
     pub async fn publish(&self, msg: NewMessage, route: Route) -> Result<(), Route> {
-        match self {
-            Bus::Local(w) => w.submit(msg, route).await,
+        match &self.kind {
+            BusKind::Local(w) => w.submit(msg, route).await,
+            BusKind::Redis(r) => {
+                r.publish(msg, route).await;
+                Ok(())
+            }
         }
     }
 
     /// Waits until everything published so far is delivered or failed.
     pub async fn flush(&self) {
-        match self {
-            Bus::Local(w) => w.flush().await,
+        if let BusKind::Local(w) = &self.kind {
+            w.flush().await;
         }
     }
+
+    /// A page of a conversation's history: in a cluster, the database and
+    /// the Redis buffer merged.
+    pub async fn history(&self, conv: &Conv, q: HistoryQuery) -> Result<Page, StoreError> {
+        match &self.kind {
+            BusKind::Local(_) => self.store.history(conv, q).await,
+            BusKind::Redis(r) => r.history(conv, q).await,
+        }
+    }
+
+    /// Makes every message sent so far reach the database (in a cluster the
+    /// newest may still be buffered in Redis): before editing, deleting or
+    /// exporting stored messages.
+    pub async fn settle(&self) {
+        if let BusKind::Redis(r) = &self.kind {
+            r.settle().await;
+        }
+    }
+
+    /// Leaves the cluster (a no-op on one node): this node's users quit
+    /// everywhere, a last archiver pass runs, the bus's tasks end.
+    pub async fn shutdown(&self) {
+        if let BusKind::Redis(r) = &self.kind {
+            r.shutdown().await;
+        }
+    }
+}
+
+fn unavailable(e: &StoreError) -> ProtoError {
+    tracing::warn!(error = %e, "storage error");
+    ProtoError::unavailable()
 }
 
 /// Delivers committed batches to the local hub, in commit order.

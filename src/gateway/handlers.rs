@@ -16,6 +16,7 @@ use ulid::Ulid;
 
 use crate::app::App;
 use crate::auth::{self, Identity, IdentityKind};
+use crate::cluster::Except;
 use crate::hub::{Route, SessionHandle};
 use crate::protocol::server::{Conv, Frame, Origin, Place, ServerInfo, StoredMessage, UserView};
 use crate::protocol::{
@@ -86,7 +87,7 @@ impl Conn {
             }
             (None, _, None) => return Err(ProtoError::invalid("`nick` is missing")),
         };
-        let (session, rx) = app.hub.connect(&identity, app.close_all.child_token())?;
+        let (session, rx) = app.bus.connect(&identity, app.close_all.child_token()).await?;
         let l = &app.config.limits;
         let conn = Conn {
             app: app.clone(),
@@ -190,15 +191,15 @@ impl Conn {
         match request {
             Request::Hello { .. } => Err(ProtoError::invalid("already identified: `hello` may be sent only once")),
             Request::Join { room, since, history } => self.join(id, &room, since, history).await,
-            Request::Leave { room } => self.leave(id, &room),
+            Request::Leave { room } => self.leave(id, &room).await,
             Request::Rooms => {
-                let mut rooms = self.app.hub.room_list();
+                let mut rooms = self.app.bus.room_list().await?;
                 rooms.retain(|r| !r.private);
                 self.reply(&ServerFrame::Rooms { id, rooms: &rooms });
                 Ok(())
             }
             Request::Who { room } => {
-                let (name, topic, members) = self.app.hub.who(room.key()).ok_or_else(|| no_such_room(&room))?;
+                let (name, topic, members) = self.app.bus.who(room.key()).await?.ok_or_else(|| no_such_room(&room))?;
                 let count = members.len();
                 self.reply(&ServerFrame::RoomStatus { id, room: &name, topic: &topic, count, members: &members });
                 Ok(())
@@ -209,18 +210,15 @@ impl Conn {
             Request::History { conv, before, after, limit } => self.history(id, conv, before, after, limit).await,
             Request::Edit { msg_id, text } => self.edit(id, msg_id, &text).await,
             Request::Delete { msg_id } => self.delete(id, msg_id).await,
-            Request::Read { conv, seq } => self.read(conv, seq),
-            Request::Typing { target, active } => self.typing(target, active),
-            Request::Event { target, name, data } => self.event(target, &name, &data),
+            Request::Read { conv, seq } => self.read(conv, seq).await,
+            Request::Typing { target, active } => self.typing(target, active).await,
+            Request::Event { target, name, data } => self.event(target, &name, &data).await,
             Request::Watch { nicks } => self.watch(&nicks).await,
             Request::Unwatch { nicks } => {
                 self.app.hub.unwatch(&self.session, &nicks);
                 Ok(())
             }
-            Request::Away { away } => {
-                self.app.hub.set_away(&self.session, away);
-                Ok(())
-            }
+            Request::Away { away } => self.app.bus.set_away(&self.session, away).await,
             Request::Ping => {
                 self.reply(&ServerFrame::Pong { id });
                 Ok(())
@@ -276,11 +274,15 @@ impl Conn {
         let record = app.store.room(key).await.map_err(unavailable)?;
         // Rooms named in `rooms.auto_join` exist by configuration.
         let configured = app.config.rooms.auto_join.iter().any(|r| r.eq_ignore_ascii_case(key));
-        if record.is_none() && !app.hub.room_is_live(key) && !app.config.rooms.create_on_join && !configured {
+        if record.is_none()
+            && !app.config.rooms.create_on_join
+            && !configured
+            && app.bus.room_name(key).await?.is_none()
+        {
             return Err(no_such_room(room));
         }
         let moderator = self.access(room, record.as_ref()).await?;
-        let start = app.hub.join_begin(&self.session, room, record, moderator);
+        let start = app.bus.join_begin(&self.session, room, record, moderator).await?;
         let query = match since {
             Some(since) => HistoryQuery {
                 after: Some(since),
@@ -297,11 +299,11 @@ impl Conn {
         let page = if query.limit == 0 {
             Page::default()
         } else {
-            match app.store.history(&Conv::Room(key.clone()), query).await {
+            match app.bus.history(&Conv::Room(key.clone()), query).await {
                 Ok(page) => page,
                 Err(e) => {
                     if !start.already {
-                        app.hub.leave(&self.session, key, "leave");
+                        app.bus.leave(&self.session, key, "leave").await;
                     }
                     return Err(unavailable(e));
                 }
@@ -316,12 +318,12 @@ impl Conn {
             history: &page.messages,
             more: page.more,
         });
-        app.hub.join_finish(&self.session, key, &joined);
+        app.hub.join_finish(&self.session, key, &joined, start.seq);
         Ok(())
     }
 
-    fn leave(&mut self, id: Option<&FrameId>, room: &Name) -> Result<(), ProtoError> {
-        let name = self.app.hub.leave(&self.session, room.key(), "leave").ok_or_else(|| not_in_room(room))?;
+    async fn leave(&mut self, id: Option<&FrameId>, room: &Name) -> Result<(), ProtoError> {
+        let name = self.app.bus.leave(&self.session, room.key(), "leave").await.ok_or_else(|| not_in_room(room))?;
         self.typing.retain(|(c, _)| *c != Conv::Room(room.key().clone()));
         self.reply(&ServerFrame::Left { id, room: &name, reason: None, by: None });
         Ok(())
@@ -344,7 +346,7 @@ impl Conn {
         }
         let topic: Arc<str> = topic.trim().into();
         self.app.store.set_topic(room.key(), &name, &topic).await.map_err(unavailable)?;
-        self.app.hub.set_topic(room.key(), topic, self.session.nick().as_str());
+        self.app.bus.set_topic(room.key(), topic, self.session.nick().as_str()).await?;
         self.reply(&ServerFrame::ack(id));
         Ok(())
     }
@@ -362,7 +364,7 @@ impl Conn {
         } else {
             false
         };
-        let kicked = self.app.hub.kick(room.key(), nick.key(), self.session.nick().as_str());
+        let kicked = self.app.bus.kick(room.key(), nick.key(), self.session.nick().as_str()).await?;
         if kicked == 0 && !removed {
             return Err(ProtoError::new(ErrorCode::NotInRoom, format!("`{nick}` is not in `{}`", joined.name)));
         }
@@ -381,7 +383,7 @@ impl Conn {
         if user.key() == self.session.nick().key() {
             return Err(ProtoError::invalid("`to`: you cannot send a direct message to yourself"));
         }
-        if let Some(online) = self.app.hub.online(user.key()) {
+        if let Some(online) = self.app.bus.online(user.key()).await? {
             return Ok(online.nick);
         }
         match self.app.store.last_seen(user.key()).await.map_err(unavailable)? {
@@ -460,7 +462,7 @@ impl Conn {
                 if record.as_ref().is_some_and(|rec| rec.private) && self.session.joined(r.key()).is_none() {
                     return Err(ProtoError::new(ErrorCode::Forbidden, format!("`{r}` is private: join it to read it")));
                 }
-                name = match (self.app.hub.room_name(r.key()), record) {
+                name = match (self.app.bus.room_name(r.key()).await?, record) {
                     (Some(n), _) => n,
                     (None, Some(rec)) => rec.name,
                     (None, None) => return Err(no_such_room(r)),
@@ -476,7 +478,7 @@ impl Conn {
             Target::Everyone => (Conv::Everyone, Place::everyone()),
         };
         let query = HistoryQuery { before, after, upto: None, limit };
-        let page = self.app.store.history(&conv, query).await.map_err(unavailable)?;
+        let page = self.app.bus.history(&conv, query).await.map_err(unavailable)?;
         self.reply(&ServerFrame::History { id, place, messages: &page.messages, more: page.more });
         Ok(())
     }
@@ -485,7 +487,15 @@ impl Conn {
     /// a room it moderates), still there.
     async fn changeable_message(&self, msg_id: Ulid, moderators_too: bool) -> Result<StoredMessage, ProtoError> {
         let missing = || ProtoError::new(ErrorCode::NoSuchMessage, format!("no message `{msg_id}`"));
-        let msg = self.app.store.message(msg_id).await.map_err(unavailable)?.ok_or_else(missing)?;
+        let msg = match self.app.store.message(msg_id).await.map_err(unavailable)? {
+            Some(msg) => msg,
+            None if self.app.bus.clustered() => {
+                // Sent moments ago, it may still be in the cluster's buffer.
+                self.app.bus.settle().await;
+                self.app.store.message(msg_id).await.map_err(unavailable)?.ok_or_else(missing)?
+            }
+            None => return Err(missing()),
+        };
         let me = self.session.nick().key();
         let visible = match &msg.conv {
             Conv::Dm(a, b) => a == me || b == me,
@@ -520,9 +530,12 @@ impl Conn {
         let msg = self.app.store.edit(msg_id, &text, at).await.map_err(unavailable)?;
         let msg = msg.ok_or_else(|| ProtoError::new(ErrorCode::NoSuchMessage, format!("no message `{msg_id}`")))?;
         let msg_id = msg.msg_id.to_string();
-        self.app.hub.about_message(&msg, Some(self.session.id), |place| {
-            encode(&ServerFrame::Edited { msg_id: msg_id.clone(), place, text: &msg.text, edited_at: at })
-        });
+        self.app
+            .bus
+            .about_message(&msg, Some(self.session.id), |place| {
+                encode(&ServerFrame::Edited { msg_id: msg_id.clone(), place, text: &msg.text, edited_at: at })
+            })
+            .await?;
         self.reply(&ServerFrame::ack(id));
         Ok(())
     }
@@ -532,31 +545,32 @@ impl Conn {
         let msg = self.app.store.delete(msg_id).await.map_err(unavailable)?;
         let msg = msg.ok_or_else(|| ProtoError::new(ErrorCode::NoSuchMessage, format!("no message `{msg_id}`")))?;
         let msg_id = msg.msg_id.to_string();
-        self.app.hub.about_message(&msg, Some(self.session.id), |place| {
-            encode(&ServerFrame::Deleted { msg_id: msg_id.clone(), place })
-        });
+        self.app
+            .bus
+            .about_message(&msg, Some(self.session.id), |place| encode(&ServerFrame::Deleted { msg_id: msg_id.clone(), place }))
+            .await?;
         self.reply(&ServerFrame::ack(id));
         Ok(())
     }
 
     // ---- ephemeral signals ---------------------------------------------------
 
-    fn read(&mut self, conv: Target, seq: u64) -> Result<(), ProtoError> {
+    async fn read(&mut self, conv: Target, seq: u64) -> Result<(), ProtoError> {
         let me = self.session.nick().clone();
         match conv {
             Target::Room(r) => {
                 let name = self.session.joined_room(r.key()).ok_or_else(|| not_in_room(&r))?;
                 let frame = encode(&ServerFrame::Read { place: Place::room(&name), nick: me.as_str(), seq });
-                self.app.hub.to_room(r.key(), &frame, |s| s.id != self.session.id);
+                self.app.bus.to_room(r.key(), &frame, Except::Session(self.session.id)).await?;
             }
             Target::User(u) => {
                 if u.key() == me.key() {
                     return Err(ProtoError::invalid("`with`: name the other party of the conversation"));
                 }
                 let theirs = encode(&ServerFrame::Read { place: Place::with(me.as_str()), nick: me.as_str(), seq });
-                self.app.hub.to_user(u.key(), &theirs, None);
+                self.app.bus.to_user(u.key(), &theirs, None).await?;
                 let mine = encode(&ServerFrame::Read { place: Place::with(u.as_str()), nick: me.as_str(), seq });
-                self.app.hub.to_user(me.key(), &mine, Some(self.session.id));
+                self.app.bus.to_user(me.key(), &mine, Some(self.session.id)).await?;
             }
             Target::Everyone => {
                 return Err(ProtoError::invalid("`everyone`: read receipts are for rooms and direct messages"));
@@ -565,14 +579,14 @@ impl Conn {
         Ok(())
     }
 
-    fn typing(&mut self, target: Target, active: bool) -> Result<(), ProtoError> {
+    async fn typing(&mut self, target: Target, active: bool) -> Result<(), ProtoError> {
         let me = self.session.nick().clone();
         let conv = match &target {
             Target::Room(r) => {
                 let name = self.session.joined_room(r.key()).ok_or_else(|| not_in_room(r))?;
                 let origin = Origin { room: Some(&name), from: None };
                 let frame = encode(&ServerFrame::Typing { origin, nick: me.as_str(), active });
-                self.app.hub.to_room(r.key(), &frame, |s| s.nick().key() != me.key());
+                self.app.bus.to_room(r.key(), &frame, Except::User(me.key())).await?;
                 Conv::Room(r.key().clone())
             }
             Target::User(u) => {
@@ -581,7 +595,7 @@ impl Conn {
                 }
                 let origin = Origin { room: None, from: Some(me.as_str()) };
                 let frame = encode(&ServerFrame::Typing { origin, nick: me.as_str(), active });
-                self.app.hub.to_user(u.key(), &frame, None);
+                self.app.bus.to_user(u.key(), &frame, None).await?;
                 Conv::dm(me.key(), u.key())
             }
             Target::Everyone => {
@@ -604,7 +618,7 @@ impl Conn {
         }
     }
 
-    fn event(&mut self, target: Target, name: &str, data: &Value) -> Result<(), ProtoError> {
+    async fn event(&mut self, target: Target, name: &str, data: &Value) -> Result<(), ProtoError> {
         let max = self.app.config.limits.max_event_bytes;
         let size = serde_json::to_vec(data).map_or(usize::MAX, |v| v.len());
         if size > max {
@@ -616,17 +630,18 @@ impl Conn {
                 let room = self.session.joined_room(r.key()).ok_or_else(|| not_in_room(r))?;
                 let origin = Origin { room: Some(&room), from: None };
                 let frame = encode(&ServerFrame::Event { origin, nick: me.as_str(), name, data });
-                self.app.hub.to_room(r.key(), &frame, |s| s.id != self.session.id);
+                self.app.bus.to_room(r.key(), &frame, Except::Session(self.session.id)).await?;
             }
             Target::User(u) => {
                 if u.key() == me.key() {
                     return Err(ProtoError::invalid("`to`: you cannot send an event to yourself"));
                 }
-                let origin = Origin { room: None, from: Some(me.as_str()) };
-                let frame = encode(&ServerFrame::Event { origin, nick: me.as_str(), name, data });
-                if !self.app.hub.to_user(u.key(), &frame, None) {
+                if self.app.bus.online(u.key()).await?.is_none() {
                     return Err(ProtoError::new(ErrorCode::NoSuchUser, format!("`{u}` is not online")));
                 }
+                let origin = Origin { room: None, from: Some(me.as_str()) };
+                let frame = encode(&ServerFrame::Event { origin, nick: me.as_str(), name, data });
+                self.app.bus.to_user(u.key(), &frame, None).await?;
             }
             Target::Everyone => {
                 return Err(ProtoError::invalid("`event` goes to a room or a user"));
@@ -643,7 +658,7 @@ impl Conn {
                 continue;
             }
             seen.push(nick.key());
-            let frame = match self.app.hub.online(nick.key()) {
+            let frame = match self.app.bus.online(nick.key()).await? {
                 Some(o) => encode(&ServerFrame::Status {
                     nick: &o.nick,
                     online: true,

@@ -116,7 +116,7 @@ async fn serve(app: Arc<App>, socket: WebSocket, addr: SocketAddr, _permit: Conn
     let reading = app.readers.token();
     let reason = read_loop(&mut conn, &mut stream, &app).await;
     drop(reading);
-    app.hub.disconnect(&session);
+    Box::pin(app.bus.disconnect(&session)).await;
     if reason != CloseReason::Shutdown {
         session.close(reason);
     } // else the writer closes when the server says so: in-flight acks first.

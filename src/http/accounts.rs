@@ -206,7 +206,10 @@ pub async fn get_user(State(app): State<Arc<App>>, headers: HeaderMap, Path(nick
         Ok(a) => a,
         Err(_) => return unavailable(),
     };
-    let online = app.hub.online(nick.key());
+    let online = match app.bus.online(nick.key()).await {
+        Ok(o) => o,
+        Err(_) => return unavailable(),
+    };
     let Some(a) = account else {
         return error_response(StatusCode::NOT_FOUND, "no_such_user", "no such user");
     };

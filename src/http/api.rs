@@ -57,7 +57,7 @@ pub async fn room_messages(
         None => limits.history_default,
     };
     let query = HistoryQuery { before: q.before, after: q.after, upto: None, limit };
-    match app.store.history(&Conv::Room(room.key().clone()), query).await {
+    match app.bus.history(&Conv::Room(room.key().clone()), query).await {
         Ok(page) => Json(json!({"messages": page.messages, "more": page.more})).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "history request failed");
@@ -107,6 +107,7 @@ pub async fn room_transcript(
         Ok(t) => t,
         Err(r) => return r,
     };
+    app.bus.settle().await;
     let page = match app.store.transcript(&Conv::Room(room.key().clone()), from, to, TRANSCRIPT_MAX).await {
         Ok(page) => page,
         Err(e) => {

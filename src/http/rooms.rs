@@ -32,7 +32,7 @@ fn room_name(raw: &str) -> Result<Name, Response> {
 pub async fn list(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, Response> {
     let caller = caller(&app, &headers).await?;
     let stored = app.store.list_rooms().await.map_err(|_| unavailable())?;
-    let live = app.hub.room_list();
+    let live = app.bus.room_list().await.map_err(|e| proto_error_response(&e))?;
     let mut rooms: Vec<serde_json::Value> = Vec::new();
     for r in &stored {
         if r.private && !caller.is_api_key() {
@@ -80,7 +80,7 @@ pub async fn create(
         .map(|m| Name::nick(m))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| proto_error_response(&e))?;
-    if app.hub.room_is_live(name.key()) {
+    if app.bus.room_name(name.key()).await.map_err(|e| proto_error_response(&e))?.is_some() {
         return Err(error_response(StatusCode::CONFLICT, "room_exists", "a room of that name exists"));
     }
     match app.store.create_room(name.key(), name.as_str(), body.topic.trim(), body.private, true).await {
@@ -112,7 +112,7 @@ pub async fn status(
     let caller = caller(&app, &headers).await?;
     let room = room_name(&room)?;
     let record = app.store.room(room.key()).await.map_err(|_| unavailable())?;
-    let live = app.hub.who(room.key());
+    let live = app.bus.who(room.key()).await.map_err(|e| proto_error_response(&e))?;
     let Some((name, topic)) = live
         .as_ref()
         .map(|(n, t, _)| (n.clone(), t.clone()))
@@ -150,8 +150,11 @@ pub async fn destroy(
     {
         return Err(error_response(StatusCode::FORBIDDEN, "forbidden", "only moderators destroy a room"));
     }
+    // In a cluster the newest messages may still be buffered in Redis:
+    // archive them first, so that none outlives the room.
+    app.bus.settle().await;
     let stored = app.store.delete_room(room.key()).await.map_err(|_| unavailable())?;
-    let sessions = app.hub.destroy(room.key());
+    let sessions = app.bus.destroy(room.key()).await.map_err(|e| proto_error_response(&e))?;
     if !stored && sessions == 0 {
         return Err(no_such_room());
     }
@@ -185,14 +188,14 @@ pub async fn add_member(
     };
     match app.store.room(room.key()).await {
         Ok(Some(_)) => {}
-        Ok(None) if app.hub.room_is_live(room.key()) => {}
+        Ok(None) if matches!(app.bus.room_name(room.key()).await, Ok(Some(_))) => {}
         Ok(None) => return Err(no_such_room()),
         Err(_) => return Err(unavailable()),
     }
     if app.store.set_member(room.key(), nick.key(), role).await.is_err() {
         return Err(unavailable());
     }
-    app.hub.set_moderator(room.key(), nick.key(), role == Role::Moderator);
+    app.bus.set_moderator(room.key(), nick.key(), role == Role::Moderator).await.map_err(|e| proto_error_response(&e))?;
     Ok(Json(json!({"room": room.as_str(), "nick": nick.as_str(), "role": role.as_str()})).into_response())
 }
 
@@ -207,7 +210,7 @@ pub async fn remove_member(
     let room = room_name(&room)?;
     let Ok(nick) = Name::nick(&nick) else { return Err(bad_request("not a valid nick")) };
     let listed = app.store.remove_member(room.key(), nick.key()).await.map_err(|_| unavailable())?;
-    let kicked = app.hub.kick(room.key(), nick.key(), "server");
+    let kicked = app.bus.kick(room.key(), nick.key(), "server").await.map_err(|e| proto_error_response(&e))?;
     if !listed && kicked == 0 {
         return Err(error_response(
             StatusCode::NOT_FOUND,
@@ -244,7 +247,8 @@ pub async fn publish(
             Err(e) => return Err(proto_error_response(&e)),
         },
     };
-    let name = match (app.hub.room_name(room.key()), app.store.room(room.key()).await) {
+    let live = app.bus.room_name(room.key()).await.map_err(|e| proto_error_response(&e))?;
+    let name = match (live, app.store.room(room.key()).await) {
         (Some(n), _) => n,
         (None, Ok(Some(r))) => r.name,
         (None, Ok(None)) => return Err(no_such_room()),

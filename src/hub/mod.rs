@@ -65,6 +65,11 @@ pub struct Hub {
     watchers: DashMap<Arc<str>, Vec<Arc<SessionHandle>>>,
     next_id: AtomicU64,
     outbound_queue: usize,
+    /// Whether the hub itself tells members and watchers who came and went.
+    /// In a cluster it does not: the cluster layer decides (a user may have
+    /// sessions on other nodes) and its announcements come back through
+    /// [`Hub::to_room`] and [`Hub::to_watchers`].
+    announce: bool,
     /// Set at shutdown: sessions then leave without telling everyone else
     /// (N sessions quitting would otherwise send N² presence frames).
     quiet: AtomicBool,
@@ -75,7 +80,7 @@ fn lock(room: &Mutex<Room>) -> MutexGuard<'_, Room> {
 }
 
 impl Hub {
-    pub fn new(outbound_queue: usize) -> Hub {
+    pub fn new(outbound_queue: usize, announce: bool) -> Hub {
         Hub {
             sessions: DashMap::new(),
             users: DashMap::new(),
@@ -83,6 +88,7 @@ impl Hub {
             watchers: DashMap::new(),
             next_id: AtomicU64::new(1),
             outbound_queue,
+            announce,
             quiet: AtomicBool::new(false),
         }
     }
@@ -90,6 +96,33 @@ impl Hub {
     /// From now on, sessions leave silently (see `quiet`).
     pub fn hush(&self) {
         self.quiet.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether sessions now leave silently (shutting down).
+    pub fn hushed(&self) -> bool {
+        self.quiet.load(Ordering::Relaxed)
+    }
+
+    /// Whether this hub announces presence itself (see `announce`).
+    fn announcing(&self) -> bool {
+        self.announce && !self.quiet.load(Ordering::Relaxed)
+    }
+
+    /// Every connected session.
+    pub fn sessions(&self) -> Vec<Arc<SessionHandle>> {
+        self.sessions.iter().map(|s| s.value().clone()).collect()
+    }
+
+    /// The keys of the rooms live here, with the newest `seq` each has
+    /// handed out.
+    pub fn live_rooms(&self) -> Vec<(Arc<str>, u64)> {
+        let rooms: Vec<_> = self.rooms.iter().map(|r| (r.key().clone(), r.value().clone())).collect();
+        rooms.into_iter().map(|(k, r)| (k, lock(&r).last_seq)).collect()
+    }
+
+    /// The case-folded nicks of the users with a session here.
+    pub fn local_users(&self) -> Vec<Arc<str>> {
+        self.users.iter().map(|u| u.key().clone()).collect()
     }
 
     /// Number of connected sessions.
@@ -131,7 +164,7 @@ impl Hub {
         let state = entry.state.clone();
         drop(entry);
         self.sessions.insert(id, session.clone());
-        if came_online {
+        if came_online && self.announce {
             self.notify_watchers(&state, true, now_ms());
         }
         Ok((session, rx))
@@ -160,7 +193,7 @@ impl Hub {
                 e.sessions.is_empty()
             })
             .is_some();
-        if went_offline && !self.quiet.load(Ordering::Relaxed) {
+        if went_offline && self.announcing() {
             self.notify_watchers(&session.user, false, now_ms());
         }
     }
@@ -201,7 +234,9 @@ impl Hub {
         });
         let mut r = lock(&entry);
         let added = r.add(session, now);
-        if let Added::New { first_of_user: true } = added {
+        if let Added::New { first_of_user: true } = added
+            && self.announce
+        {
             let frame = encode(&ServerFrame::Presence { room: &r.name, nick: session.nick().as_str(), event: "join" });
             let me = session.nick().key();
             r.send(&frame, |s| s.nick().key() != me);
@@ -218,10 +253,11 @@ impl Hub {
         }
     }
 
-    /// Second half of a `join`: queues `joined`, then what was held back.
-    pub fn join_finish(&self, session: &SessionHandle, room_key: &str, joined: &Frame) {
+    /// Second half of a `join`: queues `joined`, then what was held back
+    /// but the messages up to `upto` (`joined` has them).
+    pub fn join_finish(&self, session: &SessionHandle, room_key: &str, joined: &Frame, upto: u64) {
         if let Some(room) = self.room(room_key) {
-            lock(&room).open(session.id, joined);
+            lock(&room).open(session.id, joined, upto);
         }
     }
 
@@ -242,7 +278,7 @@ impl Hub {
             return;
         };
         let mut r = lock(&room);
-        if r.remove(session.id) == Some(true) && !self.quiet.load(Ordering::Relaxed) {
+        if r.remove(session.id) == Some(true) && self.announcing() {
             let frame = encode(&ServerFrame::Presence { room: &r.name, nick: session.nick().as_str(), event });
             r.send(&frame, |_| true);
         }
@@ -267,26 +303,26 @@ impl Hub {
 
     /// Removes every session of a user from a room: each gets `left` with
     /// `reason: "kicked"` and `by`; the others see the user leave. Returns
-    /// how many sessions were removed.
-    pub fn kick(&self, room_key: &str, nick_key: &str, by: &str) -> usize {
+    /// the sessions removed.
+    pub fn kick(&self, room_key: &str, nick_key: &str, by: &str) -> Vec<Arc<SessionHandle>> {
         let sessions: Vec<Arc<SessionHandle>> = match self.users.get(nick_key) {
             Some(e) => e.sessions.clone(),
-            None => return 0,
+            None => return Vec::new(),
         };
-        let mut kicked = 0;
-        for s in &sessions {
-            if let Some(name) = self.leave(s, room_key, "leave") {
+        let mut kicked = Vec::new();
+        for s in sessions {
+            if let Some(name) = self.leave(&s, room_key, "leave") {
                 s.send(&encode(&ServerFrame::Left { id: None, room: &name, reason: Some("kicked"), by: Some(by) }));
-                kicked += 1;
+                kicked.push(s);
             }
         }
         kicked
     }
 
     /// Destroys a live room: every member session gets `left` with
-    /// `reason: "destroyed"`. Returns how many sessions were in it.
-    pub fn destroy(&self, room_key: &str) -> usize {
-        let Some((_, room)) = self.rooms.remove(room_key) else { return 0 };
+    /// `reason: "destroyed"`. Returns the sessions that were in it.
+    pub fn destroy(&self, room_key: &str) -> Vec<Arc<SessionHandle>> {
+        let Some((_, room)) = self.rooms.remove(room_key) else { return Vec::new() };
         let (name, sessions) = {
             let mut r = lock(&room);
             (r.name.clone(), r.drain())
@@ -296,7 +332,7 @@ impl Hub {
             s.rooms().retain(|r| &*r.key != room_key);
             s.send(&frame);
         }
-        sessions.len()
+        sessions
     }
 
     /// Sets whether a user moderates a room, for its sessions in it now.
@@ -385,10 +421,22 @@ impl Hub {
         }
     }
 
-    /// Sets the user's away flag; watchers hear of a change.
-    pub fn set_away(&self, session: &SessionHandle, away: bool) {
-        if session.user.away.swap(away, Ordering::Relaxed) != away {
+    /// Sets the user's away flag; watchers hear of a change. Returns
+    /// whether it changed.
+    pub fn set_away(&self, session: &SessionHandle, away: bool) -> bool {
+        let changed = session.user.away.swap(away, Ordering::Relaxed) != away;
+        if changed && self.announce {
             self.notify_watchers(&session.user, true, now_ms());
+        }
+        changed
+    }
+
+    /// Sends a frame to every session watching `nick_key`.
+    pub fn to_watchers(&self, nick_key: &str, frame: &Frame) {
+        if let Some(list) = self.watchers.get(nick_key) {
+            for s in list.iter() {
+                s.send(frame);
+            }
         }
     }
 
@@ -428,14 +476,12 @@ impl Hub {
 
     /// Tells the user's watchers its state, online or not.
     fn notify_watchers(&self, user: &UserState, online: bool, now: i64) {
-        let Some(list) = self.watchers.get(user.nick.key()) else {
+        if !self.watchers.contains_key(user.nick.key()) {
             return;
-        };
+        }
         let away = online && user.away.load(Ordering::Relaxed);
         let frame = encode(&ServerFrame::Status { nick: user.nick.as_str(), online, away, last_seen: Some(now) });
-        for s in list.iter() {
-            s.send(&frame);
-        }
+        self.to_watchers(user.nick.key(), &frame);
     }
 
     // ---- messages ------------------------------------------------------------
@@ -446,33 +492,15 @@ impl Hub {
         let frame = encode(&ServerFrame::Message(msg));
         let origin = route.origin.as_ref().map(|s| s.id);
         let from_key = msg.from.to_ascii_lowercase();
+        let typing_off = route.clear_typing.then(|| typing_off(msg));
         match &msg.conv {
             Conv::Room(key) => {
-                let typing_off = route.clear_typing.then(|| {
-                    encode(&ServerFrame::Typing {
-                        origin: Origin { room: msg.room.as_deref(), from: None },
-                        nick: &msg.from,
-                        active: false,
-                    })
-                });
-                if let Some(room) = self.room(key) {
-                    let mut r = lock(&room);
-                    r.last_seq = r.last_seq.max(msg.seq);
-                    if let Some(off) = &typing_off {
-                        r.send(off, |s| **s.nick().key() != *from_key);
-                    }
-                    r.send(&frame, |s| Some(s.id) != origin);
-                }
+                self.room_message(key, &frame, msg.seq, origin, typing_off.as_ref().map(|f| (f, &*from_key)));
             }
             Conv::Dm(..) => {
                 let to_key = msg.to.as_deref().unwrap_or_default().to_ascii_lowercase();
-                if route.clear_typing {
-                    let off = encode(&ServerFrame::Typing {
-                        origin: Origin { room: None, from: Some(&msg.from) },
-                        nick: &msg.from,
-                        active: false,
-                    });
-                    self.to_user(&to_key, &off, None);
+                if let Some(off) = &typing_off {
+                    self.to_user(&to_key, off, None);
                 }
                 self.to_user(&to_key, &frame, origin);
                 self.to_user(&from_key, &frame, origin);
@@ -485,6 +513,31 @@ impl Hub {
         if let Some(waiter) = route.waiter {
             let _ = waiter.send(Ok(msg.clone()));
         }
+    }
+
+    /// Hands a room's message frame to its members here but `except`, in
+    /// `seq` order: a message at or below the newest one handed out is a
+    /// repeat (a cluster node catching up after a reconnect) and is
+    /// dropped. `typing_off` (with the sender's nick key) clears the
+    /// sender's typing indicator first.
+    pub fn room_message(
+        &self,
+        room_key: &str,
+        frame: &Frame,
+        seq: u64,
+        except: Option<SessionId>,
+        typing_off: Option<(&Frame, &str)>,
+    ) {
+        let Some(room) = self.room(room_key) else { return };
+        let mut r = lock(&room);
+        if seq <= r.last_seq {
+            return;
+        }
+        r.last_seq = seq;
+        if let Some((off, from_key)) = typing_off {
+            r.send(off, |s| **s.nick().key() != *from_key);
+        }
+        r.send_seq(frame, seq, |s| Some(s.id) != except);
     }
 
     /// Tells the sender its message was not stored; nobody else hears of it.
@@ -514,4 +567,14 @@ impl Hub {
             Conv::Everyone => self.to_everyone(&make(Place::everyone()), except),
         }
     }
+}
+
+/// The frame that clears a message sender's typing indicator where the
+/// message went.
+pub fn typing_off(msg: &StoredMessage) -> Frame {
+    let origin = match msg.conv {
+        Conv::Room(_) => Origin { room: msg.room.as_deref(), from: None },
+        _ => Origin { room: None, from: Some(&msg.from) },
+    };
+    encode(&ServerFrame::Typing { origin, nick: &msg.from, active: false })
 }

@@ -23,8 +23,9 @@ pub struct Room {
 struct Member {
     session: Arc<SessionHandle>,
     /// While a `join` reads history, frames for this member wait here, so
-    /// that `joined` comes first and nothing is lost or doubled.
-    pending: Option<Vec<Frame>>,
+    /// that `joined` comes first and nothing is lost or doubled. Each with
+    /// its message's `seq` (0 for other frames).
+    pending: Option<Vec<(Frame, u64)>>,
 }
 
 struct RoomUser {
@@ -71,13 +72,16 @@ impl Room {
         Added::New { first_of_user: entry.sessions == 1 }
     }
 
-    /// Queues `first`, then every frame held back since [`Room::add`], and
-    /// lets later frames through directly.
-    pub fn open(&mut self, session: SessionId, first: &Frame) {
+    /// Queues `first`, then every frame held back since [`Room::add`] but
+    /// messages up to `upto` (the history in `first` has them), and lets
+    /// later frames through directly.
+    pub fn open(&mut self, session: SessionId, first: &Frame, upto: u64) {
         if let Some(m) = self.members.iter_mut().find(|m| m.session.id == session) {
             m.session.send(first);
-            for frame in m.pending.take().unwrap_or_default() {
-                m.session.send(&frame);
+            for (frame, seq) in m.pending.take().unwrap_or_default() {
+                if seq == 0 || seq > upto {
+                    m.session.send(&frame);
+                }
             }
         }
     }
@@ -101,13 +105,18 @@ impl Room {
     }
 
     /// Hands a frame to every member session for which `to` is true.
-    pub fn send(&mut self, frame: &Frame, mut to: impl FnMut(&SessionHandle) -> bool) {
+    pub fn send(&mut self, frame: &Frame, to: impl FnMut(&SessionHandle) -> bool) {
+        self.send_seq(frame, 0, to);
+    }
+
+    /// [`Room::send`] for a message frame with its `seq`.
+    pub fn send_seq(&mut self, frame: &Frame, seq: u64, mut to: impl FnMut(&SessionHandle) -> bool) {
         for m in &mut self.members {
             if !to(&m.session) {
                 continue;
             }
             match &mut m.pending {
-                Some(held) => held.push(frame.clone()),
+                Some(held) => held.push((frame.clone(), seq)),
                 None => {
                     m.session.send(frame);
                 }

@@ -18,6 +18,11 @@ use super::{ErrorCode, FrameId, ProtoError};
 pub struct Frame(Arc<axum::extract::ws::Utf8Bytes>);
 
 impl Frame {
+    /// A frame serialised elsewhere (another cluster node).
+    pub fn from_json(json: String) -> Frame {
+        Frame(Arc::new(json.into()))
+    }
+
     /// The text, for the socket (a reference-count bump, no copy).
     pub fn text(&self) -> axum::extract::ws::Utf8Bytes {
         (*self.0).clone()

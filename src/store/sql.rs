@@ -27,6 +27,10 @@ use crate::protocol::server::{Conv, StoredMessage};
 struct Dialect {
     /// `INSERT … INTO messages (…)`; `VALUES` rows follow.
     insert_messages: &'static str,
+    /// The same, skipping rows whose `msg_id` (or conv and seq) is stored
+    /// already: `archive_prefix`, the rows, then `archive_suffix`.
+    archive_prefix: &'static str,
+    archive_suffix: &'static str,
     last_seq: &'static str,
     /// Newest first: conv, below (exclusive), upto (inclusive), limit.
     page_down: &'static str,
@@ -79,6 +83,8 @@ struct Dialect {
 
 const SQLITE: Dialect = Dialect {
     insert_messages: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at) ",
+    archive_prefix: "INSERT OR IGNORE INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at) ",
+    archive_suffix: "",
     last_seq: "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conv = ?",
     page_down: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted \
                 FROM messages WHERE conv = ? AND seq < ? AND seq <= ? ORDER BY seq DESC LIMIT ?",
@@ -117,6 +123,8 @@ const SQLITE: Dialect = Dialect {
 
 const POSTGRES: Dialect = Dialect {
     insert_messages: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at) ",
+    archive_prefix: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at) ",
+    archive_suffix: " ON CONFLICT DO NOTHING",
     last_seq: "SELECT COALESCE(MAX(seq), 0)::BIGINT FROM messages WHERE conv = $1",
     page_down: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted \
                 FROM messages WHERE conv = $1 AND seq < $2 AND seq <= $3 ORDER BY seq DESC LIMIT $4",
@@ -155,6 +163,8 @@ const POSTGRES: Dialect = Dialect {
 
 const MYSQL: Dialect = Dialect {
     insert_messages: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at) ",
+    archive_prefix: "INSERT IGNORE INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at) ",
+    archive_suffix: "",
     last_seq: "SELECT CAST(COALESCE(MAX(seq), 0) AS SIGNED) FROM messages WHERE conv = ?",
     page_down: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted \
                 FROM messages WHERE conv = ? AND seq < ? AND seq <= ? ORDER BY seq DESC LIMIT ?",
@@ -332,11 +342,7 @@ impl SqlStore {
         if let Some(seq) = self.seqs().get(conv) {
             return Ok(*seq);
         }
-        let key = conv.storage_key();
-        let seq: i64 = on_pool!(self, |pool, sql| {
-            sqlx::query_scalar(sql.last_seq).bind(&key).fetch_one(pool).await.map_err(unavailable)?
-        });
-        Ok(seq as u64)
+        self.newest_seq(conv).await
     }
 
     /// Stores a batch in one step, assigning each conversation's next `seq`
@@ -360,22 +366,7 @@ impl SqlStore {
                 m.stored(seq.unwrap_or(1))
             })
             .collect();
-        let result = on_pool!(self, |pool, sql| {
-            let mut q = QueryBuilder::new(sql.insert_messages);
-            q.push_values(&stored, |mut row, m| {
-                row.push_bind(m.msg_id.to_string())
-                    .push_bind(m.conv.storage_key())
-                    .push_bind(m.seq as i64)
-                    .push_bind(m.room.as_deref().map(str::to_owned))
-                    .push_bind(m.from.to_string())
-                    .push_bind(m.to.as_deref().map(str::to_owned))
-                    .push_bind(m.text.clone())
-                    .push_bind(serde_json::to_string(&m.attachments).unwrap_or_else(|_| "[]".into()))
-                    .push_bind(m.sent_at);
-            });
-            q.build().execute(pool).await.map(|_| ())
-        });
-        match result {
+        match self.insert(&stored, false).await {
             Ok(()) => {
                 self.seqs().extend(next);
                 Ok(stored)
@@ -386,6 +377,48 @@ impl SqlStore {
                 Err(unavailable(e))
             }
         }
+    }
+
+    /// Inserts numbered messages in one statement; `ignore_stored` skips
+    /// those stored already instead of failing.
+    async fn insert(&self, messages: &[StoredMessage], ignore_stored: bool) -> Result<(), sqlx::Error> {
+        on_pool!(self, |pool, sql| {
+            let (prefix, suffix) =
+                if ignore_stored { (sql.archive_prefix, sql.archive_suffix) } else { (sql.insert_messages, "") };
+            let mut q = QueryBuilder::new(prefix);
+            q.push_values(messages, |mut row, m| {
+                row.push_bind(m.msg_id.to_string())
+                    .push_bind(m.conv.storage_key())
+                    .push_bind(m.seq as i64)
+                    .push_bind(m.room.as_deref().map(str::to_owned))
+                    .push_bind(m.from.to_string())
+                    .push_bind(m.to.as_deref().map(str::to_owned))
+                    .push_bind(m.text.clone())
+                    .push_bind(serde_json::to_string(&m.attachments).unwrap_or_else(|_| "[]".into()))
+                    .push_bind(m.sent_at);
+            });
+            q.push(suffix);
+            q.build().execute(pool).await.map(|_| ())
+        })
+    }
+
+    /// Stores messages numbered elsewhere (a cluster's archiver), in one
+    /// statement; a message already stored is skipped, so a batch may be
+    /// archived twice without harm.
+    pub async fn archive(&self, messages: &[StoredMessage]) -> Result<(), StoreError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        self.insert(messages, true).await.map_err(unavailable)
+    }
+
+    /// The conversation's newest stored `seq`, read from the database.
+    pub async fn newest_seq(&self, conv: &Conv) -> Result<u64, StoreError> {
+        let key = conv.storage_key();
+        let seq: i64 = on_pool!(self, |pool, sql| {
+            sqlx::query_scalar(sql.last_seq).bind(&key).fetch_one(pool).await.map_err(unavailable)?
+        });
+        Ok(seq as u64)
     }
 
     pub async fn history(&self, conv: &Conv, q: HistoryQuery) -> Result<Page, StoreError> {

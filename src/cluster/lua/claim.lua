@@ -1,0 +1,20 @@
+-- A session comes online: claims its nick for its identity, cluster-wide.
+-- KEYS: 1 the nick's sessions (set), 2 the nick's user hash, 3 the node's
+--       registrations (set), 4 the channel for everyone
+-- ARGV: 1 this session ('node|sid'), 2 the identity, 3 '1' if the nick is
+--       exclusive (a guest), 4 the nick as shown, 5 the node registration,
+--       6 the envelope announcing the user online ('' = none)
+-- Returns 1 if claimed, 0 if another identity (or another guest) holds it.
+local n = redis.call('SCARD', KEYS[1])
+if n > 0 and redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then
+  if ARGV[3] == '1' or redis.call('HGET', KEYS[2], 'id') ~= ARGV[2] then
+    return 0
+  end
+end
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[5])
+if n == 0 then
+  redis.call('HSET', KEYS[2], 'id', ARGV[2], 'name', ARGV[4], 'away', '0')
+  if ARGV[6] ~= '' then redis.call('PUBLISH', KEYS[4], ARGV[6]) end
+end
+return 1

@@ -1,0 +1,22 @@
+-- The durable step of a message, in one atomic step: take the
+-- conversation's next seq, append the message to the buffer (the log the
+-- archivers read, and the conversation's own stream that history reads),
+-- and publish it to the nodes that host its recipients.
+-- KEYS: 1 seq counter, 2 log stream, 3 conversation stream
+-- ARGV: 1 the seq to start from if the counter is missing ('' = ask the
+--       caller, who reads it from the database), 2 and 3 the message frame
+--       before and after its seq, 4 and 5 the envelope before and after
+--       its seq, 6.. the channels
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  if ARGV[1] == '' then return -1 end
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+local seq = redis.call('INCR', KEYS[1])
+local frame = ARGV[2] .. seq .. ARGV[3]
+redis.call('XADD', KEYS[2], '*', 'm', frame)
+redis.call('XADD', KEYS[3], seq .. '-1', 'm', frame)
+local envelope = ARGV[4] .. seq .. ARGV[5] .. frame
+for i = 6, #ARGV do
+  redis.call('PUBLISH', ARGV[i], envelope)
+end
+return seq
