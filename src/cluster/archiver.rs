@@ -22,10 +22,10 @@ use crate::protocol::server::StoredMessage;
 
 const GROUP: &str = "archivers";
 
-pub(super) async fn run(bus: Arc<RedisBus>, mut requests: mpsc::UnboundedReceiver<oneshot::Sender<()>>) {
+pub(super) async fn run(bus: Arc<RedisBus>, mut requests: mpsc::UnboundedReceiver<oneshot::Sender<bool>>) {
     let mut tick = tokio::time::interval(bus.config.sync_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut waiting: Vec<oneshot::Sender<bool>> = Vec::new();
     loop {
         let claim_all = tokio::select! {
             _ = tick.tick() => false,
@@ -38,15 +38,21 @@ pub(super) async fn run(bus: Arc<RedisBus>, mut requests: mpsc::UnboundedReceive
         while let Ok(done) = requests.try_recv() {
             waiting.push(done);
         }
-        if bus.up.load(Ordering::Acquire) {
-            match pass(&bus, claim_all).await {
-                Ok(0) => {}
-                Ok(n) => tracing::debug!(messages = n, "archived"),
-                Err(e) => tracing::warn!(error = %e, "archiving failed; the messages stay buffered"),
-            }
-        }
+        let ok = bus.up.load(Ordering::Acquire)
+            && match pass(&bus, claim_all).await {
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::debug!(messages = n, "archived");
+                    }
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "archiving failed; the messages stay buffered");
+                    false
+                }
+            };
         for done in waiting.drain(..) {
-            let _ = done.send(());
+            let _ = done.send(ok);
         }
     }
 }

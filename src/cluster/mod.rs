@@ -196,7 +196,10 @@ impl Bus {
                 Ok(())
             }
             BusKind::Redis(r) => {
+                // Here at once (the setter sees `topic` before its `ack`),
+                // then on the other nodes.
                 let env = envelope::envelope(Kind::Topic, &r.node, None, by, "", &topic);
+                self.hub.set_topic(room_key, topic, by);
                 r.send(Some(Chan::Room(room_key.into())), env).await
             }
         }

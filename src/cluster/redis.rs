@@ -96,7 +96,7 @@ pub struct RedisBus {
     pub(super) up: AtomicBool,
     pub(super) stop: CancellationToken,
     /// Asks the archiver for a pass now; answered when it is done.
-    pub(super) settle: mpsc::UnboundedSender<oneshot::Sender<()>>,
+    pub(super) settle: mpsc::UnboundedSender<oneshot::Sender<bool>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     me: std::sync::Weak<RedisBus>,
 }
@@ -388,9 +388,11 @@ impl RedisBus {
             (Some(("r", room)), Kind::Frame) => {
                 self.hub.to_room(room, &frame(), |s| Some(s.id) != except && **s.nick().key() != *e.a);
             }
-            (Some(("r", room)), Kind::Topic) => {
+            // The node that set it applied it at once (see `set_topic`).
+            (Some(("r", room)), Kind::Topic) if e.node != self.node => {
                 self.hub.set_topic(room, e.payload.into(), e.a);
             }
+            (Some(("r", _)), Kind::Topic) => {}
             (Some(("r", room)), Kind::Destroy) => {
                 let sessions = self.hub.destroy(room);
                 self.forget_members(room, sessions);
@@ -492,22 +494,17 @@ impl RedisBus {
     /// `quit`), then its nick (watchers see it go offline with its last
     /// session).
     pub async fn disconnected(&self, session: &SessionHandle, rooms: Vec<crate::hub::RoomRef>) {
-        if self.stop.is_cancelled() {
-            return; // left the cluster already (see `shutdown`)
+        if self.hub.hushed() {
+            return; // shutting down: `shutdown` unregisters every session at once
         }
-        let announce = !self.hub.hushed();
         for r in rooms {
-            let _ = self.unregister_member(session, &r.key, &r.name, announce.then_some("quit")).await;
+            let _ = self.unregister_member(session, &r.key, &r.name, Some("quit")).await;
             self.unsubscribe(Chan::Room(r.key));
         }
         let nick = session.nick();
         let status =
             encode(&ServerFrame::Status { nick: nick.as_str(), online: false, away: false, last_seen: Some(now_ms()) });
-        let env = if announce {
-            envelope::envelope(Kind::Status, &self.node, None, nick.key(), "", &status)
-        } else {
-            String::new()
-        };
+        let env = envelope::envelope(Kind::Status, &self.node, None, nick.key(), "", &status);
         let mut inv = self.scripts.release.prepare_invoke();
         inv.key(self.key(&format!("os:{}", nick.key())))
             .key(self.key(&format!("on:{}", nick.key())))
@@ -671,6 +668,9 @@ impl RedisBus {
         let mut conn = self.conn()?;
         let rooms: BTreeMap<String, String> =
             conn.hgetall(self.key(&format!("rooms"))).await.map_err(|e| self.failed(&e))?;
+        if rooms.is_empty() {
+            return Ok(BTreeMap::new());
+        }
         let mut pipe = redis::pipe();
         for key in rooms.keys() {
             pipe.hlen(self.key(&format!("rm:{key}")));
@@ -724,20 +724,42 @@ impl RedisBus {
     /// the channel.
     pub async fn publish(&self, msg: NewMessage, route: Route) {
         match self.append(&msg, &route).await {
-            Ok(seq) => {
-                let stored = msg.stored(seq);
-                if let Some(s) = &route.origin {
-                    s.send(&encode(&ServerFrame::Ack { id: route.reply_id.as_ref(), message: Some(&stored) }));
-                }
-                if let Some(waiter) = route.waiter {
-                    let _ = waiter.send(Ok(stored));
+            Ok(seq) => acknowledge(msg.stored(seq), route),
+            Err(Outcome::NotStored(e)) => self.hub.fail(route, &e),
+            Err(Outcome::Unknown) => {
+                // The script may have run before the connection broke (it
+                // may even have been published): find out before answering,
+                // without holding up the sender's other frames.
+                if let Some(bus) = self.me() {
+                    tokio::spawn(async move { bus.resolve(msg, route).await });
                 }
             }
-            Err(e) => self.hub.fail(route, &e),
         }
     }
 
-    async fn append(&self, msg: &NewMessage, route: &Route) -> Result<u64, ProtoError> {
+    /// Answers a message whose durable step has an unknown outcome: once
+    /// Redis is back, everything buffered is archived, and the database
+    /// says whether it was stored. Gives up (`unavailable`) after
+    /// `cluster.node_timeout` without Redis.
+    async fn resolve(&self, msg: NewMessage, route: Route) {
+        let deadline = tokio::time::Instant::now() + self.config.node_timeout;
+        let mut wait = Duration::from_millis(50);
+        while tokio::time::Instant::now() < deadline && !self.stop.is_cancelled() {
+            if self.up.load(Ordering::Acquire) && self.settle().await {
+                match self.store.message(msg.msg_id).await {
+                    Ok(Some(stored)) => return acknowledge(stored, route),
+                    Ok(None) => break,
+                    Err(_) => {}
+                }
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(self.config.reconnect_max);
+        }
+        tracing::warn!(msg_id = %msg.msg_id, "a message's outcome stayed unknown; told the sender it was not sent");
+        self.hub.fail(route, &ProtoError::unavailable());
+    }
+
+    async fn append(&self, msg: &NewMessage, route: &Route) -> Result<u64, Outcome> {
         let (before, after) = buffer::split_frame(msg);
         let from_key = msg.from.to_ascii_lowercase();
         let sid = route.origin.as_ref().map(|s| s.id);
@@ -773,16 +795,26 @@ impl RedisBus {
             for c in &channels {
                 inv.arg(c);
             }
-            let seq: i64 = self.run(inv).await?;
+            // Without a connection nothing was sent; a broken one leaves
+            // the outcome unknown.
+            let mut conn = self.conn().map_err(Outcome::NotStored)?;
+            let seq: i64 = match inv.invoke_async(&mut conn).await {
+                Ok(seq) => seq,
+                Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
+                    self.failed(&e);
+                    return Err(Outcome::Unknown);
+                }
+                Err(e) => return Err(Outcome::NotStored(self.failed(&e))),
+            };
             if seq > 0 {
                 return Ok(seq as u64);
             }
             if !floor.is_empty() {
-                return Err(unavailable("the seq counter could not be set"));
+                return Err(Outcome::NotStored(unavailable("the seq counter could not be set")));
             }
             // No counter yet (a new conversation, or a new Redis): it starts
             // from the newest seq in the database.
-            floor = self.store.newest_seq(&msg.conv).await.map_err(unavailable)?.to_string();
+            floor = self.store.newest_seq(&msg.conv).await.map_err(|e| Outcome::NotStored(unavailable(e)))?.to_string();
         }
     }
 
@@ -840,11 +872,13 @@ impl RedisBus {
 
     /// Asks the archiver to move everything buffered into the database now
     /// (claiming other nodes' unfinished batches too), and waits for it.
-    pub async fn settle(&self) {
+    /// Returns whether it succeeded.
+    pub async fn settle(&self) -> bool {
         let (tx, rx) = oneshot::channel();
-        if self.settle.send(tx).is_ok() {
-            let _ = tokio::time::timeout(self.config.redis_timeout * 4, rx).await;
+        if self.settle.send(tx).is_err() {
+            return false;
         }
+        matches!(tokio::time::timeout(self.config.redis_timeout * 4, rx).await, Ok(Ok(true)))
     }
 
     // ---- liveness ------------------------------------------------------------------
@@ -921,6 +955,24 @@ impl RedisBus {
         for t in tasks {
             let _ = t.await;
         }
+    }
+}
+
+/// Why a message's durable step did not return a seq.
+enum Outcome {
+    /// It did not happen: tell the sender.
+    NotStored(ProtoError),
+    /// The connection broke while it was under way.
+    Unknown,
+}
+
+/// Tells the sender (and an HTTP caller) that its message is stored.
+fn acknowledge(stored: StoredMessage, route: Route) {
+    if let Some(s) = &route.origin {
+        s.send(&encode(&ServerFrame::Ack { id: route.reply_id.as_ref(), message: Some(&stored) }));
+    }
+    if let Some(waiter) = route.waiter {
+        let _ = waiter.send(Ok(stored));
     }
 }
 
