@@ -273,8 +273,15 @@ impl Config {
         if c.prefix.is_empty() || c.prefix.contains(char::is_whitespace) {
             return Err(ConfigError("cluster.prefix: must be non-empty, without spaces".into()));
         }
-        if c.heartbeat.is_zero() || c.node_timeout < c.heartbeat * 2 {
-            return Err(ConfigError("cluster.node_timeout: must be at least twice cluster.heartbeat".into()));
+        if c.heartbeat.is_zero() || c.node_timeout < c.heartbeat * 3 {
+            return Err(ConfigError("cluster.node_timeout: must be at least three times cluster.heartbeat".into()));
+        }
+        if c.sync_batch > 3000 {
+            return Err(ConfigError("cluster.sync_batch: at most 3000 (SQL statements have a bound on parameters)".into()));
+        }
+        let node = &self.server.node;
+        if !node.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.')) || node.len() > 64 {
+            return Err(ConfigError("server.node: at most 64 letters, digits, `-`, `_` or `.`".into()));
         }
         if c.sync_interval.is_zero() || c.sync_batch == 0 || c.redis_timeout.is_zero() || c.reconnect_max.is_zero() {
             return Err(ConfigError(

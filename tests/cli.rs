@@ -45,6 +45,7 @@ fn wait_with_deadline(child: &mut Child, limit: Duration) -> Option<std::process
 fn run_with_env(key: &str, value: &str) -> (Option<i32>, String) {
     let mut child = chat()
         .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("CHAT_DATABASE__URL", "memory://")
         .env(key, value)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -66,6 +67,12 @@ fn an_invalid_setting_exits_2_naming_the_key() {
         ("CHAT_LIMITS__HELLO_TIMEOUT", "soon", "limits.hello_timeout"),
         ("CHAT_ROOMS__AUTO_JOIN", r#"["bad room"]"#, "rooms.auto_join"),
         ("CHAT_CHAT__ALLOW_EVERYONE", "perhaps", "chat.allow_everyone"),
+        ("CHAT_CLUSTER__REDIS_URL", "http://127.0.0.1:6379", "cluster.redis_url"),
+        ("CHAT_CLUSTER__NODE_TIMEOUT", "6s", "cluster.node_timeout"),
+        ("CHAT_CLUSTER__SYNC_BATCH", "100000", "cluster.sync_batch"),
+        ("CHAT_SERVER__NODE", "node 1", "server.node"),
+        // Nothing listens on port 1: a node does not start without its Redis.
+        ("CHAT_CLUSTER__REDIS_URL", "redis://127.0.0.1:1", "cannot join the cluster"),
     ] {
         let (code, stderr) = run_with_env(key, value);
         assert_eq!(code, Some(2), "{key}={value}: {stderr}");

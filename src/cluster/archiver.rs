@@ -61,7 +61,7 @@ pub(super) async fn run(bus: Arc<RedisBus>, mut requests: mpsc::UnboundedReceive
 /// also take entries other nodes hold, however recently (a settle).
 async fn pass(bus: &RedisBus, claim_all: bool) -> Result<usize, String> {
     let mut conn = bus.conn().map_err(|e: ProtoError| e.message)?;
-    let log = bus.key(&format!("log"));
+    let log = bus.key("log");
     let created: Result<(), _> = conn.xgroup_create_mkstream(&log, GROUP, "0").await;
     if let Err(e) = created
         && e.code() != Some("BUSYGROUP")

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Identity;
 use crate::hub::{Hub, JoinStart, Online, RoomRef, Route, SessionHandle, SessionId};
 use crate::protocol::server::{Conv, Frame, MemberView, Place, RoomSummary, StoredMessage};
-use crate::protocol::{ErrorCode, Name, ProtoError};
+use crate::protocol::{Name, ProtoError};
 use crate::store::{CommitSink, HistoryQuery, NewMessage, Page, RoomRecord, Store, StoreError, Writer};
 use envelope::Kind;
 use redis::{Chan, RedisBus};
@@ -89,10 +89,9 @@ impl Bus {
         if let BusKind::Redis(r) = &self.kind
             && let Err(e) = r.connected(&session).await
         {
+            // Undo: the hub's registration, and whatever Redis got of it.
             self.hub.disconnect(&session);
-            if e.code != ErrorCode::NickTaken {
-                r.disconnected(&session, Vec::new()).await;
-            }
+            r.disconnected(&session, Vec::new()).await;
             return Err(e);
         }
         Ok((session, rx))
@@ -365,6 +364,14 @@ impl Bus {
     pub async fn settle(&self) {
         if let BusKind::Redis(r) = &self.kind {
             r.settle().await;
+        }
+    }
+
+    /// Whether the cluster's Redis answers (always true on one node).
+    pub async fn ready(&self) -> bool {
+        match &self.kind {
+            BusKind::Local(_) => true,
+            BusKind::Redis(r) => r.ping().await,
         }
     }
 

@@ -164,7 +164,7 @@ impl RedisBus {
         }
     }
     fn all_chan(&self) -> String {
-        self.key(&format!("all"))
+        self.key("all")
     }
     fn member(&self, session: &SessionHandle) -> String {
         format!("{}|{}", self.node, session.id)
@@ -568,7 +568,7 @@ impl RedisBus {
         let mut inv = self.scripts.join.prepare_invoke();
         inv.key(self.key(&format!("rs:{room_key}:{}", nick.key())))
             .key(self.key(&format!("rm:{room_key}")))
-            .key(self.key(&format!("rooms")))
+            .key(self.key("rooms"))
             .key(self.node_key(&self.node))
             .key(self.key(&format!("seq:{}", Conv::Room(room_key.into()).storage_key())))
             .key(self.chan_name(&Chan::Room(room_key.into())))
@@ -604,7 +604,7 @@ impl RedisBus {
         let mut inv = self.scripts.leave.prepare_invoke();
         inv.key(self.key(&format!("rs:{room_key}:{}", nick.key())))
             .key(self.key(&format!("rm:{room_key}")))
-            .key(self.key(&format!("rooms")))
+            .key(self.key("rooms"))
             .key(self.node_key(&self.node))
             .key(self.chan_name(&Chan::Room(room_key.into())))
             .arg(self.member(session))
@@ -658,7 +658,7 @@ impl RedisBus {
     /// `who`, cluster-wide: the room's name and members, if it is live.
     pub async fn who(&self, room_key: &str) -> Result<Option<(Arc<str>, Vec<MemberView>)>, ProtoError> {
         let mut inv = self.scripts.who.prepare_invoke();
-        inv.key(self.key(&format!("rm:{room_key}"))).key(self.key(&format!("rooms"))).arg(room_key).arg(&self.prefix);
+        inv.key(self.key(&format!("rm:{room_key}"))).key(self.key("rooms")).arg(room_key).arg(&self.prefix);
         let found: Option<(String, Vec<String>, Vec<String>)> = self.run(inv).await?;
         Ok(found.map(|(name, members, away)| (name.into(), member_views(&members, &away))))
     }
@@ -667,7 +667,7 @@ impl RedisBus {
     pub async fn live_rooms(&self) -> Result<BTreeMap<String, (String, usize)>, ProtoError> {
         let mut conn = self.conn()?;
         let rooms: BTreeMap<String, String> =
-            conn.hgetall(self.key(&format!("rooms"))).await.map_err(|e| self.failed(&e))?;
+            conn.hgetall(self.key("rooms")).await.map_err(|e| self.failed(&e))?;
         if rooms.is_empty() {
             return Ok(BTreeMap::new());
         }
@@ -682,7 +682,7 @@ impl RedisBus {
     pub async fn room_name(&self, room_key: &str) -> Result<Option<Arc<str>>, ProtoError> {
         let mut conn = self.conn()?;
         let name: Option<String> =
-            conn.hget(self.key(&format!("rooms")), room_key).await.map_err(|e| self.failed(&e))?;
+            conn.hget(self.key("rooms"), room_key).await.map_err(|e| self.failed(&e))?;
         Ok(name.map(Into::into))
     }
 
@@ -785,7 +785,7 @@ impl RedisBus {
         loop {
             let mut inv = self.scripts.publish.prepare_invoke();
             inv.key(self.key(&format!("seq:{conv}")))
-                .key(self.key(&format!("log")))
+                .key(self.key("log"))
                 .key(self.key(&format!("h:{conv}")))
                 .arg(&floor)
                 .arg(&before)
@@ -883,6 +883,12 @@ impl RedisBus {
 
     // ---- liveness ------------------------------------------------------------------
 
+    /// Whether Redis answers a PING now.
+    pub async fn ping(&self) -> bool {
+        let Ok(mut conn) = self.conn() else { return false };
+        redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok()
+    }
+
     async fn heartbeats(self: Arc<Self>) {
         let mut tick = tokio::time::interval(self.config.heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -902,14 +908,17 @@ impl RedisBus {
 
     async fn heartbeat(&self) -> Result<(), ProtoError> {
         let mut inv = self.scripts.heartbeat.prepare_invoke();
-        inv.key(self.key(&format!("nodes"))).arg(&self.node).arg(self.config.node_timeout.as_millis() as u64);
+        // Found silent for node_timeout − heartbeat by a check that runs
+        // every heartbeat, a dead node is cleaned up within node_timeout.
+        let silent = self.config.node_timeout.saturating_sub(self.config.heartbeat).as_millis() as i64;
+        inv.key(self.key("nodes")).arg(&self.node).arg(silent);
         let (known, dead): (i64, Vec<String>) = self.run(inv).await?;
         if known == 0 && self.hub.session_count() > 0 {
             tracing::warn!("this node was taken for dead; registering its sessions again");
             self.reregister().await;
         }
         for node in dead.into_iter().filter(|n| *n != self.node) {
-            self.reap(&node, self.config.node_timeout.as_millis() as i64).await?;
+            self.reap(&node, silent).await?;
         }
         Ok(())
     }
@@ -918,7 +927,7 @@ impl RedisBus {
     /// watchers (`timeout` -1: regardless of its last heartbeat).
     async fn reap(&self, node: &str, timeout: i64) -> Result<(), ProtoError> {
         let mut inv = self.scripts.reap.prepare_invoke();
-        inv.key(self.key(&format!("nodes"))).key(self.node_key(node)).arg(&self.prefix).arg(node).arg(timeout);
+        inv.key(self.key("nodes")).key(self.node_key(node)).arg(&self.prefix).arg(node).arg(timeout);
         let (left, offline): (Vec<String>, Vec<String>) = self.run(inv).await?;
         if !left.is_empty() || !offline.is_empty() {
             tracing::info!(node, users = offline.len(), "removed a node's sessions");

@@ -97,6 +97,9 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     if app.stop_reading.is_cancelled() {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down");
     }
+    if !app.bus.ready().await {
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "redis is unreachable");
+    }
     match app.store.ping().await {
         Ok(()) => Json(json!({"status": "ready", "connections": app.conns.open()})).into_response(),
         Err(e) => {

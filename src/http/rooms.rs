@@ -18,7 +18,7 @@ use crate::app::App;
 use crate::hub::Route;
 use crate::protocol::server::Conv;
 use crate::protocol::{Name, check_text, now_ms};
-use crate::store::{NewMessage, Role};
+use crate::store::{HistoryQuery, NewMessage, Role};
 
 fn no_such_room() -> Response {
     error_response(StatusCode::NOT_FOUND, "no_such_room", "no such room")
@@ -123,11 +123,16 @@ pub async fn status(
     let private = record.as_ref().is_some_and(|r| r.private);
     may_read(&app, &caller, &room, private).await?;
     let members = live.map(|(_, _, m)| m).unwrap_or_default();
+    // The newest message's seq (in a cluster it may still be buffered in
+    // Redis, not yet in the database).
+    let newest = HistoryQuery { limit: 1, ..Default::default() };
+    let page = app.bus.history(&Conv::Room(room.key().clone()), newest).await.map_err(|_| unavailable())?;
+    let seq = page.messages.last().map_or(0, |m| m.seq).max(record.as_ref().map_or(0, |r| r.last_seq));
     Ok(Json(json!({
         "name": name,
         "topic": topic,
         "private": private,
-        "seq": record.map_or(0, |r| r.last_seq),
+        "seq": seq,
         "count": members.len(),
         "members": members,
     }))
