@@ -26,6 +26,10 @@ struct Member {
     /// that `joined` comes first and nothing is lost or doubled. Each with
     /// its message's `seq` (0 for other frames).
     pending: Option<Vec<(Frame, u64)>>,
+    /// The newest `seq` its `joined` history held: it never gets a message
+    /// at or below it (a cluster node catching up after a reconnect may
+    /// hand the room messages a newer member already has).
+    floor: u64,
 }
 
 struct RoomUser {
@@ -61,7 +65,7 @@ impl Room {
         if self.members.iter().any(|m| m.session.id == session.id) {
             return Added::Already;
         }
-        self.members.push(Member { session: session.clone(), pending: Some(Vec::new()) });
+        self.members.push(Member { session: session.clone(), pending: Some(Vec::new()), floor: 0 });
         let key = session.nick().key().clone();
         let entry = self.users.entry(key).or_insert_with(|| RoomUser {
             user: session.user.clone(),
@@ -77,6 +81,7 @@ impl Room {
     /// later frames through directly.
     pub fn open(&mut self, session: SessionId, first: &Frame, upto: u64) {
         if let Some(m) = self.members.iter_mut().find(|m| m.session.id == session) {
+            m.floor = m.floor.max(upto);
             m.session.send(first);
             for (frame, seq) in m.pending.take().unwrap_or_default() {
                 if seq == 0 || seq > upto {
@@ -112,7 +117,7 @@ impl Room {
     /// [`Room::send`] for a message frame with its `seq`.
     pub fn send_seq(&mut self, frame: &Frame, seq: u64, mut to: impl FnMut(&SessionHandle) -> bool) {
         for m in &mut self.members {
-            if !to(&m.session) {
+            if (seq != 0 && seq <= m.floor) || !to(&m.session) {
                 continue;
             }
             match &mut m.pending {
