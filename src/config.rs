@@ -267,7 +267,8 @@ impl Config {
             return Err(ConfigError("database.max_connections must be greater than 0".into()));
         }
         let c = &self.cluster;
-        if !c.redis_url.is_empty() && !(c.redis_url.starts_with("redis://") || c.redis_url.starts_with("redis+unix://")) {
+        let redis_scheme = ["redis://", "redis+unix://"].iter().any(|p| c.redis_url.starts_with(p));
+        if !c.redis_url.is_empty() && !redis_scheme {
             return Err(ConfigError("cluster.redis_url: must start with redis:// (or redis+unix://)".into()));
         }
         if c.prefix.is_empty() || c.prefix.contains(char::is_whitespace) {
@@ -277,7 +278,9 @@ impl Config {
             return Err(ConfigError("cluster.node_timeout: must be at least three times cluster.heartbeat".into()));
         }
         if c.sync_batch > 3000 {
-            return Err(ConfigError("cluster.sync_batch: at most 3000 (SQL statements have a bound on parameters)".into()));
+            return Err(ConfigError(
+                "cluster.sync_batch: at most 3000 (SQL statements have a bound on parameters)".into(),
+            ));
         }
         let node = &self.server.node;
         if !node.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.')) || node.len() > 64 {

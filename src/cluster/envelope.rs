@@ -144,7 +144,14 @@ mod tests {
         let e = Envelope::parse(&text).unwrap();
         assert_eq!(
             e,
-            Envelope { kind: Kind::Frame, node: "n1", session: Some(7), a: "bob", b: "", payload: r#"{"type":"typing"}"# }
+            Envelope {
+                kind: Kind::Frame,
+                node: "n1",
+                session: Some(7),
+                a: "bob",
+                b: "",
+                payload: r#"{"type":"typing"}"#
+            }
         );
         assert_eq!(e.except_on("n1"), Some(7));
         assert_eq!(e.except_on("n2"), None);
@@ -154,7 +161,8 @@ mod tests {
     #[test]
     fn message_envelope_is_finished_by_redis() {
         // What publish.lua does: head .. seq .. rest .. frame.
-        let text = format!("{}{}{}\n{}{RS}{}", head(Kind::RoomMessage, "n2", None), 42, "\u{1f}alice", "{off}", "{msg}");
+        let text =
+            format!("{}{}{}\n{}{RS}{}", head(Kind::RoomMessage, "n2", None), 42, "\u{1f}alice", "{off}", "{msg}");
         let e = Envelope::parse(&text).unwrap();
         assert_eq!((e.kind, e.a, e.b, e.session), (Kind::RoomMessage, "42", "alice", None));
         assert_eq!(e.frames(), (Some("{off}"), "{msg}"));

@@ -181,7 +181,8 @@ impl Bus {
                 Ok(())
             }
             BusKind::Redis(r) => {
-                let env = envelope::envelope(Kind::Moderator, &r.node, None, room_key, if moderator { "1" } else { "0" }, "");
+                let env =
+                    envelope::envelope(Kind::Moderator, &r.node, None, room_key, if moderator { "1" } else { "0" }, "");
                 r.send(Some(Chan::User(nick_key.into())), env).await
             }
         }

@@ -9,7 +9,7 @@
 //! after dead nodes) and the archiver (see [`super::archiver`]). Commands go
 //! over one multiplexed connection, shared by every task and session.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::buffer;
 use super::envelope::{self, Envelope, Kind, RS};
 use crate::config::ClusterConfig;
-use crate::hub::{Hub, JoinStart, Online, Route, SessionHandle};
+use crate::hub::{Hub, JoinStart, Online, Route, SessionHandle, SessionId};
 use crate::protocol::server::{Conv, Frame, MemberView, ServerFrame, StoredMessage, encode};
 use crate::protocol::{Name, ProtoError, now_ms};
 use crate::store::{HistoryQuery, NewMessage, Page, RoomRecord, Store, StoreError};
@@ -40,6 +40,7 @@ struct Scripts {
     heartbeat: Script,
     reap: Script,
     away: Script,
+    fence: Script,
 }
 
 impl Scripts {
@@ -54,6 +55,7 @@ impl Scripts {
             heartbeat: Script::new(include_str!("lua/heartbeat.lua")),
             reap: Script::new(include_str!("lua/reap.lua")),
             away: Script::new(include_str!("lua/away.lua")),
+            fence: Script::new(include_str!("lua/fence.lua")),
         }
     }
 }
@@ -99,6 +101,10 @@ pub struct RedisBus {
     pub(super) settle: mpsc::UnboundedSender<oneshot::Sender<bool>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     me: std::sync::Weak<RedisBus>,
+    /// Messages whose durable step had an unknown outcome, with the session
+    /// that sent them: catching up after a reconnect must not hand a sender
+    /// its own message (it gets the `ack`).
+    unresolved: Mutex<HashMap<ulid::Ulid, (SessionId, tokio::time::Instant)>>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> ProtoError {
@@ -129,6 +135,7 @@ impl RedisBus {
             settle,
             tasks: Mutex::new(Vec::new()),
             me: me.clone(),
+            unresolved: Mutex::default(),
         });
         let conn = bus.connect().await?;
         *bus.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn);
@@ -353,7 +360,8 @@ impl RedisBus {
                 let q = HistoryQuery { after: Some(after), limit: 500, ..Default::default() };
                 let Ok(page) = self.history(&conv, q).await else { return };
                 for m in &page.messages {
-                    self.hub.room_message(&key, &encode(&ServerFrame::Message(m)), m.seq, None, None);
+                    let sender = self.unresolved.lock().unwrap_or_else(|e| e.into_inner()).get(&m.msg_id).map(|u| u.0);
+                    self.hub.room_message(&key, &encode(&ServerFrame::Message(m)), m.seq, sender, None);
                     after = m.seq;
                 }
                 if !page.more || page.messages.is_empty() {
@@ -532,7 +540,8 @@ impl RedisBus {
 
     pub async fn set_away(&self, session: &SessionHandle, away: bool) -> Result<(), ProtoError> {
         let nick = session.nick();
-        let status = encode(&ServerFrame::Status { nick: nick.as_str(), online: true, away, last_seen: Some(now_ms()) });
+        let status =
+            encode(&ServerFrame::Status { nick: nick.as_str(), online: true, away, last_seen: Some(now_ms()) });
         let env = envelope::envelope(Kind::Status, &self.node, None, nick.key(), "", &status);
         let mut inv = self.scripts.away.prepare_invoke();
         inv.key(self.key(&format!("on:{}", nick.key())))
@@ -596,8 +605,10 @@ impl RedisBus {
         let nick = session.nick();
         let env = match event {
             Some(event) => {
+                // Not to the user itself: it may be back in the room by the
+                // time this arrives.
                 let presence = encode(&ServerFrame::Presence { room: room_name, nick: nick.as_str(), event });
-                envelope::envelope(Kind::Frame, &self.node, None, "", "", &presence)
+                envelope::envelope(Kind::Frame, &self.node, None, nick.key(), "", &presence)
             }
             None => String::new(),
         };
@@ -666,8 +677,7 @@ impl RedisBus {
     /// The live rooms cluster-wide: key → (name, number of users).
     pub async fn live_rooms(&self) -> Result<BTreeMap<String, (String, usize)>, ProtoError> {
         let mut conn = self.conn()?;
-        let rooms: BTreeMap<String, String> =
-            conn.hgetall(self.key("rooms")).await.map_err(|e| self.failed(&e))?;
+        let rooms: BTreeMap<String, String> = conn.hgetall(self.key("rooms")).await.map_err(|e| self.failed(&e))?;
         if rooms.is_empty() {
             return Ok(BTreeMap::new());
         }
@@ -681,8 +691,7 @@ impl RedisBus {
 
     pub async fn room_name(&self, room_key: &str) -> Result<Option<Arc<str>>, ProtoError> {
         let mut conn = self.conn()?;
-        let name: Option<String> =
-            conn.hget(self.key("rooms"), room_key).await.map_err(|e| self.failed(&e))?;
+        let name: Option<String> = conn.hget(self.key("rooms"), room_key).await.map_err(|e| self.failed(&e))?;
         Ok(name.map(Into::into))
     }
 
@@ -738,25 +747,39 @@ impl RedisBus {
     }
 
     /// Answers a message whose durable step has an unknown outcome: once
-    /// Redis is back, everything buffered is archived, and the database
-    /// says whether it was stored. Gives up (`unavailable`) after
-    /// `cluster.node_timeout` without Redis.
+    /// Redis is back, the message is looked for in its conversation's
+    /// buffer, and fenced off if it is not there (so that a late run of its
+    /// script does nothing), then looked for in the database. It waits as
+    /// long as that takes: a late answer is better than a wrong one. A node
+    /// shutting down meanwhile answers nothing (the client finds the
+    /// message, or not, in history).
     async fn resolve(&self, msg: NewMessage, route: Route) {
-        let deadline = tokio::time::Instant::now() + self.config.node_timeout;
+        if let Some(origin) = &route.origin {
+            let mut unresolved = self.unresolved.lock().unwrap_or_else(|e| e.into_inner());
+            let now = tokio::time::Instant::now();
+            unresolved.retain(|_, (_, at)| now.duration_since(*at) < self.config.node_timeout * 4);
+            unresolved.insert(msg.msg_id, (origin.id, now));
+        }
         let mut wait = Duration::from_millis(50);
-        while tokio::time::Instant::now() < deadline && !self.stop.is_cancelled() {
-            if self.up.load(Ordering::Acquire) && self.settle().await {
-                match self.store.message(msg.msg_id).await {
+        let conv = msg.conv.storage_key();
+        while !self.stop.is_cancelled() {
+            let mut inv = self.scripts.fence.prepare_invoke();
+            inv.key(self.key(&format!("h:{conv}")))
+                .key(self.key(&format!("fate:{}", msg.msg_id)))
+                .arg(msg.msg_id.to_string())
+                .arg(FATE_TTL.as_secs());
+            match self.run::<i64>(inv).await {
+                Ok(seq) if seq > 0 => return acknowledge(msg.stored(seq as u64), route),
+                Ok(_) => match self.store.message(msg.msg_id).await {
                     Ok(Some(stored)) => return acknowledge(stored, route),
-                    Ok(None) => break,
+                    Ok(None) => return self.hub.fail(route, &ProtoError::unavailable()),
                     Err(_) => {}
-                }
+                },
+                Err(_) => {}
             }
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(self.config.reconnect_max);
         }
-        tracing::warn!(msg_id = %msg.msg_id, "a message's outcome stayed unknown; told the sender it was not sent");
-        self.hub.fail(route, &ProtoError::unavailable());
     }
 
     async fn append(&self, msg: &NewMessage, route: &Route) -> Result<u64, Outcome> {
@@ -787,6 +810,7 @@ impl RedisBus {
             inv.key(self.key(&format!("seq:{conv}")))
                 .key(self.key("log"))
                 .key(self.key(&format!("h:{conv}")))
+                .key(self.key(&format!("fate:{}", msg.msg_id)))
                 .arg(&floor)
                 .arg(&before)
                 .arg(&after)
@@ -800,14 +824,18 @@ impl RedisBus {
             let mut conn = self.conn().map_err(Outcome::NotStored)?;
             let seq: i64 = match inv.invoke_async(&mut conn).await {
                 Ok(seq) => seq,
-                Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
+                // Whatever went wrong, the script may have run in part or
+                // in whole: never guess.
+                Err(e) => {
                     self.failed(&e);
                     return Err(Outcome::Unknown);
                 }
-                Err(e) => return Err(Outcome::NotStored(self.failed(&e))),
             };
             if seq > 0 {
                 return Ok(seq as u64);
+            }
+            if seq == -2 {
+                return Err(Outcome::NotStored(ProtoError::unavailable()));
             }
             if !floor.is_empty() {
                 return Err(Outcome::NotStored(unavailable("the seq counter could not be set")));
@@ -937,7 +965,7 @@ impl RedisBus {
         for t in left.chunks_exact(3) {
             let (key, name, nick) = (&t[0], &t[1], &t[2]);
             let presence = encode(&ServerFrame::Presence { room: name, nick, event: "quit" });
-            let env = envelope::envelope(Kind::Frame, &self.node, None, "", "", &presence);
+            let env = envelope::envelope(Kind::Frame, &self.node, None, &nick.to_ascii_lowercase(), "", &presence);
             pipe.publish(self.chan_name(&Chan::Room(key.as_str().into())), env);
         }
         let now = now_ms();
@@ -967,6 +995,10 @@ impl RedisBus {
     }
 }
 
+/// How long a fenced-off message's mark stays in Redis: far longer than a
+/// command can wait in a stalled Redis or a broken connection.
+const FATE_TTL: Duration = Duration::from_secs(3600);
+
 /// Why a message's durable step did not return a seq.
 enum Outcome {
     /// It did not happen: tell the sender.
@@ -992,10 +1024,15 @@ fn member_views(flat: &[String], away: &[String]) -> Vec<MemberView> {
         .zip(away.iter().map(|a| a == "1").chain(std::iter::repeat(false)))
         .filter_map(|(kv, away)| {
             let r: MemberRecord = serde_json::from_str(&kv[1]).ok()?;
-            Some(MemberView { nick: r.nick, display_name: r.display_name, avatar: r.avatar, joined_at: r.joined_at, away })
+            Some(MemberView {
+                nick: r.nick,
+                display_name: r.display_name,
+                avatar: r.avatar,
+                joined_at: r.joined_at,
+                away,
+            })
         })
         .collect();
     v.sort_by(|a, b| a.joined_at.cmp(&b.joined_at).then_with(|| a.nick.cmp(&b.nick)));
     v
 }
-

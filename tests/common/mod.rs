@@ -239,6 +239,17 @@ impl Client {
             .unwrap_or_else(|_| panic!("{}: no frame within {WAIT:?}", self.nick))
     }
 
+    /// The next frame, or `None` if none comes within `wait`.
+    pub async fn recv_within(&mut self, wait: Duration) -> Option<Value> {
+        let nick = self.nick.clone();
+        match tokio::time::timeout(wait, self.ws.next()).await {
+            Err(_) => None,
+            Ok(Some(Ok(Message::Text(t)))) => Some(serde_json::from_str(&t).expect("server sent invalid JSON")),
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => Some(json!({"type": "<ping>"})),
+            Ok(other) => panic!("{nick}: unexpected {other:?}"),
+        }
+    }
+
     /// The next frame (text frames parsed as JSON; a close frame as
     /// `{"type":"<close>","code":…}`); fails the test after `WAIT`.
     pub async fn recv(&mut self) -> Value {

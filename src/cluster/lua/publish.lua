@@ -2,11 +2,15 @@
 -- conversation's next seq, append the message to the buffer (the log the
 -- archivers read, and the conversation's own stream that history reads),
 -- and publish it to the nodes that host its recipients.
--- KEYS: 1 seq counter, 2 log stream, 3 conversation stream
+-- KEYS: 1 seq counter, 2 log stream, 3 conversation stream, 4 the
+--       message's fate (set by fence.lua when its first attempt's outcome
+--       was unknown: this late attempt must not run)
 -- ARGV: 1 the seq to start from if the counter is missing ('' = ask the
 --       caller, who reads it from the database), 2 and 3 the message frame
 --       before and after its seq, 4 and 5 the envelope before and after
 --       its seq, 6.. the channels
+-- Returns the seq; -1: the counter is missing; -2: fenced off.
+if redis.call('EXISTS', KEYS[4]) == 1 then return -2 end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   if ARGV[1] == '' then return -1 end
   redis.call('SET', KEYS[1], ARGV[1])
