@@ -547,7 +547,9 @@ impl Conn {
         let msg_id = msg.msg_id.to_string();
         self.app
             .bus
-            .about_message(&msg, Some(self.session.id), |place| encode(&ServerFrame::Deleted { msg_id: msg_id.clone(), place }))
+            .about_message(&msg, Some(self.session.id), |place| {
+                encode(&ServerFrame::Deleted { msg_id: msg_id.clone(), place })
+            })
             .await?;
         self.reply(&ServerFrame::ack(id));
         Ok(())

@@ -200,7 +200,10 @@ pub async fn add_member(
     if app.store.set_member(room.key(), nick.key(), role).await.is_err() {
         return Err(unavailable());
     }
-    app.bus.set_moderator(room.key(), nick.key(), role == Role::Moderator).await.map_err(|e| proto_error_response(&e))?;
+    app.bus
+        .set_moderator(room.key(), nick.key(), role == Role::Moderator)
+        .await
+        .map_err(|e| proto_error_response(&e))?;
     Ok(Json(json!({"room": room.as_str(), "nick": nick.as_str(), "role": role.as_str()})).into_response())
 }
 
