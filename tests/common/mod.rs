@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 pub mod backends;
+pub mod cluster;
 pub mod http;
 
 use std::time::Duration;
