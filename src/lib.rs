@@ -142,6 +142,7 @@ impl Server {
             // In a cluster, this node's users quit everywhere at once.
             if tokio::time::timeout(grace, app.bus.shutdown()).await.is_err() {
                 tracing::warn!("could not leave the cluster within the grace period");
+                app.bus.abort();
             }
             // 3. Every session gets the notice and close 1001.
             app.close_all.cancel();

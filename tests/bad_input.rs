@@ -213,6 +213,19 @@ async fn empty_and_whitespace_only_text_is_invalid() {
 }
 
 #[tokio::test]
+async fn a_nul_character_is_invalid() {
+    // PostgreSQL cannot store it; no backend gets the chance to choke on it.
+    let mut f = Fixture::new().await;
+    f.refused(json!({"type": "say", "room": "r", "text": "a\u{0}b"}), "invalid", "text").await;
+    f.refused(json!({"type": "say", "to": "bob", "text": "\u{0}"}), "invalid", "text").await;
+    let ack = f.alice.say("r", "edit me").await;
+    f.seq += 1;
+    f.bob.expect("message").await;
+    let msg_id = ack["message"]["msg_id"].clone();
+    f.refused(json!({"type": "edit", "msg_id": msg_id, "text": "x\u{0}"}), "invalid", "text").await;
+}
+
+#[tokio::test]
 async fn too_long_text_is_too_large() {
     let mut f = Fixture::new().await;
     let long = "x".repeat(4001);

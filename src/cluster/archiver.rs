@@ -70,6 +70,15 @@ async fn pass(bus: &RedisBus, claim_all: bool) -> Result<usize, String> {
     }
     let batch = bus.config.sync_batch;
     let min_idle = if claim_all { Duration::ZERO } else { bus.config.node_timeout };
+    // A settling pass takes what was there when it began, not what keeps
+    // coming (it would never end under steady traffic).
+    let until: Option<String> = if claim_all {
+        let newest: redis::streams::StreamRangeReply =
+            conn.xrevrange_count(&log, "+", "-", 1).await.map_err(|e| bus.failed(&e).message)?;
+        newest.ids.first().map(|e| e.id.clone())
+    } else {
+        None
+    };
     let mut total = 0;
     loop {
         // This node's own unfinished entries first (a failed commit), then
@@ -90,15 +99,51 @@ async fn pass(bus: &RedisBus, claim_all: bool) -> Result<usize, String> {
             return Ok(total);
         }
         let n = entries.len();
+        let past_start = until.as_deref().is_none_or(|u| entries.iter().any(|e| stream_id(&e.id) > stream_id(u)));
         let mut messages: Vec<StoredMessage> = Vec::with_capacity(n);
+        let mut dead: Vec<(&str, String)> = Vec::new();
         for e in &entries {
-            match e.get::<String>("m").as_deref().and_then(buffer::decode) {
-                Some(m) => messages.push(m),
-                // Deleted from the log (or not a message): nothing to store.
-                None => tracing::debug!(id = %e.id, "skipping a log entry that holds no message"),
+            match e.get::<String>("m") {
+                Some(frame) => match buffer::decode(&frame) {
+                    Some(m) => messages.push(m),
+                    None => dead.push((e.id.as_str(), frame)),
+                },
+                // Deleted from the log: nothing to store.
+                None => {}
             }
         }
-        bus.store.archive(&messages).await.map_err(|e| e.to_string())?;
+        drop_destroyed(bus, &mut conn, &mut messages).await?;
+        if let Err(e) = bus.store.archive(&messages).await {
+            // One bad row must not hold up the rest forever: find it, if
+            // the database is there at all.
+            bus.store.ping().await.map_err(|_| e.to_string())?;
+            let mut good = Vec::with_capacity(messages.len());
+            for m in messages {
+                match bus.store.archive(std::slice::from_ref(&m)).await {
+                    Ok(()) => good.push(m),
+                    Err(e) => {
+                        let id = entries
+                            .iter()
+                            .find(|x| x.get::<String>("m").is_some_and(|f| f.contains(&m.msg_id.to_string())));
+                        tracing::error!(msg_id = %m.msg_id, error = %e, "the database refuses a message; moved to the dead-letter stream");
+                        if let Some(x) = id {
+                            dead.push((x.id.as_str(), x.get::<String>("m").unwrap_or_default()));
+                        }
+                        let _: redis::RedisResult<()> =
+                            conn.xdel(bus.key(&format!("h:{}", m.conv.storage_key())), &[format!("{}-1", m.seq)]).await;
+                    }
+                }
+            }
+            messages = good;
+        }
+        if !dead.is_empty() {
+            let mut pipe = redis::pipe();
+            for (id, frame) in &dead {
+                tracing::error!(id, "a buffered entry cannot be archived; kept in the dead-letter stream");
+                pipe.xadd(bus.key("dead"), "*", &[("id", *id), ("m", frame.as_str())]);
+            }
+            let _: () = pipe.query_async(&mut conn).await.map_err(|e| bus.failed(&e).message)?;
+        }
         let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
         let mut pipe = redis::pipe();
         pipe.atomic().xack(&log, GROUP, &ids).xdel(&log, &ids);
@@ -107,10 +152,42 @@ async fn pass(bus: &RedisBus, claim_all: bool) -> Result<usize, String> {
         }
         let _: () = pipe.query_async(&mut conn).await.map_err(|e| bus.failed(&e).message)?;
         total += n;
-        if n < batch && !claim_all {
+        if n < batch && !claim_all || past_start {
             return Ok(total);
         }
     }
+}
+
+/// A stream entry id as (ms, seq), for comparisons.
+fn stream_id(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+}
+
+/// Drops messages of destroyed rooms (at or below the room's `gone` mark,
+/// see destroy.lua): their rows were deleted, they must not come back.
+async fn drop_destroyed(
+    bus: &RedisBus,
+    conn: &mut redis::aio::MultiplexedConnection,
+    messages: &mut Vec<StoredMessage>,
+) -> Result<(), String> {
+    let mut convs: Vec<String> = messages.iter().map(|m| m.conv.storage_key()).collect();
+    convs.sort();
+    convs.dedup();
+    if convs.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<String> = convs.iter().map(|c| bus.key(&format!("gone:{c}"))).collect();
+    let marks: Vec<Option<u64>> =
+        redis::cmd("MGET").arg(&keys).query_async(conn).await.map_err(|e| bus.failed(&e).message)?;
+    if marks.iter().all(Option::is_none) {
+        return Ok(());
+    }
+    messages.retain(|m| {
+        let i = convs.binary_search(&m.conv.storage_key()).unwrap_or(0);
+        marks[i].is_none_or(|gone| m.seq > gone)
+    });
+    Ok(())
 }
 
 async fn read(

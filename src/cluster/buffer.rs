@@ -51,13 +51,13 @@ pub fn decode(frame: &str) -> Option<StoredMessage> {
 
 /// A new message's `message` frame cut around its `seq`, which only the
 /// durable step (in Redis) assigns: `before + seq + after` is the frame.
-pub fn split_frame(msg: &NewMessage) -> (String, String) {
+pub fn split_frame(msg: &NewMessage) -> Option<(String, String)> {
     let frame = encode(&ServerFrame::Message(&msg.clone().stored(0)));
     // `seq` follows msg_id, room/to/everyone, none of which holds a quote
     // of its own, so the first match is the field.
     const MARK: &str = "\"seq\":0,";
-    let at = frame.find(MARK).map(|i| i + MARK.len() - 2).unwrap_or(frame.len());
-    (frame[..at].to_owned(), frame[at + 1..].to_owned())
+    let at = frame.find(MARK)? + MARK.len() - 2; // the `0`
+    Some((frame[..at].to_owned(), frame[at + 1..].to_owned()))
 }
 
 #[cfg(test)]
@@ -85,7 +85,7 @@ mod tests {
             new(Conv::dm(&"alice".into(), &"bob".into()), None, Some("Bob")),
             new(Conv::Everyone, None, None),
         ] {
-            let (before, after) = split_frame(&m);
+            let (before, after) = split_frame(&m).unwrap();
             let frame = format!("{before}{}{after}", 17);
             let stored = m.clone().stored(17);
             assert_eq!(frame, &*encode(&ServerFrame::Message(&stored)));

@@ -116,10 +116,12 @@ impl Bus {
     }
 
     pub async fn set_away(&self, session: &SessionHandle, away: bool) -> Result<(), ProtoError> {
-        let changed = self.hub.set_away(session, away);
+        self.hub.set_away(session, away);
         match &self.kind {
-            BusKind::Redis(r) if changed => r.set_away(session, away).await,
-            _ => Ok(()),
+            // The user's other nodes may hold another flag: Redis decides
+            // whether it changed.
+            BusKind::Redis(r) => r.set_away(session, away).await,
+            BusKind::Local(_) => Ok(()),
         }
     }
 
@@ -228,11 +230,15 @@ impl Bus {
             BusKind::Local(_) => Ok(self.hub.room_list()),
             BusKind::Redis(r) => {
                 let live = r.live_rooms().await?;
-                let records = self.store.list_rooms().await.map_err(|e| unavailable(&e))?;
+                let records: std::collections::HashMap<String, RoomRecord> = (self.store.list_rooms().await)
+                    .map_err(|e| unavailable(&e))?
+                    .into_iter()
+                    .map(|r| (r.name.to_ascii_lowercase(), r))
+                    .collect();
                 let mut list: Vec<RoomSummary> = live
                     .into_iter()
                     .map(|(key, (name, members))| {
-                        let rec = records.iter().find(|rec| rec.name.eq_ignore_ascii_case(&key));
+                        let rec = records.get(&key);
                         RoomSummary {
                             name: name.into(),
                             topic: rec.map(|r| r.topic.clone()).unwrap_or_else(|| "".into()),
@@ -281,7 +287,8 @@ impl Bus {
     }
 
     /// Sends a frame to every session of a user everywhere but `except`.
-    /// Returns whether the user is online.
+    /// Returns whether the user is online (on one node; a cluster does not
+    /// know without asking Redis, so it says true: ask [`Bus::online`]).
     pub async fn to_user(&self, nick_key: &str, frame: &Frame, except: Option<SessionId>) -> Result<bool, ProtoError> {
         match &self.kind {
             BusKind::Local(_) => Ok(self.hub.to_user(nick_key, frame, except)),
@@ -362,9 +369,11 @@ impl Bus {
     /// Makes every message sent so far reach the database (in a cluster the
     /// newest may still be buffered in Redis): before editing, deleting or
     /// exporting stored messages.
-    pub async fn settle(&self) {
-        if let BusKind::Redis(r) = &self.kind {
-            r.settle().await;
+    /// Returns whether that worked (always, on one node).
+    pub async fn settle(&self) -> bool {
+        match &self.kind {
+            BusKind::Redis(r) => r.settle().await,
+            BusKind::Local(_) => true,
         }
     }
 
@@ -381,6 +390,13 @@ impl Bus {
     pub async fn shutdown(&self) {
         if let BusKind::Redis(r) = &self.kind {
             r.shutdown().await;
+        }
+    }
+
+    /// Stops the bus's tasks at once (a shutdown that ran out of time).
+    pub fn abort(&self) {
+        if let BusKind::Redis(r) = &self.kind {
+            r.abort();
         }
     }
 }

@@ -41,6 +41,7 @@ struct Scripts {
     reap: Script,
     away: Script,
     fence: Script,
+    destroy: Script,
 }
 
 impl Scripts {
@@ -56,6 +57,7 @@ impl Scripts {
             reap: Script::new(include_str!("lua/reap.lua")),
             away: Script::new(include_str!("lua/away.lua")),
             fence: Script::new(include_str!("lua/fence.lua")),
+            destroy: Script::new(include_str!("lua/destroy.lua")),
         }
     }
 }
@@ -96,7 +98,14 @@ pub struct RedisBus {
     /// command found the connection broken).
     reconnect: Notify,
     pub(super) up: AtomicBool,
+    /// Stops every task of the bus.
     pub(super) stop: CancellationToken,
+    /// Stops the heartbeats alone (first thing at shutdown: a node leaving
+    /// must not be re-registered by its own heartbeat).
+    beats: CancellationToken,
+    /// A registration could not be undone (Redis hiccup): the next
+    /// heartbeat reconciles Redis with the hub.
+    dirty: AtomicBool,
     /// Asks the archiver for a pass now; answered when it is done.
     pub(super) settle: mpsc::UnboundedSender<oneshot::Sender<bool>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -132,6 +141,8 @@ impl RedisBus {
             reconnect: Notify::new(),
             up: AtomicBool::new(false),
             stop: CancellationToken::new(),
+            beats: CancellationToken::new(),
+            dirty: AtomicBool::new(false),
             settle,
             tasks: Mutex::new(Vec::new()),
             me: me.clone(),
@@ -146,8 +157,11 @@ impl RedisBus {
             tokio::spawn(super::archiver::run(bus.clone(), settle_rx)),
         ];
         *bus.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
-        let _ = ready.await;
-        tracing::info!(redis = %crate::store::redact_url(&config.redis_url), prefix = %bus.prefix, "cluster bus up");
+        if ready.await != Ok(true) {
+            bus.abort();
+            anyhow::bail!("redis at {} did not answer", redis_host(&config.redis_url));
+        }
+        tracing::info!(redis = %redis_host(&config.redis_url), prefix = %bus.prefix, "cluster bus up");
         Ok(bus)
     }
 
@@ -190,11 +204,13 @@ impl RedisBus {
         }
     }
 
-    /// Notes a failed command; a broken connection makes the subscriber
-    /// start over.
+    /// Notes a failed command. A broken connection, or a server that cannot
+    /// take writes (a demoted primary, one still loading), makes the
+    /// subscriber start over. (A slow command alone does not.)
     pub(super) fn failed(&self, e: &RedisError) -> ProtoError {
-        if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_connection_refusal() {
-            self.reconnect.notify_one();
+        let unfit = matches!(e.code(), Some("READONLY" | "MASTERDOWN" | "LOADING"));
+        if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || unfit {
+            self.reconnect.notify_waiters();
         }
         unavailable(e)
     }
@@ -214,8 +230,8 @@ impl RedisBus {
     async fn subscribe(&self, chan: Chan) -> Result<(), ProtoError> {
         let (tx, rx) = oneshot::channel();
         let _ = self.subs.send(SubCmd::Subscribe(chan, tx));
-        match rx.await {
-            Ok(true) => Ok(()),
+        match tokio::time::timeout(self.config.redis_timeout * 2, rx).await {
+            Ok(Ok(true)) => Ok(()),
             _ => Err(ProtoError::unavailable()),
         }
     }
@@ -234,7 +250,7 @@ impl RedisBus {
 
     /// The subscriber task: (re)connects with backoff, subscribes to what
     /// the node hosts, re-registers its sessions, then applies what arrives.
-    async fn subscriber(self: Arc<Self>, mut cmds: mpsc::UnboundedReceiver<SubCmd>, ready: oneshot::Sender<()>) {
+    async fn subscriber(self: Arc<Self>, mut cmds: mpsc::UnboundedReceiver<SubCmd>, ready: oneshot::Sender<bool>) {
         let mut ready = Some(ready);
         let mut backoff = Duration::from_millis(100);
         let mut down_since: Option<tokio::time::Instant> = None;
@@ -249,10 +265,13 @@ impl RedisBus {
                         tracing::info!(after = ?since.elapsed(), "redis is back");
                     }
                     self.up.store(true, Ordering::Release);
-                    self.reregister().await;
+                    // Alive first (a long re-registration must not get the
+                    // node taken for dead), then make Redis match the hub.
+                    let _ = self.heartbeat().await;
+                    self.reconcile().await;
                     self.catch_up().await;
                     if let Some(r) = ready.take() {
-                        let _ = r.send(());
+                        let _ = r.send(true);
                     }
                     loop {
                         tokio::select! {
@@ -262,12 +281,13 @@ impl RedisBus {
                             },
                             cmd = cmds.recv() => match cmd {
                                 Some(SubCmd::Subscribe(chan, done)) => {
-                                    let ok = sink.subscribe(self.chan_name(&chan)).await.is_ok();
+                                    let name = self.chan_name(&chan);
+                                    let ok = self.bounded(sink.subscribe(name)).await;
                                     let _ = done.send(ok);
                                     if !ok { break; }
                                 }
                                 Some(SubCmd::Unsubscribe(chan)) => {
-                                    if !self.wanted(&chan) && sink.unsubscribe(self.chan_name(&chan)).await.is_err() {
+                                    if !self.wanted(&chan) && !self.bounded(sink.unsubscribe(self.chan_name(&chan))).await {
                                         break;
                                     }
                                 }
@@ -290,7 +310,8 @@ impl RedisBus {
                 }
             }
             if let Some(r) = ready.take() {
-                let _ = r.send(());
+                let _ = r.send(false);
+                return; // the node does not start
             }
             // While away: subscriptions fail at once (they are made again
             // from the hub's state on reconnect).
@@ -311,6 +332,12 @@ impl RedisBus {
         }
     }
 
+    /// Whether a pub/sub command succeeded within `redis_timeout` (a stalled
+    /// or half-open connection must not stall the subscriber).
+    async fn bounded(&self, op: impl std::future::Future<Output = redis::RedisResult<()>>) -> bool {
+        matches!(tokio::time::timeout(self.config.redis_timeout, op).await, Ok(Ok(())))
+    }
+
     /// Opens both connections and subscribes to everything the node hosts.
     async fn session_up(&self) -> Result<(PubSubSink, redis::aio::PubSubStream), RedisError> {
         let conn = self.connect().await?;
@@ -322,32 +349,67 @@ impl RedisBus {
         channels.extend(self.hub.live_rooms().into_iter().map(|(k, _)| self.chan_name(&Chan::Room(k))));
         channels.extend(self.hub.local_users().into_iter().map(|k| self.chan_name(&Chan::User(k))));
         for ch in channels.chunks(256) {
-            sink.subscribe(ch).await?;
+            tokio::time::timeout(self.config.redis_timeout, sink.subscribe(ch))
+                .await
+                .map_err(|_| RedisError::from((redis::ErrorKind::Io, "timed out subscribing")))??;
         }
         *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn);
         Ok((sink, stream))
     }
 
-    /// Registers every local session and its rooms again (after Redis came
-    /// back, or after this node was taken for dead). Idempotent.
-    async fn reregister(&self) {
-        for session in self.hub.sessions() {
-            match self.claim(&session).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    tracing::warn!(nick = %session.nick(), "nick taken elsewhere while redis was away; closing");
-                    session.close(crate::hub::CloseReason::Normal);
-                    continue;
-                }
-                Err(_) => return,
+    /// Makes Redis match the hub (after Redis came back, after this node was
+    /// taken for dead, or after an unregistration failed): registrations of
+    /// sessions and memberships that are gone are removed (members see them
+    /// quit), and every local session and membership is registered again.
+    /// Idempotent; a session that leaves meanwhile is undone right after.
+    async fn reconcile(&self) {
+        self.dirty.store(false, Ordering::Relaxed);
+        let sessions = self.hub.sessions();
+        let mut keep = Vec::new();
+        for s in &sessions {
+            keep.push(online_entry(s));
+            keep.extend(s.rooms().iter().map(|r| member_entry(&r.key, s)));
+        }
+        if let Err(e) = self.reap(&self.node, -1, Some(keep)).await {
+            tracing::warn!(error = %e.message, "could not reconcile this node's registrations");
+            self.dirty.store(true, Ordering::Relaxed);
+            return;
+        }
+        let registered = futures_util::stream::iter(sessions)
+            .map(|s| async move { self.reregister(&s).await })
+            .buffer_unordered(32)
+            .collect::<Vec<bool>>()
+            .await;
+        if registered.contains(&false) {
+            self.dirty.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Registers one local session and its rooms again; undoes what a
+    /// concurrent leave or disconnect made stale. False if Redis failed.
+    async fn reregister(&self, session: &Arc<SessionHandle>) -> bool {
+        match self.claim(session).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(nick = %session.nick(), "nick taken elsewhere while redis was away; closing");
+                session.close(crate::hub::CloseReason::Normal);
+                return true;
             }
-            let rooms = session.rooms().clone();
-            for r in rooms {
-                if self.register_member(&session, &r.key, &r.name).await.is_err() {
-                    return;
-                }
+            Err(_) => return false,
+        }
+        let rooms = session.rooms().clone();
+        for r in rooms {
+            if self.register_member(session, &r.key, &r.name).await.is_err() {
+                return false;
+            }
+            if session.joined(&r.key).is_none() || session.closed().is_cancelled() {
+                let _ = self.unregister_member(session, &r.key, &r.name, Some("leave")).await;
             }
         }
+        if session.closed().is_cancelled() {
+            self.disconnected(session, Vec::new()).await;
+        }
+        true
     }
 
     /// After a reconnect: hands each live room the messages published while
@@ -358,7 +420,10 @@ impl RedisBus {
             let mut after = last;
             loop {
                 let q = HistoryQuery { after: Some(after), limit: 500, ..Default::default() };
-                let Ok(page) = self.history(&conv, q).await else { return };
+                let Ok(page) = self.history(&conv, q).await else {
+                    tracing::warn!(room = %key, "could not catch up; members resume from history");
+                    break;
+                };
                 for m in &page.messages {
                     let sender = self.unresolved.lock().unwrap_or_else(|e| e.into_inner()).get(&m.msg_id).map(|u| u.0);
                     self.hub.room_message(&key, &encode(&ServerFrame::Message(m)), m.seq, sender, None);
@@ -375,14 +440,16 @@ impl RedisBus {
 
     /// Applies one envelope to the local hub.
     fn dispatch(&self, channel: &str, payload: &[u8]) {
-        if self.hub.hushed() {
-            return;
-        }
         let Ok(text) = std::str::from_utf8(payload) else { return };
         let Some(e) = Envelope::parse(text) else {
             tracing::warn!(channel, "ignoring a malformed envelope");
             return;
         };
+        // Shutting down: messages still reach the sessions until they
+        // close, the comings and goings of others do not.
+        if self.hub.hushed() && matches!(e.kind, Kind::Frame | Kind::Status) {
+            return;
+        }
         let Some(rest) = channel.strip_prefix(&self.prefix).and_then(|c| c.strip_prefix(':')) else { return };
         let except = e.except_on(&self.node);
         let (first, main) = e.frames();
@@ -421,8 +488,7 @@ impl RedisBus {
             (Some(("u", user)), Kind::Moderator) => {
                 self.hub.set_moderator(e.a, user, e.b == "1");
             }
-            (None, Kind::Everyone) if rest == "all" => self.hub.to_everyone(&frame(), except),
-            (None, Kind::Frame) if rest == "all" => self.hub.to_everyone(&frame(), except),
+            (None, Kind::Everyone | Kind::Frame) if rest == "all" => self.hub.to_everyone(&frame(), except),
             (None, Kind::Status) if rest == "all" => self.hub.to_watchers(e.a, &frame()),
             _ => tracing::warn!(channel, kind = ?e.kind, "ignoring an envelope on the wrong channel"),
         }
@@ -481,8 +547,9 @@ impl RedisBus {
             .arg(&user.identity)
             .arg(if user.guest { "1" } else { "0" })
             .arg(nick.as_str())
-            .arg(format!("o|{}|{}", nick.as_str(), session.id))
-            .arg(env);
+            .arg(online_entry(session))
+            .arg(env)
+            .arg(if user.away.load(Ordering::Relaxed) { "1" } else { "0" });
         let claimed: i64 = self.run(inv).await?;
         Ok(claimed == 1)
     }
@@ -506,7 +573,9 @@ impl RedisBus {
             return; // shutting down: `shutdown` unregisters every session at once
         }
         for r in rooms {
-            let _ = self.unregister_member(session, &r.key, &r.name, Some("quit")).await;
+            if self.unregister_member(session, &r.key, &r.name, Some("quit")).await.is_err() {
+                self.dirty.store(true, Ordering::Relaxed);
+            }
             self.unsubscribe(Chan::Room(r.key));
         }
         let nick = session.nick();
@@ -519,9 +588,11 @@ impl RedisBus {
             .key(self.node_key(&self.node))
             .key(self.all_chan())
             .arg(self.member(session))
-            .arg(format!("o|{}|{}", nick.as_str(), session.id))
+            .arg(online_entry(session))
             .arg(env);
-        let _: Result<i64, _> = self.run(inv).await;
+        if self.run::<i64>(inv).await.is_err() {
+            self.dirty.store(true, Ordering::Relaxed);
+        }
         self.unsubscribe(Chan::User(nick.key().clone()));
     }
 
@@ -586,7 +657,7 @@ impl RedisBus {
             .arg(view)
             .arg(room_key)
             .arg(room_name)
-            .arg(format!("m|{room_key}|{}|{}", nick.as_str(), session.id))
+            .arg(member_entry(room_key, session))
             .arg(env)
             .arg(&self.prefix);
         let (_first, seq, members, away): (i64, u64, Vec<String>, Vec<String>) = self.run(inv).await?;
@@ -621,7 +692,7 @@ impl RedisBus {
             .arg(self.member(session))
             .arg(nick.key().as_ref())
             .arg(room_key)
-            .arg(format!("m|{room_key}|{}|{}", nick.as_str(), session.id))
+            .arg(member_entry(room_key, session))
             .arg(env);
         let _: i64 = self.run(inv).await?;
         Ok(())
@@ -651,7 +722,12 @@ impl RedisBus {
             }
             Err(e) => {
                 if !start.already {
+                    // The script may have run (a timeout): undo it, or
+                    // leave it to the next reconciliation.
                     self.hub.leave(session, key, "leave");
+                    if self.unregister_member(session, key, &start.name, None).await.is_err() {
+                        self.dirty.store(true, Ordering::Relaxed);
+                    }
                     self.unsubscribe(Chan::Room(key.clone()));
                 }
                 Err(e)
@@ -661,7 +737,9 @@ impl RedisBus {
 
     pub async fn leave(&self, session: &Arc<SessionHandle>, room_key: &str, event: &str) -> Option<Arc<str>> {
         let name = self.hub.leave(session, room_key, event)?;
-        let _ = self.unregister_member(session, room_key, &name, Some(event)).await;
+        if self.unregister_member(session, room_key, &name, Some(event)).await.is_err() {
+            self.dirty.store(true, Ordering::Relaxed);
+        }
         self.unsubscribe(Chan::Room(room_key.into()));
         Some(name)
     }
@@ -715,14 +793,14 @@ impl RedisBus {
     /// first). Returns how many users were in it.
     pub async fn destroy(&self, room_key: &str) -> Result<usize, ProtoError> {
         let users = self.who(room_key).await?.map_or(0, |(_, m)| m.len());
+        let conv = Conv::Room(room_key.into()).storage_key();
+        let mut inv = self.scripts.destroy.prepare_invoke();
+        inv.key(self.key(&format!("seq:{conv}")))
+            .key(self.key(&format!("h:{conv}")))
+            .key(self.key(&format!("gone:{conv}")));
+        let _: i64 = self.run(inv).await?;
         let env = envelope::envelope(Kind::Destroy, &self.node, None, "", "", "");
         self.send(Some(Chan::Room(room_key.into())), env).await?;
-        let mut conn = self.conn()?;
-        let conv = Conv::Room(room_key.into()).storage_key();
-        let _: () = conn
-            .del(&[self.key(&format!("h:{conv}")), self.key(&format!("seq:{conv}"))])
-            .await
-            .map_err(|e| self.failed(&e))?;
         Ok(users)
     }
 
@@ -783,7 +861,7 @@ impl RedisBus {
     }
 
     async fn append(&self, msg: &NewMessage, route: &Route) -> Result<u64, Outcome> {
-        let (before, after) = buffer::split_frame(msg);
+        let (before, after) = buffer::split_frame(msg).ok_or(Outcome::NotStored(ProtoError::internal()))?;
         let from_key = msg.from.to_ascii_lowercase();
         let sid = route.origin.as_ref().map(|s| s.id);
         let off = route.clear_typing.then(|| crate::hub::typing_off(&msg.clone().stored(0)));
@@ -824,12 +902,15 @@ impl RedisBus {
             let mut conn = self.conn().map_err(Outcome::NotStored)?;
             let seq: i64 = match inv.invoke_async(&mut conn).await {
                 Ok(seq) => seq,
-                // Whatever went wrong, the script may have run in part or
-                // in whole: never guess.
-                Err(e) => {
+                // The connection broke or the answer is late: the script
+                // may have run, or may still run. Never guess.
+                Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
                     self.failed(&e);
                     return Err(Outcome::Unknown);
                 }
+                // An error reply (OOM, READONLY, BUSY, ...): the script
+                // wrote nothing (see publish.lua).
+                Err(e) => return Err(Outcome::NotStored(self.failed(&e))),
             };
             if seq > 0 {
                 return Ok(seq as u64);
@@ -923,42 +1004,60 @@ impl RedisBus {
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                _ = self.stop.cancelled() => return,
+                _ = self.beats.cancelled() => return,
             }
             if !self.up.load(Ordering::Acquire) {
                 continue;
             }
-            if let Err(e) = self.heartbeat().await {
-                tracing::debug!(error = %e.message, "heartbeat failed");
+            match self.heartbeat().await {
+                Ok(known) if !known || self.dirty.load(Ordering::Relaxed) => {
+                    if !known {
+                        tracing::warn!("this node was taken for dead; registering its sessions again");
+                    }
+                    self.reconcile().await;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e.message, "heartbeat failed"),
             }
         }
     }
 
-    async fn heartbeat(&self) -> Result<(), ProtoError> {
+    /// Says this node is alive and cleans up after dead ones. Returns whether
+    /// Redis knew this node (if not, its registrations are gone).
+    async fn heartbeat(&self) -> Result<bool, ProtoError> {
         let mut inv = self.scripts.heartbeat.prepare_invoke();
         // Found silent for node_timeout − heartbeat by a check that runs
         // every heartbeat, a dead node is cleaned up within node_timeout.
         let silent = self.config.node_timeout.saturating_sub(self.config.heartbeat).as_millis() as i64;
         inv.key(self.key("nodes")).arg(&self.node).arg(silent);
         let (known, dead): (i64, Vec<String>) = self.run(inv).await?;
-        if known == 0 && self.hub.session_count() > 0 {
-            tracing::warn!("this node was taken for dead; registering its sessions again");
-            self.reregister().await;
-        }
         for node in dead.into_iter().filter(|n| *n != self.node) {
-            self.reap(&node, silent).await?;
+            if let Err(e) = self.reap(&node, silent, None).await {
+                tracing::warn!(node, error = %e.message, "could not clean up after a dead node");
+            }
         }
-        Ok(())
+        Ok(known == 1)
     }
 
-    /// Removes a node's sessions everywhere and tells the members and
-    /// watchers (`timeout` -1: regardless of its last heartbeat).
-    async fn reap(&self, node: &str, timeout: i64) -> Result<(), ProtoError> {
+    /// Removes a node's sessions everywhere (or, with `keep`, those of its
+    /// registrations not listed) and tells the members and watchers
+    /// (`timeout` -1: regardless of its last heartbeat).
+    async fn reap(&self, node: &str, timeout: i64, keep: Option<Vec<String>>) -> Result<(), ProtoError> {
         let mut inv = self.scripts.reap.prepare_invoke();
         inv.key(self.key("nodes")).key(self.node_key(node)).arg(&self.prefix).arg(node).arg(timeout);
+        match keep {
+            Some(keep) => {
+                inv.arg("prune").arg(keep);
+            }
+            None => {
+                inv.arg("all");
+            }
+        }
         let (left, offline): (Vec<String>, Vec<String>) = self.run(inv).await?;
         if !left.is_empty() || !offline.is_empty() {
-            tracing::info!(node, users = offline.len(), "removed a node's sessions");
+            tracing::info!(node, users = offline.len(), memberships = left.len() / 3, "removed stale registrations");
+        } else {
+            return Ok(());
         }
         let mut conn = self.conn()?;
         let mut pipe = redis::pipe();
@@ -981,18 +1080,43 @@ impl RedisBus {
     /// Leaves the cluster at shutdown: this node's users quit everywhere at
     /// once, then the tasks stop (after a last archiver pass).
     pub async fn shutdown(&self) {
+        self.beats.cancel();
         if self.up.load(Ordering::Acquire)
-            && let Err(e) = self.reap(&self.node, -1).await
+            && let Err(e) = self.reap(&self.node, -1, None).await
         {
             tracing::warn!(error = %e.message, "could not unregister this node's sessions");
         }
         self.settle().await;
-        self.stop.cancel();
+        self.abort();
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
         for t in tasks {
             let _ = t.await;
         }
     }
+
+    /// Stops the bus's tasks at once.
+    pub fn abort(&self) {
+        self.beats.cancel();
+        self.stop.cancel();
+    }
+}
+
+/// The node's registration of a session's nick (see reap.lua).
+fn online_entry(session: &SessionHandle) -> String {
+    format!("o|{}|{}", session.nick().as_str(), session.id)
+}
+
+/// The node's registration of a session's room membership (see reap.lua).
+fn member_entry(room_key: &str, session: &SessionHandle) -> String {
+    format!("m|{room_key}|{}|{}", session.nick().as_str(), session.id)
+}
+
+/// Where Redis is, for logs and errors: host and port only (a URL may
+/// carry a password, in its user part or its query).
+fn redis_host(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split(['/', '?']).next().unwrap_or_default().to_owned()
 }
 
 /// How long a fenced-off message's mark stays in Redis: far longer than a

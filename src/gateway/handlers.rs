@@ -491,7 +491,9 @@ impl Conn {
             Some(msg) => msg,
             None if self.app.bus.clustered() => {
                 // Sent moments ago, it may still be in the cluster's buffer.
-                self.app.bus.settle().await;
+                if !self.app.bus.settle().await {
+                    return Err(ProtoError::unavailable());
+                }
                 self.app.store.message(msg_id).await.map_err(unavailable)?.ok_or_else(missing)?
             }
             None => return Err(missing()),

@@ -107,7 +107,10 @@ pub async fn room_transcript(
         Ok(t) => t,
         Err(r) => return r,
     };
-    app.bus.settle().await;
+    // In a cluster the newest messages may still be buffered in Redis.
+    if !app.bus.settle().await {
+        return unavailable();
+    }
     let page = match app.store.transcript(&Conv::Room(room.key().clone()), from, to, TRANSCRIPT_MAX).await {
         Ok(page) => page,
         Err(e) => {

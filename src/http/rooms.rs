@@ -157,7 +157,9 @@ pub async fn destroy(
     }
     // In a cluster the newest messages may still be buffered in Redis:
     // archive them first, so that none outlives the room.
-    app.bus.settle().await;
+    if !app.bus.settle().await {
+        return Err(unavailable());
+    }
     let stored = app.store.delete_room(room.key()).await.map_err(|_| unavailable())?;
     let sessions = app.bus.destroy(room.key()).await.map_err(|e| proto_error_response(&e))?;
     if !stored && sessions == 0 {

@@ -175,6 +175,10 @@ pub fn check_text(text: &str, max: usize, has_attachments: bool) -> Result<Strin
     if chars > max {
         return Err(ProtoError::new(ErrorCode::TooLarge, format!("`text` is {chars} characters; the limit is {max}")));
     }
+    // PostgreSQL cannot store NUL in text; no client means to send one.
+    if text.contains('\0') {
+        return Err(ProtoError::invalid("`text` holds a NUL character (U+0000)"));
+    }
     Ok(text.to_owned())
 }
 

@@ -11,14 +11,18 @@
 --       its seq, 6.. the channels
 -- Returns the seq; -1: the counter is missing; -2: fenced off.
 if redis.call('EXISTS', KEYS[4]) == 1 then return -2 end
-if redis.call('EXISTS', KEYS[1]) == 0 then
+local last = redis.call('GET', KEYS[1])
+if not last then
   if ARGV[1] == '' then return -1 end
-  redis.call('SET', KEYS[1], ARGV[1])
+  last = ARGV[1]
 end
-local seq = redis.call('INCR', KEYS[1])
+local seq = tonumber(last) + 1
 local frame = ARGV[2] .. seq .. ARGV[3]
-redis.call('XADD', KEYS[2], '*', 'm', frame)
+-- The one write that can fail (an entry id not above the stream's last)
+-- comes first: a failed script then has written nothing.
 redis.call('XADD', KEYS[3], seq .. '-1', 'm', frame)
+redis.call('SET', KEYS[1], seq)
+redis.call('XADD', KEYS[2], '*', 'm', frame)
 local envelope = ARGV[4] .. seq .. ARGV[5] .. frame
 for i = 6, #ARGV do
   redis.call('PUBLISH', ARGV[i], envelope)
