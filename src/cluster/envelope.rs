@@ -31,7 +31,8 @@ pub enum Kind {
     /// A frame for the channel's room, user or everyone; `a` = a nick key
     /// whose sessions are left out (or empty).
     Frame,
-    /// A `status` frame for the watchers of nick key `a`.
+    /// A `status` frame for the watchers of nick key `a`; `b` = its state
+    /// (see `hub::status_code`).
     Status,
     /// A room's new topic (the payload), set by nick `a`.
     Topic,

@@ -489,7 +489,9 @@ impl RedisBus {
                 self.hub.set_moderator(e.a, user, e.b == "1");
             }
             (None, Kind::Everyone | Kind::Frame) if rest == "all" => self.hub.to_everyone(&frame(), except),
-            (None, Kind::Status) if rest == "all" => self.hub.to_watchers(e.a, &frame()),
+            (None, Kind::Status) if rest == "all" => {
+                self.hub.to_watchers(e.a, &frame(), e.b.parse().unwrap_or_default());
+            }
             _ => tracing::warn!(channel, kind = ?e.kind, "ignoring an envelope on the wrong channel"),
         }
     }
@@ -535,9 +537,7 @@ impl RedisBus {
     pub async fn claim(&self, session: &SessionHandle) -> Result<bool, ProtoError> {
         let nick = session.nick();
         let user = &session.user;
-        let status =
-            encode(&ServerFrame::Status { nick: nick.as_str(), online: true, away: false, last_seen: Some(now_ms()) });
-        let env = envelope::envelope(Kind::Status, &self.node, None, nick.key(), "", &status);
+        let env = self.status_envelope(nick.as_str(), true, user.away.load(Ordering::Relaxed));
         let mut inv = self.scripts.claim.prepare_invoke();
         inv.key(self.key(&format!("os:{}", nick.key())))
             .key(self.key(&format!("on:{}", nick.key())))
@@ -579,9 +579,7 @@ impl RedisBus {
             self.unsubscribe(Chan::Room(r.key));
         }
         let nick = session.nick();
-        let status =
-            encode(&ServerFrame::Status { nick: nick.as_str(), online: false, away: false, last_seen: Some(now_ms()) });
-        let env = envelope::envelope(Kind::Status, &self.node, None, nick.key(), "", &status);
+        let env = self.status_envelope(nick.as_str(), false, false);
         let mut inv = self.scripts.release.prepare_invoke();
         inv.key(self.key(&format!("os:{}", nick.key())))
             .key(self.key(&format!("on:{}", nick.key())))
@@ -594,6 +592,13 @@ impl RedisBus {
             self.dirty.store(true, Ordering::Relaxed);
         }
         self.unsubscribe(Chan::User(nick.key().clone()));
+    }
+
+    /// A `status` envelope for the watchers of `nick` (as shown).
+    fn status_envelope(&self, nick: &str, online: bool, away: bool) -> String {
+        let status = encode(&ServerFrame::Status { nick, online, away, last_seen: Some(now_ms()) });
+        let code = crate::hub::status_code(online, away).to_string();
+        envelope::envelope(Kind::Status, &self.node, None, &nick.to_ascii_lowercase(), &code, &status)
     }
 
     /// Is the user online anywhere, and how.
@@ -611,9 +616,7 @@ impl RedisBus {
 
     pub async fn set_away(&self, session: &SessionHandle, away: bool) -> Result<(), ProtoError> {
         let nick = session.nick();
-        let status =
-            encode(&ServerFrame::Status { nick: nick.as_str(), online: true, away, last_seen: Some(now_ms()) });
-        let env = envelope::envelope(Kind::Status, &self.node, None, nick.key(), "", &status);
+        let env = self.status_envelope(nick.as_str(), true, away);
         let mut inv = self.scripts.away.prepare_invoke();
         inv.key(self.key(&format!("on:{}", nick.key())))
             .key(self.all_chan())
@@ -1067,11 +1070,8 @@ impl RedisBus {
             let env = envelope::envelope(Kind::Frame, &self.node, None, &nick.to_ascii_lowercase(), "", &presence);
             pipe.publish(self.chan_name(&Chan::Room(key.as_str().into())), env);
         }
-        let now = now_ms();
         for nick in &offline {
-            let status = encode(&ServerFrame::Status { nick, online: false, away: false, last_seen: Some(now) });
-            let key = nick.to_ascii_lowercase();
-            pipe.publish(self.all_chan(), envelope::envelope(Kind::Status, &self.node, None, &key, "", &status));
+            pipe.publish(self.all_chan(), self.status_envelope(nick, false, false));
         }
         let _: () = pipe.query_async(&mut conn).await.map_err(|e| self.failed(&e))?;
         Ok(())

@@ -17,7 +17,7 @@ use ulid::Ulid;
 use crate::app::App;
 use crate::auth::{self, Identity, IdentityKind};
 use crate::cluster::Except;
-use crate::hub::{Route, SessionHandle};
+use crate::hub::{Route, SessionHandle, status_code};
 use crate::protocol::server::{Conv, Frame, Origin, Place, ServerInfo, StoredMessage, UserView};
 use crate::protocol::{
     ClientFrame, ErrorCode, FrameId, Name, ProtoError, Request, ServerFrame, Target, encode, now_ms,
@@ -655,6 +655,9 @@ impl Conn {
     }
 
     async fn watch(&mut self, nicks: &[Name]) -> Result<(), ProtoError> {
+        // Asked again about a nick it watches, a session is answered even if
+        // nothing changed.
+        let before: Vec<Arc<str>> = self.session.watching().clone();
         self.app.hub.watch(&self.session, nicks, self.app.config.limits.max_watch)?;
         let mut seen: Vec<&Arc<str>> = Vec::with_capacity(nicks.len());
         for nick in nicks {
@@ -662,19 +665,24 @@ impl Conn {
                 continue;
             }
             seen.push(nick.key());
-            let frame = match self.app.bus.online(nick.key()).await? {
-                Some(o) => encode(&ServerFrame::Status {
-                    nick: &o.nick,
-                    online: true,
-                    away: o.away,
-                    last_seen: Some(now_ms()),
-                }),
+            let (frame, code) = match self.app.bus.online(nick.key()).await? {
+                Some(o) => (
+                    encode(&ServerFrame::Status {
+                        nick: &o.nick,
+                        online: true,
+                        away: o.away,
+                        last_seen: Some(now_ms()),
+                    }),
+                    status_code(true, o.away),
+                ),
                 None => {
                     let last_seen = self.app.store.last_seen(nick.key()).await.map_err(unavailable)?;
-                    encode(&ServerFrame::Status { nick: nick.as_str(), online: false, away: false, last_seen })
+                    let frame =
+                        encode(&ServerFrame::Status { nick: nick.as_str(), online: false, away: false, last_seen });
+                    (frame, status_code(false, false))
                 }
             };
-            self.session.send(&frame);
+            self.app.hub.status_to(&self.session, nick.key(), &frame, code, before.contains(nick.key()));
         }
         Ok(())
     }

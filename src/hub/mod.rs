@@ -10,7 +10,7 @@
 pub mod room;
 pub mod session;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use dashmap::DashMap;
@@ -33,6 +33,23 @@ pub struct Route {
     pub reply_id: Option<FrameId>,
     pub clear_typing: bool,
     pub waiter: Option<oneshot::Sender<Result<StoredMessage, ProtoError>>>,
+}
+
+/// A session watching a nick, and the state it was last told (see
+/// [`status_code`]): a state is never told twice in a row (in a cluster the
+/// initial `status` and a change announced meanwhile may cross).
+struct Watcher {
+    session: Arc<SessionHandle>,
+    told: AtomicU8,
+}
+
+/// A watched user's state as one number: 1 offline, 2 online, 3 away.
+pub fn status_code(online: bool, away: bool) -> u8 {
+    match (online, away) {
+        (false, _) => 1,
+        (true, false) => 2,
+        (true, true) => 3,
+    }
 }
 
 struct UserEntry {
@@ -62,7 +79,7 @@ pub struct Hub {
     sessions: DashMap<SessionId, Arc<SessionHandle>>,
     users: DashMap<Arc<str>, UserEntry>,
     rooms: DashMap<Arc<str>, Arc<Mutex<Room>>>,
-    watchers: DashMap<Arc<str>, Vec<Arc<SessionHandle>>>,
+    watchers: DashMap<Arc<str>, Vec<Watcher>>,
     next_id: AtomicU64,
     outbound_queue: usize,
     /// Whether the hub itself tells members and watchers who came and went.
@@ -431,12 +448,27 @@ impl Hub {
         changed
     }
 
-    /// Sends a frame to every session watching `nick_key`.
-    pub fn to_watchers(&self, nick_key: &str, frame: &Frame) {
+    /// Sends a `status` frame (state `code`, see [`status_code`]) to every
+    /// session watching `nick_key` that was not told that state last.
+    pub fn to_watchers(&self, nick_key: &str, frame: &Frame, code: u8) {
         if let Some(list) = self.watchers.get(nick_key) {
-            for s in list.iter() {
-                s.send(frame);
+            for w in list.iter() {
+                if w.told.swap(code, Ordering::Relaxed) != code {
+                    w.session.send(frame);
+                }
             }
+        }
+    }
+
+    /// Answers a `watch` with the state of `nick_key`: a new watcher is not
+    /// told what a change announced meanwhile told it already; `again`
+    /// (the session watched it before) always is.
+    pub fn status_to(&self, session: &SessionHandle, nick_key: &str, frame: &Frame, code: u8, again: bool) {
+        let told = self.watchers.get(nick_key).and_then(|list| {
+            list.iter().find(|w| w.session.id == session.id).map(|w| w.told.swap(code, Ordering::Relaxed))
+        });
+        if again || told != Some(code) {
+            session.send(frame);
         }
     }
 
@@ -452,7 +484,10 @@ impl Hub {
         }
         for key in new {
             watching.push(key.clone());
-            self.watchers.entry(key.clone()).or_default().push(session.clone());
+            self.watchers
+                .entry(key.clone())
+                .or_default()
+                .push(Watcher { session: session.clone(), told: AtomicU8::new(0) });
         }
         Ok(())
     }
@@ -469,7 +504,7 @@ impl Hub {
 
     fn remove_watcher(&self, key: &str, id: SessionId) {
         self.watchers.remove_if_mut(key, |_, list| {
-            list.retain(|s| s.id != id);
+            list.retain(|w| w.session.id != id);
             list.is_empty()
         });
     }
@@ -481,7 +516,7 @@ impl Hub {
         }
         let away = online && user.away.load(Ordering::Relaxed);
         let frame = encode(&ServerFrame::Status { nick: user.nick.as_str(), online, away, last_seen: Some(now) });
-        self.to_watchers(user.nick.key(), &frame);
+        self.to_watchers(user.nick.key(), &frame, status_code(online, away));
     }
 
     // ---- messages ------------------------------------------------------------
