@@ -697,3 +697,34 @@ async fn history_is_whole_across_nodes_before_and_after_the_archiver_syncs() {
     }
     cluster.finish().await;
 }
+
+/// A room destroyed over HTTP on one node is gone on every node, and what
+/// was said in it — archived or still buffered in Redis — never shows in a
+/// new room of the same name.
+#[tokio::test]
+async fn a_destroyed_room_is_gone_everywhere_with_its_messages() {
+    // n1 never archives: the messages are only in Redis when it is destroyed.
+    let Some(cluster) = Cluster::start("a_destroyed_room_is_gone_everywhere_with_its_messages", 2, |c| {
+        c.cluster.sync_interval = Duration::from_secs(3600);
+        c.auth.api_keys = vec![chat::config::Secret::new("k")];
+    })
+    .await
+    else {
+        return;
+    };
+    let [mut alice, mut bob] = gather(&cluster, "old", [(1, "alice"), (2, "bob")]).await;
+    say_seen(&mut alice, "old", "secret 1", 1, &mut [&mut bob]).await;
+    say_seen(&mut bob, "old", "secret 2", 2, &mut [&mut alice]).await;
+
+    let r = common::http::delete(cluster.node(2).addr(), "/api/rooms/old", &[("authorization", "Bearer k")]).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    for c in [&mut alice, &mut bob] {
+        c.expect_json(json!({"type": "left", "room": "old", "reason": "destroyed"})).await;
+    }
+    // A new room of that name starts empty, on either node.
+    let joined = alice.join("old").await;
+    assert_eq!((&joined["history"], &joined["more"]), (&json!([]), &json!(false)), "{joined}");
+    bob.send(json!({"type": "history", "room": "old", "id": "h"})).await;
+    bob.expect_json(json!({"type": "history", "id": "h", "room": "old", "messages": [], "more": false})).await;
+    cluster.finish().await;
+}

@@ -726,3 +726,45 @@ async fn a_message_stored_just_as_redis_went_away_is_never_refused_and_delivered
     check_either_acked_or_never_seen(&cluster, alice, bob, during, "in the dark").await;
     cluster.finish().await;
 }
+
+/// What happens while Redis is away is put right when it returns: a user
+/// who left meanwhile is seen to quit, its nick is free again, and the one
+/// who stayed is still in the room.
+#[tokio::test]
+async fn who_left_during_a_redis_outage_is_gone_when_it_returns() {
+    let test = "who_left_during_a_redis_outage_is_gone_when_it_returns";
+    if redis_url(test).is_none() {
+        return;
+    }
+    let Some(mut redis) = OwnRedis::start().await else {
+        backends::skipped(test, "redis-server not found");
+        return;
+    };
+    let cluster = Cluster::start_on(&redis.url(), 2, |c| {
+        c.cluster.heartbeat = Duration::from_millis(200);
+        c.cluster.node_timeout = Duration::from_secs(5);
+        c.cluster.redis_timeout = Duration::from_millis(500);
+        c.cluster.reconnect_max = Duration::from_millis(200);
+    })
+    .await;
+    let [mut alice, mut bob, mut carol] = gather(&cluster, "r", [(1, "alice"), (2, "bob"), (1, "carol")]).await;
+
+    redis.kill().await;
+    // carol goes while nobody can be told.
+    carol.close().await;
+    redis.restart().await;
+
+    // n1 puts Redis right: both members, on either node, see carol quit, once.
+    bob.expect_json(presence("r", "carol", "quit")).await;
+    alice.expect_json(presence("r", "carol", "quit")).await;
+    // The nick is free again, on either node.
+    let mut carol = cluster.hello(2, "carol").await;
+    // alice is still a member everywhere.
+    carol.send(json!({"type": "who", "room": "r", "id": "w"})).await;
+    let who = carol.expect("room_status").await;
+    let nicks: Vec<&str> = who["members"].as_array().unwrap().iter().map(|m| m["nick"].as_str().unwrap()).collect();
+    assert_eq!(nicks, ["alice", "bob"], "{who}");
+    alice.sync().await;
+    bob.sync().await;
+    cluster.finish().await;
+}
