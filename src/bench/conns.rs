@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use futures_util::StreamExt;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
@@ -15,9 +15,10 @@ use super::sys::{check_fd_limit, on_own_runtime, rss_kib};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ConnsArgs {
-    /// Server WebSocket URL.
-    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
-    pub url: String,
+    /// Server WebSocket URL; give it several times to spread the
+    /// connections (connection i goes to url[i % n]).
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ws", num_args = 1)]
+    pub url: Vec<String>,
     /// Number of connections.
     #[arg(short = 'n', long = "conns", default_value_t = 1000)]
     pub conns: usize,
@@ -37,9 +38,10 @@ pub struct ConnsArgs {
     /// (part of --hold).
     #[arg(long, default_value_t = 2)]
     pub settle: u64,
-    /// Server pid: its VmRSS is read before and after, to report bytes per connection.
+    /// Server pid: its VmRSS is read before and after, to report bytes per
+    /// connection. Several: their RSS is summed.
     #[arg(long)]
-    pub pid: Option<u32>,
+    pub pid: Vec<u32>,
     /// Nicks are `<prefix><i>`.
     #[arg(long, default_value = "b")]
     pub nick_prefix: String,
@@ -56,6 +58,9 @@ enum Outcome {
 }
 
 pub async fn run(args: ConnsArgs) -> Result<()> {
+    if args.url.is_empty() {
+        bail!("need at least one --url");
+    }
     check_fd_limit(args.conns + 64);
     let threads = args.threads;
     on_own_runtime(threads, move || run_inner(args)).await
@@ -64,11 +69,18 @@ pub async fn run(args: ConnsArgs) -> Result<()> {
 async fn run_inner(args: ConnsArgs) -> Result<()> {
     // Idle connections only see small frames; a small read buffer keeps the
     // bench's own memory modest at 20k connections.
-    let target = Arc::new(Target::resolve(&args.url, args.source_ips, 4096).await?);
-    let rss_before = args.pid.map(rss_kib).transpose()?;
+    let mut targets = Vec::with_capacity(args.url.len());
+    for url in &args.url {
+        targets.push(Arc::new(Target::resolve(url, args.source_ips, 4096).await?));
+    }
+    let rss_before = rss_sum(&args.pid)?;
+    let addrs: Vec<String> = targets.iter().map(|t| t.addr.to_string()).collect();
     eprintln!(
         "conns: {} connections to {} ({} source ips, concurrency {})",
-        args.conns, target.addr, target.source_ips, args.concurrency
+        args.conns,
+        addrs.join(", "),
+        targets[0].source_ips,
+        args.concurrency
     );
 
     let permits = Arc::new(Semaphore::new(args.concurrency.max(1)));
@@ -77,7 +89,8 @@ async fn run_inner(args: ConnsArgs) -> Result<()> {
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(args.conns);
     for i in 0..args.conns {
-        let (target, permits, setup_tx, stop_rx) = (target.clone(), permits.clone(), setup_tx.clone(), stop_rx.clone());
+        let target = targets[i % targets.len()].clone();
+        let (permits, setup_tx, stop_rx) = (permits.clone(), setup_tx.clone(), stop_rx.clone());
         let nick = format!("{}{i}", args.nick_prefix);
         let room = (args.room_size > 0).then(|| format!("bench-{}", i / args.room_size));
         tasks.push(tokio::spawn(async move {
@@ -105,9 +118,9 @@ async fn run_inner(args: ConnsArgs) -> Result<()> {
 
     let settle = Duration::from_secs(args.settle.min(args.hold));
     tokio::time::sleep(settle).await;
-    let rss_after = args.pid.map(rss_kib).transpose()?;
+    let rss_after = rss_sum(&args.pid)?;
     tokio::time::sleep(Duration::from_secs(args.hold) - settle).await;
-    let rss_end = args.pid.map(rss_kib).transpose()?;
+    let rss_end = rss_sum(&args.pid)?;
     let bench_rss = rss_kib(std::process::id()).unwrap_or(0);
 
     let _ = stop_tx.send(true);
@@ -157,6 +170,18 @@ async fn run_inner(args: ConnsArgs) -> Result<()> {
             .finish()
     );
     Ok(())
+}
+
+/// The summed VmRSS of `pids` (None without any).
+fn rss_sum(pids: &[u32]) -> Result<Option<u64>> {
+    if pids.is_empty() {
+        return Ok(None);
+    }
+    let mut sum = 0;
+    for &p in pids {
+        sum += rss_kib(p)?;
+    }
+    Ok(Some(sum))
 }
 
 /// Keeps reading (and dropping) frames so tungstenite answers the server's

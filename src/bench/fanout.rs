@@ -18,9 +18,13 @@ use super::sys::{check_fd_limit, cpu_secs, on_own_runtime, rss_kib};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct FanoutArgs {
-    /// Server WebSocket URL.
-    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
-    pub url: String,
+    /// Server WebSocket URL. Give it once per cluster node to spread the
+    /// members: member i of every room connects to url[i % n].
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ws", num_args = 1)]
+    pub url: Vec<String>,
+    /// Where every publisher connects (default: publisher p to url[p % n]).
+    #[arg(long)]
+    pub publish_url: Option<String>,
     /// Number of rooms (`fanout-<r>`).
     #[arg(long, default_value_t = 100)]
     pub rooms: usize,
@@ -66,14 +70,19 @@ pub struct FanoutArgs {
     #[arg(long, default_value_t = 16 * 1024)]
     pub read_buffer: usize,
     /// Server pid: report its CPU use over the measured window and its RSS.
+    /// Give it once per process to watch (each node, Redis): each is
+    /// reported, and `server_cpu_pct`/`server_rss_kib` are their sums.
     #[arg(long)]
-    pub pid: Option<u32>,
+    pub pid: Vec<u32>,
 }
 
 pub async fn run(args: FanoutArgs) -> Result<()> {
     let publishers = args.publishers.unwrap_or(args.rooms);
     if args.rooms == 0 || publishers == 0 {
         bail!("need at least one room and one publisher");
+    }
+    if args.url.is_empty() {
+        bail!("need at least one --url");
     }
     if args.rate == 0.0 && args.window == 0 {
         bail!("--window must be at least 1 with --rate 0");
@@ -83,10 +92,63 @@ pub async fn run(args: FanoutArgs) -> Result<()> {
     on_own_runtime(threads, move || run_inner(args, publishers)).await
 }
 
+/// The servers to connect to: members round-robin over `members` (by their
+/// index in the room), publishers to `publish` or round-robin too.
+pub struct Targets {
+    pub members: Vec<Target>,
+    pub publish: Option<Target>,
+}
+
+impl Targets {
+    async fn resolve(args: &FanoutArgs) -> Result<Self> {
+        let mut members = Vec::with_capacity(args.url.len());
+        for url in &args.url {
+            members.push(Target::resolve(url, args.source_ips, args.read_buffer).await?);
+        }
+        let publish = match &args.publish_url {
+            Some(url) => Some(Target::resolve(url, args.source_ips, args.read_buffer).await?),
+            None => None,
+        };
+        Ok(Self { members, publish })
+    }
+
+    /// Which of `members` the room's `k`-th member connects to.
+    pub fn member_idx(&self, k: usize) -> usize {
+        k % self.members.len()
+    }
+
+    fn publisher(&self, p: usize) -> &Target {
+        self.publish.as_ref().unwrap_or(&self.members[p % self.members.len()])
+    }
+
+    /// Index into `members` of publisher `p`'s server (`usize::MAX` when
+    /// `--publish-url` is none of the `--url`s; compared by address).
+    fn publisher_node(&self, p: usize) -> usize {
+        match &self.publish {
+            Some(t) => self.members.iter().position(|m| m.addr == t.addr).unwrap_or(usize::MAX),
+            None => p % self.members.len(),
+        }
+    }
+
+    /// Whether some publisher and member may be on different nodes, so
+    /// latency is split into same-node and cross-node.
+    pub fn split(&self) -> bool {
+        self.members.len() > 1 || self.publish.is_some()
+    }
+
+    fn describe(&self) -> String {
+        let addrs: Vec<String> = self.members.iter().map(|t| t.addr.to_string()).collect();
+        match &self.publish {
+            Some(p) => format!("members -> {}, publishers -> {}", addrs.join(", "), p.addr),
+            None => format!("-> {}", addrs.join(", ")),
+        }
+    }
+}
+
 /// What every connection task needs for its set-up.
 #[derive(Clone)]
 struct Ctx {
-    target: Arc<Target>,
+    targets: Arc<Targets>,
     permits: Arc<Semaphore>,
     setup_tx: mpsc::UnboundedSender<Result<(), String>>,
     shared: Arc<Shared>,
@@ -95,9 +157,9 @@ struct Ctx {
 impl Ctx {
     /// Connect, hello and join (at most `--concurrency` at once), reporting
     /// the outcome to the set-up collector.
-    async fn session(&self, i: usize, nick: &str, room: &str) -> Option<Ws> {
+    async fn session(&self, target: &Target, i: usize, nick: &str, room: &str) -> Option<Ws> {
         let permit = self.permits.clone().acquire_owned().await.ok()?;
-        let res = self.target.session(i, nick, Some(room)).await;
+        let res = target.session(i, nick, Some(room)).await;
         drop(permit);
         let _ = self.setup_tx.send(match &res {
             Ok(_) => Ok(()),
@@ -112,22 +174,32 @@ fn room_name(r: usize) -> String {
 }
 
 async fn run_inner(args: FanoutArgs, publishers: usize) -> Result<()> {
-    let target = Arc::new(Target::resolve(&args.url, args.source_ips, args.read_buffer).await?);
+    let targets = Arc::new(Targets::resolve(&args).await?);
     let receivers = args.rooms * args.members;
     let pub_rooms: Vec<usize> = (0..publishers).map(|p| p % args.rooms).collect();
     let window = if args.rate > 0.0 { 0 } else { args.window };
-    let shared = Arc::new(Shared::new(args.rooms, receivers, &pub_rooms, window));
+    let mut shared = Shared::new(args.rooms, receivers, &pub_rooms, window);
+    if targets.split() {
+        shared.pub_node = (0..publishers).map(|p| targets.publisher_node(p)).collect();
+    }
+    let shared = Arc::new(shared);
     let mode = if args.rate > 0.0 { format!("{} msgs/s", args.rate) } else { format!("window {window}") };
     eprintln!(
-        "fanout: {} rooms x {} members, {publishers} publishers, {mode} -> {}",
-        args.rooms, args.members, target.addr
+        "fanout: {} rooms x {} members, {publishers} publishers, {mode} {}",
+        args.rooms,
+        args.members,
+        targets.describe()
     );
 
     // Set-up: every member and publisher connects, says hello and joins
     // before anything is published, so every member can see every message.
     let (setup_tx, mut setup_rx) = mpsc::unbounded_channel();
-    let ctx =
-        Ctx { target, permits: Arc::new(Semaphore::new(args.concurrency.max(1))), setup_tx, shared: shared.clone() };
+    let ctx = Ctx {
+        targets: targets.clone(),
+        permits: Arc::new(Semaphore::new(args.concurrency.max(1))),
+        setup_tx,
+        shared: shared.clone(),
+    };
     let setup_start = Instant::now();
     let (go_tx, go_rx) = watch::channel(None);
     let (recv_stops, recv_tasks) = spawn_receivers(&args, &ctx);
@@ -151,8 +223,8 @@ async fn run_inner(args: FanoutArgs, publishers: usize) -> Result<()> {
     shared.measure_start_us.store(measure_start, Relaxed);
     shared.measure_end_us.store(end, Relaxed);
     let _ = go_tx.send(Some((start, end)));
-    let cpu = watch_progress(&shared, args.pid, measure_start, end).await;
-    let server_rss = args.pid.and_then(|p| rss_kib(p).ok()).unwrap_or(0);
+    let cpu = watch_progress(&shared, &args.pid, measure_start, end).await;
+    let server_rss: Vec<u64> = args.pid.iter().map(|&p| rss_kib(p).unwrap_or(0)).collect();
 
     // Drain: wait for outstanding acks and deliveries, at most --drain s.
     let expected = || -> u64 {
@@ -192,13 +264,14 @@ async fn run_inner(args: FanoutArgs, publishers: usize) -> Result<()> {
 
     let (sent, acked, failed) = shared.pub_totals();
     let totals = Totals { sent, acked, failed, expected: expected() };
-    report(&args, publishers, &setup, totals, &recv, &pubs, cpu, server_rss);
+    report(&args, &targets, publishers, &setup, totals, &recv, &pubs, cpu, &server_rss);
     Ok(())
 }
 
 type Stops = Vec<oneshot::Sender<()>>;
 
-/// Member `i` joins room `i / members` and then receives until stopped.
+/// Member `i` joins room `i / members` on server `member_idx(i % members)`
+/// and then receives until stopped.
 fn spawn_receivers(args: &FanoutArgs, ctx: &Ctx) -> (Stops, Vec<JoinHandle<Option<RecvResult>>>) {
     let receivers = args.rooms * args.members;
     let (mut stops, mut tasks) = (Vec::with_capacity(receivers), Vec::with_capacity(receivers));
@@ -207,16 +280,18 @@ fn spawn_receivers(args: &FanoutArgs, ctx: &Ctx) -> (Stops, Vec<JoinHandle<Optio
         let (stop_tx, stop) = oneshot::channel();
         stops.push(stop_tx);
         let (ctx, nick) = (ctx.clone(), format!("{}{i}", args.nick_prefix));
+        let node = ctx.targets.member_idx(i % args.members);
         tasks.push(tokio::spawn(async move {
-            let ws = ctx.session(i, &nick, &room_name(room)).await?;
+            let ws = ctx.session(&ctx.targets.members[node], i, &nick, &room_name(room)).await?;
             ctx.shared.room_live[room].fetch_add(1, Relaxed);
-            Some(receive(ws, ctx.shared, i, room, stop).await)
+            Some(receive(ws, ctx.shared, i, room, node, stop).await)
         }));
     }
     (stops, tasks)
 }
 
-/// Publisher `p` joins room `pub_rooms[p]`, waits for the go signal (the
+/// Publisher `p` joins room `pub_rooms[p]` (on `--publish-url`, or
+/// round-robin over `--url`), waits for the go signal (the
 /// publishing start and end, µs since the epoch), then publishes.
 fn spawn_publishers(
     args: &FanoutArgs,
@@ -237,7 +312,8 @@ fn spawn_publishers(
         let size = args.size;
         tasks.push(tokio::spawn(async move {
             let name = room_name(room);
-            let ws = ctx.session(ctx.shared.progress.len() + p, &nick, &name).await?;
+            let target = ctx.targets.publisher(p);
+            let ws = ctx.session(target, ctx.shared.progress.len() + p, &nick, &name).await?;
             let (start_us, end_us) = (*go.wait_for(Option::is_some).await.ok()?)?;
             let params = PubParams { idx: p, room: name, size, rate, start_us: start_us + offset_us, end_us };
             Some(publish(ws, ctx.shared, params, stop).await)
@@ -247,10 +323,12 @@ fn spawn_publishers(
 }
 
 /// Prints progress every second until `end`; returns the CPU the bench
-/// (and the server, with `pid`) used between `measure_start` and `end`.
-async fn watch_progress(shared: &Shared, pid: Option<u32>, measure_start: u64, end: u64) -> Cpu {
-    let cpu_now =
-        || Cpu { bench: cpu_secs(None).unwrap_or(0.0), server: pid.and_then(|p| cpu_secs(Some(p))).unwrap_or(0.0) };
+/// (and each of `pids`) used between `measure_start` and `end`.
+async fn watch_progress(shared: &Shared, pids: &[u32], measure_start: u64, end: u64) -> Cpu {
+    let cpu_now = || Cpu {
+        bench: cpu_secs(None).unwrap_or(0.0),
+        server: pids.iter().map(|&p| cpu_secs(Some(p)).unwrap_or(0.0)).collect(),
+    };
     let mut cpu_start = None;
     let mut last = (shared.delivered(), Instant::now());
     while shared.now_us() < end {
@@ -271,6 +349,6 @@ async fn watch_progress(shared: &Shared, pid: Option<u32>, measure_start: u64, e
         last = (d, t);
     }
     let end = cpu_now();
-    let start = cpu_start.unwrap_or(end);
-    Cpu { bench: end.bench - start.bench, server: end.server - start.server }
+    let start = cpu_start.unwrap_or_else(|| end.clone());
+    Cpu { bench: end.bench - start.bench, server: end.server.iter().zip(&start.server).map(|(e, s)| e - s).collect() }
 }

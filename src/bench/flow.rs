@@ -31,6 +31,9 @@ pub struct Shared {
     pub pubs: Vec<PubFlow>,
     /// Deliveries so far, per receiver.
     pub progress: Vec<Slot>,
+    /// With several nodes: the node (index into `--url`, `usize::MAX` for
+    /// none of them) each publisher is connected to. Empty = one node.
+    pub pub_node: Vec<usize>,
 }
 
 /// Per-publisher counters and flow-control ring.
@@ -71,6 +74,7 @@ impl Shared {
                 })
                 .collect(),
             progress: (0..receivers).map(|_| Slot::default()).collect(),
+            pub_node: Vec::new(),
         }
     }
 

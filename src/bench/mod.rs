@@ -6,9 +6,11 @@
 //! Opens `-n` sessions (`hello`, then `join` of room `bench-<i / room-size>`),
 //! `--concurrency` attempts at a time, spread over source addresses
 //! 127.0.0.1..=127.0.0.K (`--source-ips`) so more connections fit than one
-//! address has ephemeral ports. Once all are set up it waits `--settle`
-//! seconds, reads the server's VmRSS (`--pid`) and keeps every connection
-//! open (reading, so pings are answered) until `--hold` seconds have passed.
+//! address has ephemeral ports; with `--url` given several times,
+//! connection i goes to url[i % n]. Once all are set up it waits `--settle`
+//! seconds, reads the server's VmRSS (`--pid`; given several times, the
+//! sum) and keeps every connection open (reading, so pings are answered)
+//! until `--hold` seconds have passed.
 //! Reports: connected/failed (first errors), time to connect all, server RSS
 //! before/after and the difference per connection, and how many the server
 //! closed during the hold.
@@ -27,6 +29,15 @@
 //! latency is its receive time minus `sent_us`: server queueing, fan-out and
 //! both processes' scheduling included.
 //!
+//! Several nodes (a cluster sharing one Redis): give `--url` once per node.
+//! Member k of every room connects to url[k % n], so each room has members
+//! on every node; publisher p connects to url[p % n], or with
+//! `--publish-url` every publisher connects there (e.g. publishers on node 1
+//! and `--url` node 2 alone: every delivery crosses nodes). Which node a
+//! publisher is on is decided by address, so use the same spelling in
+//! `--publish-url` as in `--url`. The JSON line says `urls` (how many) and
+//! `publish_url` (1 if given).
+//!
 //! Reading the report:
 //! - `deliveries/s` and `msgs/s` count deliveries and acks that arrived in
 //!   the measured `--duration` window (after the warm-up).
@@ -44,9 +55,16 @@
 //!   the server's `limits.rate_per_sec`/`limits.burst` for benchmarks).
 //! - `window stalls`: a full window that saw no progress for 1 s; its oldest
 //!   message was given up on. Should be 0.
+//! - with several nodes (several `--url`, or `--publish-url`): the latency
+//!   split into `same node` (member on its publisher's node) and
+//!   `cross-node` (JSON `same_*`/`cross_*`: samples, p50, p99, max).
 //! - `cpu`: the bench's own CPU in the measured window (and the server's,
-//!   with `--pid`). A bench near 100 % of its `--threads` cores is the
-//!   bottleneck, and the rates are a lower bound for the server.
+//!   with `--pid`). `--pid` may be given once per process to watch (each
+//!   node, and `redis-server`, which is part of a cluster's message path):
+//!   each is reported (JSON `pid<k>_cpu_pct`, `pid<k>_rss_kib`, k in the
+//!   order given) and `server_cpu_pct`/`server_rss_kib` are their sums. A
+//!   bench near 100 % of its `--threads` cores is the bottleneck, and the
+//!   rates are a lower bound for the server.
 //!
 //! The server must let the bench in: `limits.rate_per_sec`/`limits.burst`
 //! high (`CHAT_LIMITS__RATE_PER_SEC=1000000 CHAT_LIMITS__BURST=1000000`),

@@ -18,7 +18,11 @@ pub struct RecvResult {
     pub in_window: u64,
     /// Frames that were not bench messages (presence, …).
     pub other: u64,
+    /// Latency of every delivery, or with several nodes of those from a
+    /// publisher on this member's node.
     pub hist: Histogram,
+    /// With several nodes: latency of deliveries from a publisher on another node.
+    pub cross: Option<Histogram>,
     /// Close code if the server closed the connection (0 = no code / reset).
     pub closed: Option<u16>,
 }
@@ -31,9 +35,13 @@ pub async fn receive(
     shared: Arc<Shared>,
     idx: usize,
     room: usize,
+    node: usize,
     mut stop: oneshot::Receiver<()>,
 ) -> RecvResult {
-    let mut r = RecvResult { deliveries: 0, in_window: 0, other: 0, hist: Histogram::new(), closed: None };
+    let mut r = RecvResult { deliveries: 0, in_window: 0, other: 0, hist: Histogram::new(), cross: None, closed: None };
+    if !shared.pub_node.is_empty() {
+        r.cross = Some(Histogram::new());
+    }
     let flow = shared.window > 0;
     loop {
         // biased: the stop signal is only polled when no frame is ready.
@@ -52,7 +60,11 @@ pub async fn receive(
                 r.deliveries += 1;
                 shared.progress[idx].0.store(r.deliveries, Relaxed);
                 if d.sent_us >= shared.measure_start_us.load(Relaxed) {
-                    r.hist.record(now.saturating_sub(d.sent_us));
+                    let micros = now.saturating_sub(d.sent_us);
+                    match &mut r.cross {
+                        Some(c) if shared.pub_node.get(d.publisher as usize) != Some(&node) => c.record(micros),
+                        _ => r.hist.record(micros),
+                    }
                 }
                 if shared.in_window(now) {
                     r.in_window += 1;

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::fanout::FanoutArgs;
+use super::fanout::{FanoutArgs, Targets};
 use super::net::SetupSummary;
 use super::publisher::PubResult;
 use super::receiver::RecvResult;
@@ -16,29 +16,39 @@ pub struct Totals {
     pub expected: u64,
 }
 
-/// CPU seconds used by the bench and the server (if --pid) in the measured window.
-#[derive(Clone, Copy)]
+/// CPU seconds used by the bench and by each `--pid` in the measured window.
+#[derive(Clone)]
 pub struct Cpu {
     pub bench: f64,
-    pub server: f64,
+    pub server: Vec<f64>,
 }
 
 #[allow(clippy::too_many_arguments)]
 pub fn report(
     args: &FanoutArgs,
+    targets: &Targets,
     publishers: usize,
     setup: &SetupSummary,
     totals: Totals,
     recv: &[RecvResult],
     pubs: &[PubResult],
     cpu: Cpu,
-    server_rss: u64,
+    server_rss: &[u64],
 ) {
     let mut hist = Histogram::new();
+    // With several nodes: latency of members on their publisher's node
+    // (`same`) and on another (`cross`).
+    let split = targets.split();
+    let (mut same, mut cross) = (Histogram::new(), Histogram::new());
     let (mut delivered, mut in_window, mut other) = (0u64, 0u64, 0u64);
     let mut closes: BTreeMap<u16, u64> = BTreeMap::new();
     for r in recv {
         hist.merge(&r.hist);
+        if let Some(c) = &r.cross {
+            hist.merge(c);
+            same.merge(&r.hist);
+            cross.merge(c);
+        }
         delivered += r.deliveries;
         in_window += r.in_window;
         other += r.other;
@@ -93,54 +103,92 @@ pub fn report(
         hist.mean_ms(),
         hist.count()
     );
+    if split {
+        for (what, h) in [("same node", &same), ("cross-node", &cross)] {
+            println!(
+                "  {what:<10}: p50 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}  ({} samples)",
+                h.quantile_ms(0.5),
+                h.quantile_ms(0.99),
+                h.quantile_ms(0.999),
+                h.max_ms(),
+                h.count()
+            );
+        }
+    }
     println!("closes:      members {closes:?}, publishers {pub_closes:?}");
     for e in write_errors.iter().take(3) {
         println!("  publisher write error: {e}");
     }
     let bench_pct = cpu.bench / secs * 100.0;
     let ns_per_delivery = if in_window > 0 { cpu.bench * 1e9 / in_window as f64 } else { 0.0 };
+    let pid_pct: Vec<f64> = cpu.server.iter().map(|c| c / secs * 100.0).collect();
+    let (server_pct, rss_sum) = (pid_pct.iter().sum::<f64>(), server_rss.iter().sum::<u64>());
     print!("cpu:         bench {bench_pct:.0}% of a core ({ns_per_delivery:.0} ns/delivery)");
-    if args.pid.is_some() {
-        print!(", server {:.0}%, server RSS {server_rss} KiB", cpu.server / secs * 100.0);
+    match args.pid.len() {
+        0 => {}
+        1 => print!(", server {server_pct:.0}%, server RSS {rss_sum} KiB"),
+        _ => {
+            print!(", servers {server_pct:.0}% in total (");
+            for (k, pid) in args.pid.iter().enumerate() {
+                let sep = if k > 0 { ", " } else { "" };
+                print!("{sep}pid {pid}: {:.0}%, RSS {} KiB", pid_pct[k], server_rss.get(k).unwrap_or(&0));
+            }
+            print!(")");
+        }
     }
     println!();
     if bench_pct > 90.0 * args.threads.max(1) as f64 {
         println!("warning:     the bench was CPU-bound; rates are a lower bound for the server");
     }
     let close_count = |m: &BTreeMap<u16, u64>, code| m.get(&code).copied().unwrap_or(0);
-    println!(
-        "{}",
-        JsonLine::new("fanout")
-            .int("rooms", args.rooms as u64)
-            .int("members", args.members as u64)
-            .int("publishers", publishers as u64)
-            .float("rate", args.rate)
-            .int("window", if args.rate > 0.0 { 0 } else { args.window })
-            .int("duration_secs", args.duration)
-            .int("connected", setup.ok as u64)
-            .int("failed_connections", setup.failed as u64)
-            .int("sent", sent)
-            .int("acked", acked)
-            .int("errors", failed_msgs)
-            .int("unanswered", unacked)
-            .int("rate_limited", errors.get("rate_limited").copied().unwrap_or(0))
-            .int("delivered", delivered)
-            .int("expected", expected)
-            .float("loss", loss as f64)
-            .float("deliveries_per_sec", dps)
-            .float("msgs_per_sec", mps)
-            .float("p50_ms", q(0.5))
-            .float("p99_ms", q(0.99))
-            .float("p999_ms", q(0.999))
-            .float("max_ms", hist.max_ms())
-            .float("mean_ms", hist.mean_ms())
-            .int("closes", closes.values().sum::<u64>() + pub_closes.values().sum::<u64>())
-            .int("closes_1013", close_count(&closes, 1013) + close_count(&pub_closes, 1013))
-            .int("window_stalls", stalls)
-            .float("bench_cpu_pct", bench_pct)
-            .float("bench_ns_per_delivery", ns_per_delivery)
-            .float("server_cpu_pct", cpu.server / secs * 100.0)
-            .int("server_rss_kib", server_rss)
-            .finish()
-    );
+    let mut json = JsonLine::new("fanout")
+        .int("rooms", args.rooms as u64)
+        .int("members", args.members as u64)
+        .int("publishers", publishers as u64)
+        .float("rate", args.rate)
+        .int("window", if args.rate > 0.0 { 0 } else { args.window })
+        .int("duration_secs", args.duration)
+        .int("connected", setup.ok as u64)
+        .int("failed_connections", setup.failed as u64)
+        .int("sent", sent)
+        .int("acked", acked)
+        .int("errors", failed_msgs)
+        .int("unanswered", unacked)
+        .int("rate_limited", errors.get("rate_limited").copied().unwrap_or(0))
+        .int("delivered", delivered)
+        .int("expected", expected)
+        .float("loss", loss as f64)
+        .float("deliveries_per_sec", dps)
+        .float("msgs_per_sec", mps)
+        .float("p50_ms", q(0.5))
+        .float("p99_ms", q(0.99))
+        .float("p999_ms", q(0.999))
+        .float("max_ms", hist.max_ms())
+        .float("mean_ms", hist.mean_ms())
+        .int("closes", closes.values().sum::<u64>() + pub_closes.values().sum::<u64>())
+        .int("closes_1013", close_count(&closes, 1013) + close_count(&pub_closes, 1013))
+        .int("window_stalls", stalls)
+        .float("bench_cpu_pct", bench_pct)
+        .float("bench_ns_per_delivery", ns_per_delivery)
+        .float("server_cpu_pct", server_pct)
+        .int("server_rss_kib", rss_sum)
+        .int("urls", targets.members.len() as u64)
+        .int("publish_url", u64::from(targets.publish.is_some()));
+    if split {
+        for (what, h) in [("same", &same), ("cross", &cross)] {
+            json = json
+                .int(&format!("{what}_samples"), h.count())
+                .float(&format!("{what}_p50_ms"), h.quantile_ms(0.5))
+                .float(&format!("{what}_p99_ms"), h.quantile_ms(0.99))
+                .float(&format!("{what}_max_ms"), h.max_ms());
+        }
+    }
+    if args.pid.len() > 1 {
+        for (k, pct) in pid_pct.iter().enumerate() {
+            json = json
+                .float(&format!("pid{k}_cpu_pct"), *pct)
+                .int(&format!("pid{k}_rss_kib"), server_rss.get(k).copied().unwrap_or(0));
+        }
+    }
+    println!("{}", json.finish());
 }
