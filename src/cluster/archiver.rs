@@ -99,17 +99,17 @@ async fn pass(bus: &RedisBus, claim_all: bool) -> Result<usize, String> {
             return Ok(total);
         }
         let n = entries.len();
-        let past_start = until.as_deref().is_none_or(|u| entries.iter().any(|e| stream_id(&e.id) > stream_id(u)));
+        let past_start =
+            claim_all && until.as_deref().is_none_or(|u| entries.iter().any(|e| stream_id(&e.id) > stream_id(u)));
         let mut messages: Vec<StoredMessage> = Vec::with_capacity(n);
         let mut dead: Vec<(&str, String)> = Vec::new();
         for e in &entries {
-            match e.get::<String>("m") {
-                Some(frame) => match buffer::decode(&frame) {
+            // An entry deleted from the log holds nothing: nothing to store.
+            if let Some(frame) = e.get::<String>("m") {
+                match buffer::decode(&frame) {
                     Some(m) => messages.push(m),
                     None => dead.push((e.id.as_str(), frame)),
-                },
-                // Deleted from the log: nothing to store.
-                None => {}
+                }
             }
         }
         drop_destroyed(bus, &mut conn, &mut messages).await?;

@@ -1,0 +1,247 @@
+//! Messages: the durable step (publish.lua), an unknown outcome settled
+//! (fence.lua), history merged from the buffer and the database, and
+//! catching up after a reconnect.
+
+use super::*;
+
+impl RedisBus {
+    /// After a reconnect: hands each live room the messages published while
+    /// the node was away (the room drops what it already had).
+    pub(super) async fn catch_up(&self) {
+        for (key, last) in self.hub.live_rooms() {
+            let conv = Conv::Room(key.clone());
+            let mut after = last;
+            loop {
+                let q = HistoryQuery { after: Some(after), limit: 500, ..Default::default() };
+                let Ok(page) = self.history(&conv, q).await else {
+                    tracing::warn!(room = %key, "could not catch up; members resume from history");
+                    break;
+                };
+                for m in &page.messages {
+                    let sender = self.sender_of(m.msg_id);
+                    self.hub.room_message(&key, &encode(&ServerFrame::Message(m)), m.seq, sender, None);
+                    after = m.seq;
+                }
+                if !page.more || page.messages.is_empty() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// The durable step: seq, buffer and publish in one atomic script, then
+    /// the sender's `ack`. Receivers (this node's too) get the message from
+    /// the channel.
+    pub async fn publish(&self, msg: NewMessage, route: Route) {
+        match self.append(&msg, &route).await {
+            Ok(seq) => acknowledge(msg.stored(seq), route),
+            Err(Outcome::NotStored(e)) => self.hub.fail(route, &e),
+            Err(Outcome::Unknown) => {
+                // The script may have run before the connection broke (it
+                // may even have been published): find out before answering,
+                // without holding up the sender's other frames.
+                if let Some(bus) = self.me() {
+                    tokio::spawn(async move { bus.resolve(msg, route).await });
+                }
+            }
+        }
+    }
+
+    /// Answers a message whose durable step has an unknown outcome: once
+    /// Redis is back, the message is looked for in its conversation's
+    /// buffer, and fenced off if it is not there (so that a late run of its
+    /// script does nothing), then looked for in the database. It waits as
+    /// long as that takes: a late answer is better than a wrong one. A node
+    /// shutting down meanwhile answers nothing (the client finds the
+    /// message, or not, in history).
+    async fn resolve(&self, msg: NewMessage, route: Route) {
+        let mut wait = Duration::from_millis(50);
+        let conv = msg.conv.storage_key();
+        while !self.stop.is_cancelled() {
+            let mut inv = self.scripts.fence.prepare_invoke();
+            inv.key(self.key(&format!("h:{conv}")))
+                .key(self.key(&format!("fate:{}", msg.msg_id)))
+                .arg(msg.msg_id.to_string())
+                .arg(FATE_TTL.as_secs());
+            match self.run::<i64>(inv).await {
+                Ok(seq) if seq > 0 => return acknowledge(msg.stored(seq as u64), route),
+                Ok(_) => match self.store.message(msg.msg_id).await {
+                    Ok(Some(stored)) => return acknowledge(stored, route),
+                    Ok(None) => return self.hub.fail(route, &ProtoError::unavailable()),
+                    Err(_) => {}
+                },
+                Err(_) => {}
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(self.config.reconnect_max);
+        }
+    }
+
+    /// The local session that sent a recent message, if any.
+    fn sender_of(&self, msg_id: ulid::Ulid) -> Option<SessionId> {
+        let sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        sent.iter().rev().find(|(id, _)| *id == msg_id).map(|(_, s)| *s)
+    }
+
+    async fn append(&self, msg: &NewMessage, route: &Route) -> Result<u64, Outcome> {
+        let (before, after) = buffer::split_frame(msg).ok_or(Outcome::NotStored(ProtoError::internal()))?;
+        let from_key = msg.from.to_ascii_lowercase();
+        let sid = route.origin.as_ref().map(|s| s.id);
+        let off = route.clear_typing.then(|| crate::hub::typing_off(&msg.clone().stored(0)));
+        let (kind, channels) = match &msg.conv {
+            Conv::Room(k) => (Kind::RoomMessage, vec![self.chan_name(&Chan::Room(k.clone()))]),
+            Conv::Dm(..) => {
+                let to = msg.to.as_deref().unwrap_or_default().to_ascii_lowercase();
+                (
+                    Kind::Direct,
+                    vec![self.chan_name(&Chan::User(to.into())), self.chan_name(&Chan::User(from_key.as_str().into()))],
+                )
+            }
+            Conv::Everyone => (Kind::Everyone, vec![self.all_chan()]),
+        };
+        let head = envelope::head(kind, &self.node, sid);
+        let mid = match &off {
+            Some(off) => format!("\u{1f}{from_key}\n{}{RS}", &**off),
+            None => format!("\u{1f}{from_key}\n"),
+        };
+        let conv = msg.conv.storage_key();
+        let mut floor = String::new();
+        loop {
+            let mut inv = self.scripts.publish.prepare_invoke();
+            inv.key(self.key(&format!("seq:{conv}")))
+                .key(self.key("log"))
+                .key(self.key(&format!("h:{conv}")))
+                .key(self.key(&format!("fate:{}", msg.msg_id)))
+                .arg(&floor)
+                .arg(&before)
+                .arg(&after)
+                .arg(&head)
+                .arg(&mid);
+            for c in &channels {
+                inv.arg(c);
+            }
+            // Without a connection nothing was sent; a broken one leaves
+            // the outcome unknown.
+            if !self.serving.load(Ordering::Acquire) {
+                return Err(Outcome::NotStored(ProtoError::unavailable()));
+            }
+            if let Some(origin) = &route.origin {
+                let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+                if sent.len() == SENT_KEPT {
+                    sent.pop_front();
+                }
+                sent.push_back((msg.msg_id, origin.id));
+            }
+            let mut conn = self.conn().map_err(Outcome::NotStored)?;
+            let seq: i64 = match inv.invoke_async(&mut conn).await {
+                Ok(seq) => seq,
+                // The connection broke or the answer is late: the script
+                // may have run, or may still run. Never guess.
+                Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
+                    self.failed(&e);
+                    return Err(Outcome::Unknown);
+                }
+                // An error reply (OOM, READONLY, BUSY, ...): the script
+                // wrote nothing (see publish.lua).
+                Err(e) => return Err(Outcome::NotStored(self.failed(&e))),
+            };
+            if seq > 0 {
+                return Ok(seq as u64);
+            }
+            if seq == -2 {
+                return Err(Outcome::NotStored(ProtoError::unavailable()));
+            }
+            if !floor.is_empty() {
+                return Err(Outcome::NotStored(unavailable("the seq counter could not be set")));
+            }
+            // No counter yet (a new conversation, or a new Redis): it starts
+            // from the newest seq in the database.
+            floor = self.store.newest_seq(&msg.conv).await.map_err(|e| Outcome::NotStored(unavailable(e)))?.to_string();
+        }
+    }
+
+    /// A page of history: the database and the buffer (messages not yet
+    /// archived), merged, with no gap and no repeat. The buffer is read
+    /// first: an entry archived meanwhile is then in the database.
+    pub async fn history(&self, conv: &Conv, q: HistoryQuery) -> Result<Page, StoreError> {
+        let buffered = self.buffered(conv, &q).await.map_err(|e| StoreError::Unavailable(e.message))?;
+        let stored = self.store.history(conv, q).await?;
+        let more = stored.more || buffered.len() > q.limit;
+        let mut all: BTreeMap<u64, StoredMessage> = buffered.into_iter().map(|m| (m.seq, m)).collect();
+        // The database's copy wins: it has edits and deletions.
+        all.extend(stored.messages.into_iter().map(|m| (m.seq, m)));
+        let mut messages: Vec<StoredMessage> = all.into_values().collect();
+        let more = more || messages.len() > q.limit;
+        if q.after.is_some() {
+            messages.truncate(q.limit);
+        } else if messages.len() > q.limit {
+            messages.drain(..messages.len() - q.limit);
+        }
+        Ok(Page { messages, more })
+    }
+
+    /// The buffered messages of a conversation that a history query covers
+    /// (at most `limit + 1` of them, from the right end), oldest first.
+    async fn buffered(&self, conv: &Conv, q: &HistoryQuery) -> Result<Vec<StoredMessage>, ProtoError> {
+        let key = self.key(&format!("h:{}", conv.storage_key()));
+        let upto = q.upto.unwrap_or(u64::MAX);
+        let n = q.limit + 1;
+        let mut conn = self.conn()?;
+        let reply: redis::streams::StreamRangeReply = if let Some(after) = q.after {
+            if after >= upto {
+                return Ok(Vec::new());
+            }
+            let end = if upto == u64::MAX { "+".to_owned() } else { format!("{upto}-1") };
+            conn.xrange_count(&key, format!("{}-0", after + 1), end, n).await
+        } else {
+            let top = q.before.map_or(upto, |b| b.saturating_sub(1).min(upto));
+            if top == 0 {
+                return Ok(Vec::new());
+            }
+            let end = if top == u64::MAX { "+".to_owned() } else { format!("{top}-1") };
+            conn.xrevrange_count(&key, end, "-", n).await
+        }
+        .map_err(|e| self.failed(&e))?;
+        let mut messages: Vec<StoredMessage> = reply
+            .ids
+            .iter()
+            .filter_map(|entry| entry.get::<String>("m"))
+            .filter_map(|frame| buffer::decode(&frame))
+            .collect();
+        messages.sort_by_key(|m| m.seq);
+        Ok(messages)
+    }
+
+    /// Asks the archiver to move everything buffered into the database now
+    /// (claiming other nodes' unfinished batches too), and waits for it.
+    /// Returns whether it succeeded.
+    pub async fn settle(&self) -> bool {
+        let (tx, rx) = oneshot::channel();
+        if self.settle.send(tx).is_err() {
+            return false;
+        }
+        matches!(tokio::time::timeout(self.config.redis_timeout * 4, rx).await, Ok(Ok(true)))
+    }
+}
+
+/// How long a fenced-off message's mark stays in Redis: far longer than a
+/// command can wait in a stalled Redis or a broken connection.
+const FATE_TTL: Duration = Duration::from_secs(3600);
+
+/// Why a message's durable step did not return a seq.
+enum Outcome {
+    /// It did not happen: tell the sender.
+    NotStored(ProtoError),
+    /// The connection broke while it was under way.
+    Unknown,
+}
+
+/// Tells the sender (and an HTTP caller) that its message is stored.
+fn acknowledge(stored: StoredMessage, route: Route) {
+    if let Some(s) = &route.origin {
+        s.send(&encode(&ServerFrame::Ack { id: route.reply_id.as_ref(), message: Some(&stored) }));
+    }
+    if let Some(waiter) = route.waiter {
+        let _ = waiter.send(Ok(stored));
+    }
+}

@@ -1,0 +1,480 @@
+//! The Redis bus: several nodes share one Redis for fan-out (pub/sub),
+//! cluster-wide nicks, presence and room membership, each conversation's
+//! `seq`, and the buffer of new messages that the archiver moves into the
+//! database. docs/cluster.md lists every key and channel.
+//!
+//! Tasks: the subscriber (one pub/sub connection for the node: it connects,
+//! reconnects with backoff, re-registers the node's sessions, and applies
+//! what arrives to the local hub), the heartbeat (liveness, and cleaning up
+//! after dead nodes) and the archiver (see [`super::archiver`]). Commands go
+//! over one multiplexed connection, shared by every task and session.
+//!
+//! [`presence`]: sessions, nicks and rooms; [`messages`]: the durable step
+//! and history; [`liveness`]: heartbeats, dead nodes, reconciliation.
+
+mod liveness;
+mod messages;
+mod presence;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::{MultiplexedConnection, PubSubSink};
+use redis::{AsyncCommands, AsyncConnectionConfig, RedisError, Script};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::buffer;
+use super::envelope::{self, Envelope, Kind, RS};
+use crate::config::ClusterConfig;
+use crate::hub::{Hub, JoinStart, Online, Route, SessionHandle, SessionId};
+use crate::protocol::server::{Conv, Frame, MemberView, ServerFrame, StoredMessage, encode};
+use crate::protocol::{Name, ProtoError, now_ms};
+use crate::store::{HistoryQuery, NewMessage, Page, RoomRecord, Store, StoreError};
+
+struct Scripts {
+    publish: Script,
+    claim: Script,
+    release: Script,
+    join: Script,
+    leave: Script,
+    who: Script,
+    heartbeat: Script,
+    reap: Script,
+    away: Script,
+    fence: Script,
+    destroy: Script,
+}
+
+impl Scripts {
+    fn new() -> Scripts {
+        Scripts {
+            publish: Script::new(include_str!("lua/publish.lua")),
+            claim: Script::new(include_str!("lua/claim.lua")),
+            release: Script::new(include_str!("lua/release.lua")),
+            join: Script::new(include_str!("lua/join.lua")),
+            leave: Script::new(include_str!("lua/leave.lua")),
+            who: Script::new(include_str!("lua/who.lua")),
+            heartbeat: Script::new(include_str!("lua/heartbeat.lua")),
+            reap: Script::new(include_str!("lua/reap.lua")),
+            away: Script::new(include_str!("lua/away.lua")),
+            fence: Script::new(include_str!("lua/fence.lua")),
+            destroy: Script::new(include_str!("lua/destroy.lua")),
+        }
+    }
+}
+
+/// A channel a node subscribes to while it has a local interest in it.
+#[derive(Clone, Debug)]
+pub(super) enum Chan {
+    Room(Arc<str>),
+    User(Arc<str>),
+}
+
+enum SubCmd {
+    Subscribe(Chan, oneshot::Sender<bool>),
+    Unsubscribe(Chan),
+}
+
+pub struct RedisBus {
+    hub: Arc<Hub>,
+    pub(super) store: Store,
+    pub(super) node: String,
+    pub(super) prefix: String,
+    pub(super) config: ClusterConfig,
+    client: redis::Client,
+    conn: Mutex<Option<MultiplexedConnection>>,
+    scripts: Scripts,
+    subs: mpsc::UnboundedSender<SubCmd>,
+    /// Wakes the subscriber to drop its connection and start over (a
+    /// command found the connection broken).
+    reconnect: Notify,
+    pub(super) up: AtomicBool,
+    /// Up, and caught up after (re)connecting: new messages may be sent.
+    /// (Until then a catch-up could hand a sender its own new message.)
+    serving: AtomicBool,
+    /// Stops every task of the bus.
+    pub(super) stop: CancellationToken,
+    /// Stops the heartbeats alone (first thing at shutdown: a node leaving
+    /// must not be re-registered by its own heartbeat).
+    beats: CancellationToken,
+    /// A registration could not be undone (Redis hiccup): the next
+    /// heartbeat reconciles Redis with the hub.
+    dirty: AtomicBool,
+    /// Asks the archiver for a pass now; answered when it is done.
+    pub(super) settle: mpsc::UnboundedSender<oneshot::Sender<bool>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    me: std::sync::Weak<RedisBus>,
+    /// The newest messages this node's sessions sent, with the sender: a
+    /// catch-up after a reconnect must not hand a sender its own message
+    /// (it gets the `ack`), even when the channel's copy was lost with the
+    /// connection. Bounded ([`SENT_KEPT`]).
+    sent: Mutex<std::collections::VecDeque<(ulid::Ulid, SessionId)>>,
+}
+
+/// How many sent messages [`RedisBus::sent`] remembers: far more than can
+/// be in flight when a connection breaks.
+const SENT_KEPT: usize = 16 * 1024;
+
+fn unavailable(e: impl std::fmt::Display) -> ProtoError {
+    tracing::warn!(error = %e, "redis unavailable");
+    ProtoError::unavailable()
+}
+
+impl RedisBus {
+    /// Connects to Redis (failing if it cannot be reached now: a node
+    /// starts only when its cluster is there) and starts the node's tasks.
+    pub async fn start(config: &ClusterConfig, node: String, hub: Arc<Hub>, store: Store) -> anyhow::Result<Arc<Self>> {
+        let client = redis::Client::open(config.redis_url.as_str())?;
+        let (subs, sub_rx) = mpsc::unbounded_channel();
+        let (settle, settle_rx) = mpsc::unbounded_channel();
+        let bus = Arc::new_cyclic(|me| RedisBus {
+            hub,
+            store,
+            node,
+            prefix: config.prefix.clone(),
+            config: config.clone(),
+            client,
+            conn: Mutex::new(None),
+            scripts: Scripts::new(),
+            subs,
+            reconnect: Notify::new(),
+            up: AtomicBool::new(false),
+            serving: AtomicBool::new(false),
+            stop: CancellationToken::new(),
+            beats: CancellationToken::new(),
+            dirty: AtomicBool::new(false),
+            settle,
+            tasks: Mutex::new(Vec::new()),
+            me: me.clone(),
+            sent: Mutex::default(),
+        });
+        let conn = bus.connect().await?;
+        *bus.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn);
+        let (ready_tx, ready) = oneshot::channel();
+        let tasks = vec![
+            tokio::spawn(bus.clone().subscriber(sub_rx, ready_tx)),
+            tokio::spawn(bus.clone().heartbeats()),
+            tokio::spawn(super::archiver::run(bus.clone(), settle_rx)),
+        ];
+        *bus.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
+        if ready.await != Ok(true) {
+            bus.abort();
+            anyhow::bail!("redis at {} did not answer", redis_host(&config.redis_url));
+        }
+        tracing::info!(redis = %redis_host(&config.redis_url), prefix = %bus.prefix, "cluster bus up");
+        Ok(bus)
+    }
+
+    async fn connect(&self) -> Result<MultiplexedConnection, RedisError> {
+        let cfg = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.config.redis_timeout))
+            .set_response_timeout(Some(self.config.redis_timeout));
+        self.client.get_multiplexed_async_connection_with_config(&cfg).await
+    }
+
+    // ---- names -------------------------------------------------------------
+
+    /// A Redis key or channel name: `<prefix>:<rest>`.
+    pub(super) fn key(&self, rest: &str) -> String {
+        format!("{}:{rest}", self.prefix)
+    }
+    fn chan_name(&self, chan: &Chan) -> String {
+        match chan {
+            Chan::Room(k) => self.key(&format!("r:{k}")),
+            Chan::User(k) => self.key(&format!("u:{k}")),
+        }
+    }
+    fn all_chan(&self) -> String {
+        self.key("all")
+    }
+    fn member(&self, session: &SessionHandle) -> String {
+        format!("{}|{}", self.node, session.id)
+    }
+    fn node_key(&self, node: &str) -> String {
+        self.key(&format!("node:{node}"))
+    }
+
+    // ---- connection ----------------------------------------------------------
+
+    /// The shared command connection, or `unavailable` while Redis is away.
+    pub(super) fn conn(&self) -> Result<MultiplexedConnection, ProtoError> {
+        match &*self.conn.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(c) if self.up.load(Ordering::Acquire) => Ok(c.clone()),
+            _ => Err(ProtoError::unavailable()),
+        }
+    }
+
+    /// Notes a failed command. A broken connection, or a server that cannot
+    /// take writes (a demoted primary, one still loading), makes the
+    /// subscriber start over. (A slow command alone does not.)
+    pub(super) fn failed(&self, e: &RedisError) -> ProtoError {
+        let unfit = matches!(e.code(), Some("READONLY" | "MASTERDOWN" | "LOADING"));
+        if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || unfit {
+            self.reconnect.notify_waiters();
+        }
+        unavailable(e)
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, inv: redis::ScriptInvocation<'_>) -> Result<T, ProtoError> {
+        let mut conn = self.conn()?;
+        inv.invoke_async(&mut conn).await.map_err(|e| self.failed(&e))
+    }
+
+    async fn publish_raw(&self, channel: &str, text: &str) -> Result<(), ProtoError> {
+        let mut conn = self.conn()?;
+        let _: i64 = conn.publish(channel, text).await.map_err(|e| self.failed(&e))?;
+        Ok(())
+    }
+
+    /// Waits for a subscription to be in place (or fails while Redis is away).
+    async fn subscribe(&self, chan: Chan) -> Result<(), ProtoError> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.subs.send(SubCmd::Subscribe(chan, tx));
+        match tokio::time::timeout(self.config.redis_timeout * 2, rx).await {
+            Ok(Ok(true)) => Ok(()),
+            _ => Err(ProtoError::unavailable()),
+        }
+    }
+
+    fn unsubscribe(&self, chan: Chan) {
+        let _ = self.subs.send(SubCmd::Unsubscribe(chan));
+    }
+
+    /// Whether the node still has a local interest in `chan`.
+    fn wanted(&self, chan: &Chan) -> bool {
+        match chan {
+            Chan::Room(k) => self.hub.room_is_live(k),
+            Chan::User(k) => self.hub.online(k).is_some(),
+        }
+    }
+
+    /// The subscriber task: (re)connects with backoff, subscribes to what
+    /// the node hosts, re-registers its sessions, then applies what arrives.
+    async fn subscriber(self: Arc<Self>, mut cmds: mpsc::UnboundedReceiver<SubCmd>, ready: oneshot::Sender<bool>) {
+        let mut ready = Some(ready);
+        let mut backoff = Duration::from_millis(100);
+        let mut down_since: Option<tokio::time::Instant> = None;
+        loop {
+            if self.stop.is_cancelled() {
+                return;
+            }
+            match self.session_up().await {
+                Ok((mut sink, mut stream)) => {
+                    backoff = Duration::from_millis(100);
+                    if let Some(since) = down_since.take() {
+                        tracing::info!(after = ?since.elapsed(), "redis is back");
+                    }
+                    self.up.store(true, Ordering::Release);
+                    // Alive first (a long re-registration must not get the
+                    // node taken for dead), then make Redis match the hub.
+                    let _ = self.heartbeat().await;
+                    self.reconcile().await;
+                    self.catch_up().await;
+                    self.serving.store(true, Ordering::Release);
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(true);
+                    }
+                    loop {
+                        tokio::select! {
+                            msg = stream.next() => match msg {
+                                Some(m) => self.dispatch(m.get_channel_name(), m.get_payload_bytes()),
+                                None => break,
+                            },
+                            cmd = cmds.recv() => match cmd {
+                                Some(SubCmd::Subscribe(chan, done)) => {
+                                    let name = self.chan_name(&chan);
+                                    let ok = self.bounded(sink.subscribe(name)).await;
+                                    let _ = done.send(ok);
+                                    if !ok { break; }
+                                }
+                                Some(SubCmd::Unsubscribe(chan)) => {
+                                    if !self.wanted(&chan) && !self.bounded(sink.unsubscribe(self.chan_name(&chan))).await {
+                                        break;
+                                    }
+                                }
+                                None => return,
+                            },
+                            _ = self.reconnect.notified() => break,
+                            _ = self.stop.cancelled() => return,
+                        }
+                    }
+                    self.serving.store(false, Ordering::Release);
+                    self.up.store(false, Ordering::Release);
+                    tracing::warn!("lost the connection to redis; reconnecting");
+                    down_since = Some(tokio::time::Instant::now());
+                }
+                Err(e) => {
+                    self.serving.store(false, Ordering::Release);
+                    self.up.store(false, Ordering::Release);
+                    if down_since.is_none() {
+                        down_since = Some(tokio::time::Instant::now());
+                    }
+                    tracing::debug!(error = %e, retry_in = ?backoff, "cannot reach redis");
+                }
+            }
+            if let Some(r) = ready.take() {
+                let _ = r.send(false);
+                return; // the node does not start
+            }
+            // While away: subscriptions fail at once (they are made again
+            // from the hub's state on reconnect).
+            let wait = tokio::time::sleep(backoff);
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    _ = &mut wait => break,
+                    _ = self.stop.cancelled() => return,
+                    cmd = cmds.recv() => match cmd {
+                        Some(SubCmd::Subscribe(_, done)) => { let _ = done.send(false); }
+                        Some(SubCmd::Unsubscribe(_)) => {}
+                        None => return,
+                    },
+                }
+            }
+            backoff = (backoff * 2).min(self.config.reconnect_max);
+        }
+    }
+
+    /// Whether a pub/sub command succeeded within `redis_timeout` (a stalled
+    /// or half-open connection must not stall the subscriber).
+    async fn bounded(&self, op: impl std::future::Future<Output = redis::RedisResult<()>>) -> bool {
+        matches!(tokio::time::timeout(self.config.redis_timeout, op).await, Ok(Ok(())))
+    }
+
+    /// Opens both connections and subscribes to everything the node hosts.
+    async fn session_up(&self) -> Result<(PubSubSink, redis::aio::PubSubStream), RedisError> {
+        let conn = self.connect().await?;
+        let pubsub = tokio::time::timeout(self.config.redis_timeout, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| RedisError::from((redis::ErrorKind::Io, "timed out connecting")))??;
+        let (mut sink, stream) = pubsub.split();
+        let mut channels = vec![self.all_chan()];
+        channels.extend(self.hub.live_rooms().into_iter().map(|(k, _)| self.chan_name(&Chan::Room(k))));
+        channels.extend(self.hub.local_users().into_iter().map(|k| self.chan_name(&Chan::User(k))));
+        for ch in channels.chunks(256) {
+            tokio::time::timeout(self.config.redis_timeout, sink.subscribe(ch))
+                .await
+                .map_err(|_| RedisError::from((redis::ErrorKind::Io, "timed out subscribing")))??;
+        }
+        *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn);
+        Ok((sink, stream))
+    }
+
+    // ---- what arrives ----------------------------------------------------------
+
+    /// Applies one envelope to the local hub.
+    fn dispatch(&self, channel: &str, payload: &[u8]) {
+        let Ok(text) = std::str::from_utf8(payload) else { return };
+        let Some(e) = Envelope::parse(text) else {
+            tracing::warn!(channel, "ignoring a malformed envelope");
+            return;
+        };
+        // Shutting down: messages still reach the sessions until they
+        // close, the comings and goings of others do not.
+        if self.hub.hushed() && matches!(e.kind, Kind::Frame | Kind::Status) {
+            return;
+        }
+        let Some(rest) = channel.strip_prefix(&self.prefix).and_then(|c| c.strip_prefix(':')) else { return };
+        let except = e.except_on(&self.node);
+        let (first, main) = e.frames();
+        let frame = || Frame::from_json(main.to_owned());
+        match (rest.split_once(':'), e.kind) {
+            (Some(("r", room)), Kind::RoomMessage) => {
+                let Ok(seq) = e.a.parse() else { return };
+                let off = first.map(|f| Frame::from_json(f.to_owned()));
+                self.hub.room_message(room, &frame(), seq, except, off.as_ref().map(|f| (f, e.b)));
+            }
+            (Some(("r", room)), Kind::Frame) => {
+                self.hub.to_room(room, &frame(), |s| Some(s.id) != except && **s.nick().key() != *e.a);
+            }
+            // The node that set it applied it at once (see `set_topic`).
+            (Some(("r", room)), Kind::Topic) if e.node != self.node => {
+                self.hub.set_topic(room, e.payload.into(), e.a);
+            }
+            (Some(("r", _)), Kind::Topic) => {}
+            (Some(("r", room)), Kind::Destroy) => {
+                let sessions = self.hub.destroy(room);
+                self.forget_members(room, sessions);
+            }
+            (Some(("u", user)), Kind::Direct) => {
+                if let Some(off) = first.filter(|_| user != e.b) {
+                    self.hub.to_user(user, &Frame::from_json(off.to_owned()), None);
+                }
+                self.hub.to_user(user, &frame(), except);
+            }
+            (Some(("u", user)), Kind::Frame) => {
+                self.hub.to_user(user, &frame(), except);
+            }
+            (Some(("u", user)), Kind::Kick) => {
+                let sessions = self.hub.kick(e.a, user, e.b);
+                self.after_leaving(e.a, sessions, "leave");
+            }
+            (Some(("u", user)), Kind::Moderator) => {
+                self.hub.set_moderator(e.a, user, e.b == "1");
+            }
+            (None, Kind::Everyone | Kind::Frame) if rest == "all" => self.hub.to_everyone(&frame(), except),
+            (None, Kind::Status) if rest == "all" => {
+                self.hub.to_watchers(e.a, &frame(), e.b.parse().unwrap_or_default());
+            }
+            _ => tracing::warn!(channel, kind = ?e.kind, "ignoring an envelope on the wrong channel"),
+        }
+    }
+
+    /// Sessions this node removed from a room (kicked): unregister them,
+    /// telling the members when a user's last session left.
+    fn after_leaving(&self, room_key: &str, sessions: Vec<Arc<SessionHandle>>, event: &'static str) {
+        if sessions.is_empty() {
+            return;
+        }
+        let Some(bus) = self.me() else { return };
+        let room_key: Arc<str> = room_key.into();
+        tokio::spawn(async move {
+            let name = room_key.clone();
+            for s in sessions {
+                let _ = bus.unregister_member(&s, &room_key, &name, Some(event)).await;
+            }
+            bus.unsubscribe(Chan::Room(room_key));
+        });
+    }
+
+    /// Sessions removed from a destroyed room: unregister them silently.
+    fn forget_members(&self, room_key: &str, sessions: Vec<Arc<SessionHandle>>) {
+        let Some(bus) = self.me() else { return };
+        let room_key: Arc<str> = room_key.into();
+        tokio::spawn(async move {
+            for s in sessions {
+                let _ = bus.unregister_member(&s, &room_key, &room_key, None).await;
+            }
+            bus.unsubscribe(Chan::Room(room_key));
+        });
+    }
+
+    /// An owned handle on this bus, for spawned work.
+    fn me(&self) -> Option<Arc<RedisBus>> {
+        self.me.upgrade()
+    }
+}
+
+/// The node's registration of a session's nick (see reap.lua).
+fn online_entry(session: &SessionHandle) -> String {
+    format!("o|{}|{}", session.nick().as_str(), session.id)
+}
+
+/// The node's registration of a session's room membership (see reap.lua).
+fn member_entry(room_key: &str, session: &SessionHandle) -> String {
+    format!("m|{room_key}|{}|{}", session.nick().as_str(), session.id)
+}
+
+/// Where Redis is, for logs and errors: host and port only (a URL may
+/// carry a password, in its user part or its query).
+fn redis_host(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split(['/', '?']).next().unwrap_or_default().to_owned()
+}
