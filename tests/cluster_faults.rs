@@ -430,12 +430,7 @@ async fn until_text(c: &mut Client, who: usize, text: &str, seen: &mut Vec<Said>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_restarting_mid_traffic_loses_no_acknowledged_message() {
-    let test = "redis_restarting_mid_traffic_loses_no_acknowledged_message";
-    if redis_url(test).is_none() {
-        return;
-    }
-    let Some(mut redis) = OwnRedis::start().await else {
-        backends::skipped(test, "redis-server not found");
+    let Some(mut redis) = OwnRedis::for_test("redis_restarting_mid_traffic_loses_no_acknowledged_message").await else {
         return;
     };
     let cluster = Cluster::start_on(&redis.url(), 2, |c| {
@@ -648,12 +643,7 @@ async fn check_either_acked_or_never_seen(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_message_refused_during_a_redis_stall_is_never_delivered() {
-    let test = "a_message_refused_during_a_redis_stall_is_never_delivered";
-    if redis_url(test).is_none() {
-        return;
-    }
-    let Some(redis) = OwnRedis::start().await else {
-        backends::skipped(test, "redis-server not found");
+    let Some(redis) = OwnRedis::for_test("a_message_refused_during_a_redis_stall_is_never_delivered").await else {
         return;
     };
     let cluster = Cluster::start_on(&redis.url(), 2, |c| {
@@ -676,12 +666,9 @@ async fn a_message_refused_during_a_redis_stall_is_never_delivered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_message_stored_just_as_redis_went_away_is_never_refused_and_delivered() {
-    let test = "a_message_stored_just_as_redis_went_away_is_never_refused_and_delivered";
-    if redis_url(test).is_none() {
-        return;
-    }
-    let Some(redis) = OwnRedis::start().await else {
-        backends::skipped(test, "redis-server not found");
+    let Some(redis) =
+        OwnRedis::for_test("a_message_stored_just_as_redis_went_away_is_never_refused_and_delivered").await
+    else {
         return;
     };
     let proxy = Proxy::start(redis.port).await;
@@ -732,12 +719,7 @@ async fn a_message_stored_just_as_redis_went_away_is_never_refused_and_delivered
 /// who stayed is still in the room.
 #[tokio::test]
 async fn who_left_during_a_redis_outage_is_gone_when_it_returns() {
-    let test = "who_left_during_a_redis_outage_is_gone_when_it_returns";
-    if redis_url(test).is_none() {
-        return;
-    }
-    let Some(mut redis) = OwnRedis::start().await else {
-        backends::skipped(test, "redis-server not found");
+    let Some(mut redis) = OwnRedis::for_test("who_left_during_a_redis_outage_is_gone_when_it_returns").await else {
         return;
     };
     let cluster = Cluster::start_on(&redis.url(), 2, |c| {

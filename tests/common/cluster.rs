@@ -459,6 +459,17 @@ pub struct OwnRedis {
 }
 
 impl OwnRedis {
+    /// For a test that kills or stalls Redis: `None` (the test is skipped,
+    /// and says why) without `TEST_REDIS_URL` or a `redis-server` to run.
+    pub async fn for_test(test: &str) -> Option<OwnRedis> {
+        redis_url(test)?;
+        let redis = OwnRedis::start().await;
+        if redis.is_none() {
+            super::backends::skipped(test, "redis-server not found");
+        }
+        redis
+    }
+
     /// `None` when there is no `redis-server` to run.
     pub async fn start() -> Option<OwnRedis> {
         if Command::new("redis-server").arg("--version").output().await.is_err() {
