@@ -125,6 +125,11 @@ impl Hub {
         self.announce && !self.quiet.load(Ordering::Relaxed)
     }
 
+    /// Whether the session is still connected (registered here).
+    pub fn has_session(&self, id: SessionId) -> bool {
+        self.sessions.contains_key(&id)
+    }
+
     /// Every connected session.
     pub fn sessions(&self) -> Vec<Arc<SessionHandle>> {
         self.sessions.iter().map(|s| s.value().clone()).collect()

@@ -49,11 +49,13 @@ impl RedisBus {
             if self.register_member(session, &r.key, &r.name).await.is_err() {
                 return false;
             }
-            if session.joined(&r.key).is_none() || session.closed().is_cancelled() {
+            if session.joined(&r.key).is_none() || !self.hub.has_session(session.id) {
                 let _ = self.unregister_member(session, &r.key, &r.name, Some("leave")).await;
             }
         }
-        if session.closed().is_cancelled() {
+        // Gone while it was being registered: its own disconnect may have
+        // run before the registration; undo it.
+        if !self.hub.has_session(session.id) {
             self.disconnected(session, Vec::new()).await;
         }
         true
