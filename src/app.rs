@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::gateway::limits::ConnLimits;
 use crate::hub::Hub;
 use crate::protocol::server::LimitsView;
+use crate::protocol::{Name, ProtoError};
 use crate::store::Store;
 
 pub struct App {
@@ -38,7 +39,39 @@ pub struct App {
     pub hook: Option<Hook>,
 }
 
+/// A user named by a nick: the nick as shown, and the id of the user who
+/// holds it now (online) or owns it (an account, a site user).
+#[derive(Clone, Debug)]
+pub struct UserRef {
+    pub nick: Arc<str>,
+    pub id: Arc<str>,
+}
+
 impl App {
+    /// Who `nick` names: its holder if online, else the account or site
+    /// user that owns it, else a guest that left within its grace period
+    /// (it may come back with its token); `None` for a nick only guests
+    /// used that are gone: nobody inherits what they had.
+    pub async fn user_of(&self, nick: &Name) -> Result<Option<UserRef>, ProtoError> {
+        if let Some(online) = self.bus.online(nick.key()).await? {
+            return Ok(Some(UserRef { nick: online.nick, id: online.id }));
+        }
+        let failed = |e: crate::store::StoreError| {
+            tracing::warn!(error = %e, "storage error");
+            ProtoError::unavailable()
+        };
+        let account = self.store.account(nick.key()).await.map_err(failed)?;
+        if let Some(a) = account.as_ref().filter(|a| a.owner.is_some()) {
+            return Ok(Some(UserRef {
+                id: a.owner.as_deref().unwrap_or_default().into(),
+                nick: a.nick.as_str().into(),
+            }));
+        }
+        let guest = self.store.guest_holder(nick.key(), crate::protocol::now_ms()).await.map_err(failed)?;
+        let shown = account.map_or_else(|| nick.shown().clone(), |a| a.nick.into());
+        Ok(guest.map(|id| UserRef { nick: shown, id: id.into() }))
+    }
+
     pub fn new(config: Config, hub: Arc<Hub>, bus: Bus, store: Store) -> App {
         let l = &config.limits;
         let limits_view = LimitsView {

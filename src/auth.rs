@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use argon2::Argon2;
@@ -27,6 +27,9 @@ use crate::store::{Account, Store, StoreError};
 /// Who a `hello` (or an HTTP call) authenticated as.
 #[derive(Clone, Debug)]
 pub struct Identity {
+    /// The user's stable id (see [`crate::ids`]): everything the user owns
+    /// belongs to it, not to the nick.
+    pub id: Arc<str>,
     pub nick: Name,
     pub kind: IdentityKind,
     pub display_name: Option<String>,
@@ -49,17 +52,17 @@ pub enum IdentityKind {
 }
 
 impl Identity {
-    pub fn guest(nick: Name) -> Identity {
-        Identity { nick, kind: IdentityKind::Guest, display_name: None, avatar: None, rooms: None, admin: false }
-    }
-
-    /// Two sessions with the same key are the same user; a nick is held by
-    /// one key at a time.
-    pub fn key(&self) -> String {
-        match &self.kind {
-            IdentityKind::Guest => format!("guest:{}", self.nick.key()),
-            IdentityKind::Account => format!("account:{}", self.nick.key()),
-            IdentityKind::Site { sub } => format!("site:{sub}"),
+    /// A guest identity: `id` is new at its first `hello`, or the one its
+    /// `welcome.token` names on a reconnect.
+    pub fn guest(nick: Name, id: String) -> Identity {
+        Identity {
+            id: id.into(),
+            nick,
+            kind: IdentityKind::Guest,
+            display_name: None,
+            avatar: None,
+            rooms: None,
+            admin: false,
         }
     }
 
@@ -77,6 +80,23 @@ fn unauthorized(message: &str) -> ProtoError {
     ProtoError::new(ErrorCode::Unauthorized, message)
 }
 
+// ---- reserved nicks ---------------------------------------------------------------
+
+/// Nicks nobody may take: the server speaks as `server`, and the others
+/// look like announcements or mention everyone.
+pub const RESERVED_NICKS: [&str; 6] = ["server", "system", "admin", "everyone", "here", "channel"];
+
+/// `nick_taken` if `nick` is reserved (built in, or `auth.reserved_nicks`).
+pub fn check_not_reserved(nick: &Name, config: &AuthConfig) -> Result<(), ProtoError> {
+    let key = nick.key();
+    let reserved = RESERVED_NICKS.iter().any(|r| r.eq_ignore_ascii_case(key))
+        || config.reserved_nicks.iter().any(|r| r.eq_ignore_ascii_case(key));
+    if reserved {
+        return Err(ProtoError::new(ErrorCode::NickTaken, format!("the nick `{nick}` is reserved: pick another")));
+    }
+    Ok(())
+}
+
 // ---- site tokens ----------------------------------------------------------------
 
 /// The claims of a site token.
@@ -87,6 +107,12 @@ pub struct SiteClaims {
     pub sub: String,
     pub nick: String,
     pub exp: u64,
+    /// Not valid before (seconds since the epoch), checked with the leeway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    /// Issued at: a token issued in the future (past the leeway) is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -120,14 +146,18 @@ pub fn mint_site_token(secret: &Secret, claims: &SiteClaims) -> anyhow::Result<S
     )?)
 }
 
-/// Verifies a site token: HS256 signature, `exp` (with `leeway`), and the
-/// required claims.
+/// The longest `sub` a site token may carry.
+pub const MAX_SUB: usize = 128;
+
+/// Verifies a site token: HS256 only, the signature, `exp`, `nbf` and `iat`
+/// (each with `leeway`), and the required claims.
 pub fn verify_site_token(secret: &Secret, leeway: Duration, token: &str) -> Result<Identity, ProtoError> {
     if secret.is_empty() {
         return Err(unauthorized("site tokens are not enabled on this server"));
     }
     let mut v = Validation::new(Algorithm::HS256);
     v.leeway = leeway.as_secs();
+    v.validate_nbf = true;
     // `sub` is required by `SiteClaims` itself: jsonwebtoken's own check
     // would accept only a string, and `sub` may be a number.
     v.set_required_spec_claims(&["exp"]);
@@ -136,6 +166,8 @@ pub fn verify_site_token(secret: &Secret, leeway: Duration, token: &str) -> Resu
             use jsonwebtoken::errors::ErrorKind;
             unauthorized(match e.kind() {
                 ErrorKind::ExpiredSignature => "the token has expired",
+                ErrorKind::ImmatureSignature => "the token is not valid yet (`nbf` is in the future)",
+                ErrorKind::InvalidAlgorithm => "only HS256 tokens are accepted",
                 ErrorKind::InvalidSignature => "the token's signature is not valid",
                 ErrorKind::MissingRequiredClaim(_) | ErrorKind::Json(_) => {
                     "the token lacks a required claim (sub, nick, exp) or has one of the wrong type"
@@ -144,8 +176,12 @@ pub fn verify_site_token(secret: &Secret, leeway: Duration, token: &str) -> Resu
             })
         })?;
     let c = data.claims;
-    if c.sub.is_empty() {
-        return Err(unauthorized("the token's `sub` is empty"));
+    if c.sub.is_empty() || c.sub.len() > MAX_SUB {
+        return Err(unauthorized("the token's `sub` is empty or longer than 128 bytes"));
+    }
+    let now = crate::protocol::now_ms().max(0) as u64 / 1000;
+    if c.iat.is_some_and(|iat| iat > now + leeway.as_secs()) {
+        return Err(unauthorized("the token was issued in the future (`iat`): check the site's clock"));
     }
     let nick = Name::nick(&c.nick).map_err(|_| unauthorized("the token's `nick` is not a valid nick"))?;
     let rooms = match c.rooms {
@@ -158,6 +194,7 @@ pub fn verify_site_token(secret: &Secret, leeway: Duration, token: &str) -> Resu
         ),
     };
     Ok(Identity {
+        id: crate::ids::site(&c.sub).into(),
         nick,
         kind: IdentityKind::Site { sub: c.sub },
         display_name: c.name.map(|n| clip(&n, MAX_DISPLAY_NAME)),
@@ -303,8 +340,12 @@ pub async fn login(
 
 /// The identity of a registered account, with its stored profile.
 fn account_identity(account: Account) -> Result<Identity, ProtoError> {
+    let nick = Name::nick(&account.nick).map_err(|_| ProtoError::internal())?;
+    // Every account owns its nick (migration 0004 gave older ones an id).
+    let id = account.owner.ok_or_else(ProtoError::internal)?;
     Ok(Identity {
-        nick: Name::nick(&account.nick).map_err(|_| ProtoError::internal())?,
+        id: id.into(),
+        nick,
         kind: IdentityKind::Account,
         display_name: Some(account.display_name).filter(|d| !d.is_empty()),
         avatar: Some(account.avatar).filter(|a| !a.is_empty()),
@@ -313,39 +354,66 @@ fn account_identity(account: Account) -> Result<Identity, ProtoError> {
     })
 }
 
-/// The identity behind a bearer token: a session token from login, or a
-/// site token.
+/// The identity behind a bearer token: a session token (from login, or a
+/// guest's `welcome.token`), or a site token.
 pub async fn from_token(store: &Store, config: &AuthConfig, token: &str) -> Result<Identity, ProtoError> {
     if !is_session_token(token) {
         let identity = verify_site_token(&config.token_secret, config.token_leeway, token)?;
+        check_not_reserved(&identity.nick, config)?;
         claim_for_site(store, &identity).await?;
         return Ok(identity);
     }
-    let nick_key = store
+    let (user_id, nick) = store
         .session_user(&token_hash(token), crate::protocol::now_ms())
         .await
         .map_err(store_error)?
         .ok_or_else(|| unauthorized("the session token is unknown or expired: log in again"))?;
+    if crate::ids::is_guest(&user_id) {
+        if !config.guests {
+            return Err(unauthorized("guests are not allowed here"));
+        }
+        let nick = Name::nick(&nick).map_err(|_| ProtoError::internal())?;
+        return Ok(Identity::guest(nick, user_id));
+    }
     let account =
-        store.account(&nick_key).await.map_err(store_error)?.ok_or_else(|| unauthorized("no such account"))?;
+        store.account_by_id(&user_id).await.map_err(store_error)?.ok_or_else(|| unauthorized("no such account"))?;
     account_identity(account)
 }
 
 /// A site user owns its nick from its first visit on: an account of the
 /// same nick, or another site user (another `sub`), is refused it, so that
-/// nobody inherits another's memberships and roles.
+/// nobody inherits another's memberships and roles. Memberships the site
+/// granted to the nick before anyone owned it become this user's.
 async fn claim_for_site(store: &Store, identity: &Identity) -> Result<(), ProtoError> {
-    let IdentityKind::Site { sub } = &identity.kind else { return Ok(()) };
-    let me = format!("site:{sub}");
+    if !matches!(identity.kind, IdentityKind::Site { .. }) {
+        return Ok(());
+    }
+    let me = &*identity.id;
     let nick = &identity.nick;
     store.user_seen(nick.as_str(), crate::protocol::now_ms()).await.map_err(store_error)?;
-    match store.claim_owner(nick.key(), &me).await.map_err(store_error)? {
+    match store.claim_owner(nick.key(), me).await.map_err(store_error)? {
         Some(owner) if owner != me => Err(ProtoError::new(
             ErrorCode::NickTaken,
             format!("the nick `{nick}` belongs to another user: the site must give this user another nick"),
         )),
-        _ => Ok(()),
+        _ => store.claim_grants(&crate::ids::pending_grant(nick.key()), me).await.map_err(store_error),
     }
+}
+
+/// Whether a new guest may take `nick`: not owned by an account or a site
+/// user (a guest holding it now is refused by the hub). A nick the site
+/// granted memberships to before its user came may be used by a guest
+/// meanwhile, but the grants are not the guest's (they wait for the site
+/// user: see `claim_for_site`). A guest that left is another identity,
+/// even within its grace period: its nick is free, and only its token
+/// brings it back (as itself, if the nick is still free).
+pub async fn check_free_for_guest(store: &Store, nick: &Name) -> Result<(), ProtoError> {
+    let taken = |why: &str| ProtoError::new(ErrorCode::NickTaken, format!("`{nick}` {why}: pick another nick"));
+    let account = store.account(nick.key()).await.map_err(store_error)?;
+    if account.is_some_and(|a| a.registered() || a.owner.is_some()) {
+        return Err(taken("belongs to a registered user (log in to use it)"));
+    }
+    Ok(())
 }
 
 fn store_error(e: StoreError) -> ProtoError {
@@ -398,7 +466,7 @@ struct HookAnswer {
     allow: bool,
 }
 
-/// (identity key, room key, action) → (allowed, when asked).
+/// (user id, room key, action) → (allowed, when asked).
 type HookCache = HashMap<(String, String, &'static str), (bool, Instant)>;
 
 /// Entries the hook cache holds before it is cleared (bounds memory).
@@ -420,7 +488,7 @@ impl Hook {
     }
 
     pub async fn allows(&self, who: &Identity, room: &Name, action: &'static str) -> bool {
-        let key = (who.key(), room.key().to_string(), action);
+        let key = (who.id.to_string(), room.key().to_string(), action);
         if let Some((allow, at)) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key)
             && at.elapsed() < self.ttl
         {
@@ -465,6 +533,8 @@ mod tests {
             sub: "42".into(),
             nick: "alice".into(),
             exp,
+            nbf: None,
+            iat: None,
             name: Some("Alice A.".into()),
             avatar: None,
             rooms: Some(vec!["dev".into()]),

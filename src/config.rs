@@ -128,6 +128,28 @@ pub struct AuthConfig {
     #[serde(with = "humantime_serde")]
     pub hook_cache: Duration,
     pub hook_fail_open: bool,
+    /// Whether anyone may create an account over `POST /api/register`.
+    pub registration: Registration,
+    /// Nicks nobody may take, besides [`crate::auth::RESERVED_NICKS`].
+    pub reserved_nicks: Vec<String>,
+    /// How long a guest identity (its nick and `welcome.token`) outlives its
+    /// last session, so that a reload or a reconnect is the same guest.
+    #[serde(with = "humantime_serde")]
+    pub guest_grace: Duration,
+}
+
+/// Whether anyone may create an account over `POST /api/register`.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    Open,
+    Closed,
+}
+
+impl AuthConfig {
+    pub fn registration_open(&self) -> bool {
+        self.registration == Registration::Open
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -26,6 +26,7 @@ pub mod config;
 pub mod gateway;
 pub mod http;
 pub mod hub;
+pub mod ids;
 pub mod protocol;
 pub mod store;
 
@@ -101,6 +102,10 @@ impl Server {
                 .context("cannot join the cluster")?;
             (bus, None)
         } else {
+            // Guests connected when this server last stopped are gone: their
+            // identities end after the grace period, not a day later.
+            let until = protocol::now_ms() + config.auth.guest_grace.as_millis() as i64;
+            store.end_guest_sessions(until).await.context("cannot open the database")?;
             let (bus, writer) = Bus::local(store.clone(), hub.clone(), config.database.batch_max);
             (bus, Some(writer))
         };

@@ -120,11 +120,13 @@ fn token(args: TokenArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let exp = chat::protocol::now_ms() as u64 / 1000 + args.ttl.as_secs();
+    let now = chat::protocol::now_ms() as u64 / 1000;
     let claims = chat::auth::SiteClaims {
         sub: args.sub,
         nick: args.nick,
-        exp,
+        exp: now + args.ttl.as_secs(),
+        nbf: None,
+        iat: Some(now),
         name: args.name,
         avatar: args.avatar,
         rooms: args.rooms,

@@ -231,7 +231,7 @@ async fn a_site_token_names_the_user() {
     let (mut carol, welcome) = Client::with_token(&server, &token).await;
     assert_eq!(
         norm(welcome),
-        json!({"type": "welcome", "session": SESSION, "nick": "Carol",
+        json!({"type": "welcome", "session": SESSION, "nick": "Carol", "token": TOKEN,
             "user": {"nick": "Carol", "display_name": "Carol Caró", "avatar": "https://site.example/carol.png",
                 "guest": false, "admin": true},
             "rooms": [],

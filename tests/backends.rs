@@ -34,7 +34,9 @@ async fn everything_said_survives_a_restart() {
 
         // First run: say, DM, everyone, edit, delete, topic.
         let server = start(config.clone()).await;
-        let mut alice = Client::in_rooms(&server, "Alice", &["Dev"]).await;
+        let (mut alice, welcome) = Client::hello(&server, "Alice").await;
+        let alices_token = welcome["token"].as_str().expect("welcome.token").to_string();
+        alice.join("Dev").await;
         let mut bob = Client::in_rooms(&server, "bob", &["dev"]).await;
         alice.expect("presence").await;
         let mut ids = Vec::new();
@@ -78,7 +80,8 @@ async fn everything_said_survives_a_restart() {
         carol.send(json!({"type":"history","everyone":true,"id":"h"})).await;
         let h = carol.expect("history").await;
         assert_eq!(texts(&h["messages"]), ["hello all"], "{kind:?}");
-        let (mut alice, _) = Client::hello(&server, "alice").await;
+        // alice comes back as herself (within her grace period) with her token.
+        let (mut alice, _) = Client::with_token(&server, &alices_token).await;
         alice.send(json!({"type":"history","with":"BOB"})).await;
         let h = alice.expect("history").await;
         assert_eq!(h["with"], "BOB");

@@ -310,7 +310,8 @@ async fn direct_messages_reach_every_session_of_both_users_on_any_node() {
 
     // A DM to someone seen before, now offline, is kept for them; a DM to
     // a nick never seen is refused.
-    let mut dave = cluster.hello(2, "dave").await;
+    let (mut dave, welcome) = Client::hello(cluster.node(2), "dave").await;
+    let daves_token = welcome["token"].as_str().expect("welcome.token").to_string();
     alice.send(json!({"type": "watch", "nicks": ["dave"]})).await;
     alice.expect_json(status("dave", true, false)).await;
     dave.close().await;
@@ -319,7 +320,8 @@ async fn direct_messages_reach_every_session_of_both_users_on_any_node() {
     assert_eq!(norm(ack["message"].clone()), body(&dm_msg("dave", 1, "alice", "for later")));
     alice.send(json!({"type": "say", "to": "nobody", "text": "hello?", "id": "n"})).await;
     assert_eq!(alice.expect_error("no_such_user").await["id"], "n");
-    let mut dave = cluster.hello(3, "dave").await;
+    // dave comes back as himself (a guest, within its grace period) with its token.
+    let (mut dave, _) = Client::with_token(cluster.node(3), &daves_token).await;
     alice.expect_json(status("dave", true, false)).await;
     dave.send(json!({"type": "history", "with": "alice", "id": "h"})).await;
     dave.expect_json(json!({"type": "history", "id": "h", "with": "alice",

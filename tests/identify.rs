@@ -17,7 +17,7 @@ async fn welcome_then_a_joined_frame_per_auto_joined_room() {
     alice.send(json!({"type": "hello", "nick": "alice", "id": "h1"})).await;
     alice
         .expect_json(json!({
-            "type": "welcome", "id": "h1", "session": SESSION, "nick": "alice",
+            "type": "welcome", "id": "h1", "session": SESSION, "nick": "alice", "token": TOKEN,
             "user": {"nick": "alice", "display_name": "alice", "guest": true},
             "rooms": ["lobby", "#help"],
             "server": {"name": "chat", "version": env!("CARGO_PKG_VERSION"), "node": NODE},
@@ -59,7 +59,7 @@ async fn welcome_limits_follow_the_configuration() {
     assert_eq!(
         norm(welcome),
         json!({
-            "type": "welcome", "session": SESSION, "nick": "alice",
+            "type": "welcome", "session": SESSION, "nick": "alice", "token": TOKEN,
             "user": {"nick": "alice", "display_name": "alice", "guest": true},
             "rooms": [],
             "server": {"name": "my-chat", "version": env!("CARGO_PKG_VERSION"), "node": NODE},

@@ -112,7 +112,8 @@ async fn a_message_stored_during_shutdown_is_acked() {
     const SENT: u64 = 15;
     let config = unlimited_config();
     let server = start(config.clone()).await;
-    let (mut alice, _) = Client::hello(&server, "alice").await;
+    let (mut alice, welcome) = Client::hello(&server, "alice").await;
+    let alices_token = welcome["token"].as_str().expect("welcome.token").to_string();
     // bob has been here, and is offline: a direct message to him looks him
     // up in storage before it is stored.
     let (mut bob, _) = Client::hello(&server, "bob").await;
@@ -139,9 +140,10 @@ async fn a_message_stored_during_shutdown_is_acked() {
     alice.expect_close(1001).await;
     tokio::time::timeout(Duration::from_secs(10), server.wait()).await.expect("the server stopped");
 
-    // The same database, a new server: what was stored was acked.
+    // The same database, a new server: what was stored was acked. (alice
+    // comes back as herself, within her grace period, with her token.)
     let server = start(config).await;
-    let (mut alice, _) = Client::hello(&server, "alice").await;
+    let (mut alice, _) = Client::with_token(&server, &alices_token).await;
     alice.send(json!({"type": "history", "with": "bob", "limit": 200})).await;
     let history = alice.expect("history").await;
     let stored: Vec<u64> = history["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();

@@ -106,7 +106,7 @@ async fn pass(bus: &RedisBus, claim_all: bool) -> Result<usize, String> {
         for e in &entries {
             // An entry deleted from the log holds nothing: nothing to store.
             if let Some(frame) = e.get::<String>("m") {
-                match buffer::decode(&frame) {
+                match buffer::decode_entry(e) {
                     Some(m) => messages.push(m),
                     None => dead.push((e.id.as_str(), frame)),
                 }

@@ -1,6 +1,7 @@
 //! The message buffer's entries: a message as its `message` frame shows it
 //! (the same bytes the nodes publish), read back for history and the
-//! archiver. A message frame carries everything a stored message holds.
+//! archiver, with the two things the frame does not show beside it: the
+//! conversation's key (`c`) and the sender's user id (`u`).
 
 use std::sync::Arc;
 
@@ -24,16 +25,26 @@ struct Wire {
     sent_at: i64,
 }
 
-/// A buffered message frame back as a message; `None` if it is not one.
-pub fn decode(frame: &str) -> Option<StoredMessage> {
+/// A buffer entry back as a message; `None` if it holds none.
+pub fn decode_entry(entry: &redis::streams::StreamId) -> Option<StoredMessage> {
+    let frame: String = entry.get("m")?;
+    decode(&frame, entry.get::<String>("c").as_deref(), entry.get::<String>("u").as_deref())
+}
+
+/// A buffered message frame, its conversation's key and its sender's id
+/// back as a message; `None` if it is not one. (Entries buffered before
+/// ids were kept beside the frame name no conversation: a DM among those
+/// cannot be placed and is not one.)
+pub fn decode(frame: &str, conv: Option<&str>, sender_id: Option<&str>) -> Option<StoredMessage> {
     let w: Wire = serde_json::from_str(frame).ok()?;
-    let from_key: Arc<str> = w.from.to_ascii_lowercase().into();
-    let conv = match (&w.room, &w.to, w.everyone) {
-        (Some(room), None, false) => Conv::Room(room.to_ascii_lowercase().into()),
-        (None, Some(to), false) => Conv::dm(&from_key, &to.to_ascii_lowercase().into()),
-        (None, None, true) => Conv::Everyone,
+    let from_key = w.from.to_ascii_lowercase();
+    let conv = match (conv.and_then(Conv::from_storage_key), &w.room, &w.to, w.everyone) {
+        (Some(conv), ..) => conv,
+        (None, Some(room), None, false) => Conv::Room(room.to_ascii_lowercase().into()),
+        (None, None, None, true) => Conv::Everyone,
         _ => return None,
     };
+    let sender_id = sender_id.map_or_else(|| format!("l-{from_key}").into(), Into::into);
     Some(StoredMessage {
         msg_id: w.msg_id,
         conv,
@@ -41,6 +52,7 @@ pub fn decode(frame: &str) -> Option<StoredMessage> {
         to: w.to,
         seq: w.seq,
         from: w.from,
+        sender_id,
         text: w.text,
         attachments: w.attachments,
         sent_at: w.sent_at,
@@ -72,6 +84,7 @@ mod tests {
             room: room.map(Into::into),
             to: to.map(Into::into),
             from: "Alice".into(),
+            sender_id: "a-alice".into(),
             text: "say \"seq\":0, hi".into(),
             attachments: vec![],
             sent_at: 1_700_000_000_000,
@@ -82,20 +95,21 @@ mod tests {
     fn split_then_decode_is_the_message() {
         for m in [
             new(Conv::Room("lobby".into()), Some("Lobby"), None),
-            new(Conv::dm(&"alice".into(), &"bob".into()), None, Some("Bob")),
+            new(Conv::dm(&"a-alice".into(), &"g-bob".into()), None, Some("Bob")),
             new(Conv::Everyone, None, None),
         ] {
             let (before, after) = split_frame(&m).unwrap();
             let frame = format!("{before}{}{after}", 17);
             let stored = m.clone().stored(17);
             assert_eq!(frame, &*encode(&ServerFrame::Message(&stored)));
-            assert_eq!(decode(&frame), Some(stored));
+            let conv = stored.conv.storage_key();
+            assert_eq!(decode(&frame, Some(&conv), Some("a-alice")), Some(stored));
         }
     }
 
     #[test]
     fn other_frames_are_not_messages() {
-        assert_eq!(decode(r#"{"type":"pong"}"#), None);
-        assert_eq!(decode("not json"), None);
+        assert_eq!(decode(r#"{"type":"pong"}"#, Some("e"), None), None);
+        assert_eq!(decode("not json", Some("e"), None), None);
     }
 }

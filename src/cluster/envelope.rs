@@ -42,6 +42,9 @@ pub enum Kind {
     Destroy,
     /// The channel's user's moderator role in room key `a`: `b` = 1 or 0.
     Moderator,
+    /// The channel's user, if its id is `b`, joins room key `a` (the API
+    /// made it a member).
+    Admit,
 }
 
 impl Kind {
@@ -56,6 +59,7 @@ impl Kind {
             Kind::Kick => 'k',
             Kind::Destroy => 'x',
             Kind::Moderator => 'o',
+            Kind::Admit => 'j',
         }
     }
 
@@ -70,6 +74,7 @@ impl Kind {
             "k" => Kind::Kick,
             "x" => Kind::Destroy,
             "o" => Kind::Moderator,
+            "j" => Kind::Admit,
             _ => return None,
         })
     }

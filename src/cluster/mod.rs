@@ -190,6 +190,22 @@ impl Bus {
         }
     }
 
+    /// Joins the connected sessions of user `id` (holding `nick_key`), on
+    /// every node, to `room_key`: each session's reader joins it as if the
+    /// user had asked (see [`crate::hub::SessionHandle::admit`]).
+    pub async fn admit(&self, room_key: &str, id: &str, nick_key: &str) -> Result<(), ProtoError> {
+        match &self.kind {
+            BusKind::Local(_) => {
+                self.hub.admit(room_key, id, nick_key);
+                Ok(())
+            }
+            BusKind::Redis(r) => {
+                let env = envelope::envelope(Kind::Admit, &r.node, None, room_key, id, "");
+                r.send(Some(Chan::User(nick_key.into())), env).await
+            }
+        }
+    }
+
     /// Sets a live room's topic and tells its members.
     pub async fn set_topic(&self, room_key: &str, topic: Arc<str>, by: &str) -> Result<(), ProtoError> {
         match &self.kind {

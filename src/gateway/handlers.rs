@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use ulid::Ulid;
 
 use crate::app::App;
+use crate::app::UserRef;
 use crate::auth::{self, Identity, IdentityKind};
 use crate::cluster::Except;
 use crate::hub::{Route, SessionHandle, status_code};
@@ -26,6 +27,10 @@ use crate::store::{HistoryQuery, NewMessage, Page, ProfileUpdate, Role};
 
 /// Receivers treat `typing: true` as lapsed after this long without a repeat.
 const TYPING_LAPSE: Duration = Duration::from_secs(6);
+
+/// How long a connected guest's token stays valid if nothing ends it (the
+/// server died): its last session's end shortens it to `auth.guest_grace`.
+const GUEST_TOKEN_MAX: Duration = Duration::from_secs(86_400);
 
 /// One identified connection's state, owned by its reader task.
 pub struct Conn {
@@ -39,6 +44,9 @@ pub struct Conn {
     request_bucket: DefaultDirectRateLimiter,
     /// Where this session last said it was typing, and when.
     typing: Vec<(Conv, Instant)>,
+    /// `welcome.token`: a session token for this user's HTTP calls, and for
+    /// a guest the way back to the same identity (another tab, a reload).
+    token: Option<String>,
 }
 
 fn bucket(rate: u32, burst: u32) -> DefaultDirectRateLimiter {
@@ -64,30 +72,45 @@ impl Conn {
         token: Option<String>,
         ip: IpAddr,
     ) -> Result<(Conn, mpsc::Receiver<Frame>), ProtoError> {
-        let identity = match (nick, password, token) {
-            (_, _, Some(token)) => auth::from_token(&app.store, &app.config.auth, &token).await?,
+        let auth = &app.config.auth;
+        // The token to hand back in `welcome`: the one given, or a new one.
+        let (identity, token) = match (nick, password, token) {
+            (_, _, Some(token)) => (auth::from_token(&app.store, auth, &token).await?, Some(token)),
             (Some(nick), Some(password), None) => {
-                auth::login(&app.store, &app.login_throttle, &nick, &password, Some(ip)).await?
+                (auth::login(&app.store, &app.login_throttle, &nick, &password, Some(ip)).await?, None)
             }
             (Some(nick), None, None) => {
-                if !app.config.auth.guests {
+                if !auth.guests {
                     return Err(ProtoError::new(
                         ErrorCode::Unauthorized,
                         "guests are not allowed here: log in with `password`, or bring a `token`",
                     ));
                 }
-                let account = app.store.account(nick.key()).await.map_err(unavailable)?;
-                if account.is_some_and(|a| a.registered() || a.owner.is_some()) {
-                    return Err(ProtoError::new(
-                        ErrorCode::NickTaken,
-                        format!("`{nick}` belongs to a registered user: log in, or pick another nick"),
-                    ));
-                }
-                Identity::guest(nick)
+                auth::check_not_reserved(&nick, auth)?;
+                auth::check_free_for_guest(&app.store, &nick).await?;
+                (Identity::guest(nick, crate::ids::new_guest()), None)
             }
             (None, _, None) => return Err(ProtoError::invalid("`nick` is missing")),
         };
+        auth::check_not_reserved(&identity.nick, auth)?;
         let (session, rx) = app.bus.connect(&identity, app.close_all.child_token()).await?;
+        let token = match token {
+            Some(t) => {
+                if identity.is_guest() {
+                    // Back within the grace period: the token lives on.
+                    let until = now_ms() + GUEST_TOKEN_MAX.as_millis() as i64;
+                    app.store.expire_sessions(&identity.id, until).await.map_err(unavailable)?;
+                }
+                t
+            }
+            None => match new_session_token(app, &identity).await {
+                Ok(t) => t,
+                Err(e) => {
+                    app.bus.disconnect(&session).await;
+                    return Err(e);
+                }
+            },
+        };
         let l = &app.config.limits;
         let conn = Conn {
             app: app.clone(),
@@ -96,8 +119,27 @@ impl Conn {
             say_bucket: bucket(l.rate_per_sec, l.burst),
             request_bucket: bucket(l.requests_per_sec, l.requests_burst),
             typing: Vec::new(),
+            token: Some(token),
         };
         Ok((conn, rx))
+    }
+
+    /// After the session has left the hub: a guest whose last session this
+    /// was keeps its identity (nick and token) for `auth.guest_grace`, then
+    /// it ends.
+    pub async fn ended(&self) {
+        if !self.identity.is_guest() {
+            return;
+        }
+        match self.app.bus.online(self.identity.nick.key()).await {
+            Ok(Some(o)) if o.id == self.identity.id => return, // another tab is still here
+            Ok(_) => {}
+            Err(_) => return, // the cluster cannot tell: the token lives out its time
+        }
+        let until = now_ms() + self.app.config.auth.guest_grace.as_millis() as i64;
+        if let Err(e) = self.app.store.expire_sessions(&self.identity.id, until).await {
+            tracing::warn!(error = %e, "could not end a guest's token");
+        }
     }
 
     /// Sends `welcome`, then joins the configured rooms (those the user may
@@ -127,6 +169,7 @@ impl Conn {
                 admin: user.admin,
             },
             rooms: &shown,
+            token: self.token.as_deref(),
             server: ServerInfo { name: &app.config.server.name, version: env!("CARGO_PKG_VERSION"), node: &app.node },
             limits: &app.limits_view,
         });
@@ -146,6 +189,20 @@ impl Conn {
         }
         for room in &rooms {
             if let Err(e) = self.join(None, room, None, None).await {
+                self.reply_error(None, &e);
+            }
+        }
+    }
+
+    /// Joins the rooms the server admitted this session to (the API made
+    /// its user a member), as if it had asked.
+    pub async fn join_admitted(&mut self, rooms: Vec<Arc<str>>) {
+        for room in rooms {
+            let Ok(room) = Name::room(&room) else { continue };
+            if self.session.joined(room.key()).is_some() {
+                continue;
+            }
+            if let Err(e) = self.join(None, &room, None, None).await {
                 self.reply_error(None, &e);
             }
         }
@@ -199,7 +256,15 @@ impl Conn {
                 Ok(())
             }
             Request::Who { room } => {
-                let (name, topic, members) = self.app.bus.who(room.key()).await?.ok_or_else(|| no_such_room(&room))?;
+                self.may_look_into(&room).await?;
+                let (name, topic, members) = match self.app.bus.who(room.key()).await? {
+                    Some(live) => live,
+                    // Created through the API, and empty now.
+                    None => match self.app.store.room(room.key()).await.map_err(unavailable)? {
+                        Some(r) if r.managed => (r.name, r.topic, Vec::new()),
+                        _ => return Err(no_such_room(&room)),
+                    },
+                };
                 let count = members.len();
                 self.reply(&ServerFrame::RoomStatus { id, room: &name, topic: &topic, count, members: &members });
                 Ok(())
@@ -228,6 +293,19 @@ impl Conn {
 
     // ---- rooms ---------------------------------------------------------------
 
+    /// `forbidden` if `room` is private and this user neither is in it, nor
+    /// a member, nor a site admin: its topic and members are not for others.
+    async fn may_look_into(&self, room: &Name) -> Result<(), ProtoError> {
+        if self.session.joined(room.key()).is_some() || self.identity.admin {
+            return Ok(());
+        }
+        let private = self.app.store.room(room.key()).await.map_err(unavailable)?.is_some_and(|r| r.private);
+        if private && self.app.store.member_role(room.key(), &self.identity.id).await.map_err(unavailable)?.is_none() {
+            return Err(ProtoError::new(ErrorCode::Forbidden, format!("`{room}` is private: members only")));
+        }
+        Ok(())
+    }
+
     /// Whether this user may enter `room` (token `rooms` claim, private
     /// room membership, the authorization hook); if so, whether it
     /// moderates the room.
@@ -242,7 +320,7 @@ impl Conn {
         let role = if self.identity.is_guest() {
             None
         } else {
-            self.app.store.member_role(room.key(), self.session.nick().key()).await.map_err(unavailable)?
+            self.app.store.member_role(room.key(), &self.identity.id).await.map_err(unavailable)?
         };
         if record.is_some_and(|r| r.private) && role.is_none() && !self.identity.admin {
             return Err(forbidden(format!("`{room}` is private: members only")));
@@ -359,10 +437,11 @@ impl Conn {
             return Err(ProtoError::new(ErrorCode::Forbidden, format!("only moderators kick from `{}`", joined.name)));
         }
         let record = self.app.store.room(room.key()).await.map_err(unavailable)?;
-        let removed = if record.is_some_and(|r| r.private) {
-            self.app.store.remove_member(room.key(), nick.key()).await.map_err(unavailable)?
-        } else {
-            false
+        let removed = match self.app.user_of(nick).await? {
+            Some(user) if record.is_some_and(|r| r.private) => {
+                self.app.store.remove_member(room.key(), &user.id).await.map_err(unavailable)?
+            }
+            _ => false,
         };
         let kicked = self.app.bus.kick(room.key(), nick.key(), self.session.nick().as_str()).await?;
         if kicked == 0 && !removed {
@@ -378,18 +457,15 @@ impl Conn {
         crate::protocol::check_text(text, self.app.config.limits.max_text, has_attachments)
     }
 
-    /// The other party of a DM: online, or at least seen before.
-    async fn peer(&self, user: &Name) -> Result<Arc<str>, ProtoError> {
+    /// The other party of a DM: the user who holds the nick now (online),
+    /// or the account or site user who owns it.
+    async fn peer(&self, user: &Name) -> Result<UserRef, ProtoError> {
         if user.key() == self.session.nick().key() {
             return Err(ProtoError::invalid("`to`: you cannot send a direct message to yourself"));
         }
-        if let Some(online) = self.app.bus.online(user.key()).await? {
-            return Ok(online.nick);
-        }
-        match self.app.store.last_seen(user.key()).await.map_err(unavailable)? {
-            Some(_) => Ok(user.shown().clone()),
-            None => Err(ProtoError::new(ErrorCode::NoSuchUser, format!("no user `{user}` has ever been here"))),
-        }
+        self.app.user_of(user).await?.ok_or_else(|| {
+            ProtoError::new(ErrorCode::NoSuchUser, format!("no user `{user}` is here or has an account"))
+        })
     }
 
     async fn say(
@@ -400,6 +476,12 @@ impl Conn {
         attachments: Vec<String>,
     ) -> Result<(), ProtoError> {
         let text = self.check_text(text, !attachments.is_empty())?;
+        // Typing state is kept by where it was shown (room, or nick).
+        let typing_key = match &target {
+            Target::Room(r) => Conv::Room(r.key().clone()),
+            Target::User(u) => Conv::dm(self.session.nick().key(), u.key()),
+            Target::Everyone => Conv::Everyone,
+        };
         if let Some(first) = attachments.first() {
             // Uploads are not implemented yet: no id can name one.
             return Err(ProtoError::invalid(format!("`attachments`: no upload with id `{first}`")));
@@ -416,8 +498,8 @@ impl Conn {
                 (Conv::Room(r.key().clone()), Some(name), None)
             }
             Target::User(u) => {
-                let shown = self.peer(&u).await?;
-                (Conv::dm(me.key(), u.key()), None, Some(shown))
+                let peer = self.peer(&u).await?;
+                (Conv::dm(&self.identity.id, &peer.id), None, Some(peer.nick))
             }
             Target::Everyone => {
                 if !self.app.config.chat.allow_everyone {
@@ -426,13 +508,14 @@ impl Conn {
                 (Conv::Everyone, None, None)
             }
         };
-        let clear_typing = self.stop_typing(&conv);
+        let clear_typing = self.stop_typing(&typing_key);
         let msg = NewMessage {
             msg_id: Ulid::generate(),
             conv,
             room,
             to,
             from: me.shown().clone(),
+            sender_id: self.identity.id.clone(),
             text,
             attachments,
             sent_at: now_ms(),
@@ -473,7 +556,15 @@ impl Conn {
                 if u.key() == self.session.nick().key() {
                     return Err(ProtoError::invalid("`with`: name the other party of the conversation"));
                 }
-                (Conv::dm(self.session.nick().key(), u.key()), Place::with(u.as_str()))
+                match self.app.user_of(u).await? {
+                    Some(peer) => (Conv::dm(&self.identity.id, &peer.id), Place::with(u.as_str())),
+                    // Nobody holds or owns the nick: there is no conversation to show.
+                    None => {
+                        let place = Place::with(u.as_str());
+                        self.reply(&ServerFrame::History { id, place, messages: &[], more: false });
+                        return Ok(());
+                    }
+                }
             }
             Target::Everyone => (Conv::Everyone, Place::everyone()),
         };
@@ -498,7 +589,7 @@ impl Conn {
             }
             None => return Err(missing()),
         };
-        let me = self.session.nick().key();
+        let me = &self.identity.id;
         let visible = match &msg.conv {
             Conv::Dm(a, b) => a == me || b == me,
             Conv::Room(_) | Conv::Everyone => true,
@@ -511,7 +602,7 @@ impl Conn {
             Conv::Everyone => self.identity.admin,
             Conv::Dm(..) => false,
         };
-        let own = msg.from.eq_ignore_ascii_case(me);
+        let own = msg.sender_id == *me;
         if !(own || moderators_too && moderates) {
             return Err(ProtoError::new(
                 ErrorCode::Forbidden,
@@ -686,6 +777,29 @@ impl Conn {
         }
         Ok(())
     }
+}
+
+/// A new session token for `identity`, stored as its hash: an account's
+/// lasts `auth.session_ttl`; a guest's lasts while it is connected (at most
+/// a day, should the server die without ending it) and `auth.guest_grace`
+/// after (see [`Conn::ended`]). Site users' tokens are the site's own.
+async fn new_session_token(app: &App, identity: &Identity) -> Result<String, ProtoError> {
+    if matches!(identity.kind, IdentityKind::Site { .. }) {
+        return Err(ProtoError::internal()); // site tokens are always given back as they came
+    }
+    let (token, hash) = auth::new_session_token()?;
+    let now = now_ms();
+    let ttl = &app.config.auth.session_ttl;
+    let ttl = if identity.is_guest() { GUEST_TOKEN_MAX } else { *ttl };
+    let store = &app.store;
+    if identity.is_guest() {
+        store.delete_expired_sessions(now).await.map_err(unavailable)?;
+    }
+    store
+        .create_session(&hash, &identity.id, identity.nick.as_str(), now, now + ttl.as_millis() as i64)
+        .await
+        .map_err(unavailable)?;
+    Ok(token)
 }
 
 fn no_such_room(room: &Name) -> ProtoError {

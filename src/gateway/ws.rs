@@ -117,6 +117,7 @@ async fn serve(app: Arc<App>, socket: WebSocket, addr: SocketAddr, _permit: Conn
     let reason = read_loop(&mut conn, &mut stream, &app).await;
     drop(reading);
     Box::pin(app.bus.disconnect(&session)).await;
+    Box::pin(conn.ended()).await;
     if reason != CloseReason::Shutdown {
         session.close(reason);
     } // else the writer closes when the server says so: in-flight acks first.
@@ -167,11 +168,16 @@ async fn identify(
 /// Handles frames until the connection should end, and says why.
 async fn read_loop(conn: &mut Conn, stream: &mut Stream, app: &App) -> CloseReason {
     let closed = conn.session.closed().clone();
+    let session = conn.session.clone();
     loop {
         let incoming = tokio::select! {
             biased;
             _ = closed.cancelled() => return conn.session.close_reason().unwrap_or(CloseReason::Shutdown),
             _ = app.stop_reading.cancelled() => return CloseReason::Shutdown,
+            rooms = session.admitted() => {
+                Box::pin(conn.join_admitted(rooms)).await;
+                continue;
+            }
             incoming = next_frame(stream) => incoming,
         };
         conn.session.heard(now_ms());

@@ -37,12 +37,12 @@ fn profile(a: &Account) -> Value {
     })
 }
 
-/// A new session token for `nick_key`, stored as its hash.
-async fn session_for(app: &App, nick_key: &str) -> Result<String, Response> {
+/// A new session token for the account `id` (nick `nick`), stored as its hash.
+async fn session_for(app: &App, id: &str, nick: &str) -> Result<String, Response> {
     let (token, hash) = auth::new_session_token().map_err(|e| proto_error_response(&e))?;
     let now = now_ms();
     let expires = now + app.config.auth.session_ttl.as_millis() as i64;
-    app.store.create_session(&hash, nick_key, now, expires).await.map_err(|_| unavailable())?;
+    app.store.create_session(&hash, id, nick, now, expires).await.map_err(|_| unavailable())?;
     Ok(token)
 }
 
@@ -52,10 +52,16 @@ pub async fn register(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     Body(c): Body<Credentials>,
 ) -> Response {
+    if !app.config.auth.registration_open() {
+        return error_response(StatusCode::FORBIDDEN, "forbidden", "registration is closed on this server");
+    }
     let nick = match Name::nick(&c.nick) {
         Ok(n) => n,
         Err(e) => return proto_error_response(&e),
     };
+    if let Err(e) = auth::check_not_reserved(&nick, &app.config.auth) {
+        return proto_error_response(&e);
+    }
     let len = c.password.chars().count();
     if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&len) {
         return bad_request(&format!("`password` must be {MIN_PASSWORD} to {MAX_PASSWORD} characters"));
@@ -67,13 +73,23 @@ pub async fn register(
         Ok(h) => h,
         Err(e) => return proto_error_response(&e),
     };
-    match app.store.create_account(nick.as_str(), &hash, now_ms()).await {
+    // A nick the site granted memberships to, before its user came, is
+    // kept for that user (see `auth::check_free_for_guest`).
+    match app.store.has_memberships(&crate::ids::pending_grant(nick.key())).await {
+        Ok(false) => {}
+        Ok(true) => {
+            return error_response(StatusCode::CONFLICT, "nick_taken", "this nick is reserved for a user of the site");
+        }
+        Err(_) => return unavailable(),
+    }
+    let id = crate::ids::new_account();
+    match app.store.create_account(nick.as_str(), &hash, &id, now_ms()).await {
         Ok(true) => {}
         Ok(false) => return error_response(StatusCode::CONFLICT, "nick_taken", "this nick is registered already"),
         Err(_) => return unavailable(),
     }
     tracing::info!(nick = %nick, "account registered");
-    let token = match session_for(&app, nick.key()).await {
+    let token = match session_for(&app, &id, nick.as_str()).await {
         Ok(t) => t,
         Err(r) => return r,
     };
@@ -99,7 +115,7 @@ pub async fn login(
         Ok(i) => i,
         Err(e) => return proto_error_response(&e),
     };
-    let token = match session_for(&app, identity.nick.key()).await {
+    let token = match session_for(&app, &identity.id, identity.nick.as_str()).await {
         Ok(t) => t,
         Err(r) => return r,
     };
@@ -113,6 +129,11 @@ pub async fn login(
 async fn me_account(app: &Arc<App>, headers: &HeaderMap) -> Result<(Name, Account), Response> {
     match caller(app, headers).await? {
         Caller::ApiKey => Err(error_response(StatusCode::FORBIDDEN, "forbidden", "an API key has no profile")),
+        // A guest's nick is not its own: a profile stored under it would
+        // be the next guest's.
+        Caller::User(user) if user.is_guest() => {
+            Err(error_response(StatusCode::FORBIDDEN, "forbidden", "guests have no stored profile"))
+        }
         Caller::User(user) => match app.store.account(user.nick.key()).await {
             Ok(Some(a)) => Ok((user.nick, a)),
             Ok(None) => {

@@ -53,7 +53,7 @@ pub async fn may_read(app: &App, caller: &Caller, room: &Name, private: bool) ->
     if !private || user.admin {
         return Ok(());
     }
-    match app.store.member_role(room.key(), user.nick.key()).await {
+    match app.store.member_role(room.key(), &user.id).await {
         Ok(Some(_)) => Ok(()),
         Ok(None) => Err(error_response(StatusCode::FORBIDDEN, "forbidden", "this room is private")),
         Err(_) => Err(super::unavailable()),

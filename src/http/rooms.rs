@@ -80,8 +80,18 @@ pub async fn create(
         .map(|m| Name::nick(m))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| proto_error_response(&e))?;
+    let exists = || error_response(StatusCode::CONFLICT, "room_exists", "a room of that name exists");
     if app.bus.room_name(name.key()).await.map_err(|e| proto_error_response(&e))?.is_some() {
-        return Err(error_response(StatusCode::CONFLICT, "room_exists", "a room of that name exists"));
+        return Err(exists());
+    }
+    // A room that has a history, or that everyone is put in, is somebody's
+    // already: a user may not take it over (as a private room, say). The
+    // API key may name such a room (it gets the topic, privacy, members).
+    if let Caller::User(_) = &caller {
+        let auto_join = app.config.rooms.auto_join.iter().any(|r| r.eq_ignore_ascii_case(name.key()));
+        if auto_join || app.store.room(name.key()).await.map_err(|_| unavailable())?.is_some() {
+            return Err(exists());
+        }
     }
     match app.store.create_room(name.key(), name.as_str(), body.topic.trim(), body.private, true).await {
         Ok(true) => {}
@@ -89,12 +99,14 @@ pub async fn create(
         Err(_) => return Err(unavailable()),
     }
     for m in &members {
-        if app.store.set_member(name.key(), m.key(), Role::Member).await.is_err() {
+        let member = grantee(&app, m).await?;
+        if app.store.set_member(name.key(), &member, Role::Member).await.is_err() {
             return Err(unavailable());
         }
+        app.bus.admit(name.key(), &member, m.key()).await.map_err(|e| proto_error_response(&e))?;
     }
     if let Caller::User(user) = &caller
-        && app.store.set_member(name.key(), user.nick.key(), Role::Moderator).await.is_err()
+        && app.store.set_member(name.key(), &user.id, Role::Moderator).await.is_err()
     {
         return Err(unavailable());
     }
@@ -151,7 +163,7 @@ pub async fn destroy(
     let room = room_name(&room)?;
     if let Caller::User(user) = &caller
         && !user.admin
-        && !matches!(app.store.member_role(room.key(), user.nick.key()).await, Ok(Some(Role::Moderator)))
+        && !matches!(app.store.member_role(room.key(), &user.id).await, Ok(Some(Role::Moderator)))
     {
         return Err(error_response(StatusCode::FORBIDDEN, "forbidden", "only moderators destroy a room"));
     }
@@ -172,13 +184,31 @@ pub async fn destroy(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewMember {
-    nick: String,
+    #[serde(default)]
+    nick: Option<String>,
+    /// The site's user id, as site tokens carry it: the surest way to name
+    /// a site user (a string or a number).
+    #[serde(default)]
+    sub: Option<serde_json::Value>,
     #[serde(default)]
     role: Option<String>,
 }
 
-/// `POST /api/rooms/{room}/members` `{nick, role?}`: adds a user to the
-/// member list (what a private room checks), as `member` or `moderator`.
+/// Who a grant to `nick` is for: the account or site user that owns the
+/// nick; if nobody owns it yet, a pending grant that only the site user of
+/// that nick will claim (never a guest holding it now, never an account
+/// registered later: see `auth::check_free_for_guest`).
+async fn grantee(app: &App, nick: &Name) -> Result<String, Response> {
+    match app.store.account(nick.key()).await {
+        Ok(Some(a)) if a.owner.is_some() => Ok(a.owner.unwrap_or_default()),
+        Ok(_) => Ok(crate::ids::pending_grant(nick.key())),
+        Err(_) => Err(unavailable()),
+    }
+}
+
+/// `POST /api/rooms/{room}/members` `{nick | sub, role?}`: adds a user to
+/// the member list (what a private room checks), as `member` or
+/// `moderator`, and joins its connected sessions to the room.
 pub async fn add_member(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -187,7 +217,29 @@ pub async fn add_member(
 ) -> Result<Response, Response> {
     api_key(&app, &headers).await?;
     let room = room_name(&room)?;
-    let nick = Name::nick(&body.nick).map_err(|e| proto_error_response(&e))?;
+    let (member, nick, sub) = match (&body.nick, &body.sub) {
+        (Some(nick), None) => {
+            let nick = Name::nick(nick).map_err(|e| proto_error_response(&e))?;
+            (grantee(&app, &nick).await?, Some(nick), None)
+        }
+        (None, Some(sub)) => {
+            let sub = match sub {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                _ => return Err(bad_request("`sub` must be a string or a number")),
+            };
+            if sub.is_empty() || sub.len() > crate::auth::MAX_SUB {
+                return Err(bad_request("`sub` must be 1 to 128 bytes"));
+            }
+            // The nick it holds, if it was ever here.
+            let nick = match app.store.account_nick_of(&crate::ids::site(&sub)).await {
+                Ok(n) => n.and_then(|n| Name::nick(&n).ok()),
+                Err(_) => return Err(unavailable()),
+            };
+            (crate::ids::site(&sub), nick, Some(sub))
+        }
+        _ => return Err(bad_request("name the user by exactly one of `nick` and `sub`")),
+    };
     let role = match body.role.as_deref() {
         None | Some("member") => Role::Member,
         Some("moderator") => Role::Moderator,
@@ -199,14 +251,21 @@ pub async fn add_member(
         Ok(None) => return Err(no_such_room()),
         Err(_) => return Err(unavailable()),
     }
-    if app.store.set_member(room.key(), nick.key(), role).await.is_err() {
+    if app.store.set_member(room.key(), &member, role).await.is_err() {
         return Err(unavailable());
     }
-    app.bus
-        .set_moderator(room.key(), nick.key(), role == Role::Moderator)
-        .await
-        .map_err(|e| proto_error_response(&e))?;
-    Ok(Json(json!({"room": room.as_str(), "nick": nick.as_str(), "role": role.as_str()})).into_response())
+    if let Some(nick) = &nick {
+        let bus = &app.bus;
+        bus.set_moderator(room.key(), nick.key(), role == Role::Moderator)
+            .await
+            .map_err(|e| proto_error_response(&e))?;
+        bus.admit(room.key(), &member, nick.key()).await.map_err(|e| proto_error_response(&e))?;
+    }
+    let mut body = json!({"room": room.as_str(), "nick": nick.as_ref().map(Name::as_str), "role": role.as_str()});
+    if let Some(sub) = sub {
+        body["sub"] = json!(sub);
+    }
+    Ok(Json(body).into_response())
 }
 
 /// `DELETE /api/rooms/{room}/members/{nick}`: removes the user from the
@@ -219,7 +278,8 @@ pub async fn remove_member(
     api_key(&app, &headers).await?;
     let room = room_name(&room)?;
     let Ok(nick) = Name::nick(&nick) else { return Err(bad_request("not a valid nick")) };
-    let listed = app.store.remove_member(room.key(), nick.key()).await.map_err(|_| unavailable())?;
+    let member = grantee(&app, &nick).await?;
+    let listed = app.store.remove_member(room.key(), &member).await.map_err(|_| unavailable())?;
     let kicked = app.bus.kick(room.key(), nick.key(), "server").await.map_err(|e| proto_error_response(&e))?;
     if !listed && kicked == 0 {
         return Err(error_response(
@@ -250,10 +310,18 @@ pub async fn publish(
     api_key(&app, &headers).await?;
     let room = room_name(&room)?;
     let text = check_text(&body.text, app.config.limits.max_text, false).map_err(|e| proto_error_response(&e))?;
-    let from = match body.from.as_deref() {
-        None => "server".into(),
+    // The server speaks as `server` (a nick nobody may take); a named
+    // user's message is theirs (they may edit it) if they own the nick.
+    let (from, sender_id): (Arc<str>, Arc<str>) = match body.from.as_deref() {
+        None => ("server".into(), crate::ids::SERVER.into()),
         Some(f) => match Name::nick(f) {
-            Ok(n) => n.shown().clone(),
+            Ok(n) => {
+                let user = app.user_of(&n).await.map_err(|e| proto_error_response(&e))?;
+                match user {
+                    Some(u) => (u.nick, u.id),
+                    None => (n.shown().clone(), format!("l-{}", n.key()).into()),
+                }
+            }
             Err(e) => return Err(proto_error_response(&e)),
         },
     };
@@ -269,6 +337,7 @@ pub async fn publish(
         conv: Conv::Room(room.key().clone()),
         room: Some(name),
         to: None,
+        sender_id,
         from,
         text,
         attachments: Vec::new(),

@@ -72,6 +72,8 @@ pub struct JoinStart {
 #[derive(Clone, Debug)]
 pub struct Online {
     pub nick: Arc<str>,
+    /// The user id of the identity holding the nick now.
+    pub id: Arc<str>,
     pub away: bool,
 }
 
@@ -153,9 +155,9 @@ impl Hub {
     }
 
     /// Registers a session for `identity`. A nick is held by one identity
-    /// at a time; an account or site user may have several sessions, a
-    /// guest only one. Returns the handle and the receiving end of its
-    /// outbound queue.
+    /// at a time, which may have several sessions (tabs, devices; a guest's
+    /// come back with its `welcome.token`). Returns the handle and the
+    /// receiving end of its outbound queue.
     pub fn connect(
         &self,
         identity: &Identity,
@@ -168,7 +170,7 @@ impl Hub {
         let mut entry = self.users.entry(key).or_insert_with(|| UserEntry {
             state: Arc::new(UserState {
                 nick: nick.clone(),
-                identity: identity.key(),
+                identity: identity.id.clone(),
                 display_name: identity.display_name.as_deref().unwrap_or(nick.as_str()).into(),
                 avatar: identity.avatar.as_deref().map(Into::into),
                 guest: identity.is_guest(),
@@ -177,7 +179,7 @@ impl Hub {
             }),
             sessions: Vec::new(),
         });
-        if !entry.sessions.is_empty() && (identity.is_guest() || entry.state.identity != identity.key()) {
+        if !entry.sessions.is_empty() && entry.state.identity != identity.id {
             return Err(ProtoError::new(ErrorCode::NickTaken, format!("the nick `{nick}` is taken")));
         }
         let session = Arc::new(SessionHandle::new(id, entry.state.clone(), tx, closed));
@@ -223,7 +225,11 @@ impl Hub {
     /// Is the user online (on this node), and how.
     pub fn online(&self, nick_key: &str) -> Option<Online> {
         let e = self.users.get(nick_key)?;
-        Some(Online { nick: e.state.nick.shown().clone(), away: e.state.away.load(Ordering::Relaxed) })
+        Some(Online {
+            nick: e.state.nick.shown().clone(),
+            id: e.state.identity.clone(),
+            away: e.state.away.load(Ordering::Relaxed),
+        })
     }
 
     // ---- rooms -------------------------------------------------------------
@@ -432,6 +438,19 @@ impl Hub {
             s.send(frame);
         }
         true
+    }
+
+    /// Asks every session of the user `id` holding `nick_key` here to join
+    /// `room_key` (see [`SessionHandle::admit`]). Returns how many.
+    pub fn admit(&self, room_key: &str, id: &str, nick_key: &str) -> usize {
+        let Some(e) = self.users.get(nick_key) else { return 0 };
+        if &*e.state.identity != id {
+            return 0;
+        }
+        for s in &e.sessions {
+            s.admit(room_key);
+        }
+        e.sessions.len()
     }
 
     /// Sends a frame to every session but `except`.

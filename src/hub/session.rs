@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::protocol::Name;
@@ -73,9 +73,9 @@ pub struct RoomRef {
 #[derive(Debug)]
 pub struct UserState {
     pub nick: Name,
-    /// Who this is (see `auth::Identity::key`): sessions with the same
-    /// identity are one user; a nick is held by one identity at a time.
-    pub identity: String,
+    /// The user id (see [`crate::ids`]): sessions with the same id are one
+    /// user; a nick is held by one id at a time.
+    pub identity: Arc<str>,
     pub display_name: Arc<str>,
     pub avatar: Option<Arc<str>>,
     pub guest: bool,
@@ -83,6 +83,9 @@ pub struct UserState {
     pub admin: bool,
     pub away: AtomicBool,
 }
+
+/// Rooms a session may have waiting to be joined at the server's word.
+pub const MAX_ADMITTED: usize = 64;
 
 /// The hub's handle on one session.
 #[derive(Debug)]
@@ -100,6 +103,10 @@ pub struct SessionHandle {
     rooms: Mutex<Vec<RoomRef>>,
     /// Case-folded nicks this session watches.
     watching: Mutex<Vec<Arc<str>>>,
+    /// Rooms the session is to join at the server's word (the API made its
+    /// user a member): its reader task joins them, as if asked.
+    admitted: Mutex<Vec<Arc<str>>>,
+    admit: Notify,
 }
 
 impl SessionHandle {
@@ -113,6 +120,30 @@ impl SessionHandle {
             last_heard: AtomicI64::new(crate::protocol::now_ms()),
             rooms: Mutex::default(),
             watching: Mutex::default(),
+            admitted: Mutex::default(),
+            admit: Notify::new(),
+        }
+    }
+
+    /// Asks the session's reader to join `room_key` (at most
+    /// [`MAX_ADMITTED`] waiting; more are dropped).
+    pub fn admit(&self, room_key: &str) {
+        let mut rooms = self.admitted.lock().unwrap_or_else(|e| e.into_inner());
+        if rooms.len() < MAX_ADMITTED && !rooms.iter().any(|r| &**r == room_key) {
+            rooms.push(room_key.into());
+        }
+        drop(rooms);
+        self.admit.notify_one();
+    }
+
+    /// Waits until rooms were admitted, and takes them.
+    pub async fn admitted(&self) -> Vec<Arc<str>> {
+        loop {
+            let rooms = std::mem::take(&mut *self.admitted.lock().unwrap_or_else(|e| e.into_inner()));
+            if !rooms.is_empty() {
+                return rooms;
+            }
+            self.admit.notified().await;
         }
     }
 

@@ -43,8 +43,9 @@ pub fn encode(frame: &ServerFrame<'_>) -> Frame {
 }
 
 /// A conversation: where a message lives and what its `seq` counts in.
-/// Holds case-folded keys; a DM's two nicks are in order, so both parties
-/// name the same conversation.
+/// A room by its case-folded name; a DM by its two users' ids, in order,
+/// so both parties name the same conversation (a later holder of either
+/// nick is another user, in another conversation).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Conv {
     Room(Arc<str>),
@@ -57,7 +58,8 @@ impl Conv {
         if a <= b { Conv::Dm(a.clone(), b.clone()) } else { Conv::Dm(b.clone(), a.clone()) }
     }
 
-    /// A stable text key, for storage: `r:<room>`, `d:<nick>:<nick>`, `e`.
+    /// A stable text key, for storage: `r:<room>`, `d:<id>:<id>` (the two
+    /// users' ids, see [`crate::ids`]), `e`.
     pub fn storage_key(&self) -> String {
         match self {
             Conv::Room(r) => format!("r:{r}"),
@@ -88,19 +90,13 @@ pub struct StoredMessage {
     pub to: Option<Arc<str>>,
     pub seq: u64,
     pub from: Arc<str>,
+    /// The sender's user id (see [`crate::ids`]); never sent to clients.
+    pub sender_id: Arc<str>,
     pub text: String,
     pub attachments: Vec<String>,
     pub sent_at: i64,
     pub edited_at: Option<i64>,
     pub deleted: bool,
-}
-
-impl StoredMessage {
-    /// The other party of a DM as seen by `viewer_key`.
-    pub fn dm_peer(&self, viewer_key: &str) -> Option<&Arc<str>> {
-        let to = self.to.as_ref()?;
-        Some(if self.from.eq_ignore_ascii_case(viewer_key) { to } else { &self.from })
-    }
 }
 
 impl Serialize for StoredMessage {
@@ -223,6 +219,10 @@ pub enum ServerFrame<'a> {
         nick: &'a str,
         user: UserView<'a>,
         rooms: &'a [Arc<str>],
+        /// A session token for this user's HTTP calls; a guest also comes
+        /// back as itself with it (`hello` `{token}`) within the grace period.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        token: Option<&'a str>,
         server: ServerInfo<'a>,
         limits: &'a LimitsView,
     },
@@ -360,6 +360,7 @@ mod tests {
             to: None,
             seq: 4,
             from: "alice".into(),
+            sender_id: "a-secret-id".into(),
             text: "hi".into(),
             attachments: vec![],
             sent_at: 7,

@@ -26,6 +26,8 @@ pub struct NewMessage {
     pub room: Option<Arc<str>>,
     pub to: Option<Arc<str>>,
     pub from: Arc<str>,
+    /// Who sent it (see [`crate::ids`]): edit and delete rights follow it.
+    pub sender_id: Arc<str>,
     pub text: String,
     pub attachments: Vec<String>,
     pub sent_at: i64,
@@ -40,6 +42,7 @@ impl NewMessage {
             to: self.to,
             seq,
             from: self.from,
+            sender_id: self.sender_id,
             text: self.text,
             attachments: self.attachments,
             sent_at: self.sent_at,
@@ -90,7 +93,8 @@ pub struct Account {
     pub password_hash: Option<String>,
     pub created_at: i64,
     pub last_seen: i64,
-    /// Who owns the nick: `account`, or `site:<sub>` for a site user.
+    /// The id of the identity that owns the nick (an account's or a site
+    /// user's, see [`crate::ids`]); `None` for a nick only guests used.
     pub owner: Option<String>,
 }
 

@@ -79,20 +79,39 @@ struct Dialect {
     room_members: &'static str,
     /// every named room.
     list_rooms: &'static str,
+    /// id, pending member: hands a pending grant to the id (a room where
+    /// the id is a member already keeps the id's own row).
+    claim_grants: &'static str,
+    /// member: any row (a pending grant reserves its nick).
+    has_member_rows: &'static str,
+    /// member: every row of it.
+    delete_member_rows: &'static str,
+    /// owner id → its account row (the same columns as `account`).
+    account_by_id: &'static str,
+    /// expires_at, user_id.
+    expire_sessions: &'static str,
+    /// nick key, now → a live guest session holding the nick.
+    guest_holder: &'static str,
+    /// now: forget expired sessions.
+    delete_expired_sessions: &'static str,
+    /// owner id → the nick it used last.
+    nick_of_owner: &'static str,
+    /// until, now: every live guest token ends at `until` at the latest.
+    end_guest_sessions: &'static str,
 }
 
 const SQLITE: Dialect = Dialect {
-    insert_messages: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at) ",
-    archive_prefix: "INSERT OR IGNORE INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at) ",
+    insert_messages: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id) ",
+    archive_prefix: "INSERT OR IGNORE INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id) ",
     archive_suffix: "",
     last_seq: "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conv = ?",
-    page_down: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted \
+    page_down: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
                 FROM messages WHERE conv = ? AND seq < ? AND seq <= ? ORDER BY seq DESC LIMIT ?",
-    page_up: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted \
+    page_up: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
               FROM messages WHERE conv = ? AND seq > ? AND seq <= ? ORDER BY seq ASC LIMIT ?",
-    transcript: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted \
+    transcript: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
                  FROM messages WHERE conv = ? AND sent_at >= ? AND sent_at < ? ORDER BY seq ASC LIMIT ?",
-    message: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted \
+    message: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
               FROM messages WHERE msg_id = ?",
     edit: "UPDATE messages SET text = ?, edited_at = ? WHERE msg_id = ? AND deleted = FALSE",
     delete: "UPDATE messages SET text = '', deleted = TRUE WHERE msg_id = ?",
@@ -104,35 +123,44 @@ const SQLITE: Dialect = Dialect {
                   ON CONFLICT (nick_key) DO UPDATE SET last_seen = excluded.last_seen",
     last_seen: "SELECT last_seen FROM users WHERE nick_key = ?",
     account: "SELECT nick, display_name, status, avatar, settings, password_hash, created_at, last_seen, owner FROM users WHERE nick_key = ?",
-    claim_account: "UPDATE users SET password_hash = ?, nick = ?, owner = 'account' WHERE nick_key = ? AND password_hash IS NULL AND owner IS NULL",
-    insert_account: "INSERT INTO users (nick_key, nick, password_hash, created_at, last_seen, owner) VALUES (?, ?, ?, ?, ?, 'account')",
+    claim_account: "UPDATE users SET password_hash = ?, nick = ?, owner = ? WHERE nick_key = ? AND password_hash IS NULL AND owner IS NULL",
+    insert_account: "INSERT INTO users (nick_key, nick, password_hash, created_at, last_seen, owner) VALUES (?, ?, ?, ?, ?, ?)",
     update_profile: "UPDATE users SET display_name = COALESCE(?, display_name), status = COALESCE(?, status), avatar = COALESCE(?, avatar), settings = COALESCE(?, settings) WHERE nick_key = ?",
-    insert_session: "INSERT INTO auth_sessions (token_hash, nick_key, created_at, expires_at) VALUES (?, ?, ?, ?)",
+    insert_session: "INSERT INTO auth_sessions (token_hash, user_id, nick, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
     claim_owner: "UPDATE users SET owner = ? WHERE nick_key = ? AND owner IS NULL",
-    session_user: "SELECT nick_key FROM auth_sessions WHERE token_hash = ? AND expires_at > ?",
+    session_user: "SELECT user_id, nick FROM auth_sessions WHERE token_hash = ? AND expires_at > ?",
     insert_room: "INSERT INTO rooms (name_key, name, topic, private, managed, created_at) VALUES (?, ?, ?, ?, ?, ?)",
     delete_room: "DELETE FROM rooms WHERE name_key = ?",
     delete_messages: "DELETE FROM messages WHERE conv = ?",
     delete_members: "DELETE FROM room_members WHERE room_key = ?",
-    upsert_member: "INSERT INTO room_members (room_key, nick_key, role) VALUES (?, ?, ?) ON CONFLICT (room_key, nick_key) DO UPDATE SET role = excluded.role",
-    remove_member: "DELETE FROM room_members WHERE room_key = ? AND nick_key = ?",
-    member_role: "SELECT role FROM room_members WHERE room_key = ? AND nick_key = ?",
-    room_members: "SELECT nick_key, role FROM room_members WHERE room_key = ? ORDER BY nick_key",
+    upsert_member: "INSERT INTO room_members (room_key, member, role) VALUES (?, ?, ?) ON CONFLICT (room_key, member) DO UPDATE SET role = excluded.role",
+    remove_member: "DELETE FROM room_members WHERE room_key = ? AND member = ?",
+    member_role: "SELECT role FROM room_members WHERE room_key = ? AND member = ?",
+    room_members: "SELECT member, role FROM room_members WHERE room_key = ? ORDER BY member",
     list_rooms: "SELECT name, topic, private, managed FROM rooms ORDER BY name_key",
+    claim_grants: "UPDATE OR IGNORE room_members SET member = ? WHERE member = ?",
+    has_member_rows: "SELECT COUNT(*) FROM room_members WHERE member = ?",
+    delete_member_rows: "DELETE FROM room_members WHERE member = ?",
+    account_by_id: "SELECT nick, display_name, status, avatar, settings, password_hash, created_at, last_seen, owner FROM users WHERE owner = ? AND password_hash IS NOT NULL",
+    expire_sessions: "UPDATE auth_sessions SET expires_at = ? WHERE user_id = ?",
+    guest_holder: "SELECT user_id FROM auth_sessions WHERE LOWER(nick) = ? AND expires_at > ? AND user_id LIKE 'g-%' ORDER BY expires_at DESC LIMIT 1",
+    delete_expired_sessions: "DELETE FROM auth_sessions WHERE expires_at <= ?",
+    nick_of_owner: "SELECT nick FROM users WHERE owner = ? ORDER BY last_seen DESC LIMIT 1",
+    end_guest_sessions: "UPDATE auth_sessions SET expires_at = ? WHERE user_id LIKE 'g-%' AND expires_at > ?",
 };
 
 const POSTGRES: Dialect = Dialect {
-    insert_messages: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at) ",
-    archive_prefix: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at) ",
+    insert_messages: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id) ",
+    archive_prefix: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id) ",
     archive_suffix: " ON CONFLICT DO NOTHING",
     last_seq: "SELECT COALESCE(MAX(seq), 0)::BIGINT FROM messages WHERE conv = $1",
-    page_down: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted \
+    page_down: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
                 FROM messages WHERE conv = $1 AND seq < $2 AND seq <= $3 ORDER BY seq DESC LIMIT $4",
-    page_up: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted \
+    page_up: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
               FROM messages WHERE conv = $1 AND seq > $2 AND seq <= $3 ORDER BY seq ASC LIMIT $4",
-    transcript: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted \
+    transcript: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
                  FROM messages WHERE conv = $1 AND sent_at >= $2 AND sent_at < $3 ORDER BY seq ASC LIMIT $4",
-    message: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted \
+    message: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
               FROM messages WHERE msg_id = $1",
     edit: "UPDATE messages SET text = $1, edited_at = $2 WHERE msg_id = $3 AND deleted = FALSE",
     delete: "UPDATE messages SET text = '', deleted = TRUE WHERE msg_id = $1",
@@ -144,35 +172,44 @@ const POSTGRES: Dialect = Dialect {
                   ON CONFLICT (nick_key) DO UPDATE SET last_seen = excluded.last_seen",
     last_seen: "SELECT last_seen FROM users WHERE nick_key = $1",
     account: "SELECT nick, display_name, status, avatar, settings, password_hash, created_at, last_seen, owner FROM users WHERE nick_key = $1",
-    claim_account: "UPDATE users SET password_hash = $1, nick = $2, owner = 'account' WHERE nick_key = $3 AND password_hash IS NULL AND owner IS NULL",
-    insert_account: "INSERT INTO users (nick_key, nick, password_hash, created_at, last_seen, owner) VALUES ($1, $2, $3, $4, $5, 'account')",
+    claim_account: "UPDATE users SET password_hash = $1, nick = $2, owner = $3 WHERE nick_key = $4 AND password_hash IS NULL AND owner IS NULL",
+    insert_account: "INSERT INTO users (nick_key, nick, password_hash, created_at, last_seen, owner) VALUES ($1, $2, $3, $4, $5, $6)",
     update_profile: "UPDATE users SET display_name = COALESCE($1, display_name), status = COALESCE($2, status), avatar = COALESCE($3, avatar), settings = COALESCE($4, settings) WHERE nick_key = $5",
-    insert_session: "INSERT INTO auth_sessions (token_hash, nick_key, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+    insert_session: "INSERT INTO auth_sessions (token_hash, user_id, nick, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
     claim_owner: "UPDATE users SET owner = $1 WHERE nick_key = $2 AND owner IS NULL",
-    session_user: "SELECT nick_key FROM auth_sessions WHERE token_hash = $1 AND expires_at > $2",
+    session_user: "SELECT user_id, nick FROM auth_sessions WHERE token_hash = $1 AND expires_at > $2",
     insert_room: "INSERT INTO rooms (name_key, name, topic, private, managed, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
     delete_room: "DELETE FROM rooms WHERE name_key = $1",
     delete_messages: "DELETE FROM messages WHERE conv = $1",
     delete_members: "DELETE FROM room_members WHERE room_key = $1",
-    upsert_member: "INSERT INTO room_members (room_key, nick_key, role) VALUES ($1, $2, $3) ON CONFLICT (room_key, nick_key) DO UPDATE SET role = excluded.role",
-    remove_member: "DELETE FROM room_members WHERE room_key = $1 AND nick_key = $2",
-    member_role: "SELECT role FROM room_members WHERE room_key = $1 AND nick_key = $2",
-    room_members: "SELECT nick_key, role FROM room_members WHERE room_key = $1 ORDER BY nick_key",
+    upsert_member: "INSERT INTO room_members (room_key, member, role) VALUES ($1, $2, $3) ON CONFLICT (room_key, member) DO UPDATE SET role = excluded.role",
+    remove_member: "DELETE FROM room_members WHERE room_key = $1 AND member = $2",
+    member_role: "SELECT role FROM room_members WHERE room_key = $1 AND member = $2",
+    room_members: "SELECT member, role FROM room_members WHERE room_key = $1 ORDER BY member",
     list_rooms: "SELECT name, topic, private, managed FROM rooms ORDER BY name_key",
+    claim_grants: "UPDATE room_members SET member = $1 WHERE member = $2 AND NOT EXISTS (SELECT 1 FROM room_members r2 WHERE r2.room_key = room_members.room_key AND r2.member = $1)",
+    has_member_rows: "SELECT COUNT(*) FROM room_members WHERE member = $1",
+    delete_member_rows: "DELETE FROM room_members WHERE member = $1",
+    account_by_id: "SELECT nick, display_name, status, avatar, settings, password_hash, created_at, last_seen, owner FROM users WHERE owner = $1 AND password_hash IS NOT NULL",
+    expire_sessions: "UPDATE auth_sessions SET expires_at = $1 WHERE user_id = $2",
+    guest_holder: "SELECT user_id FROM auth_sessions WHERE LOWER(nick) = $1 AND expires_at > $2 AND user_id LIKE 'g-%' ORDER BY expires_at DESC LIMIT 1",
+    delete_expired_sessions: "DELETE FROM auth_sessions WHERE expires_at <= $1",
+    nick_of_owner: "SELECT nick FROM users WHERE owner = $1 ORDER BY last_seen DESC LIMIT 1",
+    end_guest_sessions: "UPDATE auth_sessions SET expires_at = $1 WHERE user_id LIKE 'g-%' AND expires_at > $2",
 };
 
 const MYSQL: Dialect = Dialect {
-    insert_messages: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at) ",
-    archive_prefix: "INSERT IGNORE INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at) ",
+    insert_messages: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id) ",
+    archive_prefix: "INSERT IGNORE INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id) ",
     archive_suffix: "",
     last_seq: "SELECT CAST(COALESCE(MAX(seq), 0) AS SIGNED) FROM messages WHERE conv = ?",
-    page_down: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted \
+    page_down: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
                 FROM messages WHERE conv = ? AND seq < ? AND seq <= ? ORDER BY seq DESC LIMIT ?",
-    page_up: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted \
+    page_up: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
               FROM messages WHERE conv = ? AND seq > ? AND seq <= ? ORDER BY seq ASC LIMIT ?",
-    transcript: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted \
+    transcript: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
                  FROM messages WHERE conv = ? AND sent_at >= ? AND sent_at < ? ORDER BY seq ASC LIMIT ?",
-    message: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted \
+    message: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
               FROM messages WHERE msg_id = ?",
     edit: "UPDATE messages SET text = ?, edited_at = ? WHERE msg_id = ? AND deleted = FALSE",
     delete: "UPDATE messages SET text = '', deleted = TRUE WHERE msg_id = ?",
@@ -184,21 +221,30 @@ const MYSQL: Dialect = Dialect {
                   ON DUPLICATE KEY UPDATE last_seen = VALUES(last_seen)",
     last_seen: "SELECT last_seen FROM users WHERE nick_key = ?",
     account: "SELECT nick, display_name, status, avatar, settings, password_hash, created_at, last_seen, owner FROM users WHERE nick_key = ?",
-    claim_account: "UPDATE users SET password_hash = ?, nick = ?, owner = 'account' WHERE nick_key = ? AND password_hash IS NULL AND owner IS NULL",
-    insert_account: "INSERT INTO users (nick_key, nick, password_hash, created_at, last_seen, owner) VALUES (?, ?, ?, ?, ?, 'account')",
+    claim_account: "UPDATE users SET password_hash = ?, nick = ?, owner = ? WHERE nick_key = ? AND password_hash IS NULL AND owner IS NULL",
+    insert_account: "INSERT INTO users (nick_key, nick, password_hash, created_at, last_seen, owner) VALUES (?, ?, ?, ?, ?, ?)",
     update_profile: "UPDATE users SET display_name = COALESCE(?, display_name), status = COALESCE(?, status), avatar = COALESCE(?, avatar), settings = COALESCE(?, settings) WHERE nick_key = ?",
-    insert_session: "INSERT INTO auth_sessions (token_hash, nick_key, created_at, expires_at) VALUES (?, ?, ?, ?)",
+    insert_session: "INSERT INTO auth_sessions (token_hash, user_id, nick, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
     claim_owner: "UPDATE users SET owner = ? WHERE nick_key = ? AND owner IS NULL",
-    session_user: "SELECT nick_key FROM auth_sessions WHERE token_hash = ? AND expires_at > ?",
+    session_user: "SELECT user_id, nick FROM auth_sessions WHERE token_hash = ? AND expires_at > ?",
     insert_room: "INSERT INTO rooms (name_key, name, topic, private, managed, created_at) VALUES (?, ?, ?, ?, ?, ?)",
     delete_room: "DELETE FROM rooms WHERE name_key = ?",
     delete_messages: "DELETE FROM messages WHERE conv = ?",
     delete_members: "DELETE FROM room_members WHERE room_key = ?",
-    upsert_member: "INSERT INTO room_members (room_key, nick_key, role) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE role = VALUES(role)",
-    remove_member: "DELETE FROM room_members WHERE room_key = ? AND nick_key = ?",
-    member_role: "SELECT role FROM room_members WHERE room_key = ? AND nick_key = ?",
-    room_members: "SELECT nick_key, role FROM room_members WHERE room_key = ? ORDER BY nick_key",
+    upsert_member: "INSERT INTO room_members (room_key, member, role) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE role = VALUES(role)",
+    remove_member: "DELETE FROM room_members WHERE room_key = ? AND member = ?",
+    member_role: "SELECT role FROM room_members WHERE room_key = ? AND member = ?",
+    room_members: "SELECT member, role FROM room_members WHERE room_key = ? ORDER BY member",
     list_rooms: "SELECT name, topic, private, managed FROM rooms ORDER BY name_key",
+    claim_grants: "UPDATE IGNORE room_members SET member = ? WHERE member = ?",
+    has_member_rows: "SELECT COUNT(*) FROM room_members WHERE member = ?",
+    delete_member_rows: "DELETE FROM room_members WHERE member = ?",
+    account_by_id: "SELECT nick, display_name, status, avatar, settings, password_hash, created_at, last_seen, owner FROM users WHERE owner = ? AND password_hash IS NOT NULL",
+    expire_sessions: "UPDATE auth_sessions SET expires_at = ? WHERE user_id = ?",
+    guest_holder: "SELECT user_id FROM auth_sessions WHERE LOWER(nick) = ? AND expires_at > ? AND user_id LIKE 'g-%' ORDER BY expires_at DESC LIMIT 1",
+    delete_expired_sessions: "DELETE FROM auth_sessions WHERE expires_at <= ?",
+    nick_of_owner: "SELECT nick FROM users WHERE owner = ? ORDER BY last_seen DESC LIMIT 1",
+    end_guest_sessions: "UPDATE auth_sessions SET expires_at = ? WHERE user_id LIKE 'g-%' AND expires_at > ?",
 };
 
 enum Pool {
@@ -395,7 +441,8 @@ impl SqlStore {
                     .push_bind(m.to.as_deref().map(str::to_owned))
                     .push_bind(m.text.clone())
                     .push_bind(serde_json::to_string(&m.attachments).unwrap_or_else(|_| "[]".into()))
-                    .push_bind(m.sent_at);
+                    .push_bind(m.sent_at)
+                    .push_bind(m.sender_id.to_string());
             });
             q.push(suffix);
             q.build().execute(pool).await.map(|_| ())
@@ -562,8 +609,18 @@ impl SqlStore {
     // ---- accounts and profiles -------------------------------------------------
 
     pub async fn account(&self, nick_key: &str) -> Result<Option<Account>, StoreError> {
+        self.account_where(nick_key, false).await
+    }
+
+    /// The registered account whose id is `id`.
+    pub async fn account_by_id(&self, id: &str) -> Result<Option<Account>, StoreError> {
+        self.account_where(id, true).await
+    }
+
+    async fn account_where(&self, key: &str, by_id: bool) -> Result<Option<Account>, StoreError> {
         on_pool!(self, |pool, sql| {
-            let row = sqlx::query(sql.account).bind(nick_key).fetch_optional(pool).await.map_err(unavailable)?;
+            let query = if by_id { sql.account_by_id } else { sql.account };
+            let row = sqlx::query(query).bind(key).fetch_optional(pool).await.map_err(unavailable)?;
             match row {
                 None => Ok(None),
                 Some(r) => Ok(Some(Account {
@@ -582,17 +639,25 @@ impl SqlStore {
         })
     }
 
-    /// Registers `nick` with a password hash. False if it is registered
-    /// already. A nick only ever seen as a guest can be registered.
-    pub async fn create_account(&self, nick: &str, hash: &str, at: i64) -> Result<bool, StoreError> {
+    /// Registers `nick` with a password hash for the account `id`. False
+    /// if the nick is owned already. A nick only ever seen as a guest can be
+    /// registered.
+    pub async fn create_account(&self, nick: &str, hash: &str, id: &str, at: i64) -> Result<bool, StoreError> {
         let key = nick.to_ascii_lowercase();
         on_pool!(self, |pool, sql| {
-            let claimed = sqlx::query(sql.claim_account).bind(hash).bind(nick).bind(&key).execute(pool).await;
+            let claimed = sqlx::query(sql.claim_account).bind(hash).bind(nick).bind(id).bind(&key).execute(pool).await;
             if claimed.map_err(unavailable)?.rows_affected() == 1 {
                 return Ok(true);
             }
-            let inserted =
-                sqlx::query(sql.insert_account).bind(&key).bind(nick).bind(hash).bind(at).bind(at).execute(pool).await;
+            let inserted = sqlx::query(sql.insert_account)
+                .bind(&key)
+                .bind(nick)
+                .bind(hash)
+                .bind(at)
+                .bind(at)
+                .bind(id)
+                .execute(pool)
+                .await;
             match inserted {
                 Ok(_) => Ok(true),
                 Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
@@ -626,17 +691,20 @@ impl SqlStore {
         Ok(self.account(nick_key).await?.and_then(|a| a.owner))
     }
 
+    /// Stores a session token's hash for the user `user_id`, who holds `nick`.
     pub async fn create_session(
         &self,
         token_hash: &str,
-        nick_key: &str,
+        user_id: &str,
+        nick: &str,
         at: i64,
         expires_at: i64,
     ) -> Result<(), StoreError> {
         on_pool!(self, |pool, sql| {
             sqlx::query(sql.insert_session)
                 .bind(token_hash)
-                .bind(nick_key)
+                .bind(user_id)
+                .bind(nick)
                 .bind(at)
                 .bind(expires_at)
                 .execute(pool)
@@ -646,11 +714,28 @@ impl SqlStore {
         Ok(())
     }
 
-    /// The nick key a live session token belongs to.
-    pub async fn session_user(&self, token_hash: &str, now: i64) -> Result<Option<String>, StoreError> {
+    /// The user id a live session token belongs to, and the nick it holds.
+    pub async fn session_user(&self, token_hash: &str, now: i64) -> Result<Option<(String, String)>, StoreError> {
         on_pool!(self, |pool, sql| {
-            sqlx::query_scalar(sql.session_user)
-                .bind(token_hash)
+            sqlx::query_as(sql.session_user).bind(token_hash).bind(now).fetch_optional(pool).await.map_err(unavailable)
+        })
+    }
+
+    /// Every session token of `user_id` stops working at `at` (a guest's
+    /// when its last session ends, after the reconnect grace period).
+    pub async fn expire_sessions(&self, user_id: &str, at: i64) -> Result<(), StoreError> {
+        on_pool!(self, |pool, sql| {
+            sqlx::query(sql.expire_sessions).bind(at).bind(user_id).execute(pool).await.map_err(unavailable)?;
+        });
+        Ok(())
+    }
+
+    /// The guest identity that holds `nick_key` (connected, or within its
+    /// reconnect grace period), if any.
+    pub async fn guest_holder(&self, nick_key: &str, now: i64) -> Result<Option<String>, StoreError> {
+        on_pool!(self, |pool, sql| {
+            sqlx::query_scalar(sql.guest_holder)
+                .bind(nick_key)
                 .bind(now)
                 .fetch_optional(pool)
                 .await
@@ -658,7 +743,50 @@ impl SqlStore {
         })
     }
 
+    /// Ends every guest's token at `until` at the latest: at the start of a
+    /// single server no guest is connected, so each is in its grace period.
+    pub async fn end_guest_sessions(&self, until: i64) -> Result<(), StoreError> {
+        let now = crate::protocol::now_ms();
+        on_pool!(self, |pool, sql| {
+            sqlx::query(sql.end_guest_sessions).bind(until).bind(now).execute(pool).await.map_err(unavailable)?;
+        });
+        Ok(())
+    }
+
+    /// Forgets session tokens that have expired.
+    pub async fn delete_expired_sessions(&self, now: i64) -> Result<(), StoreError> {
+        on_pool!(self, |pool, sql| {
+            sqlx::query(sql.delete_expired_sessions).bind(now).execute(pool).await.map_err(unavailable)?;
+        });
+        Ok(())
+    }
+
     // ---- rooms and members ---------------------------------------------------------
+
+    /// Hands the memberships granted to a nick nobody owned (`pending`, see
+    /// [`crate::ids::pending_grant`]) to the id that now owns it.
+    pub async fn claim_grants(&self, pending: &str, id: &str) -> Result<(), StoreError> {
+        on_pool!(self, |pool, sql| {
+            sqlx::query(sql.claim_grants).bind(id).bind(pending).execute(pool).await.map_err(unavailable)?;
+            sqlx::query(sql.delete_member_rows).bind(pending).execute(pool).await.map_err(unavailable)?;
+        });
+        Ok(())
+    }
+
+    /// The nick the user `id` (an account, a site user) used last.
+    pub async fn account_nick_of(&self, id: &str) -> Result<Option<String>, StoreError> {
+        on_pool!(self, |pool, sql| {
+            sqlx::query_scalar(sql.nick_of_owner).bind(id).fetch_optional(pool).await.map_err(unavailable)
+        })
+    }
+
+    /// Whether `member` (an id, or a pending grant) belongs to any room.
+    pub async fn has_memberships(&self, member: &str) -> Result<bool, StoreError> {
+        let n: i64 = on_pool!(self, |pool, sql| {
+            sqlx::query_scalar(sql.has_member_rows).bind(member).fetch_one(pool).await.map_err(unavailable)?
+        });
+        Ok(n > 0)
+    }
 
     /// Creates a named room. False if a room of that name is stored already.
     pub async fn create_room(
@@ -703,11 +831,11 @@ impl SqlStore {
     }
 
     /// Adds a member to a room, or changes its role.
-    pub async fn set_member(&self, room_key: &str, nick_key: &str, role: Role) -> Result<(), StoreError> {
+    pub async fn set_member(&self, room_key: &str, member: &str, role: Role) -> Result<(), StoreError> {
         on_pool!(self, |pool, sql| {
             sqlx::query(sql.upsert_member)
                 .bind(room_key)
-                .bind(nick_key)
+                .bind(member)
                 .bind(role.as_str())
                 .execute(pool)
                 .await
@@ -716,23 +844,19 @@ impl SqlStore {
         Ok(())
     }
 
-    pub async fn remove_member(&self, room_key: &str, nick_key: &str) -> Result<bool, StoreError> {
+    pub async fn remove_member(&self, room_key: &str, member: &str) -> Result<bool, StoreError> {
         on_pool!(self, |pool, sql| {
-            let r = sqlx::query(sql.remove_member)
-                .bind(room_key)
-                .bind(nick_key)
-                .execute(pool)
-                .await
-                .map_err(unavailable)?;
+            let r =
+                sqlx::query(sql.remove_member).bind(room_key).bind(member).execute(pool).await.map_err(unavailable)?;
             Ok(r.rows_affected() > 0)
         })
     }
 
-    pub async fn member_role(&self, room_key: &str, nick_key: &str) -> Result<Option<Role>, StoreError> {
+    pub async fn member_role(&self, room_key: &str, member: &str) -> Result<Option<Role>, StoreError> {
         let role: Option<String> = on_pool!(self, |pool, sql| {
             sqlx::query_scalar(sql.member_role)
                 .bind(room_key)
-                .bind(nick_key)
+                .bind(member)
                 .fetch_optional(pool)
                 .await
                 .map_err(unavailable)?
@@ -805,5 +929,6 @@ where
         sent_at: r.try_get::<i64, _>(8).map_err(unavailable)?,
         edited_at: r.try_get::<Option<i64>, _>(9).map_err(unavailable)?,
         deleted: r.try_get::<bool, _>(10).map_err(unavailable)?,
+        sender_id: get_s(11)?.into(),
     })
 }

@@ -36,6 +36,8 @@ pub const ID: &str = "<msg_id>";
 pub const MS: &str = "<ms>";
 /// What [`norm`] puts in place of a `welcome.session` (`s-…`).
 pub const SESSION: &str = "s-<id>";
+/// `welcome.token`, normalised (see [`norm`]).
+pub const TOKEN: &str = "<token>";
 
 /// Defaults for tests: no auto-joined room (each test says what it joins),
 /// a fixed node id, a short shutdown grace, and a SQLite database of its own.
@@ -98,6 +100,7 @@ fn norm_in_place(v: &mut Value) {
                         *val = json!(MS)
                     }
                     ("session", Value::String(s)) if s.starts_with("s-") && s.len() > 2 => *val = json!(SESSION),
+                    ("token", Value::String(s)) if s.len() >= 32 => *val = json!(TOKEN),
                     _ => norm_in_place(val),
                 }
             }
@@ -399,6 +402,8 @@ pub fn claims(sub: &str, nick: &str) -> chat::auth::SiteClaims {
         sub: sub.into(),
         nick: nick.into(),
         exp: unix_now() + 3600,
+        nbf: None,
+        iat: None,
         name: None,
         avatar: None,
         rooms: None,

@@ -116,7 +116,9 @@ impl RedisBus {
                 .arg(&before)
                 .arg(&after)
                 .arg(&head)
-                .arg(&mid);
+                .arg(&mid)
+                .arg(&conv)
+                .arg(&*msg.sender_id);
             for c in &channels {
                 inv.arg(c);
             }
@@ -202,12 +204,7 @@ impl RedisBus {
             conn.xrevrange_count(&key, end, "-", n).await
         }
         .map_err(|e| self.failed(&e))?;
-        let mut messages: Vec<StoredMessage> = reply
-            .ids
-            .iter()
-            .filter_map(|entry| entry.get::<String>("m"))
-            .filter_map(|frame| buffer::decode(&frame))
-            .collect();
+        let mut messages: Vec<StoredMessage> = reply.ids.iter().filter_map(buffer::decode_entry).collect();
         messages.sort_by_key(|m| m.seq);
         Ok(messages)
     }

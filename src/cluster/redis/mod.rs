@@ -418,6 +418,9 @@ impl RedisBus {
             (Some(("u", user)), Kind::Moderator) => {
                 self.hub.set_moderator(e.a, user, e.b == "1");
             }
+            (Some(("u", user)), Kind::Admit) => {
+                self.hub.admit(e.a, e.b, user);
+            }
             (None, Kind::Everyone | Kind::Frame) if rest == "all" => self.hub.to_everyone(&frame(), except),
             (None, Kind::Status) if rest == "all" => {
                 self.hub.to_watchers(e.a, &frame(), e.b.parse().unwrap_or_default());

@@ -26,8 +26,7 @@ impl RedisBus {
             .key(self.node_key(&self.node))
             .key(self.all_chan())
             .arg(self.member(session))
-            .arg(&user.identity)
-            .arg(if user.guest { "1" } else { "0" })
+            .arg(&*user.identity)
             .arg(nick.as_str())
             .arg(online_entry(session))
             .arg(env)
@@ -86,14 +85,19 @@ impl RedisBus {
     /// Is the user online anywhere, and how.
     pub async fn online(&self, nick_key: &str) -> Result<Option<Online>, ProtoError> {
         let mut conn = self.conn()?;
-        let (name, away): (Option<String>, Option<String>) = redis::cmd("HMGET")
+        let (name, id, away): (Option<String>, Option<String>, Option<String>) = redis::cmd("HMGET")
             .arg(self.key(&format!("on:{nick_key}")))
             .arg("name")
+            .arg("id")
             .arg("away")
             .query_async(&mut conn)
             .await
             .map_err(|e| self.failed(&e))?;
-        Ok(name.map(|n| Online { nick: n.into(), away: away.as_deref() == Some("1") }))
+        Ok(name.map(|n| Online {
+            nick: n.into(),
+            id: id.unwrap_or_default().into(),
+            away: away.as_deref() == Some("1"),
+        }))
     }
 
     pub async fn set_away(&self, session: &SessionHandle, away: bool) -> Result<(), ProtoError> {

@@ -8,7 +8,9 @@
 -- ARGV: 1 the seq to start from if the counter is missing ('' = ask the
 --       caller, who reads it from the database), 2 and 3 the message frame
 --       before and after its seq, 4 and 5 the envelope before and after
---       its seq, 6.. the channels
+--       its seq, 6 the conversation's key, 7 the sender's user id (the
+--       frame names neither: both ride in the buffer beside it), 8.. the
+--       channels
 -- Returns the seq; -1: the counter is missing; -2: fenced off.
 if redis.call('EXISTS', KEYS[4]) == 1 then return -2 end
 local last = redis.call('GET', KEYS[1])
@@ -20,11 +22,11 @@ local seq = tonumber(last) + 1
 local frame = ARGV[2] .. seq .. ARGV[3]
 -- The one write that can fail (an entry id not above the stream's last)
 -- comes first: a failed script then has written nothing.
-redis.call('XADD', KEYS[3], seq .. '-1', 'm', frame)
+redis.call('XADD', KEYS[3], seq .. '-1', 'm', frame, 'c', ARGV[6], 'u', ARGV[7])
 redis.call('SET', KEYS[1], seq)
-redis.call('XADD', KEYS[2], '*', 'm', frame)
+redis.call('XADD', KEYS[2], '*', 'm', frame, 'c', ARGV[6], 'u', ARGV[7])
 local envelope = ARGV[4] .. seq .. ARGV[5] .. frame
-for i = 6, #ARGV do
+for i = 8, #ARGV do
   redis.call('PUBLISH', ARGV[i], envelope)
 end
 return seq
