@@ -251,6 +251,14 @@ impl Conn {
             Request::Leave { room } => self.leave(id, &room).await,
             Request::Rooms => {
                 let mut rooms = self.app.bus.room_list().await?;
+                // Rooms created through the API exist with no members too.
+                let named = self.app.store.list_rooms().await.map_err(unavailable)?;
+                for r in named.into_iter().filter(|r| r.managed) {
+                    if !rooms.iter().any(|l| l.name.eq_ignore_ascii_case(&r.name)) {
+                        let (name, topic, private) = (r.name, r.topic, r.private);
+                        rooms.push(crate::protocol::server::RoomSummary { name, topic, members: 0, private });
+                    }
+                }
                 rooms.retain(|r| !r.private);
                 self.reply(&ServerFrame::Rooms { id, rooms: &rooms });
                 Ok(())
