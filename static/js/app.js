@@ -23,7 +23,9 @@ const TYPING_IDLE = 5000;
 const store = new Store();
 const notifier = new Notifier();
 let conn = null;
-let auth = null; // {nick} for a guest, {token, persist} for a token
+// {nick, guestToken?} for a guest (guestToken: welcome's token, so that a
+// reload or another tab is the same guest), {token, persist} for a token.
+let auth = null;
 let current = null;
 let typingSent = 0;
 let typingConv = null;
@@ -109,10 +111,20 @@ function login(error = '') {
 
 function connect() {
   conn?.stop();
-  conn = new Connection(wsUrl(), () => (auth.token ? { token: auth.token } : { nick: auth.nick }));
+  conn = new Connection(wsUrl(), () => {
+    if (auth.token) return { token: auth.token };
+    return auth.guestToken ? { token: auth.guestToken } : { nick: auth.nick };
+  });
   conn.addEventListener('status', (e) => ui.setStatus(e.detail));
   conn.addEventListener('refused', (e) => {
     const f = e.detail;
+    if (auth?.guestToken && (f.code === 'unauthorized' || f.code === 'nick_taken')) {
+      // The guest was gone too long: it comes back as a new guest of the same nick.
+      delete auth.guestToken;
+      saveAuth();
+      connect();
+      return;
+    }
     if (f.code === 'unauthorized' || f.code === 'nick_taken' || f.code === 'invalid') forgetAuth();
     const expired = f.code === 'unauthorized' && auth?.token && !auth.persist;
     login(expired ? 'Your sign-in from the site has expired. Reload the page to get a new one.' : errorText(f));
@@ -131,6 +143,7 @@ function logout() {
 // ---- frames from the server ---------------------------------------------
 
 function onWelcome(f, resumed) {
+  if (!auth.token && f.token) auth.guestToken = f.token;
   store.me = f.user;
   store.learn(f.user);
   store.limits = f.limits || store.limits;

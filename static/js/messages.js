@@ -8,6 +8,9 @@ import { h, $, replace } from './dom.js';
 import { clock, fullTime, dayKey, dayLabel } from './format.js';
 import { fold } from './store.js';
 
+/** The nick the server's announcements come from (nobody may take it). */
+const SERVER = 'server';
+
 const GROUP_MS = 5 * 60_000;
 
 /** A round avatar: the picture when there is one, else an initial on a colour. */
@@ -226,9 +229,14 @@ export class MessageList {
 
   /** Writes one message's contents (all user data as text). */
   fill(el, m, own) {
-    const name = this.store.displayName(m.from);
+    // `server` is a reserved nick: only the server's own announcements
+    // carry it, and they look like no user's message.
+    const announcement = m.from === SERVER;
+    el.classList.toggle('announcement', announcement);
+    const name = announcement ? 'Server announcement' : this.store.displayName(m.from);
     const head = h('div', { class: 'msg-head' },
-      h('span', { class: 'from', text: name, title: `@${m.from}` }),
+      h('span', { class: 'from', text: name, title: announcement ? 'Sent by this chat server' : `@${m.from}` }),
+      announcement ? h('span', { class: 'badge', text: 'server' }) : null,
       h('time', { attrs: { datetime: new Date(m.sent_at).toISOString() }, text: clock(m.sent_at), title: fullTime(m.sent_at) }));
     const body = h('div', { class: 'msg-main' }, head);
     if (m.deleted) {
