@@ -409,7 +409,13 @@ impl Hook {
         if config.hook_url.is_empty() {
             return None;
         }
-        let client = reqwest::Client::builder().timeout(config.hook_timeout).build().ok()?;
+        // A redirect is a failure, never followed: the hook's answer must
+        // come from the configured address.
+        let client = reqwest::Client::builder()
+            .timeout(config.hook_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .ok()?;
         Some(Hook {
             url: config.hook_url.clone(),
             client,
@@ -436,8 +442,11 @@ impl Hook {
             action,
         };
         let answer = async {
-            let r = self.client.post(&self.url).json(&body).send().await?.error_for_status()?;
-            r.json::<HookAnswer>().await
+            let r = self.client.post(&self.url).json(&body).send().await.map_err(|e| e.to_string())?;
+            if !r.status().is_success() {
+                return Err(format!("the hook answered {} (redirects are not followed)", r.status()));
+            }
+            r.json::<HookAnswer>().await.map_err(|e| e.to_string())
         }
         .await;
         let allow = match answer {
