@@ -11,6 +11,7 @@ use crate::auth::{Hook, LoginThrottle};
 use crate::cluster::Bus;
 use crate::config::Config;
 use crate::gateway::limits::ConnLimits;
+use crate::http::edge::TrustedProxies;
 use crate::hub::Hub;
 use crate::protocol::server::LimitsView;
 use crate::protocol::{Name, ProtoError};
@@ -37,6 +38,8 @@ pub struct App {
     pub limits_view: LimitsView,
     pub login_throttle: LoginThrottle,
     pub hook: Option<Hook>,
+    /// `server.trusted_proxies`, parsed.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// A user named by a nick: the nick as shown, and the id of the user who
@@ -84,7 +87,9 @@ impl App {
             login_throttle: LoginThrottle::new(
                 config.auth.login_per_nick_per_minute,
                 config.auth.login_per_ip_per_minute,
+                config.auth.login_failures_per_nick_per_minute,
             ),
+            trusted_proxies: TrustedProxies::new(&config.server.trusted_proxies),
             hook: Hook::new(&config.auth),
             conns: ConnLimits::new(l.max_connections, l.max_connections_per_ip),
             node: config.node_id(),

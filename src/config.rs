@@ -35,6 +35,24 @@ pub struct ServerConfig {
     pub node: String,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Reverse proxies (IP addresses or CIDR blocks) whose `X-Forwarded-For`
+    /// is believed: for a connection from one of them, the client address
+    /// is the right-most forwarded address that is not itself trusted.
+    /// Empty (the default): the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
+    /// Host names (optionally `name:port`) requests must name in `Host`;
+    /// others get 421 (against DNS rebinding). Empty (the default): any.
+    /// `/healthz` and `/readyz` answer whatever the `Host`.
+    pub allowed_hosts: Vec<String>,
+    /// Time a connection has to send a whole request line and headers,
+    /// counted from connecting or from the previous response: a silent or
+    /// dripping client is disconnected after it.
+    #[serde(with = "humantime_serde")]
+    pub request_head_timeout: Duration,
+    /// Time a request has to send its whole body once its headers are in;
+    /// then 408 and the connection is closed.
+    #[serde(with = "humantime_serde")]
+    pub request_body_timeout: Duration,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -121,6 +139,10 @@ pub struct AuthConfig {
     pub session_ttl: Duration,
     pub login_per_nick_per_minute: u32,
     pub login_per_ip_per_minute: u32,
+    /// Failed password attempts on one nick per minute, from all addresses
+    /// together, before that nick is closed to the addresses that failed on
+    /// it (addresses that have not failed may still log in).
+    pub login_failures_per_nick_per_minute: u32,
     pub allowed_origins: Vec<String>,
     pub hook_url: String,
     #[serde(with = "humantime_serde")]
@@ -246,6 +268,8 @@ impl Config {
             ("limits.hello_timeout", l.hello_timeout),
             ("limits.ping_interval", l.ping_interval),
             ("limits.idle_timeout", l.idle_timeout),
+            ("server.request_head_timeout", self.server.request_head_timeout),
+            ("server.request_body_timeout", self.server.request_body_timeout),
         ] {
             if d.is_zero() {
                 return Err(ConfigError(format!("{key} must be longer than 0s")));
@@ -268,10 +292,32 @@ impl Config {
                 "database.url: unsupported scheme `{scheme}` (use sqlite://, postgres://, mysql:// or memory://)"
             )));
         }
-        if self.auth.login_per_nick_per_minute == 0 || self.auth.login_per_ip_per_minute == 0 {
+        if self.auth.login_per_nick_per_minute == 0
+            || self.auth.login_per_ip_per_minute == 0
+            || self.auth.login_failures_per_nick_per_minute == 0
+        {
             return Err(ConfigError(
-                "auth.login_per_nick_per_minute and auth.login_per_ip_per_minute must be greater than 0".into(),
+                "auth.login_per_nick_per_minute, auth.login_per_ip_per_minute and \
+                 auth.login_failures_per_nick_per_minute must be greater than 0"
+                    .into(),
             ));
+        }
+        for proxy in &self.server.trusted_proxies {
+            if crate::http::edge::parse_net(proxy).is_none() {
+                return Err(ConfigError(format!(
+                    "server.trusted_proxies: `{proxy}` is not an IP address or CIDR block (10.0.0.0/8, ::1)"
+                )));
+            }
+        }
+        for host in &self.server.allowed_hosts {
+            let ok = !host.is_empty()
+                && host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+                && !host.starts_with(':');
+            if !ok {
+                return Err(ConfigError(format!(
+                    "server.allowed_hosts: `{host}` must be a host name, optionally with :port (chat.example.org)"
+                )));
+            }
         }
         for origin in &self.auth.allowed_origins {
             if !(origin.starts_with("http://") || origin.starts_with("https://")) || origin.ends_with('/') {
@@ -377,6 +423,24 @@ mod tests {
             assert!(e.contains("typo"), "{e}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn edge_settings_are_checked() {
+        let c = Config::default();
+        assert!(c.server.trusted_proxies.is_empty() && c.server.allowed_hosts.is_empty());
+        let mut bad = c.clone();
+        bad.server.trusted_proxies = vec!["10.0.0.0/8".into(), "proxy.local".into()];
+        assert!(bad.validate().unwrap_err().to_string().contains("server.trusted_proxies"));
+        let mut bad = c.clone();
+        bad.server.allowed_hosts = vec!["https://chat.example.org/".into()];
+        assert!(bad.validate().unwrap_err().to_string().contains("server.allowed_hosts"));
+        let mut bad = c.clone();
+        bad.server.request_head_timeout = Duration::ZERO;
+        assert!(bad.validate().unwrap_err().to_string().contains("server.request_head_timeout"));
+        let mut bad = c;
+        bad.auth.login_failures_per_nick_per_minute = 0;
+        assert!(bad.validate().unwrap_err().to_string().contains("login_failures_per_nick_per_minute"));
     }
 
     #[test]

@@ -34,7 +34,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -113,17 +112,8 @@ impl Server {
         let app = Arc::new(App::new(config, hub, bus, store));
         let trigger = CancellationToken::new();
 
-        // Small frames must leave at once: no Nagle delay.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let router = http::router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let http = axum::serve(listener, router).with_graceful_shutdown(trigger.clone().cancelled_owned());
-        let http = tokio::spawn(async move {
-            if let Err(e) = http.await {
-                tracing::error!(error = %e, "http server failed");
-            }
-        });
+        let router = http::router(app.clone());
+        let http = tokio::spawn(http::serve::serve(app.clone(), listener, router, trigger.clone()));
         tracing::info!(%addr, node = %app.node, "listening");
 
         let shutdown = trigger.clone();

@@ -9,8 +9,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
+use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{SplitSink, SplitStream};
@@ -20,8 +21,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite;
 
 use super::handlers::Conn;
-use super::limits::{ConnPermit, Refused};
+use super::limits::{ConnPermit, PermitSlot, Refused};
 use crate::app::App;
+use crate::http::edge::ClientAddr;
 use crate::hub::{CloseReason, SessionHandle};
 use crate::protocol::client::ParseError;
 use crate::protocol::server::Frame;
@@ -38,10 +40,13 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// `GET /ws`.
 pub async fn upgrade(
     State(app): State<Arc<App>>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    client: ClientAddr,
+    slot: Option<Extension<PermitSlot>>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // The client's address (through trusted proxies), for caps and logs.
+    let addr = client.socket_addr();
     if !origin_allowed(&headers, &app.config.auth.allowed_origins) {
         tracing::warn!(%addr, origin = ?headers.get(header::ORIGIN), "connection refused: foreign origin");
         return crate::http::error_response(
@@ -50,10 +55,10 @@ pub async fn upgrade(
             "this page's origin may not connect (see auth.allowed_origins)",
         );
     }
-    let permit = match app.conns.acquire(addr.ip()) {
+    let permit = match upgrade_permit(&app, &client, slot.map(|Extension(s)| s)) {
         Ok(p) => p,
         Err(refused) => {
-            tracing::warn!(%addr, ?refused, "connection refused: cap reached");
+            tracing::warn!(%addr, peer = %client.peer, ?refused, "connection refused: cap reached");
             let (status, msg) = match refused {
                 Refused::Total => (StatusCode::SERVICE_UNAVAILABLE, "too many connections"),
                 Refused::PerIp => (StatusCode::TOO_MANY_REQUESTS, "too many connections from this address"),
@@ -71,6 +76,25 @@ pub async fn upgrade(
             tracker.track_future(serve(app, socket, addr, permit))
         })
         .into_response()
+}
+
+/// The connection's permit, taken over from the accept loop for the life
+/// of the WebSocket; through a trusted proxy it now counts towards the
+/// forwarded client's address too (on refusal it goes back to the slot).
+fn upgrade_permit(app: &App, client: &ClientAddr, slot: Option<PermitSlot>) -> Result<ConnPermit, Refused> {
+    let Some(mut permit) = slot.as_ref().and_then(PermitSlot::take) else {
+        // Not served by the accept loop (or a second upgrade): count afresh.
+        return app.conns.acquire(client.ip);
+    };
+    if client.via_proxy
+        && let Err(refused) = permit.add_ip(client.ip)
+    {
+        if let Some(slot) = slot {
+            slot.put_back(permit);
+        }
+        return Err(refused);
+    }
+    Ok(permit)
 }
 
 /// Cross-site WebSocket hijacking guard: a browser always sends `Origin`;

@@ -1,17 +1,17 @@
 //! Accounts and profiles: `POST /api/register`, `POST /api/login`,
 //! `GET/PATCH /api/me`, `GET /api/users/{nick}`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::caller::{Caller, caller, proto_error_response};
+use super::edge::ClientAddr;
 use super::{Body, bad_request, error_response, unavailable};
 use crate::app::App;
 use crate::auth::{self, MAX_DISPLAY_NAME, MAX_PASSWORD, MAX_SETTINGS_BYTES, MAX_STATUS, MIN_PASSWORD};
@@ -47,11 +47,7 @@ async fn session_for(app: &App, id: &str, nick: &str) -> Result<String, Response
 }
 
 /// `POST /api/register` `{nick, password}` → 201 `{token, user}`.
-pub async fn register(
-    State(app): State<Arc<App>>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Body(c): Body<Credentials>,
-) -> Response {
+pub async fn register(State(app): State<Arc<App>>, client: ClientAddr, Body(c): Body<Credentials>) -> Response {
     if !app.config.auth.registration_open() {
         return error_response(StatusCode::FORBIDDEN, "forbidden", "registration is closed on this server");
     }
@@ -66,7 +62,7 @@ pub async fn register(
     if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&len) {
         return bad_request(&format!("`password` must be {MIN_PASSWORD} to {MAX_PASSWORD} characters"));
     }
-    if let Err(e) = app.login_throttle.attempt(&nick, Some(addr.ip())) {
+    if let Err(e) = app.login_throttle.attempt(&nick, Some(client.ip)) {
         return proto_error_response(&e);
     }
     let hash = match auth::hash_password(c.password).await {
@@ -100,18 +96,14 @@ pub async fn register(
 }
 
 /// `POST /api/login` `{nick, password}` → `{token, user}`.
-pub async fn login(
-    State(app): State<Arc<App>>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Body(c): Body<Credentials>,
-) -> Response {
+pub async fn login(State(app): State<Arc<App>>, client: ClientAddr, Body(c): Body<Credentials>) -> Response {
     let Ok(nick) = Name::nick(&c.nick) else {
         return proto_error_response(&ProtoError::new(
             crate::protocol::ErrorCode::Unauthorized,
             "wrong nick or password",
         ));
     };
-    let identity = match auth::login(&app.store, &app.login_throttle, &nick, &c.password, Some(addr.ip())).await {
+    let identity = match auth::login(&app.store, &app.login_throttle, &nick, &c.password, Some(client.ip)).await {
         Ok(i) => i,
         Err(e) => return proto_error_response(&e),
     };

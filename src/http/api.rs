@@ -66,6 +66,17 @@ pub async fn room_messages(
     }
 }
 
+/// A transcript holds what users wrote: opened in a browser it may run
+/// nothing, load nothing, and be taken for nothing but what it says.
+const TRANSCRIPT_HEADERS: [(header::HeaderName, &str); 3] = [
+    (
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    ),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::REFERRER_POLICY, "no-referrer"),
+];
+
 #[derive(Deserialize)]
 pub struct TranscriptQuery {
     from: Option<String>,
@@ -129,7 +140,7 @@ pub async fn room_transcript(
             if page.more {
                 out.push_str(&format!("[truncated after {TRANSCRIPT_MAX} messages: ask again with a later `from`]\n"));
             }
-            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], out).into_response()
+            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], TRANSCRIPT_HEADERS, out).into_response()
         }
         "html" => {
             let mut out = format!(
@@ -145,7 +156,7 @@ pub async fn room_transcript(
                 ));
             }
             out.push_str("</ul>\n</body></html>\n");
-            ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], out).into_response()
+            ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], TRANSCRIPT_HEADERS, out).into_response()
         }
         _ => bad_request("`format` must be json, text or html"),
     }

@@ -8,7 +8,9 @@
 pub mod accounts;
 pub mod api;
 pub mod caller;
+pub mod edge;
 pub mod rooms;
+pub mod serve;
 
 use std::sync::{Arc, OnceLock};
 
@@ -49,12 +51,18 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/embed", get(embed_page))
         .route("/a/{version}/{*path}", get(versioned_asset))
         .fallback(get(static_file))
+        // Outermost last: the host check, then JSON errors, then the body deadline.
+        .layer(axum::middleware::from_fn_with_state(app.clone(), edge::body_deadline))
+        .layer(axum::middleware::from_fn(edge::json_errors))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), edge::check_host))
         .with_state(app)
 }
 
 /// A JSON request body. What axum would refuse in plain text (not JSON, a
 /// missing or unknown field, a wrong type, no `Content-Type`) is refused
-/// with the API's own error body instead: 400 `invalid`, naming the problem.
+/// with the API's own error body instead: 400 `invalid`, naming the problem;
+/// a body over the limit is 413 `too_large`, one that did not arrive within
+/// `server.request_body_timeout` 408 `timeout`.
 pub struct Body<T>(pub T);
 
 impl<T, S> axum::extract::FromRequest<S> for Body<T>
@@ -67,6 +75,10 @@ where
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Response> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(Body(v)),
+            Err(e) if edge::timed_out(&e) => Err(edge::body_timeout_response()),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(error_response(StatusCode::PAYLOAD_TOO_LARGE, "too_large", &e.body_text()))
+            }
             Err(e) => Err(error_response(StatusCode::BAD_REQUEST, "invalid", &e.body_text())),
         }
     }
