@@ -12,6 +12,7 @@ use crate::cluster::Bus;
 use crate::config::Config;
 use crate::gateway::limits::ConnLimits;
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 use crate::protocol::server::LimitsView;
 use crate::store::Store;
 
@@ -36,6 +37,8 @@ pub struct App {
     pub limits_view: LimitsView,
     pub login_throttle: LoginThrottle,
     pub hook: Option<Hook>,
+    /// What `GET /metrics` shows (the hub's, shared).
+    pub metrics: Metrics,
 }
 
 impl App {
@@ -53,6 +56,7 @@ impl App {
                 config.auth.login_per_ip_per_minute,
             ),
             hook: Hook::new(&config.auth),
+            metrics: hub.metrics().clone(),
             conns: ConnLimits::new(l.max_connections, l.max_connections_per_ip),
             node: config.node_id(),
             limits_view,

@@ -14,7 +14,8 @@ use std::sync::{Arc, OnceLock};
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{MatchedPath, Path, Request, State};
+use axum::middleware::{self, Next};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -31,7 +32,7 @@ use crate::gateway::ws;
 struct Assets;
 
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -48,8 +49,36 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/", get(index_page))
         .route("/embed", get(embed_page))
         .route("/a/{version}/{*path}", get(versioned_asset))
-        .fallback(get(static_file))
-        .with_state(app)
+        .fallback(get(static_file));
+    if app.config.metrics.listen.is_empty() {
+        router = router.route("/metrics", get(metrics));
+    }
+    router.layer(middleware::from_fn_with_state(app.clone(), count_requests)).with_state(app)
+}
+
+/// `/metrics` alone, for `metrics.listen`.
+pub fn metrics_router(app: Arc<App>) -> Router {
+    Router::new().route("/metrics", get(metrics)).with_state(app)
+}
+
+/// Counts each request by its route pattern (`/api/rooms/{room}`, not the
+/// path) and status; the static files and unknown paths count as `other`.
+async fn count_requests(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    app.metrics.http_request(route.as_deref().unwrap_or("other"), response.status().as_u16());
+    response
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let snapshot = crate::metrics::Snapshot {
+        ws_connections: app.conns.open(),
+        sessions: app.hub.session_count(),
+        rooms: app.hub.live_rooms().len(),
+        cluster: app.bus.metrics_snapshot().await,
+    };
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], app.metrics.render(&snapshot)).into_response()
 }
 
 /// A JSON request body. What axum would refuse in plain text (not JSON, a

@@ -376,7 +376,7 @@ pub async fn quiet_room(server: &RunningServer, room: &str, nicks: &[&str]) -> V
 // ---- identity and access (tests/auth.rs, tests/access.rs, tests/admin_api.rs) ----
 
 /// The site-token secret of [`auth_config`].
-pub const TOKEN_SECRET: &str = "test-site-token-secret";
+pub const TOKEN_SECRET: &str = "test-site-token-secret-at-least-32-bytes";
 /// The API key of [`auth_config`].
 pub const API_KEY: &str = "test-api-key";
 
