@@ -25,8 +25,8 @@ pub mod cluster;
 pub mod config;
 pub mod gateway;
 pub mod http;
-pub mod metrics;
 pub mod hub;
+pub mod metrics;
 pub mod protocol;
 pub mod store;
 
@@ -103,7 +103,9 @@ impl Server {
         let metrics_listener = match config.metrics.listen.as_str() {
             "" => None,
             listen => Some(
-                TcpListener::bind(listen).await.with_context(|| format!("metrics.listen: cannot listen on {listen}"))?,
+                TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("metrics.listen: cannot listen on {listen}"))?,
             ),
         };
         let store = Store::open(&config).await.context("cannot open the database")?;

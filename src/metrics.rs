@@ -123,7 +123,9 @@ impl Metrics {
                 Conv::Everyone => everyone += 1,
             }
         }
-        for (counter, n) in [(&self.0.s.stored_room, room), (&self.0.s.stored_dm, dm), (&self.0.s.stored_everyone, everyone)] {
+        for (counter, n) in
+            [(&self.0.s.stored_room, room), (&self.0.s.stored_dm, dm), (&self.0.s.stored_everyone, everyone)]
+        {
             if n > 0 {
                 counter.increment(n);
             }
@@ -224,7 +226,10 @@ fn describe() {
     describe_gauge!("chat_connections", "Open connections, by transport.");
     describe_gauge!("chat_sessions", "Identified sessions on this node.");
     describe_gauge!("chat_rooms", "Rooms with members on this node.");
-    describe_counter!("chat_messages_stored_total", "Messages that passed the durable step, by kind (room, dm, everyone).");
+    describe_counter!(
+        "chat_messages_stored_total",
+        "Messages that passed the durable step, by kind (room, dm, everyone)."
+    );
     describe_counter!("chat_deliveries_total", "Stored messages fanned out to this node's sessions (one per message).");
     describe_histogram!(DURABLE_STEP, Unit::Seconds, "Time one durable step took (a batch commit, or a Redis append).");
     describe_counter!("chat_durable_step_failures_total", "Durable steps that failed (senders got `unavailable`).");

@@ -218,13 +218,8 @@ fn json_logs_are_one_object_per_line() {
 
 /// `chat token ARGS` with `secret` as auth.token_secret: exit code, stdout, stderr.
 fn token(secret: &str, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = chat()
-        .arg("token")
-        .args(args)
-        .env("CHAT_AUTH__TOKEN_SECRET", secret)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out =
+        chat().arg("token").args(args).env("CHAT_AUTH__TOKEN_SECRET", secret).stdin(Stdio::null()).output().unwrap();
     (out.status.code(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
