@@ -181,6 +181,12 @@ impl Client {
         Client::wrap(ws)
     }
 
+    /// Opens a WebSocket at `url` (a server behind a proxy, say).
+    pub async fn connect_url(url: &str) -> Client {
+        let (ws, _) = connect_async_with_config(url, Some(ws_config()), true).await.expect("connect");
+        Client::wrap(ws)
+    }
+
     fn wrap(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Client {
         Client { ws, nick: String::new(), sync_n: 0 }
     }
