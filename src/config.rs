@@ -393,6 +393,15 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_chat_toml_is_valid() {
+        // The Docker image and config/chat.service start with it.
+        let file = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/chat.toml"));
+        let c = Config::load(Some(file), &Overrides::default(), false).unwrap();
+        assert_eq!(c.database.url, "sqlite:///data/chat.db");
+        assert_eq!(c.server.listen.to_string(), "0.0.0.0:8080");
+    }
+
+    #[test]
     fn secrets_do_not_print() {
         let s = Secret::new("hunter2");
         assert!(!format!("{s:?}").contains("hunter2"));
