@@ -8,12 +8,14 @@ FROM debian:bookworm-slim
 RUN useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin chat \
     && mkdir -p /data /etc/chat && chown chat /data
 COPY --from=build /src/target/release/chat /usr/local/bin/chat
-COPY config/ /etc/chat/
+# The server reads this file (see CMD); mount your own over it, or override
+# single settings with CHAT_SECTION__KEY variables (`docker run -e ...`).
+# Every default is compiled in (config/default.toml), so the file holds only
+# what differs: listen on all interfaces, the database in the volume.
+COPY config/chat.toml /etc/chat/chat.toml
 USER chat
 WORKDIR /data
 VOLUME ["/data"]
 EXPOSE 8080
-ENV CHAT_SERVER__LISTEN=0.0.0.0:8080 \
-    CHAT_DATABASE__URL=sqlite:///data/chat.db
 ENTRYPOINT ["/usr/local/bin/chat"]
-CMD ["serve"]
+CMD ["serve", "--config", "/etc/chat/chat.toml"]

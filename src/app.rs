@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::gateway::limits::ConnLimits;
 use crate::http::edge::TrustedProxies;
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 use crate::protocol::server::LimitsView;
 use crate::protocol::{Name, ProtoError};
 use crate::store::Store;
@@ -40,6 +41,8 @@ pub struct App {
     pub hook: Option<Hook>,
     /// `server.trusted_proxies`, parsed.
     pub trusted_proxies: TrustedProxies,
+    /// What `GET /metrics` shows (the hub's, shared).
+    pub metrics: Metrics,
 }
 
 /// A user named by a nick: the nick as shown, and the id of the user who
@@ -91,6 +94,7 @@ impl App {
             ),
             trusted_proxies: TrustedProxies::new(&config.server.trusted_proxies),
             hook: Hook::new(&config.auth),
+            metrics: hub.metrics().clone(),
             conns: ConnLimits::new(l.max_connections, l.max_connections_per_ip),
             node: config.node_id(),
             limits_view,

@@ -25,6 +25,7 @@ pub struct Config {
     pub chat: ChatConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -178,6 +179,27 @@ impl AuthConfig {
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     pub filter: String,
+    /// `text` (one readable line per event) or `json` (one JSON object per
+    /// line, for log collectors). Neither has colour codes unless stderr is
+    /// a terminal (text only).
+    pub format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where `GET /metrics` answers: empty = on `server.listen` (the main
+    /// port); an address (`127.0.0.1:9100`) = only there, on its own
+    /// listener, and not on the main port.
+    pub listen: String,
 }
 
 /// A secret string: never printed by `Debug` or `Display`.
@@ -232,7 +254,9 @@ impl Config {
             fig = fig.merge(Toml::file(path));
         }
         if with_env {
-            fig = fig.merge(Env::prefixed("CHAT_").split("__"));
+            // Only CHAT_SECTION__KEY names a setting: other CHAT_* variables
+            // (the console client's CHAT_TOKEN, a harness's own) are not ours.
+            fig = fig.merge(Env::prefixed("CHAT_").filter(|key| key.as_str().contains("__")).split("__"));
         }
         if let Some(listen) = flags.listen {
             fig = fig.merge(Serialized::default("server.listen", listen.to_string()));
@@ -285,6 +309,12 @@ impl Config {
             if crate::protocol::Name::room(room).is_err() {
                 return Err(ConfigError(format!("rooms.auto_join: `{room}` is not a valid room name")));
             }
+        }
+        if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<SocketAddr>().is_err() {
+            return Err(ConfigError(format!(
+                "metrics.listen: `{}` is not an address like 127.0.0.1:9100 (or empty for the main port)",
+                self.metrics.listen
+            )));
         }
         let scheme = self.database.url.split(':').next().unwrap_or("");
         if !["sqlite", "postgres", "postgresql", "mysql", "mariadb", "memory"].contains(&scheme) {
@@ -418,6 +448,11 @@ mod tests {
             let e = Config::load(None, &Overrides::default(), true).unwrap_err().to_string();
             assert!(e.contains("limits.max_text"), "{e}");
             jail.set_env("CHAT_LIMITS__MAX_TEXT", "5");
+            // Not settings: ignored.
+            jail.set_env("CHAT_TOKEN", "abc");
+            jail.set_env("CHAT_PASSWORD", "abc");
+            jail.set_env("CHAT_URL", "ws://example.org/ws");
+            Config::load(None, &Overrides::default(), true).unwrap();
             jail.set_env("CHAT_LIMITS__TYPO", "5");
             let e = Config::load(None, &Overrides::default(), true).unwrap_err().to_string();
             assert!(e.contains("typo"), "{e}");
@@ -441,6 +476,15 @@ mod tests {
         let mut bad = c;
         bad.auth.login_failures_per_nick_per_minute = 0;
         assert!(bad.validate().unwrap_err().to_string().contains("login_failures_per_nick_per_minute"));
+    }
+
+    #[test]
+    fn the_shipped_chat_toml_is_valid() {
+        // The Docker image and config/chat.service start with it.
+        let file = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/chat.toml"));
+        let c = Config::load(Some(file), &Overrides::default(), false).unwrap();
+        assert_eq!(c.database.url, "sqlite:///data/chat.db");
+        assert_eq!(c.server.listen.to_string(), "0.0.0.0:8080");
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub mod gateway;
 pub mod http;
 pub mod hub;
 pub mod ids;
+pub mod metrics;
 pub mod protocol;
 pub mod store;
 
@@ -42,6 +43,7 @@ use app::App;
 use cluster::Bus;
 pub use config::Config;
 use hub::Hub;
+use metrics::Metrics;
 use store::Store;
 
 pub struct Server;
@@ -49,6 +51,7 @@ pub struct Server;
 /// A running server: where it listens, and how to stop it.
 pub struct RunningServer {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     trigger: CancellationToken,
     done: JoinHandle<()>,
 }
@@ -56,6 +59,11 @@ pub struct RunningServer {
 impl RunningServer {
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where `GET /metrics` answers when `metrics.listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// `ws://ADDR/ws`.
@@ -92,9 +100,17 @@ impl Server {
     /// Starts serving on an already bound listener.
     pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<RunningServer> {
         let addr = listener.local_addr()?;
+        let metrics_listener = match config.metrics.listen.as_str() {
+            "" => None,
+            listen => Some(
+                TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("metrics.listen: cannot listen on {listen}"))?,
+            ),
+        };
         let store = Store::open(&config).await.context("cannot open the database")?;
         let clustered = !config.cluster.redis_url.is_empty();
-        let hub = Arc::new(Hub::new(config.limits.outbound_queue, !clustered));
+        let hub = Arc::new(Hub::new(config.limits.outbound_queue, !clustered).with_metrics(Metrics::new()));
         let (bus, writer) = if clustered {
             let bus = Bus::redis(&config.cluster, config.node_id(), store.clone(), hub.clone())
                 .await
@@ -115,6 +131,20 @@ impl Server {
         let router = http::router(app.clone());
         let http = tokio::spawn(http::serve::serve(app.clone(), listener, router, trigger.clone()));
         tracing::info!(%addr, node = %app.node, "listening");
+        let mut metrics_addr = None;
+        let mut metrics_http = None;
+        if let Some(listener) = metrics_listener {
+            let at = listener.local_addr()?;
+            metrics_addr = Some(at);
+            let router = http::metrics_router(app.clone());
+            let stop = trigger.clone().cancelled_owned();
+            metrics_http = Some(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop).await {
+                    tracing::error!(error = %e, "metrics server failed");
+                }
+            }));
+            tracing::info!(addr = %at, "metrics listening");
+        }
 
         let shutdown = trigger.clone();
         let done = tokio::spawn(async move {
@@ -146,12 +176,21 @@ impl Server {
                 tracing::warn!(left = app.tracker.len(), "connections still open after the grace period");
             }
             let _ = tokio::time::timeout(grace, http).await;
+            if let Some(metrics_http) = metrics_http {
+                // A scraper's idle keep-alive connection must not hold the
+                // server (and its store) open.
+                let abort = metrics_http.abort_handle();
+                if tokio::time::timeout(grace, metrics_http).await.is_err() {
+                    tracing::warn!("metrics connections still open after the grace period");
+                    abort.abort();
+                }
+            }
             drop(app);
             if let Some(writer) = writer {
                 let _ = writer.await;
             }
             tracing::info!("stopped");
         });
-        Ok(RunningServer { addr, trigger, done })
+        Ok(RunningServer { addr, metrics_addr, trigger, done })
     }
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use chat::config::{Config, Overrides};
+use chat::config::{Config, LogFormat, Overrides};
 use chat::{Server, bench, client};
 
 #[derive(Parser)]
@@ -84,7 +84,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::Bench { command }) => {
-            init_logging("warn");
+            init_logging("warn", LogFormat::Text);
             match runtime.block_on(bench::run(command)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -115,11 +115,28 @@ fn load_config(args: &ServeArgs) -> Result<Config, ExitCode> {
     })
 }
 
+/// The shortest `auth.token_secret` `chat token` signs with (HS256 wants a
+/// key at least as long as its hash).
+const MIN_SECRET: usize = 32;
+
 fn token(args: TokenArgs) -> ExitCode {
     let config = match load_config(&args.serve) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if let Err(e) = chat::protocol::Name::nick(&args.nick) {
+        eprintln!("chat token: --nick `{}`: {}", args.nick, e.message);
+        return ExitCode::from(2);
+    }
+    let secret = config.auth.token_secret.expose().len();
+    if secret < MIN_SECRET {
+        let what = if secret == 0 { "is not set".to_string() } else { format!("is {secret} bytes, too short") };
+        eprintln!(
+            "chat token: auth.token_secret {what}: it must be at least {MIN_SECRET} bytes \
+             (e.g. CHAT_AUTH__TOKEN_SECRET=$(openssl rand -hex 32))"
+        );
+        return ExitCode::from(2);
+    }
     let now = chat::protocol::now_ms() as u64 / 1000;
     let claims = chat::auth::SiteClaims {
         sub: args.sub,
@@ -149,7 +166,7 @@ async fn migrate(args: ServeArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    init_logging(&config.log.filter);
+    init_logging(&config.log.filter, config.log.format);
     match chat::store::Store::open(&config).await {
         Ok(_) => {
             println!("chat: migrations applied");
@@ -167,7 +184,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    init_logging(&config.log.filter);
+    init_logging(&config.log.filter, config.log.format);
     let server = match Server::start(config).await {
         Ok(s) => s,
         Err(e) => {
@@ -180,9 +197,16 @@ async fn serve(args: ServeArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn init_logging(default: &str) {
+/// Logs go to stderr: readable lines, coloured only on a terminal, or one
+/// JSON object per line (never coloured).
+fn init_logging(default: &str, format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().with_ansi(false).init(),
+    }
 }
 
 async fn wait_for_signal() {

@@ -128,3 +128,134 @@ fn serve_listens_where_told_and_answers_healthz() {
     let status = wait_with_deadline(&mut child, Duration::from_secs(15)).expect("chat serve did not stop on SIGTERM");
     assert!(status.success(), "{status}");
 }
+
+/// Starts `chat serve` on a free port with `env`, stderr into `log` (a
+/// file: not a terminal), waits for `/healthz`, then stops it with SIGTERM.
+fn serve_until_healthy(env: &[(&str, &str)], log: &std::path::Path) {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut cmd = chat();
+    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let stderr = std::fs::File::create(log).unwrap();
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some((status, _)) = http_get(port, "/healthz") {
+            assert_eq!(status, 200);
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("chat serve with {env:?} exited: {status}: {}", std::fs::read_to_string(log).unwrap());
+        }
+        assert!(Instant::now() < deadline, "chat serve did not answer /healthz");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let status = wait_with_deadline(&mut child, Duration::from_secs(15)).expect("chat serve did not stop");
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn chat_variables_that_are_not_settings_do_not_stop_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("serve.log");
+    // The console client's own variables, and any other CHAT_ name without `__`.
+    serve_until_healthy(
+        &[
+            ("CHAT_TOKEN", "abc"),
+            ("CHAT_PASSWORD", "secret"),
+            ("CHAT_URL", "ws://127.0.0.1:1/ws"),
+            ("CHAT_HARNESS_ID", "7"),
+        ],
+        &log,
+    );
+    // A setting that does not exist still stops it, naming the key.
+    let (code, stderr) = run_with_env("CHAT_LIMITS__MAX_TEXTS", "10");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("max_texts"), "stderr should name the key: {stderr}");
+    let (code, stderr) = run_with_env("CHAT_NOSUCHSECTION__KEY", "10");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("nosuchsection"), "stderr should name the key: {stderr}");
+}
+
+#[test]
+fn logs_to_a_file_have_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("serve.log");
+    serve_until_healthy(&[("CHAT_LOG__FILTER", "info")], &log);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("listening"), "the log should say where it listens: {text}");
+    assert!(text.contains("stopped"), "{text}");
+    assert!(!text.contains("\x1b["), "colour codes in a log file: {text:?}");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("serve.log");
+    serve_until_healthy(&[("CHAT_LOG__FILTER", "info"), ("CHAT_LOG__FORMAT", "json")], &log);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("\x1b["), "colour codes in JSON: {text:?}");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let listening = lines
+        .iter()
+        .find(|v| v["fields"]["message"] == "listening")
+        .unwrap_or_else(|| panic!("no `listening` event: {text}"));
+    assert_eq!(listening["level"], "INFO");
+    assert!(listening["fields"]["addr"].as_str().is_some_and(|a| a.starts_with("127.0.0.1:")), "{listening}");
+
+    // A format that does not exist is a configuration error.
+    let (code, stderr) = run_with_env("CHAT_LOG__FORMAT", "xml");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("log.format"), "{stderr}");
+}
+
+/// `chat token ARGS` with `secret` as auth.token_secret: exit code, stdout, stderr.
+fn token(secret: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let out =
+        chat().arg("token").args(args).env("CHAT_AUTH__TOKEN_SECRET", secret).stdin(Stdio::null()).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn chat_token_refuses_a_bad_nick_and_a_short_secret() {
+    let good = "0123456789abcdef0123456789abcdef";
+    let (code, out, err) = token(good, &["--sub", "1", "--nick", "dora"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.trim().split('.').count(), 3, "a JWT: {out}");
+
+    for nick in ["bad nick", "", "x".repeat(40).as_str(), "dora<script>"] {
+        let (code, out, err) = token(good, &["--sub", "1", "--nick", nick]);
+        assert_eq!(code, Some(2), "nick {nick:?}: {err}");
+        assert!(out.is_empty(), "no token for {nick:?}: {out}");
+        assert!(err.contains("--nick"), "{err}");
+    }
+
+    let (code, out, err) = token("hunter2", &["--sub", "1", "--nick", "dora"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains("auth.token_secret") && err.contains("7 bytes") && err.contains("at least 32"), "{err}");
+    assert!(!err.contains("hunter2"), "the secret is not printed: {err}");
+    let (code, _, err) = token(&good[..31], &["--sub", "1", "--nick", "dora"]);
+    assert_eq!(code, Some(2), "{err}");
+}
+
+#[test]
+fn an_unreachable_database_fails_fast_with_the_real_cause() {
+    // Nothing listens on port 1.
+    for url in ["postgres://postgres@127.0.0.1:1/x", "mysql://root@127.0.0.1:1/x"] {
+        let started = Instant::now();
+        let (code, stderr) = run_with_env("CHAT_DATABASE__URL", url);
+        let took = started.elapsed();
+        assert_eq!(code, Some(2), "{url}: {stderr}");
+        assert!(stderr.to_lowercase().contains("connection refused"), "{url}: the cause: {stderr}");
+        assert!(!stderr.contains("timed out"), "{url}: {stderr}");
+        assert!(took < Duration::from_secs(4), "{url}: took {took:?}");
+    }
+}

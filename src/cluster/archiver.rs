@@ -202,3 +202,17 @@ async fn read(
         conn.xread_options(&[log], &[from], &opts).await.map_err(|e| bus.failed(&e).message)?;
     Ok(reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids).collect())
 }
+
+/// Messages buffered in Redis and not yet archived, and the age of the
+/// oldest of them (for the metrics); None when Redis does not answer.
+pub(super) async fn backlog(bus: &RedisBus) -> Option<(u64, Duration)> {
+    let mut conn = bus.conn().ok()?;
+    let log = bus.key("log");
+    let len: u64 = conn.xlen(&log).await.ok()?;
+    let oldest: redis::streams::StreamRangeReply = conn.xrange_count(&log, "-", "+", 1).await.ok()?;
+    let age = oldest.ids.first().map_or(Duration::ZERO, |e| {
+        let (ms, _) = stream_id(&e.id);
+        Duration::from_millis((crate::protocol::now_ms() as u64).saturating_sub(ms))
+    });
+    Some((len, age))
+}

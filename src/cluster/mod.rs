@@ -401,6 +401,14 @@ impl Bus {
         }
     }
 
+    /// What a metrics scrape shows of the cluster (None on one node).
+    pub async fn metrics_snapshot(&self) -> Option<crate::metrics::ClusterSnapshot> {
+        let BusKind::Redis(r) = &self.kind else { return None };
+        let redis_up = r.ping().await;
+        let archiver = if redis_up { archiver::backlog(r).await } else { None };
+        Some(crate::metrics::ClusterSnapshot { redis_up, archiver })
+    }
+
     /// Leaves the cluster (a no-op on one node): this node's users quit
     /// everywhere, a last archiver pass runs, the bus's tasks end.
     pub async fn shutdown(&self) {
@@ -427,6 +435,7 @@ struct HubSink(Arc<Hub>);
 
 impl CommitSink<Route> for HubSink {
     fn committed(&self, batch: Vec<(StoredMessage, Route)>) {
+        self.0.metrics().stored(batch.iter().map(|(m, _)| &m.conv));
         for (msg, route) in batch {
             self.0.deliver(&msg, route);
         }
@@ -437,5 +446,9 @@ impl CommitSink<Route> for HubSink {
         for route in batch {
             self.0.fail(route, &error);
         }
+    }
+
+    fn durable_step(&self, took: std::time::Duration, ok: bool) {
+        self.0.metrics().durable_step(took, ok);
     }
 }

@@ -231,6 +231,7 @@ impl Conn {
 
     pub fn reply_error(&self, id: Option<&FrameId>, e: &ProtoError) {
         tracing::debug!(session = self.session.id, code = ?e.code, message = %e.message, "request refused");
+        self.app.metrics.error(e.code);
         self.reply(&ServerFrame::error(id, e));
     }
 

@@ -113,6 +113,7 @@ fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
 
 /// The life of one connection, from upgrade to close.
 async fn serve(app: Arc<App>, socket: WebSocket, addr: SocketAddr, _permit: ConnPermit) {
+    app.metrics.connection_opened();
     let (mut sink, mut stream) = socket.split();
     // Boxed: the hello phase (its timer included) is short; the memory the
     // connection keeps for its whole life should not include it.
@@ -140,6 +141,10 @@ async fn serve(app: Arc<App>, socket: WebSocket, addr: SocketAddr, _permit: Conn
     let reading = app.readers.token();
     let reason = read_loop(&mut conn, &mut stream, &app).await;
     drop(reading);
+    // Counted before the others see it go.
+    if session.close_reason() == Some(CloseReason::SlowConsumer) {
+        app.metrics.slow_consumer_closed();
+    }
     Box::pin(app.bus.disconnect(&session)).await;
     Box::pin(conn.ended()).await;
     if reason != CloseReason::Shutdown {
@@ -167,21 +172,29 @@ async fn identify(
             Incoming::Text(t) => t,
             Incoming::Binary => {
                 let e = binary_error();
+                app.metrics.error(e.code);
                 send_direct(sink, &encode(&ServerFrame::error(None, &e))).await?;
                 continue;
             }
             Incoming::Other => continue,
         };
         let reply = match ClientFrame::parse(&text) {
-            Err(ParseError { id, error }) => encode(&ServerFrame::error(id.as_ref(), &error)),
+            Err(ParseError { id, error }) => {
+                app.metrics.error(error.code);
+                encode(&ServerFrame::error(id.as_ref(), &error))
+            }
             Ok(ClientFrame { id, request: Request::Hello { nick, password, token } }) => {
                 match Conn::connect(app, nick, password, token, ip).await {
                     Ok((conn, rx)) => return Ok((conn, rx, id)),
-                    Err(e) => encode(&ServerFrame::error(id.as_ref(), &e)),
+                    Err(e) => {
+                        app.metrics.error(e.code);
+                        encode(&ServerFrame::error(id.as_ref(), &e))
+                    }
                 }
             }
             Ok(ClientFrame { id, .. }) => {
                 let e = ProtoError::new(ErrorCode::Unauthorized, "send `hello` first");
+                app.metrics.error(e.code);
                 encode(&ServerFrame::error(id.as_ref(), &e))
             }
         };

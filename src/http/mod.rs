@@ -16,8 +16,9 @@ use std::sync::{Arc, OnceLock};
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{MatchedPath, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use rust_embed::RustEmbed;
@@ -33,7 +34,7 @@ use crate::gateway::ws;
 struct Assets;
 
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -50,12 +51,42 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/", get(index_page))
         .route("/embed", get(embed_page))
         .route("/a/{version}/{*path}", get(versioned_asset))
-        .fallback(get(static_file))
+        .fallback(get(static_file));
+    if app.config.metrics.listen.is_empty() {
+        router = router.route("/metrics", get(metrics));
+    }
+    router
+        .layer(middleware::from_fn_with_state(app.clone(), count_requests))
         // Outermost last: the host check, then JSON errors, then the body deadline.
-        .layer(axum::middleware::from_fn_with_state(app.clone(), edge::body_deadline))
-        .layer(axum::middleware::from_fn(edge::json_errors))
-        .layer(axum::middleware::from_fn_with_state(app.clone(), edge::check_host))
+        .layer(middleware::from_fn_with_state(app.clone(), edge::body_deadline))
+        .layer(middleware::from_fn(edge::json_errors))
+        .layer(middleware::from_fn_with_state(app.clone(), edge::check_host))
         .with_state(app)
+}
+
+/// `/metrics` alone, for `metrics.listen`.
+pub fn metrics_router(app: Arc<App>) -> Router {
+    Router::new().route("/metrics", get(metrics)).with_state(app)
+}
+
+/// Counts each request by its route pattern (`/api/rooms/{room}`, not the
+/// path) and status; the static files and unknown paths count as `other`.
+async fn count_requests(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    app.metrics.http_request(route.as_deref().unwrap_or("other"), response.status().as_u16());
+    response
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let snapshot = crate::metrics::Snapshot {
+        ws_connections: app.conns.open(),
+        sessions: app.hub.session_count(),
+        rooms: app.hub.live_rooms().len(),
+        cluster: app.bus.metrics_snapshot().await,
+    };
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], app.metrics.render(&snapshot)).into_response()
 }
 
 /// A JSON request body. What axum would refuse in plain text (not JSON, a

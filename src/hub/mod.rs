@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Identity;
+use crate::metrics::Metrics;
 use crate::protocol::server::{Conv, Frame, MemberView, Origin, Place, RoomSummary, StoredMessage};
 use crate::protocol::{ErrorCode, FrameId, Name, ProtoError, ServerFrame, encode, now_ms};
 use crate::store::RoomRecord;
@@ -92,6 +93,8 @@ pub struct Hub {
     /// Set at shutdown: sessions then leave without telling everyone else
     /// (N sessions quitting would otherwise send N² presence frames).
     quiet: AtomicBool,
+    /// The server's metrics (deliveries and errors are counted here).
+    metrics: Metrics,
 }
 
 fn lock(room: &Mutex<Room>) -> MutexGuard<'_, Room> {
@@ -109,7 +112,18 @@ impl Hub {
             outbound_queue,
             announce,
             quiet: AtomicBool::new(false),
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Counts into `metrics` (the server's) instead of a detached set.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Hub {
+        self.metrics = metrics;
+        self
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// From now on, sessions leave silently (see `quiet`).
@@ -548,6 +562,7 @@ impl Hub {
     /// Fans a stored message out to everyone who should see it, then acks
     /// the sender. Serialised once; each recipient gets a shared copy.
     pub fn deliver(&self, msg: &StoredMessage, route: Route) {
+        self.metrics.delivered(1);
         let frame = encode(&ServerFrame::Message(msg));
         let origin = route.origin.as_ref().map(|s| s.id);
         let from_key = msg.from.to_ascii_lowercase();
@@ -601,6 +616,7 @@ impl Hub {
 
     /// Tells the sender its message was not stored; nobody else hears of it.
     pub fn fail(&self, route: Route, error: &ProtoError) {
+        self.metrics.error(error.code);
         if let Some(s) = &route.origin {
             s.send(&encode(&ServerFrame::error(route.reply_id.as_ref(), error)));
         }

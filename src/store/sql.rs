@@ -352,10 +352,24 @@ impl SqlStore {
                 .await;
             Pool::Sqlite(pool.map_err(unavailable)?)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            // One connection first: a pool that cannot connect says only
+            // "pool timed out"; this says why (refused, unknown host, auth).
+            let first = tokio::time::timeout(timeout, <sqlx::PgConnection as sqlx::Connection>::connect(url)).await;
+            match first {
+                Ok(Ok(c)) => drop(sqlx::Connection::close(c).await),
+                Ok(Err(e)) => return Err(unavailable(e)),
+                Err(_) => return Err(StoreError::Unavailable(format!("no answer within {timeout:?}"))),
+            }
             let pool = PgPoolOptions::new().max_connections(max).acquire_timeout(timeout).connect(url).await;
             Pool::Postgres(pool.map_err(unavailable)?)
         } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
             let url = url.replacen("mariadb:", "mysql:", 1);
+            let first = tokio::time::timeout(timeout, <sqlx::MySqlConnection as sqlx::Connection>::connect(&url)).await;
+            match first {
+                Ok(Ok(c)) => drop(sqlx::Connection::close(c).await),
+                Ok(Err(e)) => return Err(unavailable(e)),
+                Err(_) => return Err(StoreError::Unavailable(format!("no answer within {timeout:?}"))),
+            }
             let pool = MySqlPoolOptions::new().max_connections(max).acquire_timeout(timeout).connect(&url).await;
             Pool::Mysql(pool.map_err(unavailable)?)
         } else {

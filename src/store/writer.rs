@@ -20,6 +20,8 @@ pub trait CommitSink<T>: Send + Sync + 'static {
     fn committed(&self, batch: Vec<(StoredMessage, T)>);
     /// Not stored: tell the senders; nobody receives anything.
     fn failed(&self, batch: Vec<T>, error: &StoreError);
+    /// How long one step took (for the metrics), and whether it stored.
+    fn durable_step(&self, _took: std::time::Duration, _ok: bool) {}
 }
 
 enum Job<T> {
@@ -88,7 +90,10 @@ async fn run<T>(store: Store, batch_max: usize, mut rx: mpsc::Receiver<Job<T>>, 
             }
         }
         if !messages.is_empty() {
-            match store.append(messages).await {
+            let began = std::time::Instant::now();
+            let result = store.append(messages).await;
+            sink.durable_step(began.elapsed(), result.is_ok());
+            match result {
                 Ok(stored) => sink.committed(stored.into_iter().zip(payloads).collect()),
                 Err(e) => {
                     tracing::warn!(error = %e, count = payloads.len(), "could not store messages");

@@ -184,6 +184,12 @@ impl Client {
         Client::wrap(ws)
     }
 
+    /// Opens a WebSocket at `url` (a server behind a proxy, say).
+    pub async fn connect_url(url: &str) -> Client {
+        let (ws, _) = connect_async_with_config(url, Some(ws_config()), true).await.expect("connect");
+        Client::wrap(ws)
+    }
+
     fn wrap(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Client {
         Client { ws, nick: String::new(), sync_n: 0 }
     }
@@ -379,7 +385,7 @@ pub async fn quiet_room(server: &RunningServer, room: &str, nicks: &[&str]) -> V
 // ---- identity and access (tests/auth.rs, tests/access.rs, tests/admin_api.rs) ----
 
 /// The site-token secret of [`auth_config`].
-pub const TOKEN_SECRET: &str = "test-site-token-secret";
+pub const TOKEN_SECRET: &str = "test-site-token-secret-at-least-32-bytes";
 /// The API key of [`auth_config`].
 pub const API_KEY: &str = "test-api-key";
 

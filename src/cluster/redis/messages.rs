@@ -33,8 +33,14 @@ impl RedisBus {
     /// the sender's `ack`. Receivers (this node's too) get the message from
     /// the channel.
     pub async fn publish(&self, msg: NewMessage, route: Route) {
-        match self.append(&msg, &route).await {
-            Ok(seq) => acknowledge(msg.stored(seq), route),
+        let began = std::time::Instant::now();
+        let appended = self.append(&msg, &route).await;
+        self.hub.metrics().durable_step(began.elapsed(), appended.is_ok());
+        match appended {
+            Ok(seq) => {
+                self.hub.metrics().stored([&msg.conv]);
+                acknowledge(msg.stored(seq), route)
+            }
             Err(Outcome::NotStored(e)) => self.hub.fail(route, &e),
             Err(Outcome::Unknown) => {
                 // The script may have run before the connection broke (it

@@ -388,6 +388,7 @@ impl RedisBus {
             (Some(("r", room)), Kind::RoomMessage) => {
                 let Ok(seq) = e.a.parse() else { return };
                 let off = first.map(|f| Frame::from_json(f.to_owned()));
+                self.hub.metrics().delivered(1);
                 self.hub.room_message(room, &frame(), seq, except, off.as_ref().map(|f| (f, e.b)));
             }
             (Some(("r", room)), Kind::Frame) => {
@@ -403,6 +404,7 @@ impl RedisBus {
                 self.forget_members(room, sessions);
             }
             (Some(("u", user)), Kind::Direct) => {
+                self.hub.metrics().delivered(1);
                 if let Some(off) = first.filter(|_| user != e.b) {
                     self.hub.to_user(user, &Frame::from_json(off.to_owned()), None);
                 }
@@ -421,7 +423,12 @@ impl RedisBus {
             (Some(("u", user)), Kind::Admit) => {
                 self.hub.admit(e.a, e.b, user);
             }
-            (None, Kind::Everyone | Kind::Frame) if rest == "all" => self.hub.to_everyone(&frame(), except),
+            (None, Kind::Everyone | Kind::Frame) if rest == "all" => {
+                if e.kind == Kind::Everyone {
+                    self.hub.metrics().delivered(1);
+                }
+                self.hub.to_everyone(&frame(), except)
+            }
             (None, Kind::Status) if rest == "all" => {
                 self.hub.to_watchers(e.a, &frame(), e.b.parse().unwrap_or_default());
             }
