@@ -730,3 +730,47 @@ async fn a_destroyed_room_is_gone_everywhere_with_its_messages() {
     bob.expect_json(json!({"type": "history", "id": "h", "room": "old", "messages": [], "more": false})).await;
     cluster.finish().await;
 }
+
+// ---- the API's room members --------------------------------------------------
+
+/// Adding a user to a room through the API on one node joins that user's
+/// sessions on every node (issue 11: rooms through the API, clarified).
+#[tokio::test]
+async fn a_member_added_through_the_api_joins_on_every_node() {
+    let Some(cluster) = Cluster::start("a_member_added_through_the_api_joins_on_every_node", 3, |c| {
+        c.auth.api_keys = vec![chat::config::Secret::new(API_KEY)];
+    })
+    .await
+    else {
+        return;
+    };
+    let key = bearer(API_KEY);
+    let auth = [("Authorization", key.as_str())];
+    let r = common::http::post(cluster.node(1).addr(), "/api/rooms", &auth, &json!({"name": "ops", "private": true}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let mut watcher = cluster.site_user(1, &claims("w", "watcher")).await;
+    let r = common::http::post(cluster.node(1).addr(), "/api/rooms/ops/members", &auth, &json!({"sub": "w"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(watcher.expect("joined").await["room"], "ops");
+    let mut ivy2 = cluster.site_user(2, &claims("i", "ivy")).await;
+    let mut ivy3 = cluster.site_user(3, &claims("i", "ivy")).await;
+    let r = common::http::post(cluster.node(1).addr(), "/api/rooms/ops/members", &auth, &json!({"nick": "ivy"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    for ivy in [&mut ivy2, &mut ivy3] {
+        let joined = ivy.expect("joined").await;
+        assert_eq!(joined["room"], "ops");
+    }
+    watcher.expect_json(presence("ops", "ivy", "join")).await;
+    // The same user on another node, but another identity's nick: nothing.
+    let mut guest = cluster.hello(2, "guestie").await;
+    let r =
+        common::http::post(cluster.node(3).addr(), "/api/rooms/ops/members", &auth, &json!({"nick": "guestie"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    ivy2.say("ops", "after the grant").await;
+    ivy3.expect("message").await;
+    watcher.expect("message").await;
+    guest.send(json!({"type": "ping", "id": "p"})).await;
+    guest.expect_json(json!({"type": "pong", "id": "p"})).await;
+    cluster.finish().await;
+}
