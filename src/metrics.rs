@@ -55,10 +55,18 @@ struct Series {
     archiver_lag: Gauge,
 }
 
+/// An open WebSocket connection, for the `chat_connections` gauge.
+pub struct OpenConnection(Gauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
 /// What a scrape reads from the running server.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Snapshot {
-    pub ws_connections: usize,
     pub sessions: usize,
     pub rooms: usize,
     /// In a cluster only.
@@ -108,9 +116,13 @@ impl Metrics {
         Metrics(Arc::new(Inner { recorder, handle, s }))
     }
 
-    /// A WebSocket connection was accepted (upgraded).
-    pub fn connection_opened(&self) {
+    /// A WebSocket connection was accepted (upgraded); it counts as open
+    /// until the guard is dropped. (Not the edge's TCP count: a scrape is a
+    /// connection too.)
+    pub fn connection_opened(&self) -> OpenConnection {
         self.0.s.ws_connections_opened.increment(1);
+        self.0.s.ws_connections_open.increment(1.0);
+        OpenConnection(self.0.s.ws_connections_open.clone())
     }
 
     /// Messages that passed the durable step, by kind.
@@ -173,7 +185,6 @@ impl Metrics {
     /// The exposition text, with the gauges read from `now`.
     pub fn render(&self, now: &Snapshot) -> String {
         let i = &self.0.s;
-        i.ws_connections_open.set(now.ws_connections as f64);
         i.sessions.set(now.sessions as f64);
         i.rooms.set(now.rooms as f64);
         if let Some(c) = &now.cluster {

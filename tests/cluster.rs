@@ -746,8 +746,8 @@ async fn a_member_added_through_the_api_joins_on_every_node() {
     };
     let key = bearer(API_KEY);
     let auth = [("Authorization", key.as_str())];
-    let r = common::http::post(cluster.node(1).addr(), "/api/rooms", &auth, &json!({"name": "ops", "private": true}))
-        .await;
+    let r =
+        common::http::post(cluster.node(1).addr(), "/api/rooms", &auth, &json!({"name": "ops", "private": true})).await;
     assert_eq!(r.status, 201, "{}", r.body);
     let mut watcher = cluster.site_user(1, &claims("w", "watcher")).await;
     let r = common::http::post(cluster.node(1).addr(), "/api/rooms/ops/members", &auth, &json!({"sub": "w"})).await;

@@ -113,7 +113,7 @@ fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
 
 /// The life of one connection, from upgrade to close.
 async fn serve(app: Arc<App>, socket: WebSocket, addr: SocketAddr, _permit: ConnPermit) {
-    app.metrics.connection_opened();
+    let _open = app.metrics.connection_opened();
     let (mut sink, mut stream) = socket.split();
     // Boxed: the hello phase (its timer included) is short; the memory the
     // connection keeps for its whole life should not include it.

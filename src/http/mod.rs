@@ -81,7 +81,6 @@ async fn count_requests(State(app): State<Arc<App>>, request: Request, next: Nex
 /// `GET /metrics`: Prometheus text format.
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let snapshot = crate::metrics::Snapshot {
-        ws_connections: app.conns.open(),
         sessions: app.hub.session_count(),
         rooms: app.hub.live_rooms().len(),
         cluster: app.bus.metrics_snapshot().await,
