@@ -35,11 +35,10 @@ async fn old_schema_with_data(kind: Kind, url: &str, ids: &[String; 3], token_ha
     let migrator = sqlx::migrate::Migrator::new(migrations_before_ids(kind)).await.unwrap();
     let statements = [
         // An account, a site user, a nick only a guest used.
-        format!(
-            "INSERT INTO users (nick_key, nick, created_at, last_seen, password_hash, owner) VALUES \
-             ('alice', 'Alice', 1, 1, 'x', 'account'), ('carol', 'carol', 1, 1, NULL, 'site:c1'), \
-             ('bob', 'bob', 1, 1, NULL, NULL)"
-        ),
+        "INSERT INTO users (nick_key, nick, created_at, last_seen, password_hash, owner) VALUES \
+         ('alice', 'Alice', 1, 1, 'x', 'account'), ('carol', 'carol', 1, 1, NULL, 'site:c1'), \
+         ('bob', 'bob', 1, 1, NULL, NULL)"
+            .into(),
         format!("INSERT INTO auth_sessions (token_hash, nick_key, created_at, expires_at) VALUES ('{token_hash}', 'alice', 1, 99999999999999)"),
         "INSERT INTO rooms (name_key, name, topic, private, managed, created_at) VALUES ('club', 'club', '', TRUE, TRUE, 1)".into(),
         "INSERT INTO room_members (room_key, nick_key, role) VALUES ('club', 'alice', 'moderator'), ('club', 'ghost', 'member')".into(),
