@@ -94,7 +94,9 @@ impl Server {
         let addr = listener.local_addr()?;
         let store = Store::open(&config).await.context("cannot open the database")?;
         let clustered = !config.cluster.redis_url.is_empty();
-        let hub = Arc::new(Hub::new(config.limits.outbound_queue, !clustered));
+        let hub = Arc::new(
+            Hub::new(config.limits.outbound_queue, !clustered).with_outbound_bytes(config.limits.outbound_bytes),
+        );
         let (bus, writer) = if clustered {
             let bus = Bus::redis(&config.cluster, config.node_id(), store.clone(), hub.clone())
                 .await
