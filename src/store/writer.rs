@@ -88,7 +88,9 @@ async fn run<T>(store: Store, batch_max: usize, mut rx: mpsc::Receiver<Job<T>>, 
             }
         }
         if !messages.is_empty() {
-            match store.append(messages).await {
+            let result = store.append(messages).await;
+            store.record(&result);
+            match result {
                 Ok(stored) => sink.committed(stored.into_iter().zip(payloads).collect()),
                 Err(e) => {
                     tracing::warn!(error = %e, count = payloads.len(), "could not store messages");
