@@ -100,6 +100,9 @@ pub struct Limits {
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub outbound_queue: usize,
+    /// Bytes queued for one session (frames not yet written to its socket)
+    /// before it counts as a slow consumer and is closed with 1013.
+    pub outbound_bytes: usize,
     #[serde(with = "humantime_serde")]
     pub hello_timeout: Duration,
     #[serde(with = "humantime_serde")]
@@ -108,6 +111,9 @@ pub struct Limits {
     pub idle_timeout: Duration,
     pub history_default: usize,
     pub history_max: usize,
+    /// Most bytes of messages (as JSON) in one history page (`join`
+    /// history, `history`, the API): a longer page is cut, with `more`.
+    pub history_max_bytes: usize,
     pub max_watch: usize,
     pub max_event_bytes: usize,
     pub max_topic: usize,
@@ -269,7 +275,7 @@ impl Config {
     /// Checks the ranges that types cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let l = &self.limits;
-        let positive: [(&str, u64); 14] = [
+        let positive: [(&str, u64); 16] = [
             ("limits.max_frame_bytes", l.max_frame_bytes as u64),
             ("limits.max_text", l.max_text as u64),
             ("limits.rate_per_sec", l.rate_per_sec.into()),
@@ -280,6 +286,8 @@ impl Config {
             ("limits.max_connections", l.max_connections as u64),
             ("limits.max_connections_per_ip", l.max_connections_per_ip as u64),
             ("limits.outbound_queue", l.outbound_queue as u64),
+            ("limits.outbound_bytes", l.outbound_bytes as u64),
+            ("limits.history_max_bytes", l.history_max_bytes as u64),
             ("limits.history_default", l.history_default as u64),
             ("limits.history_max", l.history_max as u64),
             ("limits.ws_read_buffer", l.ws_read_buffer as u64),

@@ -110,7 +110,11 @@ impl Server {
         };
         let store = Store::open(&config).await.context("cannot open the database")?;
         let clustered = !config.cluster.redis_url.is_empty();
-        let hub = Arc::new(Hub::new(config.limits.outbound_queue, !clustered).with_metrics(Metrics::new()));
+        let hub = Arc::new(
+            Hub::new(config.limits.outbound_queue, !clustered)
+                .with_metrics(Metrics::new())
+                .with_outbound_bytes(config.limits.outbound_bytes),
+        );
         let (bus, writer) = if clustered {
             let bus = Bus::redis(&config.cluster, config.node_id(), store.clone(), hub.clone())
                 .await

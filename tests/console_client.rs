@@ -504,3 +504,26 @@ async fn no_color_turns_colours_off() {
     term.type_keys("\x04").await;
     assert!(term.exit().await.success());
 }
+
+/// `printf 'hello\n' | chat client URL --nick x`: the plain first line goes
+/// to the auto-joined room, every time (the client waits for its `joined`
+/// before reading standard input).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_piped_first_line_goes_to_the_auto_joined_room_every_time() {
+    let mut config = common::test_config();
+    config.rooms.auto_join = vec!["lobby".into()];
+    let server = common::start(config).await;
+    let url = server.ws_url();
+    let (mut observer, _) = Client::hello(&server, "observer").await;
+    observer.expect("joined").await;
+    for run in 0..20 {
+        let nick = format!("x{run}");
+        let mut client = Scripted::start(&url, &nick, &[]);
+        // Written and closed at once, before the client is even connected.
+        client.stdin.take().unwrap().write_all(b"hello\n").await.unwrap();
+        let ended = client.end().await;
+        assert!(ended.status.success(), "run {run}: {:?}; out {:?}; err {:?}", ended.status, ended.rest, ended.stderr);
+        let (msg, _) = observer.until("message").await;
+        assert_eq!((&msg["from"], &msg["room"], &msg["text"]), (&json!(nick), &json!("lobby"), &json!("hello")));
+    }
+}

@@ -42,6 +42,9 @@ const REPLY_WAIT: Duration = Duration::from_secs(30);
 const MAX_QUEUED: usize = 1000;
 /// How long the first prompt waits for the rooms joined on `welcome`.
 const FIRST_PROMPT_WAIT: Duration = Duration::from_secs(2);
+/// How long a script's first input line waits for the rooms joined on
+/// `welcome` (a plain line goes to the current room: it must be known).
+const SCRIPT_START_WAIT: Duration = Duration::from_secs(10);
 
 /// How the user identifies (PROTOCOL.md `hello`).
 #[derive(Clone, Debug)]
@@ -210,7 +213,10 @@ impl Driver {
         // The nick we were before a /nick, to return to if the new one is refused.
         let mut renick_from: Option<String> = None;
         // The first prompt waits (briefly) for the rooms joined on `welcome`.
-        let mut first_prompt_by = Some(Instant::now() + FIRST_PROMPT_WAIT);
+        // A script's input waits for them too: its first plain line goes to
+        // the auto-joined room.
+        let mut first_prompt_by =
+            Some(Instant::now() + if self.script { SCRIPT_START_WAIT } else { FIRST_PROMPT_WAIT });
         loop {
             // Send what may go now.
             let mut wake = None;
@@ -277,7 +283,8 @@ impl Driver {
 
             let silence_deadline = last_frame + SILENCE_LIMIT;
             let reply_deadline = last_frame + REPLY_WAIT;
-            let reading = !eof && self.session.queued() < MAX_QUEUED;
+            let started = !self.script || first_prompt_by.is_none();
+            let reading = started && !eof && self.session.queued() < MAX_QUEUED;
             tokio::select! {
                 event = link_event(&mut link, silence_deadline) => match event {
                     LinkEvent::Frame(Some(Ok(Message::Text(text)))) => {

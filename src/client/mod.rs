@@ -110,6 +110,13 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
     Ok(driver.run(first, input_rx).await)
 }
 
+/// Decodes one server frame as the client does (for the fuzz targets in
+/// `fuzz/`); whether it was understood.
+#[doc(hidden)]
+pub fn decode_server_frame(text: &str) -> bool {
+    wire::Incoming::parse(text).is_some()
+}
+
 /// Reads standard input on a thread of its own (a blocked read must not
 /// hold up the exit), one line per [`Input::Line`], then [`Input::Eof`].
 fn spawn_stdin_reader(tx: mpsc::Sender<Input>) -> anyhow::Result<()> {

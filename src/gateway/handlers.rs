@@ -383,11 +383,15 @@ impl Conn {
                 ..Default::default()
             },
         };
+        let forwards = query.after.is_some();
         let page = if query.limit == 0 {
             Page::default()
         } else {
             match app.bus.history(&Conv::Room(key.clone()), query).await {
-                Ok(page) => page,
+                Ok(mut page) => {
+                    super::limits::cap_page(&mut page, forwards, limits.history_max_bytes);
+                    page
+                }
                 Err(e) => {
                     if !start.already {
                         app.bus.leave(&self.session, key, "leave").await;
@@ -578,7 +582,8 @@ impl Conn {
             Target::Everyone => (Conv::Everyone, Place::everyone()),
         };
         let query = HistoryQuery { before, after, upto: None, limit };
-        let page = self.app.bus.history(&conv, query).await.map_err(unavailable)?;
+        let mut page = self.app.bus.history(&conv, query).await.map_err(unavailable)?;
+        super::limits::cap_page(&mut page, after.is_some(), self.app.config.limits.history_max_bytes);
         self.reply(&ServerFrame::History { id, place, messages: &page.messages, more: page.more });
         Ok(())
     }

@@ -36,6 +36,10 @@ type Stream = SplitStream<WebSocket>;
 const WRITE_BATCH: usize = 128;
 /// How long closing may take against a peer that does not read.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
+/// How long a close frame that ends the connection for the peer's fault
+/// (a slow reader, a protocol error) may take to get through: what the
+/// socket already took is ahead of it.
+const CLOSE_WAIT_SLOW: Duration = Duration::from_secs(10);
 
 /// `GET /ws`.
 pub async fn upgrade(
@@ -128,7 +132,11 @@ async fn serve(app: Arc<App>, socket: WebSocket, addr: SocketAddr, _permit: Conn
     let (mut conn, rx, hello_id) = match identified {
         Ok(ok) => ok,
         Err(reason) => {
-            tracing::debug!(%addr, reason = reason.text(), "closed before hello");
+            if reason == CloseReason::Policy {
+                tracing::info!(%addr, "closed: no hello within limits.hello_timeout (1008)");
+            } else {
+                tracing::debug!(%addr, reason = reason.text(), "closed before hello");
+            }
             let _ = tokio::time::timeout(CLOSE_WAIT, Box::pin(send_close(&mut sink, reason))).await;
             return;
         }
@@ -156,7 +164,24 @@ async fn serve(app: Arc<App>, socket: WebSocket, addr: SocketAddr, _permit: Conn
         tracing::debug!(error = %e, "could not record last_seen");
     }
     drop(conn);
-    let _ = writer.await;
+    Box::pin(linger(writer, &mut stream)).await;
+}
+
+/// Waits for the writer to send the close frame while reading (and
+/// dropping) whatever the peer still sends, then for the peer's close
+/// reply, briefly. A socket closed with unread input is reset, and the
+/// reset can destroy the close frame before the peer reads it.
+async fn linger(mut writer: tokio::task::JoinHandle<()>, stream: &mut Stream) {
+    let drained = async { while let Some(Ok(_)) = stream.next().await {} };
+    tokio::pin!(drained);
+    tokio::select! {
+        _ = &mut writer => {
+            let _ = tokio::time::timeout(CLOSE_WAIT, &mut drained).await;
+        }
+        _ = &mut drained => {
+            let _ = writer.await;
+        }
+    }
 }
 
 /// Reads frames until a valid `hello` registers the session. Everything
@@ -242,13 +267,20 @@ async fn next_frame(stream: &mut Stream) -> Result<Incoming, CloseReason> {
         Some(Ok(Message::Binary(_))) => Ok(Incoming::Binary),
         Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(Incoming::Other),
         Some(Ok(Message::Close(_))) | None => Err(CloseReason::Normal),
-        Some(Err(e)) => {
-            let too_big = e
-                .into_inner()
-                .downcast_ref::<tungstenite::Error>()
-                .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)));
-            Err(if too_big { CloseReason::TooBig } else { CloseReason::Normal })
-        }
+        Some(Err(e)) => Err(e.into_inner().downcast_ref::<tungstenite::Error>().map_or(CloseReason::Normal, why)),
+    }
+}
+
+/// The close code for a read error: the peer's fault gets its code (1009,
+/// 1002, 1007); a connection that broke or ended gets none.
+fn why(e: &tungstenite::Error) -> CloseReason {
+    use tungstenite::error::ProtocolError as P;
+    match e {
+        tungstenite::Error::Capacity(_) => CloseReason::TooBig,
+        tungstenite::Error::Utf8(_) => CloseReason::InvalidPayload,
+        tungstenite::Error::Protocol(P::ResetWithoutClosingHandshake | P::SendAfterClosing) => CloseReason::Normal,
+        tungstenite::Error::Protocol(_) => CloseReason::Protocol,
+        _ => CloseReason::Normal,
     }
 }
 
@@ -295,6 +327,7 @@ async fn write_loop(
                 if n == 0 {
                     break;
                 }
+                let bytes: usize = batch.iter().map(|f| f.len()).sum();
                 let write = async {
                     for frame in batch.drain(..) {
                         sink.feed(Message::Text(frame.text())).await?;
@@ -309,6 +342,8 @@ async fn write_loop(
                         return;
                     },
                 }
+                // Written: these bytes no longer count against the budget.
+                session.unqueued(bytes);
             }
             _ = ping.tick() => {
                 if session.silent_for(now_ms()) > idle_ms {
@@ -323,10 +358,22 @@ async fn write_loop(
     // Closed by someone. Nobody set a reason only when the whole server is
     // closing (its token is this session's parent).
     let reason = session.close_reason().unwrap_or(CloseReason::Shutdown);
+    let deliver_queued = matches!(reason, CloseReason::Shutdown | CloseReason::Normal);
+    let wait = if deliver_queued {
+        CLOSE_WAIT
+    } else {
+        // The close frame goes past everything still queued (dropped here,
+        // which frees it at once); only what the socket already took is
+        // ahead of it. A slow reader still gets to read it, if it reads.
+        rx.close();
+        while rx.try_recv().is_ok() {}
+        session.unqueued(usize::MAX);
+        CLOSE_WAIT_SLOW
+    };
     let _ = tokio::time::timeout(
-        CLOSE_WAIT,
+        wait,
         Box::pin(async {
-            if matches!(reason, CloseReason::Shutdown | CloseReason::Normal) {
+            if deliver_queued {
                 // Deliver what was queued before the close (acks of messages
                 // that were stored), then close.
                 while let Ok(frame) = rx.try_recv() {

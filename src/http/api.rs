@@ -58,7 +58,10 @@ pub async fn room_messages(
     };
     let query = HistoryQuery { before: q.before, after: q.after, upto: None, limit };
     match app.bus.history(&Conv::Room(room.key().clone()), query).await {
-        Ok(page) => Json(json!({"messages": page.messages, "more": page.more})).into_response(),
+        Ok(mut page) => {
+            crate::gateway::limits::cap_page(&mut page, q.after.is_some(), limits.history_max_bytes);
+            Json(json!({"messages": page.messages, "more": page.more})).into_response()
+        }
         Err(e) => {
             tracing::warn!(error = %e, "history request failed");
             unavailable()

@@ -142,11 +142,12 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     if !app.bus.ready().await {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "redis is unreachable");
     }
-    match app.store.ping().await {
+    // Ready means writable: a read would pass on a read-only database.
+    match app.store.probe_write().await {
         Ok(()) => Json(json!({"status": "ready", "connections": app.conns.open()})).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            error_response(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "storage is unreachable")
+            error_response(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "storage is unreachable or refuses writes")
         }
     }
 }

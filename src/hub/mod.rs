@@ -85,6 +85,8 @@ pub struct Hub {
     watchers: DashMap<Arc<str>, Vec<Watcher>>,
     next_id: AtomicU64,
     outbound_queue: usize,
+    /// Bytes queued per session before it is a slow consumer (`limits.outbound_bytes`).
+    outbound_bytes: usize,
     /// Whether the hub itself tells members and watchers who came and went.
     /// In a cluster it does not: the cluster layer decides (a user may have
     /// sessions on other nodes) and its announcements come back through
@@ -110,6 +112,7 @@ impl Hub {
             watchers: DashMap::new(),
             next_id: AtomicU64::new(1),
             outbound_queue,
+            outbound_bytes: usize::MAX,
             announce,
             quiet: AtomicBool::new(false),
             metrics: Metrics::default(),
@@ -124,6 +127,12 @@ impl Hub {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Caps each session's outbound queue in bytes too (`limits.outbound_bytes`).
+    pub fn with_outbound_bytes(mut self, bytes: usize) -> Hub {
+        self.outbound_bytes = bytes;
+        self
     }
 
     /// From now on, sessions leave silently (see `quiet`).
@@ -196,7 +205,8 @@ impl Hub {
         if !entry.sessions.is_empty() && entry.state.identity != identity.id {
             return Err(ProtoError::new(ErrorCode::NickTaken, format!("the nick `{nick}` is taken")));
         }
-        let session = Arc::new(SessionHandle::new(id, entry.state.clone(), tx, closed));
+        let session =
+            Arc::new(SessionHandle::new(id, entry.state.clone(), tx, closed).with_byte_budget(self.outbound_bytes));
         entry.sessions.push(session.clone());
         let came_online = entry.sessions.len() == 1;
         let state = entry.state.clone();

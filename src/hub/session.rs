@@ -3,7 +3,7 @@
 //! hub only ever `try_send`s into the queue, so no recipient can slow down
 //! a sender or another recipient.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{Notify, mpsc};
@@ -30,11 +30,24 @@ pub enum CloseReason {
     TooBig,
     /// Outbound queue full: a slow consumer (1013).
     SlowConsumer,
+    /// The peer broke the WebSocket protocol: an unmasked frame, reserved
+    /// bits or opcodes, a bad fragment (1002).
+    Protocol,
+    /// A text frame that is not UTF-8 (1007).
+    InvalidPayload,
 }
 
 impl CloseReason {
-    const ALL: [CloseReason; 6] =
-        [Self::Normal, Self::Shutdown, Self::Idle, Self::Policy, Self::TooBig, Self::SlowConsumer];
+    const ALL: [CloseReason; 8] = [
+        Self::Normal,
+        Self::Shutdown,
+        Self::Idle,
+        Self::Policy,
+        Self::TooBig,
+        Self::SlowConsumer,
+        Self::Protocol,
+        Self::InvalidPayload,
+    ];
 
     /// The WebSocket close code.
     pub fn code(self) -> u16 {
@@ -44,6 +57,8 @@ impl CloseReason {
             CloseReason::Policy => 1008,
             CloseReason::TooBig => 1009,
             CloseReason::SlowConsumer => 1013,
+            CloseReason::Protocol => 1002,
+            CloseReason::InvalidPayload => 1007,
         }
     }
 
@@ -56,6 +71,8 @@ impl CloseReason {
             CloseReason::Policy => "no hello in time",
             CloseReason::TooBig => "frame too large",
             CloseReason::SlowConsumer => "too slow: outbound queue full",
+            CloseReason::Protocol => "protocol error",
+            CloseReason::InvalidPayload => "text frame is not UTF-8",
         }
     }
 }
@@ -95,6 +112,11 @@ pub struct SessionHandle {
     /// Frames waiting for this session's writer task. Bounded: overflow
     /// closes the session with 1013 (see [`SessionHandle::send`]).
     tx: mpsc::Sender<Frame>,
+    /// Bytes of the frames queued and not yet written to the socket.
+    queued_bytes: AtomicUsize,
+    /// Most bytes `queued_bytes` may reach (`limits.outbound_bytes`);
+    /// past it, as for a full queue, the session is closed with 1013.
+    byte_budget: usize,
     close_reason: AtomicU8,
     closed: CancellationToken,
     /// When the peer last sent anything (ms), for the idle timeout.
@@ -115,6 +137,8 @@ impl SessionHandle {
             id,
             user,
             tx,
+            queued_bytes: AtomicUsize::new(0),
+            byte_budget: usize::MAX,
             close_reason: AtomicU8::new(0),
             closed,
             last_heard: AtomicI64::new(crate::protocol::now_ms()),
@@ -147,6 +171,12 @@ impl SessionHandle {
         }
     }
 
+    /// Caps the bytes queued for this session (see [`send`](Self::send)).
+    pub fn with_byte_budget(mut self, bytes: usize) -> Self {
+        self.byte_budget = bytes;
+        self
+    }
+
     pub fn nick(&self) -> &Name {
         &self.user.nick
     }
@@ -155,15 +185,42 @@ impl SessionHandle {
     /// slower than its traffic: the session is closed with 1013 and will
     /// resume with `join … since` when it reconnects. Returns whether the
     /// frame was queued.
+    ///
+    /// The queue is bounded twice: in frames (`limits.outbound_queue`) and
+    /// in bytes (`limits.outbound_bytes`, see [`unqueued`](Self::unqueued)),
+    /// so that a few large frames (history pages) cannot pile up either. A
+    /// single frame larger than the budget still goes to an empty queue.
     pub fn send(&self, frame: &Frame) -> bool {
+        let len = frame.len();
+        let before = self.queued_bytes.fetch_add(len, Ordering::AcqRel);
+        if before > 0 && before.saturating_add(len) > self.byte_budget {
+            self.unqueued(len);
+            self.close(CloseReason::SlowConsumer);
+            return false;
+        }
         match self.tx.try_send(frame.clone()) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
+                self.unqueued(len);
                 self.close(CloseReason::SlowConsumer);
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.unqueued(len);
+                false
+            }
         }
+    }
+
+    /// The writer wrote `bytes` of queued frames to the socket (or dropped
+    /// them): they no longer count against the byte budget.
+    pub fn unqueued(&self, bytes: usize) {
+        let _ = self.queued_bytes.fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| Some(q.saturating_sub(bytes)));
+    }
+
+    /// Bytes queued for this session and not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes.load(Ordering::Acquire)
     }
 
     /// Asks for the connection to be closed with `reason`. The first reason

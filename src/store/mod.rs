@@ -6,6 +6,7 @@
 //! messages, assigns each conversation's next `seq` in commit order and
 //! reports committed batches back, in order, to whoever fans them out.
 
+pub mod health;
 pub mod sql;
 pub mod writer;
 

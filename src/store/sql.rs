@@ -281,6 +281,8 @@ pub struct SqlStore {
     seqs: Mutex<HashMap<Conv, u64>>,
     /// SQLite's background checkpoint task.
     checkpointer: Option<tokio::task::JoinHandle<()>>,
+    /// When writing last failed: older connections are reopened.
+    health: std::sync::Arc<super::health::Health>,
 }
 
 impl Drop for SqlStore {
@@ -324,6 +326,18 @@ impl SqlStore {
         let url = if memory { memory_url.as_str() } else { config.url.as_str() };
         let timeout = Duration::from_secs(5);
         let max = config.max_connections;
+        let health = std::sync::Arc::new(super::health::Health::default());
+        // A connection opened before the last failed write is closed, not
+        // reused: a fresh one takes its place (see `health`).
+        macro_rules! renewing {
+            ($options:expr) => {{
+                let health = health.clone();
+                $options.before_acquire(move |_, meta| {
+                    let fresh = !health.stale(meta.age);
+                    Box::pin(async move { Ok(fresh) })
+                })
+            }};
+        }
         let pool = if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
                 .map_err(unavailable)?
@@ -342,7 +356,7 @@ impl SqlStore {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
             }
-            let pool = SqlitePoolOptions::new()
+            let pool = renewing!(SqlitePoolOptions::new())
                 .max_connections(max)
                 .min_connections(if memory { 1 } else { 0 })
                 .idle_timeout(if memory { None } else { Some(Duration::from_secs(600)) })
@@ -360,7 +374,7 @@ impl SqlStore {
                 Ok(Err(e)) => return Err(unavailable(e)),
                 Err(_) => return Err(StoreError::Unavailable(format!("no answer within {timeout:?}"))),
             }
-            let pool = PgPoolOptions::new().max_connections(max).acquire_timeout(timeout).connect(url).await;
+            let pool = renewing!(PgPoolOptions::new()).max_connections(max).acquire_timeout(timeout).connect(url).await;
             Pool::Postgres(pool.map_err(unavailable)?)
         } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
             let url = url.replacen("mariadb:", "mysql:", 1);
@@ -370,7 +384,8 @@ impl SqlStore {
                 Ok(Err(e)) => return Err(unavailable(e)),
                 Err(_) => return Err(StoreError::Unavailable(format!("no answer within {timeout:?}"))),
             }
-            let pool = MySqlPoolOptions::new().max_connections(max).acquire_timeout(timeout).connect(&url).await;
+            let pool =
+                renewing!(MySqlPoolOptions::new()).max_connections(max).acquire_timeout(timeout).connect(&url).await;
             Pool::Mysql(pool.map_err(unavailable)?)
         } else {
             return Err(StoreError::Unavailable(format!("unsupported database url `{url}`")));
@@ -379,7 +394,7 @@ impl SqlStore {
             Pool::Sqlite(p) if !memory => Some(tokio::spawn(checkpoints(p.clone()))),
             _ => None,
         };
-        let store = SqlStore { pool, seqs: Mutex::default(), checkpointer };
+        let store = SqlStore { pool, seqs: Mutex::default(), checkpointer, health };
         store.migrate().await?;
         Ok(store)
     }
@@ -904,6 +919,26 @@ impl SqlStore {
     /// Whether the database answers (for `/readyz`).
     pub async fn ping(&self) -> Result<(), StoreError> {
         on_pool!(self, |pool, _sql| sqlx::query("SELECT 1").execute(pool).await.map(|_| ()).map_err(unavailable))
+    }
+
+    /// Whether writing works now: a write that changes no value (a few
+    /// rows rewritten as they are: SQLite skips a write that matches no
+    /// row, even on a read-only connection), recorded like the writer's
+    /// outcomes.
+    pub async fn probe_write(&self) -> Result<(), StoreError> {
+        let probe = "UPDATE _sqlx_migrations SET success = success";
+        let result =
+            on_pool!(self, |pool, _sql| sqlx::query(probe).execute(pool).await.map(|_| ()).map_err(unavailable));
+        self.record(&result);
+        result
+    }
+
+    /// Notes a write's outcome: a failure retires the connections open now.
+    pub fn record<T>(&self, result: &Result<T, StoreError>) {
+        match result {
+            Ok(_) => self.health.succeeded(),
+            Err(_) => self.health.failed(),
+        }
     }
 
     /// Which backend this is, for logs.

@@ -93,6 +93,7 @@ async fn run<T>(store: Store, batch_max: usize, mut rx: mpsc::Receiver<Job<T>>, 
             let began = std::time::Instant::now();
             let result = store.append(messages).await;
             sink.durable_step(began.elapsed(), result.is_ok());
+            store.record(&result);
             match result {
                 Ok(stored) => sink.committed(stored.into_iter().zip(payloads).collect()),
                 Err(e) => {

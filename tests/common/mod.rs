@@ -230,6 +230,11 @@ impl Client {
         self.ws.send(m).await.expect("send");
     }
 
+    /// Sends a frame; the error if the connection is gone.
+    pub async fn try_send_raw(&mut self, m: Message) -> Result<(), tungstenite::Error> {
+        self.ws.send(m).await
+    }
+
     /// Sends a close frame (the server sees the peer leave).
     pub async fn close(&mut self) {
         self.ws.close(None).await.expect("close");

@@ -1,0 +1,74 @@
+//! Storage health as the pool sees it: when a write last failed, so that
+//! every pool connection opened before that moment is dropped and reopened
+//! on its next use (a connection may stay broken after its cause is gone:
+//! SQLite opens a file it cannot write read-only and stays so; a server
+//! may have killed the session), and whether writing works now, for
+//! `/readyz`.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+pub struct Health {
+    start: Instant,
+    /// When a write last failed, in µs since `start` plus one (0: never).
+    failed_at: AtomicU64,
+    /// Whether the last write (or write probe) worked.
+    writing: AtomicBool,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health { start: Instant::now(), failed_at: AtomicU64::new(0), writing: AtomicBool::new(true) }
+    }
+}
+
+impl Health {
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64 + 1
+    }
+
+    /// A write failed: the connections open now are suspect.
+    pub fn failed(&self) {
+        self.failed_at.fetch_max(self.now(), Ordering::AcqRel);
+        self.writing.store(false, Ordering::Release);
+    }
+
+    /// A write worked.
+    pub fn succeeded(&self) {
+        self.writing.store(true, Ordering::Release);
+    }
+
+    /// Whether the last write worked.
+    pub fn writing(&self) -> bool {
+        self.writing.load(Ordering::Acquire)
+    }
+
+    /// Whether a connection `age` old was opened before the last failure
+    /// (then it is closed instead of used: a fresh one takes its place).
+    pub fn stale(&self, age: Duration) -> bool {
+        let failed_at = self.failed_at.load(Ordering::Acquire);
+        failed_at != 0 && self.now().saturating_sub(age.as_micros() as u64) <= failed_at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_older_than_a_failure_are_stale() {
+        let h = Health::default();
+        assert!(!h.stale(Duration::from_secs(3600)) && h.writing());
+        std::thread::sleep(Duration::from_millis(2));
+        h.failed();
+        assert!(!h.writing());
+        // Opened a second before the failure: stale.
+        assert!(h.stale(Duration::from_secs(1)));
+        std::thread::sleep(Duration::from_millis(2));
+        // Opened just now, after it: fine.
+        assert!(!h.stale(Duration::ZERO));
+        h.succeeded();
+        assert!(h.writing());
+    }
+}
