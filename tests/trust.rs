@@ -49,7 +49,7 @@ async fn a_later_holder_of_a_guest_nick_inherits_nothing() {
         bob.expect("message").await;
         let dm = alice.say_to("bob", "secret for bob").await["message"]["msg_id"].as_str().unwrap().to_string();
         bob.expect("message").await;
-        bob.say_to("alice", "secret for alice").await;
+        let bobs = bob.say_to("alice", "secret for alice").await["message"]["msg_id"].as_str().unwrap().to_string();
         alice.expect("message").await;
         alice.close().await;
         bob.expect_json(presence("r", "alice", "quit")).await;
@@ -71,6 +71,11 @@ async fn a_later_holder_of_a_guest_nick_inherits_nothing() {
             refused(&mut mallory, json!({"type": "delete", "msg_id": in_room}), "forbidden").await;
             refused(&mut mallory, json!({"type": "edit", "msg_id": dm, "text": "pwned"}), "no_such_message").await;
             refused(&mut mallory, json!({"type": "delete", "msg_id": dm}), "no_such_message").await;
+            // bob edits what he wrote to the alice who was here: the new
+            // holder of the nick hears nothing of it.
+            bob.send(json!({"type": "edit", "msg_id": bobs, "text": "still secret", "id": "e"})).await;
+            bob.expect_json(json!({"type": "ack", "id": "e"})).await;
+            mallory.sync().await;
             mallory.close().await;
         }
         // bob still sees the conversation with the alice who was here, intact.

@@ -341,10 +341,17 @@ impl Bus {
                 let except = except.map_or(Except::Nobody, Except::Session);
                 self.to_room(key, &frame, except).await
             }
-            Conv::Dm(..) => {
+            Conv::Dm(a, b) => {
+                // Only to the two parties: a nick may be held by someone
+                // else now (a new guest), who must not hear of the message.
                 let to = msg.to.as_deref().unwrap_or_default();
-                self.to_user(&to.to_ascii_lowercase(), &make(Place::with(&msg.from)), except).await?;
-                self.to_user(&msg.from.to_ascii_lowercase(), &make(Place::with(to)), except).await?;
+                for (nick, peer) in [(to, &*msg.from), (&*msg.from, to)] {
+                    let key = nick.to_ascii_lowercase();
+                    let party = self.online(&key).await?.is_some_and(|o| o.id == *a || o.id == *b);
+                    if party {
+                        self.to_user(&key, &make(Place::with(peer)), except).await?;
+                    }
+                }
                 Ok(())
             }
             Conv::Everyone => self.to_everyone(&make(Place::everyone()), except).await,

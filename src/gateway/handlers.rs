@@ -94,22 +94,20 @@ impl Conn {
         };
         auth::check_not_reserved(&identity.nick, auth)?;
         let (session, rx) = app.bus.connect(&identity, app.close_all.child_token()).await?;
+        // Storage that refuses writes (read-only, down) does not keep anyone
+        // out: the session then has no new token (`welcome` without one).
         let token = match token {
             Some(t) => {
                 if identity.is_guest() {
                     // Back within the grace period: the token lives on.
                     let until = now_ms() + GUEST_TOKEN_MAX.as_millis() as i64;
-                    app.store.expire_sessions(&identity.id, until).await.map_err(unavailable)?;
+                    if let Err(e) = app.store.expire_sessions(&identity.id, until).await {
+                        tracing::warn!(error = %e, "could not renew a guest's token");
+                    }
                 }
-                t
+                Some(t)
             }
-            None => match new_session_token(app, &identity).await {
-                Ok(t) => t,
-                Err(e) => {
-                    app.bus.disconnect(&session).await;
-                    return Err(e);
-                }
-            },
+            None => new_session_token(app, &identity).await.ok(),
         };
         let l = &app.config.limits;
         let conn = Conn {
@@ -119,7 +117,7 @@ impl Conn {
             say_bucket: bucket(l.rate_per_sec, l.burst),
             request_bucket: bucket(l.requests_per_sec, l.requests_burst),
             typing: Vec::new(),
-            token: Some(token),
+            token,
         };
         Ok((conn, rx))
     }
