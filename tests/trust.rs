@@ -118,9 +118,13 @@ async fn a_guest_comes_back_as_itself_with_its_token() {
     again.expect_json(json!({"type": "ack", "id": "d"})).await;
     again.sync().await;
 
-    // The token is a bearer for HTTP calls too.
-    let r = http::get(server.addr(), "/api/rooms", &[("Authorization", &bearer(&token))]).await;
+    // The token is a bearer for HTTP calls too; a guest makes no rooms there
+    // (its identity, and so the room's moderator, ends with its sessions).
+    let auth = bearer(&token);
+    let r = http::get(server.addr(), "/api/rooms", &[("Authorization", &auth)]).await;
     assert_eq!(r.status, 200, "{}", r.body);
+    let r = http::post(server.addr(), "/api/rooms", &[("Authorization", &auth)], &json!({"name": "mine"})).await;
+    assert_eq!((r.status, r.json()["error"]["code"].clone()), (403, json!("forbidden")), "{}", r.body);
 }
 
 /// A guest's token stops working once its last session has been gone for

@@ -80,6 +80,13 @@ pub async fn create(
         .map(|m| Name::nick(m))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| proto_error_response(&e))?;
+    if let Caller::User(user) = &caller
+        && user.is_guest()
+    {
+        // A guest's identity ends with its sessions: a room it created would
+        // outlive its moderator. Guests make rooms by joining them.
+        return Err(error_response(StatusCode::FORBIDDEN, "forbidden", "guests cannot create rooms here: join one"));
+    }
     let exists = || error_response(StatusCode::CONFLICT, "room_exists", "a room of that name exists");
     if app.bus.room_name(name.key()).await.map_err(|e| proto_error_response(&e))?.is_some() {
         return Err(exists());
