@@ -102,11 +102,7 @@ async fn a_slow_consumer_that_reads_late_still_gets_1013() {
     let mut clients = quiet_room(&server, "r", &["alice", "bob"]).await;
     let mut bob = clients.pop().unwrap();
     let mut alice = clients.pop().unwrap();
-    let mut slow = Client::connect_small_rcvbuf(&server, 4096).await;
-    slow.nick = "slow".into();
-    slow.send(json!({"type": "hello", "nick": "slow"})).await;
-    slow.expect("welcome").await;
-    slow.join("r").await;
+    let mut slow = Client::slow_reader(&server, "slow", "r").await;
     alice.expect_json(presence("r", "slow", "join")).await;
     bob.expect_json(presence("r", "slow", "join")).await;
 

@@ -221,11 +221,7 @@ async fn a_reader_that_never_reads_is_closed_with_1013_and_slows_nobody() {
         let mut alice = clients.pop().unwrap();
         // A raw client with a tiny kernel receive buffer: after `joined`,
         // the test never polls it again until the end.
-        let mut slow = Client::connect_small_rcvbuf(&server, 4096).await;
-        slow.nick = "slow".into();
-        slow.send(json!({"type": "hello", "nick": "slow"})).await;
-        slow.expect("welcome").await;
-        slow.join("r").await;
+        let mut slow = Client::slow_reader(&server, "slow", "r").await;
         alice.expect_json(presence("r", "slow", "join")).await;
         bob.expect_json(presence("r", "slow", "join")).await;
 

@@ -30,11 +30,7 @@ async fn big_history_pages_for_a_reader_that_reads_nothing_are_bounded() {
     alice.expect_json(presence("r", "bob", "join")).await;
 
     // A client with a tiny receive buffer that asks and never reads.
-    let mut greedy = Client::connect_small_rcvbuf(&server, 4096).await;
-    greedy.nick = "greedy".into();
-    greedy.send(json!({"type": "hello", "nick": "greedy"})).await;
-    greedy.expect("welcome").await;
-    greedy.join("r").await;
+    let mut greedy = Client::slow_reader(&server, "greedy", "r").await;
     alice.expect_json(presence("r", "greedy", "join")).await;
     bob.expect_json(presence("r", "greedy", "join")).await;
 

@@ -204,6 +204,17 @@ impl Client {
     }
 
     /// Connects as `nick` and joins `rooms`, consuming each `joined`.
+    /// A session with a 4 KiB kernel receive buffer, identified as `nick`
+    /// and in `room`: a reader the test can stop polling (a slow consumer).
+    pub async fn slow_reader(server: &RunningServer, nick: &str, room: &str) -> Client {
+        let mut c = Client::connect_small_rcvbuf(server, 4096).await;
+        c.nick = nick.into();
+        c.send(json!({"type": "hello", "nick": nick})).await;
+        c.expect("welcome").await;
+        c.join(room).await;
+        c
+    }
+
     pub async fn in_rooms(server: &RunningServer, nick: &str, rooms: &[&str]) -> Client {
         let (mut c, _) = Client::hello(server, nick).await;
         for room in rooms {
