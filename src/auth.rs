@@ -5,11 +5,11 @@
 //! Secrets are compared in constant time and never logged. Password hashing
 //! runs on the blocking pool, never on the async threads.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use argon2::Argon2;
@@ -23,59 +23,8 @@ use subtle::ConstantTimeEq;
 
 use crate::config::{AuthConfig, Secret};
 use crate::protocol::{ErrorCode, Name, ProtoError};
-use crate::store::{Account, Store, StoreError};
-
-/// Who a `hello` (or an HTTP call) authenticated as.
-#[derive(Clone, Debug)]
-pub struct Identity {
-    /// The user's stable id (see [`crate::ids`]): everything the user owns
-    /// belongs to it, not to the nick.
-    pub id: Arc<str>,
-    pub nick: Name,
-    pub kind: IdentityKind,
-    pub display_name: Option<String>,
-    pub avatar: Option<String>,
-    /// Site token `rooms` claim: the only rooms this user may join.
-    pub rooms: Option<Vec<Name>>,
-    /// Site token `admin` claim: moderator everywhere.
-    pub admin: bool,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum IdentityKind {
-    Guest,
-    /// A registered account (password or session token).
-    Account,
-    /// Vouched for by the embedding site; `sub` is the site's user id.
-    Site {
-        sub: String,
-    },
-}
-
-impl Identity {
-    /// A guest identity: `id` is new at its first `hello`, or the one its
-    /// `welcome.token` names on a reconnect.
-    pub fn guest(nick: Name, id: String) -> Identity {
-        Identity {
-            id: id.into(),
-            nick,
-            kind: IdentityKind::Guest,
-            display_name: None,
-            avatar: None,
-            rooms: None,
-            admin: false,
-        }
-    }
-
-    pub fn is_guest(&self) -> bool {
-        self.kind == IdentityKind::Guest
-    }
-
-    /// Whether the token's `rooms` claim (if any) lets this user into `room`.
-    pub fn may_enter(&self, room: &Name) -> bool {
-        self.rooms.as_ref().is_none_or(|rooms| rooms.iter().any(|r| r.key() == room.key()))
-    }
-}
+use crate::model::{Account, Identity, IdentityKind};
+use crate::store::{Store, StoreError};
 
 fn unauthorized(message: &str) -> ProtoError {
     ProtoError::new(ErrorCode::Unauthorized, message)
@@ -195,7 +144,7 @@ pub fn verify_site_token(secret: &Secret, leeway: Duration, token: &str) -> Resu
         ),
     };
     Ok(Identity {
-        id: crate::ids::site(&c.sub).into(),
+        id: crate::model::ids::site(&c.sub).into(),
         nick,
         kind: IdentityKind::Site { sub: c.sub },
         display_name: c.name.map(|n| clip(&n, MAX_DISPLAY_NAME)),
@@ -442,7 +391,7 @@ pub async fn from_token(store: &Store, config: &AuthConfig, token: &str) -> Resu
         .await
         .map_err(store_error)?
         .ok_or_else(|| unauthorized("the session token is unknown or expired: log in again"))?;
-    if crate::ids::is_guest(&user_id) {
+    if crate::model::ids::is_guest(&user_id) {
         if !config.guests {
             return Err(unauthorized("guests are not allowed here"));
         }
@@ -470,7 +419,7 @@ async fn claim_for_site(store: &Store, identity: &Identity) -> Result<(), ProtoE
             ErrorCode::NickTaken,
             format!("the nick `{nick}` belongs to another user: the site must give this user another nick"),
         )),
-        _ => store.claim_grants(&crate::ids::pending_grant(nick.key()), me).await.map_err(store_error),
+        _ => store.claim_grants(&crate::model::ids::pending_grant(nick.key()), me).await.map_err(store_error),
     }
 }
 
@@ -505,106 +454,6 @@ pub fn is_api_key(keys: &[Secret], given: &str) -> bool {
         ok |= key.expose().as_bytes().ct_eq(given.as_bytes());
     }
     ok.into()
-}
-
-// ---- the authorization hook ---------------------------------------------------------
-
-/// Asks `auth.hook_url` whether a user may `join` or `say` in a room. The
-/// answer is cached for `auth.hook_cache`; an unreachable, slow or
-/// malformed hook denies (unless `auth.hook_fail_open`).
-pub struct Hook {
-    url: String,
-    client: reqwest::Client,
-    ttl: Duration,
-    fail_open: bool,
-    cache: Mutex<HookCache>,
-}
-
-#[derive(Serialize)]
-struct HookRequest<'a> {
-    user: HookUser<'a>,
-    room: &'a str,
-    action: &'a str,
-}
-
-#[derive(Serialize)]
-struct HookUser<'a> {
-    nick: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sub: Option<&'a str>,
-    guest: bool,
-}
-
-#[derive(Deserialize)]
-struct HookAnswer {
-    allow: bool,
-}
-
-/// (user id, room key, action) → (allowed, when asked).
-type HookCache = HashMap<(String, String, &'static str), (bool, Instant)>;
-
-/// Entries the hook cache holds before it is cleared (bounds memory).
-const HOOK_CACHE_MAX: usize = 100_000;
-
-impl Hook {
-    pub fn new(config: &AuthConfig) -> Option<Hook> {
-        if config.hook_url.is_empty() {
-            return None;
-        }
-        // A redirect is a failure, never followed: the hook's answer must
-        // come from the configured address.
-        let client = reqwest::Client::builder()
-            .timeout(config.hook_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .ok()?;
-        Some(Hook {
-            url: config.hook_url.clone(),
-            client,
-            ttl: config.hook_cache,
-            fail_open: config.hook_fail_open,
-            cache: Mutex::default(),
-        })
-    }
-
-    pub async fn allows(&self, who: &Identity, room: &Name, action: &'static str) -> bool {
-        let key = (who.id.to_string(), room.key().to_string(), action);
-        if let Some((allow, at)) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key)
-            && at.elapsed() < self.ttl
-        {
-            return *allow;
-        }
-        let sub = match &who.kind {
-            IdentityKind::Site { sub } => Some(sub.as_str()),
-            _ => None,
-        };
-        let body = HookRequest {
-            user: HookUser { nick: who.nick.as_str(), sub, guest: who.is_guest() },
-            room: room.as_str(),
-            action,
-        };
-        let answer = async {
-            let r = self.client.post(&self.url).json(&body).send().await.map_err(|e| e.to_string())?;
-            if !r.status().is_success() {
-                return Err(format!("the hook answered {} (redirects are not followed)", r.status()));
-            }
-            r.json::<HookAnswer>().await.map_err(|e| e.to_string())
-        }
-        .await;
-        let allow = match answer {
-            Ok(a) => a.allow,
-            Err(e) => {
-                tracing::warn!(error = %e, "authorization hook failed; {}", if self.fail_open { "allowing" } else { "denying" });
-                return self.fail_open;
-            }
-        };
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= HOOK_CACHE_MAX {
-            cache.clear();
-        }
-        cache.insert(key, (allow, Instant::now()));
-        allow
-    }
 }
 
 #[cfg(test)]

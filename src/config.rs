@@ -341,7 +341,7 @@ impl Config {
             ));
         }
         for proxy in &self.server.trusted_proxies {
-            if crate::http::edge::parse_net(proxy).is_none() {
+            if parse_net(proxy).is_none() {
                 return Err(ConfigError(format!(
                     "server.trusted_proxies: `{proxy}` is not an IP address or CIDR block (10.0.0.0/8, ::1)"
                 )));
@@ -426,6 +426,16 @@ fn describe(e: figment::Error) -> String {
         .collect::<Vec<_>>()
         .join("; ")
 }
+
+/// An IP address or a CIDR block, as `server.trusted_proxies` lists them.
+pub(crate) fn parse_net(s: &str) -> Option<ipnet::IpNet> {
+    let s = s.trim();
+    if let Ok(net) = s.parse::<ipnet::IpNet>() {
+        return Some(net.trunc());
+    }
+    s.parse::<std::net::IpAddr>().ok().map(|ip| ipnet::IpNet::from(ip.to_canonical()))
+}
+
 
 #[cfg(test)]
 mod tests {

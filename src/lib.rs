@@ -2,33 +2,39 @@
 //!
 //! Layout (one concern per module):
 //!
-//! - [`config`]: the layered configuration (`config/default.toml` < file < env < flags).
-//! - [`protocol`]: the wire format: validated names, client frames, server frames.
-//! - [`hub`]: the in-process registry of sessions, users, rooms and watchers; fan-out.
-//!   No I/O.
-//! - [`gateway`]: WebSocket connections: reader and writer tasks, request handlers, caps.
-//! - [`cluster`]: the Bus a stored message travels on to its recipients (local for now).
-//! - [`store`]: where messages are kept, and the batching writer (the durable step).
-//! - [`http`]: the axum router: static files, `/ws`, health.
-//! - [`bench`]: the load generator behind `chat bench`.
-//! - [`client`]: the console client behind `chat client`.
+//! Floors, top down; an import only points down (DESIGN.md, "The shape"):
+//!
+//! - doors, one codec each and no rules: [`http`] (the axum router: static
+//!   files, the WebSocket upgrade, `/api/*`, `/metrics`) and [`gateway`]
+//!   (WebSocket connections: reader and writer tasks, frame dispatch).
+//! - [`service`]: the rules, once — who may do what, the hook, building a
+//!   message, history, rooms, accounts. Every door calls it.
+//! - [`cluster`]: the Bus: one node (the store's batching writer) or Redis.
+//! - [`hub`]: the in-process registry of sessions, users, rooms and
+//!   watchers, and the one delivery sink. No I/O.
+//! - [`store`]: where messages, rooms and users are kept (sqlx), and the
+//!   batching writer (the durable step). [`auth`]: passwords and tokens.
+//! - [`model`], [`protocol`]: plain data and the wire types, the ground
+//!   floor; [`config`] and [`metrics`] beside them.
+//! - [`bench`], [`client`]: the load generator and the console client;
+//!   they speak the protocol and import no server code.
 //!
 //! [`Server::start`] runs a server and returns a [`RunningServer`] handle: its
 //! address and a shutdown trigger. Tests start real servers this way on
 //! `127.0.0.1:0`.
 
-pub mod app;
 pub mod auth;
 pub mod bench;
 pub mod client;
-pub mod cluster;
+mod cluster;
 pub mod config;
-pub mod gateway;
-pub mod http;
-pub mod hub;
-pub mod ids;
-pub mod metrics;
+mod gateway;
+mod http;
+mod hub;
+mod metrics;
+mod model;
 pub mod protocol;
+mod service;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -39,12 +45,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use app::App;
-use cluster::Bus;
 pub use config::Config;
-use hub::Hub;
-use metrics::Metrics;
-use store::Store;
+use http::App;
+use service::Service;
 
 pub struct Server;
 
@@ -108,32 +111,9 @@ impl Server {
                     .with_context(|| format!("metrics.listen: cannot listen on {listen}"))?,
             ),
         };
-        let store = Store::open(&config).await.context("cannot open the database")?;
-        let clustered = !config.cluster.redis_url.is_empty();
-        let hub = Arc::new(
-            Hub::new(config.limits.outbound_queue, !clustered)
-                .with_metrics(Metrics::new())
-                .with_outbound_bytes(config.limits.outbound_bytes),
-        );
-        let (bus, writer) = if clustered {
-            let bus = Bus::redis(&config.cluster, config.node_id(), store.clone(), hub.clone())
-                .await
-                .context("cannot join the cluster")?;
-            (bus, None)
-        } else {
-            // Guests connected when this server last stopped are gone: their
-            // identities end after the grace period, not a day later.
-            let until = protocol::now_ms() + config.auth.guest_grace.as_millis() as i64;
-            // A database that refuses writes now (read-only) does not stop
-            // the start: the tokens then live out their day.
-            if let Err(e) = store.end_guest_sessions(until).await {
-                tracing::warn!(error = %e, "could not end the guest tokens of the last run");
-            }
-            let (bus, writer) = Bus::local(store.clone(), hub.clone(), config.database.batch_max);
-            (bus, Some(writer))
-        };
         let grace = config.server.shutdown_grace;
-        let app = Arc::new(App::new(config, hub, bus, store));
+        let (service, writer) = Service::start(config).await?;
+        let app = Arc::new(App::new(Arc::new(service)));
         let trigger = CancellationToken::new();
 
         let router = http::router(app.clone());
@@ -160,28 +140,29 @@ impl Server {
             tracing::info!("shutting down");
             // 1. Stop reading frames; sessions leave without telling
             //    everyone (the listener stops accepting meanwhile).
-            app.hub.hush();
-            app.stop_reading.cancel();
+            let life = &app.lifecycle;
+            app.hush();
+            life.stop_reading.cancel();
             // 2. Messages already accepted are stored, delivered and acked:
             //    first every reader finishes the frame in hand (it may be
             //    about to publish), then the bus is flushed.
-            app.readers.close();
-            if tokio::time::timeout(grace, app.readers.wait()).await.is_err() {
+            life.readers.close();
+            if tokio::time::timeout(grace, life.readers.wait()).await.is_err() {
                 tracing::warn!("readers still busy after the grace period");
             }
-            if tokio::time::timeout(grace, app.bus.flush()).await.is_err() {
+            if tokio::time::timeout(grace, app.flush()).await.is_err() {
                 tracing::warn!("in-flight messages not flushed within the grace period");
             }
             // In a cluster, this node's users quit everywhere at once.
-            if tokio::time::timeout(grace, app.bus.shutdown()).await.is_err() {
+            if tokio::time::timeout(grace, app.leave_cluster()).await.is_err() {
                 tracing::warn!("could not leave the cluster within the grace period");
-                app.bus.abort();
+                app.abort_cluster();
             }
             // 3. Every session gets the notice and close 1001.
-            app.close_all.cancel();
-            app.tracker.close();
-            if tokio::time::timeout(grace, app.tracker.wait()).await.is_err() {
-                tracing::warn!(left = app.tracker.len(), "connections still open after the grace period");
+            life.close_all.cancel();
+            life.tracker.close();
+            if tokio::time::timeout(grace, life.tracker.wait()).await.is_err() {
+                tracing::warn!(left = life.tracker.len(), "connections still open after the grace period");
             }
             let _ = tokio::time::timeout(grace, http).await;
             if let Some(metrics_http) = metrics_http {

@@ -10,8 +10,6 @@
 //! recipients, and the [`archiver`] moves the buffer into the database.
 //! The hub knows nothing of either; handlers call the bus.
 
-mod archiver;
-mod buffer;
 pub mod envelope;
 mod redis;
 
@@ -21,8 +19,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::Identity;
-use crate::hub::{Hub, JoinStart, Online, RoomRef, Route, SessionHandle, SessionId};
+use crate::hub::{Acked, Hub, JoinStart, Online, RoomRef, Route, SessionHandle, SessionId};
+use crate::model::Identity;
 use crate::protocol::server::{Conv, Frame, MemberView, Place, RoomSummary, StoredMessage};
 use crate::protocol::{Name, ProtoError};
 use crate::store::{CommitSink, HistoryQuery, NewMessage, Page, RoomRecord, Store, StoreError, Writer};
@@ -67,10 +65,6 @@ impl Bus {
     ) -> anyhow::Result<Bus> {
         let bus = RedisBus::start(config, node, hub.clone(), store.clone()).await?;
         Ok(Bus { hub, store, kind: BusKind::Redis(bus) })
-    }
-
-    pub fn hub(&self) -> &Arc<Hub> {
-        &self.hub
     }
 
     pub fn clustered(&self) -> bool {
@@ -412,7 +406,7 @@ impl Bus {
     pub async fn metrics_snapshot(&self) -> Option<crate::metrics::ClusterSnapshot> {
         let BusKind::Redis(r) = &self.kind else { return None };
         let redis_up = r.ping().await;
-        let archiver = if redis_up { archiver::backlog(r).await } else { None };
+        let archiver = if redis_up { redis::backlog(r).await } else { None };
         Some(crate::metrics::ClusterSnapshot { redis_up, archiver })
     }
 
@@ -437,14 +431,15 @@ fn unavailable(e: &StoreError) -> ProtoError {
     ProtoError::unavailable()
 }
 
-/// Delivers committed batches to the local hub, in commit order.
+/// Delivers committed batches through the one delivery sink
+/// ([`Hub::deliver`]), in commit order.
 struct HubSink(Arc<Hub>);
 
 impl CommitSink<Route> for HubSink {
     fn committed(&self, batch: Vec<(StoredMessage, Route)>) {
         self.0.metrics().stored(batch.iter().map(|(m, _)| &m.conv));
-        for (msg, route) in batch {
-            self.0.deliver(&msg, route);
+        for (message, route) in batch {
+            Acked { message, route }.deliver_on(&self.0);
         }
     }
 

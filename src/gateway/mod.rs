@@ -1,8 +1,6 @@
-//! The WebSocket gateway: one reader task and one writer task per
-//! connection ([`ws`]), the handling of each request ([`handlers`]), and
-//! caps on connections ([`limits`]). It talks to the hub and the bus; it
-//! knows nothing of SQL.
+//! The doors that hold connections open: [`ws`], the JSON-over-WebSocket
+//! protocol (reader and writer tasks, frame dispatch). A door parses its
+//! wire into typed requests, calls [`crate::service`], and encodes what
+//! comes back; it has no rules of its own.
 
-pub mod handlers;
-pub mod limits;
-pub mod ws;
+pub(crate) mod ws;

@@ -7,66 +7,39 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 
-use super::caller::{api_key, caller, may_read};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{bad_request, unavailable};
-use crate::app::App;
+use super::App;
+use super::caller::{api_key, caller};
+use super::error::ApiError;
 use crate::protocol::Name;
-use crate::protocol::server::{Conv, StoredMessage};
-use crate::store::HistoryQuery;
+use crate::protocol::server::StoredMessage;
+use crate::service::messages::PageRequest;
 
 /// Most messages one transcript request returns (`more` says if there are more).
 const TRANSCRIPT_MAX: usize = 10_000;
 
 #[derive(Deserialize)]
-pub struct MessagesQuery {
+pub(crate) struct MessagesQuery {
     before: Option<u64>,
     after: Option<u64>,
     limit: Option<u64>,
 }
 
 /// `GET /api/rooms/{room}/messages?before=&after=&limit=`
-pub async fn room_messages(
+pub(crate) async fn room_messages(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Path(room): Path<String>,
     Query(q): Query<MessagesQuery>,
-) -> Response {
-    let caller = match caller(&app, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let Ok(room) = Name::room(&room) else { return bad_request("not a valid room name") };
-    let private = match app.store.room(room.key()).await {
-        Ok(record) => record.is_some_and(|r| r.private),
-        Err(_) => return unavailable(),
-    };
-    if let Err(r) = may_read(&app, &caller, &room, private).await {
-        return r;
-    }
-    if q.before.is_some() && q.after.is_some() {
-        return bad_request("give `before` or `after`, not both");
-    }
-    let limits = &app.config.limits;
-    let limit = match q.limit {
-        Some(0) => return bad_request("`limit` must be at least 1"),
-        Some(n) => (n as usize).min(limits.history_max),
-        None => limits.history_default,
-    };
-    let query = HistoryQuery { before: q.before, after: q.after, upto: None, limit };
-    match app.bus.history(&Conv::Room(room.key().clone()), query).await {
-        Ok(mut page) => {
-            crate::gateway::limits::cap_page(&mut page, q.after.is_some(), limits.history_max_bytes);
-            Json(json!({"messages": page.messages, "more": page.more})).into_response()
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "history request failed");
-            unavailable()
-        }
-    }
+) -> Result<Response, ApiError> {
+    let caller = caller(&app, &headers).await?;
+    let Ok(room) = Name::room(&room) else { return Err(ApiError::invalid("not a valid room name")) };
+    let request = PageRequest { before: q.before, after: q.after, limit: q.limit };
+    let page = app.room_messages(&caller, &room, &request).await?;
+    Ok(Json(json!({"messages": page.messages, "more": page.more})).into_response())
 }
 
 /// A transcript holds what users wrote: opened in a browser it may run
@@ -81,7 +54,7 @@ const TRANSCRIPT_HEADERS: [(header::HeaderName, &str); 3] = [
 ];
 
 #[derive(Deserialize)]
-pub struct TranscriptQuery {
+pub(crate) struct TranscriptQuery {
     from: Option<String>,
     to: Option<String>,
     format: Option<String>,
@@ -97,43 +70,24 @@ fn parse_time(s: &str) -> Option<i64> {
 }
 
 /// `GET /api/rooms/{room}/transcript?from=&to=&format=json|text|html`
-pub async fn room_transcript(
+pub(crate) async fn room_transcript(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Path(room): Path<String>,
     Query(q): Query<TranscriptQuery>,
-) -> Response {
-    if let Err(r) = api_key(&app, &headers).await {
-        return r;
-    }
-    let Ok(room) = Name::room(&room) else { return bad_request("not a valid room name") };
+) -> Result<Response, ApiError> {
+    api_key(&app, &headers).await?;
+    let Ok(room) = Name::room(&room) else { return Err(ApiError::invalid("not a valid room name")) };
     let time = |v: &Option<String>, default: i64, name: &str| match v {
         None => Ok(default),
-        Some(s) => {
-            parse_time(s).ok_or_else(|| bad_request(&format!("`{name}` must be epoch milliseconds or RFC 3339")))
-        }
+        Some(s) => parse_time(s)
+            .ok_or_else(|| ApiError::invalid(format!("`{name}` must be epoch milliseconds or RFC 3339"))),
     };
-    let from = match time(&q.from, 0, "from") {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    let to = match time(&q.to, i64::MAX, "to") {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    // In a cluster the newest messages may still be buffered in Redis.
-    if !app.bus.settle().await {
-        return unavailable();
-    }
-    let page = match app.store.transcript(&Conv::Room(room.key().clone()), from, to, TRANSCRIPT_MAX).await {
-        Ok(page) => page,
-        Err(e) => {
-            tracing::warn!(error = %e, "transcript request failed");
-            return unavailable();
-        }
-    };
+    let from = time(&q.from, 0, "from")?;
+    let to = time(&q.to, i64::MAX, "to")?;
+    let page = app.transcript(&room, from, to, TRANSCRIPT_MAX).await?;
     match q.format.as_deref().unwrap_or("json") {
-        "json" => Json(json!({"room": room.as_str(), "messages": page.messages, "more": page.more})).into_response(),
+        "json" => Ok(Json(json!({"room": room.as_str(), "messages": page.messages, "more": page.more})).into_response()),
         "text" => {
             let mut out = String::new();
             for m in &page.messages {
@@ -143,7 +97,7 @@ pub async fn room_transcript(
             if page.more {
                 out.push_str(&format!("[truncated after {TRANSCRIPT_MAX} messages: ask again with a later `from`]\n"));
             }
-            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], TRANSCRIPT_HEADERS, out).into_response()
+            Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], TRANSCRIPT_HEADERS, out).into_response())
         }
         "html" => {
             let mut out = format!(
@@ -159,9 +113,9 @@ pub async fn room_transcript(
                 ));
             }
             out.push_str("</ul>\n</body></html>\n");
-            ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], TRANSCRIPT_HEADERS, out).into_response()
+            Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], TRANSCRIPT_HEADERS, out).into_response())
         }
-        _ => bad_request("`format` must be json, text or html"),
+        _ => Err(ApiError::invalid("`format` must be json, text or html")),
     }
 }
 
@@ -180,7 +134,7 @@ fn text_line(m: &StoredMessage) -> String {
 }
 
 /// Escapes text for HTML element content and attribute values.
-pub fn escape_html(s: &str) -> String {
+pub(crate) fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

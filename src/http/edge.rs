@@ -4,100 +4,25 @@
 //! rejections (query strings, paths, bodies) included.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
-use ipnet::IpNet;
 
-use super::error_response;
-use crate::app::App;
+pub(crate) use super::proxies::{ClientAddr, TrustedProxies};
+use super::App;
+use super::error::error_response;
+use crate::protocol::ErrorCode;
 
 // ---- the client's address ---------------------------------------------------------
-
-/// An IP address or a CIDR block, as `server.trusted_proxies` lists them.
-pub fn parse_net(s: &str) -> Option<IpNet> {
-    let s = s.trim();
-    if let Ok(net) = s.parse::<IpNet>() {
-        return Some(net.trunc());
-    }
-    s.parse::<IpAddr>().ok().map(|ip| IpNet::from(ip.to_canonical()))
-}
-
-/// `server.trusted_proxies`, parsed.
-#[derive(Clone, Debug, Default)]
-pub struct TrustedProxies(Vec<IpNet>);
-
-impl TrustedProxies {
-    /// Entries that do not parse are skipped (`Config::validate` refuses them).
-    pub fn new(list: &[String]) -> TrustedProxies {
-        TrustedProxies(list.iter().filter_map(|s| parse_net(s)).collect())
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        self.0.iter().any(|net| net.contains(&ip))
-    }
-
-    /// The client behind a request from `peer`: the peer itself unless it
-    /// is a trusted proxy; then the right-most `X-Forwarded-For` address
-    /// that is not itself trusted (a malformed entry ends the walk: the
-    /// hop to its right is the client).
-    pub fn client(&self, peer: SocketAddr, headers: &HeaderMap) -> ClientAddr {
-        let mut ip = peer.ip().to_canonical();
-        let via_proxy = self.contains(ip);
-        if via_proxy {
-            let hops = headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .collect::<Vec<_>>();
-            for hop in hops.into_iter().rev() {
-                let Some(hop) = parse_hop(hop) else { break };
-                ip = hop;
-                if !self.contains(hop) {
-                    break;
-                }
-            }
-        }
-        ClientAddr { ip, peer, via_proxy }
-    }
-}
-
-/// One `X-Forwarded-For` entry: an address, perhaps with a port.
-fn parse_hop(hop: &str) -> Option<IpAddr> {
-    let hop = hop.trim();
-    let ip = hop.parse::<IpAddr>().ok().or_else(|| hop.parse::<SocketAddr>().ok().map(|a| a.ip()))?;
-    Some(ip.to_canonical())
-}
-
-/// Who sent a request: the client's address (through trusted proxies),
-/// and the TCP peer it came from. Caps, login throttling and logs use `ip`.
-#[derive(Clone, Copy, Debug)]
-pub struct ClientAddr {
-    pub ip: IpAddr,
-    pub peer: SocketAddr,
-    /// The peer is a trusted proxy: the accept loop did not count this
-    /// connection against a per-address cap (the proxy carries many clients).
-    pub via_proxy: bool,
-}
-
-impl ClientAddr {
-    /// For logs: the client's address, with the peer's port when the
-    /// client is the peer (port 0 behind a proxy).
-    pub fn socket_addr(&self) -> SocketAddr {
-        SocketAddr::new(self.ip, if self.via_proxy { 0 } else { self.peer.port() })
-    }
-}
 
 impl FromRequestParts<Arc<App>> for ClientAddr {
     type Rejection = Response;
@@ -105,7 +30,7 @@ impl FromRequestParts<Arc<App>> for ClientAddr {
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Response> {
         match parts.extensions.get::<ConnectInfo<SocketAddr>>() {
             Some(ConnectInfo(peer)) => Ok(app.trusted_proxies.client(*peer, &parts.headers)),
-            None => Err(error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no client address")),
+            None => Err(error_response(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "no client address")),
         }
     }
 }
@@ -129,7 +54,7 @@ pub async fn check_host(State(app): State<Arc<App>>, req: Request, next: Next) -
     }
     error_response(
         StatusCode::MISDIRECTED_REQUEST,
-        "misdirected",
+        ErrorCode::Misdirected,
         "this server does not answer to that host name (see server.allowed_hosts)",
     )
 }
@@ -176,14 +101,14 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
     let reason = status.canonical_reason().unwrap_or("error");
     let message = if text.trim().is_empty() || status.is_server_error() { reason } else { text.trim() };
     let code = match status.as_u16() {
-        404 => "not_found",
-        405 => "method_not_allowed",
-        408 => "timeout",
-        413 | 414 | 431 => "too_large",
-        429 => "rate_limited",
-        503 => "unavailable",
-        500.. => "internal",
-        _ => "invalid",
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        408 => ErrorCode::Timeout,
+        413 | 414 | 431 => ErrorCode::TooLarge,
+        429 => ErrorCode::RateLimited,
+        503 => ErrorCode::Unavailable,
+        500.. => ErrorCode::Internal,
+        _ => ErrorCode::Invalid,
     };
     let mut out = error_response(status, code, message);
     for name in [header::ALLOW, header::RETRY_AFTER, header::CONNECTION] {
@@ -263,7 +188,7 @@ pub fn timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
 
 /// 408 `timeout`, closing the connection.
 pub fn body_timeout_response() -> Response {
-    let mut r = error_response(StatusCode::REQUEST_TIMEOUT, "timeout", &BodyTimedOut.to_string());
+    let mut r = error_response(StatusCode::REQUEST_TIMEOUT, ErrorCode::Timeout, &BodyTimedOut.to_string());
     r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     r
 }
@@ -271,6 +196,8 @@ pub fn body_timeout_response() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::parse_net;
+    use axum::http::HeaderMap;
 
     fn headers(xff: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();

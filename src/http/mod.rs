@@ -1,16 +1,17 @@
 //! The HTTP side: the router (web client, `/ws`, health, the API), the
 //! embedded static files, and the JSON error body every route uses.
 
-// Handlers return early with `Err(Response)`: the error type is a whole
-// response by design, and none of this is on a hot path.
-#![allow(clippy::result_large_err)]
-
-pub mod accounts;
-pub mod api;
-pub mod caller;
-pub mod edge;
-pub mod rooms;
-pub mod serve;
+mod accounts;
+mod api;
+mod app;
+mod caller;
+pub(crate) mod conns;
+mod edge;
+mod error;
+mod proxies;
+mod rooms;
+pub(crate) mod serve;
+mod upgrade;
 
 use std::sync::{Arc, OnceLock};
 
@@ -25,17 +26,18 @@ use rust_embed::RustEmbed;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::app::App;
-use crate::gateway::ws;
+pub(crate) use app::App;
+use error::{ApiError, error_response};
+use crate::protocol::ErrorCode;
 
 /// The web client, compiled into the binary.
 #[derive(RustEmbed)]
 #[folder = "static/"]
 struct Assets;
 
-pub fn router(app: Arc<App>) -> Router {
+pub(crate) fn router(app: Arc<App>) -> Router {
     let mut router = Router::new()
-        .route("/ws", get(ws::upgrade))
+        .route("/ws", get(upgrade::upgrade))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/register", post(accounts::register))
@@ -65,7 +67,7 @@ pub fn router(app: Arc<App>) -> Router {
 }
 
 /// `/metrics` alone, for `metrics.listen`.
-pub fn metrics_router(app: Arc<App>) -> Router {
+pub(crate) fn metrics_router(app: Arc<App>) -> Router {
     Router::new().route("/metrics", get(metrics)).with_state(app)
 }
 
@@ -80,11 +82,7 @@ async fn count_requests(State(app): State<Arc<App>>, request: Request, next: Nex
 
 /// `GET /metrics`: Prometheus text format.
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let snapshot = crate::metrics::Snapshot {
-        sessions: app.hub.session_count(),
-        rooms: app.hub.live_rooms().len(),
-        cluster: app.bus.metrics_snapshot().await,
-    };
+    let snapshot = app.snapshot().await;
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], app.metrics.render(&snapshot)).into_response()
 }
 
@@ -93,7 +91,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
 /// with the API's own error body instead: 400 `invalid`, naming the problem;
 /// a body over the limit is 413 `too_large`, one that did not arrive within
 /// `server.request_body_timeout` 408 `timeout`.
-pub struct Body<T>(pub T);
+pub(crate) struct Body<T>(pub T);
 
 impl<T, S> axum::extract::FromRequest<S> for Body<T>
 where
@@ -107,26 +105,11 @@ where
             Ok(Json(v)) => Ok(Body(v)),
             Err(e) if edge::timed_out(&e) => Err(edge::body_timeout_response()),
             Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Err(error_response(StatusCode::PAYLOAD_TOO_LARGE, "too_large", &e.body_text()))
+                Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge, e.body_text()).into_response())
             }
-            Err(e) => Err(error_response(StatusCode::BAD_REQUEST, "invalid", &e.body_text())),
+            Err(e) => Err(ApiError::invalid(e.body_text()).into_response()),
         }
     }
-}
-
-/// 400 `invalid`.
-pub fn bad_request(message: &str) -> Response {
-    error_response(StatusCode::BAD_REQUEST, "invalid", message)
-}
-
-/// 503 `unavailable`: the database did not answer.
-pub fn unavailable() -> Response {
-    error_response(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "storage is unavailable")
-}
-
-/// `{"error":{"code":…,"message":…}}` with a status code.
-pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(json!({"error": {"code": code, "message": message}}))).into_response()
 }
 
 /// Liveness: the process answers.
@@ -134,21 +117,16 @@ async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// Readiness: the store answers, and the server is not shutting down.
+/// Readiness: Redis (in a cluster) and the store answer, the store takes
+/// writes, and the server is not shutting down.
 async fn readyz(State(app): State<Arc<App>>) -> Response {
-    if app.stop_reading.is_cancelled() {
-        return error_response(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down");
+    if app.lifecycle.stop_reading.is_cancelled() {
+        let e = ErrorCode::ShuttingDown;
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, e, "the server is shutting down");
     }
-    if !app.bus.ready().await {
-        return error_response(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "redis is unreachable");
-    }
-    // Ready means writable: a read would pass on a read-only database.
-    match app.store.probe_write().await {
+    match app.ready().await {
         Ok(()) => Json(json!({"status": "ready", "connections": app.conns.open()})).into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            error_response(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "storage is unreachable or refuses writes")
-        }
+        Err(why) => error_response(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, why),
     }
 }
 
@@ -180,7 +158,7 @@ async fn embed_page(State(app): State<Arc<App>>, headers: HeaderMap) -> Response
 async fn versioned_asset(Path((version, path)): Path<(String, String)>, headers: HeaderMap) -> Response {
     let cache = if version == asset_version() { IMMUTABLE } else { NO_CACHE };
     if path.ends_with(".html") {
-        return error_response(StatusCode::NOT_FOUND, "not_found", "no such page");
+        return error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such page");
     }
     asset(&path, cache, &headers)
 }
@@ -229,7 +207,7 @@ fn fresh(headers: &HeaderMap, etag: &str) -> bool {
 
 fn asset(path: &str, cache: &'static str, headers: &HeaderMap) -> Response {
     let Some(file) = Assets::get(path) else {
-        return error_response(StatusCode::NOT_FOUND, "not_found", "no such page");
+        return error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such page");
     };
     let etag = format!("\"{}\"", hex(&file.metadata.sha256_hash()[..12]));
     let mime = mime_guess::from_path(path).first_or_octet_stream();
@@ -247,7 +225,7 @@ fn asset(path: &str, cache: &'static str, headers: &HeaderMap) -> Response {
 /// A page: `{{v}}` replaced by the asset version, `no-cache`, and the CSP.
 fn page(app: &App, headers: &HeaderMap, name: &str) -> Response {
     let Some(file) = Assets::get(name) else {
-        return error_response(StatusCode::NOT_FOUND, "not_found", "no such page");
+        return error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such page");
     };
     let version = asset_version();
     let etag = format!("\"{version}-{}\"", hex(&file.metadata.sha256_hash()[..6]));

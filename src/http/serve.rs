@@ -21,9 +21,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-use super::error_response;
-use crate::app::App;
-use crate::gateway::limits::{PermitSlot, Refused};
+use super::App;
+use super::conns::{PermitSlot, Refused};
+use super::error::error_response;
+use crate::protocol::ErrorCode;
 
 /// How long a refused connection is given to send its request and read the
 /// refusal.
@@ -32,7 +33,7 @@ const REFUSAL_WAIT: Duration = Duration::from_secs(5);
 /// Serves `router` on `listener` until `shutdown`, then waits for the
 /// connections' requests in hand (WebSockets have left hyper by then: the
 /// app tracks them).
-pub async fn serve(app: Arc<App>, listener: TcpListener, router: Router, shutdown: CancellationToken) {
+pub(crate) async fn serve(app: Arc<App>, listener: TcpListener, router: Router, shutdown: CancellationToken) {
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(app.config.server.request_head_timeout);
     let connections = TaskTracker::new();
@@ -108,7 +109,7 @@ async fn refuse(builder: http1::Builder, tcp: TcpStream, refused: Refused) {
         Refused::PerIp => (StatusCode::TOO_MANY_REQUESTS, "too many connections from this address"),
     };
     let service = hyper::service::service_fn(move |_req: Request<Incoming>| async move {
-        Ok::<_, Infallible>(error_response(status, "too_many_connections", message))
+        Ok::<_, Infallible>(error_response(status, ErrorCode::TooManyConnections, message))
     });
     let mut builder = builder;
     builder.keep_alive(false);

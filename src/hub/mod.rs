@@ -1,57 +1,34 @@
 //! The in-process registry: sessions, users, rooms, watchers, and fan-out.
 //! It knows nothing of sockets, SQL or Redis: sessions are queues
-//! ([`SessionHandle`]), messages arrive already stored ([`Hub::deliver`]).
+//! ([`SessionHandle`]), messages arrive already stored ([`Hub::deliver`],
+//! the one delivery sink). It imports only the ground floor (`model`,
+//! `protocol`) and the metrics counters.
 //!
 //! Every registry is sharded (`DashMap`), and each room has its own mutex,
 //! so unrelated rooms and users never contend. All methods are synchronous:
 //! no lock is ever held across an `.await`. Lock order, where two are
 //! held: a `rooms` shard, then a room.
 
-pub mod room;
-pub mod session;
+mod deliver;
+mod room;
+mod session;
+mod watchers;
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use dashmap::DashMap;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::Identity;
 use crate::metrics::Metrics;
-use crate::protocol::server::{Conv, Frame, MemberView, Origin, Place, RoomSummary, StoredMessage};
-use crate::protocol::{ErrorCode, FrameId, Name, ProtoError, ServerFrame, encode, now_ms};
-use crate::store::RoomRecord;
+use crate::model::{Identity, RoomRecord};
+use crate::protocol::server::{Frame, MemberView, RoomSummary};
+use crate::protocol::{ErrorCode, Name, ProtoError, ServerFrame, encode, now_ms};
 use room::{Added, Room};
-pub use session::{CloseReason, RoomRef, SessionHandle, SessionId, UserState};
-
-/// Where the outcome of a stored message goes: the sending session (for
-/// its `ack` or `error`), whether its typing indicator must be cleared, and
-/// for a message published over HTTP, who waits for the outcome.
-#[derive(Debug, Default)]
-pub struct Route {
-    pub origin: Option<Arc<SessionHandle>>,
-    pub reply_id: Option<FrameId>,
-    pub clear_typing: bool,
-    pub waiter: Option<oneshot::Sender<Result<StoredMessage, ProtoError>>>,
-}
-
-/// A session watching a nick, and the state it was last told (see
-/// [`status_code`]): a state is never told twice in a row (in a cluster the
-/// initial `status` and a change announced meanwhile may cross).
-struct Watcher {
-    session: Arc<SessionHandle>,
-    told: AtomicU8,
-}
-
-/// A watched user's state as one number: 1 offline, 2 online, 3 away.
-pub fn status_code(online: bool, away: bool) -> u8 {
-    match (online, away) {
-        (false, _) => 1,
-        (true, false) => 2,
-        (true, true) => 3,
-    }
-}
+pub(crate) use deliver::{Acked, Fanout, Route, acknowledge};
+pub(crate) use session::{CloseReason, RoomRef, SessionHandle, SessionId, UserState};
+use watchers::Watcher;
 
 struct UserEntry {
     state: Arc<UserState>,
@@ -495,171 +472,4 @@ impl Hub {
         }
         changed
     }
-
-    /// Sends a `status` frame (state `code`, see [`status_code`]) to every
-    /// session watching `nick_key` that was not told that state last.
-    pub fn to_watchers(&self, nick_key: &str, frame: &Frame, code: u8) {
-        if let Some(list) = self.watchers.get(nick_key) {
-            for w in list.iter() {
-                if w.told.swap(code, Ordering::Relaxed) != code {
-                    w.session.send(frame);
-                }
-            }
-        }
-    }
-
-    /// Answers a `watch` with the state of `nick_key`: a new watcher is not
-    /// told what a change announced meanwhile told it already; `again`
-    /// (the session watched it before) always is.
-    pub fn status_to(&self, session: &SessionHandle, nick_key: &str, frame: &Frame, code: u8, again: bool) {
-        let told = self.watchers.get(nick_key).and_then(|list| {
-            list.iter().find(|w| w.session.id == session.id).map(|w| w.told.swap(code, Ordering::Relaxed))
-        });
-        if again || told != Some(code) {
-            session.send(frame);
-        }
-    }
-
-    /// Adds nicks to the session's watch list (at most `max` in all; all or
-    /// nothing). Returns the nicks newly or already watched.
-    pub fn watch(&self, session: &Arc<SessionHandle>, nicks: &[Name], max: usize) -> Result<(), ProtoError> {
-        let mut watching = session.watching();
-        let mut new: Vec<&Arc<str>> = nicks.iter().map(|n| n.key()).filter(|k| !watching.contains(k)).collect();
-        new.sort();
-        new.dedup();
-        if watching.len() + new.len() > max {
-            return Err(ProtoError::invalid(format!("`nicks`: a session may watch at most {max} nicks")));
-        }
-        for key in new {
-            watching.push(key.clone());
-            self.watchers
-                .entry(key.clone())
-                .or_default()
-                .push(Watcher { session: session.clone(), told: AtomicU8::new(0) });
-        }
-        Ok(())
-    }
-
-    pub fn unwatch(&self, session: &SessionHandle, nicks: &[Name]) {
-        let mut watching = session.watching();
-        for n in nicks {
-            if let Some(i) = watching.iter().position(|k| k == n.key()) {
-                watching.swap_remove(i);
-                self.remove_watcher(n.key(), session.id);
-            }
-        }
-    }
-
-    fn remove_watcher(&self, key: &str, id: SessionId) {
-        self.watchers.remove_if_mut(key, |_, list| {
-            list.retain(|w| w.session.id != id);
-            list.is_empty()
-        });
-    }
-
-    /// Tells the user's watchers its state, online or not.
-    fn notify_watchers(&self, user: &UserState, online: bool, now: i64) {
-        if !self.watchers.contains_key(user.nick.key()) {
-            return;
-        }
-        let away = online && user.away.load(Ordering::Relaxed);
-        let frame = encode(&ServerFrame::Status { nick: user.nick.as_str(), online, away, last_seen: Some(now) });
-        self.to_watchers(user.nick.key(), &frame, status_code(online, away));
-    }
-
-    // ---- messages ------------------------------------------------------------
-
-    /// Fans a stored message out to everyone who should see it, then acks
-    /// the sender. Serialised once; each recipient gets a shared copy.
-    pub fn deliver(&self, msg: &StoredMessage, route: Route) {
-        self.metrics.delivered(1);
-        let frame = encode(&ServerFrame::Message(msg));
-        let origin = route.origin.as_ref().map(|s| s.id);
-        let from_key = msg.from.to_ascii_lowercase();
-        let typing_off = route.clear_typing.then(|| typing_off(msg));
-        match &msg.conv {
-            Conv::Room(key) => {
-                self.room_message(key, &frame, msg.seq, origin, typing_off.as_ref().map(|f| (f, &*from_key)));
-            }
-            Conv::Dm(..) => {
-                let to_key = msg.to.as_deref().unwrap_or_default().to_ascii_lowercase();
-                if let Some(off) = &typing_off {
-                    self.to_user(&to_key, off, None);
-                }
-                self.to_user(&to_key, &frame, origin);
-                self.to_user(&from_key, &frame, origin);
-            }
-            Conv::Everyone => self.to_everyone(&frame, origin),
-        }
-        if let Some(s) = &route.origin {
-            s.send(&encode(&ServerFrame::Ack { id: route.reply_id.as_ref(), message: Some(msg) }));
-        }
-        if let Some(waiter) = route.waiter {
-            let _ = waiter.send(Ok(msg.clone()));
-        }
-    }
-
-    /// Hands a room's message frame to its members here but `except`, in
-    /// `seq` order: a message at or below the newest one handed out is a
-    /// repeat (a cluster node catching up after a reconnect) and is
-    /// dropped. `typing_off` (with the sender's nick key) clears the
-    /// sender's typing indicator first.
-    pub fn room_message(
-        &self,
-        room_key: &str,
-        frame: &Frame,
-        seq: u64,
-        except: Option<SessionId>,
-        typing_off: Option<(&Frame, &str)>,
-    ) {
-        let Some(room) = self.room(room_key) else { return };
-        let mut r = lock(&room);
-        if seq <= r.last_seq {
-            return;
-        }
-        r.last_seq = seq;
-        if let Some((off, from_key)) = typing_off {
-            r.send(off, |s| **s.nick().key() != *from_key);
-        }
-        r.send_seq(frame, seq, |s| Some(s.id) != except);
-    }
-
-    /// Tells the sender its message was not stored; nobody else hears of it.
-    pub fn fail(&self, route: Route, error: &ProtoError) {
-        self.metrics.error(error.code);
-        if let Some(s) = &route.origin {
-            s.send(&encode(&ServerFrame::error(route.reply_id.as_ref(), error)));
-        }
-        if let Some(waiter) = route.waiter {
-            let _ = waiter.send(Err(error.clone()));
-        }
-    }
-
-    /// Sends a frame about a stored message (`edited`, `deleted`) to all who
-    /// could see it, but `except`. `make` builds the frame for a [`Place`]:
-    /// a DM's two parties see it `with` each other.
-    pub fn about_message(&self, msg: &StoredMessage, except: Option<SessionId>, make: impl Fn(Place<'_>) -> Frame) {
-        match &msg.conv {
-            Conv::Room(key) => {
-                let frame = make(Place::room(msg.room.as_deref().unwrap_or(key)));
-                self.to_room(key, &frame, |s| Some(s.id) != except);
-            }
-            Conv::Dm(..) => {
-                let to = msg.to.as_deref().unwrap_or_default();
-                self.to_user(&to.to_ascii_lowercase(), &make(Place::with(&msg.from)), except);
-                self.to_user(&msg.from.to_ascii_lowercase(), &make(Place::with(to)), except);
-            }
-            Conv::Everyone => self.to_everyone(&make(Place::everyone()), except),
-        }
-    }
-}
-
-/// The frame that clears a message sender's typing indicator where the
-/// message went.
-pub fn typing_off(msg: &StoredMessage) -> Frame {
-    let origin = match msg.conv {
-        Conv::Room(_) => Origin { room: msg.room.as_deref(), from: None },
-        _ => Origin { room: None, from: Some(&msg.from) },
-    };
-    encode(&ServerFrame::Typing { origin, nick: &msg.from, active: false })
 }

@@ -90,7 +90,7 @@ pub struct RoomRef {
 #[derive(Debug)]
 pub struct UserState {
     pub nick: Name,
-    /// The user id (see [`crate::ids`]): sessions with the same id are one
+    /// The user id (see [`crate::model::ids`]): sessions with the same id are one
     /// user; a nick is held by one id at a time.
     pub identity: Arc<str>,
     pub display_name: Arc<str>,
@@ -216,11 +216,6 @@ impl SessionHandle {
     /// them): they no longer count against the byte budget.
     pub fn unqueued(&self, bytes: usize) {
         let _ = self.queued_bytes.fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| Some(q.saturating_sub(bytes)));
-    }
-
-    /// Bytes queued for this session and not yet written.
-    pub fn queued_bytes(&self) -> usize {
-        self.queued_bytes.load(Ordering::Acquire)
     }
 
     /// Asks for the connection to be closed with `reason`. The first reason

@@ -34,6 +34,43 @@ pub enum ErrorCode {
     RateLimited,
     Unavailable,
     Internal,
+    // Codes the HTTP API alone uses.
+    RoomExists,
+    NotFound,
+    TooManyConnections,
+    ShuttingDown,
+    Timeout,
+    Misdirected,
+    MethodNotAllowed,
+}
+
+impl ErrorCode {
+    /// The code as the wire shows it (`no_such_room`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadFrame => "bad_frame",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::Invalid => "invalid",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NickTaken => "nick_taken",
+            ErrorCode::NotInRoom => "not_in_room",
+            ErrorCode::NoSuchRoom => "no_such_room",
+            ErrorCode::NoSuchUser => "no_such_user",
+            ErrorCode::NoSuchMessage => "no_such_message",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+            ErrorCode::RoomExists => "room_exists",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::Misdirected => "misdirected",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+        }
+    }
 }
 
 /// An error for the client: a code and a human-readable message. Never
@@ -190,6 +227,19 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_codes_read_as_serialised() {
+        use ErrorCode::*;
+        let all = [
+            BadFrame, UnknownType, Invalid, Unauthorized, Forbidden, NickTaken, NotInRoom, NoSuchRoom, NoSuchUser,
+            NoSuchMessage, TooLarge, RateLimited, Unavailable, Internal, RoomExists, NotFound, TooManyConnections,
+            ShuttingDown, Timeout, Misdirected, MethodNotAllowed,
+        ];
+        for code in all {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
+    }
 
     #[test]
     fn nick_rules() {

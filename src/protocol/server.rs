@@ -59,7 +59,7 @@ impl Conv {
     }
 
     /// A stable text key, for storage: `r:<room>`, `d:<id>:<id>` (the two
-    /// users' ids, see [`crate::ids`]), `e`.
+    /// users' ids, see [`crate::model::ids`]), `e`.
     pub fn storage_key(&self) -> String {
         match self {
             Conv::Room(r) => format!("r:{r}"),
@@ -90,7 +90,7 @@ pub struct StoredMessage {
     pub to: Option<Arc<str>>,
     pub seq: u64,
     pub from: Arc<str>,
-    /// The sender's user id (see [`crate::ids`]); never sent to clients.
+    /// The sender's user id (see [`crate::model::ids`]); never sent to clients.
     pub sender_id: Arc<str>,
     pub text: String,
     pub attachments: Vec<String>,
@@ -345,6 +345,26 @@ impl<'a> ServerFrame<'a> {
     pub fn ack(id: Option<&'a FrameId>) -> Self {
         ServerFrame::Ack { id, message: None }
     }
+}
+
+/// A watched user's state as one number (what `status` frames say, for
+/// telling a watcher a state only once): 1 offline, 2 online, 3 away.
+pub fn status_code(online: bool, away: bool) -> u8 {
+    match (online, away) {
+        (false, _) => 1,
+        (true, false) => 2,
+        (true, true) => 3,
+    }
+}
+
+/// The frame that clears a message sender's typing indicator where the
+/// message went.
+pub fn typing_off(msg: &StoredMessage) -> Frame {
+    let origin = match msg.conv {
+        Conv::Room(_) => Origin { room: msg.room.as_deref(), from: None },
+        _ => Origin { room: None, from: Some(&msg.from) },
+    };
+    encode(&ServerFrame::Typing { origin, nick: &msg.from, active: false })
 }
 
 #[cfg(test)]

@@ -793,7 +793,7 @@ impl SqlStore {
     // ---- rooms and members ---------------------------------------------------------
 
     /// Hands the memberships granted to a nick nobody owned (`pending`, see
-    /// [`crate::ids::pending_grant`]) to the id that now owns it.
+    /// [`crate::model::ids::pending_grant`]) to the id that now owns it.
     pub async fn claim_grants(&self, pending: &str, id: &str) -> Result<(), StoreError> {
         on_pool!(self, |pool, sql| {
             sqlx::query(sql.claim_grants).bind(id).bind(pending).execute(pool).await.map_err(unavailable)?;

@@ -78,6 +78,8 @@ impl RedisBus {
             if !self.up.load(Ordering::Acquire) {
                 continue;
             }
+            // Senders whose message never came back through the subscriber.
+            self.release_acks(messages::ACK_WAIT);
             match self.heartbeat().await {
                 Ok(known) if !known || self.dirty.load(Ordering::Relaxed) => {
                     if !known {

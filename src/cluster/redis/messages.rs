@@ -2,7 +2,13 @@
 //! (fence.lua), history merged from the buffer and the database, and
 //! catching up after a reconnect.
 
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use ulid::Ulid;
+
 use super::*;
+use crate::hub::acknowledge;
 
 impl RedisBus {
     /// After a reconnect: hands each live room the messages published while
@@ -19,7 +25,9 @@ impl RedisBus {
                 };
                 for m in &page.messages {
                     let sender = self.sender_of(m.msg_id);
-                    self.hub.room_message(&key, &encode(&ServerFrame::Message(m)), m.seq, sender, None);
+                    let fanout = Fanout::Room { key: &key, seq: m.seq, typing_off: None };
+                    let ack = self.fanned_out(m.msg_id);
+                    self.hub.deliver(&encode(&ServerFrame::Message(m)), fanout, sender, ack);
                     after = m.seq;
                 }
                 if !page.more || page.messages.is_empty() {
@@ -39,7 +47,7 @@ impl RedisBus {
         match appended {
             Ok(seq) => {
                 self.hub.metrics().stored([&msg.conv]);
-                acknowledge(msg.stored(seq), route)
+                self.await_fanout(Acked { message: msg.stored(seq), route });
             }
             Err(Outcome::NotStored(e)) => self.hub.fail(route, &e),
             Err(Outcome::Unknown) => {
@@ -93,7 +101,7 @@ impl RedisBus {
         let (before, after) = buffer::split_frame(msg).ok_or(Outcome::NotStored(ProtoError::internal()))?;
         let from_key = msg.from.to_ascii_lowercase();
         let sid = route.origin.as_ref().map(|s| s.id);
-        let off = route.clear_typing.then(|| crate::hub::typing_off(&msg.clone().stored(0)));
+        let off = route.clear_typing.then(|| crate::protocol::server::typing_off(&msg.clone().stored(0)));
         let (kind, channels) = match &msg.conv {
             Conv::Room(k) => (Kind::RoomMessage, vec![self.chan_name(&Chan::Room(k.clone()))]),
             Conv::Dm(..) => {
@@ -239,12 +247,79 @@ enum Outcome {
     Unknown,
 }
 
-/// Tells the sender (and an HTTP caller) that its message is stored.
-fn acknowledge(stored: StoredMessage, route: Route) {
-    if let Some(s) = &route.origin {
-        s.send(&encode(&ServerFrame::Ack { id: route.reply_id.as_ref(), message: Some(&stored) }));
+/// How long a sender waits for its message to come back through this
+/// node's subscriber before it is acknowledged anyway (it is stored; only
+/// the local fan-out is late or was lost with a broken subscription).
+pub(super) const ACK_WAIT: Duration = Duration::from_secs(2);
+
+/// Senders waiting for their message's fan-out on this node, by `msg_id`;
+/// and messages the subscriber fanned out before their publisher heard
+/// back from Redis (the script publishes before it answers).
+#[derive(Default)]
+pub(super) struct Acks {
+    waiting: HashMap<Ulid, (Acked, Instant)>,
+    early: HashSet<Ulid>,
+}
+
+impl RedisBus {
+    /// A stored message's `ack` waits until this node's subscriber has
+    /// handed the message to the local recipients (the one delivery sink,
+    /// [`Hub::deliver`], then acks), unless this node hosts none of them:
+    /// then there is nothing to wait for.
+    fn await_fanout(&self, acked: Acked) {
+        let msg = &acked.message;
+        let hosted = match &msg.conv {
+            Conv::Room(key) => self.hub.room_is_live(key),
+            Conv::Dm(..) => acked.route.origin.is_some(),
+            Conv::Everyone => true,
+        };
+        if !hosted {
+            return acknowledge(acked.message, acked.route);
+        }
+        let mut acks = self.acks.lock().unwrap_or_else(|e| e.into_inner());
+        if acks.early.remove(&msg.msg_id) {
+            drop(acks);
+            return acknowledge(acked.message, acked.route);
+        }
+        acks.waiting.insert(msg.msg_id, (acked, Instant::now()));
+        drop(acks);
+        self.release_acks(ACK_WAIT);
     }
-    if let Some(waiter) = route.waiter {
-        let _ = waiter.send(Ok(stored));
+
+    /// The subscriber fanned out a message this node published: its sender
+    /// may now be acknowledged (by the sink, after the fan-out).
+    pub(super) fn fanned_out(&self, msg_id: Ulid) -> Option<Acked> {
+        let mut acks = self.acks.lock().unwrap_or_else(|e| e.into_inner());
+        match acks.waiting.remove(&msg_id) {
+            Some((acked, _)) => Some(acked),
+            None => {
+                if acks.early.len() >= SENT_KEPT {
+                    acks.early.clear();
+                }
+                acks.early.insert(msg_id);
+                None
+            }
+        }
+    }
+
+    /// The `ack` for an envelope this node published, if its sender waits.
+    pub(super) fn ours(&self, e: &Envelope<'_>, frame: &str) -> Option<Acked> {
+        if e.node != self.node {
+            return None;
+        }
+        self.fanned_out(buffer::msg_id_of(frame)?)
+    }
+
+    /// Acknowledges every sender that has waited longer than `late`.
+    pub(super) fn release_acks(&self, late: Duration) {
+        let released: Vec<Acked> = {
+            let mut acks = self.acks.lock().unwrap_or_else(|e| e.into_inner());
+            let old: Vec<Ulid> =
+                acks.waiting.iter().filter(|(_, (_, at))| at.elapsed() >= late).map(|(id, _)| *id).collect();
+            old.iter().filter_map(|id| acks.waiting.remove(id)).map(|(a, _)| a).collect()
+        };
+        for a in released {
+            acknowledge(a.message, a.route);
+        }
     }
 }

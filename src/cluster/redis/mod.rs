@@ -6,12 +6,15 @@
 //! Tasks: the subscriber (one pub/sub connection for the node: it connects,
 //! reconnects with backoff, re-registers the node's sessions, and applies
 //! what arrives to the local hub), the heartbeat (liveness, and cleaning up
-//! after dead nodes) and the archiver (see [`super::archiver`]). Commands go
+//! after dead nodes) and the archiver (see [`archiver`]); [`buffer`] is the
+//! format of the stream entries the archiver reads. Commands go
 //! over one multiplexed connection, shared by every task and session.
 //!
 //! [`presence`]: sessions, nicks and rooms; [`messages`]: the durable step
 //! and history; [`liveness`]: heartbeats, dead nodes, reconciliation.
 
+mod archiver;
+mod buffer;
 mod liveness;
 mod messages;
 mod presence;
@@ -29,10 +32,10 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::buffer;
 use super::envelope::{self, Envelope, Kind, RS};
 use crate::config::ClusterConfig;
-use crate::hub::{Hub, JoinStart, Online, Route, SessionHandle, SessionId};
+use crate::hub::{Acked, Fanout, Hub, JoinStart, Online, Route, SessionHandle, SessionId};
+pub(crate) use archiver::backlog;
 use crate::protocol::server::{Conv, Frame, MemberView, ServerFrame, StoredMessage, encode};
 use crate::protocol::{Name, ProtoError, now_ms};
 use crate::store::{HistoryQuery, NewMessage, Page, RoomRecord, Store, StoreError};
@@ -115,6 +118,10 @@ pub struct RedisBus {
     /// (it gets the `ack`), even when the channel's copy was lost with the
     /// connection. Bounded ([`SENT_KEPT`]).
     sent: Mutex<std::collections::VecDeque<(ulid::Ulid, SessionId)>>,
+    /// This node's stored messages whose senders wait for their `ack`
+    /// until the subscriber has fanned them out here (see
+    /// [`RedisBus::fanned_out`]).
+    acks: Mutex<messages::Acks>,
 }
 
 /// How many sent messages [`RedisBus::sent`] remembers: far more than can
@@ -153,6 +160,7 @@ impl RedisBus {
             tasks: Mutex::new(Vec::new()),
             me: me.clone(),
             sent: Mutex::default(),
+            acks: Mutex::default(),
         });
         let conn = bus.connect().await?;
         *bus.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn);
@@ -160,7 +168,7 @@ impl RedisBus {
         let tasks = vec![
             tokio::spawn(bus.clone().subscriber(sub_rx, ready_tx)),
             tokio::spawn(bus.clone().heartbeats()),
-            tokio::spawn(super::archiver::run(bus.clone(), settle_rx)),
+            tokio::spawn(archiver::run(bus.clone(), settle_rx)),
         ];
         *bus.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
         if ready.await != Ok(true) {
@@ -276,6 +284,9 @@ impl RedisBus {
                     let _ = self.heartbeat().await;
                     self.reconcile().await;
                     self.catch_up().await;
+                    // What was published while the subscription was down
+                    // may never arrive here: its senders wait no longer.
+                    self.release_acks(Duration::ZERO);
                     self.serving.store(true, Ordering::Release);
                     if let Some(r) = ready.take() {
                         let _ = r.send(true);
@@ -388,8 +399,8 @@ impl RedisBus {
             (Some(("r", room)), Kind::RoomMessage) => {
                 let Ok(seq) = e.a.parse() else { return };
                 let off = first.map(|f| Frame::from_json(f.to_owned()));
-                self.hub.metrics().delivered(1);
-                self.hub.room_message(room, &frame(), seq, except, off.as_ref().map(|f| (f, e.b)));
+                let fanout = Fanout::Room { key: room, seq, typing_off: off.as_ref().map(|f| (f, e.b)) };
+                self.hub.deliver(&frame(), fanout, except, self.ours(&e, main));
             }
             (Some(("r", room)), Kind::Frame) => {
                 self.hub.to_room(room, &frame(), |s| Some(s.id) != except && **s.nick().key() != *e.a);
@@ -404,11 +415,11 @@ impl RedisBus {
                 self.forget_members(room, sessions);
             }
             (Some(("u", user)), Kind::Direct) => {
-                self.hub.metrics().delivered(1);
-                if let Some(off) = first.filter(|_| user != e.b) {
-                    self.hub.to_user(user, &Frame::from_json(off.to_owned()), None);
-                }
-                self.hub.to_user(user, &frame(), except);
+                let off = first.map(|f| Frame::from_json(f.to_owned()));
+                let fanout = Fanout::Users { keys: &[user], typing_off: off.as_ref().map(|f| (f, e.b)) };
+                // The sender waits for its own channel, the last one published.
+                let ack = if user == e.b { self.ours(&e, main) } else { None };
+                self.hub.deliver(&frame(), fanout, except, ack);
             }
             (Some(("u", user)), Kind::Frame) => {
                 self.hub.to_user(user, &frame(), except);
@@ -423,12 +434,10 @@ impl RedisBus {
             (Some(("u", user)), Kind::Admit) => {
                 self.hub.admit(e.a, e.b, user);
             }
-            (None, Kind::Everyone | Kind::Frame) if rest == "all" => {
-                if e.kind == Kind::Everyone {
-                    self.hub.metrics().delivered(1);
-                }
-                self.hub.to_everyone(&frame(), except)
+            (None, Kind::Everyone) if rest == "all" => {
+                self.hub.deliver(&frame(), Fanout::Everyone, except, self.ours(&e, main));
             }
+            (None, Kind::Frame) if rest == "all" => self.hub.to_everyone(&frame(), except),
             (None, Kind::Status) if rest == "all" => {
                 self.hub.to_watchers(e.a, &frame(), e.b.parse().unwrap_or_default());
             }

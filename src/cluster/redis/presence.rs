@@ -78,7 +78,7 @@ impl RedisBus {
     /// A `status` envelope for the watchers of `nick` (as shown).
     pub(super) fn status_envelope(&self, nick: &str, online: bool, away: bool) -> String {
         let status = encode(&ServerFrame::Status { nick, online, away, last_seen: Some(now_ms()) });
-        let code = crate::hub::status_code(online, away).to_string();
+        let code = crate::protocol::server::status_code(online, away).to_string();
         envelope::envelope(Kind::Status, &self.node, None, &nick.to_ascii_lowercase(), &code, &status)
     }
 

@@ -16,7 +16,7 @@ use redis::streams::{StreamAutoClaimOptions, StreamId, StreamReadOptions, Stream
 use tokio::sync::{mpsc, oneshot};
 
 use super::buffer;
-use super::redis::RedisBus;
+use super::RedisBus;
 use crate::protocol::ProtoError;
 use crate::protocol::server::StoredMessage;
 
@@ -205,7 +205,7 @@ async fn read(
 
 /// Messages buffered in Redis and not yet archived, and the age of the
 /// oldest of them (for the metrics); None when Redis does not answer.
-pub(super) async fn backlog(bus: &RedisBus) -> Option<(u64, Duration)> {
+pub(crate) async fn backlog(bus: &RedisBus) -> Option<(u64, Duration)> {
     let mut conn = bus.conn().ok()?;
     let log = bus.key("log");
     let len: u64 = conn.xlen(&log).await.ok()?;

@@ -72,6 +72,13 @@ pub fn split_frame(msg: &NewMessage) -> Option<(String, String)> {
     Some((frame[..at].to_owned(), frame[at + 1..].to_owned()))
 }
 
+/// The `msg_id` of a `message` frame (it comes right after `type`).
+pub(super) fn msg_id_of(frame: &str) -> Option<ulid::Ulid> {
+    const MARK: &str = "\"msg_id\":\"";
+    let at = frame.find(MARK)? + MARK.len();
+    frame.get(at..at + 26)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

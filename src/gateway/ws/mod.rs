@@ -1,5 +1,6 @@
-//! One WebSocket connection: the upgrade (behind the connection caps), the
-//! `hello` phase, then a reader (this task: parse, rate-limit, call the hub)
+//! One WebSocket connection (after `http`'s upgrade): the `hello` phase,
+//! then a reader (this task: parse, rate-limit, call the service, see
+//! [`dispatch`])
 //! and a writer task (drain the outbound queue in batches, one flush per
 //! batch; ping; close). Whoever decides to close — the reader, the hub, the
 //! writer's idle check or shutdown — says so through the session's single
@@ -9,25 +10,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Extension;
-use axum::extract::State;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite;
 
-use super::handlers::Conn;
-use super::limits::{ConnPermit, PermitSlot, Refused};
-use crate::app::App;
-use crate::http::edge::ClientAddr;
+mod dispatch;
+
+use dispatch::Conn;
 use crate::hub::{CloseReason, SessionHandle};
 use crate::protocol::client::ParseError;
 use crate::protocol::server::Frame;
 use crate::protocol::{ClientFrame, ErrorCode, ProtoError, Request, ServerFrame, encode, now_ms};
+use crate::service::{Hello, Service};
 
 type Sink = SplitSink<WebSocket, Message>;
 type Stream = SplitStream<WebSocket>;
@@ -41,82 +38,9 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// socket already took is ahead of it.
 const CLOSE_WAIT_SLOW: Duration = Duration::from_secs(10);
 
-/// `GET /ws`.
-pub async fn upgrade(
-    State(app): State<Arc<App>>,
-    client: ClientAddr,
-    slot: Option<Extension<PermitSlot>>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
-) -> Response {
-    // The client's address (through trusted proxies), for caps and logs.
-    let addr = client.socket_addr();
-    if !origin_allowed(&headers, &app.config.auth.allowed_origins) {
-        tracing::warn!(%addr, origin = ?headers.get(header::ORIGIN), "connection refused: foreign origin");
-        return crate::http::error_response(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "this page's origin may not connect (see auth.allowed_origins)",
-        );
-    }
-    let permit = match upgrade_permit(&app, &client, slot.map(|Extension(s)| s)) {
-        Ok(p) => p,
-        Err(refused) => {
-            tracing::warn!(%addr, peer = %client.peer, ?refused, "connection refused: cap reached");
-            let (status, msg) = match refused {
-                Refused::Total => (StatusCode::SERVICE_UNAVAILABLE, "too many connections"),
-                Refused::PerIp => (StatusCode::TOO_MANY_REQUESTS, "too many connections from this address"),
-            };
-            return crate::http::error_response(status, "too_many_connections", msg);
-        }
-    };
-    let l = &app.config.limits;
-    ws.read_buffer_size(l.ws_read_buffer)
-        .write_buffer_size(l.ws_write_buffer)
-        .max_message_size(l.max_frame_bytes)
-        .max_frame_size(l.max_frame_bytes)
-        .on_upgrade(move |socket| {
-            let tracker = app.tracker.clone();
-            tracker.track_future(serve(app, socket, addr, permit))
-        })
-        .into_response()
-}
-
-/// The connection's permit, taken over from the accept loop for the life
-/// of the WebSocket; through a trusted proxy it now counts towards the
-/// forwarded client's address too (on refusal it goes back to the slot).
-fn upgrade_permit(app: &App, client: &ClientAddr, slot: Option<PermitSlot>) -> Result<ConnPermit, Refused> {
-    let Some(mut permit) = slot.as_ref().and_then(PermitSlot::take) else {
-        // Not served by the accept loop (or a second upgrade): count afresh.
-        return app.conns.acquire(client.ip);
-    };
-    if client.via_proxy
-        && let Err(refused) = permit.add_ip(client.ip)
-    {
-        if let Some(slot) = slot {
-            slot.put_back(permit);
-        }
-        return Err(refused);
-    }
-    Ok(permit)
-}
-
-/// Cross-site WebSocket hijacking guard: a browser always sends `Origin`;
-/// it must be this server's own origin (same host as `Host`) or one of
-/// `auth.allowed_origins`. Clients that are not browsers send none.
-fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN) else { return true };
-    let Ok(origin) = origin.to_str() else { return false };
-    if allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
-        return true;
-    }
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
-    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
-}
-
-/// The life of one connection, from upgrade to close.
-async fn serve(app: Arc<App>, socket: WebSocket, addr: SocketAddr, _permit: ConnPermit) {
+/// The life of one connection, from upgrade to close. `_permit` is its
+/// place under the connection caps, held until the end.
+pub(crate) async fn serve<P: Send>(app: Arc<Service>, socket: WebSocket, addr: SocketAddr, _permit: P) {
     let _open = app.metrics.connection_opened();
     let (mut sink, mut stream) = socket.split();
     // Boxed: the hello phase (its timer included) is short; the memory the
@@ -125,7 +49,7 @@ async fn serve(app: Arc<App>, socket: WebSocket, addr: SocketAddr, _permit: Conn
         tokio::select! {
             r = identify(&app, addr.ip(), &mut sink, &mut stream) => r,
             _ = tokio::time::sleep(app.config.limits.hello_timeout) => Err(CloseReason::Policy),
-            _ = app.stop_reading.cancelled() => Err(CloseReason::Shutdown),
+            _ = app.lifecycle.stop_reading.cancelled() => Err(CloseReason::Shutdown),
         }
     })
     .await;
@@ -141,29 +65,18 @@ async fn serve(app: Arc<App>, socket: WebSocket, addr: SocketAddr, _permit: Conn
             return;
         }
     };
-    let session = conn.session.clone();
+    let session = conn.handle().clone();
     tracing::info!(session = session.id, nick = %session.nick(), %addr, "connected");
     let limits = &app.config.limits;
-    let writer = app.tracker.spawn(write_loop(sink, rx, session.clone(), (limits.ping_interval, limits.idle_timeout)));
+    let writer =
+        app.lifecycle.tracker.spawn(write_loop(sink, rx, session.clone(), (limits.ping_interval, limits.idle_timeout)));
     Box::pin(conn.welcome(hello_id.as_ref())).await;
-    let reading = app.readers.token();
+    let reading = app.lifecycle.readers.token();
     let reason = read_loop(&mut conn, &mut stream, &app).await;
     drop(reading);
-    // Counted before the others see it go.
-    if session.close_reason() == Some(CloseReason::SlowConsumer) {
-        app.metrics.slow_consumer_closed();
-    }
-    Box::pin(app.bus.disconnect(&session)).await;
-    Box::pin(conn.ended()).await;
-    if reason != CloseReason::Shutdown {
-        session.close(reason);
-    } // else the writer closes when the server says so: in-flight acks first.
+    Box::pin(conn.session.end(reason)).await;
     let reason = session.close_reason().unwrap_or(reason);
     tracing::info!(session = session.id, nick = %session.nick(), reason = reason.text(), "disconnected");
-    if let Err(e) = Box::pin(app.store.user_seen(session.nick().as_str(), now_ms())).await {
-        tracing::debug!(error = %e, "could not record last_seen");
-    }
-    drop(conn);
     Box::pin(linger(writer, &mut stream)).await;
 }
 
@@ -187,7 +100,7 @@ async fn linger(mut writer: tokio::task::JoinHandle<()>, stream: &mut Stream) {
 /// Reads frames until a valid `hello` registers the session. Everything
 /// else gets its error reply and the connection stays open.
 async fn identify(
-    app: &Arc<App>,
+    app: &Arc<Service>,
     ip: std::net::IpAddr,
     sink: &mut Sink,
     stream: &mut Stream,
@@ -209,8 +122,8 @@ async fn identify(
                 encode(&ServerFrame::error(id.as_ref(), &error))
             }
             Ok(ClientFrame { id, request: Request::Hello { nick, password, token } }) => {
-                match Conn::connect(app, nick, password, token, ip).await {
-                    Ok((conn, rx)) => return Ok((conn, rx, id)),
+                match app.open(Hello { nick, password, token }, ip).await {
+                    Ok((session, rx)) => return Ok((Conn::new(session), rx, id)),
                     Err(e) => {
                         app.metrics.error(e.code);
                         encode(&ServerFrame::error(id.as_ref(), &e))
@@ -228,24 +141,24 @@ async fn identify(
 }
 
 /// Handles frames until the connection should end, and says why.
-async fn read_loop(conn: &mut Conn, stream: &mut Stream, app: &App) -> CloseReason {
-    let closed = conn.session.closed().clone();
-    let session = conn.session.clone();
+async fn read_loop(conn: &mut Conn, stream: &mut Stream, app: &Service) -> CloseReason {
+    let session = conn.handle().clone();
+    let closed = session.closed().clone();
     loop {
         let incoming = tokio::select! {
             biased;
-            _ = closed.cancelled() => return conn.session.close_reason().unwrap_or(CloseReason::Shutdown),
-            _ = app.stop_reading.cancelled() => return CloseReason::Shutdown,
+            _ = closed.cancelled() => return session.close_reason().unwrap_or(CloseReason::Shutdown),
+            _ = app.lifecycle.stop_reading.cancelled() => return CloseReason::Shutdown,
             rooms = session.admitted() => {
                 Box::pin(conn.join_admitted(rooms)).await;
                 continue;
             }
             incoming = next_frame(stream) => incoming,
         };
-        conn.session.heard(now_ms());
+        session.heard(now_ms());
         match incoming {
             // Boxed: a frame's handling lives only while it runs.
-            Ok(Incoming::Text(text)) => Box::pin(conn.handle(&text)).await,
+            Ok(Incoming::Text(text)) => Box::pin(conn.frame(&text)).await,
             Ok(Incoming::Binary) => conn.reply_error(None, &binary_error()),
             Ok(Incoming::Other) => {}
             Err(reason) => return reason,
@@ -392,32 +305,6 @@ async fn write_loop(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(origin: Option<&str>, host: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(header::HOST, host.parse().unwrap());
-        if let Some(o) = origin {
-            h.insert(header::ORIGIN, o.parse().unwrap());
-        }
-        h
-    }
-
-    #[test]
-    fn origins() {
-        let allowed = vec!["https://site.example".to_string()];
-        assert!(origin_allowed(&headers(None, "chat.example"), &allowed));
-        assert!(origin_allowed(&headers(Some("https://chat.example"), "chat.example"), &allowed));
-        assert!(origin_allowed(&headers(Some("http://127.0.0.1:8080"), "127.0.0.1:8080"), &allowed));
-        assert!(origin_allowed(&headers(Some("https://site.example"), "chat.example"), &allowed));
-        assert!(!origin_allowed(&headers(Some("https://evil.example"), "chat.example"), &allowed));
-        assert!(!origin_allowed(&headers(Some("https://chat.example.evil"), "chat.example"), &allowed));
-        assert!(!origin_allowed(&headers(Some("null"), "chat.example"), &allowed));
-    }
-}
-
-#[cfg(test)]
 mod sizes {
     /// The size of the future an async fn returns, from its type alone.
     fn ret4<A, B, C, D, Fut, F: FnOnce(A, B, C, D) -> Fut>(_: &F) -> usize {
@@ -429,13 +316,13 @@ mod sizes {
     /// used, large states belong in a Box).
     #[test]
     fn connection_futures_are_small() {
-        let serve = ret4(&super::serve);
+        let serve = ret4(&super::serve::<crate::http::conns::ConnPermit>);
         let write = ret4(&super::write_loop);
         eprintln!("serve future: {serve} bytes; write_loop future: {write} bytes");
         eprintln!(
             "Conn {} Identity {} limiter {} Sink {} Stream {} WebSocket {} Message {}",
             std::mem::size_of::<super::Conn>(),
-            std::mem::size_of::<crate::auth::Identity>(),
+            std::mem::size_of::<crate::model::Identity>(),
             std::mem::size_of::<governor::DefaultDirectRateLimiter>(),
             std::mem::size_of::<super::Sink>(),
             std::mem::size_of::<super::Stream>(),

@@ -1,0 +1,182 @@
+//! One frame in, one service call, the reply out. The door's own work is
+//! here: parsing, the rate buckets, and encoding replies; every rule is the
+//! service's. A call's `Err` becomes an `error` frame echoing the request's
+//! `id`; the connection stays usable.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+use crate::hub::SessionHandle;
+use crate::protocol::server::{ServerInfo, UserView};
+use crate::protocol::{ClientFrame, ErrorCode, FrameId, Name, ProtoError, Request, ServerFrame, encode};
+use crate::service::Session;
+use crate::service::messages::PageRequest;
+
+/// One identified WebSocket connection's state, owned by its reader task.
+pub(super) struct Conn {
+    pub(super) session: Session,
+    /// `say`, `event`, `typing`.
+    say_bucket: DefaultDirectRateLimiter,
+    /// Every other frame.
+    request_bucket: DefaultDirectRateLimiter,
+}
+
+fn bucket(rate: u32, burst: u32) -> DefaultDirectRateLimiter {
+    let nz = |n: u32| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+    RateLimiter::direct(Quota::per_second(nz(rate)).allow_burst(nz(burst)))
+}
+
+impl Conn {
+    pub(super) fn new(session: Session) -> Conn {
+        let l = &session.service().config.limits;
+        let (say_bucket, request_bucket) = (bucket(l.rate_per_sec, l.burst), bucket(l.requests_per_sec, l.requests_burst));
+        Conn { session, say_bucket, request_bucket }
+    }
+
+    pub(super) fn handle(&self) -> &Arc<SessionHandle> {
+        self.session.handle()
+    }
+
+    /// Sends `welcome`, then joins the configured rooms the user may enter.
+    pub(super) async fn welcome(&mut self, id: Option<&FrameId>) {
+        let welcome = self.session.welcome().await;
+        let shown: Vec<Arc<str>> = welcome.rooms.iter().map(|r| r.shown().clone()).collect();
+        let svc = self.session.service().clone();
+        let handle = self.handle();
+        let (nick, user) = (handle.nick(), &handle.user);
+        self.reply(&ServerFrame::Welcome {
+            id,
+            session: &format!("s-{}", handle.id),
+            nick: nick.as_str(),
+            user: UserView {
+                nick: nick.as_str(),
+                display_name: &user.display_name,
+                avatar: user.avatar.as_deref(),
+                guest: user.guest,
+                admin: user.admin,
+            },
+            rooms: &shown,
+            token: self.session.token(),
+            server: ServerInfo { name: &svc.config.server.name, version: env!("CARGO_PKG_VERSION"), node: &svc.node },
+            limits: &svc.limits_view,
+        });
+        for e in self.session.join_all(&welcome.rooms, false).await {
+            self.reply_error(None, &e);
+        }
+    }
+
+    /// Joins the rooms the server admitted this session to (the API made
+    /// its user a member), as if it had asked.
+    pub(super) async fn join_admitted(&mut self, rooms: Vec<Arc<str>>) {
+        let rooms: Vec<Name> = rooms.iter().filter_map(|r| Name::room(r).ok()).collect();
+        for e in self.session.join_all(&rooms, true).await {
+            self.reply_error(None, &e);
+        }
+    }
+
+    /// Parses and handles one text frame.
+    pub(super) async fn frame(&mut self, text: &str) {
+        match ClientFrame::parse(text) {
+            Ok(ClientFrame { id, request }) => {
+                let bare_ack = request.replies_with_bare_ack();
+                // Boxed: the work of one frame (store queries, the hook) is
+                // large and short-lived; the connection's own future stays small.
+                match Box::pin(self.dispatch(id.as_ref(), request)).await {
+                    Ok(()) if bare_ack && id.is_some() => self.reply(&ServerFrame::ack(id.as_ref())),
+                    Ok(()) => {}
+                    Err(e) => self.reply_error(id.as_ref(), &e),
+                }
+            }
+            Err(e) => self.reply_error(e.id.as_ref(), &e.error),
+        }
+    }
+
+    pub(super) fn reply(&self, frame: &ServerFrame<'_>) {
+        self.handle().send(&encode(frame));
+    }
+
+    pub(super) fn reply_error(&self, id: Option<&FrameId>, e: &ProtoError) {
+        tracing::debug!(session = self.handle().id, code = ?e.code, message = %e.message, "request refused");
+        self.session.service().metrics.error(e.code);
+        self.reply(&ServerFrame::error(id, e));
+    }
+
+    async fn dispatch(&mut self, id: Option<&FrameId>, request: Request) -> Result<(), ProtoError> {
+        let bucket = match request {
+            Request::Say { .. } | Request::Event { .. } | Request::Typing { .. } => &self.say_bucket,
+            _ => &self.request_bucket,
+        };
+        if let Err(not_until) = bucket.check() {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let mut e = ProtoError::new(ErrorCode::RateLimited, "too many frames: slow down");
+            e.retry_after_ms = Some(wait.as_millis().max(1) as u64);
+            return Err(e);
+        }
+        let s = &mut self.session;
+        match request {
+            Request::Hello { .. } => Err(ProtoError::invalid("already identified: `hello` may be sent only once")),
+            Request::Join { room, since, history } => s.join(id, &room, since, history).await,
+            Request::Leave { room } => {
+                let name = s.leave(&room).await?;
+                self.reply(&ServerFrame::Left { id, room: &name, reason: None, by: None });
+                Ok(())
+            }
+            Request::Rooms => {
+                let rooms = s.rooms().await?;
+                self.reply(&ServerFrame::Rooms { id, rooms: &rooms });
+                Ok(())
+            }
+            Request::Who { room } => {
+                let r = s.who(&room).await?;
+                let count = r.members.len();
+                let frame = ServerFrame::RoomStatus { id, room: &r.name, topic: &r.topic, count, members: &r.members };
+                self.reply(&frame);
+                Ok(())
+            }
+            Request::Topic { room, topic } => {
+                s.topic(&room, topic).await?;
+                self.reply(&ServerFrame::ack(id));
+                Ok(())
+            }
+            Request::Kick { room, nick } => {
+                s.kick(&room, &nick).await?;
+                self.reply(&ServerFrame::ack(id));
+                Ok(())
+            }
+            // The `ack` (or `unavailable`) comes once the message is stored.
+            Request::Say { target, text, attachments } => s.say(id, target, &text, attachments).await,
+            Request::History { conv, before, after, limit } => {
+                let (place, page) = s.history(&conv, &PageRequest { before, after, limit }).await?;
+                let place = place.place();
+                self.reply(&ServerFrame::History { id, place, messages: &page.messages, more: page.more });
+                Ok(())
+            }
+            Request::Edit { msg_id, text } => {
+                s.edit(msg_id, &text).await?;
+                self.reply(&ServerFrame::ack(id));
+                Ok(())
+            }
+            Request::Delete { msg_id } => {
+                s.delete(msg_id).await?;
+                self.reply(&ServerFrame::ack(id));
+                Ok(())
+            }
+            Request::Read { conv, seq } => s.read(conv, seq).await,
+            Request::Typing { target, active } => s.typing(target, active).await,
+            Request::Event { target, name, data } => s.event(target, &name, &data).await,
+            Request::Watch { nicks } => s.watch(&nicks).await,
+            Request::Unwatch { nicks } => {
+                s.unwatch(&nicks);
+                Ok(())
+            }
+            Request::Away { away } => s.away(away).await,
+            Request::Ping => {
+                self.reply(&ServerFrame::Pong { id });
+                Ok(())
+            }
+        }
+    }
+}

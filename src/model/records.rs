@@ -1,0 +1,123 @@
+//! What the store keeps, as plain data: messages before they are stored,
+//! history pages, rooms, accounts, roles.
+
+use std::sync::Arc;
+
+use ulid::Ulid;
+
+use crate::protocol::server::{Conv, StoredMessage};
+
+/// A message accepted by the hub, not yet stored: it has no `seq` yet.
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    pub msg_id: Ulid,
+    pub conv: Conv,
+    pub room: Option<Arc<str>>,
+    pub to: Option<Arc<str>>,
+    pub from: Arc<str>,
+    /// Who sent it (see [`super::ids`]): edit and delete rights follow it.
+    pub sender_id: Arc<str>,
+    pub text: String,
+    pub attachments: Vec<String>,
+    pub sent_at: i64,
+}
+
+impl NewMessage {
+    pub(crate) fn stored(self, seq: u64) -> StoredMessage {
+        StoredMessage {
+            msg_id: self.msg_id,
+            conv: self.conv,
+            room: self.room,
+            to: self.to,
+            seq,
+            from: self.from,
+            sender_id: self.sender_id,
+            text: self.text,
+            attachments: self.attachments,
+            sent_at: self.sent_at,
+            edited_at: None,
+            deleted: false,
+        }
+    }
+}
+
+/// Which page of a conversation to read. `upto` bounds the page from above
+/// (inclusive), so a `join` can read exactly what was delivered before it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HistoryQuery {
+    pub before: Option<u64>,
+    pub after: Option<u64>,
+    pub upto: Option<u64>,
+    pub limit: usize,
+}
+
+/// A page of history, oldest first; `more` when older (for `before` or the
+/// latest page) or newer (for `after`) messages exist past the page.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Page {
+    pub messages: Vec<StoredMessage>,
+    pub more: bool,
+}
+
+/// A room as the store knows it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RoomRecord {
+    pub name: Arc<str>,
+    pub topic: Arc<str>,
+    pub last_seq: u64,
+    /// Only members (see `room_members`) may join.
+    pub private: bool,
+    /// Created through the API: only moderators set the topic.
+    pub managed: bool,
+}
+
+/// A users row: an account if it has a password hash, else a nick seen.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Account {
+    pub nick: String,
+    pub display_name: String,
+    pub status: String,
+    pub avatar: String,
+    pub settings: serde_json::Value,
+    pub password_hash: Option<String>,
+    pub created_at: i64,
+    pub last_seen: i64,
+    /// The id of the identity that owns the nick (an account's or a site
+    /// user's, see [`super::ids`]); `None` for a nick only guests used.
+    pub owner: Option<String>,
+}
+
+impl Account {
+    pub fn registered(&self) -> bool {
+        self.password_hash.is_some()
+    }
+}
+
+/// Profile fields to change; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct ProfileUpdate {
+    pub display_name: Option<String>,
+    pub status: Option<String>,
+    pub avatar: Option<String>,
+    pub settings: Option<serde_json::Value>,
+}
+
+/// A user's role in a room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Member,
+    Moderator,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Member => "member",
+            Role::Moderator => "moderator",
+        }
+    }
+    pub fn parse(s: &str) -> Role {
+        if s == "moderator" { Role::Moderator } else { Role::Member }
+    }
+}
+

@@ -1,0 +1,164 @@
+//! Who may do what. Each rule is one function here, and every door reaches
+//! it through the service: entering a room, looking into one, reading its
+//! history, saying something, changing a message, naming a grantee.
+
+use std::sync::Arc;
+
+use ulid::Ulid;
+
+use super::{Caller, Service};
+use crate::hub::SessionHandle;
+use crate::model::{Identity, Role, RoomRecord};
+use crate::protocol::server::{Conv, StoredMessage};
+use crate::protocol::{ErrorCode, Name, ProtoError};
+
+pub(crate) fn forbidden(why: impl Into<String>) -> ProtoError {
+    ProtoError::new(ErrorCode::Forbidden, why)
+}
+
+pub(crate) fn not_in_room(room: &Name) -> ProtoError {
+    ProtoError::new(ErrorCode::NotInRoom, format!("you are not in `{room}`: join it first"))
+}
+
+pub(crate) fn no_such_room(room: &Name) -> ProtoError {
+    ProtoError::new(ErrorCode::NoSuchRoom, format!("there is no room `{room}`"))
+}
+
+pub(crate) fn no_such_message(msg_id: Ulid) -> ProtoError {
+    ProtoError::new(ErrorCode::NoSuchMessage, format!("no message `{msg_id}`"))
+}
+
+impl Service {
+    /// Whether `who` may enter `room` (token `rooms` claim, private room
+    /// membership, the authorization hook); if so, whether it moderates
+    /// the room.
+    pub(crate) async fn may_enter(
+        &self,
+        who: &Identity,
+        room: &Name,
+        record: Option<&RoomRecord>,
+    ) -> Result<bool, ProtoError> {
+        if !who.may_enter(room) {
+            return Err(forbidden(format!("your token does not allow the room `{room}`")));
+        }
+        // Memberships and roles belong to user ids; a guest proves no claim
+        // to its nick, so it holds none (else a guest could take an offline
+        // site user's nick and enter its private rooms, or moderate).
+        let role = if who.is_guest() { None } else { self.store.member_role(room.key(), &who.id).await? };
+        if record.is_some_and(|r| r.private) && role.is_none() && !who.admin {
+            return Err(forbidden(format!("`{room}` is private: members only")));
+        }
+        if let Some(hook) = &self.hook
+            && !hook.allows(who, room, "join").await
+        {
+            return Err(forbidden(format!("you may not join `{room}`")));
+        }
+        Ok(who.admin || role == Some(Role::Moderator))
+    }
+
+    /// Whether a user may say something in `room`: its session is in the
+    /// room, and the authorization hook (if any) allows it. Returns the
+    /// room's name as shown.
+    pub(crate) async fn may_say(
+        &self,
+        who: &Identity,
+        session: &SessionHandle,
+        room: &Name,
+    ) -> Result<Arc<str>, ProtoError> {
+        let name = session.joined_room(room.key()).ok_or_else(|| not_in_room(room))?;
+        if let Some(hook) = &self.hook
+            && !hook.allows(who, room, "say").await
+        {
+            return Err(forbidden(format!("you may not speak in `{room}`")));
+        }
+        Ok(name)
+    }
+
+    /// Whether a caller may see a room's topic, members and (over HTTP)
+    /// messages: anyone if it is public; if private, an API key, a site
+    /// admin, a session in it, or a member.
+    pub(crate) async fn may_look_into(
+        &self,
+        caller: &Caller,
+        in_room: bool,
+        room: &Name,
+        private: bool,
+    ) -> Result<(), ProtoError> {
+        let Caller::User(user) = caller else { return Ok(()) };
+        if !private || in_room || user.admin {
+            return Ok(());
+        }
+        match self.store.member_role(room.key(), &user.id).await? {
+            Some(_) => Ok(()),
+            None => Err(forbidden(format!("`{room}` is private: members only"))),
+        }
+    }
+
+    /// Whether `who` may destroy `room`: an API key, a site admin, or a
+    /// moderator of the room.
+    pub(crate) async fn may_destroy(&self, caller: &Caller, room: &Name) -> Result<(), ProtoError> {
+        match caller {
+            Caller::User(user) if !user.admin => match self.store.member_role(room.key(), &user.id).await {
+                Ok(Some(Role::Moderator)) => Ok(()),
+                _ => Err(forbidden("only moderators destroy a room")),
+            },
+            _ => Ok(()),
+        }
+    }
+
+    /// A message `who` may change: its own (or, to delete, one in a room
+    /// it moderates, through `session`), still there. `None` for `session`
+    /// is a caller with no live session (no room it moderates now).
+    pub(crate) async fn changeable_message(
+        &self,
+        who: &Identity,
+        session: Option<&SessionHandle>,
+        msg_id: Ulid,
+        moderators_too: bool,
+    ) -> Result<StoredMessage, ProtoError> {
+        let msg = match self.store.message(msg_id).await? {
+            Some(msg) => msg,
+            None if self.bus.clustered() => {
+                // Sent moments ago, it may still be in the cluster's buffer.
+                if !self.bus.settle().await {
+                    return Err(ProtoError::unavailable());
+                }
+                self.store.message(msg_id).await?.ok_or_else(|| no_such_message(msg_id))?
+            }
+            None => return Err(no_such_message(msg_id)),
+        };
+        let me = &who.id;
+        let visible = match &msg.conv {
+            Conv::Dm(a, b) => a == me || b == me,
+            Conv::Room(_) | Conv::Everyone => true,
+        };
+        if !visible || msg.deleted {
+            return Err(no_such_message(msg_id));
+        }
+        let moderates = match &msg.conv {
+            Conv::Room(key) => session.and_then(|s| s.joined(key)).is_some_and(|r| r.moderator) || who.admin,
+            Conv::Everyone => who.admin,
+            Conv::Dm(..) => false,
+        };
+        let own = msg.sender_id == *me;
+        if !(own || moderators_too && moderates) {
+            return Err(forbidden(if moderators_too {
+                "you may only delete your own messages, or any in a room you moderate"
+            } else {
+                "you may only edit your own messages"
+            }));
+        }
+        Ok(msg)
+    }
+
+    /// Who a grant to `nick` is for: the account or site user that owns
+    /// the nick; if nobody owns it yet, a pending grant that only the site
+    /// user of that nick will claim (never a guest holding it now, never an
+    /// account registered later: see `auth::check_free_for_guest`).
+    pub(crate) async fn grantee(&self, nick: &Name) -> Result<String, ProtoError> {
+        match self.store.account(nick.key()).await? {
+            Some(a) if a.owner.is_some() => Ok(a.owner.unwrap_or_default()),
+            _ => Ok(crate::model::ids::pending_grant(nick.key())),
+        }
+    }
+}

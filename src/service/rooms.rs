@@ -1,0 +1,357 @@
+//! Rooms: what a session does (join, leave, who, rooms, topic, kick), and
+//! the HTTP API's room operations (list, create, status, destroy, members).
+
+use std::sync::Arc;
+
+use super::access::{forbidden, no_such_room, not_in_room};
+use super::{Caller, Service, Session};
+use crate::model::{HistoryQuery, Page, Role, RoomRecord};
+use crate::protocol::server::{Conv, MemberView, RoomSummary};
+use crate::protocol::{ErrorCode, FrameId, Name, ProtoError, ServerFrame, encode};
+
+/// A room's name, topic and members online (`who`, `GET /api/rooms/{room}`).
+pub(crate) struct RoomView {
+    pub(crate) name: Arc<str>,
+    pub(crate) topic: Arc<str>,
+    pub(crate) members: Vec<MemberView>,
+}
+
+impl Session {
+    /// Joins `room` (creating it live if allowed): the others see the
+    /// user come, and this session gets `joined` with the history it asked
+    /// for (`since` a seq, or the latest `history` messages) before any
+    /// newer message.
+    pub(crate) async fn join(
+        &mut self,
+        id: Option<&FrameId>,
+        room: &Name,
+        since: Option<u64>,
+        history: Option<u64>,
+    ) -> Result<(), ProtoError> {
+        let svc = self.svc.clone();
+        let (key, limits) = (room.key(), &svc.config.limits);
+        let already = self.handle.joined_room(key).is_some();
+        if !already && self.handle.rooms().len() >= limits.max_rooms_per_session {
+            return Err(forbidden(format!(
+                "a session may be in at most {} rooms: leave one first",
+                limits.max_rooms_per_session
+            )));
+        }
+        let record = svc.store.room(key).await?;
+        // Rooms named in `rooms.auto_join` exist by configuration.
+        let configured = svc.config.rooms.auto_join.iter().any(|r| r.eq_ignore_ascii_case(key));
+        if record.is_none()
+            && !svc.config.rooms.create_on_join
+            && !configured
+            && svc.bus.room_name(key).await?.is_none()
+        {
+            return Err(no_such_room(room));
+        }
+        let moderator = svc.may_enter(&self.identity, room, record.as_ref()).await?;
+        let start = svc.bus.join_begin(&self.handle, room, record, moderator).await?;
+        let query = match since {
+            Some(since) => HistoryQuery {
+                after: Some(since),
+                upto: Some(start.seq),
+                limit: limits.history_max,
+                ..Default::default()
+            },
+            None => HistoryQuery {
+                upto: Some(start.seq),
+                limit: history.map_or(limits.history_default, |h| (h as usize).min(limits.history_max)),
+                ..Default::default()
+            },
+        };
+        let forwards = query.after.is_some();
+        let page = if query.limit == 0 {
+            Page::default()
+        } else {
+            match svc.bus.history(&Conv::Room(key.clone()), query).await {
+                Ok(mut page) => {
+                    super::page::cap_page(&mut page, forwards, limits.history_max_bytes);
+                    page
+                }
+                Err(e) => {
+                    if !start.already {
+                        svc.bus.leave(&self.handle, key, "leave").await;
+                    }
+                    return Err(e.into());
+                }
+            }
+        };
+        let joined = encode(&ServerFrame::Joined {
+            id,
+            room: &start.name,
+            topic: &start.topic,
+            members: &start.members,
+            seq: start.seq,
+            history: &page.messages,
+            more: page.more,
+        });
+        svc.hub.join_finish(&self.handle, key, &joined, start.seq);
+        Ok(())
+    }
+
+    /// Leaves `room`; returns its name as shown.
+    pub(crate) async fn leave(&mut self, room: &Name) -> Result<Arc<str>, ProtoError> {
+        let name = self.svc.bus.leave(&self.handle, room.key(), "leave").await.ok_or_else(|| not_in_room(room))?;
+        self.typing.retain(|(c, _)| *c != Conv::Room(room.key().clone()));
+        Ok(name)
+    }
+
+    /// The public rooms, live or created through the API.
+    pub(crate) async fn rooms(&self) -> Result<Vec<RoomSummary>, ProtoError> {
+        let svc = &self.svc;
+        let mut rooms = svc.bus.room_list().await?;
+        // Rooms created through the API exist with no members too.
+        for r in svc.store.list_rooms().await?.into_iter().filter(|r| r.managed) {
+            if !rooms.iter().any(|l| l.name.eq_ignore_ascii_case(&r.name)) {
+                let (name, topic, private) = (r.name, r.topic, r.private);
+                rooms.push(RoomSummary { name, topic, members: 0, private });
+            }
+        }
+        rooms.retain(|r| !r.private);
+        Ok(rooms)
+    }
+
+    /// `who`: a room's name, topic and members (a private room's only for
+    /// those who may look into it).
+    pub(crate) async fn who(&self, room: &Name) -> Result<RoomView, ProtoError> {
+        let svc = &self.svc;
+        let in_room = self.handle.joined(room.key()).is_some();
+        if !in_room && !self.identity.admin {
+            let private = svc.store.room(room.key()).await?.is_some_and(|r| r.private);
+            svc.may_look_into(&Caller::User(self.identity.clone()), in_room, room, private).await?;
+        }
+        match svc.bus.who(room.key()).await? {
+            Some((name, topic, members)) => Ok(RoomView { name, topic, members }),
+            // Created through the API, and empty now.
+            None => match svc.store.room(room.key()).await? {
+                Some(r) if r.managed => Ok(RoomView { name: r.name, topic: r.topic, members: Vec::new() }),
+                _ => Err(no_such_room(room)),
+            },
+        }
+    }
+
+    /// Sets a room's topic (moderators only in a managed or private room).
+    pub(crate) async fn topic(&mut self, room: &Name, topic: String) -> Result<(), ProtoError> {
+        let svc = &self.svc;
+        let joined = self.handle.joined(room.key()).ok_or_else(|| not_in_room(room))?;
+        let name = joined.name;
+        let record = svc.store.room(room.key()).await?;
+        if record.is_some_and(|r| r.managed || r.private) && !joined.moderator {
+            return Err(forbidden(format!("only moderators set the topic of `{name}`")));
+        }
+        let max = svc.config.limits.max_topic;
+        let chars = topic.chars().count();
+        if chars > max {
+            return Err(ProtoError::new(
+                ErrorCode::TooLarge,
+                format!("`topic` is {chars} characters; the limit is {max}"),
+            ));
+        }
+        let topic: Arc<str> = topic.trim().into();
+        svc.store.set_topic(room.key(), &name, &topic).await?;
+        svc.bus.set_topic(room.key(), topic, self.handle.nick().as_str()).await
+    }
+
+    /// A moderator removes a user's sessions from a room; from a private
+    /// room, also from its member list, so that it cannot come back.
+    pub(crate) async fn kick(&mut self, room: &Name, nick: &Name) -> Result<(), ProtoError> {
+        let svc = &self.svc;
+        let joined = self.handle.joined(room.key()).ok_or_else(|| not_in_room(room))?;
+        if !joined.moderator {
+            return Err(forbidden(format!("only moderators kick from `{}`", joined.name)));
+        }
+        let record = svc.store.room(room.key()).await?;
+        let removed = match svc.user_of(nick).await? {
+            Some(user) if record.is_some_and(|r| r.private) => svc.store.remove_member(room.key(), &user.id).await?,
+            _ => false,
+        };
+        let kicked = svc.bus.kick(room.key(), nick.key(), self.handle.nick().as_str()).await?;
+        if kicked == 0 && !removed {
+            return Err(ProtoError::new(ErrorCode::NotInRoom, format!("`{nick}` is not in `{}`", joined.name)));
+        }
+        Ok(())
+    }
+}
+
+// ---- the HTTP API's operations -------------------------------------------------
+
+/// A room to create (`POST /api/rooms`).
+pub(crate) struct NewRoom {
+    pub(crate) name: Name,
+    pub(crate) topic: String,
+    pub(crate) private: bool,
+    pub(crate) members: Vec<Name>,
+}
+
+/// Who to add to a room's member list: by nick, or by the site's user id.
+pub(crate) enum Grantee {
+    Nick(Name),
+    Sub(String),
+}
+
+/// A room's state for `GET /api/rooms/{room}`.
+pub(crate) struct RoomStatus {
+    pub(crate) view: RoomView,
+    pub(crate) private: bool,
+    /// The newest message's seq.
+    pub(crate) seq: u64,
+}
+
+fn room_exists() -> ProtoError {
+    ProtoError::new(ErrorCode::RoomExists, "a room of that name exists")
+}
+
+impl Service {
+    /// Named and live rooms; private ones only for API keys.
+    pub(crate) async fn list_rooms(&self, caller: &Caller) -> Result<Vec<RoomSummary>, ProtoError> {
+        let stored = self.store.list_rooms().await?;
+        let live = self.bus.room_list().await?;
+        let mut rooms = Vec::new();
+        for r in &stored {
+            if r.private && !caller.is_api_key() {
+                continue;
+            }
+            let members = live.iter().find(|l| l.name.eq_ignore_ascii_case(&r.name)).map_or(0, |l| l.members);
+            rooms.push(RoomSummary { name: r.name.clone(), topic: r.topic.clone(), members, private: r.private });
+        }
+        for l in live.into_iter().filter(|l| !stored.iter().any(|r| r.name.eq_ignore_ascii_case(&l.name))) {
+            rooms.push(RoomSummary { private: false, ..l });
+        }
+        Ok(rooms)
+    }
+
+    /// Creates a named room. A user who creates a room moderates it; the
+    /// members named are added (and their connected sessions join).
+    pub(crate) async fn create_room(&self, caller: &Caller, room: &NewRoom) -> Result<(), ProtoError> {
+        let name = &room.name;
+        if room.topic.chars().count() > self.config.limits.max_topic {
+            return Err(ProtoError::invalid("`topic` is too long"));
+        }
+        if let Caller::User(user) = caller
+            && user.is_guest()
+        {
+            // A guest's identity ends with its sessions: a room it created
+            // would outlive its moderator. Guests make rooms by joining them.
+            return Err(forbidden("guests cannot create rooms here: join one"));
+        }
+        if self.bus.room_name(name.key()).await?.is_some() {
+            return Err(room_exists());
+        }
+        // A room that has a history, or that everyone is put in, is somebody's
+        // already: a user may not take it over (as a private room, say). The
+        // API key may name such a room (it gets the topic, privacy, members).
+        if let Caller::User(_) = caller {
+            let auto_join = self.config.rooms.auto_join.iter().any(|r| r.eq_ignore_ascii_case(name.key()));
+            if auto_join || self.store.room(name.key()).await?.is_some() {
+                return Err(room_exists());
+            }
+        }
+        if !self.store.create_room(name.key(), name.as_str(), room.topic.trim(), room.private, true).await? {
+            return Err(room_exists());
+        }
+        for m in &room.members {
+            let member = self.grantee(m).await?;
+            self.store.set_member(name.key(), &member, Role::Member).await?;
+            self.bus.admit(name.key(), &member, m.key()).await?;
+        }
+        if let Caller::User(user) = caller {
+            self.store.set_member(name.key(), &user.id, Role::Moderator).await?;
+        }
+        tracing::info!(room = %name, private = room.private, "room created");
+        Ok(())
+    }
+
+    /// A room's name, topic, privacy, newest `seq` and members online.
+    pub(crate) async fn room_status(&self, caller: &Caller, room: &Name) -> Result<RoomStatus, ProtoError> {
+        let record = self.store.room(room.key()).await?;
+        let live = self.bus.who(room.key()).await?;
+        let Some((name, topic)) = live
+            .as_ref()
+            .map(|(n, t, _)| (n.clone(), t.clone()))
+            .or_else(|| record.as_ref().map(|r| (r.name.clone(), r.topic.clone())))
+        else {
+            return Err(ProtoError::new(ErrorCode::NoSuchRoom, "no such room"));
+        };
+        let private = record.as_ref().is_some_and(|r| r.private);
+        self.may_look_into(caller, false, room, private).await.map_err(|e| match e.code {
+            ErrorCode::Forbidden => forbidden("this room is private"),
+            _ => e,
+        })?;
+        let members = live.map(|(_, _, m)| m).unwrap_or_default();
+        // The newest message's seq (in a cluster it may still be buffered in
+        // Redis, not yet in the database).
+        let newest = HistoryQuery { limit: 1, ..Default::default() };
+        let page = self.bus.history(&Conv::Room(room.key().clone()), newest).await?;
+        let seq = page.messages.last().map_or(0, |m| m.seq).max(record.as_ref().map_or(0, |r| r.last_seq));
+        Ok(RoomStatus { view: RoomView { name, topic, members }, private, seq })
+    }
+
+    /// Destroys a room: members are told (`left`, reason `destroyed`) and
+    /// removed; the messages stay for transcripts. Returns how many
+    /// sessions (one node) or users (a cluster) were in it.
+    pub(crate) async fn destroy_room(&self, caller: &Caller, room: &Name) -> Result<usize, ProtoError> {
+        self.may_destroy(caller, room).await?;
+        // In a cluster the newest messages may still be buffered in Redis:
+        // archive them first, so that none outlives the room.
+        if !self.bus.settle().await {
+            return Err(ProtoError::unavailable());
+        }
+        let stored = self.store.delete_room(room.key()).await?;
+        let sessions = self.bus.destroy(room.key()).await?;
+        if !stored && sessions == 0 {
+            return Err(ProtoError::new(ErrorCode::NoSuchRoom, "no such room"));
+        }
+        tracing::info!(room = %room, sessions, "room destroyed");
+        Ok(sessions)
+    }
+
+    /// Adds a user to a room's member list (what a private room checks) as
+    /// `role`, and joins its connected sessions to the room on every node.
+    /// Returns the nick it holds, if it was ever here.
+    pub(crate) async fn add_member(&self, room: &Name, who: &Grantee, role: Role) -> Result<Option<Name>, ProtoError> {
+        let (member, nick) = match who {
+            Grantee::Nick(nick) => (self.grantee(nick).await?, Some(nick.clone())),
+            Grantee::Sub(sub) => {
+                let id = crate::model::ids::site(sub);
+                let nick = self.store.account_nick_of(&id).await?.and_then(|n| Name::nick(&n).ok());
+                (id, nick)
+            }
+        };
+        if self.store.room(room.key()).await?.is_none() && self.bus.room_name(room.key()).await?.is_none() {
+            return Err(ProtoError::new(ErrorCode::NoSuchRoom, "no such room"));
+        }
+        self.store.set_member(room.key(), &member, role).await?;
+        if let Some(nick) = &nick {
+            self.bus.set_moderator(room.key(), nick.key(), role == Role::Moderator).await?;
+            self.bus.admit(room.key(), &member, nick.key()).await?;
+        }
+        Ok(nick)
+    }
+
+    /// Removes a user from a room's member list and kicks its sessions out
+    /// of the room everywhere. Returns how many sessions were in it.
+    pub(crate) async fn remove_member(&self, room: &Name, nick: &Name) -> Result<usize, ProtoError> {
+        let member = self.grantee(nick).await?;
+        let listed = self.store.remove_member(room.key(), &member).await?;
+        let kicked = self.bus.kick(room.key(), nick.key(), crate::model::ids::SERVER).await?;
+        if !listed && kicked == 0 {
+            return Err(ProtoError::new(ErrorCode::NotInRoom, "that user is neither a member nor in the room"));
+        }
+        Ok(kicked)
+    }
+
+    /// The room a message for `room` goes to: its name as shown (live, else
+    /// stored), or `no_such_room`.
+    pub(crate) async fn room_name(&self, room: &Name) -> Result<(Arc<str>, Option<RoomRecord>), ProtoError> {
+        let live = self.bus.room_name(room.key()).await?;
+        let record = if live.is_none() { self.store.room(room.key()).await? } else { None };
+        match (live, record) {
+            (Some(n), _) => Ok((n, None)),
+            (None, Some(r)) => Ok((r.name.clone(), Some(r))),
+            (None, None) => Err(ProtoError::new(ErrorCode::NoSuchRoom, "no such room")),
+        }
+    }
+}
