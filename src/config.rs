@@ -436,7 +436,6 @@ pub(crate) fn parse_net(s: &str) -> Option<ipnet::IpNet> {
     s.parse::<std::net::IpAddr>().ok().map(|ip| ipnet::IpNet::from(ip.to_canonical()))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

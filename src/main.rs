@@ -185,6 +185,9 @@ async fn serve(args: ServeArgs) -> ExitCode {
         Err(code) => return code,
     };
     init_logging(&config.log.filter, config.log.format);
+    // Listening for signals before the server answers: a SIGTERM that comes
+    // as soon as /healthz does is a graceful stop, not the default death.
+    let signalled = wait_for_signal();
     let server = match Server::start(config).await {
         Ok(s) => s,
         Err(e) => {
@@ -192,7 +195,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    wait_for_signal().await;
+    signalled.await;
     server.stop().await;
     ExitCode::SUCCESS
 }
@@ -209,17 +212,22 @@ fn init_logging(default: &str, format: LogFormat) {
     }
 }
 
-async fn wait_for_signal() {
+/// Installs the SIGTERM and SIGINT handlers now; the future it returns
+/// ends at the first of them.
+fn wait_for_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+    let handlers = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    async move {
+        match handlers {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }

@@ -83,10 +83,9 @@ pub(crate) async fn patch_me(
 ) -> Result<Response> {
     let caller = caller(&app, &headers).await?;
     let me = app.my_account(&caller).await?;
-    let p: ProfileBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::invalid(format!("not a valid profile change: {e}")))?;
-    let patch =
-        ProfilePatch { display_name: p.display_name, status: p.status, avatar: p.avatar, settings: p.settings };
+    let p: ProfileBody =
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("not a valid profile change: {e}")))?;
+    let patch = ProfilePatch { display_name: p.display_name, status: p.status, avatar: p.avatar, settings: p.settings };
     Ok(Json(profile(&app.update_profile(&me, patch).await?)).into_response())
 }
 

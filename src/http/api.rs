@@ -80,14 +80,17 @@ pub(crate) async fn room_transcript(
     let Ok(room) = Name::room(&room) else { return Err(ApiError::invalid("not a valid room name")) };
     let time = |v: &Option<String>, default: i64, name: &str| match v {
         None => Ok(default),
-        Some(s) => parse_time(s)
-            .ok_or_else(|| ApiError::invalid(format!("`{name}` must be epoch milliseconds or RFC 3339"))),
+        Some(s) => {
+            parse_time(s).ok_or_else(|| ApiError::invalid(format!("`{name}` must be epoch milliseconds or RFC 3339")))
+        }
     };
     let from = time(&q.from, 0, "from")?;
     let to = time(&q.to, i64::MAX, "to")?;
     let page = app.transcript(&room, from, to, TRANSCRIPT_MAX).await?;
     match q.format.as_deref().unwrap_or("json") {
-        "json" => Ok(Json(json!({"room": room.as_str(), "messages": page.messages, "more": page.more})).into_response()),
+        "json" => {
+            Ok(Json(json!({"room": room.as_str(), "messages": page.messages, "more": page.more})).into_response())
+        }
         "text" => {
             let mut out = String::new();
             for m in &page.messages {

@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
 
-
 pub struct ConnLimits {
     total: AtomicUsize,
     per_ip: DashMap<IpAddr, usize>,

@@ -17,9 +17,9 @@ use axum::response::Response;
 use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
-pub(crate) use super::proxies::{ClientAddr, TrustedProxies};
 use super::App;
 use super::error::error_response;
+pub(crate) use super::proxies::{ClientAddr, TrustedProxies};
 use crate::protocol::ErrorCode;
 
 // ---- the client's address ---------------------------------------------------------

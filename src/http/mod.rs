@@ -26,9 +26,9 @@ use rust_embed::RustEmbed;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::protocol::ErrorCode;
 pub(crate) use app::App;
 use error::{ApiError, error_response};
-use crate::protocol::ErrorCode;
 
 /// The web client, compiled into the binary.
 #[derive(RustEmbed)]

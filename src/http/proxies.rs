@@ -74,4 +74,3 @@ impl ClientAddr {
         SocketAddr::new(self.ip, if self.via_proxy { 0 } else { self.peer.port() })
     }
 }
-

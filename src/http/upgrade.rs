@@ -117,4 +117,3 @@ mod tests {
         assert!(!origin_allowed(&headers(Some("null"), "chat.example"), &allowed));
     }
 }
-

@@ -25,8 +25,8 @@ use crate::metrics::Metrics;
 use crate::model::{Identity, RoomRecord};
 use crate::protocol::server::{Frame, MemberView, RoomSummary};
 use crate::protocol::{ErrorCode, Name, ProtoError, ServerFrame, encode, now_ms};
-use room::{Added, Room};
 pub(crate) use deliver::{Acked, Fanout, Route, acknowledge};
+use room::{Added, Room};
 pub(crate) use session::{CloseReason, RoomRef, SessionHandle, SessionId, UserState};
 use watchers::Watcher;
 

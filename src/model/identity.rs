@@ -55,4 +55,3 @@ impl Identity {
         self.rooms.as_ref().is_none_or(|rooms| rooms.iter().any(|r| r.key() == room.key()))
     }
 }
-

@@ -120,4 +120,3 @@ impl Role {
         if s == "moderator" { Role::Moderator } else { Role::Member }
     }
 }
-

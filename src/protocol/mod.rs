@@ -232,9 +232,27 @@ mod tests {
     fn error_codes_read_as_serialised() {
         use ErrorCode::*;
         let all = [
-            BadFrame, UnknownType, Invalid, Unauthorized, Forbidden, NickTaken, NotInRoom, NoSuchRoom, NoSuchUser,
-            NoSuchMessage, TooLarge, RateLimited, Unavailable, Internal, RoomExists, NotFound, TooManyConnections,
-            ShuttingDown, Timeout, Misdirected, MethodNotAllowed,
+            BadFrame,
+            UnknownType,
+            Invalid,
+            Unauthorized,
+            Forbidden,
+            NickTaken,
+            NotInRoom,
+            NoSuchRoom,
+            NoSuchUser,
+            NoSuchMessage,
+            TooLarge,
+            RateLimited,
+            Unavailable,
+            Internal,
+            RoomExists,
+            NotFound,
+            TooManyConnections,
+            ShuttingDown,
+            Timeout,
+            Misdirected,
+            MethodNotAllowed,
         ];
         for code in all {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());

@@ -68,9 +68,7 @@ impl Service {
         auth::check_not_reserved(nick, &self.config.auth)?;
         let len = password.chars().count();
         if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&len) {
-            return Err(ProtoError::invalid(format!(
-                "`password` must be {MIN_PASSWORD} to {MAX_PASSWORD} characters"
-            )));
+            return Err(ProtoError::invalid(format!("`password` must be {MIN_PASSWORD} to {MAX_PASSWORD} characters")));
         }
         self.login_throttle.attempt(nick, Some(ip))?;
         let hash = auth::hash_password(password).await?;

@@ -51,4 +51,3 @@ fn json_len(m: &StoredMessage) -> usize {
     let _ = serde_json::to_writer(&mut count, m);
     count.0 + 1 // the comma between entries
 }
-

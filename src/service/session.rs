@@ -107,7 +107,9 @@ impl Service {
         if identity.is_guest() {
             self.store.delete_expired_sessions(now).await?;
         }
-        self.store.create_session(&hash, &identity.id, identity.nick.as_str(), now, now + ttl.as_millis() as i64).await?;
+        self.store
+            .create_session(&hash, &identity.id, identity.nick.as_str(), now, now + ttl.as_millis() as i64)
+            .await?;
         Ok(token)
     }
 }

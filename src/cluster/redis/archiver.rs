@@ -15,8 +15,8 @@ use redis::AsyncCommands;
 use redis::streams::{StreamAutoClaimOptions, StreamId, StreamReadOptions, StreamReadReply};
 use tokio::sync::{mpsc, oneshot};
 
-use super::buffer;
 use super::RedisBus;
+use super::buffer;
 use crate::protocol::ProtoError;
 use crate::protocol::server::StoredMessage;
 

@@ -35,10 +35,10 @@ use tokio_util::sync::CancellationToken;
 use super::envelope::{self, Envelope, Kind, RS};
 use crate::config::ClusterConfig;
 use crate::hub::{Acked, Fanout, Hub, JoinStart, Online, Route, SessionHandle, SessionId};
-pub(crate) use archiver::backlog;
 use crate::protocol::server::{Conv, Frame, MemberView, ServerFrame, StoredMessage, encode};
 use crate::protocol::{Name, ProtoError, now_ms};
 use crate::store::{HistoryQuery, NewMessage, Page, RoomRecord, Store, StoreError};
+pub(crate) use archiver::backlog;
 
 struct Scripts {
     publish: Script,

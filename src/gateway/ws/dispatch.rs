@@ -9,11 +9,10 @@ use std::sync::Arc;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
-use crate::hub::SessionHandle;
 use crate::protocol::server::{ServerInfo, UserView};
 use crate::protocol::{ClientFrame, ErrorCode, FrameId, Name, ProtoError, Request, ServerFrame, encode};
-use crate::service::Session;
 use crate::service::messages::PageRequest;
+use crate::service::{Session, SessionHandle};
 
 /// One identified WebSocket connection's state, owned by its reader task.
 pub(super) struct Conn {
@@ -32,7 +31,8 @@ fn bucket(rate: u32, burst: u32) -> DefaultDirectRateLimiter {
 impl Conn {
     pub(super) fn new(session: Session) -> Conn {
         let l = &session.service().config.limits;
-        let (say_bucket, request_bucket) = (bucket(l.rate_per_sec, l.burst), bucket(l.requests_per_sec, l.requests_burst));
+        let (say_bucket, request_bucket) =
+            (bucket(l.rate_per_sec, l.burst), bucket(l.requests_per_sec, l.requests_burst));
         Conn { session, say_bucket, request_bucket }
     }
 

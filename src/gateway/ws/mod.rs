@@ -19,12 +19,11 @@ use tokio_tungstenite::tungstenite;
 
 mod dispatch;
 
-use dispatch::Conn;
-use crate::hub::{CloseReason, SessionHandle};
 use crate::protocol::client::ParseError;
 use crate::protocol::server::Frame;
 use crate::protocol::{ClientFrame, ErrorCode, ProtoError, Request, ServerFrame, encode, now_ms};
-use crate::service::{Hello, Service};
+use crate::service::{CloseReason, Hello, Service, SessionHandle};
+use dispatch::Conn;
 
 type Sink = SplitSink<WebSocket, Message>;
 type Stream = SplitStream<WebSocket>;

@@ -5,26 +5,24 @@
 //! Secrets are compared in constant time and never logged. Password hashing
 //! runs on the blocking pool, never on the async threads.
 
-use std::collections::HashSet;
+mod throttle;
+
 use std::fmt::Write as _;
 use std::net::IpAddr;
-use std::num::NonZeroU32;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use dashmap::DashMap;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::{AuthConfig, Secret};
-use crate::protocol::{ErrorCode, Name, ProtoError};
 use crate::model::{Account, Identity, IdentityKind};
+use crate::protocol::{ErrorCode, Name, ProtoError};
 use crate::store::{Store, StoreError};
+pub(crate) use throttle::LoginThrottle;
 
 fn unauthorized(message: &str) -> ProtoError {
     ProtoError::new(ErrorCode::Unauthorized, message)
@@ -34,10 +32,10 @@ fn unauthorized(message: &str) -> ProtoError {
 
 /// Nicks nobody may take: the server speaks as `server`, and the others
 /// look like announcements or mention everyone.
-pub const RESERVED_NICKS: [&str; 6] = ["server", "system", "admin", "everyone", "here", "channel"];
+pub(crate) const RESERVED_NICKS: [&str; 6] = ["server", "system", "admin", "everyone", "here", "channel"];
 
 /// `nick_taken` if `nick` is reserved (built in, or `auth.reserved_nicks`).
-pub fn check_not_reserved(nick: &Name, config: &AuthConfig) -> Result<(), ProtoError> {
+pub(crate) fn check_not_reserved(nick: &Name, config: &AuthConfig) -> Result<(), ProtoError> {
     let key = nick.key();
     let reserved = RESERVED_NICKS.iter().any(|r| r.eq_ignore_ascii_case(key))
         || config.reserved_nicks.iter().any(|r| r.eq_ignore_ascii_case(key));
@@ -97,11 +95,11 @@ pub fn mint_site_token(secret: &Secret, claims: &SiteClaims) -> anyhow::Result<S
 }
 
 /// The longest `sub` a site token may carry.
-pub const MAX_SUB: usize = 128;
+pub(crate) const MAX_SUB: usize = 128;
 
 /// Verifies a site token: HS256 only, the signature, `exp`, `nbf` and `iat`
 /// (each with `leeway`), and the required claims.
-pub fn verify_site_token(secret: &Secret, leeway: Duration, token: &str) -> Result<Identity, ProtoError> {
+pub(crate) fn verify_site_token(secret: &Secret, leeway: Duration, token: &str) -> Result<Identity, ProtoError> {
     if secret.is_empty() {
         return Err(unauthorized("site tokens are not enabled on this server"));
     }
@@ -156,17 +154,17 @@ pub fn verify_site_token(secret: &Secret, leeway: Duration, token: &str) -> Resu
 
 // ---- profiles -------------------------------------------------------------------
 
-pub const MAX_DISPLAY_NAME: usize = 64;
-pub const MAX_STATUS: usize = 140;
-pub const MAX_AVATAR: usize = 512;
-pub const MAX_SETTINGS_BYTES: usize = 4096;
+pub(crate) const MAX_DISPLAY_NAME: usize = 64;
+pub(crate) const MAX_STATUS: usize = 140;
+pub(crate) const MAX_AVATAR: usize = 512;
+pub(crate) const MAX_SETTINGS_BYTES: usize = 4096;
 
 fn clip(s: &str, max: usize) -> String {
     s.chars().filter(|c| !c.is_control()).take(max).collect()
 }
 
 /// An avatar is an http(s) URL without spaces or quotes.
-pub fn valid_avatar(url: &str) -> bool {
+pub(crate) fn valid_avatar(url: &str) -> bool {
     url.len() <= MAX_AVATAR
         && (url.starts_with("https://") || url.starts_with("http://"))
         && !url.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '<' | '>'))
@@ -174,11 +172,11 @@ pub fn valid_avatar(url: &str) -> bool {
 
 // ---- accounts -------------------------------------------------------------------
 
-pub const MIN_PASSWORD: usize = 8;
-pub const MAX_PASSWORD: usize = 256;
+pub(crate) const MIN_PASSWORD: usize = 8;
+pub(crate) const MAX_PASSWORD: usize = 256;
 
 /// Hashes a password (argon2id, random salt) on the blocking pool.
-pub async fn hash_password(password: String) -> Result<String, ProtoError> {
+pub(crate) async fn hash_password(password: String) -> Result<String, ProtoError> {
     tokio::task::spawn_blocking(move || {
         let mut salt = [0u8; 16];
         getrandom::fill(&mut salt).map_err(|_| ProtoError::internal())?;
@@ -194,7 +192,7 @@ pub async fn hash_password(password: String) -> Result<String, ProtoError> {
 /// Checks a password against a stored hash on the blocking pool. With no
 /// hash (unknown user), a dummy hash is checked instead, so the answer
 /// takes as long either way.
-pub async fn verify_password(password: String, hash: Option<String>) -> bool {
+pub(crate) async fn verify_password(password: String, hash: Option<String>) -> bool {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     tokio::task::spawn_blocking(move || {
         let known = hash.is_some();
@@ -216,7 +214,7 @@ pub async fn verify_password(password: String, hash: Option<String>) -> bool {
 }
 
 /// A new session token (256 random bits, hex) and the hash that is stored.
-pub fn new_session_token() -> Result<(String, String), ProtoError> {
+pub(crate) fn new_session_token() -> Result<(String, String), ProtoError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|_| ProtoError::internal())?;
     let token = hex(&bytes);
@@ -226,7 +224,7 @@ pub fn new_session_token() -> Result<(String, String), ProtoError> {
 
 /// How a session token is stored: its SHA-256, so a leaked table holds no
 /// usable token.
-pub fn token_hash(token: &str) -> String {
+pub(crate) fn token_hash(token: &str) -> String {
     hex(&Sha256::digest(token.as_bytes()))
 }
 
@@ -238,112 +236,13 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Whether a bearer token looks like a session token (rather than a JWT).
-pub fn is_session_token(token: &str) -> bool {
+pub(crate) fn is_session_token(token: &str) -> bool {
     token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// Throttles password attempts so that an attacker slows down only
-/// itself: every attempt counts per (nick, client address) and per client
-/// address; failures also count per nick, from all addresses together, and
-/// past that ceiling only the addresses that failed on the nick are
-/// refused — the owner, from an address that has not failed, still logs in.
-pub struct LoginThrottle {
-    per_nick_ip: DefaultKeyedRateLimiter<(String, IpAddr)>,
-    per_ip: DefaultKeyedRateLimiter<IpAddr>,
-    failures: DashMap<String, Failures>,
-    max_failures: u32,
-    /// When the maps were last cleared of stale entries.
-    swept: Mutex<Instant>,
-}
-
-/// A nick's failed attempts in the current window.
-struct Failures {
-    since: Instant,
-    count: u32,
-    from: HashSet<IpAddr>,
-}
-
-/// The window of the per-nick failure count.
-const FAILURE_WINDOW: Duration = Duration::from_secs(60);
-/// Most addresses remembered as having failed on one nick (bounds memory;
-/// past it, further addresses are limited by their own buckets only).
-const MAX_FAILED_ADDRESSES: usize = 10_000;
-
-impl LoginThrottle {
-    pub fn new(per_nick_per_minute: u32, per_ip_per_minute: u32, failures_per_nick_per_minute: u32) -> LoginThrottle {
-        let q = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
-        LoginThrottle {
-            per_nick_ip: RateLimiter::keyed(q(per_nick_per_minute)),
-            per_ip: RateLimiter::keyed(q(per_ip_per_minute)),
-            failures: DashMap::new(),
-            max_failures: failures_per_nick_per_minute.max(1),
-            swept: Mutex::new(Instant::now()),
-        }
-    }
-
-    /// Takes one attempt on `nick` from `ip`; `rate_limited` when the
-    /// address's bucket or its bucket for this nick is empty, or when the
-    /// nick is past its failure ceiling and this address has failed on it.
-    pub fn attempt(&self, nick: &Name, ip: Option<IpAddr>) -> Result<(), ProtoError> {
-        self.sweep();
-        let nick = nick.key().to_string();
-        let refused = self.locked_out(&nick, ip)
-            || ip.is_some_and(|ip| {
-                self.per_ip.check_key(&ip).is_err() || self.per_nick_ip.check_key(&(nick, ip)).is_err()
-            });
-        if refused {
-            let mut e = ProtoError::new(ErrorCode::RateLimited, "too many login attempts: wait a minute");
-            e.retry_after_ms = Some(60_000);
-            return Err(e);
-        }
-        Ok(())
-    }
-
-    /// Records a wrong password (or an unknown nick) from `ip`.
-    pub fn failed(&self, nick: &Name, ip: Option<IpAddr>) {
-        let now = Instant::now();
-        let fresh = || Failures { since: now, count: 0, from: HashSet::new() };
-        let mut f = self.failures.entry(nick.key().to_string()).or_insert_with(fresh);
-        if now.duration_since(f.since) >= FAILURE_WINDOW {
-            *f = fresh();
-        }
-        f.count = f.count.saturating_add(1);
-        if let Some(ip) = ip
-            && f.from.len() < MAX_FAILED_ADDRESSES
-        {
-            f.from.insert(ip);
-        }
-    }
-
-    /// Past the nick's failure ceiling, an address that failed on it (or an
-    /// unknown address) may not try again within the window.
-    fn locked_out(&self, nick: &str, ip: Option<IpAddr>) -> bool {
-        self.failures.get(nick).is_some_and(|f| {
-            f.since.elapsed() < FAILURE_WINDOW
-                && f.count >= self.max_failures
-                && ip.is_none_or(|ip| f.from.contains(&ip))
-        })
-    }
-
-    /// Once a window: drops the state of nicks and addresses that are
-    /// quiet again, so the maps do not grow without bound.
-    fn sweep(&self) {
-        {
-            let mut swept = self.swept.lock().unwrap_or_else(|e| e.into_inner());
-            if swept.elapsed() < FAILURE_WINDOW {
-                return;
-            }
-            *swept = Instant::now();
-        }
-        self.failures.retain(|_, f| f.since.elapsed() < FAILURE_WINDOW);
-        self.per_ip.retain_recent();
-        self.per_nick_ip.retain_recent();
-    }
 }
 
 /// Logs in with nick and password: the account's identity, or
 /// `unauthorized` with one message for a wrong password and an unknown nick.
-pub async fn login(
+pub(crate) async fn login(
     store: &Store,
     throttle: &LoginThrottle,
     nick: &Name,
@@ -379,7 +278,7 @@ fn account_identity(account: Account) -> Result<Identity, ProtoError> {
 
 /// The identity behind a bearer token: a session token (from login, or a
 /// guest's `welcome.token`), or a site token.
-pub async fn from_token(store: &Store, config: &AuthConfig, token: &str) -> Result<Identity, ProtoError> {
+pub(crate) async fn from_token(store: &Store, config: &AuthConfig, token: &str) -> Result<Identity, ProtoError> {
     if !is_session_token(token) {
         let identity = verify_site_token(&config.token_secret, config.token_leeway, token)?;
         check_not_reserved(&identity.nick, config)?;
@@ -430,7 +329,7 @@ async fn claim_for_site(store: &Store, identity: &Identity) -> Result<(), ProtoE
 /// user: see `claim_for_site`). A guest that left is another identity,
 /// even within its grace period: its nick is free, and only its token
 /// brings it back (as itself, if the nick is still free).
-pub async fn check_free_for_guest(store: &Store, nick: &Name) -> Result<(), ProtoError> {
+pub(crate) async fn check_free_for_guest(store: &Store, nick: &Name) -> Result<(), ProtoError> {
     let taken = |why: &str| ProtoError::new(ErrorCode::NickTaken, format!("`{nick}` {why}: pick another nick"));
     let account = store.account(nick.key()).await.map_err(store_error)?;
     if account.is_some_and(|a| a.registered() || a.owner.is_some()) {
@@ -448,7 +347,7 @@ fn store_error(e: StoreError) -> ProtoError {
 
 /// Whether `given` is one of `keys`. Every key is compared in constant
 /// time, so timing tells nothing about any of them.
-pub fn is_api_key(keys: &[Secret], given: &str) -> bool {
+pub(crate) fn is_api_key(keys: &[Secret], given: &str) -> bool {
     let mut ok = subtle::Choice::from(0);
     for key in keys.iter().filter(|k| !k.is_empty()) {
         ok |= key.expose().as_bytes().ct_eq(given.as_bytes());
