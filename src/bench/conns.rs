@@ -18,36 +18,36 @@ pub struct ConnsArgs {
     /// Server WebSocket URL; give it several times to spread the
     /// connections (connection i goes to url[i % n]).
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws", num_args = 1)]
-    pub url: Vec<String>,
+    pub(crate) url: Vec<String>,
     /// Number of connections.
     #[arg(short = 'n', long = "conns", default_value_t = 1000)]
-    pub conns: usize,
+    pub(crate) conns: usize,
     /// Connection i joins room `bench-<i / room-size>`; 0 joins nothing.
     #[arg(long, default_value_t = 50)]
-    pub room_size: usize,
+    pub(crate) room_size: usize,
     /// Spread connections over source addresses 127.0.0.1..=127.0.0.K.
     #[arg(long, default_value_t = 50)]
-    pub source_ips: u32,
+    pub(crate) source_ips: u32,
     /// Connection attempts (connect + hello + join) in flight at once.
     #[arg(long, default_value_t = 200)]
-    pub concurrency: usize,
+    pub(crate) concurrency: usize,
     /// Seconds to keep all connections open once they are connected.
     #[arg(long, default_value_t = 10)]
-    pub hold: u64,
+    pub(crate) hold: u64,
     /// Seconds to wait after the last join before sampling the server's RSS
     /// (part of --hold).
     #[arg(long, default_value_t = 2)]
-    pub settle: u64,
+    pub(crate) settle: u64,
     /// Server pid: its VmRSS is read before and after, to report bytes per
     /// connection. Several: their RSS is summed.
     #[arg(long)]
-    pub pid: Vec<u32>,
+    pub(crate) pid: Vec<u32>,
     /// Nicks are `<prefix><i>`.
     #[arg(long, default_value = "b")]
-    pub nick_prefix: String,
+    pub(crate) nick_prefix: String,
     /// Runtime threads for the bench (1 = current-thread runtime).
     #[arg(long, default_value_t = 1)]
-    pub threads: usize,
+    pub(crate) threads: usize,
 }
 
 /// What one connection task saw.
@@ -57,7 +57,7 @@ enum Outcome {
     Dropped(u16),
 }
 
-pub async fn run(args: ConnsArgs) -> Result<()> {
+pub(crate) async fn run(args: ConnsArgs) -> Result<()> {
     if args.url.is_empty() {
         bail!("need at least one --url");
     }

@@ -11,72 +11,13 @@ use tokio::task::JoinHandle;
 
 use super::flow::{PubFlow, Shared};
 use super::net::{Target, Ws, await_setup};
+use super::plan::{FanoutArgs, Targets};
 use super::publisher::{PubParams, PubResult, publish};
 use super::receiver::{RecvResult, receive};
 use super::report::{Cpu, Totals, report};
 use super::sys::{check_fd_limit, cpu_secs, on_own_runtime, rss_kib};
 
-#[derive(clap::Args, Debug, Clone)]
-pub struct FanoutArgs {
-    /// Server WebSocket URL. Give it once per cluster node to spread the
-    /// members: member i of every room connects to url[i % n].
-    #[arg(long, default_value = "ws://127.0.0.1:8080/ws", num_args = 1)]
-    pub url: Vec<String>,
-    /// Where every publisher connects (default: publisher p to url[p % n]).
-    #[arg(long)]
-    pub publish_url: Option<String>,
-    /// Number of rooms (`fanout-<r>`).
-    #[arg(long, default_value_t = 100)]
-    pub rooms: usize,
-    /// Receiving members per room (publishers not included).
-    #[arg(long, default_value_t = 10)]
-    pub members: usize,
-    /// Publisher connections, round-robin over rooms (default: one per room).
-    #[arg(long)]
-    pub publishers: Option<usize>,
-    /// Total messages per second over all publishers; 0 = as fast as the
-    /// window allows.
-    #[arg(long, default_value_t = 0.0)]
-    pub rate: f64,
-    /// Seconds measured (after the warm-up).
-    #[arg(long, default_value_t = 10)]
-    pub duration: u64,
-    /// Seconds of publishing before measuring starts.
-    #[arg(long, default_value_t = 1)]
-    pub warmup: u64,
-    /// With --rate 0: messages per publisher sent but not yet received by
-    /// every member of its room.
-    #[arg(long, default_value_t = 64)]
-    pub window: u32,
-    /// Spread connections over source addresses 127.0.0.1..=127.0.0.K.
-    #[arg(long, default_value_t = 50)]
-    pub source_ips: u32,
-    /// Members are `<prefix><i>`, publishers `<prefix>p<j>`.
-    #[arg(long, default_value = "f")]
-    pub nick_prefix: String,
-    /// Length of each message's text in bytes (padded with `x`).
-    #[arg(long, default_value_t = 32)]
-    pub size: usize,
-    /// Connection attempts in flight during set-up.
-    #[arg(long, default_value_t = 200)]
-    pub concurrency: usize,
-    /// Most seconds to wait after publishing for outstanding deliveries.
-    #[arg(long, default_value_t = 2.0)]
-    pub drain: f64,
-    /// Runtime threads for the bench (1 = current-thread runtime).
-    #[arg(long, default_value_t = 1)]
-    pub threads: usize,
-    /// Read buffer per connection in bytes (bigger batches more frames per read).
-    #[arg(long, default_value_t = 16 * 1024)]
-    pub read_buffer: usize,
-    /// Server pid: report its CPU use over the measured window and its RSS.
-    /// Give it once per process to watch (each node, Redis): each is
-    /// reported, and `server_cpu_pct`/`server_rss_kib` are their sums.
-    #[arg(long)]
-    pub pid: Vec<u32>,
-}
-
-pub async fn run(args: FanoutArgs) -> Result<()> {
+pub(crate) async fn run(args: FanoutArgs) -> Result<()> {
     let publishers = args.publishers.unwrap_or(args.rooms);
     if args.rooms == 0 || publishers == 0 {
         bail!("need at least one room and one publisher");
@@ -90,59 +31,6 @@ pub async fn run(args: FanoutArgs) -> Result<()> {
     check_fd_limit(args.rooms * args.members + publishers + 64);
     let threads = args.threads;
     on_own_runtime(threads, move || run_inner(args, publishers)).await
-}
-
-/// The servers to connect to: members round-robin over `members` (by their
-/// index in the room), publishers to `publish` or round-robin too.
-pub struct Targets {
-    pub members: Vec<Target>,
-    pub publish: Option<Target>,
-}
-
-impl Targets {
-    async fn resolve(args: &FanoutArgs) -> Result<Self> {
-        let mut members = Vec::with_capacity(args.url.len());
-        for url in &args.url {
-            members.push(Target::resolve(url, args.source_ips, args.read_buffer).await?);
-        }
-        let publish = match &args.publish_url {
-            Some(url) => Some(Target::resolve(url, args.source_ips, args.read_buffer).await?),
-            None => None,
-        };
-        Ok(Self { members, publish })
-    }
-
-    /// Which of `members` the room's `k`-th member connects to.
-    pub fn member_idx(&self, k: usize) -> usize {
-        k % self.members.len()
-    }
-
-    fn publisher(&self, p: usize) -> &Target {
-        self.publish.as_ref().unwrap_or(&self.members[p % self.members.len()])
-    }
-
-    /// Index into `members` of publisher `p`'s server (`usize::MAX` when
-    /// `--publish-url` is none of the `--url`s; compared by address).
-    fn publisher_node(&self, p: usize) -> usize {
-        match &self.publish {
-            Some(t) => self.members.iter().position(|m| m.addr == t.addr).unwrap_or(usize::MAX),
-            None => p % self.members.len(),
-        }
-    }
-
-    /// Whether some publisher and member may be on different nodes, so
-    /// latency is split into same-node and cross-node.
-    pub fn split(&self) -> bool {
-        self.members.len() > 1 || self.publish.is_some()
-    }
-
-    fn describe(&self) -> String {
-        let addrs: Vec<String> = self.members.iter().map(|t| t.addr.to_string()).collect();
-        match &self.publish {
-            Some(p) => format!("members -> {}, publishers -> {}", addrs.join(", "), p.addr),
-            None => format!("-> {}", addrs.join(", ")),
-        }
-    }
 }
 
 /// What every connection task needs for its set-up.

@@ -10,46 +10,46 @@ use tokio::sync::Notify;
 /// the controller, so receivers on different threads never share a line.
 #[derive(Default)]
 #[repr(align(64))]
-pub struct Slot(pub AtomicU64);
+pub(crate) struct Slot(pub AtomicU64);
 
 /// State shared by all tasks of one fanout run. Receivers only touch it
 /// with uncontended loads, their own [`Slot`], and (with a window) one
 /// `fetch_add` per delivery on their publisher's ring.
-pub struct Shared {
-    pub epoch: Instant,
+pub(crate) struct Shared {
+    pub(crate) epoch: Instant,
     /// Flow-control window per publisher (0 = none, fixed-rate mode).
-    pub window: u32,
+    pub(crate) window: u32,
     /// Latency is recorded for messages sent at or after this (µs since
     /// `epoch`); set once before publishing starts.
-    pub measure_start_us: AtomicU64,
+    pub(crate) measure_start_us: AtomicU64,
     /// Deliveries/acks received in [start, end) count towards the rates.
-    pub measure_end_us: AtomicU64,
+    pub(crate) measure_end_us: AtomicU64,
     /// Members per room that joined and are still connected.
-    pub room_live: Vec<AtomicU32>,
+    pub(crate) room_live: Vec<AtomicU32>,
     /// Publishers of each room, to wake them when a member goes away.
-    pub room_pubs: Vec<Vec<usize>>,
-    pub pubs: Vec<PubFlow>,
+    pub(crate) room_pubs: Vec<Vec<usize>>,
+    pub(crate) pubs: Vec<PubFlow>,
     /// Deliveries so far, per receiver.
-    pub progress: Vec<Slot>,
+    pub(crate) progress: Vec<Slot>,
     /// With several nodes: the node (index into `--url`, `usize::MAX` for
     /// none of them) each publisher is connected to. Empty = one node.
-    pub pub_node: Vec<usize>,
+    pub(crate) pub_node: Vec<usize>,
 }
 
 /// Per-publisher counters and flow-control ring.
-pub struct PubFlow {
-    pub room: usize,
+pub(crate) struct PubFlow {
+    pub(crate) room: usize,
     /// ring[c % len] counts deliveries of message c (len >= 2 × window).
     ring: Box<[AtomicU32]>,
     /// Woken when a message completes or a member of the room goes away.
-    pub notify: Notify,
-    pub sent: Slot,
-    pub acked: Slot,
-    pub failed: Slot,
+    pub(crate) notify: Notify,
+    pub(crate) sent: Slot,
+    pub(crate) acked: Slot,
+    pub(crate) failed: Slot,
 }
 
 impl Shared {
-    pub fn new(rooms: usize, receivers: usize, pub_rooms: &[usize], window: u32) -> Self {
+    pub(crate) fn new(rooms: usize, receivers: usize, pub_rooms: &[usize], window: u32) -> Self {
         let ring_len = (2 * window.max(1) as usize).next_power_of_two();
         let mut room_pubs = vec![Vec::new(); rooms];
         for (p, &r) in pub_rooms.iter().enumerate() {
@@ -79,12 +79,12 @@ impl Shared {
     }
 
     /// Deliveries so far, over all receivers.
-    pub fn delivered(&self) -> u64 {
+    pub(crate) fn delivered(&self) -> u64 {
         self.progress.iter().map(|s| s.0.load(Relaxed)).sum()
     }
 
     /// Messages (sent, acked, failed) so far, over all publishers.
-    pub fn pub_totals(&self) -> (u64, u64, u64) {
+    pub(crate) fn pub_totals(&self) -> (u64, u64, u64) {
         self.pubs.iter().fold((0, 0, 0), |(s, a, f), p| {
             (s + p.sent.0.load(Relaxed), a + p.acked.0.load(Relaxed), f + p.failed.0.load(Relaxed))
         })
@@ -92,23 +92,23 @@ impl Shared {
 
     /// Microseconds since the shared monotonic epoch.
     #[inline]
-    pub fn now_us(&self) -> u64 {
+    pub(crate) fn now_us(&self) -> u64 {
         self.epoch.elapsed().as_micros() as u64
     }
 
-    pub fn at(&self, us: u64) -> tokio::time::Instant {
+    pub(crate) fn at(&self, us: u64) -> tokio::time::Instant {
         (self.epoch + Duration::from_micros(us)).into()
     }
 
     #[inline]
-    pub fn in_window(&self, now: u64) -> bool {
+    pub(crate) fn in_window(&self, now: u64) -> bool {
         now >= self.measure_start_us.load(Relaxed) && now < self.measure_end_us.load(Relaxed)
     }
 
     /// Counts one delivery of message `counter` of publisher `p` and wakes
     /// the publisher once every live member of the room has it.
     #[inline]
-    pub fn count_delivery(&self, p: usize, counter: u64) {
+    pub(crate) fn count_delivery(&self, p: usize, counter: u64) {
         if let Some(pf) = self.pubs.get(p) {
             let n = pf.slot(counter).fetch_add(1, AcqRel) + 1;
             if n == self.room_live[pf.room].load(Relaxed) {
@@ -119,7 +119,7 @@ impl Shared {
 
     /// A member left early: lower its room's target and let the room's
     /// publishers re-check their windows.
-    pub fn member_gone(&self, room: usize) {
+    pub(crate) fn member_gone(&self, room: usize) {
         self.room_live[room].fetch_sub(1, AcqRel);
         for &p in &self.room_pubs[room] {
             self.pubs[p].notify.notify_one();
@@ -134,7 +134,7 @@ impl PubFlow {
 
     /// True (and the slot is cleared for reuse) once message `counter` has
     /// reached `target` deliveries.
-    pub fn complete(&self, counter: u64, target: u32) -> bool {
+    pub(crate) fn complete(&self, counter: u64, target: u32) -> bool {
         let slot = self.slot(counter);
         let done = slot.load(Acquire) >= target;
         if done {
@@ -144,13 +144,13 @@ impl PubFlow {
     }
 
     /// Gives up on message `counter` (stalled): clears its slot.
-    pub fn abandon(&self, counter: u64) {
+    pub(crate) fn abandon(&self, counter: u64) {
         self.slot(counter).store(0, Relaxed);
     }
 
     /// Message `counter` failed (error reply) and will never be delivered:
     /// count it as delivered to all `target` members.
-    pub fn failed_message(&self, counter: u64, target: u32) {
+    pub(crate) fn failed_message(&self, counter: u64, target: u32) {
         self.slot(counter).fetch_add(target, AcqRel);
         self.notify.notify_one();
     }

@@ -83,6 +83,7 @@ mod fanout;
 mod flow;
 mod net;
 mod parse;
+mod plan;
 mod publisher;
 mod receiver;
 mod report;
@@ -90,7 +91,7 @@ mod stats;
 mod sys;
 
 pub use conns::ConnsArgs;
-pub use fanout::FanoutArgs;
+pub use plan::FanoutArgs;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum BenchCommand {

@@ -12,28 +12,28 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-pub type Ws = WebSocketStream<TcpStream>;
+pub(crate) type Ws = WebSocketStream<TcpStream>;
 
 /// How long one connection may take for connect + hello + join.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where to connect and from which local addresses.
 #[derive(Clone, Debug)]
-pub struct Target {
-    pub url: String,
-    pub addr: SocketAddr,
+pub(crate) struct Target {
+    pub(crate) url: String,
+    pub(crate) addr: SocketAddr,
     /// Spread connections over 127.0.0.1..=127.0.0.K (0 = let the kernel
     /// pick). Each source address has its own ~28k ephemeral ports, so this
     /// is what lets one bench open more than ~28k connections to one server
     /// port. Only used when the server is on loopback.
-    pub source_ips: u8,
+    pub(crate) source_ips: u8,
     /// Read buffer per connection; tungstenite zero-fills it on every read,
     /// so small is cheaper for idle connections and big batches frames.
-    pub read_buffer: usize,
+    pub(crate) read_buffer: usize,
 }
 
 impl Target {
-    pub async fn resolve(url: &str, source_ips: u32, read_buffer: usize) -> Result<Self> {
+    pub(crate) async fn resolve(url: &str, source_ips: u32, read_buffer: usize) -> Result<Self> {
         let rest = url.strip_prefix("ws://").ok_or_else(|| anyhow!("--url must start with ws:// (no TLS): {url}"))?;
         let hostport = rest.split('/').next().unwrap_or(rest);
         let hostport = if hostport.rsplit_once(':').is_some_and(|(_, p)| !p.contains(']')) {
@@ -64,7 +64,7 @@ impl Target {
 
     /// TCP connect (from source address number `i % source_ips`) and the
     /// WebSocket handshake.
-    pub async fn connect(&self, i: usize) -> Result<Ws> {
+    pub(crate) async fn connect(&self, i: usize) -> Result<Ws> {
         let socket = TcpSocket::new_v4().context("socket")?;
         if self.source_ips > 0 {
             let last = 1 + (i % usize::from(self.source_ips)) as u8;
@@ -81,7 +81,7 @@ impl Target {
     }
 
     /// Connect, `hello` as `nick`, then `join` `room` (if any), with a timeout.
-    pub async fn session(&self, i: usize, nick: &str, room: Option<&str>) -> Result<Ws> {
+    pub(crate) async fn session(&self, i: usize, nick: &str, room: Option<&str>) -> Result<Ws> {
         tokio::time::timeout(SETUP_TIMEOUT, async {
             let mut ws = self.connect(i).await?;
             hello(&mut ws, nick).await?;
@@ -177,17 +177,17 @@ async fn join(ws: &mut Ws, room: &str) -> Result<()> {
 }
 
 /// How the set-up phase went.
-pub struct SetupSummary {
-    pub ok: usize,
-    pub failed: usize,
+pub(crate) struct SetupSummary {
+    pub(crate) ok: usize,
+    pub(crate) failed: usize,
     /// The first few error messages.
-    pub errors: Vec<String>,
-    pub secs: f64,
+    pub(crate) errors: Vec<String>,
+    pub(crate) secs: f64,
 }
 
 /// Collects `total` set-up results (one per connection task), printing
 /// progress to stderr every second.
-pub async fn await_setup(
+pub(crate) async fn await_setup(
     rx: &mut tokio::sync::mpsc::UnboundedReceiver<Result<(), String>>,
     total: usize,
     start: std::time::Instant,

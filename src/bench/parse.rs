@@ -3,24 +3,22 @@
 //! A receiver sees up to a million frames a second, so it must not build a
 //! `serde_json::Value` per frame. [`parse_delivery`] finds `"type":"message"`
 //! and the `"text":"` field by scanning bytes; [`parse_delivery_serde`] does
-//! the same with a borrowed serde struct and is kept for comparison and as
-//! the test oracle: on a typical 200-byte frame the byte scan took ~35 ns,
+//! the same with a borrowed serde struct and is kept, in test builds only,
+//! as the test oracle: on a typical 200-byte frame the byte scan took ~35 ns,
 //! the serde struct ~250 ns.
-
-use serde::Deserialize;
 
 /// What a publisher put into a message's text: `"<publisher> <counter> <sent_us> <padding>"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Delivery {
-    pub publisher: u32,
-    pub counter: u64,
+pub(crate) struct Delivery {
+    pub(crate) publisher: u32,
+    pub(crate) counter: u64,
     /// Microseconds since the bench's shared monotonic epoch.
-    pub sent_us: u64,
+    pub(crate) sent_us: u64,
 }
 
 /// Writes the text of a bench message into `out` (cleared first), padded with
 /// `x` to at least `size` bytes.
-pub fn format_text(out: &mut String, publisher: usize, counter: u64, sent_us: u64, size: usize) {
+pub(crate) fn format_text(out: &mut String, publisher: usize, counter: u64, sent_us: u64, size: usize) {
     use std::fmt::Write as _;
     out.clear();
     // Writing into a String cannot fail.
@@ -33,7 +31,7 @@ pub fn format_text(out: &mut String, publisher: usize, counter: u64, sent_us: u6
 /// Parses a server frame; `Some` only for a `message` whose text came from a
 /// bench publisher.
 #[inline]
-pub fn parse_delivery(frame: &[u8]) -> Option<Delivery> {
+pub(crate) fn parse_delivery(frame: &[u8]) -> Option<Delivery> {
     const TYPE_MSG: &[u8] = br#"{"type":"message""#;
     const TYPE_KEY: &[u8] = br#"{"type":""#;
     // A struct-serialised frame starts with the type tag: decide on the
@@ -54,10 +52,10 @@ pub fn parse_delivery(frame: &[u8]) -> Option<Delivery> {
 
 /// Same as [`parse_delivery`] through a borrowed serde struct (no allocation
 /// while the text has no escapes, which bench texts never have). Only the
-/// tests and the parser micro-benchmark use it, as the reference.
-#[cfg_attr(not(test), allow(dead_code))]
-pub fn parse_delivery_serde(frame: &[u8]) -> Option<Delivery> {
-    #[derive(Deserialize)]
+/// tests use it, as the reference.
+#[cfg(test)]
+fn parse_delivery_serde(frame: &[u8]) -> Option<Delivery> {
+    #[derive(serde::Deserialize)]
     struct M<'a> {
         #[serde(rename = "type", borrow)]
         t: &'a str,

@@ -22,27 +22,27 @@ const STALL: Duration = Duration::from_secs(1);
 
 /// What one publisher saw.
 #[derive(Default)]
-pub struct PubResult {
-    pub acked_in_window: u64,
+pub(crate) struct PubResult {
+    pub(crate) acked_in_window: u64,
     /// Times the window stalled for [`STALL`] and the oldest message was given up.
-    pub stalls: u64,
-    pub errors: HashMap<String, u64>,
-    pub closed: Option<u16>,
-    pub write_error: Option<String>,
+    pub(crate) stalls: u64,
+    pub(crate) errors: HashMap<String, u64>,
+    pub(crate) closed: Option<u16>,
+    pub(crate) write_error: Option<String>,
 }
 
-pub struct PubParams {
-    pub idx: usize,
-    pub room: String,
-    pub size: usize,
+pub(crate) struct PubParams {
+    pub(crate) idx: usize,
+    pub(crate) room: String,
+    pub(crate) size: usize,
     /// Messages per second for this publisher; 0 = as fast as the window allows.
-    pub rate: f64,
-    pub start_us: u64,
-    pub end_us: u64,
+    pub(crate) rate: f64,
+    pub(crate) start_us: u64,
+    pub(crate) end_us: u64,
 }
 
 /// Runs one publisher: a reader task for acks/errors and the sending loop.
-pub async fn publish(ws: Ws, shared: Arc<Shared>, p: PubParams, stop: oneshot::Receiver<()>) -> PubResult {
+pub(crate) async fn publish(ws: Ws, shared: Arc<Shared>, p: PubParams, stop: oneshot::Receiver<()>) -> PubResult {
     let (mut sink, stream) = ws.split();
     let reader = tokio::spawn(read_acks(stream, shared.clone(), p.idx, stop));
     let sent = if p.rate > 0.0 {

@@ -13,24 +13,24 @@ use super::parse::parse_delivery;
 use super::stats::Histogram;
 
 /// What one receiver saw.
-pub struct RecvResult {
-    pub deliveries: u64,
-    pub in_window: u64,
+pub(crate) struct RecvResult {
+    pub(crate) deliveries: u64,
+    pub(crate) in_window: u64,
     /// Frames that were not bench messages (presence, …).
-    pub other: u64,
+    pub(crate) other: u64,
     /// Latency of every delivery, or with several nodes of those from a
     /// publisher on this member's node.
-    pub hist: Histogram,
+    pub(crate) hist: Histogram,
     /// With several nodes: latency of deliveries from a publisher on another node.
-    pub cross: Option<Histogram>,
+    pub(crate) cross: Option<Histogram>,
     /// Close code if the server closed the connection (0 = no code / reset).
-    pub closed: Option<u16>,
+    pub(crate) closed: Option<u16>,
 }
 
 /// The hot loop: read frames, pick out bench messages by byte scanning,
 /// record latency. Everything is task-local except the progress slot and
 /// (with a window) one counter per delivery.
-pub async fn receive(
+pub(crate) async fn receive(
     mut ws: Ws,
     shared: Arc<Shared>,
     idx: usize,

@@ -2,29 +2,29 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::fanout::{FanoutArgs, Targets};
 use super::net::SetupSummary;
+use super::plan::{FanoutArgs, Targets};
 use super::publisher::PubResult;
 use super::receiver::RecvResult;
 use super::stats::{Histogram, JsonLine};
 
 /// Messages over all publishers; `expected` = Σ acked × members joined.
-pub struct Totals {
-    pub sent: u64,
-    pub acked: u64,
-    pub failed: u64,
-    pub expected: u64,
+pub(crate) struct Totals {
+    pub(crate) sent: u64,
+    pub(crate) acked: u64,
+    pub(crate) failed: u64,
+    pub(crate) expected: u64,
 }
 
 /// CPU seconds used by the bench and by each `--pid` in the measured window.
 #[derive(Clone)]
-pub struct Cpu {
-    pub bench: f64,
-    pub server: Vec<f64>,
+pub(crate) struct Cpu {
+    pub(crate) bench: f64,
+    pub(crate) server: Vec<f64>,
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn report(
+pub(crate) fn report(
     args: &FanoutArgs,
     targets: &Targets,
     publishers: usize,

@@ -14,7 +14,7 @@ const BUCKETS: usize = (1 << EXACT_BITS) + ((MAX_BITS - EXACT_BITS) as usize) * 
 /// Log-linear histogram of microsecond values. One per receiver task (no
 /// sharing on the hot path); [`Histogram::merge`] them at the end.
 #[derive(Clone)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     counts: Box<[u32]>,
     total: u64,
     max: u64,
@@ -28,7 +28,7 @@ impl Default for Histogram {
 }
 
 impl Histogram {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self { counts: vec![0; BUCKETS].into_boxed_slice(), total: 0, max: 0, sum: 0 }
     }
 
@@ -57,7 +57,7 @@ impl Histogram {
     }
 
     #[inline]
-    pub fn record(&mut self, micros: u64) {
+    pub(crate) fn record(&mut self, micros: u64) {
         let c = &mut self.counts[Self::index(micros)];
         *c = c.saturating_add(1);
         self.total += 1;
@@ -65,7 +65,7 @@ impl Histogram {
         self.max = self.max.max(micros);
     }
 
-    pub fn merge(&mut self, other: &Histogram) {
+    pub(crate) fn merge(&mut self, other: &Histogram) {
         for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
             *a = a.saturating_add(*b);
         }
@@ -74,20 +74,20 @@ impl Histogram {
         self.max = self.max.max(other.max);
     }
 
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.total
     }
 
-    pub fn max_ms(&self) -> f64 {
+    pub(crate) fn max_ms(&self) -> f64 {
         self.max as f64 / 1000.0
     }
 
-    pub fn mean_ms(&self) -> f64 {
+    pub(crate) fn mean_ms(&self) -> f64 {
         if self.total == 0 { 0.0 } else { self.sum as f64 / self.total as f64 / 1000.0 }
     }
 
     /// Quantile `q` (0..=1) in milliseconds; 0 when empty.
-    pub fn quantile_ms(&self, q: f64) -> f64 {
+    pub(crate) fn quantile_ms(&self, q: f64) -> f64 {
         if self.total == 0 {
             return 0.0;
         }
@@ -105,27 +105,27 @@ impl Histogram {
 }
 
 /// Builder for the final machine-readable line: `{"bench":"…","k":num,…}`.
-pub struct JsonLine(String);
+pub(crate) struct JsonLine(String);
 
 impl JsonLine {
-    pub fn new(bench: &str) -> Self {
+    pub(crate) fn new(bench: &str) -> Self {
         Self(format!(r#"{{"bench":"{bench}""#))
     }
 
-    pub fn int(mut self, key: &str, v: impl Into<u64>) -> Self {
+    pub(crate) fn int(mut self, key: &str, v: impl Into<u64>) -> Self {
         let _ = write!(self.0, r#","{key}":{}"#, v.into());
         self
     }
 
     /// Floats are rounded to 3 decimals; non-finite values become 0 so the
     /// line stays valid JSON made only of numbers.
-    pub fn float(mut self, key: &str, v: f64) -> Self {
+    pub(crate) fn float(mut self, key: &str, v: f64) -> Self {
         let v = if v.is_finite() { v } else { 0.0 };
         let _ = write!(self.0, r#","{key}":{}"#, (v * 1000.0).round() / 1000.0);
         self
     }
 
-    pub fn finish(mut self) -> String {
+    pub(crate) fn finish(mut self) -> String {
         self.0.push('}');
         self.0
     }

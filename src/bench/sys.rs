@@ -3,7 +3,7 @@
 use anyhow::{Context, Result, anyhow};
 
 /// VmRSS of `pid` in KiB.
-pub fn rss_kib(pid: u32) -> Result<u64> {
+pub(crate) fn rss_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status"))?;
     status
@@ -16,7 +16,7 @@ pub fn rss_kib(pid: u32) -> Result<u64> {
 /// Warns when this process cannot open `needed` sockets. Raising the limit
 /// needs `setrlimit` (libc + unsafe, which the crate forbids), so the user
 /// runs `ulimit -n` instead.
-pub fn check_fd_limit(needed: usize) {
+pub(crate) fn check_fd_limit(needed: usize) {
     let soft = std::fs::read_to_string("/proc/self/limits").ok().and_then(|s| {
         s.lines()
             .find(|l| l.starts_with("Max open files"))
@@ -35,7 +35,7 @@ pub fn check_fd_limit(needed: usize) {
 /// Runs `make()`'s future on a runtime of its own in a new thread, so the
 /// bench controls its threading whatever runtime the caller uses:
 /// 1 = current-thread runtime (no cross-thread wake-ups), N = N workers.
-pub async fn on_own_runtime<F, Fut, T>(threads: usize, make: F) -> Result<T>
+pub(crate) async fn on_own_runtime<F, Fut, T>(threads: usize, make: F) -> Result<T>
 where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = Result<T>>,
@@ -59,7 +59,7 @@ where
 
 /// CPU time (user + system) of `pid` (`None` = this process) in seconds.
 /// Assumes the usual 100 clock ticks per second (sysconf needs libc).
-pub fn cpu_secs(pid: Option<u32>) -> Option<f64> {
+pub(crate) fn cpu_secs(pid: Option<u32>) -> Option<f64> {
     let path = match pid {
         Some(p) => format!("/proc/{p}/stat"),
         None => "/proc/self/stat".to_string(),

@@ -6,7 +6,7 @@ use std::fmt;
 
 /// One line of input, parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Command {
+pub(crate) enum Command {
     /// A plain line: to the current room. `//text` sends `/text`.
     Say(String),
     Join(String),
@@ -29,10 +29,10 @@ pub enum Command {
 
 /// A line that is not a valid command; nothing is sent for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UsageError {
-    pub problem: String,
+pub(crate) struct UsageError {
+    pub(crate) problem: String,
     /// The command's synopsis, e.g. `/join ROOM`, or a pointer to `/help`.
-    pub usage: &'static str,
+    pub(crate) usage: &'static str,
 }
 
 impl fmt::Display for UsageError {
@@ -42,11 +42,11 @@ impl fmt::Display for UsageError {
 }
 
 /// The most a `history` request may ask for (the protocol's cap).
-pub const MAX_HISTORY: u32 = 200;
+pub(crate) const MAX_HISTORY: u32 = 200;
 
 /// Every command: synopsis and what it does. `/help` prints this table and
 /// tab completion offers the names.
-pub const COMMANDS: &[(&str, &str)] = &[
+pub(crate) const COMMANDS: &[(&str, &str)] = &[
     ("/join ROOM", "join a room (created if new) and talk there"),
     ("/leave [ROOM]", "leave the current room, or ROOM"),
     ("/switch ROOM", "talk in another room you have joined"),
@@ -65,7 +65,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
 const USAGE_HELP: &str = "/help lists the commands";
 
 /// Parses one line. `Ok(None)` for a blank line (nothing to do).
-pub fn parse(line: &str) -> Result<Option<Command>, UsageError> {
+pub(crate) fn parse(line: &str) -> Result<Option<Command>, UsageError> {
     let line = line.trim_end_matches(['\r', '\n']);
     if line.trim().is_empty() {
         return Ok(None);
@@ -160,7 +160,7 @@ fn room(name: &str, synopsis: &'static str) -> Result<String, UsageError> {
 
 /// A nick as the protocol allows it: 1 to 32 ASCII letters, digits, `_`,
 /// `-`, `.`, not starting with a digit or `-`.
-pub fn valid_nick(nick: &str) -> bool {
+pub(crate) fn valid_nick(nick: &str) -> bool {
     let first_ok = nick.chars().next().is_some_and(|c| !c.is_ascii_digit() && c != '-');
     first_ok && nick.len() <= 32 && nick.chars().all(name_char)
 }

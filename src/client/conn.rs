@@ -12,17 +12,18 @@ use anyhow::anyhow;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::sleep_until;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
+use super::input::Input;
 use super::output::Output;
 use super::render::{Body, Line};
 use super::session::{Next, Session, now_ms};
 use super::wire::{Incoming, Welcome};
 
-pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long connecting and identifying may take.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,7 +49,7 @@ const SCRIPT_START_WAIT: Duration = Duration::from_secs(10);
 
 /// How the user identifies (PROTOCOL.md `hello`).
 #[derive(Clone, Debug)]
-pub enum Login {
+pub(crate) enum Login {
     Guest,
     Token(String),
     Password(String),
@@ -64,19 +65,8 @@ impl Login {
     }
 }
 
-/// Something typed, from the terminal or standard input.
 #[derive(Debug)]
-pub enum Input {
-    /// A line; the terminal waits on the reply before its next prompt.
-    Line(String, Option<oneshot::Sender<()>>),
-    /// The user is typing a message (or stopped).
-    Typing(bool),
-    /// End of input (Ctrl-D).
-    Eof,
-}
-
-#[derive(Debug)]
-pub enum OpenError {
+pub(crate) enum OpenError {
     /// The server answered `hello` with an error.
     Refused { code: String, message: String },
     /// No connection, or it broke before `welcome`.
@@ -94,15 +84,15 @@ impl std::fmt::Display for OpenError {
     }
 }
 
-pub struct Opened {
-    pub ws: Ws,
-    pub welcome: Welcome,
+pub(crate) struct Opened {
+    pub(crate) ws: Ws,
+    pub(crate) welcome: Welcome,
     /// The `welcome` frame as it came (for `--json`).
-    pub raw: String,
+    pub(crate) raw: String,
 }
 
 /// Connects and identifies.
-pub async fn open(url: String, login: Login, nick: String) -> Result<Opened, OpenError> {
+pub(crate) async fn open(url: String, login: Login, nick: String) -> Result<Opened, OpenError> {
     let attempt = async {
         let (mut ws, _) = connect_async(url.as_str()).await.map_err(|e| OpenError::Failed(e.into()))?;
         let hello = login.hello(&nick).to_string();
@@ -187,7 +177,7 @@ enum Welcomed {
 }
 
 /// Drives one client until it quits; returns the exit status.
-pub struct Driver {
+pub(crate) struct Driver {
     url: String,
     login: Login,
     session: Session,
@@ -200,11 +190,11 @@ pub struct Driver {
 }
 
 impl Driver {
-    pub fn new(url: String, login: Login, session: Session, output: Output, script: bool) -> Driver {
+    pub(crate) fn new(url: String, login: Login, session: Session, output: Output, script: bool) -> Driver {
         Driver { url, login, session, output, script, urgent: Vec::new() }
     }
 
-    pub async fn run(mut self, first: Opened, mut input: mpsc::Receiver<Input>) -> ExitCode {
+    pub(crate) async fn run(mut self, first: Opened, mut input: mpsc::Receiver<Input>) -> ExitCode {
         let mut lines = Vec::new();
         let mut link = self.welcomed(first, Welcomed::First, &mut lines);
         let mut last_frame = Instant::now();

@@ -7,6 +7,8 @@
 //! - [`conn`]: opening a connection, and the driver loop: reconnect with
 //!   backoff, resume with `join … since`.
 //! - [`render`]: how events look (timestamps, colours).
+//! - [`input`]: what the user typed, on its way from [`tty`] or standard
+//!   input to [`conn`].
 //! - [`output`], [`tty`]: where lines go: a terminal with a line editor, or
 //!   plain/JSON lines for scripts.
 //!
@@ -17,6 +19,7 @@
 
 mod command;
 mod conn;
+mod input;
 mod output;
 mod render;
 mod session;
@@ -29,7 +32,8 @@ use std::process::ExitCode;
 use anyhow::bail;
 use tokio::sync::mpsc;
 
-use conn::{Driver, Input, Login, OpenError};
+use conn::{Driver, Login, OpenError};
+use input::Input;
 use output::Output;
 use render::Painter;
 use session::Session;
@@ -38,26 +42,26 @@ use session::Session;
 pub struct ClientArgs {
     /// The server's WebSocket address (`ws://HOST:PORT/ws`; `HOST:PORT` will do).
     #[arg(value_name = "URL", default_value = "ws://127.0.0.1:8080/ws")]
-    pub url: String,
+    pub(crate) url: String,
     /// Your nick: a guest nick, or the account name with --password.
     #[arg(long, short = 'n')]
-    pub nick: Option<String>,
+    pub(crate) nick: Option<String>,
     /// A signed token from the embedding site (the nick comes from it).
     #[arg(long, env = "CHAT_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    pub(crate) token: Option<String>,
     /// An account name (with --password).
     #[arg(long, conflicts_with = "nick")]
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
     /// The account's password (better given in the environment).
     #[arg(long, env = "CHAT_PASSWORD", hide_env_values = true)]
-    pub password: Option<String>,
+    pub(crate) password: Option<String>,
     /// Without a terminal: print each received frame as a JSON line
     /// instead of text (diagnostics stay text, on standard error).
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     /// How many past messages to show when joining a room.
     #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=200))]
-    pub history: u32,
+    pub(crate) history: u32,
 }
 
 /// Runs the client until the user quits or the input ends.

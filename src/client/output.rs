@@ -8,13 +8,13 @@ use super::render::{Line, Painter, Stream};
 use super::session::Session;
 use super::tty::Screen;
 
-pub enum Output {
+pub(crate) enum Output {
     Script { painter: Painter, json: bool },
     Tty(Screen),
 }
 
 impl Output {
-    pub fn lines(&mut self, lines: Vec<Line>) {
+    pub(crate) fn lines(&mut self, lines: Vec<Line>) {
         if lines.is_empty() {
             return;
         }
@@ -40,7 +40,7 @@ impl Output {
     }
 
     /// A frame as received: printed as one JSON line with `--json`.
-    pub fn frame(&mut self, raw: &str) {
+    pub(crate) fn frame(&mut self, raw: &str) {
         if let Output::Script { json: true, .. } = self {
             let mut out = std::io::stdout().lock();
             // The server sends compact JSON, one object per frame.
@@ -50,21 +50,21 @@ impl Output {
     }
 
     /// The session changed: the prompt and completions follow it.
-    pub fn update(&mut self, session: &Session) {
+    pub(crate) fn update(&mut self, session: &Session) {
         if let Output::Tty(screen) = self {
             screen.update(session);
         }
     }
 
     /// The first prompt may be shown.
-    pub fn ready(&mut self) {
+    pub(crate) fn ready(&mut self) {
         if let Output::Tty(screen) = self {
             screen.ready();
         }
     }
 
     /// Prints what is still queued.
-    pub fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         if let Output::Tty(screen) = self {
             screen.finish();
         }

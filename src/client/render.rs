@@ -17,14 +17,14 @@ use super::command::COMMANDS;
 
 /// One thing to show, at a time (epoch milliseconds).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Line {
-    pub at: i64,
-    pub body: Body,
+pub(crate) struct Line {
+    pub(crate) at: i64,
+    pub(crate) body: Body,
 }
 
 /// Where a message was said, as seen by this client.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Place {
+pub(crate) enum Place {
     Room(String),
     /// A direct message from this nick.
     DmFrom(String),
@@ -34,17 +34,17 @@ pub enum Place {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Msg {
-    pub place: Place,
-    pub from: String,
-    pub text: String,
-    pub mine: bool,
-    pub edited: bool,
-    pub deleted: bool,
+pub(crate) struct Msg {
+    pub(crate) place: Place,
+    pub(crate) from: String,
+    pub(crate) text: String,
+    pub(crate) mine: bool,
+    pub(crate) edited: bool,
+    pub(crate) deleted: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub enum Body {
+pub(crate) enum Body {
     Msg(Msg),
     Presence {
         room: String,
@@ -119,7 +119,7 @@ pub enum Body {
 /// events and command results on standard output, diagnostics (errors,
 /// usage, connection news) on standard error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stream {
+pub(crate) enum Stream {
     /// Caused by a server frame (left out in `--json` mode, where the frame
     /// itself is printed).
     Event,
@@ -129,7 +129,7 @@ pub enum Stream {
 }
 
 impl Body {
-    pub fn stream(&self) -> Stream {
+    pub(crate) fn stream(&self) -> Stream {
         match self {
             Body::Error { .. } | Body::Usage { .. } | Body::Info(_) | Body::Notice(_) => Stream::Diag,
             Body::Switched(_) | Body::Text(_) => Stream::Local,
@@ -139,7 +139,7 @@ impl Body {
 }
 
 /// The `/help` text as lines.
-pub fn help(at: i64) -> Vec<Line> {
+pub(crate) fn help(at: i64) -> Vec<Line> {
     let width = COMMANDS.iter().map(|(s, _)| s.len()).max().unwrap_or(0);
     let mut lines = vec![Line { at, body: Body::Text("commands (a line without / goes to the current room):".into()) }];
     lines.extend(
@@ -150,7 +150,7 @@ pub fn help(at: i64) -> Vec<Line> {
 
 /// Whether to colour output: standard output is a terminal, `NO_COLOR` is
 /// unset or empty (no-color.org), and `TERM` is not `dumb`.
-pub fn colour_wanted() -> bool {
+pub(crate) fn colour_wanted() -> bool {
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
     !no_color && !dumb && std::io::stdout().is_terminal()
@@ -158,7 +158,7 @@ pub fn colour_wanted() -> bool {
 
 /// Renders lines, with or without colour and timestamps.
 #[derive(Clone, Debug)]
-pub struct Painter {
+pub(crate) struct Painter {
     colour: bool,
     tz: TimeZone,
 }
@@ -177,11 +177,11 @@ const NICKS: [AnsiColor; 6] =
     [AnsiColor::Green, AnsiColor::Yellow, AnsiColor::Blue, AnsiColor::Magenta, AnsiColor::Cyan, AnsiColor::BrightBlue];
 
 impl Painter {
-    pub fn new(colour: bool) -> Painter {
+    pub(crate) fn new(colour: bool) -> Painter {
         Painter { colour, tz: TimeZone::try_system().unwrap_or(TimeZone::UTC) }
     }
 
-    pub fn colour(&self) -> bool {
+    pub(crate) fn colour(&self) -> bool {
         self.colour
     }
 
@@ -204,7 +204,7 @@ impl Painter {
     }
 
     /// `HH:MM`, or `YYYY-MM-DD HH:MM` when `at` is not today.
-    pub fn time(&self, at: i64) -> String {
+    pub(crate) fn time(&self, at: i64) -> String {
         let Ok(ts) = Timestamp::from_millisecond(at) else { return "--:--".into() };
         let zoned = ts.to_zoned(self.tz.clone());
         let today = Timestamp::now().to_zoned(self.tz.clone()).date();
@@ -216,7 +216,7 @@ impl Painter {
     }
 
     /// One line of text (no newline), with the time first if `with_time`.
-    pub fn render(&self, line: &Line, with_time: bool) -> String {
+    pub(crate) fn render(&self, line: &Line, with_time: bool) -> String {
         let mut s = String::new();
         if with_time {
             s.push_str(&self.paint(DIM, &self.time(line.at)));

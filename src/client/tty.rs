@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 use unicode_width::UnicodeWidthStr;
 
 use super::command::COMMANDS;
-use super::conn::Input;
+use super::input::Input;
 use super::render::{Body, Line, Painter, Place};
 use super::session::Session;
 
@@ -78,7 +78,7 @@ impl Gate {
 }
 
 /// The terminal side of the output.
-pub struct Screen {
+pub(crate) struct Screen {
     painter: Painter,
     lines: Option<std_mpsc::Sender<String>>,
     shared: Arc<Mutex<Shared>>,
@@ -92,7 +92,7 @@ pub struct Screen {
 
 impl Screen {
     /// Starts the editor and printer threads. Typed lines arrive on `input`.
-    pub fn start(painter: Painter, input: mpsc::Sender<Input>) -> anyhow::Result<Screen> {
+    pub(crate) fn start(painter: Painter, input: mpsc::Sender<Input>) -> anyhow::Result<Screen> {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let gate = Arc::new(Gate { phase: Mutex::new(Phase::Busy), changed: Condvar::new() });
         let (printer_tx, printer_rx) = std_mpsc::channel();
@@ -124,7 +124,7 @@ impl Screen {
         })
     }
 
-    pub fn lines(&mut self, lines: Vec<Line>) {
+    pub(crate) fn lines(&mut self, lines: Vec<Line>) {
         let mut text = String::new();
         for line in &lines {
             if !text.is_empty() {
@@ -149,7 +149,7 @@ impl Screen {
         }
     }
 
-    pub fn update(&mut self, session: &Session) {
+    pub(crate) fn update(&mut self, session: &Session) {
         let raw = match session.current_room() {
             Some(room) => format!("[{room}] "),
             None => "> ".to_owned(),
@@ -167,14 +167,14 @@ impl Screen {
     }
 
     /// Shows the first prompt (once the prompt can name the room).
-    pub fn ready(&mut self) {
+    pub(crate) fn ready(&mut self) {
         if let Some(go) = self.go.take() {
             let _ = go.send(());
         }
     }
 
     /// Prints what is queued, directly (the editor is not reading any more).
-    pub fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         self.go = None;
         self.gate.set(Phase::Closed);
         self.lines = None;

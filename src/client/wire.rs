@@ -9,7 +9,7 @@ use serde_json::Value;
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum Incoming {
+pub(crate) enum Incoming {
     Welcome(Welcome),
     Joined(Joined),
     Left(Left),
@@ -34,187 +34,187 @@ pub enum Incoming {
 impl Incoming {
     /// Parses one text frame; `None` if it is not a frame this client can
     /// read (not JSON, or a known type with fields of the wrong shape).
-    pub fn parse(text: &str) -> Option<Incoming> {
+    pub(crate) fn parse(text: &str) -> Option<Incoming> {
         serde_json::from_str(text).ok()
     }
 }
 
 /// A request id as the server echoes it. The client sends integers.
-pub fn request_id(id: &Option<Value>) -> Option<u64> {
+pub(crate) fn request_id(id: &Option<Value>) -> Option<u64> {
     id.as_ref().and_then(Value::as_u64)
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct Welcome {
-    pub id: Option<Value>,
-    pub nick: String,
-    pub rooms: Vec<String>,
-    pub server: ServerInfo,
-    pub limits: Limits,
+pub(crate) struct Welcome {
+    pub(crate) id: Option<Value>,
+    pub(crate) nick: String,
+    pub(crate) rooms: Vec<String>,
+    pub(crate) server: ServerInfo,
+    pub(crate) limits: Limits,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct ServerInfo {
-    pub name: String,
-    pub version: String,
-    pub node: String,
+pub(crate) struct ServerInfo {
+    pub(crate) name: String,
+    pub(crate) version: String,
+    pub(crate) node: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct Limits {
-    pub rate_per_sec: Option<f64>,
-    pub burst: Option<f64>,
+pub(crate) struct Limits {
+    pub(crate) rate_per_sec: Option<f64>,
+    pub(crate) burst: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct Member {
-    pub nick: String,
-    pub away: bool,
+pub(crate) struct Member {
+    pub(crate) nick: String,
+    pub(crate) away: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct Joined {
-    pub id: Option<Value>,
-    pub room: String,
-    pub topic: String,
-    pub members: Vec<Member>,
-    pub seq: u64,
-    pub history: Vec<Message>,
-    pub more: bool,
+pub(crate) struct Joined {
+    pub(crate) id: Option<Value>,
+    pub(crate) room: String,
+    pub(crate) topic: String,
+    pub(crate) members: Vec<Member>,
+    pub(crate) seq: u64,
+    pub(crate) history: Vec<Message>,
+    pub(crate) more: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct Left {
-    pub id: Option<Value>,
-    pub room: String,
-    pub reason: Option<String>,
-    pub by: Option<String>,
+pub(crate) struct Left {
+    pub(crate) id: Option<Value>,
+    pub(crate) room: String,
+    pub(crate) reason: Option<String>,
+    pub(crate) by: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RoomsReply {
-    pub id: Option<Value>,
-    pub rooms: Vec<RoomSummary>,
+pub(crate) struct RoomsReply {
+    pub(crate) id: Option<Value>,
+    pub(crate) rooms: Vec<RoomSummary>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RoomSummary {
-    pub name: String,
-    pub topic: String,
-    pub members: u64,
+pub(crate) struct RoomSummary {
+    pub(crate) name: String,
+    pub(crate) topic: String,
+    pub(crate) members: u64,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RoomStatus {
-    pub id: Option<Value>,
-    pub room: String,
-    pub topic: String,
-    pub members: Vec<Member>,
+pub(crate) struct RoomStatus {
+    pub(crate) id: Option<Value>,
+    pub(crate) room: String,
+    pub(crate) topic: String,
+    pub(crate) members: Vec<Member>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct Topic {
-    pub room: String,
-    pub topic: String,
-    pub by: String,
+pub(crate) struct Topic {
+    pub(crate) room: String,
+    pub(crate) topic: String,
+    pub(crate) by: String,
 }
 
 /// A message as `message` frames, `ack`s and history carry it.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct Message {
-    pub room: Option<String>,
-    pub to: Option<String>,
-    pub everyone: bool,
-    pub seq: u64,
-    pub from: String,
-    pub text: String,
-    pub sent_at: i64,
-    pub edited_at: Option<i64>,
-    pub deleted: bool,
+pub(crate) struct Message {
+    pub(crate) room: Option<String>,
+    pub(crate) to: Option<String>,
+    pub(crate) everyone: bool,
+    pub(crate) seq: u64,
+    pub(crate) from: String,
+    pub(crate) text: String,
+    pub(crate) sent_at: i64,
+    pub(crate) edited_at: Option<i64>,
+    pub(crate) deleted: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct Ack {
-    pub id: Option<Value>,
-    pub message: Option<Message>,
+pub(crate) struct Ack {
+    pub(crate) id: Option<Value>,
+    pub(crate) message: Option<Message>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct History {
-    pub id: Option<Value>,
-    pub messages: Vec<Message>,
-    pub more: bool,
+pub(crate) struct History {
+    pub(crate) id: Option<Value>,
+    pub(crate) messages: Vec<Message>,
+    pub(crate) more: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct Edited {
-    pub room: Option<String>,
-    pub with: Option<String>,
-    pub everyone: bool,
-    pub text: String,
+pub(crate) struct Edited {
+    pub(crate) room: Option<String>,
+    pub(crate) with: Option<String>,
+    pub(crate) everyone: bool,
+    pub(crate) text: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct Deleted {
-    pub room: Option<String>,
-    pub with: Option<String>,
-    pub everyone: bool,
+pub(crate) struct Deleted {
+    pub(crate) room: Option<String>,
+    pub(crate) with: Option<String>,
+    pub(crate) everyone: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct Typing {
-    pub room: Option<String>,
-    pub from: Option<String>,
-    pub nick: String,
-    pub active: bool,
+pub(crate) struct Typing {
+    pub(crate) room: Option<String>,
+    pub(crate) from: Option<String>,
+    pub(crate) nick: String,
+    pub(crate) active: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct Presence {
-    pub room: String,
-    pub nick: String,
-    pub event: String,
+pub(crate) struct Presence {
+    pub(crate) room: String,
+    pub(crate) nick: String,
+    pub(crate) event: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct Status {
-    pub nick: String,
-    pub online: bool,
-    pub away: bool,
+pub(crate) struct Status {
+    pub(crate) nick: String,
+    pub(crate) online: bool,
+    pub(crate) away: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct ErrorFrame {
-    pub id: Option<Value>,
-    pub code: String,
-    pub message: String,
-    pub retry_after_ms: Option<u64>,
+pub(crate) struct ErrorFrame {
+    pub(crate) id: Option<Value>,
+    pub(crate) code: String,
+    pub(crate) message: String,
+    pub(crate) retry_after_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct Notice {
-    pub code: String,
-    pub message: String,
+pub(crate) struct Notice {
+    pub(crate) code: String,
+    pub(crate) message: String,
 }
 
 #[cfg(test)]

@@ -83,7 +83,7 @@ impl Session {
     }
 
     /// One server frame (text). Frames this client cannot read are ignored.
-    pub fn frame(&mut self, text: &str, out: &mut Vec<Line>) {
+    pub(crate) fn frame(&mut self, text: &str, out: &mut Vec<Line>) {
         let Some(frame) = Incoming::parse(text) else { return };
         let at = now_ms();
         match frame {

@@ -28,7 +28,7 @@ const TYPING_LAPSE: Duration = Duration::from_secs(6);
 /// Nicks remembered for tab completion, at most.
 const MAX_KNOWN_NICKS: usize = 10_000;
 
-pub fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
@@ -97,7 +97,7 @@ enum Item {
 
 /// What the driver should do with the outbox now.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Next {
+pub(crate) enum Next {
     /// Send this text frame.
     Send(String),
     /// Close the connection and reconnect as this nick.
@@ -116,8 +116,8 @@ struct Room {
     last_seq: Option<u64>,
 }
 
-pub struct Session {
-    pub nick: String,
+pub(crate) struct Session {
+    pub(crate) nick: String,
     guest: bool,
     /// `history` asked for on `join`.
     history_on_join: u32,
@@ -138,18 +138,18 @@ pub struct Session {
     /// Rooms the server joins us to on `welcome` whose `joined` has not come yet.
     auto_joining: Vec<String>,
     /// A `shutdown` notice arrived: the coming close is graceful.
-    pub shutdown_notice: bool,
+    pub(crate) shutdown_notice: bool,
     /// `/quit` was typed.
-    pub quit: bool,
+    pub(crate) quit: bool,
     /// Requests the server refused, or that were lost with the connection.
-    pub failures: u32,
+    pub(crate) failures: u32,
     /// Lines that were not valid commands.
-    pub usage_errors: u32,
+    pub(crate) usage_errors: u32,
 }
 
 impl Session {
     /// `guest`: the nick is ours to change (not from a token or account).
-    pub fn new(nick: String, guest: bool, history_on_join: u32) -> Session {
+    pub(crate) fn new(nick: String, guest: bool, history_on_join: u32) -> Session {
         Session {
             nick,
             guest,
@@ -174,32 +174,32 @@ impl Session {
     }
 
     /// The current room as shown, if any.
-    pub fn current_room(&self) -> Option<&str> {
+    pub(crate) fn current_room(&self) -> Option<&str> {
         let key = self.current.as_ref()?;
         self.rooms.iter().find(|r| &r.key == key).map(|r| r.name.as_str())
     }
 
-    pub fn room_names(&self) -> Vec<String> {
+    pub(crate) fn room_names(&self) -> Vec<String> {
         self.rooms.iter().map(|r| r.name.clone()).collect()
     }
 
-    pub fn known_nicks(&self) -> Vec<String> {
+    pub(crate) fn known_nicks(&self) -> Vec<String> {
         self.known_nicks.iter().cloned().collect()
     }
 
     /// Whether rooms joined on `welcome` are still to be confirmed (the
     /// terminal waits for them before the first prompt, which names the room).
-    pub fn auto_joining(&self) -> bool {
+    pub(crate) fn auto_joining(&self) -> bool {
         !self.auto_joining.is_empty()
     }
 
     /// Frames waiting to be sent (the driver stops reading input past a cap).
-    pub fn queued(&self) -> usize {
+    pub(crate) fn queued(&self) -> usize {
         self.outbox.len()
     }
 
     /// Nothing queued and every request that matters answered.
-    pub fn settled(&self) -> bool {
+    pub(crate) fn settled(&self) -> bool {
         self.outbox.is_empty() && self.inflight.values().all(|(_, r)| matches!(r, Request::Typing))
     }
 
@@ -233,7 +233,7 @@ impl Session {
     }
 
     /// One typed line.
-    pub fn input(&mut self, line: &str, out: &mut Vec<Line>) {
+    pub(crate) fn input(&mut self, line: &str, out: &mut Vec<Line>) {
         match command::parse(line) {
             Ok(None) => {}
             Ok(Some(cmd)) => self.command(cmd, out),
@@ -257,7 +257,7 @@ impl Session {
         room
     }
 
-    pub fn command(&mut self, cmd: Command, out: &mut Vec<Line>) {
+    pub(crate) fn command(&mut self, cmd: Command, out: &mut Vec<Line>) {
         match cmd {
             Command::Say(text) => {
                 if let Some(room) = self.need_room(out) {
@@ -334,14 +334,14 @@ impl Session {
 
     /// The user is typing in the current room (or stopped). Dropped when
     /// the rate limit has no room for it: it is only a hint.
-    pub fn typing(&mut self, active: bool) {
+    pub(crate) fn typing(&mut self, active: bool) {
         if let Some(room) = self.current_room().map(str::to_owned) {
             self.enqueue(json!({"type": "typing", "room": room, "active": active}), Request::Typing);
         }
     }
 
     /// What to send next (call until it says `Wait` or `Idle`).
-    pub fn next(&mut self, now: Instant) -> Next {
+    pub(crate) fn next(&mut self, now: Instant) -> Next {
         // Earlier requests first: their replies come on this connection.
         let answered = self.inflight.values().all(|(_, r)| matches!(r, Request::Typing));
         loop {
@@ -381,7 +381,7 @@ impl Session {
     /// A new connection was welcomed: adopt the server's spelling of the
     /// nick and its rate limits, and resume every conversation where it
     /// stopped. Returns the frames to send before anything queued.
-    pub fn welcomed(&mut self, welcome: &wire::Welcome) -> Vec<String> {
+    pub(crate) fn welcomed(&mut self, welcome: &wire::Welcome) -> Vec<String> {
         if !welcome.nick.is_empty() {
             self.nick = welcome.nick.clone();
         }
@@ -426,7 +426,7 @@ impl Session {
     /// read, so what is unanswered was not read and goes again. After a
     /// drop, a `say` may or may not have been stored: it is reported, not
     /// repeated (a repeat could post it twice).
-    pub fn disconnected(&mut self, graceful: bool, out: &mut Vec<Line>) {
+    pub(crate) fn disconnected(&mut self, graceful: bool, out: &mut Vec<Line>) {
         let mut lost: Vec<(u64, Value, Request)> =
             self.inflight.drain().map(|(id, (frame, req))| (id, frame, req)).collect();
         lost.sort_by_key(|(id, ..)| *id);
@@ -456,7 +456,7 @@ impl Session {
 
     /// Gives up on everything still queued or unanswered (the connection is
     /// gone for good); each counts as a failure.
-    pub fn abandon(&mut self, out: &mut Vec<Line>) {
+    pub(crate) fn abandon(&mut self, out: &mut Vec<Line>) {
         let n = self.outbox.len() + self.inflight.values().filter(|(_, r)| !matches!(r, Request::Typing)).count();
         self.outbox.clear();
         self.inflight.clear();
