@@ -108,7 +108,9 @@ impl Server {
                     .with_context(|| format!("metrics.listen: cannot listen on {listen}"))?,
             ),
         };
-        let store = Store::open(&config).await.context("cannot open the database")?;
+        // The error's text names the (redacted) url and carries every cause
+        // already: as a chain, `{:#}` would print each cause twice.
+        let store = Store::open(&config).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         let clustered = !config.cluster.redis_url.is_empty();
         let hub = Arc::new(
             Hub::new(config.limits.outbound_queue, !clustered)

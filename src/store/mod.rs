@@ -6,9 +6,10 @@
 //! messages, assigns each conversation's next `seq` in commit order and
 //! reports committed batches back, in order, to whoever fans them out.
 
-pub mod health;
-pub mod sql;
-pub mod writer;
+mod error;
+mod health;
+pub(crate) mod sql;
+mod writer;
 
 use std::sync::Arc;
 
@@ -17,7 +18,8 @@ use ulid::Ulid;
 use crate::config::Config;
 use crate::protocol::server::{Conv, StoredMessage};
 
-pub use writer::{CommitSink, Writer};
+pub use error::StoreError;
+pub(crate) use writer::{CommitSink, Writer};
 
 /// A message accepted by the hub, not yet stored: it has no `seq` yet.
 #[derive(Clone, Debug)]
@@ -77,7 +79,7 @@ pub struct RoomRecord {
     pub name: Arc<str>,
     pub topic: Arc<str>,
     pub last_seq: u64,
-    /// Only members (see `room_members`) may join.
+    /// Only members (rows of the `room_members` table) may join.
     pub private: bool,
     /// Created through the API: only moderators set the topic.
     pub managed: bool,
@@ -133,14 +135,8 @@ impl Role {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("storage unavailable: {0}")]
-    Unavailable(String),
-}
-
 /// A database URL fit for logs: any password replaced by `***`.
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let userinfo = &url[s + 3..at];
@@ -160,13 +156,10 @@ pub struct Store(Arc<sql::SqlStore>);
 impl Store {
     /// Opens the database `database.url` names, applying migrations.
     pub async fn open(config: &Config) -> Result<Store, StoreError> {
-        match sql::SqlStore::open(&config.database).await {
-            Ok(store) => Ok(Store(Arc::new(store))),
-            Err(StoreError::Unavailable(e)) => Err(StoreError::Unavailable(format!(
-                "cannot open the database `{}`: {e}",
-                redact_url(&config.database.url)
-            ))),
-        }
+        let store = sql::SqlStore::open(&config.database)
+            .await
+            .map_err(|e| StoreError::Open { url: redact_url(&config.database.url), source: Box::new(e) })?;
+        Ok(Store(Arc::new(store)))
     }
 }
 
