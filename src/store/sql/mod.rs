@@ -216,9 +216,8 @@ impl SqlStore {
 
     /// Notes a write's outcome: a failure retires the connections open now.
     pub(crate) fn record<T>(&self, result: &Result<T, StoreError>) {
-        match result {
-            Ok(_) => self.health.succeeded(),
-            Err(_) => self.health.failed(),
+        if result.is_err() {
+            self.health.failed();
         }
     }
 }
