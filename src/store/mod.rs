@@ -5,6 +5,9 @@
 //! [`writer`] is the durable step of DESIGN.md's data flow: it batches new
 //! messages, assigns each conversation's next `seq` in commit order and
 //! reports committed batches back, in order, to whoever fans them out.
+//!
+//! Every failure is a [`StoreError`] ([`error`]) that keeps its cause (the
+//! sqlx error, the migration error) as its `source()`.
 
 mod error;
 mod health;
