@@ -105,7 +105,9 @@ impl Service {
     /// once the service is dropped and its queue is drained).
     pub(crate) async fn start(config: Config) -> anyhow::Result<(Service, Option<JoinHandle<()>>)> {
         use anyhow::Context;
-        let store = Store::open(&config).await.context("cannot open the database")?;
+        // The error's text names the (redacted) url and carries every cause
+        // already: as a chain, `{:#}` would print each cause twice.
+        let store = Store::open(&config).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         let clustered = !config.cluster.redis_url.is_empty();
         let hub = Arc::new(
             Hub::new(config.limits.outbound_queue, !clustered)

@@ -2,10 +2,9 @@
 //! every pool connection opened before that moment is dropped and reopened
 //! on its next use (a connection may stay broken after its cause is gone:
 //! SQLite opens a file it cannot write read-only and stays so; a server
-//! may have killed the session), and whether writing works now, for
-//! `/readyz`.
+//! may have killed the session).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Debug)]
@@ -13,13 +12,11 @@ pub struct Health {
     start: Instant,
     /// When a write last failed, in µs since `start` plus one (0: never).
     failed_at: AtomicU64,
-    /// Whether the last write (or write probe) worked.
-    writing: AtomicBool,
 }
 
 impl Default for Health {
     fn default() -> Self {
-        Health { start: Instant::now(), failed_at: AtomicU64::new(0), writing: AtomicBool::new(true) }
+        Health { start: Instant::now(), failed_at: AtomicU64::new(0) }
     }
 }
 
@@ -31,17 +28,6 @@ impl Health {
     /// A write failed: the connections open now are suspect.
     pub fn failed(&self) {
         self.failed_at.fetch_max(self.now(), Ordering::AcqRel);
-        self.writing.store(false, Ordering::Release);
-    }
-
-    /// A write worked.
-    pub fn succeeded(&self) {
-        self.writing.store(true, Ordering::Release);
-    }
-
-    /// Whether the last write worked.
-    pub fn writing(&self) -> bool {
-        self.writing.load(Ordering::Acquire)
     }
 
     /// Whether a connection `age` old was opened before the last failure
@@ -59,16 +45,13 @@ mod tests {
     #[test]
     fn connections_older_than_a_failure_are_stale() {
         let h = Health::default();
-        assert!(!h.stale(Duration::from_secs(3600)) && h.writing());
+        assert!(!h.stale(Duration::from_secs(3600)));
         std::thread::sleep(Duration::from_millis(2));
         h.failed();
-        assert!(!h.writing());
         // Opened a second before the failure: stale.
         assert!(h.stale(Duration::from_secs(1)));
         std::thread::sleep(Duration::from_millis(2));
         // Opened just now, after it: fine.
         assert!(!h.stale(Duration::ZERO));
-        h.succeeded();
-        assert!(h.writing());
     }
 }

@@ -5,26 +5,25 @@
 //! [`writer`] is the durable step of DESIGN.md's data flow: it batches new
 //! messages, assigns each conversation's next `seq` in commit order and
 //! reports committed batches back, in order, to whoever fans them out.
+//!
+//! Every failure is a [`StoreError`] ([`error`]) that keeps its cause (the
+//! sqlx error, the migration error) as its `source()`.
 
-pub mod health;
-pub mod sql;
-pub mod writer;
+mod error;
+mod health;
+pub(crate) mod sql;
+mod writer;
 
 use std::sync::Arc;
 
 use crate::config::Config;
 
-pub use crate::model::{Account, HistoryQuery, NewMessage, Page, ProfileUpdate, Role, RoomRecord};
-pub use writer::{CommitSink, Writer};
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("storage unavailable: {0}")]
-    Unavailable(String),
-}
+pub(crate) use crate::model::{Account, HistoryQuery, NewMessage, Page, ProfileUpdate, Role, RoomRecord};
+pub use error::StoreError;
+pub(crate) use writer::{CommitSink, Writer};
 
 /// A database URL fit for logs: any password replaced by `***`.
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let userinfo = &url[s + 3..at];
@@ -44,13 +43,10 @@ pub struct Store(Arc<sql::SqlStore>);
 impl Store {
     /// Opens the database `database.url` names, applying migrations.
     pub async fn open(config: &Config) -> Result<Store, StoreError> {
-        match sql::SqlStore::open(&config.database).await {
-            Ok(store) => Ok(Store(Arc::new(store))),
-            Err(StoreError::Unavailable(e)) => Err(StoreError::Unavailable(format!(
-                "cannot open the database `{}`: {e}",
-                redact_url(&config.database.url)
-            ))),
-        }
+        let store = sql::SqlStore::open(&config.database)
+            .await
+            .map_err(|e| StoreError::Open { url: redact_url(&config.database.url), source: Box::new(e) })?;
+        Ok(Store(Arc::new(store)))
     }
 }
 

@@ -180,7 +180,7 @@ impl RedisBus {
     /// archived), merged, with no gap and no repeat. The buffer is read
     /// first: an entry archived meanwhile is then in the database.
     pub async fn history(&self, conv: &Conv, q: HistoryQuery) -> Result<Page, StoreError> {
-        let buffered = self.buffered(conv, &q).await.map_err(|e| StoreError::Unavailable(e.message))?;
+        let buffered = self.buffered(conv, &q).await.map_err(|e| StoreError::Buffer(e.message))?;
         let stored = self.store.history(conv, q).await?;
         let more = stored.more || buffered.len() > q.limit;
         let mut all: BTreeMap<u64, StoredMessage> = buffered.into_iter().map(|m| (m.seq, m)).collect();

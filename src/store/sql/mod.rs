@@ -1,0 +1,223 @@
+//! The SQL backends: SQLite (the embedded default), PostgreSQL and
+//! MySQL/MariaDB, through sqlx. Every query is written once per dialect in
+//! [`dialect`], side by side, with bind parameters only; the code around
+//! them is written once and expanded for each pool type by `on_pool!`.
+//!
+//! This file opens the pool, migrates and watches write health; the
+//! queries live by concern: [`messages`] (`seq`, history, edits),
+//! [`users`] (accounts, profiles, sessions, guests, grants) and [`rooms`]
+//! (rooms, topics, members).
+//!
+//! `seq` is assigned here, by the one writer task: the next number of each
+//! conversation is cached after being read once from the database, so it
+//! continues across restarts. A failed write forgets the cache, so that a
+//! write whose outcome is unknown cannot make the next one collide.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use ulid::Ulid;
+
+use super::error::Context;
+use super::health::Health;
+use super::{StoreError, redact_url};
+use crate::config::DatabaseConfig;
+use crate::protocol::server::Conv;
+
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+    Mysql(MySqlPool),
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool and `$sql` to its
+/// dialect: the code is written once, type-checked for each backend.
+macro_rules! on_pool {
+    ($self:expr, |$pool:ident, $sql:ident| $body:expr) => {
+        match &$self.pool {
+            $crate::store::sql::Pool::Sqlite($pool) => {
+                let $sql = &$crate::store::sql::dialect::SQLITE;
+                $body
+            }
+            $crate::store::sql::Pool::Postgres($pool) => {
+                let $sql = &$crate::store::sql::dialect::POSTGRES;
+                $body
+            }
+            $crate::store::sql::Pool::Mysql($pool) => {
+                let $sql = &$crate::store::sql::dialect::MYSQL;
+                $body
+            }
+        }
+    };
+}
+
+// After `on_pool!`: a macro is visible only below its definition.
+mod dialect;
+mod messages;
+mod rooms;
+mod users;
+
+pub struct SqlStore {
+    pool: Pool,
+    /// Each conversation's latest `seq`, once read. Only the writer task
+    /// appends, so the cache cannot race with another writer in this process.
+    seqs: Mutex<HashMap<Conv, u64>>,
+    /// SQLite's background checkpoint task.
+    checkpointer: Option<tokio::task::JoinHandle<()>>,
+    /// When writing last failed: older connections are reopened.
+    health: Arc<Health>,
+}
+
+impl Drop for SqlStore {
+    fn drop(&mut self) {
+        if let Some(task) = &self.checkpointer {
+            task.abort();
+        }
+    }
+}
+
+/// How often the SQLite WAL is checkpointed.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Moves the SQLite WAL into the database file once a second, on a pool
+/// connection of its own. PASSIVE never waits for or blocks the writer, so
+/// the fsync it does is never in a message's path; the writer's commits
+/// only append to the WAL.
+async fn checkpoints(pool: SqlitePool) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            tracing::debug!(error = %e, "WAL checkpoint failed; retrying later");
+        }
+    }
+}
+
+impl SqlStore {
+    /// Connects (creating a SQLite file and its folder if needed) and
+    /// applies the migrations.
+    pub(crate) async fn open(config: &DatabaseConfig) -> Result<SqlStore, StoreError> {
+        // memory:// is SQLite in memory, shared by the pool's connections
+        // and kept while the pool keeps one open.
+        let memory = config.url.starts_with("memory:");
+        let memory_url = format!("sqlite:file:chat-{}?mode=memory&cache=shared", Ulid::generate());
+        let url = if memory { memory_url.as_str() } else { config.url.as_str() };
+        let timeout = Duration::from_secs(5);
+        let max = config.max_connections;
+        let health = Arc::new(Health::default());
+        // A connection opened before the last failed write is closed, not
+        // reused: a fresh one takes its place (see `health`).
+        macro_rules! renewing {
+            ($options:expr) => {{
+                let health = health.clone();
+                $options.before_acquire(move |_, meta| {
+                    let fresh = !health.stale(meta.age);
+                    Box::pin(async move { Ok(fresh) })
+                })
+            }};
+        }
+        let pool = if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .context("reading the SQLite url")?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // WAL + NORMAL: a commit is in the WAL file when it returns,
+                // so it survives the process being killed; an OS crash may
+                // lose the newest commits (set FULL for that).
+                .synchronous(if config.sqlite_full_sync { SqliteSynchronous::Full } else { SqliteSynchronous::Normal })
+                .busy_timeout(config.busy_timeout)
+                // Checkpoints (copying the WAL into the database, with an
+                // fsync) run in a background task, not inside whichever
+                // commit happens to cross the threshold: see `checkpoints`.
+                .pragma("wal_autocheckpoint", "0");
+            if let Some(dir) = options.get_filename().parent().filter(|d| !memory && !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { dir: dir.to_owned(), source })?;
+            }
+            let pool = renewing!(SqlitePoolOptions::new())
+                .max_connections(max)
+                .min_connections(if memory { 1 } else { 0 })
+                .idle_timeout(if memory { None } else { Some(Duration::from_secs(600)) })
+                .max_lifetime(if memory { None } else { Some(Duration::from_secs(1800)) })
+                .acquire_timeout(timeout)
+                .connect_with(options)
+                .await;
+            Pool::Sqlite(pool.context("connecting")?)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            // One connection first: a pool that cannot connect says only
+            // "pool timed out"; this says why (refused, unknown host, auth).
+            let first = tokio::time::timeout(timeout, <sqlx::PgConnection as sqlx::Connection>::connect(url)).await;
+            match first {
+                Ok(Ok(c)) => drop(sqlx::Connection::close(c).await),
+                Ok(Err(e)) => return Err(e).context("connecting"),
+                Err(_) => return Err(StoreError::NoAnswer { after: timeout }),
+            }
+            let pool = renewing!(PgPoolOptions::new()).max_connections(max).acquire_timeout(timeout).connect(url).await;
+            Pool::Postgres(pool.context("connecting")?)
+        } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+            let url = url.replacen("mariadb:", "mysql:", 1);
+            let first = tokio::time::timeout(timeout, <sqlx::MySqlConnection as sqlx::Connection>::connect(&url)).await;
+            match first {
+                Ok(Ok(c)) => drop(sqlx::Connection::close(c).await),
+                Ok(Err(e)) => return Err(e).context("connecting"),
+                Err(_) => return Err(StoreError::NoAnswer { after: timeout }),
+            }
+            let pool =
+                renewing!(MySqlPoolOptions::new()).max_connections(max).acquire_timeout(timeout).connect(&url).await;
+            Pool::Mysql(pool.context("connecting")?)
+        } else {
+            return Err(StoreError::UnsupportedUrl { url: redact_url(url) });
+        };
+        let checkpointer = match &pool {
+            Pool::Sqlite(p) if !memory => Some(tokio::spawn(checkpoints(p.clone()))),
+            _ => None,
+        };
+        let store = SqlStore { pool, seqs: Mutex::default(), checkpointer, health };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies the migrations of `migrations/<backend>/` that are not applied yet.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let result = match &self.pool {
+            Pool::Sqlite(p) => sqlx::migrate!("migrations/sqlite").run(p).await,
+            Pool::Postgres(p) => sqlx::migrate!("migrations/postgres").run(p).await,
+            Pool::Mysql(p) => sqlx::migrate!("migrations/mysql").run(p).await,
+        };
+        result.map_err(StoreError::Migrate)
+    }
+
+    /// The cache of each conversation's latest `seq` (see [`SqlStore`]).
+    fn seqs(&self) -> MutexGuard<'_, HashMap<Conv, u64>> {
+        self.seqs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the database answers (for `/readyz`).
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+        on_pool!(self, |pool, _sql| sqlx::query("SELECT 1").execute(pool).await.map(|_| ()).context("pinging"))
+    }
+
+    /// Whether writing works now: a write that changes no value (a few
+    /// rows rewritten as they are: SQLite skips a write that matches no
+    /// row, even on a read-only connection), recorded like the writer's
+    /// outcomes.
+    pub(crate) async fn probe_write(&self) -> Result<(), StoreError> {
+        let probe = "UPDATE _sqlx_migrations SET success = success";
+        let result =
+            on_pool!(self, |pool, _sql| sqlx::query(probe).execute(pool).await.map(|_| ()).context("probing a write"));
+        self.record(&result);
+        result
+    }
+
+    /// Notes a write's outcome: a failure retires the connections open now.
+    pub(crate) fn record<T>(&self, result: &Result<T, StoreError>) {
+        if result.is_err() {
+            self.health.failed();
+        }
+    }
+}
