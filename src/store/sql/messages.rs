@@ -41,7 +41,16 @@ impl SqlStore {
                 m.stored(seq.unwrap_or(1))
             })
             .collect();
-        match self.insert(&stored, false).await {
+        let mut inserted = self.insert(&stored, false).await;
+        if inserted.as_ref().is_err_and(read_only_connection) {
+            // A SQLite connection opened while the file was read-only stays
+            // read-only. Nothing was written (SQLite refuses before it
+            // writes): retire every connection open now and try once more
+            // on a fresh one.
+            self.health.failed();
+            inserted = self.insert(&stored, false).await;
+        }
+        match inserted {
             Ok(()) => {
                 self.seqs().extend(next);
                 Ok(stored)
@@ -209,4 +218,15 @@ where
         deleted: get(r, 10, "deleted")?,
         sender_id: get::<R, String>(r, 11, "sender_id")?.into(),
     })
+}
+
+/// Whether a write failed because its SQLite connection is read-only
+/// (`SQLITE_READONLY` and its extended codes): the write did not happen.
+fn read_only_connection(e: &sqlx::Error) -> bool {
+    let Some(db) = e.as_database_error() else { return false };
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_none() {
+        return false;
+    }
+    let code = db.code().and_then(|c| c.parse::<i64>().ok());
+    code.is_some_and(|c| c & 0xff == 8)
 }
