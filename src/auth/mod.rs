@@ -21,7 +21,7 @@ use subtle::ConstantTimeEq;
 use crate::config::{AuthConfig, Secret};
 use crate::model::{Account, Identity, IdentityKind};
 use crate::protocol::{ErrorCode, Name, ProtoError};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 pub(crate) use throttle::LoginThrottle;
 
 fn unauthorized(message: &str) -> ProtoError {
@@ -250,7 +250,7 @@ pub(crate) async fn login(
     ip: Option<IpAddr>,
 ) -> Result<Identity, ProtoError> {
     throttle.attempt(nick, ip)?;
-    let account = store.account(nick.key()).await.map_err(store_error)?;
+    let account = store.account(nick.key()).await?;
     let hash = account.as_ref().and_then(|a| a.password_hash.clone());
     if !verify_password(password.to_owned(), hash).await {
         throttle.failed(nick, ip);
@@ -287,8 +287,7 @@ pub(crate) async fn from_token(store: &Store, config: &AuthConfig, token: &str) 
     }
     let (user_id, nick) = store
         .session_user(&token_hash(token), crate::protocol::now_ms())
-        .await
-        .map_err(store_error)?
+        .await?
         .ok_or_else(|| unauthorized("the session token is unknown or expired: log in again"))?;
     if crate::model::ids::is_guest(&user_id) {
         if !config.guests {
@@ -297,8 +296,7 @@ pub(crate) async fn from_token(store: &Store, config: &AuthConfig, token: &str) 
         let nick = Name::nick(&nick).map_err(|_| ProtoError::internal())?;
         return Ok(Identity::guest(nick, user_id));
     }
-    let account =
-        store.account_by_id(&user_id).await.map_err(store_error)?.ok_or_else(|| unauthorized("no such account"))?;
+    let account = store.account_by_id(&user_id).await?.ok_or_else(|| unauthorized("no such account"))?;
     account_identity(account)
 }
 
@@ -312,13 +310,13 @@ async fn claim_for_site(store: &Store, identity: &Identity) -> Result<(), ProtoE
     }
     let me = &*identity.id;
     let nick = &identity.nick;
-    store.user_seen(nick.as_str(), crate::protocol::now_ms()).await.map_err(store_error)?;
-    match store.claim_owner(nick.key(), me).await.map_err(store_error)? {
+    store.user_seen(nick.as_str(), crate::protocol::now_ms()).await?;
+    match store.claim_owner(nick.key(), me).await? {
         Some(owner) if owner != me => Err(ProtoError::new(
             ErrorCode::NickTaken,
             format!("the nick `{nick}` belongs to another user: the site must give this user another nick"),
         )),
-        _ => store.claim_grants(&crate::model::ids::pending_grant(nick.key()), me).await.map_err(store_error),
+        _ => Ok(store.claim_grants(&crate::model::ids::pending_grant(nick.key()), me).await?),
     }
 }
 
@@ -331,16 +329,11 @@ async fn claim_for_site(store: &Store, identity: &Identity) -> Result<(), ProtoE
 /// brings it back (as itself, if the nick is still free).
 pub(crate) async fn check_free_for_guest(store: &Store, nick: &Name) -> Result<(), ProtoError> {
     let taken = |why: &str| ProtoError::new(ErrorCode::NickTaken, format!("`{nick}` {why}: pick another nick"));
-    let account = store.account(nick.key()).await.map_err(store_error)?;
+    let account = store.account(nick.key()).await?;
     if account.is_some_and(|a| a.registered() || a.owner.is_some()) {
         return Err(taken("belongs to a registered user (log in to use it)"));
     }
     Ok(())
-}
-
-fn store_error(e: StoreError) -> ProtoError {
-    tracing::warn!(error = %e, "storage error during authentication");
-    ProtoError::unavailable()
 }
 
 // ---- API keys ---------------------------------------------------------------------

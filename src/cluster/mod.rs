@@ -230,7 +230,7 @@ impl Bus {
     }
 
     async fn topic(&self, room_key: &str) -> Result<Arc<str>, ProtoError> {
-        let record = self.store.room(room_key).await.map_err(|e| unavailable(&e))?;
+        let record = self.store.room(room_key).await?;
         Ok(record.map(|r| r.topic).unwrap_or_else(|| "".into()))
     }
 
@@ -240,11 +240,8 @@ impl Bus {
             BusKind::Local(_) => Ok(self.hub.room_list()),
             BusKind::Redis(r) => {
                 let live = r.live_rooms().await?;
-                let records: std::collections::HashMap<String, RoomRecord> = (self.store.list_rooms().await)
-                    .map_err(|e| unavailable(&e))?
-                    .into_iter()
-                    .map(|r| (r.name.to_ascii_lowercase(), r))
-                    .collect();
+                let records: std::collections::HashMap<String, RoomRecord> =
+                    (self.store.list_rooms().await)?.into_iter().map(|r| (r.name.to_ascii_lowercase(), r)).collect();
                 let mut list: Vec<RoomSummary> = live
                     .into_iter()
                     .map(|(key, (name, members))| {
@@ -424,11 +421,6 @@ impl Bus {
             r.abort();
         }
     }
-}
-
-fn unavailable(e: &StoreError) -> ProtoError {
-    tracing::warn!(error = %e, "storage error");
-    ProtoError::unavailable()
 }
 
 /// Delivers committed batches through the one delivery sink
