@@ -259,3 +259,34 @@ fn an_unreachable_database_fails_fast_with_the_real_cause() {
         assert!(took < Duration::from_secs(4), "{url}: took {took:?}");
     }
 }
+
+/// `chat bench fanout --json-out FILE` appends one JSON object per run (the
+/// record docs/performance.md keeps), and the run it describes lost nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_json_out_keeps_one_line_per_run() {
+    let server = common::start(common::unlimited_config()).await;
+    let kept = common::fresh_db_path().with_extension("jsonl");
+    for _ in 0..2 {
+        let mut cmd = chat();
+        cmd.args(["bench", "fanout", "--url", &server.ws_url(), "--rooms", "2", "--members", "3"])
+            .args(["--publishers", "1", "--rate", "20", "--duration", "1", "--warmup", "0", "--drain", "2"])
+            .arg("--json-out")
+            .arg(&kept)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let status = tokio::task::spawn_blocking(move || cmd.status().unwrap()).await.unwrap();
+        assert!(status.success(), "chat bench exited with {status}");
+    }
+    let text = std::fs::read_to_string(&kept).unwrap();
+    let runs: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(runs.len(), 2, "{text}");
+    for run in &runs {
+        assert_eq!(run["bench"], "fanout");
+        assert_eq!(run["rooms"], 2);
+        assert!(run["sent"].as_u64().unwrap() > 0, "{run}");
+        assert_eq!(run["delivered"], run["expected"], "{run}");
+        assert_eq!(run["loss"], 0.0, "{run}");
+        assert!(run["unix_time"].as_u64().unwrap() > 1_700_000_000, "{run}");
+    }
+    server.stop().await;
+}

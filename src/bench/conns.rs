@@ -19,6 +19,10 @@ pub struct ConnsArgs {
     /// connections (connection i goes to url[i % n]).
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws", num_args = 1)]
     pub(crate) url: Vec<String>,
+    /// Also append the result's JSON line to this file (JSON Lines: a
+    /// record of runs to compare later).
+    #[arg(long)]
+    pub(crate) json_out: Option<std::path::PathBuf>,
     /// Number of connections.
     #[arg(short = 'n', long = "conns", default_value_t = 1000)]
     pub(crate) conns: usize,
@@ -152,23 +156,20 @@ async fn run_inner(args: ConnsArgs) -> Result<()> {
         println!("server RSS:    before {b} KiB, after {a} KiB, at end {e} KiB -> {per_conn:.0} bytes/conn");
     }
     println!("bench RSS:     {bench_rss} KiB");
-    println!(
-        "{}",
-        JsonLine::new("conns")
-            .int("conns", args.conns as u64)
-            .int("room_size", args.room_size as u64)
-            .int("connected", ok as u64)
-            .int("failed", failed as u64)
-            .int("dropped", dropped as u64)
-            .float("connect_secs", connect_secs)
-            .float("conns_per_sec", ok as f64 / connect_secs)
-            .int("rss_before_kib", rss_before.unwrap_or(0))
-            .int("rss_after_kib", rss_after.unwrap_or(0))
-            .int("rss_end_kib", rss_end.unwrap_or(0))
-            .int("bench_rss_kib", bench_rss)
-            .float("rss_per_conn_bytes", per_conn)
-            .finish()
-    );
+    JsonLine::new("conns")
+        .int("conns", args.conns as u64)
+        .int("room_size", args.room_size as u64)
+        .int("connected", ok as u64)
+        .int("failed", failed as u64)
+        .int("dropped", dropped as u64)
+        .float("connect_secs", connect_secs)
+        .float("conns_per_sec", ok as f64 / connect_secs)
+        .int("rss_before_kib", rss_before.unwrap_or(0))
+        .int("rss_after_kib", rss_after.unwrap_or(0))
+        .int("rss_end_kib", rss_end.unwrap_or(0))
+        .int("bench_rss_kib", bench_rss)
+        .float("rss_per_conn_bytes", per_conn)
+        .emit(args.json_out.as_deref());
     Ok(())
 }
 

@@ -64,6 +64,10 @@ pub struct FanoutArgs {
     /// reported, and `server_cpu_pct`/`server_rss_kib` are their sums.
     #[arg(long)]
     pub(crate) pid: Vec<u32>,
+    /// Also append the result's JSON line to this file (JSON Lines: a
+    /// record of runs to compare later).
+    #[arg(long)]
+    pub(crate) json_out: Option<std::path::PathBuf>,
 }
 
 /// The servers to connect to: members round-robin over `members` (by their

@@ -190,5 +190,5 @@ pub(crate) fn report(
                 .int(&format!("pid{k}_rss_kib"), server_rss.get(k).copied().unwrap_or(0));
         }
     }
-    println!("{}", json.finish());
+    json.emit(args.json_out.as_deref());
 }

@@ -129,6 +129,26 @@ impl JsonLine {
         self.0.push('}');
         self.0
     }
+
+    /// Prints the line (stdout, last), and appends it to `keep` if given
+    /// (`--json-out`: one JSON object per line, a record of runs), with the
+    /// time of the run.
+    pub(crate) fn emit(self, keep: Option<&std::path::Path>) {
+        let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let line = self.int("unix_time", at).finish();
+        if let Some(path) = keep {
+            use std::io::Write;
+            let kept = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .and_then(|mut f| writeln!(f, "{line}"));
+            if let Err(e) = kept {
+                eprintln!("warning: could not append to {}: {e}", path.display());
+            }
+        }
+        println!("{line}");
+    }
 }
 
 #[cfg(test)]
