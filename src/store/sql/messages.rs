@@ -3,10 +3,13 @@
 
 use std::collections::HashMap;
 
-use sqlx::{QueryBuilder, Row};
+use sqlx::pool::PoolConnection;
+use sqlx::sqlite::SqlitePool;
+use sqlx::{QueryBuilder, Row, Sqlite};
 use ulid::Ulid;
 
-use super::SqlStore;
+use super::dialect::SQLITE;
+use super::{Pool, SqlStore};
 use crate::protocol::server::{Conv, StoredMessage};
 use crate::store::error::{Context, Corrupt};
 use crate::store::{HistoryQuery, NewMessage, Page, StoreError};
@@ -64,27 +67,63 @@ impl SqlStore {
     }
 
     /// Inserts numbered messages in one statement; `ignore_stored` skips
-    /// those stored already instead of failing.
+    /// those stored already instead of failing (the archiver's batches);
+    /// without it, this is the writer task's append, which on SQLite runs
+    /// on the connection the writer keeps.
     async fn insert(&self, messages: &[StoredMessage], ignore_stored: bool) -> Result<(), sqlx::Error> {
+        macro_rules! query {
+            ($prefix:expr, $suffix:expr) => {{
+                let mut q = QueryBuilder::new($prefix);
+                q.push_values(messages, |mut row, m| {
+                    row.push_bind(m.msg_id.to_string())
+                        .push_bind(m.conv.storage_key())
+                        .push_bind(m.seq as i64)
+                        .push_bind(m.room.as_deref().map(str::to_owned))
+                        .push_bind(m.from.to_string())
+                        .push_bind(m.to.as_deref().map(str::to_owned))
+                        .push_bind(m.text.clone())
+                        .push_bind(serde_json::to_string(&m.attachments).unwrap_or_else(|_| "[]".into()))
+                        .push_bind(m.sent_at)
+                        .push_bind(m.sender_id.to_string());
+                });
+                q.push($suffix);
+                q
+            }};
+        }
+        if !ignore_stored && let (Pool::Sqlite(pool), Some(kept)) = (&self.pool, &self.writer) {
+            return Self::append_on_kept(pool, kept, query!(SQLITE.insert_messages, "").build()).await;
+        }
         on_pool!(self, |pool, sql| {
             let (prefix, suffix) =
                 if ignore_stored { (sql.archive_prefix, sql.archive_suffix) } else { (sql.insert_messages, "") };
-            let mut q = QueryBuilder::new(prefix);
-            q.push_values(messages, |mut row, m| {
-                row.push_bind(m.msg_id.to_string())
-                    .push_bind(m.conv.storage_key())
-                    .push_bind(m.seq as i64)
-                    .push_bind(m.room.as_deref().map(str::to_owned))
-                    .push_bind(m.from.to_string())
-                    .push_bind(m.to.as_deref().map(str::to_owned))
-                    .push_bind(m.text.clone())
-                    .push_bind(serde_json::to_string(&m.attachments).unwrap_or_else(|_| "[]".into()))
-                    .push_bind(m.sent_at)
-                    .push_bind(m.sender_id.to_string());
-            });
-            q.push(suffix);
-            q.build().execute(pool).await.map(|_| ())
+            query!(prefix, suffix).build().execute(pool).await.map(|_| ())
         })
+    }
+
+    /// Runs the writer's insert on the SQLite connection it keeps, opening
+    /// one first if it has none. Every append through the pool would cost
+    /// a ping on acquire and another on release (each a round trip to the
+    /// connection's thread), and consecutive appends would land on
+    /// different connections, each of which then finds its page cache
+    /// stale and reads the pages again. A connection whose write failed is
+    /// given back (the pool retires it, see `health`); the next append
+    /// takes a fresh one.
+    async fn append_on_kept(
+        pool: &SqlitePool,
+        kept: &tokio::sync::Mutex<Option<PoolConnection<Sqlite>>>,
+        query: sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments>,
+    ) -> Result<(), sqlx::Error> {
+        // Only the writer task appends: the lock is never contended.
+        let mut kept = kept.lock().await;
+        let conn = match &mut *kept {
+            Some(conn) => conn,
+            None => kept.insert(pool.acquire().await?),
+        };
+        let result = query.execute(&mut **conn).await;
+        if result.is_err() {
+            *kept = None;
+        }
+        result.map(|_| ())
     }
 
     /// Stores messages numbered elsewhere (a cluster's archiver), in one

@@ -71,6 +71,10 @@ pub struct SqlStore {
     checkpointer: Option<tokio::task::JoinHandle<()>>,
     /// When writing last failed: older connections are reopened.
     health: Arc<Health>,
+    /// SQLite: the connection the writer task keeps for its appends (see
+    /// `SqlStore::append_on_kept`); `None` until the first append, after a
+    /// failed one, or always when the pool has a single connection.
+    writer: Option<tokio::sync::Mutex<Option<sqlx::pool::PoolConnection<sqlx::Sqlite>>>>,
 }
 
 impl Drop for SqlStore {
@@ -177,7 +181,9 @@ impl SqlStore {
             Pool::Sqlite(p) if !memory => Some(tokio::spawn(checkpoints(p.clone()))),
             _ => None,
         };
-        let store = SqlStore { pool, seqs: Mutex::default(), checkpointer, health };
+        // A pool of one connection cannot lend it to the writer for good.
+        let writer = (matches!(pool, Pool::Sqlite(_)) && max > 1).then(tokio::sync::Mutex::default);
+        let store = SqlStore { pool, seqs: Mutex::default(), checkpointer, health, writer };
         store.migrate().await?;
         Ok(store)
     }
@@ -206,7 +212,19 @@ impl SqlStore {
     /// rows rewritten as they are: SQLite skips a write that matches no
     /// row, even on a read-only connection), recorded like the writer's
     /// outcomes.
+    /// A failed probe retires the pool's connections and probes once more
+    /// on a fresh one: the answer is about the database, not about one
+    /// connection that stayed broken (opened while the file was read-only,
+    /// killed by the server) after its cause went away.
     pub(crate) async fn probe_write(&self) -> Result<(), StoreError> {
+        let mut result = self.probe_once().await;
+        if result.is_err() {
+            result = self.probe_once().await;
+        }
+        result
+    }
+
+    async fn probe_once(&self) -> Result<(), StoreError> {
         let probe = "UPDATE _sqlx_migrations SET success = success";
         let result =
             on_pool!(self, |pool, _sql| sqlx::query(probe).execute(pool).await.map(|_| ()).context("probing a write"));
