@@ -115,6 +115,7 @@ impl Server {
         let (service, writer) = Service::start(config).await?;
         let app = Arc::new(App::new(Arc::new(service)));
         let trigger = CancellationToken::new();
+        tokio::spawn(app.metrics.clone().upkeep(trigger.clone()));
 
         let router = http::router(app.clone());
         let http = tokio::spawn(http::serve::serve(app.clone(), listener, router, trigger.clone()));

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use tokio_util::sync::CancellationToken;
 
 use crate::protocol::ErrorCode;
 use crate::protocol::server::Conv;
@@ -26,6 +27,10 @@ const DURABLE_STEP: &str = "chat_durable_step_seconds";
 /// Seconds: a SQLite commit takes about a millisecond, a slow disk or a
 /// remote database tens of them; above a second something is wrong.
 const DURABLE_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+
+/// How often histogram samples are folded into their buckets (see
+/// [`Metrics::upkeep`]).
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// A server's metrics: cheap to clone (one `Arc`).
 #[derive(Clone)]
@@ -156,6 +161,22 @@ impl Metrics {
         self.0.s.durable_step.record(took.as_secs_f64());
         if !ok {
             self.0.s.durable_failures.increment(1);
+        }
+    }
+
+    /// Folds the histograms' samples into their buckets every few seconds
+    /// until `stop`. The recorder keeps each sample (one per durable step)
+    /// until then; a scrape does it too, but a server nobody scrapes would
+    /// keep them all: 24 bytes a batch, 170 MB an hour at 2,000 commits a
+    /// second.
+    pub(crate) async fn upkeep(self, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(UPKEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => self.0.handle.run_upkeep(),
+            }
         }
     }
 
