@@ -94,6 +94,15 @@ impl Service {
         }
     }
 
+    /// [`Service::may_look_into`] for the HTTP API, which words a refusal
+    /// as "this room is private".
+    pub(crate) async fn may_read_room(&self, caller: &Caller, room: &Name, private: bool) -> Result<(), ProtoError> {
+        self.may_look_into(caller, false, room, private).await.map_err(|e| match e.code {
+            ErrorCode::Forbidden => forbidden("this room is private"),
+            _ => e,
+        })
+    }
+
     /// Whether `who` may destroy `room`: an API key, a site admin, or a
     /// moderator of the room.
     pub(crate) async fn may_destroy(&self, caller: &Caller, room: &Name) -> Result<(), ProtoError> {

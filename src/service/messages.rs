@@ -110,10 +110,7 @@ impl Service {
         request: &PageRequest,
     ) -> Result<Page, ProtoError> {
         let private = self.store.room(room.key()).await?.is_some_and(|r| r.private);
-        self.may_look_into(caller, false, room, private).await.map_err(|e| match e.code {
-            ErrorCode::Forbidden => forbidden("this room is private"),
-            _ => e,
-        })?;
+        self.may_read_room(caller, room, private).await?;
         if request.before.is_some() && request.after.is_some() {
             return Err(ProtoError::invalid("give `before` or `after`, not both"));
         }

@@ -276,10 +276,7 @@ impl Service {
             return Err(ProtoError::new(ErrorCode::NoSuchRoom, "no such room"));
         };
         let private = record.as_ref().is_some_and(|r| r.private);
-        self.may_look_into(caller, false, room, private).await.map_err(|e| match e.code {
-            ErrorCode::Forbidden => forbidden("this room is private"),
-            _ => e,
-        })?;
+        self.may_read_room(caller, room, private).await?;
         let members = live.map(|(_, _, m)| m).unwrap_or_default();
         // The newest message's seq (in a cluster it may still be buffered in
         // Redis, not yet in the database).
