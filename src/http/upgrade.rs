@@ -1,14 +1,18 @@
-//! `GET /ws`: the WebSocket upgrade, behind the origin check and the
-//! connection caps, with the frame and buffer limits; the connection itself
-//! is the gateway's ([`crate::gateway::ws`]).
+//! `GET /ws`: the WebSocket handshake (RFC 6455, HTTP/1.1), behind the
+//! origin check and the connection caps, with the frame and buffer limits;
+//! the connection itself is the gateway's ([`crate::gateway::ws`]), which
+//! takes the upgraded socket as tokio-tungstenite's stream (so that it can
+//! write data frames to the socket itself: see `gateway::ws::outbox`).
 
 use std::sync::Arc;
 
 use axum::Extension;
+use axum::body::Body;
 use axum::extract::State;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::App;
 use super::conns::{ConnPermit, PermitSlot, Refused};
@@ -22,9 +26,21 @@ pub(crate) async fn upgrade(
     State(app): State<Arc<App>>,
     client: ClientAddr,
     slot: Option<Extension<PermitSlot>>,
+    method: Method,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    on_upgrade: Option<Extension<hyper::upgrade::OnUpgrade>>,
 ) -> Response {
+    let key = match handshake(&method, &headers) {
+        Ok(key) => key,
+        Err((status, msg)) => {
+            let code =
+                if status == StatusCode::METHOD_NOT_ALLOWED { ErrorCode::MethodNotAllowed } else { ErrorCode::Invalid };
+            return error_response(status, code, msg);
+        }
+    };
+    let Some(Extension(on_upgrade)) = on_upgrade else {
+        return error_response(StatusCode::UPGRADE_REQUIRED, ErrorCode::Invalid, "this connection cannot be upgraded");
+    };
     // The client's address (through trusted proxies), for caps and logs.
     let addr = client.socket_addr();
     if !origin_allowed(&headers, &app.config.auth.allowed_origins) {
@@ -47,15 +63,44 @@ pub(crate) async fn upgrade(
         }
     };
     let l = &app.config.limits;
-    ws.read_buffer_size(l.ws_read_buffer)
+    let config = WebSocketConfig::default()
+        .read_buffer_size(l.ws_read_buffer)
         .write_buffer_size(l.ws_write_buffer)
-        .max_message_size(l.max_frame_bytes)
-        .max_frame_size(l.max_frame_bytes)
-        .on_upgrade(move |socket| {
-            let svc = app.service().clone();
-            svc.lifecycle.tracker.track_future(ws::serve(svc.clone(), socket, addr, permit))
-        })
-        .into_response()
+        .max_message_size(Some(l.max_frame_bytes))
+        .max_frame_size(Some(l.max_frame_bytes));
+    let svc = app.service().clone();
+    tokio::spawn(svc.lifecycle.tracker.track_future(ws::serve(svc.clone(), on_upgrade, config, addr, permit)));
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = response.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response.into_response()
+}
+
+/// Checks an HTTP/1.1 WebSocket opening handshake (RFC 6455 section 4.2.1)
+/// and returns its `Sec-WebSocket-Key`, or the status that refuses it.
+fn handshake<'h>(method: &Method, headers: &'h HeaderMap) -> Result<&'h HeaderValue, (StatusCode, &'static str)> {
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    if method != Method::GET {
+        return Err((StatusCode::METHOD_NOT_ALLOWED, "a WebSocket handshake is a GET"));
+    }
+    if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
+        return Err((StatusCode::UPGRADE_REQUIRED, "this is a WebSocket endpoint: send `Upgrade: websocket`"));
+    }
+    if headers.get(header::SEC_WEBSOCKET_VERSION).is_none_or(|v| v.as_bytes() != b"13") {
+        return Err((StatusCode::BAD_REQUEST, "`Sec-WebSocket-Version` must be 13"));
+    }
+    headers.get(header::SEC_WEBSOCKET_KEY).ok_or((StatusCode::BAD_REQUEST, "`Sec-WebSocket-Key` is missing"))
 }
 
 /// The connection's permit, taken over from the accept loop for the life

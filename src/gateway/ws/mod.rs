@@ -1,34 +1,45 @@
-//! One WebSocket connection (after `http`'s upgrade): the `hello` phase,
-//! then a reader (this task: parse, rate-limit, call the service, see
-//! [`dispatch`])
-//! and a writer task (drain the outbound queue in batches, one flush per
-//! batch; ping; close). Whoever decides to close — the reader, the hub, the
-//! writer's idle check or shutdown — says so through the session's single
-//! close signal, and the writer sends the close frame.
+//! One WebSocket connection (after `http`'s handshake), served by one task:
+//! the `hello` phase, then one loop that reads frames (parse, rate-limit,
+//! call the service, see [`dispatch`]) and writes the session's outbound
+//! queue (in batches, one vectored write per batch, see [`outbox`]), pings
+//! and checks the peer's silence; then the close. Whoever decides to close —
+//! the loop, the hub, the idle check or shutdown — says so through the
+//! session's single close signal, and this task sends the close frame.
+//!
+//! One task rather than a reader and a writer: an idle connection keeps one
+//! future and one task cell instead of two, and the socket is not split (no
+//! lock between halves). While a frame is handled the queue waits (handling
+//! never awaits the queue itself: fan-out is `try_send`); while a batch is
+//! being written nothing is read (a peer that does not read is not read).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
-use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 
 mod dispatch;
+mod outbox;
 
 use crate::protocol::client::ParseError;
 use crate::protocol::server::Frame;
 use crate::protocol::{ClientFrame, ErrorCode, ProtoError, Request, ServerFrame, encode, now_ms};
 use crate::service::{CloseReason, Hello, Service, SessionHandle};
 use dispatch::Conn;
+use outbox::Outbox;
 
-type Sink = SplitSink<WebSocket, Message>;
-type Stream = SplitStream<WebSocket>;
+/// The upgraded connection.
+type Socket = WebSocketStream<outbox::Gate>;
 
-/// Most frames the writer takes from its queue per flush.
+/// Most frames taken from the queue per write.
 const WRITE_BATCH: usize = 128;
 /// How long closing may take against a peer that does not read.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
@@ -37,22 +48,37 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// socket already took is ahead of it.
 const CLOSE_WAIT_SLOW: Duration = Duration::from_secs(10);
 
-/// The life of one connection, from upgrade to close. `_permit` is its
-/// place under the connection caps, held until the end.
-pub(crate) async fn serve<P: Send>(app: Arc<Service>, socket: WebSocket, addr: SocketAddr, _permit: P) {
+/// The life of one connection, from the handshake's answer to the close.
+/// `_permit` is its place under the connection caps, held until the end.
+pub(crate) async fn serve<P: Send>(
+    app: Arc<Service>,
+    upgrade: hyper::upgrade::OnUpgrade,
+    config: WebSocketConfig,
+    addr: SocketAddr,
+    _permit: P,
+) {
     let _open = app.metrics.connection_opened();
-    let (mut sink, mut stream) = socket.split();
+    let mut socket = match upgrade.await {
+        Ok(upgraded) => {
+            let gate = outbox::Gate::new(TokioIo::new(upgraded));
+            WebSocketStream::from_raw_socket(gate, Role::Server, Some(config)).await
+        }
+        Err(e) => {
+            tracing::debug!(%addr, error = %e, "upgrade failed");
+            return;
+        }
+    };
     // Boxed: the hello phase (its timer included) is short; the memory the
     // connection keeps for its whole life should not include it.
     let identified = Box::pin(async {
         tokio::select! {
-            r = identify(&app, addr.ip(), &mut sink, &mut stream) => r,
+            r = identify(&app, addr.ip(), &mut socket) => r,
             _ = tokio::time::sleep(app.config.limits.hello_timeout) => Err(CloseReason::Policy),
             _ = app.lifecycle.stop_reading.cancelled() => Err(CloseReason::Shutdown),
         }
     })
     .await;
-    let (mut conn, rx, hello_id) = match identified {
+    let (mut conn, mut rx, hello_id) = match identified {
         Ok(ok) => ok,
         Err(reason) => {
             if reason == CloseReason::Policy {
@@ -60,40 +86,200 @@ pub(crate) async fn serve<P: Send>(app: Arc<Service>, socket: WebSocket, addr: S
             } else {
                 tracing::debug!(%addr, reason = reason.text(), "closed before hello");
             }
-            let _ = tokio::time::timeout(CLOSE_WAIT, Box::pin(send_close(&mut sink, reason))).await;
+            let _ = tokio::time::timeout(CLOSE_WAIT, Box::pin(send_close(&mut socket, reason))).await;
             return;
         }
     };
     let session = conn.handle().clone();
     tracing::info!(session = session.id, nick = %session.nick(), %addr, "connected");
-    let limits = &app.config.limits;
-    let writer =
-        app.lifecycle.tracker.spawn(write_loop(sink, rx, session.clone(), (limits.ping_interval, limits.idle_timeout)));
     Box::pin(conn.welcome(hello_id.as_ref())).await;
+    drop(hello_id);
     let reading = app.lifecycle.readers.token();
-    let reason = read_loop(&mut conn, &mut stream, &app).await;
+    let mut outbox = Outbox::default();
+    let (reason, socket_done) = match run(&mut conn, &mut socket, &mut rx, &mut outbox, &app).await {
+        Ok(reason) => (reason, false),
+        Err(reason) => (reason, true),
+    };
     drop(reading);
     Box::pin(conn.session.end(reason)).await;
     let reason = session.close_reason().unwrap_or(reason);
     tracing::info!(session = session.id, nick = %session.nick(), reason = reason.text(), "disconnected");
-    Box::pin(linger(writer, &mut stream)).await;
+    Box::pin(close(socket, rx, outbox, &session, socket_done)).await;
 }
 
-/// Waits for the writer to send the close frame while reading (and
-/// dropping) whatever the peer still sends, then for the peer's close
-/// reply, briefly. A socket closed with unread input is reset, and the
-/// reset can destroy the close frame before the peer reads it.
-async fn linger(mut writer: tokio::task::JoinHandle<()>, stream: &mut Stream) {
-    let drained = async { while let Some(Ok(_)) = stream.next().await {} };
-    tokio::pin!(drained);
-    tokio::select! {
-        _ = &mut writer => {
-            let _ = tokio::time::timeout(CLOSE_WAIT, &mut drained).await;
+/// What the socket did.
+enum Io {
+    /// A frame came in (or the connection ended, and why).
+    Read(Result<Incoming, CloseReason>),
+    /// The outbox was written (its payload bytes), or the socket failed.
+    Wrote(std::io::Result<usize>),
+}
+
+/// The socket's next event: the outbox written (if it holds a batch), or a
+/// frame read (reading goes on while a batch waits for the peer).
+async fn io(socket: &mut Socket, outbox: &mut Outbox) -> Io {
+    std::future::poll_fn(|cx| {
+        if !outbox.is_empty()
+            && let Poll::Ready(wrote) = outbox.poll_write(socket, cx)
+        {
+            return Poll::Ready(Io::Wrote(wrote));
         }
-        _ = &mut drained => {
-            let _ = writer.await;
+        socket.poll_next_unpin(cx).map(|m| Io::Read(incoming(m)))
+    })
+    .await
+}
+
+/// Reads and writes until the connection should end, and says why: `Ok`
+/// when this side decided, `Err` when the socket is done (the peer closed
+/// it or it broke), so that nothing more is written to it but the close.
+async fn run(
+    conn: &mut Conn,
+    socket: &mut Socket,
+    rx: &mut mpsc::Receiver<Frame>,
+    outbox: &mut Outbox,
+    app: &Service,
+) -> Result<CloseReason, CloseReason> {
+    let session = conn.handle().clone();
+    let closed = session.closed().clone();
+    let limits = &app.config.limits;
+    let mut ping = tokio::time::interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let idle_ms = limits.idle_timeout.as_millis() as i64;
+    loop {
+        // A fresh Vec per wake-up: an idle connection then holds no batch
+        // buffer (one allocation per batch, not per frame).
+        let mut batch = Vec::new();
+        let idle = outbox.is_empty();
+        let incoming = tokio::select! {
+            biased;
+            _ = closed.cancelled() => return Ok(session.close_reason().unwrap_or(CloseReason::Shutdown)),
+            _ = app.lifecycle.stop_reading.cancelled() => return Ok(CloseReason::Shutdown),
+            n = rx.recv_many(&mut batch, WRITE_BATCH), if idle => {
+                if n == 0 {
+                    return Ok(CloseReason::Normal);
+                }
+                outbox.fill(batch);
+                continue;
+            }
+            rooms = session.admitted() => {
+                Box::pin(conn.join_admitted(rooms)).await;
+                continue;
+            }
+            _ = ping.tick() => {
+                if session.silent_for(now_ms()) > idle_ms {
+                    return Ok(CloseReason::Idle);
+                }
+                // Not while a batch is half written: the ping would land
+                // inside a frame.
+                if idle && socket.send(Message::Ping(Default::default())).await.is_err() {
+                    return Err(CloseReason::Normal);
+                }
+                continue;
+            }
+            io = io(socket, outbox) => match io {
+                Io::Read(incoming) => incoming,
+                Io::Wrote(Ok(bytes)) => {
+                    // Written: these bytes no longer count against the budget.
+                    session.unqueued(bytes);
+                    continue;
+                }
+                Io::Wrote(Err(_)) => return Err(CloseReason::Normal),
+            },
+        };
+        session.heard(now_ms());
+        match incoming {
+            // Boxed: a frame's handling lives only while it runs.
+            Ok(Incoming::Text(text)) => Box::pin(conn.frame(&text)).await,
+            Ok(Incoming::Binary) => conn.reply_error(None, &binary_error()),
+            Ok(Incoming::Other) => {}
+            // The peer closed, or the connection broke.
+            Err(CloseReason::Normal) => return Err(CloseReason::Normal),
+            // The peer's fault: this side closes, with its code.
+            Err(reason) => return Ok(reason),
         }
     }
+}
+
+/// After the session ended: keeps delivering until it is closed (at
+/// shutdown, the acks of messages that were in flight come now), reading
+/// and dropping whatever the peer still sends; then the queued frames (or
+/// not: see below), the close frame, and a brief wait for the peer's close
+/// reply. A socket closed with unread input is reset, and the reset can
+/// destroy the close frame before the peer reads it.
+async fn close(
+    mut socket: Socket,
+    mut rx: mpsc::Receiver<Frame>,
+    mut outbox: Outbox,
+    session: &SessionHandle,
+    socket_done: bool,
+) {
+    let closed = session.closed().clone();
+    let mut peer_gone = socket_done;
+    while !peer_gone {
+        let mut batch = Vec::new();
+        let idle = outbox.is_empty();
+        tokio::select! {
+            biased;
+            _ = closed.cancelled() => break,
+            n = rx.recv_many(&mut batch, WRITE_BATCH), if idle => {
+                if n == 0 {
+                    break;
+                }
+                outbox.fill(batch);
+            }
+            io = io(&mut socket, &mut outbox) => match io {
+                Io::Read(Ok(_)) => {}
+                Io::Read(Err(_)) | Io::Wrote(Err(_)) => peer_gone = true,
+                Io::Wrote(Ok(bytes)) => session.unqueued(bytes),
+            },
+        }
+    }
+    // Closed by someone. Nobody set a reason only when the whole server is
+    // closing (its token is this session's parent).
+    let reason = session.close_reason().unwrap_or(CloseReason::Shutdown);
+    let wait = if matches!(reason, CloseReason::Shutdown | CloseReason::Normal) {
+        // Deliver what was queued before the close (acks of messages that
+        // were stored), then close.
+        rx.close();
+        while let Ok(frame) = rx.try_recv() {
+            outbox.extend([frame]);
+        }
+        CLOSE_WAIT
+    } else {
+        // The close frame goes past everything still queued (dropped here,
+        // which frees it at once); only what the socket already took, and
+        // a frame it took in part, are ahead of it. A slow reader still
+        // gets to read it, if it reads.
+        rx.close();
+        while rx.try_recv().is_ok() {}
+        outbox.keep_started();
+        session.unqueued(usize::MAX);
+        CLOSE_WAIT_SLOW
+    };
+    if peer_gone {
+        // Only tungstenite's own reply to the peer's close, if any (not
+        // after a frame cut short: the socket is broken then).
+        if outbox.is_empty() {
+            let _ = tokio::time::timeout(CLOSE_WAIT, socket.close(None)).await;
+        }
+        return;
+    }
+    let sent = tokio::time::timeout(wait, async {
+        if outbox.write(&mut socket).await.is_err() {
+            return false;
+        }
+        if reason != CloseReason::Normal {
+            send_close(&mut socket, reason).await;
+        }
+        socket.flush().await.is_ok()
+    })
+    .await;
+    if sent == Ok(true) {
+        // The peer's close reply (or the end of its input), briefly.
+        let drained = async { while let Some(Ok(_)) = socket.next().await {} };
+        let _ = tokio::time::timeout(CLOSE_WAIT, drained).await;
+    }
+    let _ = tokio::time::timeout(CLOSE_WAIT, socket.close(None)).await;
 }
 
 /// Reads frames until a valid `hello` registers the session. Everything
@@ -101,16 +287,15 @@ async fn linger(mut writer: tokio::task::JoinHandle<()>, stream: &mut Stream) {
 async fn identify(
     app: &Arc<Service>,
     ip: std::net::IpAddr,
-    sink: &mut Sink,
-    stream: &mut Stream,
+    socket: &mut Socket,
 ) -> Result<(Conn, mpsc::Receiver<Frame>, Option<crate::protocol::FrameId>), CloseReason> {
     loop {
-        let text = match next_frame(stream).await? {
+        let text = match next_frame(socket).await? {
             Incoming::Text(t) => t,
             Incoming::Binary => {
                 let e = binary_error();
                 app.metrics.error(e.code);
-                send_direct(sink, &encode(&ServerFrame::error(None, &e))).await?;
+                send_direct(socket, &encode(&ServerFrame::error(None, &e))).await?;
                 continue;
             }
             Incoming::Other => continue,
@@ -135,51 +320,29 @@ async fn identify(
                 encode(&ServerFrame::error(id.as_ref(), &e))
             }
         };
-        send_direct(sink, &reply).await?;
-    }
-}
-
-/// Handles frames until the connection should end, and says why.
-async fn read_loop(conn: &mut Conn, stream: &mut Stream, app: &Service) -> CloseReason {
-    let session = conn.handle().clone();
-    let closed = session.closed().clone();
-    loop {
-        let incoming = tokio::select! {
-            biased;
-            _ = closed.cancelled() => return session.close_reason().unwrap_or(CloseReason::Shutdown),
-            _ = app.lifecycle.stop_reading.cancelled() => return CloseReason::Shutdown,
-            rooms = session.admitted() => {
-                Box::pin(conn.join_admitted(rooms)).await;
-                continue;
-            }
-            incoming = next_frame(stream) => incoming,
-        };
-        session.heard(now_ms());
-        match incoming {
-            // Boxed: a frame's handling lives only while it runs.
-            Ok(Incoming::Text(text)) => Box::pin(conn.frame(&text)).await,
-            Ok(Incoming::Binary) => conn.reply_error(None, &binary_error()),
-            Ok(Incoming::Other) => {}
-            Err(reason) => return reason,
-        }
+        send_direct(socket, &reply).await?;
     }
 }
 
 enum Incoming {
-    Text(axum::extract::ws::Utf8Bytes),
+    Text(Utf8Bytes),
     Binary,
     /// Ping, pong: liveness only (tungstenite answers pings itself).
     Other,
 }
 
 /// The next data frame, or why the connection is over.
-async fn next_frame(stream: &mut Stream) -> Result<Incoming, CloseReason> {
-    match stream.next().await {
+async fn next_frame(socket: &mut Socket) -> Result<Incoming, CloseReason> {
+    incoming(socket.next().await)
+}
+
+fn incoming(message: Option<Result<Message, tungstenite::Error>>) -> Result<Incoming, CloseReason> {
+    match message {
         Some(Ok(Message::Text(t))) => Ok(Incoming::Text(t)),
         Some(Ok(Message::Binary(_))) => Ok(Incoming::Binary),
-        Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(Incoming::Other),
+        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Ok(Incoming::Other),
         Some(Ok(Message::Close(_))) | None => Err(CloseReason::Normal),
-        Some(Err(e)) => Err(e.into_inner().downcast_ref::<tungstenite::Error>().map_or(CloseReason::Normal, why)),
+        Some(Err(e)) => Err(why(&e)),
     }
 }
 
@@ -200,134 +363,45 @@ fn binary_error() -> ProtoError {
     ProtoError::bad_frame("binary frames are not accepted: send JSON in text frames")
 }
 
-async fn send_direct(sink: &mut Sink, frame: &Frame) -> Result<(), CloseReason> {
-    sink.send(Message::Text(frame.text())).await.map_err(|_| CloseReason::Normal)
+async fn send_direct(socket: &mut Socket, frame: &Frame) -> Result<(), CloseReason> {
+    socket.send(outbox::text(frame)).await.map_err(|_| CloseReason::Normal)
 }
 
-async fn send_close(sink: &mut Sink, reason: CloseReason) {
+async fn send_close(socket: &mut Socket, reason: CloseReason) {
     if reason == CloseReason::Shutdown {
         let notice = encode(&ServerFrame::Notice {
             code: "shutdown",
             message: "the server is restarting; reconnect and resume with join … since",
         });
-        let _ = sink.feed(Message::Text(notice.text())).await;
+        let _ = socket.feed(outbox::text(&notice)).await;
     }
-    let frame = CloseFrame { code: reason.code(), reason: reason.text().into() };
-    let _ = sink.send(Message::Close(Some(frame))).await;
-}
-
-/// The writer task: drains the session's queue, many frames per flush;
-/// pings; checks the peer's silence; and sends the close frame.
-async fn write_loop(
-    mut sink: Sink,
-    mut rx: mpsc::Receiver<Frame>,
-    session: Arc<SessionHandle>,
-    (ping_interval, idle_timeout): (Duration, Duration),
-) {
-    let closed = session.closed().clone();
-    let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
-    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let idle_ms = idle_timeout.as_millis() as i64;
-    loop {
-        // A fresh Vec per wake-up: an idle connection then holds no batch
-        // buffer (one allocation per batch, not per frame).
-        let mut batch = Vec::new();
-        tokio::select! {
-            biased;
-            _ = closed.cancelled() => break,
-            n = rx.recv_many(&mut batch, WRITE_BATCH) => {
-                if n == 0 {
-                    break;
-                }
-                let bytes: usize = batch.iter().map(|f| f.len()).sum();
-                let write = async {
-                    for frame in batch.drain(..) {
-                        sink.feed(Message::Text(frame.text())).await?;
-                    }
-                    sink.flush().await
-                };
-                tokio::select! {
-                    biased;
-                    _ = closed.cancelled() => break,
-                    r = write => if r.is_err() {
-                        session.close(CloseReason::Normal);
-                        return;
-                    },
-                }
-                // Written: these bytes no longer count against the budget.
-                session.unqueued(bytes);
-            }
-            _ = ping.tick() => {
-                if session.silent_for(now_ms()) > idle_ms {
-                    session.close(CloseReason::Idle);
-                } else if sink.send(Message::Ping(Default::default())).await.is_err() {
-                    session.close(CloseReason::Normal);
-                    return;
-                }
-            }
-        }
-    }
-    // Closed by someone. Nobody set a reason only when the whole server is
-    // closing (its token is this session's parent).
-    let reason = session.close_reason().unwrap_or(CloseReason::Shutdown);
-    let deliver_queued = matches!(reason, CloseReason::Shutdown | CloseReason::Normal);
-    let wait = if deliver_queued {
-        CLOSE_WAIT
-    } else {
-        // The close frame goes past everything still queued (dropped here,
-        // which frees it at once); only what the socket already took is
-        // ahead of it. A slow reader still gets to read it, if it reads.
-        rx.close();
-        while rx.try_recv().is_ok() {}
-        session.unqueued(usize::MAX);
-        CLOSE_WAIT_SLOW
-    };
-    let _ = tokio::time::timeout(
-        wait,
-        Box::pin(async {
-            if deliver_queued {
-                // Deliver what was queued before the close (acks of messages
-                // that were stored), then close.
-                while let Ok(frame) = rx.try_recv() {
-                    if sink.feed(Message::Text(frame.text())).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            if reason != CloseReason::Normal {
-                send_close(&mut sink, reason).await;
-            }
-            let _ = sink.close().await;
-        }),
-    )
-    .await;
+    let frame = CloseFrame { code: reason.code().into(), reason: reason.text().into() };
+    let _ = socket.send(Message::Close(Some(frame))).await;
 }
 
 #[cfg(test)]
 mod sizes {
     /// The size of the future an async fn returns, from its type alone.
-    fn ret4<A, B, C, D, Fut, F: FnOnce(A, B, C, D) -> Fut>(_: &F) -> usize {
+    fn ret5<A, B, C, D, E, Fut, F: FnOnce(A, B, C, D, E) -> Fut>(_: &F) -> usize {
         std::mem::size_of::<Fut>()
     }
 
-    /// Each connection keeps its reader and writer futures for its whole
-    /// life: their size is memory per connection. Keep them small (rarely
-    /// used, large states belong in a Box).
+    /// Each connection keeps its one future for its whole life: its size
+    /// is memory per connection. Keep it small (rarely used, large states
+    /// belong in a Box).
     #[test]
-    fn connection_futures_are_small() {
-        let serve = ret4(&super::serve::<crate::http::conns::ConnPermit>);
-        let write = ret4(&super::write_loop);
-        eprintln!("serve future: {serve} bytes; write_loop future: {write} bytes");
+    fn connection_future_is_small() {
+        let serve = ret5(&super::serve::<crate::http::conns::ConnPermit>);
         eprintln!(
-            "Conn {} Identity {} limiter {} Sink {} Stream {} WebSocket {} Message {}",
+            "serve future {serve}, Conn {} Identity {} limiter {} Socket {} Message {}",
             std::mem::size_of::<super::Conn>(),
             std::mem::size_of::<crate::model::Identity>(),
             std::mem::size_of::<governor::DefaultDirectRateLimiter>(),
-            std::mem::size_of::<super::Sink>(),
-            std::mem::size_of::<super::Stream>(),
-            std::mem::size_of::<axum::extract::ws::WebSocket>(),
-            std::mem::size_of::<axum::extract::ws::Message>(),
+            std::mem::size_of::<super::Socket>(),
+            std::mem::size_of::<super::Message>(),
         );
-        assert!(serve < 2048 && write < 1024, "serve {serve}, write_loop {write}");
+        // Reader and writer together (they were two futures of < 2,048 and
+        // < 1,024 bytes before they became one task).
+        assert!(serve < 2304, "serve future: {serve} bytes");
     }
 }
