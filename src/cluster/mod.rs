@@ -15,7 +15,7 @@ mod redis;
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use crate::hub::Outbound;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -78,7 +78,7 @@ impl Bus {
         &self,
         identity: &Identity,
         closed: CancellationToken,
-    ) -> Result<(Arc<SessionHandle>, mpsc::Receiver<Frame>), ProtoError> {
+    ) -> Result<(Arc<SessionHandle>, Outbound), ProtoError> {
         let (session, rx) = self.hub.connect(identity, closed)?;
         if let BusKind::Redis(r) = &self.kind
             && let Err(e) = r.connected(&session).await

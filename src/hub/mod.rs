@@ -10,6 +10,7 @@
 //! held: a `rooms` shard, then a room.
 
 mod deliver;
+mod outbound;
 mod room;
 mod session;
 mod watchers;
@@ -18,7 +19,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use dashmap::DashMap;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -26,6 +26,7 @@ use crate::model::{Identity, RoomRecord};
 use crate::protocol::server::{Frame, MemberView, RoomSummary};
 use crate::protocol::{ErrorCode, Name, ProtoError, ServerFrame, encode, now_ms};
 pub(crate) use deliver::{Acked, Fanout, Route, acknowledge};
+pub(crate) use outbound::Outbound;
 use room::{Added, Room};
 pub(crate) use session::{CloseReason, RoomRef, SessionHandle, SessionId, UserState};
 use watchers::Watcher;
@@ -162,9 +163,8 @@ impl Hub {
         &self,
         identity: &Identity,
         closed: CancellationToken,
-    ) -> Result<(Arc<SessionHandle>, mpsc::Receiver<Frame>), ProtoError> {
+    ) -> Result<(Arc<SessionHandle>, Outbound), ProtoError> {
         let nick = &identity.nick;
-        let (tx, rx) = mpsc::channel(self.outbound_queue);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let key = nick.key().clone();
         let mut entry = self.users.entry(key).or_insert_with(|| UserEntry {
@@ -182,8 +182,10 @@ impl Hub {
         if !entry.sessions.is_empty() && entry.state.identity != identity.id {
             return Err(ProtoError::new(ErrorCode::NickTaken, format!("the nick `{nick}` is taken")));
         }
-        let session =
-            Arc::new(SessionHandle::new(id, entry.state.clone(), tx, closed).with_byte_budget(self.outbound_bytes));
+        let session = Arc::new(
+            SessionHandle::new(id, entry.state.clone(), self.outbound_queue, closed)
+                .with_byte_budget(self.outbound_bytes),
+        );
         entry.sessions.push(session.clone());
         let came_online = entry.sessions.len() == 1;
         let state = entry.state.clone();
@@ -192,7 +194,7 @@ impl Hub {
         if came_online && self.announce {
             self.notify_watchers(&state, true, now_ms());
         }
-        Ok((session, rx))
+        Ok((session.clone(), Outbound(session)))
     }
 
     /// Removes a session from everything: its rooms (others see `quit`),

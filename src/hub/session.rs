@@ -6,9 +6,10 @@
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::outbound::{Queue, Refused};
 use crate::protocol::Name;
 use crate::protocol::server::Frame;
 
@@ -109,9 +110,11 @@ pub const MAX_ADMITTED: usize = 64;
 pub struct SessionHandle {
     pub id: SessionId,
     pub user: Arc<UserState>,
-    /// Frames waiting for this session's writer task. Bounded: overflow
+    /// Frames waiting for this session's connection. Bounded: overflow
     /// closes the session with 1013 (see [`SessionHandle::send`]).
-    tx: mpsc::Sender<Frame>,
+    pub(super) queue: Mutex<Queue>,
+    /// Most frames the queue holds (`limits.outbound_queue`).
+    queue_cap: usize,
     /// Bytes of the frames queued and not yet written to the socket.
     queued_bytes: AtomicUsize,
     /// Most bytes `queued_bytes` may reach (`limits.outbound_bytes`);
@@ -132,11 +135,12 @@ pub struct SessionHandle {
 }
 
 impl SessionHandle {
-    pub fn new(id: SessionId, user: Arc<UserState>, tx: mpsc::Sender<Frame>, closed: CancellationToken) -> Self {
+    pub fn new(id: SessionId, user: Arc<UserState>, queue_cap: usize, closed: CancellationToken) -> Self {
         SessionHandle {
             id,
             user,
-            tx,
+            queue: Mutex::default(),
+            queue_cap,
             queued_bytes: AtomicUsize::new(0),
             byte_budget: usize::MAX,
             close_reason: AtomicU8::new(0),
@@ -198,14 +202,14 @@ impl SessionHandle {
             self.close(CloseReason::SlowConsumer);
             return false;
         }
-        match self.tx.try_send(frame.clone()) {
+        match Queue::push(&self.queue, frame.clone(), self.queue_cap) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(Refused::Full) => {
                 self.unqueued(len);
                 self.close(CloseReason::SlowConsumer);
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
+            Err(Refused::Closed) => {
                 self.unqueued(len);
                 false
             }

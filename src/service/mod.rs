@@ -39,7 +39,7 @@ use crate::config::Config;
 use crate::hub::Hub;
 /// A session's outbound queue and close signal, and why it closed: what a
 /// door's writer needs of the hub.
-pub(crate) use crate::hub::{CloseReason, SessionHandle};
+pub(crate) use crate::hub::{CloseReason, Outbound, SessionHandle};
 use crate::metrics::Metrics;
 use crate::model::Identity;
 use crate::protocol::server::LimitsView;

@@ -8,13 +8,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use crate::hub::Outbound;
 
 use super::Service;
 use crate::auth;
 use crate::hub::{CloseReason, SessionHandle};
 use crate::model::{Identity, IdentityKind, ProfileUpdate};
-use crate::protocol::server::{Conv, Frame};
+use crate::protocol::server::Conv;
 use crate::protocol::{ErrorCode, Name, ProtoError, now_ms};
 
 /// How long a connected guest's token stays valid if nothing ends it (the
@@ -45,11 +45,7 @@ impl Service {
     /// Handles `hello`: establishes who this is and registers the session
     /// (its nick must be free cluster-wide). `closed` is the session's close
     /// signal (a child of the server's).
-    pub(crate) async fn open(
-        self: &Arc<Self>,
-        hello: Hello,
-        ip: IpAddr,
-    ) -> Result<(Session, mpsc::Receiver<Frame>), ProtoError> {
+    pub(crate) async fn open(self: &Arc<Self>, hello: Hello, ip: IpAddr) -> Result<(Session, Outbound), ProtoError> {
         let auth = &self.config.auth;
         // The token to hand back in `welcome`: the one given, or a new one.
         let (identity, token) = match (hello.nick, hello.password, hello.token) {

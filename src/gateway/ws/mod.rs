@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
-use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
@@ -32,15 +31,13 @@ mod outbox;
 use crate::protocol::client::ParseError;
 use crate::protocol::server::Frame;
 use crate::protocol::{ClientFrame, ErrorCode, ProtoError, Request, ServerFrame, encode, now_ms};
-use crate::service::{CloseReason, Hello, Service, SessionHandle};
+use crate::service::{CloseReason, Hello, Outbound, Service, SessionHandle};
 use dispatch::Conn;
 use outbox::Outbox;
 
 /// The upgraded connection.
 type Socket = WebSocketStream<outbox::Gate>;
 
-/// Most frames taken from the queue per write.
-const WRITE_BATCH: usize = 128;
 /// How long closing may take against a peer that does not read.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// How long a close frame that ends the connection for the peer's fault
@@ -135,7 +132,7 @@ async fn io(socket: &mut Socket, outbox: &mut Outbox) -> Io {
 async fn run(
     conn: &mut Conn,
     socket: &mut Socket,
-    rx: &mut mpsc::Receiver<Frame>,
+    rx: &mut Outbound,
     outbox: &mut Outbox,
     app: &Service,
 ) -> Result<CloseReason, CloseReason> {
@@ -146,18 +143,14 @@ async fn run(
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let idle_ms = limits.idle_timeout.as_millis() as i64;
     loop {
-        // A fresh Vec per wake-up: an idle connection then holds no batch
-        // buffer (one allocation per batch, not per frame).
-        let mut batch = Vec::new();
         let idle = outbox.is_empty();
         let incoming = tokio::select! {
             biased;
             _ = closed.cancelled() => return Ok(session.close_reason().unwrap_or(CloseReason::Shutdown)),
             _ = app.lifecycle.stop_reading.cancelled() => return Ok(CloseReason::Shutdown),
-            n = rx.recv_many(&mut batch, WRITE_BATCH), if idle => {
-                if n == 0 {
-                    return Ok(CloseReason::Normal);
-                }
+            // Everything queued becomes the next batch (the queue's Vec
+            // itself: an idle connection then holds no buffer).
+            batch = rx.recv(), if idle => {
                 outbox.fill(batch);
                 continue;
             }
@@ -206,27 +199,15 @@ async fn run(
 /// not: see below), the close frame, and a brief wait for the peer's close
 /// reply. A socket closed with unread input is reset, and the reset can
 /// destroy the close frame before the peer reads it.
-async fn close(
-    mut socket: Socket,
-    mut rx: mpsc::Receiver<Frame>,
-    mut outbox: Outbox,
-    session: &SessionHandle,
-    socket_done: bool,
-) {
+async fn close(mut socket: Socket, mut rx: Outbound, mut outbox: Outbox, session: &SessionHandle, socket_done: bool) {
     let closed = session.closed().clone();
     let mut peer_gone = socket_done;
     while !peer_gone {
-        let mut batch = Vec::new();
         let idle = outbox.is_empty();
         tokio::select! {
             biased;
             _ = closed.cancelled() => break,
-            n = rx.recv_many(&mut batch, WRITE_BATCH), if idle => {
-                if n == 0 {
-                    break;
-                }
-                outbox.fill(batch);
-            }
+            batch = rx.recv(), if idle => outbox.fill(batch),
             io = io(&mut socket, &mut outbox) => match io {
                 Io::Read(Ok(_)) => {}
                 Io::Read(Err(_)) | Io::Wrote(Err(_)) => peer_gone = true,
@@ -240,18 +221,14 @@ async fn close(
     let wait = if matches!(reason, CloseReason::Shutdown | CloseReason::Normal) {
         // Deliver what was queued before the close (acks of messages that
         // were stored), then close.
-        rx.close();
-        while let Ok(frame) = rx.try_recv() {
-            outbox.extend([frame]);
-        }
+        outbox.extend(rx.close());
         CLOSE_WAIT
     } else {
         // The close frame goes past everything still queued (dropped here,
         // which frees it at once); only what the socket already took, and
         // a frame it took in part, are ahead of it. A slow reader still
         // gets to read it, if it reads.
-        rx.close();
-        while rx.try_recv().is_ok() {}
+        drop(rx.close());
         outbox.keep_started();
         session.unqueued(usize::MAX);
         CLOSE_WAIT_SLOW
@@ -288,7 +265,7 @@ async fn identify(
     app: &Arc<Service>,
     ip: std::net::IpAddr,
     socket: &mut Socket,
-) -> Result<(Conn, mpsc::Receiver<Frame>, Option<crate::protocol::FrameId>), CloseReason> {
+) -> Result<(Conn, Outbound, Option<crate::protocol::FrameId>), CloseReason> {
     loop {
         let text = match next_frame(socket).await? {
             Incoming::Text(t) => t,
