@@ -148,13 +148,18 @@ fn shown_text(m: &StoredMessage) -> String {
 /// One transcript line: time, sender, text (line breaks kept visible as
 /// ⏎), then each attachment as `[name, size] URL`.
 fn text_line(m: &StoredMessage) -> String {
-    let mut line = format!("{} <{}> {}", rfc3339(m.sent_at), m.from, shown_text(m).replace('\n', " ⏎ "));
+    let mut line = format!("{} <{}>", rfc3339(m.sent_at), m.from);
+    let text = shown_text(m);
+    if !text.is_empty() {
+        line.push(' ');
+        line.push_str(&text.replace('\n', " ⏎ "));
+    }
     if !m.deleted {
         for a in &m.attachments {
             line.push_str(&format!(" [{}, {}] {}", a.name.replace('\n', " "), size_text(a.size), a.url));
         }
     }
-    line.trim_end().to_owned()
+    line
 }
 
 /// A size for people: `512 B`, `12.3 KiB`, `4.0 MiB`.

@@ -115,7 +115,9 @@ pub(crate) fn process(
     }
     // 4. The thumbnail: JPEG for photos, PNG for the rest (transparency);
     //    `Service::file` names its type the same way.
-    let small = img.thumbnail(limits.thumbnail_px, limits.thumbnail_px);
+    let px = limits.thumbnail_px;
+    // Never enlarged: a picture that fits already is its own thumbnail.
+    let small = if img.width() > px || img.height() > px { img.thumbnail(px, px) } else { img.clone() };
     let thumbnail_format = if format == ImageFormat::Jpeg { ImageFormat::Jpeg } else { ImageFormat::Png };
     encode(&small, thumbnail_format, thumb)?;
     Ok(Processed { width: img.width(), height: img.height(), rewritten })
