@@ -535,3 +535,83 @@ async fn attachments_cross_a_cluster() {
     assert_eq!(h["messages"][0]["attachments"], json!([a]), "{h}");
     cluster.finish().await;
 }
+
+/// moto's S3 server on a port of its own, stopped when dropped.
+struct Moto {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `moto_server` (from PyPI's `moto[server]`, which `.ci/run`
+/// installs); `None`, saying the test is skipped, where it cannot run.
+async fn moto(test: &str) -> Option<Moto> {
+    let port = cluster::free_port();
+    let child = std::process::Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let Ok(child) = child else {
+        backends::skipped(test, "s3 (moto_server not found: pip install 'moto[server]')");
+        return None;
+    };
+    let moto = Moto { child, port };
+    let start = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(start.elapsed() < Duration::from_secs(30), "moto_server did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Some(moto)
+}
+
+/// With `uploads.storage = "s3"` the files live in the bucket: uploaded,
+/// served (with ranges), deleted; nothing stays in the local folder.
+#[tokio::test]
+async fn files_live_in_an_s3_bucket() {
+    let Some(moto) = moto("files_live_in_an_s3_bucket").await else { return };
+    let moto_addr: SocketAddr = format!("127.0.0.1:{}", moto.port).parse().unwrap();
+    // moto takes unsigned requests: make the bucket.
+    let r = http::request(moto_addr, "PUT", "/chat-files", &[], None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let dir = fresh_dir();
+    let mut config = config_in(&dir);
+    config.uploads.storage = chat::config::StorageKind::S3;
+    let s3 = &mut config.uploads.s3;
+    s3.bucket = "chat-files".into();
+    s3.endpoint = format!("http://127.0.0.1:{}", moto.port);
+    s3.allow_http = true;
+    s3.access_key_id = chat::config::Secret::new("test");
+    s3.secret_access_key = chat::config::Secret::new("test");
+    s3.prefix = "chat/".into();
+    let server = start(config).await;
+    let addr = server.addr();
+    let (mut alice, token) = guest(&server, "alice", "r").await;
+    let a = uploaded(addr, &token, "pic.png", &png(500, 400)).await;
+    alice.send(json!({"type": "say", "room": "r", "text": "", "attachments": [a["id"]], "id": 1})).await;
+    let ack = alice.expect("ack").await;
+    let size = a["size"].as_u64().unwrap();
+    let r = get(addr, a["url"].as_str().unwrap(), &[]).await;
+    assert_eq!((r.status, r.body.len() as u64), (200, size));
+    assert_eq!(image::load_from_memory(&r.body).unwrap().width(), 500);
+    let r = get(addr, a["url"].as_str().unwrap(), &[("Range", "bytes=1-3")]).await;
+    assert_eq!((r.status, r.body.as_slice()), (206, &b"PNG"[..]));
+    let r = get(addr, a["thumbnail_url"].as_str().unwrap(), &[]).await;
+    assert_eq!(image::load_from_memory(&r.body).unwrap().width(), 320);
+    // The object is in the bucket under the prefix.
+    let listing = http::get(moto_addr, "/chat-files?list-type=2", &[]).await;
+    assert!(listing.body.contains(&format!("chat/{}", a["id"].as_str().unwrap())), "{}", listing.body);
+    assert!(stored_files(&dir.join("uploads")).is_empty());
+    alice.send(json!({"type": "delete", "msg_id": ack["message"]["msg_id"], "id": 2})).await;
+    alice.expect("ack").await;
+    assert_eq!(get(addr, a["url"].as_str().unwrap(), &[]).await.status, 404);
+    let listing = http::get(moto_addr, "/chat-files?list-type=2", &[]).await;
+    assert!(!listing.body.contains(a["id"].as_str().unwrap()), "{}", listing.body);
+    server.stop().await;
+}
