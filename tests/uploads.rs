@@ -97,7 +97,10 @@ fn png_bomb() -> Vec<u8> {
     out.extend_from_slice(&png_chunk(b"IHDR", &ihdr));
     // A zlib stream of a few zero bytes (stored block): whatever follows
     // the header is never read.
-    out.extend_from_slice(&png_chunk(b"IDAT", &[0x78, 0x01, 0x01, 0x04, 0x00, 0xFB, 0xFF, 0, 0, 0, 0, 0, 0x04, 0, 0x01]));
+    out.extend_from_slice(&png_chunk(
+        b"IDAT",
+        &[0x78, 0x01, 0x01, 0x04, 0x00, 0xFB, 0xFF, 0, 0, 0, 0, 0, 0x04, 0, 0x01],
+    ));
     out.extend_from_slice(&png_chunk(b"IEND", &[]));
     out
 }
@@ -206,7 +209,7 @@ async fn a_picture_goes_round_trip() {
     assert_eq!(ack["message"]["attachments"], json!([a]));
 
     // The file: no Authorization needed.
-    let r = get(addr, &a["url"].as_str().unwrap(), &[]).await;
+    let r = get(addr, a["url"].as_str().unwrap(), &[]).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("image/png"));
     assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
@@ -264,7 +267,11 @@ async fn exif_and_gps_never_reach_anyone() {
     let photo = jpeg_with_exif(&jpeg(40, 20));
     assert!(photo.windows(GPS_MARK.len()).any(|w| w == GPS_MARK));
     let a = uploaded(addr, &token, "IMG_0001.JPG", &photo).await;
-    assert_eq!((a["content_type"].as_str(), a["width"].as_u64(), a["height"].as_u64()), (Some("image/jpeg"), Some(20), Some(40)), "{a}");
+    assert_eq!(
+        (a["content_type"].as_str(), a["width"].as_u64(), a["height"].as_u64()),
+        (Some("image/jpeg"), Some(20), Some(40)),
+        "{a}"
+    );
     for url in [a["url"].as_str().unwrap(), a["thumbnail_url"].as_str().unwrap()] {
         let r = get(addr, url, &[]).await;
         assert_eq!(r.status, 200);
@@ -291,12 +298,19 @@ async fn bad_uploads_are_refused_and_leave_nothing() {
     let (mut alice, token) = guest(&server, "alice", "r").await;
     let auth = bearer(&token);
     let auth = [("Authorization", auth.as_str())];
-    let post = |parts: Vec<Part<'static>>| async move { http::post_multipart(addr, "/api/uploads", &auth, &parts).await };
+    let post =
+        |parts: Vec<Part<'static>>| async move { http::post_multipart(addr, "/api/uploads", &auth, &parts).await };
 
     // Who: no token, a wrong one.
     let r = http::post_multipart(addr, "/api/uploads", &[], &[Part::file("a.png", "image/png", b"x")]).await;
     assert_error(&r, 401, "unauthorized", "Bearer");
-    let r = http::post_multipart(addr, "/api/uploads", &[("Authorization", "Bearer nope")], &[Part::file("a", "x/y", b"x")]).await;
+    let r = http::post_multipart(
+        addr,
+        "/api/uploads",
+        &[("Authorization", "Bearer nope")],
+        &[Part::file("a", "x/y", b"x")],
+    )
+    .await;
     assert_eq!(r.status, 401, "{}", r.body);
 
     // The form.
@@ -329,7 +343,8 @@ async fn bad_uploads_are_refused_and_leave_nothing() {
     assert_error(&r, 413, "too_large", "4096");
 
     // Lies and traps.
-    let r = post(vec![Part::file("x.png", "image/png", b"\x89PNG\r\n\x1a\n<html><script>alert(1)</script></html>")]).await;
+    let r =
+        post(vec![Part::file("x.png", "image/png", b"\x89PNG\r\n\x1a\n<html><script>alert(1)</script></html>")]).await;
     assert_error(&r, 400, "invalid", "PNG");
     let cut = jpeg(60, 60);
     let cut: &'static [u8] = Box::leak(cut[..cut.len() / 2].to_vec().into_boxed_slice());
@@ -385,7 +400,8 @@ async fn attachments_must_be_the_senders_own() {
     for i in 0..11 {
         eleven.push(uploaded(addr, &a_token, &format!("{i}.txt"), b"n").await["id"].as_str().unwrap().to_owned());
     }
-    let say = |attachments: Value| json!({"type": "say", "room": "r", "text": "x", "attachments": attachments, "id": "s"});
+    let say =
+        |attachments: Value| json!({"type": "say", "room": "r", "text": "x", "attachments": attachments, "id": "s"});
     for (attachments, mentions) in [
         (json!([bobs]), bobs.as_str()),
         (json!(["0123456789abcdef0123456789abcdef"]), "0123456789abcdef0123456789abcdef"),
@@ -471,7 +487,9 @@ async fn the_http_api_publishes_files_and_transcripts_list_them() {
     let a = uploaded(addr, API_KEY, "report.pdf", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n").await;
     assert_eq!(a["content_type"], "application/pdf");
     let key = bearer(API_KEY);
-    let r = http::post(addr, "/api/rooms/news/messages", &[("Authorization", &key)], &json!({"attachments": [a["id"]]})).await;
+    let r =
+        http::post(addr, "/api/rooms/news/messages", &[("Authorization", &key)], &json!({"attachments": [a["id"]]}))
+            .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let got = bob.expect("message").await;
     assert_eq!((got["from"].as_str(), &got["attachments"]), (Some("server"), &json!([a])));

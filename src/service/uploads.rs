@@ -102,7 +102,9 @@ fn sniff(head: &[u8]) -> String {
 
 /// Whether a browser may show a file of this type in the page.
 fn inline(content_type: &str) -> bool {
-    images::format_of(content_type).is_some() || content_type.starts_with("audio/") || content_type.starts_with("video/")
+    images::format_of(content_type).is_some()
+        || content_type.starts_with("audio/")
+        || content_type.starts_with("video/")
 }
 
 fn attachment_of(u: &UploadRecord) -> Attachment {

@@ -169,7 +169,9 @@ pub const BOUNDARY: &str = "----chat-test-boundary-7MA4YWxkTrZu0gW";
 pub fn multipart_body(parts: &[Part<'_>]) -> Vec<u8> {
     let mut body = Vec::new();
     for p in parts {
-        body.extend_from_slice(format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{}\"", p.name).as_bytes());
+        body.extend_from_slice(
+            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{}\"", p.name).as_bytes(),
+        );
         if let Some(f) = p.filename {
             body.extend_from_slice(format!("; filename=\"{f}\"").as_bytes());
         }

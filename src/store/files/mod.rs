@@ -67,7 +67,8 @@ impl Files {
     /// A new spool file for an upload on its way in.
     pub(crate) async fn spool(&self) -> Result<Spool, StoreError> {
         let temp = self.temp_file();
-        let file = tokio::fs::File::create(&temp.path).await.map_err(|e| StoreError::files("creating a spool file", e))?;
+        let file =
+            tokio::fs::File::create(&temp.path).await.map_err(|e| StoreError::files("creating a spool file", e))?;
         Ok(Spool { temp, file: Some(file), written: 0 })
     }
 

@@ -55,7 +55,8 @@ impl Blobs for S3 {
     fn put<'a>(&'a self, key: &'a str, from: &'a Path) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let to = self.path_of(key)?;
-            let mut file = tokio::fs::File::open(from).await.map_err(|e| StoreError::files("reading a spool file", e))?;
+            let mut file =
+                tokio::fs::File::open(from).await.map_err(|e| StoreError::files("reading a spool file", e))?;
             // Small files go up in one PUT; larger ones in 5 MiB parts, two at a time.
             let mut up = BufWriter::with_capacity(self.store.clone(), to, 5 * 1024 * 1024).with_max_concurrency(2);
             if let Err(e) = tokio::io::copy(&mut file, &mut up).await {
