@@ -561,6 +561,8 @@ async fn upload_sends_a_file_to_the_room() {
     let alice = alice.end().await;
     assert_eq!(alice.status.code(), Some(1), "{:?}", alice.stderr);
     assert!(alice.stderr.iter().any(|l| l.contains("missing.txt not sent: cannot read it")), "{:?}", alice.stderr);
+    // bob saw the one message, then alice leave.
+    observer.expect_json(json!({"type": "presence", "room": "dev", "nick": "alice", "event": "quit"})).await;
     observer.sync().await;
     server.stop().await;
 }
