@@ -26,6 +26,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
+    pub uploads: UploadsConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -206,6 +207,62 @@ pub struct MetricsConfig {
     /// port); an address (`127.0.0.1:9100`) = only there, on its own
     /// listener, and not on the main port.
     pub listen: String,
+}
+
+/// Files sent to the chat (`POST /api/uploads`): limits, where they are
+/// kept, and when unused ones are removed. See `docs/uploads.md`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadsConfig {
+    /// Largest file accepted, in bytes; larger gets 413 `too_large`.
+    pub max_bytes: u64,
+    /// Where files are kept with `storage = "local"`; with `"s3"` only
+    /// uploads in progress are spooled here (under `tmp/`).
+    pub dir: String,
+    /// `local` (a directory, `dir`) or `s3` (an S3-compatible object store).
+    pub storage: StorageKind,
+    /// Most pixels (width × height) of an image; more is refused before
+    /// it is decoded.
+    pub max_pixels: u64,
+    /// Longest side of a thumbnail, in pixels.
+    pub thumbnail_px: u32,
+    /// Most attachments one message carries.
+    pub max_attachments: usize,
+    /// An upload never attached to a message within this time is removed.
+    #[serde(with = "humantime_serde")]
+    pub unattached_ttl: Duration,
+    /// How often the sweep looks for files to remove.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// Time an upload's body has to arrive (instead of
+    /// `server.request_body_timeout`, which fits small JSON bodies).
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    pub s3: S3Config,
+}
+
+/// Where uploaded files are kept.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    Local,
+    S3,
+}
+
+/// An S3-compatible bucket (AWS S3, MinIO, Ceph, moto, …).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    pub bucket: String,
+    pub region: String,
+    /// Empty = AWS; else the service's URL (`http://127.0.0.1:9000`).
+    pub endpoint: String,
+    pub access_key_id: Secret,
+    pub secret_access_key: Secret,
+    /// Every object's key starts with this (`chat/`); may be empty.
+    pub prefix: String,
+    /// Whether an `http://` endpoint is allowed (a local test server).
+    pub allow_http: bool,
 }
 
 /// A secret string: never printed by `Debug` or `Display`.
@@ -396,6 +453,36 @@ impl Config {
             return Err(ConfigError(
                 "cluster: sync_interval, sync_batch, redis_timeout and reconnect_max must be above zero".into(),
             ));
+        }
+        self.validate_uploads()
+    }
+
+    fn validate_uploads(&self) -> Result<(), ConfigError> {
+        let u = &self.uploads;
+        for (key, v) in [
+            ("uploads.max_bytes", u.max_bytes),
+            ("uploads.max_pixels", u.max_pixels),
+            ("uploads.thumbnail_px", u.thumbnail_px.into()),
+            ("uploads.max_attachments", u.max_attachments as u64),
+        ] {
+            if v == 0 {
+                return Err(ConfigError(format!("{key} must be greater than 0")));
+            }
+        }
+        for (key, d) in [
+            ("uploads.unattached_ttl", u.unattached_ttl),
+            ("uploads.sweep_interval", u.sweep_interval),
+            ("uploads.body_timeout", u.body_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError(format!("{key} must be longer than 0s")));
+            }
+        }
+        if u.dir.is_empty() {
+            return Err(ConfigError("uploads.dir must name a directory".into()));
+        }
+        if u.storage == StorageKind::S3 && u.s3.bucket.is_empty() {
+            return Err(ConfigError("uploads.s3.bucket must be set when uploads.storage = \"s3\"".into()));
         }
         Ok(())
     }

@@ -527,3 +527,42 @@ async fn a_piped_first_line_goes_to_the_auto_joined_room_every_time() {
         assert_eq!((&msg["from"], &msg["room"], &msg["text"]), (&json!(nick), &json!("lobby"), &json!("hello")));
     }
 }
+
+/// `/upload PATH [TEXT]` sends a file to the current room; everyone sees
+/// `[name, size] URL`, and the URL serves the file. A missing file is an
+/// error that sends nothing.
+#[tokio::test]
+async fn upload_sends_a_file_to_the_room() {
+    let server = common::start(common::test_config()).await;
+    let url = server.ws_url();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, "remember the milk").unwrap();
+    let mut observer = quiet_room(&server, "dev", &["bob"]).await.remove(0);
+    let mut alice = Scripted::start(&url, "alice", &[]);
+    alice.send("/join dev").await;
+    alice.expect(&["[dev] you joined; members: alice, bob"]).await;
+    observer.expect("presence").await;
+
+    alice.send(&format!("/upload {}/missing.txt", dir.path().display())).await;
+    alice.send(&format!("/upload {} the list", file.display())).await;
+    let got = observer.expect("message").await;
+    let a = &got["attachments"][0];
+    assert_eq!(
+        (got["text"].as_str(), a["name"].as_str(), a["size"].as_u64()),
+        (Some("the list"), Some("notes.txt"), Some(17))
+    );
+    let file_url = format!("http://{}{}", server.addr(), a["url"].as_str().unwrap());
+    alice.expect(&[&format!("[dev] <alice> the list [notes.txt, 17 B] {file_url}")]).await;
+    let r = common::http::get(server.addr(), a["url"].as_str().unwrap(), &[]).await;
+    assert_eq!((r.status, r.body.as_str()), (200, "remember the milk"));
+    // The failed upload was said on standard error, and makes the
+    // script's exit status 1.
+    let alice = alice.end().await;
+    assert_eq!(alice.status.code(), Some(1), "{:?}", alice.stderr);
+    assert!(alice.stderr.iter().any(|l| l.contains("missing.txt not sent: cannot read it")), "{:?}", alice.stderr);
+    // bob saw the one message, then alice leave.
+    observer.expect_json(json!({"type": "presence", "room": "dev", "nick": "alice", "event": "quit"})).await;
+    observer.sync().await;
+    server.stop().await;
+}

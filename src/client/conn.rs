@@ -20,7 +20,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 use super::input::Input;
 use super::output::Output;
 use super::render::{Body, Line};
-use super::session::{Next, Session, now_ms};
+use super::session::{Next, Session, UploadJob, now_ms};
 use super::wire::{Incoming, Welcome};
 
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -190,7 +190,8 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    pub(crate) fn new(url: String, login: Login, session: Session, output: Output, script: bool) -> Driver {
+    pub(crate) fn new(url: String, login: Login, mut session: Session, output: Output, script: bool) -> Driver {
+        session.http_base = super::upload::http_base(&url);
         Driver { url, login, session, output, script, urgent: Vec::new() }
     }
 
@@ -207,7 +208,17 @@ impl Driver {
         // the auto-joined room.
         let mut first_prompt_by =
             Some(Instant::now() + if self.script { SCRIPT_START_WAIT } else { FIRST_PROMPT_WAIT });
+        // Finished uploads come back here (each one's task sends once).
+        let (uploaded_tx, mut uploaded) = mpsc::channel::<(UploadJob, Result<String, String>)>(8);
         loop {
+            for job in self.session.take_uploads() {
+                let (base, token, tx) =
+                    (self.session.http_base.clone(), self.session.token.clone(), uploaded_tx.clone());
+                tokio::spawn(async move {
+                    let result = super::upload::upload(&base, token.as_deref().unwrap_or_default(), &job.path).await;
+                    let _ = tx.send((job, result)).await;
+                });
+            }
             // Send what may go now.
             let mut wake = None;
             let mut broken = false;
@@ -325,6 +336,7 @@ impl Driver {
                     }
                     },
                 },
+                Some((job, result)) = uploaded.recv() => self.session.uploaded(job, result, &mut lines),
                 got = input.recv(), if reading => match got {
                     Some(Input::Line(text, reply)) => {
                         // A paste may hold several lines.

@@ -24,6 +24,7 @@ mod output;
 mod render;
 mod session;
 mod tty;
+mod upload;
 mod wire;
 
 use std::io::{BufRead, IsTerminal};

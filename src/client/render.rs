@@ -38,6 +38,8 @@ pub(crate) struct Msg {
     pub(crate) place: Place,
     pub(crate) from: String,
     pub(crate) text: String,
+    /// Files, as `(name, size, url)`: shown after the text as `[name, size] URL`.
+    pub(crate) files: Vec<(String, u64, String)>,
     pub(crate) mine: bool,
     pub(crate) edited: bool,
     pub(crate) deleted: bool,
@@ -337,6 +339,14 @@ impl Painter {
             text.push(' ');
             text.push_str(&self.paint(DIM, "(edited)"));
         }
+        if !m.deleted {
+            for (name, size, url) in &m.files {
+                if !text.is_empty() {
+                    text.push(' ');
+                }
+                text.push_str(&format!("[{name}, {}] {url}", size_text(*size)));
+            }
+        }
         // `/me waves` is an action: "* alice waves".
         let action = if m.deleted { None } else { m.text.strip_prefix("/me ") };
         match (&m.place, action) {
@@ -350,6 +360,21 @@ impl Painter {
     }
 }
 
+/// A size for people: `512 B`, `12.3 KiB`, `4.0 MiB`.
+pub(crate) fn size_text(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,7 +384,15 @@ mod tests {
     }
 
     fn msg(place: Place, from: &str, text: &str) -> Body {
-        Body::Msg(Msg { place, from: from.into(), text: text.into(), mine: false, edited: false, deleted: false })
+        Body::Msg(Msg {
+            place,
+            from: from.into(),
+            text: text.into(),
+            files: Vec::new(),
+            mine: false,
+            edited: false,
+            deleted: false,
+        })
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub(crate) fn request_id(id: &Option<Value>) -> Option<u64> {
 pub(crate) struct Welcome {
     pub(crate) id: Option<Value>,
     pub(crate) nick: String,
+    /// The session token, for HTTP calls (uploads).
+    pub(crate) token: Option<String>,
     pub(crate) rooms: Vec<String>,
     pub(crate) server: ServerInfo,
     pub(crate) limits: Limits,
@@ -139,9 +141,19 @@ pub(crate) struct Message {
     pub(crate) seq: u64,
     pub(crate) from: String,
     pub(crate) text: String,
+    pub(crate) attachments: Vec<Attachment>,
     pub(crate) sent_at: i64,
     pub(crate) edited_at: Option<i64>,
     pub(crate) deleted: bool,
+}
+
+/// A file a message carries (what the console shows of it).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct Attachment {
+    pub(crate) name: String,
+    pub(crate) size: u64,
+    pub(crate) url: String,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -109,11 +109,25 @@ pub(crate) async fn room_transcript(
             );
             for m in &page.messages {
                 out.push_str(&format!(
-                    "<li><time datetime=\"{t}\">{t}</time> <b>{from}</b>: {text}</li>\n",
+                    "<li><time datetime=\"{t}\">{t}</time> <b>{from}</b>: {text}",
                     t = escape_html(&rfc3339(m.sent_at)),
                     from = escape_html(&m.from),
                     text = escape_html(&shown_text(m)),
                 ));
+                if !m.deleted && !m.attachments.is_empty() {
+                    out.push_str("\n<ul class=\"files\">");
+                    for a in &m.attachments {
+                        out.push_str(&format!(
+                            "<li><a href=\"{url}\">{name}</a> ({size}, {kind})</li>",
+                            url = escape_html(&a.url),
+                            name = escape_html(&a.name),
+                            size = size_text(a.size),
+                            kind = escape_html(&a.content_type),
+                        ));
+                    }
+                    out.push_str("</ul>");
+                }
+                out.push_str("</li>\n");
             }
             out.push_str("</ul>\n</body></html>\n");
             Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], TRANSCRIPT_HEADERS, out).into_response())
@@ -131,9 +145,36 @@ fn shown_text(m: &StoredMessage) -> String {
     if m.deleted { "[deleted]".to_owned() } else { m.text.clone() }
 }
 
-/// One transcript line: time, sender, text (line breaks kept visible as ⏎).
+/// One transcript line: time, sender, text (line breaks kept visible as
+/// ⏎), then each attachment as `[name, size] URL`.
 fn text_line(m: &StoredMessage) -> String {
-    format!("{} <{}> {}", rfc3339(m.sent_at), m.from, shown_text(m).replace('\n', " ⏎ "))
+    let mut line = format!("{} <{}>", rfc3339(m.sent_at), m.from);
+    let text = shown_text(m);
+    if !text.is_empty() {
+        line.push(' ');
+        line.push_str(&text.replace('\n', " ⏎ "));
+    }
+    if !m.deleted {
+        for a in &m.attachments {
+            line.push_str(&format!(" [{}, {}] {}", a.name.replace('\n', " "), size_text(a.size), a.url));
+        }
+    }
+    line
+}
+
+/// A size for people: `512 B`, `12.3 KiB`, `4.0 MiB`.
+fn size_text(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
 }
 
 /// Escapes text for HTML element content and attribute values.
@@ -162,6 +203,13 @@ mod tests {
             escape_html(r#"<img src=x onerror="a('b')">&"#),
             "&lt;img src=x onerror=&quot;a(&#39;b&#39;)&quot;&gt;&amp;"
         );
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(size_text(512), "512 B");
+        assert_eq!(size_text(12_595), "12.3 KiB");
+        assert_eq!(size_text(4 << 20), "4.0 MiB");
     }
 
     #[test]

@@ -128,7 +128,13 @@ pub async fn body_deadline(State(app): State<Arc<App>>, req: Request, next: Next
     if req.body().is_end_stream() {
         return next.run(req).await;
     }
-    let deadline = Box::pin(tokio::time::sleep(app.config.server.request_body_timeout));
+    // An upload may be large: it has a deadline of its own.
+    let timeout = if req.uri().path() == "/api/uploads" {
+        app.config.uploads.body_timeout
+    } else {
+        app.config.server.request_body_timeout
+    };
+    let deadline = Box::pin(tokio::time::sleep(timeout));
     next.run(req.map(|inner| axum::body::Body::new(TimedBody { inner, deadline }))).await
 }
 

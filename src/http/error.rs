@@ -27,6 +27,10 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::Invalid, message)
     }
 
+    pub(crate) fn code(&self) -> ErrorCode {
+        self.code
+    }
+
     /// The same error with another status.
     pub(crate) fn with_status(mut self, status: StatusCode) -> ApiError {
         self.status = status;

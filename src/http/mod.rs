@@ -12,12 +12,13 @@ mod proxies;
 mod rooms;
 pub(crate) mod serve;
 mod upgrade;
+mod uploads;
 
 use std::sync::{Arc, OnceLock};
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{MatchedPath, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -50,6 +51,16 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/api/rooms/{room}/members/{nick}", delete(rooms::remove_member))
         .route("/api/rooms/{room}/messages", get(api::room_messages).post(rooms::publish))
         .route("/api/rooms/{room}/transcript", get(api::room_transcript))
+        .route(
+            "/api/uploads",
+            // The service counts the file's bytes itself (and cuts at
+            // uploads.max_bytes); this only bounds the multipart framing.
+            post(uploads::create).layer(DefaultBodyLimit::max(
+                usize::try_from(app.config.uploads.max_bytes.saturating_add(1 << 20)).unwrap_or(usize::MAX),
+            )),
+        )
+        .route("/files/{id}", get(uploads::file))
+        .route("/files/{id}/thumbnail", get(uploads::thumbnail))
         .route("/", get(index_page))
         .route("/embed", get(embed_page))
         .route("/a/{version}/{*path}", get(versioned_asset))

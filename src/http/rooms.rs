@@ -167,12 +167,16 @@ pub(crate) async fn remove_member(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Publish {
+    #[serde(default)]
     text: String,
     #[serde(default)]
     from: Option<String>,
+    /// Upload ids (made with an API key, or by `from`).
+    #[serde(default)]
+    attachments: Vec<String>,
 }
 
-/// `POST /api/rooms/{room}/messages` `{text, from?}`: the server (or the
+/// `POST /api/rooms/{room}/messages` `{text, from?, attachments?}`: the server (or the
 /// named user) says something; stored, then delivered, like any message.
 pub(crate) async fn publish(
     State(app): State<Arc<App>>,
@@ -183,6 +187,6 @@ pub(crate) async fn publish(
     api_key(&app, &headers).await?;
     let room = room_name(&room)?;
     let from = body.from.as_deref().map(Name::nick).transpose()?;
-    let stored = app.publish_to_room(&room, &body.text, from.as_ref()).await?;
+    let stored = app.publish_to_room(&room, &body.text, from.as_ref(), &body.attachments).await?;
     Ok((StatusCode::CREATED, Json(json!({"message": stored}))).into_response())
 }

@@ -6,4 +6,4 @@ pub mod ids;
 pub mod records;
 
 pub use identity::{Identity, IdentityKind};
-pub use records::{Account, HistoryQuery, NewMessage, Page, ProfileUpdate, Role, RoomRecord};
+pub use records::{Account, HistoryQuery, NewMessage, Page, ProfileUpdate, Role, RoomRecord, UploadRecord};

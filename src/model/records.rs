@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ulid::Ulid;
 
-use crate::protocol::server::{Conv, StoredMessage};
+use crate::protocol::server::{Attachment, Conv, StoredMessage};
 
 /// A message accepted by the hub, not yet stored: it has no `seq` yet.
 #[derive(Clone, Debug)]
@@ -18,7 +18,7 @@ pub struct NewMessage {
     /// Who sent it (see [`super::ids`]): edit and delete rights follow it.
     pub sender_id: Arc<str>,
     pub text: String,
-    pub attachments: Vec<String>,
+    pub attachments: Vec<Attachment>,
     pub sent_at: i64,
 }
 
@@ -119,4 +119,22 @@ impl Role {
     pub fn parse(s: &str) -> Role {
         if s == "moderator" { Role::Moderator } else { Role::Member }
     }
+}
+
+/// An uploaded file as the store keeps it (its bytes are in the file
+/// storage under `id`, its thumbnail under `<id>.thumb`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct UploadRecord {
+    pub id: String,
+    /// The uploader's user id (see [`super::ids`]).
+    pub owner: String,
+    pub name: String,
+    pub content_type: String,
+    pub size: u64,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub thumb: bool,
+    pub created_at: i64,
+    /// The message that carries it, once one does.
+    pub msg_id: Option<String>,
 }

@@ -93,7 +93,7 @@ pub struct StoredMessage {
     /// The sender's user id (see [`crate::model::ids`]); never sent to clients.
     pub sender_id: Arc<str>,
     pub text: String,
-    pub attachments: Vec<String>,
+    pub attachments: Vec<Attachment>,
     pub sent_at: i64,
     pub edited_at: Option<i64>,
     pub deleted: bool,
@@ -125,6 +125,24 @@ impl Serialize for StoredMessage {
         }
         m.end()
     }
+}
+
+/// A file a message carries, as `message`, `ack` and `history` show it
+/// (and as the store keeps it, in the message's row). `url` and
+/// `thumbnail_url` are paths on this server (`/files/<id>`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Attachment {
+    pub id: String,
+    pub url: String,
+    pub name: String,
+    pub content_type: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail_url: Option<String>,
 }
 
 /// A room member as `joined` and `room_status` list it.

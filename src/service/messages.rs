@@ -68,13 +68,15 @@ impl Service {
 
     /// `POST /api/rooms/{room}/messages`: the server (or the named user)
     /// says something in a room; stored, then delivered, like any message.
+    /// `attachments` are uploads made with an API key, or by the named user.
     pub(crate) async fn publish_to_room(
         &self,
         room: &Name,
         text: &str,
         from: Option<&Name>,
+        attachments: &[String],
     ) -> Result<StoredMessage, ProtoError> {
-        let text = self.check_text(text, false)?;
+        let text = self.check_text(text, !attachments.is_empty())?;
         // The server speaks as `server` (a nick nobody may take); a named
         // user's message is theirs (they may edit it) if they own the nick.
         let (from, sender_id): (Arc<str>, Arc<str>) = match from {
@@ -85,19 +87,25 @@ impl Service {
             },
         };
         let (name, _) = self.room_name(room).await?;
+        let msg_id = Ulid::generate();
+        let attachments =
+            self.attach(attachments, [crate::model::ids::SERVER, &sender_id], &msg_id.to_string()).await?;
         let msg = NewMessage {
-            msg_id: Ulid::generate(),
+            msg_id,
             conv: Conv::Room(room.key().clone()),
             room: Some(name),
             to: None,
             sender_id,
             from,
             text,
-            attachments: Vec::new(),
+            attachments,
             sent_at: now_ms(),
         };
         let (tx, rx) = oneshot::channel();
-        self.publish(msg, Route { waiter: Some(tx), ..Route::default() }).await?;
+        if let Err(e) = self.publish(msg, Route { waiter: Some(tx), ..Route::default() }).await {
+            self.detach(&msg_id.to_string()).await;
+            return Err(e);
+        }
         rx.await.map_err(|_| ProtoError::unavailable())?
     }
 
@@ -158,9 +166,9 @@ impl Session {
             Target::User(u) => Conv::dm(self.handle.nick().key(), u.key()),
             Target::Everyone => Conv::Everyone,
         };
-        if let Some(first) = attachments.first() {
-            // Uploads are not implemented yet: no id can name one.
-            return Err(ProtoError::invalid(format!("`attachments`: no upload with id `{first}`")));
+        if attachments.len() > svc.config.uploads.max_attachments {
+            let max = svc.config.uploads.max_attachments;
+            return Err(ProtoError::invalid(format!("`attachments`: at most {max} files in one message")));
         }
         let (conv, room, to) = match target {
             Target::Room(r) => {
@@ -178,9 +186,13 @@ impl Session {
                 (Conv::Everyone, None, None)
             }
         };
+        // Last of the checks: the uploads are taken for this message.
+        let msg_id = Ulid::generate();
+        let me: &str = &self.identity.id;
+        let attachments = svc.attach(&attachments, [me, me], &msg_id.to_string()).await?;
         let clear_typing = self.stop_typing(&typing_key);
         let msg = NewMessage {
-            msg_id: Ulid::generate(),
+            msg_id,
             conv,
             room,
             to,
@@ -191,7 +203,11 @@ impl Session {
             sent_at: now_ms(),
         };
         let route = Route { origin: Some(self.handle.clone()), reply_id: id.cloned(), clear_typing, waiter: None };
-        svc.publish(msg, route).await
+        let result = svc.publish(msg, route).await;
+        if result.is_err() {
+            svc.detach(&msg_id.to_string()).await;
+        }
+        result
     }
 
     /// A page of a conversation's history: a room's (a private one only
@@ -250,6 +266,9 @@ impl Session {
         svc.changeable_message(&self.identity, Some(&self.handle), msg_id, true).await?;
         let msg = svc.store.delete(msg_id).await?.ok_or_else(|| no_such_message(msg_id))?;
         let id = msg.msg_id.to_string();
+        if !msg.attachments.is_empty() {
+            svc.remove_message_files(&id).await;
+        }
         svc.bus
             .about_message(&msg, Some(self.handle.id), |place| {
                 encode(&ServerFrame::Deleted { msg_id: id.clone(), place })

@@ -12,6 +12,8 @@
 //! - [`rooms`], [`messages`], [`signals`]: what a session does, and the
 //!   HTTP API's operations on rooms and messages, with a [`Caller`].
 //! - [`accounts`]: registration, login, profiles.
+//! - [`uploads`]: files sent to the chat ([`images`] cleans pictures), the
+//!   attachments of messages, and the sweep.
 //! - [`hook`]: the embedding site's authorization hook.
 //!
 //! Errors: the store's and the bus's errors become `unavailable` here, by
@@ -21,11 +23,13 @@ pub(crate) mod access;
 pub(crate) mod accounts;
 mod errors;
 mod hook;
+mod images;
 pub(crate) mod messages;
 mod page;
 pub(crate) mod rooms;
 pub(crate) mod session;
 mod signals;
+pub(crate) mod uploads;
 
 use std::sync::Arc;
 
@@ -45,6 +49,7 @@ use crate::model::Identity;
 use crate::protocol::server::LimitsView;
 use crate::protocol::{Name, ProtoError, now_ms};
 use crate::store::Store;
+use crate::store::files::Files;
 use hook::Hook;
 pub(crate) use session::{Hello, Session};
 
@@ -95,6 +100,7 @@ pub(crate) struct Service {
     hub: Arc<Hub>,
     bus: Bus,
     store: Store,
+    files: Files,
     hook: Option<Hook>,
     login_throttle: LoginThrottle,
 }
@@ -108,6 +114,7 @@ impl Service {
         // The error's text names the (redacted) url and carries every cause
         // already: as a chain, `{:#}` would print each cause twice.
         let store = Store::open(&config).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let files = Files::open(&config.uploads).await.map_err(|e| anyhow::anyhow!("uploads.dir: {e}"))?;
         let clustered = !config.cluster.redis_url.is_empty();
         let hub = Arc::new(
             Hub::new(config.limits.outbound_queue, !clustered)
@@ -157,8 +164,15 @@ impl Service {
             hub,
             bus,
             store,
+            files,
             config,
         };
+        uploads::spawn_sweep(
+            service.store.clone(),
+            service.files.clone(),
+            service.config.uploads.clone(),
+            service.lifecycle.close_all.clone(),
+        );
         Ok((service, writer))
     }
 

@@ -53,6 +53,20 @@ pub enum StoreError {
     /// could not be read.
     #[error("storage unavailable: {0}")]
     Buffer(String),
+    /// The file storage (a directory, an object store) failed while doing `what`.
+    #[error("file storage: {what}: {source}")]
+    Files {
+        what: &'static str,
+        #[source]
+        source: Cause,
+    },
+}
+
+impl StoreError {
+    /// A file storage failure.
+    pub(crate) fn files(what: &'static str, source: impl Into<Cause>) -> StoreError {
+        StoreError::Files { what, source: source.into() }
+    }
 }
 
 /// `.context("reading history")` on a sqlx result: the error becomes

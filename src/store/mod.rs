@@ -6,10 +6,14 @@
 //! messages, assigns each conversation's next `seq` in commit order and
 //! reports committed batches back, in order, to whoever fans them out.
 //!
+//! [`files`] keeps uploaded files: a local directory or an S3-compatible
+//! object store.
+//!
 //! Every failure is a [`StoreError`] ([`error`]) that keeps its cause (the
 //! sqlx error, the migration error) as its `source()`.
 
 mod error;
+pub(crate) mod files;
 mod health;
 pub(crate) mod sql;
 mod writer;
@@ -18,7 +22,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 
-pub(crate) use crate::model::{Account, HistoryQuery, NewMessage, Page, ProfileUpdate, Role, RoomRecord};
+pub(crate) use crate::model::{Account, HistoryQuery, NewMessage, Page, ProfileUpdate, Role, RoomRecord, UploadRecord};
 pub use error::StoreError;
 pub(crate) use writer::{CommitSink, Writer};
 

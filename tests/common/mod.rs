@@ -40,13 +40,17 @@ pub const SESSION: &str = "s-<id>";
 pub const TOKEN: &str = "<token>";
 
 /// Defaults for tests: no auto-joined room (each test says what it joins),
-/// a fixed node id, a short shutdown grace, and a SQLite database of its own.
+/// a fixed node id, a short shutdown grace, and a SQLite database (and an
+/// uploads folder) of its own.
 pub fn test_config() -> Config {
     let mut c = Config::default();
     c.rooms.auto_join = vec![];
     c.server.node = NODE.into();
     c.server.shutdown_grace = Duration::from_secs(3);
-    c.database.url = format!("sqlite://{}", fresh_db_path().display());
+    let db = fresh_db_path();
+    c.database.url = format!("sqlite://{}", db.display());
+    // Uploaded files beside the database, never in the working directory.
+    c.uploads.dir = db.with_file_name("uploads").display().to_string();
     c
 }
 

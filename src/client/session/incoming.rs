@@ -64,6 +64,15 @@ impl Session {
             place,
             from: m.from.clone(),
             text: m.text.clone(),
+            files: m
+                .attachments
+                .iter()
+                .map(|a| {
+                    let url =
+                        if a.url.starts_with('/') { format!("{}{}", self.http_base, a.url) } else { a.url.clone() };
+                    (a.name.clone(), a.size, url)
+                })
+                .collect(),
             mine,
             edited: m.edited_at.is_some(),
             deleted: m.deleted,

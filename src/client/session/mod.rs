@@ -145,6 +145,21 @@ pub(crate) struct Session {
     pub(crate) failures: u32,
     /// Lines that were not valid commands.
     pub(crate) usage_errors: u32,
+    /// `http://host:port` of the server, for file URLs and uploads.
+    pub(crate) http_base: String,
+    /// `welcome.token`: the bearer for uploads.
+    pub(crate) token: Option<String>,
+    /// `/upload`s for the driver to start, and how many are under way.
+    uploads: Vec<UploadJob>,
+    uploading: usize,
+}
+
+/// A file to upload, then to say in `room` with `text`.
+#[derive(Clone, Debug)]
+pub(crate) struct UploadJob {
+    pub(crate) path: String,
+    pub(crate) text: String,
+    pub(crate) room: String,
 }
 
 impl Session {
@@ -170,6 +185,29 @@ impl Session {
             quit: false,
             failures: 0,
             usage_errors: 0,
+            http_base: String::new(),
+            token: None,
+            uploads: Vec::new(),
+            uploading: 0,
+        }
+    }
+
+    /// The uploads to start now (each is under way until [`Session::uploaded`]).
+    pub(crate) fn take_uploads(&mut self) -> Vec<UploadJob> {
+        let jobs = std::mem::take(&mut self.uploads);
+        self.uploading += jobs.len();
+        jobs
+    }
+
+    /// An upload finished: say it (with its text) in its room, or report why not.
+    pub(crate) fn uploaded(&mut self, job: UploadJob, result: Result<String, String>, out: &mut Vec<Line>) {
+        self.uploading = self.uploading.saturating_sub(1);
+        match result {
+            Ok(id) => {
+                let frame = json!({"type": "say", "room": job.room, "text": job.text, "attachments": [id]});
+                self.enqueue(frame, Request::Say(Target::Room(job.room)));
+            }
+            Err(why) => self.fail(format!("{} not sent: {why}", job.path), out),
         }
     }
 
@@ -200,7 +238,10 @@ impl Session {
 
     /// Nothing queued and every request that matters answered.
     pub(crate) fn settled(&self) -> bool {
-        self.outbox.is_empty() && self.inflight.values().all(|(_, r)| matches!(r, Request::Typing))
+        self.uploads.is_empty()
+            && self.uploading == 0
+            && self.outbox.is_empty()
+            && self.inflight.values().all(|(_, r)| matches!(r, Request::Typing))
     }
 
     fn id(&mut self) -> u64 {
@@ -268,6 +309,14 @@ impl Session {
                 if let Some(room) = self.need_room(out) {
                     let text = format!("/me {action}");
                     self.enqueue(json!({"type": "say", "room": room, "text": text}), Request::Say(Target::Room(room)));
+                }
+            }
+            Command::Upload { path, text } => {
+                if let Some(room) = self.need_room(out) {
+                    if self.token.is_none() {
+                        return self.fail("this server gave no token for uploads", out);
+                    }
+                    self.uploads.push(UploadJob { path, text, room });
                 }
             }
             Command::Msg { to, text } => {
@@ -385,6 +434,7 @@ impl Session {
         if !welcome.nick.is_empty() {
             self.nick = welcome.nick.clone();
         }
+        self.token = welcome.token.clone();
         let limits = &welcome.limits;
         self.bucket = Bucket::new(limits.rate_per_sec.unwrap_or(10.0), limits.burst.unwrap_or(20.0), Instant::now());
         self.typing.clear();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::protocol::server::{Conv, ServerFrame, StoredMessage, encode};
+use crate::protocol::server::{Attachment, Conv, ServerFrame, StoredMessage, encode};
 use crate::store::NewMessage;
 
 #[derive(Deserialize)]
@@ -21,7 +21,7 @@ struct Wire {
     from: Arc<str>,
     text: String,
     #[serde(default)]
-    attachments: Vec<String>,
+    attachments: Vec<Attachment>,
     sent_at: i64,
 }
 

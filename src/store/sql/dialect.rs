@@ -78,6 +78,20 @@ pub(super) struct Dialect {
     pub(super) nick_of_owner: &'static str,
     /// until, now: every live guest token ends at `until` at the latest.
     pub(super) end_guest_sessions: &'static str,
+    /// id, owner, name, content_type, size, width, height, thumb, created_at.
+    pub(super) insert_upload: &'static str,
+    /// id → the uploads row.
+    pub(super) upload: &'static str,
+    /// msg_id, attached_at, id, owner, owner: an upload of one of the two owners that no message carries yet.
+    pub(super) attach_upload: &'static str,
+    /// msg_id: its uploads are free again (its publish failed).
+    pub(super) detach_uploads: &'static str,
+    /// msg_id → id, thumb of the uploads it carries.
+    pub(super) message_uploads: &'static str,
+    /// id.
+    pub(super) delete_upload: &'static str,
+    /// unattached before, gone-message before, limit → id, thumb: uploads never attached in time, of a deleted message, or of a message that has been missing for long (a failed publish, a destroyed room).
+    pub(super) stale_uploads: &'static str,
 }
 
 pub(super) const SQLITE: Dialect = Dialect {
@@ -126,6 +140,13 @@ pub(super) const SQLITE: Dialect = Dialect {
     delete_expired_sessions: "DELETE FROM auth_sessions WHERE expires_at <= ?",
     nick_of_owner: "SELECT nick FROM users WHERE owner = ? ORDER BY last_seen DESC LIMIT 1",
     end_guest_sessions: "UPDATE auth_sessions SET expires_at = ? WHERE user_id LIKE 'g-%' AND expires_at > ?",
+    insert_upload: "INSERT INTO uploads (id, owner, name, content_type, size, width, height, thumb, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    upload: "SELECT id, owner, name, content_type, size, width, height, thumb, created_at, msg_id FROM uploads WHERE id = ?",
+    attach_upload: "UPDATE uploads SET msg_id = ?, attached_at = ? WHERE id = ? AND (owner = ? OR owner = ?) AND msg_id IS NULL",
+    detach_uploads: "UPDATE uploads SET msg_id = NULL, attached_at = NULL WHERE msg_id = ?",
+    message_uploads: "SELECT id, thumb FROM uploads WHERE msg_id = ?",
+    delete_upload: "DELETE FROM uploads WHERE id = ?",
+    stale_uploads: "SELECT id, thumb FROM uploads WHERE (msg_id IS NULL AND created_at < ?) OR (msg_id IS NOT NULL AND (EXISTS (SELECT 1 FROM messages m WHERE m.msg_id = uploads.msg_id AND m.deleted = TRUE) OR (attached_at < ? AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.msg_id = uploads.msg_id)))) LIMIT ?",
 };
 
 pub(super) const POSTGRES: Dialect = Dialect {
@@ -174,6 +195,13 @@ pub(super) const POSTGRES: Dialect = Dialect {
     delete_expired_sessions: "DELETE FROM auth_sessions WHERE expires_at <= $1",
     nick_of_owner: "SELECT nick FROM users WHERE owner = $1 ORDER BY last_seen DESC LIMIT 1",
     end_guest_sessions: "UPDATE auth_sessions SET expires_at = $1 WHERE user_id LIKE 'g-%' AND expires_at > $2",
+    insert_upload: "INSERT INTO uploads (id, owner, name, content_type, size, width, height, thumb, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    upload: "SELECT id, owner, name, content_type, size, width, height, thumb, created_at, msg_id FROM uploads WHERE id = $1",
+    attach_upload: "UPDATE uploads SET msg_id = $1, attached_at = $2 WHERE id = $3 AND (owner = $4 OR owner = $5) AND msg_id IS NULL",
+    detach_uploads: "UPDATE uploads SET msg_id = NULL, attached_at = NULL WHERE msg_id = $1",
+    message_uploads: "SELECT id, thumb FROM uploads WHERE msg_id = $1",
+    delete_upload: "DELETE FROM uploads WHERE id = $1",
+    stale_uploads: "SELECT id, thumb FROM uploads WHERE (msg_id IS NULL AND created_at < $1) OR (msg_id IS NOT NULL AND (EXISTS (SELECT 1 FROM messages m WHERE m.msg_id = uploads.msg_id AND m.deleted = TRUE) OR (attached_at < $2 AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.msg_id = uploads.msg_id)))) LIMIT $3",
 };
 
 pub(super) const MYSQL: Dialect = Dialect {
@@ -222,4 +250,11 @@ pub(super) const MYSQL: Dialect = Dialect {
     delete_expired_sessions: "DELETE FROM auth_sessions WHERE expires_at <= ?",
     nick_of_owner: "SELECT nick FROM users WHERE owner = ? ORDER BY last_seen DESC LIMIT 1",
     end_guest_sessions: "UPDATE auth_sessions SET expires_at = ? WHERE user_id LIKE 'g-%' AND expires_at > ?",
+    insert_upload: "INSERT INTO uploads (id, owner, name, content_type, size, width, height, thumb, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    upload: "SELECT id, owner, name, content_type, size, width, height, thumb, created_at, msg_id FROM uploads WHERE id = ?",
+    attach_upload: "UPDATE uploads SET msg_id = ?, attached_at = ? WHERE id = ? AND (owner = ? OR owner = ?) AND msg_id IS NULL",
+    detach_uploads: "UPDATE uploads SET msg_id = NULL, attached_at = NULL WHERE msg_id = ?",
+    message_uploads: "SELECT id, thumb FROM uploads WHERE msg_id = ?",
+    delete_upload: "DELETE FROM uploads WHERE id = ?",
+    stale_uploads: "SELECT id, thumb FROM uploads WHERE (msg_id IS NULL AND created_at < ?) OR (msg_id IS NOT NULL AND (EXISTS (SELECT 1 FROM messages m WHERE m.msg_id = uploads.msg_id AND m.deleted = TRUE) OR (attached_at < ? AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.msg_id = uploads.msg_id)))) LIMIT ?",
 };

@@ -60,6 +60,7 @@ macro_rules! on_pool {
 mod dialect;
 mod messages;
 mod rooms;
+mod uploads;
 mod users;
 
 pub struct SqlStore {
