@@ -56,9 +56,10 @@ async fn every_protected_route_needs_a_key_or_a_token() {
     let publish = json!({"text": "hello"});
     let member = json!({"nick": "carol"});
     // (method, path, body, only an API key will do)
-    let routes: [(&str, &str, Option<&Value>, bool); 12] = [
+    let routes: [(&str, &str, Option<&Value>, bool); 13] = [
         ("GET", "/api/me", None, false),
         ("PATCH", "/api/me", Some(&json!({"status": "hi"})), false),
+        ("POST", "/api/me/password", Some(&json!({"old": "a", "new": "battery staple"})), false),
         ("GET", "/api/users/carol", None, false),
         ("GET", "/api/rooms", None, false),
         ("POST", "/api/rooms", Some(&room), false),
@@ -307,7 +308,8 @@ async fn profiles() {
 
     // A valid change, at the limits.
     let change = json!({"display_name": "Ä".repeat(64), "status": "s".repeat(140),
-        "avatar": "https://img.example/a.png", "settings": {"sound": false, "notify": ["dm"]}});
+        "avatar": "https://img.example/a.png",
+        "settings": {"sound": false, "notify": "all", "theme": "dark", "muted_rooms": ["lobby", "Random"]}});
     let updated = ok(&server, "PATCH", "/api/me", &token, Some(change.clone()), 200).await;
     for field in ["display_name", "status", "avatar", "settings"] {
         profile[field] = change[field].clone();
@@ -325,6 +327,12 @@ async fn profiles() {
         json!({"avatar": "https://img.example/a b.png"}),
         json!({"settings": ["not", "an", "object"]}),
         json!({"settings": long_settings}),
+        json!({"settings": {"notify": "loud"}}),
+        json!({"settings": {"notify": ["dm"]}}),
+        json!({"settings": {"theme": "neon"}}),
+        json!({"settings": {"muted_rooms": "lobby"}}),
+        json!({"settings": {"muted_rooms": [1]}}),
+        json!({"settings": {"muted_rooms": ["no spaces allowed"]}}),
         json!({"nickname": "mallory"}),
         json!({"status": 5}),
     ] {
@@ -431,4 +439,102 @@ async fn malformed_bodies_get_the_api_error_body() {
     }
     let history = ok(&server, "GET", "/api/rooms/hall/messages", API_KEY, None, 200).await;
     assert_eq!(history["messages"], json!([]));
+}
+
+#[tokio::test]
+async fn a_profile_change_reaches_everyone_who_sees_the_user_at_once() {
+    let server = start(auth_config()).await;
+    let addr = server.addr();
+    let r = http::post(addr, "/api/register", &[], &json!({"nick": "alice", "password": "correct horse"})).await;
+    let token = r.json()["token"].as_str().unwrap().to_string();
+    let (mut alice, _) = Client::with_token(&server, &token).await;
+    alice.join("r").await;
+    alice.join("s").await;
+    let (_, mut carol) = site_user(&server, "c", "carol").await;
+    carol.join("r").await;
+    carol.join("s").await;
+    let (_, mut dave) = site_user(&server, "d", "dave").await;
+    dave.join("elsewhere").await;
+    for room in ["r", "s"] {
+        alice.expect_json(json!({"type": "presence", "room": room, "nick": "carol", "event": "join"})).await;
+    }
+
+    let change = json!({"display_name": "Alice A.", "status": "at lunch"});
+    ok(&server, "PATCH", "/api/me", &token, Some(change), 200).await;
+    let user = json!({"nick": "alice", "display_name": "Alice A.", "avatar": null, "status": "at lunch"});
+    // One per room the two share, like presence; alice's own session gets
+    // the rooms' and its own.
+    for room in ["r", "s"] {
+        assert_eq!(carol.recv().await, json!({"type": "profile", "room": room, "user": user}));
+    }
+    let mut mine = vec![alice.recv().await, alice.recv().await, alice.recv().await];
+    mine.sort_by_key(|f| f["room"].as_str().unwrap_or("").to_string());
+    assert_eq!(
+        mine,
+        vec![
+            json!({"type": "profile", "user": user}),
+            json!({"type": "profile", "room": "r", "user": user}),
+            json!({"type": "profile", "room": "s", "user": user}),
+        ]
+    );
+    // Member lists show it from now on; someone sharing no room saw nothing.
+    carol.send(json!({"type": "who", "room": "r"})).await;
+    let status = carol.expect("room_status").await;
+    let shown: Vec<&str> =
+        status["members"].as_array().unwrap().iter().map(|m| m["display_name"].as_str().unwrap()).collect();
+    assert!(shown.contains(&"Alice A."), "{status}");
+    // Settings alone change nothing others see: no frame.
+    ok(&server, "PATCH", "/api/me", &token, Some(json!({"settings": {"theme": "dark"}})), 200).await;
+    for c in [&mut alice, &mut carol, &mut dave] {
+        c.sync().await;
+    }
+}
+
+#[tokio::test]
+async fn a_password_change_needs_the_old_one_and_ends_the_other_tokens() {
+    let server = start(auth_config()).await;
+    let addr = server.addr();
+    let r = http::post(addr, "/api/register", &[], &json!({"nick": "alice", "password": "correct horse"})).await;
+    let first = r.json()["token"].as_str().unwrap().to_string();
+    let r = http::post(addr, "/api/login", &[], &json!({"nick": "alice", "password": "correct horse"})).await;
+    let second = r.json()["token"].as_str().unwrap().to_string();
+    let (mut connected, _) = Client::with_token(&server, &second).await;
+
+    let me = auth(&first);
+    for (bad, status, code) in [
+        (json!({"old": "wrong horse", "new": "battery staple"}), 401, "unauthorized"),
+        (json!({"old": "correct horse", "new": "short"}), 400, "invalid"),
+        (json!({"old": "correct horse"}), 400, "invalid"),
+        (json!({"old": "correct horse", "new": "battery staple", "extra": 1}), 400, "invalid"),
+    ] {
+        let r = http::post(addr, "/api/me/password", &h(&me), &bad).await;
+        assert_error(&r, status, code, &bad.to_string());
+    }
+    // Nothing changed: the old password still logs in.
+    let r = http::post(addr, "/api/login", &[], &json!({"nick": "alice", "password": "correct horse"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let r =
+        http::post(addr, "/api/me/password", &h(&me), &json!({"old": "correct horse", "new": "battery staple"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let fresh = r.json()["token"].as_str().unwrap().to_string();
+    assert_eq!(r.json()["user"]["nick"], "alice");
+    // Every earlier token has ended; the new one works.
+    for old in [&first, &second] {
+        assert_error(&http::get(addr, "/api/me", &h(&auth(old))).await, 401, "unauthorized", "an old token");
+    }
+    ok(&server, "GET", "/api/me", &fresh, None, 200).await;
+    let r = http::post(addr, "/api/login", &[], &json!({"nick": "alice", "password": "correct horse"})).await;
+    assert_eq!(r.status, 401, "the old password: {}", r.body);
+    let r = http::post(addr, "/api/login", &[], &json!({"nick": "alice", "password": "battery staple"})).await;
+    assert_eq!(r.status, 200, "the new password: {}", r.body);
+    // A connected session stays connected.
+    connected.sync().await;
+    // An API key, a site user and a guest have no password to change.
+    let r =
+        http::post(addr, "/api/me/password", &h(&auth(API_KEY)), &json!({"old": "a", "new": "battery staple"})).await;
+    assert_error(&r, 403, "forbidden", "API key");
+    let (site, _c) = site_user(&server, "s", "sam").await;
+    let r = http::post(addr, "/api/me/password", &h(&auth(&site)), &json!({"old": "a", "new": "battery staple"})).await;
+    assert_error(&r, 403, "forbidden", "a site user");
 }

@@ -74,8 +74,9 @@ struct ProfileBody {
     settings: Option<Value>,
 }
 
-/// `PATCH /api/me` `{display_name?, status?, avatar?, settings?}`. Live
-/// sessions show a new display name from their next connection on.
+/// `PATCH /api/me` `{display_name?, status?, avatar?, settings?}`. A new
+/// display name, status or avatar reaches everyone who sees the user at
+/// once (`profile` frames).
 pub(crate) async fn patch_me(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -87,6 +88,27 @@ pub(crate) async fn patch_me(
         serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("not a valid profile change: {e}")))?;
     let patch = ProfilePatch { display_name: p.display_name, status: p.status, avatar: p.avatar, settings: p.settings };
     Ok(Json(profile(&app.update_profile(&me, patch).await?)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PasswordChange {
+    old: String,
+    new: String,
+}
+
+/// `POST /api/me/password` `{old, new}` → `{token, user}`: every earlier
+/// session token of the account has ended; this is the caller's new one.
+pub(crate) async fn change_password(
+    State(app): State<Arc<App>>,
+    client: ClientAddr,
+    headers: HeaderMap,
+    Body(c): Body<PasswordChange>,
+) -> Result<Response> {
+    let caller = caller(&app, &headers).await?;
+    let me = app.my_account(&caller).await?;
+    let (token, account) = app.change_password(&me, &c.old, c.new, client.ip).await?;
+    Ok(Json(json!({"token": token, "user": profile(&account)})).into_response())
 }
 
 /// `GET /api/users/{nick}`: the public profile and online status.

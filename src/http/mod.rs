@@ -44,6 +44,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/api/register", post(accounts::register))
         .route("/api/login", post(accounts::login))
         .route("/api/me", get(accounts::get_me).patch(accounts::patch_me))
+        .route("/api/me/password", post(accounts::change_password))
         .route("/api/users/{nick}", get(accounts::get_user))
         .route("/api/rooms", get(rooms::list).post(rooms::create))
         .route("/api/rooms/{room}", get(rooms::status).delete(rooms::destroy))

@@ -28,7 +28,7 @@ use crate::protocol::{ErrorCode, Name, ProtoError, ServerFrame, encode, now_ms};
 pub(crate) use deliver::{Acked, Fanout, Route, acknowledge};
 pub(crate) use outbound::Outbound;
 use room::{Added, Room};
-pub(crate) use session::{CloseReason, RoomRef, SessionHandle, SessionId, UserState};
+pub(crate) use session::{CloseReason, RoomRef, SessionHandle, SessionId, Shown, UserState};
 use watchers::Watcher;
 
 struct UserEntry {
@@ -168,15 +168,16 @@ impl Hub {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let key = nick.key().clone();
         let mut entry = self.users.entry(key).or_insert_with(|| UserEntry {
-            state: Arc::new(UserState {
-                nick: nick.clone(),
-                identity: identity.id.clone(),
-                display_name: identity.display_name.as_deref().unwrap_or(nick.as_str()).into(),
-                avatar: identity.avatar.as_deref().map(Into::into),
-                guest: identity.is_guest(),
-                admin: identity.admin,
-                away: false.into(),
-            }),
+            state: Arc::new(UserState::new(
+                nick.clone(),
+                identity.id.clone(),
+                Shown {
+                    display_name: identity.display_name.as_deref().unwrap_or(nick.as_str()).into(),
+                    avatar: identity.avatar.as_deref().map(Into::into),
+                },
+                identity.is_guest(),
+                identity.admin,
+            )),
             sessions: Vec::new(),
         });
         if !entry.sessions.is_empty() && entry.state.identity != identity.id {
@@ -195,6 +196,23 @@ impl Hub {
             self.notify_watchers(&state, true, now_ms());
         }
         Ok((session.clone(), Outbound(session)))
+    }
+
+    /// A user's display name or avatar changed: member lists on this node
+    /// show the new ones from now on. Returns the rooms (key, name) its
+    /// sessions here are in.
+    pub fn profile_changed(&self, nick_key: &str, shown: Shown) -> Vec<(Arc<str>, Arc<str>)> {
+        let Some(entry) = self.users.get(nick_key) else { return Vec::new() };
+        entry.state.set_shown(shown);
+        let mut rooms: Vec<(Arc<str>, Arc<str>)> = Vec::new();
+        for session in &entry.sessions {
+            for r in session.rooms().iter() {
+                if !rooms.iter().any(|(k, _)| *k == r.key) {
+                    rooms.push((r.key.clone(), r.name.clone()));
+                }
+            }
+        }
+        rooms
     }
 
     /// Removes a session from everything: its rooms (others see `quit`),

@@ -140,12 +140,15 @@ impl Room {
         let mut v: Vec<MemberView> = self
             .users
             .values()
-            .map(|u| MemberView {
-                nick: u.user.nick.shown().clone(),
-                display_name: u.user.display_name.clone(),
-                avatar: u.user.avatar.clone(),
-                joined_at: u.joined_at,
-                away: u.user.away.load(Ordering::Relaxed),
+            .map(|u| {
+                let shown = u.user.shown();
+                MemberView {
+                    nick: u.user.nick.shown().clone(),
+                    display_name: shown.display_name,
+                    avatar: shown.avatar,
+                    joined_at: u.joined_at,
+                    away: u.user.away.load(Ordering::Relaxed),
+                }
             })
             .collect();
         v.sort_by(|a, b| a.joined_at.cmp(&b.joined_at).then_with(|| a.nick.cmp(&b.nick)));

@@ -94,12 +94,35 @@ pub struct UserState {
     /// The user id (see [`crate::model::ids`]): sessions with the same id are one
     /// user; a nick is held by one id at a time.
     pub identity: Arc<str>,
-    pub display_name: Arc<str>,
-    pub avatar: Option<Arc<str>>,
+    /// The name and picture others see; a profile change replaces them
+    /// (see [`Hub::profile_changed`](super::Hub::profile_changed)).
+    shown: Mutex<Shown>,
     pub guest: bool,
     /// Moderator in every room (site token `admin`).
     pub admin: bool,
     pub away: AtomicBool,
+}
+
+/// What others see of a user besides its nick.
+#[derive(Clone, Debug)]
+pub struct Shown {
+    pub display_name: Arc<str>,
+    pub avatar: Option<Arc<str>>,
+}
+
+impl UserState {
+    pub fn new(nick: Name, identity: Arc<str>, shown: Shown, guest: bool, admin: bool) -> UserState {
+        UserState { nick, identity, shown: Mutex::new(shown), guest, admin, away: false.into() }
+    }
+
+    /// The display name and avatar as they are now.
+    pub fn shown(&self) -> Shown {
+        self.shown.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_shown(&self, shown: Shown) {
+        *self.shown.lock().unwrap_or_else(|e| e.into_inner()) = shown;
+    }
 }
 
 /// Rooms a session may have waiting to be joined at the server's word.

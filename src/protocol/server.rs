@@ -167,6 +167,16 @@ pub struct UserView<'a> {
     pub admin: bool,
 }
 
+/// A user as a `profile` frame shows it.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct ProfileView<'a> {
+    pub nick: &'a str,
+    pub display_name: &'a str,
+    /// `null` when the avatar was removed.
+    pub avatar: Option<&'a str>,
+    pub status: &'a str,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct ServerInfo<'a> {
     pub name: &'a str,
@@ -331,6 +341,13 @@ pub enum ServerFrame<'a> {
         room: &'a str,
         nick: &'a str,
         event: &'a str,
+    },
+    /// A user's shown profile changed: to its own sessions (no `room`), and
+    /// to each room its sessions are in.
+    Profile {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<&'a str>,
+        user: ProfileView<'a>,
     },
     Status {
         nick: &'a str,

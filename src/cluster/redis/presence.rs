@@ -124,11 +124,11 @@ impl RedisBus {
         room_name: &str,
     ) -> Result<(u64, Vec<MemberView>), ProtoError> {
         let nick = session.nick();
-        let user = &session.user;
+        let shown = session.user.shown();
         let view = serde_json::to_string(&MemberRecord {
             nick: nick.shown().clone(),
-            display_name: user.display_name.clone(),
-            avatar: user.avatar.clone(),
+            display_name: shown.display_name,
+            avatar: shown.avatar,
             joined_at: now_ms(),
         })
         .unwrap_or_default();

@@ -43,22 +43,23 @@ impl Conn {
     /// Sends `welcome`, then joins the configured rooms the user may enter.
     pub(super) async fn welcome(&mut self, id: Option<&FrameId>) {
         let welcome = self.session.welcome().await;
-        let shown: Vec<Arc<str>> = welcome.rooms.iter().map(|r| r.shown().clone()).collect();
+        let rooms: Vec<Arc<str>> = welcome.rooms.iter().map(|r| r.shown().clone()).collect();
         let svc = self.session.service().clone();
         let handle = self.handle();
         let (nick, user) = (handle.nick(), &handle.user);
+        let shown = user.shown();
         self.reply(&ServerFrame::Welcome {
             id,
             session: &format!("s-{}", handle.id),
             nick: nick.as_str(),
             user: UserView {
                 nick: nick.as_str(),
-                display_name: &user.display_name,
-                avatar: user.avatar.as_deref(),
+                display_name: &shown.display_name,
+                avatar: shown.avatar.as_deref(),
                 guest: user.guest,
                 admin: user.admin,
             },
-            rooms: &shown,
+            rooms: &rooms,
             token: self.session.token(),
             server: ServerInfo { name: &svc.config.server.name, version: env!("CARGO_PKG_VERSION"), node: &svc.node },
             limits: &svc.limits_view,

@@ -37,6 +37,8 @@ pub(super) struct Dialect {
     pub(super) insert_account: &'static str,
     /// display_name, status, avatar, settings (each NULL = unchanged), nick_key.
     pub(super) update_profile: &'static str,
+    /// password_hash, nick_key (an account's: its hash is not NULL).
+    pub(super) set_password: &'static str,
     /// token_hash, nick_key, created_at, expires_at.
     pub(super) insert_session: &'static str,
     /// owner, nick_key: claims a nick nobody owns yet.
@@ -120,6 +122,7 @@ pub(super) const SQLITE: Dialect = Dialect {
     claim_account: "UPDATE users SET password_hash = ?, nick = ?, owner = ? WHERE nick_key = ? AND password_hash IS NULL AND owner IS NULL",
     insert_account: "INSERT INTO users (nick_key, nick, password_hash, created_at, last_seen, owner) VALUES (?, ?, ?, ?, ?, ?)",
     update_profile: "UPDATE users SET display_name = COALESCE(?, display_name), status = COALESCE(?, status), avatar = COALESCE(?, avatar), settings = COALESCE(?, settings) WHERE nick_key = ?",
+    set_password: "UPDATE users SET password_hash = ? WHERE nick_key = ? AND password_hash IS NOT NULL",
     insert_session: "INSERT INTO auth_sessions (token_hash, user_id, nick, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
     claim_owner: "UPDATE users SET owner = ? WHERE nick_key = ? AND owner IS NULL",
     session_user: "SELECT user_id, nick FROM auth_sessions WHERE token_hash = ? AND expires_at > ?",
@@ -175,6 +178,7 @@ pub(super) const POSTGRES: Dialect = Dialect {
     claim_account: "UPDATE users SET password_hash = $1, nick = $2, owner = $3 WHERE nick_key = $4 AND password_hash IS NULL AND owner IS NULL",
     insert_account: "INSERT INTO users (nick_key, nick, password_hash, created_at, last_seen, owner) VALUES ($1, $2, $3, $4, $5, $6)",
     update_profile: "UPDATE users SET display_name = COALESCE($1, display_name), status = COALESCE($2, status), avatar = COALESCE($3, avatar), settings = COALESCE($4, settings) WHERE nick_key = $5",
+    set_password: "UPDATE users SET password_hash = $1 WHERE nick_key = $2 AND password_hash IS NOT NULL",
     insert_session: "INSERT INTO auth_sessions (token_hash, user_id, nick, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
     claim_owner: "UPDATE users SET owner = $1 WHERE nick_key = $2 AND owner IS NULL",
     session_user: "SELECT user_id, nick FROM auth_sessions WHERE token_hash = $1 AND expires_at > $2",
@@ -230,6 +234,7 @@ pub(super) const MYSQL: Dialect = Dialect {
     claim_account: "UPDATE users SET password_hash = ?, nick = ?, owner = ? WHERE nick_key = ? AND password_hash IS NULL AND owner IS NULL",
     insert_account: "INSERT INTO users (nick_key, nick, password_hash, created_at, last_seen, owner) VALUES (?, ?, ?, ?, ?, ?)",
     update_profile: "UPDATE users SET display_name = COALESCE(?, display_name), status = COALESCE(?, status), avatar = COALESCE(?, avatar), settings = COALESCE(?, settings) WHERE nick_key = ?",
+    set_password: "UPDATE users SET password_hash = ? WHERE nick_key = ? AND password_hash IS NOT NULL",
     insert_session: "INSERT INTO auth_sessions (token_hash, user_id, nick, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
     claim_owner: "UPDATE users SET owner = ? WHERE nick_key = ? AND owner IS NULL",
     session_user: "SELECT user_id, nick FROM auth_sessions WHERE token_hash = ? AND expires_at > ?",

@@ -107,6 +107,21 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Replaces an account's password hash; false if `nick_key` is no
+    /// account.
+    pub(crate) async fn set_password(&self, nick_key: &str, hash: &str) -> Result<bool, StoreError> {
+        let done = on_pool!(self, |pool, sql| {
+            sqlx::query(sql.set_password)
+                .bind(hash)
+                .bind(nick_key)
+                .execute(pool)
+                .await
+                .context("changing a password")?
+                .rows_affected()
+        });
+        Ok(done == 1)
+    }
+
     /// Makes `owner` the owner of a nick nobody owns yet (the row must
     /// exist: see `user_seen`). Returns the nick's owner afterwards.
     pub(crate) async fn claim_owner(&self, nick_key: &str, owner: &str) -> Result<Option<String>, StoreError> {
