@@ -226,6 +226,8 @@ pub struct UploadsConfig {
     pub max_pixels: u64,
     /// Longest side of a thumbnail, in pixels.
     pub thumbnail_px: u32,
+    /// An avatar's side, in pixels (it is cropped square, never enlarged).
+    pub avatar_px: u32,
     /// Most attachments one message carries.
     pub max_attachments: usize,
     /// An upload never attached to a message within this time is removed.
@@ -463,6 +465,7 @@ impl Config {
             ("uploads.max_bytes", u.max_bytes),
             ("uploads.max_pixels", u.max_pixels),
             ("uploads.thumbnail_px", u.thumbnail_px.into()),
+            ("uploads.avatar_px", u.avatar_px.into()),
             ("uploads.max_attachments", u.max_attachments as u64),
         ] {
             if v == 0 {

@@ -633,3 +633,105 @@ async fn files_live_in_an_s3_bucket() {
     assert!(!listing.body.contains(a["id"].as_str().unwrap()), "{}", listing.body);
     server.stop().await;
 }
+
+// ---- avatars -------------------------------------------------------------------------
+
+async fn post_avatar(addr: SocketAddr, token: &str, data: &[u8]) -> http::Response {
+    let auth = bearer(token);
+    http::post_multipart(
+        addr,
+        "/api/me/avatar",
+        &[("Authorization", &auth)],
+        &[Part::file("me.png", "image/png", data)],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn an_avatar_is_cropped_square_served_and_seen_live() {
+    let dir = fresh_dir();
+    let mut config = config_in(&dir);
+    config.uploads.avatar_px = 64;
+    let server = start(config).await;
+    let addr = server.addr();
+    let r = http::post(addr, "/api/register", &[], &json!({"nick": "alice", "password": "correct horse"})).await;
+    let token = r.json()["token"].as_str().unwrap().to_string();
+    let (mut alice, _) = Client::with_token(&server, &token).await;
+    alice.join("r").await;
+    let (mut bob, bob_token) = guest(&server, "bob", "r").await;
+    alice.expect_json(json!({"type": "presence", "room": "r", "nick": "bob", "event": "join"})).await;
+
+    // A 300 x 120 photo with EXIF/GPS becomes a 64 x 64 JPEG without them.
+    let r = post_avatar(addr, &token, &jpeg_with_exif(&jpeg(300, 120))).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let url = r.json()["avatar"].as_str().unwrap().to_string();
+    assert!(url.starts_with("/avatars/") && url.ends_with(".jpg"), "{url}");
+    let got = get(addr, &url, &[]).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.header("content-type").as_deref(), Some("image/jpeg"));
+    assert_eq!(got.header("x-content-type-options").as_deref(), Some("nosniff"));
+    let img = image::load_from_memory(&got.body).unwrap();
+    assert_eq!((img.width(), img.height()), (64, 64));
+    assert!(!got.body.windows(GPS_MARK.len()).any(|w| w == GPS_MARK), "GPS survived");
+
+    // bob sees it at once, in the room; alice's own session too.
+    let user = json!({"nick": "alice", "display_name": "alice", "avatar": url, "status": ""});
+    assert_eq!(bob.recv().await, json!({"type": "profile", "room": "r", "user": user}));
+    let mut mine = vec![alice.recv().await, alice.recv().await];
+    mine.sort_by_key(|f| f.get("room").is_some());
+    assert_eq!(
+        mine,
+        vec![json!({"type": "profile", "user": user}), json!({"type": "profile", "room": "r", "user": user})]
+    );
+    // Member lists and the public profile carry it.
+    bob.send(json!({"type": "who", "room": "r"})).await;
+    let members = bob.expect("room_status").await["members"].clone();
+    assert!(members.as_array().unwrap().iter().any(|m| m["nick"] == "alice" && m["avatar"] == url), "{members}");
+    let profile = http::get(addr, "/api/users/alice", &[("Authorization", &bearer(&bob_token))]).await;
+    assert_eq!(profile.json()["avatar"], url);
+
+    // A new picture (a small transparent PNG stays PNG, not enlarged)
+    // replaces the old file.
+    let small = {
+        let img = image::RgbaImage::from_fn(40, 30, |x, _| image::Rgba([200, 10, 10, (x * 6) as u8]));
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    };
+    let r = post_avatar(addr, &token, &small).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let second = r.json()["avatar"].as_str().unwrap().to_string();
+    assert!(second.ends_with(".png"), "{second}");
+    let img = image::load_from_memory(&get(addr, &second, &[]).await.body).unwrap();
+    assert_eq!((img.width(), img.height()), (30, 30));
+    assert_eq!(get(addr, &url, &[]).await.status, 404, "the old avatar is gone");
+    assert_eq!(bob.expect("profile").await["user"]["avatar"], second);
+    for _ in 0..2 {
+        assert_eq!(alice.expect("profile").await["user"]["avatar"], second);
+    }
+
+    // Removing it: the file goes, everyone hears `avatar: null`.
+    let r = http::delete(addr, "/api/me/avatar", &[("Authorization", &bearer(&token))]).await;
+    assert_eq!((r.status, r.json()), (200, json!({"avatar": ""})));
+    assert_eq!(get(addr, &second, &[]).await.status, 404);
+    assert_eq!(bob.expect("profile").await["user"]["avatar"], Value::Null);
+    for _ in 0..2 {
+        assert_eq!(alice.expect("profile").await["user"]["avatar"], Value::Null);
+    }
+
+    // Bad input changes nothing and tells why.
+    assert_error(&post_avatar(addr, &token, b"<html>not a picture</html>").await, 400, "invalid", "image");
+    assert_error(&post_avatar(addr, &token, &png_bomb()).await, 400, "invalid", "pixels");
+    assert_error(&post_avatar(addr, &token, b"").await, 400, "invalid", "empty");
+    assert_error(&post_avatar(addr, &bob_token, &small).await, 403, "forbidden", "guest");
+    let r = http::post_multipart(addr, "/api/me/avatar", &[], &[Part::file("me.png", "image/png", &small)]).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(get(addr, "/avatars/0123456789abcdef0123456789abcdef.png", &[]).await.status, 404);
+    assert_eq!(get(addr, "/avatars/..%2Fchat.db", &[]).await.status, 404);
+    // No avatar file is left behind, and no spool file either.
+    let left: Vec<_> = stored_files(&dir.join("uploads"));
+    assert!(left.iter().all(|p| !p.to_string_lossy().contains(".avatar.")), "{left:?}");
+    for c in [&mut alice, &mut bob] {
+        c.sync().await;
+    }
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::multipart::MultipartError;
+use axum::extract::multipart::{Field, MultipartError};
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -19,6 +19,7 @@ use super::caller::caller;
 use super::error::ApiError;
 use super::{App, IMMUTABLE, fresh};
 use crate::protocol::{ErrorCode, ProtoError};
+use crate::service::uploads::FileMeta;
 
 type Result<T> = std::result::Result<T, ApiError>;
 
@@ -73,32 +74,46 @@ pub(crate) async fn create(State(app): State<Arc<App>>, request: Request) -> Res
 
 async fn upload(app: Arc<App>, request: Request) -> Result<Response> {
     let caller = caller(&app, request.headers()).await?;
+    let mut multipart = file_field_body(&app, request).await?;
+    let field = loop {
+        let field = multipart.next_field().await.map_err(multipart_error)?.ok_or_else(no_file_field)?;
+        if is_file_field(&field)? {
+            break field;
+        }
+    };
+    let name = field.file_name().map(str::to_owned);
+    let chunks = std::pin::pin!(field.map(|chunk| chunk.map_err(multipart_error)));
+    let attachment = app.upload(&caller, name.as_deref(), chunks).await?;
+    Ok((StatusCode::CREATED, Json(attachment)).into_response())
+}
+
+/// The multipart body of a file upload (`413` at once when its
+/// `Content-Length` is over the cap).
+async fn file_field_body(app: &App, request: Request) -> Result<Multipart> {
     let max = app.max_upload_bytes();
     let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|len| len > max.saturating_add(FRAMING)) {
         return Err(too_large(max));
     }
-    let mut multipart = Multipart::from_request(request, &()).await.map_err(|e| {
+    Multipart::from_request(request, &()).await.map_err(|e| {
         ApiError::invalid(format!("send the file as multipart/form-data, in field `file` ({})", e.body_text()))
-    })?;
-    loop {
-        let Some(field) = multipart.next_field().await.map_err(multipart_error)? else {
-            return Err(ApiError::invalid("no field `file`: send the file as multipart/form-data in field `file`"));
-        };
-        match field.name() {
-            Some("file") => {}
-            // Another file field is a mistake worth naming; other form
-            // fields are ignored.
-            Some(other) if field.file_name().is_some() => {
-                return Err(ApiError::invalid(format!("the file must be in field `file`, not `{other}`")));
-            }
-            _ => continue,
+    })
+}
+
+/// Whether `field` is the part named `file` (true) or one to skip (false);
+/// another file field is a mistake worth naming.
+fn is_file_field(field: &Field<'_>) -> Result<bool> {
+    match field.name() {
+        Some("file") => Ok(true),
+        Some(other) if field.file_name().is_some() => {
+            Err(ApiError::invalid(format!("the file must be in field `file`, not `{other}`")))
         }
-        let name = field.file_name().map(str::to_owned);
-        let chunks = std::pin::pin!(field.map(|chunk| chunk.map_err(multipart_error)));
-        let attachment = app.upload(&caller, name.as_deref(), chunks).await?;
-        return Ok((StatusCode::CREATED, Json(attachment)).into_response());
+        _ => Ok(false),
     }
+}
+
+fn no_file_field() -> ApiError {
+    ApiError::invalid("no field `file`: send the file as multipart/form-data in field `file`")
 }
 
 /// `GET /files/{id}`: the file, to anyone who has its URL.
@@ -115,6 +130,47 @@ pub(crate) async fn thumbnail(
     serve(&app, &id, true, &headers).await
 }
 
+/// `POST /api/me/avatar`, multipart with the image in field `file` →
+/// `{"avatar": url}`.
+pub(crate) async fn set_avatar(State(app): State<Arc<App>>, request: Request) -> Response {
+    match avatar_upload(app, request).await {
+        Ok(r) => r,
+        Err(e) if e.code() == ErrorCode::TooLarge => closing(e.into_response()),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn avatar_upload(app: Arc<App>, request: Request) -> Result<Response> {
+    let caller = caller(&app, request.headers()).await?;
+    let mut multipart = file_field_body(&app, request).await?;
+    let field = loop {
+        let field = multipart.next_field().await.map_err(multipart_error)?.ok_or_else(no_file_field)?;
+        if is_file_field(&field)? {
+            break field;
+        }
+    };
+    let chunks = std::pin::pin!(field.map(|chunk| chunk.map_err(multipart_error)));
+    let account = app.set_avatar(&caller, chunks).await?;
+    Ok(Json(serde_json::json!({"avatar": account.avatar})).into_response())
+}
+
+/// `DELETE /api/me/avatar` → `{"avatar": ""}`.
+pub(crate) async fn remove_avatar(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response> {
+    let caller = caller(&app, &headers).await?;
+    let account = app.remove_avatar(&caller).await?;
+    Ok(Json(serde_json::json!({"avatar": account.avatar})).into_response())
+}
+
+/// `GET /avatars/{file}`: an avatar, to anyone.
+pub(crate) async fn avatar(
+    State(app): State<Arc<App>>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let Some(meta) = app.avatar_file(&file) else { return Err(not_found()) };
+    respond(&app, meta, format!("\"{file}\""), &headers).await
+}
+
 fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such file")
 }
@@ -122,6 +178,12 @@ fn not_found() -> ApiError {
 async fn serve(app: &App, id: &str, thumbnail: bool, headers: &HeaderMap) -> Result<Response> {
     let Some(meta) = app.file(id, thumbnail).await? else { return Err(not_found()) };
     let etag = format!("\"{id}{}\"", if thumbnail { "-t" } else { "" });
+    respond(app, meta, etag, headers).await
+}
+
+/// A stored file as the answer: its headers, 304 for a fresh copy, the
+/// requested range.
+async fn respond(app: &App, meta: FileMeta, etag: String, headers: &HeaderMap) -> Result<Response> {
     let disposition = content_disposition(meta.inline, &meta.name);
     let mut builder = Response::builder()
         .header(header::CONTENT_TYPE, &meta.content_type)

@@ -11,6 +11,7 @@ use std::path::Path;
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::PngEncoder;
 use image::codecs::webp::WebPEncoder;
+use image::imageops::FilterType;
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
 
@@ -76,6 +77,45 @@ pub(crate) fn process(
     out: &Path,
     thumb: &Path,
 ) -> Result<Processed, ImageRefusal> {
+    let img = decode_checked(src, format, limits.max_pixels)?;
+    // 3. Re-encode (nothing of the original's metadata is carried over).
+    let rewritten = format != ImageFormat::Gif;
+    if rewritten {
+        encode(&img, format, out)?;
+    }
+    // 4. The thumbnail: JPEG for photos, PNG for the rest (transparency);
+    //    `Service::file` names its type the same way.
+    let px = limits.thumbnail_px;
+    // Never enlarged: a picture that fits already is its own thumbnail.
+    let small = if img.width() > px || img.height() > px { img.thumbnail(px, px) } else { img.clone() };
+    let thumbnail_format = if format == ImageFormat::Jpeg { ImageFormat::Jpeg } else { ImageFormat::Png };
+    encode(&small, thumbnail_format, thumb)?;
+    Ok(Processed { width: img.width(), height: img.height(), rewritten })
+}
+
+/// An avatar from the image in `src`: checked and decoded as [`process`]
+/// does, turned upright, cropped to its centre square, scaled down to at
+/// most `px` a side (never up), written to `out` without metadata: PNG if
+/// it has transparency, else JPEG. Returns that format.
+pub(crate) fn avatar(
+    src: &Path,
+    format: ImageFormat,
+    max_pixels: u64,
+    px: u32,
+    out: &Path,
+) -> Result<ImageFormat, ImageRefusal> {
+    let img = decode_checked(src, format, max_pixels)?;
+    let side = img.width().min(img.height());
+    let square = img.crop_imm((img.width() - side) / 2, (img.height() - side) / 2, side, side);
+    let small = if side > px { square.resize_exact(px, px, FilterType::Lanczos3) } else { square };
+    let written = if small.color().has_alpha() { ImageFormat::Png } else { ImageFormat::Jpeg };
+    encode(&small, written, out)?;
+    Ok(written)
+}
+
+/// Steps 1 and 2 of [`process`]: the size from the header (a bomb stops
+/// there), then the pixels, decoded within that size and turned upright.
+fn decode_checked(src: &Path, format: ImageFormat, max_pixels: u64) -> Result<DynamicImage, ImageRefusal> {
     let what = format.extensions_str().first().copied().unwrap_or("image").to_ascii_uppercase();
     let bytes = std::fs::read(src)?;
     let reader = |limits: Limits| {
@@ -90,10 +130,9 @@ pub(crate) fn process(
     if w == 0 || h == 0 {
         return Err(ImageRefusal::Invalid(format!("the {what} image has no pixels")));
     }
-    if pixels > limits.max_pixels {
+    if pixels > max_pixels {
         return Err(ImageRefusal::Invalid(format!(
-            "the image is {w} x {h} pixels; at most {} pixels are accepted",
-            limits.max_pixels
+            "the image is {w} x {h} pixels; at most {max_pixels} pixels are accepted"
         )));
     }
     if format == ImageFormat::Jpeg && !jpeg_complete(&bytes) {
@@ -108,19 +147,7 @@ pub(crate) fn process(
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| invalid(&what, e))?;
     img.apply_orientation(orientation);
-    // 3. Re-encode (nothing of the original's metadata is carried over).
-    let rewritten = format != ImageFormat::Gif;
-    if rewritten {
-        encode(&img, format, out)?;
-    }
-    // 4. The thumbnail: JPEG for photos, PNG for the rest (transparency);
-    //    `Service::file` names its type the same way.
-    let px = limits.thumbnail_px;
-    // Never enlarged: a picture that fits already is its own thumbnail.
-    let small = if img.width() > px || img.height() > px { img.thumbnail(px, px) } else { img.clone() };
-    let thumbnail_format = if format == ImageFormat::Jpeg { ImageFormat::Jpeg } else { ImageFormat::Png };
-    encode(&small, thumbnail_format, thumb)?;
-    Ok(Processed { width: img.width(), height: img.height(), rewritten })
+    Ok(img)
 }
 
 /// Writes `img` as `format` to `path`, synced to disk.

@@ -21,6 +21,7 @@
 
 pub(crate) mod access;
 pub(crate) mod accounts;
+mod avatars;
 mod errors;
 mod hook;
 mod images;

@@ -17,7 +17,7 @@ use crate::config::UploadsConfig;
 use crate::model::{UploadRecord, ids};
 use crate::protocol::server::Attachment;
 use crate::protocol::{ErrorCode, ProtoError, now_ms};
-use crate::store::files::{ByteStream, Files, Spool};
+use crate::store::files::{ByteStream, Files, Spool, TempFile};
 use crate::store::{Store, StoreError};
 
 /// Bytes kept from the start of a file to sniff its type.
@@ -29,7 +29,7 @@ const SWEEP_BATCH: usize = 500;
 
 /// A file to serve: what it is, and whether a browser may show it inline.
 pub(crate) struct FileMeta {
-    key: String,
+    pub(super) key: String,
     pub(crate) name: String,
     pub(crate) content_type: String,
     /// `None` for a thumbnail (its length is not recorded: served whole).
@@ -37,6 +37,13 @@ pub(crate) struct FileMeta {
     /// Only images this server re-encoded, audio and video are shown
     /// inline; anything else (SVG and HTML included) is a download.
     pub(crate) inline: bool,
+}
+
+/// A file received whole (see [`Service::receive`]).
+pub(super) struct Received {
+    pub(super) original: TempFile,
+    pub(super) content_type: String,
+    pub(super) size: u64,
 }
 
 /// The URL of an upload, and of its thumbnail.
@@ -49,7 +56,7 @@ fn thumbnail_url_of(id: &str) -> String {
 }
 
 /// 128 random bits, as 32 lowercase hex digits.
-fn new_id() -> Result<String, ProtoError> {
+pub(super) fn new_id() -> Result<String, ProtoError> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|e| {
         tracing::error!(error = %e, "no randomness for an upload id");
@@ -147,27 +154,7 @@ impl Service {
             Caller::ApiKey => ids::SERVER.into(),
             Caller::User(identity) => identity.id.clone(),
         };
-        let max = self.config.uploads.max_bytes;
-        let mut spool: Spool = self.files.spool().await?;
-        let mut head: Vec<u8> = Vec::with_capacity(SNIFF_BYTES);
-        while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.map_err(Into::into)?;
-            if spool.written() + chunk.len() as u64 > max {
-                // The spool file goes with `spool`.
-                return Err(too_large(max));
-            }
-            if head.len() < SNIFF_BYTES {
-                let take = (SNIFF_BYTES - head.len()).min(chunk.len());
-                head.extend_from_slice(&chunk[..take]);
-            }
-            spool.write(&chunk).await?;
-        }
-        let size = spool.written();
-        if size == 0 {
-            return Err(ProtoError::invalid("`file`: the file is empty"));
-        }
-        let original = spool.finish().await?;
-        let content_type = sniff(&head);
+        let Received { original, content_type, size } = self.receive(&mut chunks).await?;
         let id = new_id()?;
         let mut record = UploadRecord {
             id: id.clone(),
@@ -223,6 +210,36 @@ impl Service {
             return Err(e.into());
         }
         Ok(attachment_of(&record))
+    }
+
+    /// Takes a file from `chunks` into a spool file: cut off past
+    /// `uploads.max_bytes` (`too_large`, the spool file removed), refused
+    /// when empty; its type sniffed from its first bytes.
+    pub(super) async fn receive<S, E>(&self, chunks: &mut S) -> Result<Received, ProtoError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: Into<ProtoError>,
+    {
+        let max = self.config.uploads.max_bytes;
+        let mut spool: Spool = self.files.spool().await?;
+        let mut head: Vec<u8> = Vec::with_capacity(SNIFF_BYTES);
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(Into::into)?;
+            if spool.written() + chunk.len() as u64 > max {
+                // The spool file goes with `spool`.
+                return Err(too_large(max));
+            }
+            if head.len() < SNIFF_BYTES {
+                let take = (SNIFF_BYTES - head.len()).min(chunk.len());
+                head.extend_from_slice(&chunk[..take]);
+            }
+            spool.write(&chunk).await?;
+        }
+        let size = spool.written();
+        if size == 0 {
+            return Err(ProtoError::invalid("`file`: the file is empty"));
+        }
+        Ok(Received { original: spool.finish().await?, content_type: sniff(&head), size })
     }
 
     /// Attaches uploads to a new message: at most `uploads.max_attachments`,
