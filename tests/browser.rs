@@ -60,6 +60,16 @@ fn browser_xss() {
     run_script("xss.mjs");
 }
 
+#[test]
+fn browser_files() {
+    run_script("files.mjs");
+}
+
+#[test]
+fn browser_profile() {
+    run_script("profile.mjs");
+}
+
 // ---- the browser scripts ---------------------------------------------------
 
 fn e2e_dir() -> PathBuf {
@@ -104,6 +114,7 @@ fn run_script(script: &str) {
     let mut server = Server {
         addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
         db_url: format!("sqlite://{}", dir.path().join("chat.db").display()),
+        uploads: dir.path().join("uploads"),
         log: dir.path().join("server.log"),
         embed_origin: format!("http://localhost:{embed_port}"),
         child: None,
@@ -210,6 +221,8 @@ struct Server {
     addr: SocketAddr,
     db_url: String,
     log: PathBuf,
+    /// Uploaded files: in the test's own directory, never the checkout's `data/`.
+    uploads: PathBuf,
     embed_origin: String,
     child: Option<Child>,
 }
@@ -229,6 +242,7 @@ impl Server {
         let child = cmd
             .args(["serve", "--listen", &self.addr.to_string()])
             .env("CHAT_DATABASE__URL", &self.db_url)
+            .env("CHAT_UPLOADS__DIR", &self.uploads)
             .env("CHAT_AUTH__TOKEN_SECRET", TOKEN_SECRET)
             .env("CHAT_AUTH__API_KEYS", format!("[\"{API_KEY}\"]"))
             .env("CHAT_AUTH__ALLOWED_ORIGINS", format!("[\"{}\"]", self.embed_origin))

@@ -4,16 +4,20 @@
 //
 // The controller, by what it looks after (an import only points down the list):
 //   frames.js     the server's frames, each to the module below that handles it
-//   composer.js   what the user writes: messages and slash commands
+//   composer.js   what the user writes: messages (with files) and slash commands
+//   profile.js    the profile and settings dialog, the theme, which messages notify
+//   recorder.js   voice and video messages recorded in the browser
 //   rooms.js      joining, leaving, topics, the room directory
 //   dms.js        direct messages: opening one, the saved peers, status, read receipts
 //   members.js    the member panel: member lists and presence
 //   pane.js       the conversation on screen, its history paging, edit/delete
 //   typing.js     typing indications, sent and shown
+//   uploads.js    files on their way: attach, drop, paste, progress, the tray
 //   identify.js   who the user is (saved, `?token=`, the login form), the connection
 //   state.js      what they share: mode, store, connection, the conversation on screen
 // The views they draw with: ui.js (the page around the messages), messages.js
-// (the message list), login.js (the login form).
+// (the message list), attachments.js (files in messages, the picture
+// viewer), login.js (the login form).
 
 import { UI } from './ui.js';
 import { MessageList } from './messages.js';
@@ -24,6 +28,9 @@ import { joinRoom, leaveRoom, setTopic } from './rooms.js';
 import { openDM } from './dms.js';
 import { select, markRead, viewing, loadOlder, editMessage, deleteMessage } from './pane.js';
 import { typing } from './typing.js';
+import { bindUploads, hasFiles } from './uploads.js';
+import { bindRecorder } from './recorder.js';
+import { bindProfile } from './profile.js';
 import { app } from './state.js';
 
 const { store, notifier, mode } = app;
@@ -35,6 +42,7 @@ const ui = new UI(store, mode, {
   openDM: (nick) => openDM(nick),
   setTopic: (c, text) => setTopic(c, text),
   send: (text) => send(text),
+  hasFiles: () => hasFiles(),
   typing: (text) => typing(text),
   editLast: () => list.editLast(),
   logout: () => logout(),
@@ -56,6 +64,10 @@ const list = new MessageList(store, {
   onBottom: (c) => markRead(c),
 });
 app.list = list;
+
+bindUploads();
+bindRecorder();
+bindProfile();
 
 document.addEventListener('visibilitychange', () => {
   if (app.current && viewing(app.current)) markRead(app.current);

@@ -74,3 +74,40 @@ export const NICK_RE = /^[A-Za-z_.][A-Za-z0-9_.-]{0,31}$/;
 /** 1–64 of the same, with an optional leading `#`. */
 export const ROOM_RE = /^#?[A-Za-z0-9_.-]{1,64}$/;
 export const validRoom = (name) => ROOM_RE.test(name) && name !== '#' && name.length <= 64;
+
+/** "812 B", "48.2 KB", "3.1 MB" for a file size. */
+export function bytes(n) {
+  const v = Number(n) || 0;
+  if (v < 1000) return `${v} B`;
+  const units = ['KB', 'MB', 'GB'];
+  let x = v;
+  let u = -1;
+  do {
+    x /= 1000;
+    u += 1;
+  } while (x >= 1000 && u < units.length - 1);
+  return `${x >= 100 ? Math.round(x) : x.toFixed(1)} ${units[u]}`;
+}
+
+/** "0:07", "12:34" for a duration in seconds. */
+export function duration(secs) {
+  const s = Math.max(0, Math.floor(secs || 0));
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+}
+
+/**
+ * A file URL the server gave (`/files/…`, a path on this server) made
+ * absolute against this page's folder, like the WebSocket and API URLs, so a
+ * path prefix behind a proxy works. Anything but such a path or an
+ * http(s) URL gives null (never a `javascript:` or `data:` URL from a peer).
+ */
+export function fileUrl(url, base = document.baseURI) {
+  if (typeof url !== 'string' || !url) return null;
+  if (/^https?:\/\//i.test(url)) return url;
+  if (!url.startsWith('/') || url.startsWith('//')) return null;
+  try {
+    return new URL(url.slice(1), new URL('./', base)).href;
+  } catch {
+    return null;
+  }
+}

@@ -1,6 +1,7 @@
 // frames.js — the server's frames, each to the view it changes: the
 // welcome (first, or after a reconnect: resume every conversation), new
-// and changed messages, history pages, and everything rooms.js, members.js,
+// and changed messages, history pages, profile changes (names and pictures
+// everywhere, old messages too), and everything rooms.js, members.js,
 // dms.js and typing.js handle.
 
 import { errorText, validRoom } from './format.js';
@@ -10,6 +11,7 @@ import { joinRoom, onJoined, onLeft, onRoomStatus, onTopic, onDirectory } from '
 import { onPresence } from './members.js';
 import { savedDMs, rememberDM, watchPeers, onStatus, onRead } from './dms.js';
 import { onTyping, stopShowingTyping } from './typing.js';
+import { loadProfile, notifyWanted } from './profile.js';
 import { app } from './state.js';
 
 const { store, notifier, mode, embedRoom } = app;
@@ -18,6 +20,8 @@ export function onWelcome(f, resumed) {
   const { ui, conn } = app;
   store.me = f.user;
   store.learn(f.user);
+  if (f.token) app.token = f.token;
+  loadProfile();
   store.limits = f.limits || store.limits;
   ui.showApp();
   ui.renderMe(f.user, notifier.enabled);
@@ -62,6 +66,7 @@ export function onFrame(f) {
     case 'typing': return onTyping(f);
     case 'presence': return onPresence(f);
     case 'status': return onStatus(f);
+    case 'profile': return onProfile(f);
     case 'notice':
       if (f.code === 'shutdown') app.ui.setStatus({ state: 'notice', text: 'The server is restarting…' });
       else app.ui.toast(f.message || 'Notice from the server.', 'info');
@@ -96,13 +101,25 @@ function onMessage(m) {
   }
   if (!store.isMe(m.from)) {
     if (!viewing(c)) c.unread += 1;
-    if (document.visibilityState !== 'visible') {
+    if (document.visibilityState !== 'visible' && notifyWanted(m, c)) {
       const where = c.kind === 'room' ? c.name : c.kind === 'dm' ? 'Direct message' : 'Everyone';
-      notifier.show(`${store.displayName(m.from)} · ${where}`, m.text, c.id, () => select(c));
+      const files = (m.attachments || []).map((a) => a.name).join(', ');
+      notifier.show(`${store.displayName(m.from)} · ${where}`, m.text || (files ? `📎 ${files}` : ''), c.id, () => select(c));
     }
   }
   redraw(c);
   if (viewing(c)) markRead(c);
+}
+
+/**
+ * Someone's display name, picture or status changed (one frame per shared
+ * room, one without `room` for this user's own change): every message,
+ * member list and DM title shows the new one at once.
+ */
+function onProfile(f) {
+  if (!f.user?.nick || !store.learn(f.user)) return;
+  if (store.isMe(f.user.nick)) app.ui.renderMe(store.me, notifier.enabled);
+  redraw();
 }
 
 function onHistory(f) {

@@ -100,6 +100,17 @@ function welcomed(f, resumed) {
   on.welcome(f, resumed);
 }
 
+/**
+ * A new session token for this user (a password change ended the old
+ * ones): for HTTP calls, the next `hello`, and the next visit.
+ */
+export function newToken(token) {
+  app.token = token;
+  if (!auth?.token) return;
+  auth.token = token;
+  saveAuth();
+}
+
 export function logout() {
   app.conn?.stop();
   forgetAuth();

@@ -23,7 +23,7 @@ export function onPresence(f) {
   if (!c) return;
   const name = store.displayName(f.nick);
   if (f.event === 'join') {
-    c.members.set(fold(f.nick), { nick: f.nick, display_name: name, away: false });
+    c.members.set(fold(f.nick), { nick: f.nick, display_name: name, avatar: store.avatar(f.nick), away: false });
     c.addEvent(`${name} joined`);
     // The presence frame names the nick only: ask for the display names.
     clearTimeout(whoTimers.get(c.id));

@@ -1,12 +1,14 @@
 // messages.js — the message list of the open conversation: day separators,
 // sender and time, grouping of consecutive messages, edit and delete
 // controls on one's own messages, system lines ("bob joined"), the "Seen"
-// receipt in direct messages, and the scroll position (follow the bottom;
+// receipt in direct messages, the files a message carries (attachments.js),
+// each sender's current name and picture, and the scroll position (follow the bottom;
 // keep the view still when older messages arrive above it).
 
 import { h, $, replace } from './dom.js';
-import { clock, fullTime, dayKey, dayLabel } from './format.js';
+import { clock, fullTime, dayKey, dayLabel, fileUrl } from './format.js';
 import { fold } from './store.js';
+import { attachmentsEl } from './attachments.js';
 
 /** The nick the server's announcements come from (nobody may take it). */
 const SERVER = 'server';
@@ -15,11 +17,11 @@ const GROUP_MS = 5 * 60_000;
 
 /** A round avatar: the picture when there is one, else an initial on a colour. */
 export function avatarEl(store, nick, extraClass = '') {
-  const url = store.avatar(nick);
+  const url = fileUrl(store.avatar(nick));
   const name = store.displayName(nick);
   const el = h('span', { class: `avatar ${extraClass}`, attrs: { 'aria-hidden': 'true' } });
   el.dataset.hue = String(hue(nick));
-  if (url && /^https?:\/\//i.test(url)) {
+  if (url) {
     el.append(h('img', { src: url, alt: '', loading: 'lazy', referrerPolicy: 'no-referrer' }));
   } else {
     el.textContent = [...name.trim()][0]?.toUpperCase() || '?';
@@ -50,6 +52,12 @@ export class MessageList {
     this.els = new Map(); // item key -> element
     this.editing = null; // msg_id being edited
     this.box.addEventListener('scroll', () => this.onScroll(), { passive: true });
+    // A picture or player that grows after it loads keeps a list that was at
+    // its bottom at its bottom.
+    this.stuck = true;
+    for (const ev of ['load', 'loadedmetadata']) {
+      this.list.addEventListener(ev, () => { if (this.stuck && !this.atBottom()) this.scrollToBottom(); }, true);
+    }
     this.olderBtn.addEventListener('click', () => this.conv && this.handlers.loadOlder(this.conv));
     this.jumpBtn.addEventListener('click', () => {
       this.scrollToBottom();
@@ -66,11 +74,13 @@ export class MessageList {
 
   scrollToBottom() {
     this.box.scrollTop = this.box.scrollHeight;
+    this.stuck = true;
     this.jumpBtn.hidden = true;
   }
 
   onScroll() {
     if (!this.conv) return;
+    this.stuck = this.atBottom();
     if (this.atBottom()) {
       this.jumpBtn.hidden = true;
       this.handlers.onBottom(this.conv);
@@ -221,7 +231,8 @@ export class MessageList {
     el.classList.toggle('cont', item.cont);
     el.classList.toggle('own', own);
     el.classList.toggle('deleted', !!m.deleted);
-    const sig = [m.text, m.edited_at, m.deleted, this.store.displayName(m.from), this.store.avatar(m.from)].join('\u0000');
+    const files = m.deleted ? '' : (m.attachments || []).map((a) => a?.id).join(',');
+    const sig = [m.text, m.edited_at, m.deleted, this.store.displayName(m.from), this.store.avatar(m.from), files].join('\u0000');
     if (el._sig === sig) return;
     el._sig = sig;
     this.fill(el, m, own);
@@ -246,7 +257,10 @@ export class MessageList {
     } else {
       const text = h('p', { class: 'text', text: m.text });
       if (m.edited_at) text.append(' ', h('span', { class: 'edited', text: '(edited)', title: `Edited ${fullTime(m.edited_at)}` }));
-      body.append(text);
+      // Files alone: no empty line above them.
+      if (m.text || m.edited_at || !m.attachments?.length) body.append(text);
+      const files = attachmentsEl(m.attachments);
+      if (files) body.append(files);
     }
     const actions = h('div', { class: 'msg-actions' });
     if (!m.deleted && own && this.editing !== m.msg_id) {

@@ -4,6 +4,7 @@
 
 import { errorText } from './format.js';
 import { stopTyping } from './typing.js';
+import { renderTray } from './uploads.js';
 import { app } from './state.js';
 
 const { store } = app;
@@ -14,6 +15,7 @@ export function select(c) {
     app.current = null;
     ui.current = null;
     list.show(null);
+    renderTray();
     ui.renderEmpty();
     ui.renderSidebar();
     return;
@@ -33,6 +35,7 @@ export function select(c) {
   document.body.classList.remove('sidebar-open');
   ui.syncScrim();
   list.show(c);
+  renderTray();
   ui.renderHeader();
   ui.renderMembers();
   ui.renderTyping();

@@ -18,6 +18,10 @@ export const app = {
   embedRoom: mode === 'embed' ? (params.get('room') || 'lobby').trim() : null,
   store: new Store(),
   notifier: new Notifier(),
+  /** welcome's token: `Authorization: Bearer` for this user's HTTP calls (uploads, profile). */
+  token: null,
+  /** The settings in force (profile.js): {notify, theme, muted_rooms}. */
+  settings: null,
   /** The Connection, opened by identify.js. */
   conn: null,
   /** The conversation on screen (pane.js `select`). */

@@ -116,7 +116,7 @@ export class Store {
     this.me = null; // welcome.user
     this.convs = new Map();
     this.directory = []; // the `rooms` frame: [{name, topic, members}]
-    this.people = new Map(); // folded nick -> {nick, display_name, avatar}
+    this.people = new Map(); // folded nick -> {nick, display_name, avatar, status}
     this.limits = { max_text: 4000 };
   }
 
@@ -156,18 +156,39 @@ export class Store {
     return null;
   }
 
-  /** Remembers what a member object says about a person. */
+  /**
+   * Remembers what a member object, `welcome.user` or a `profile` frame
+   * says about a person: their current display name, avatar and status line,
+   * which every message of theirs shows, old ones too. Returns true when
+   * something shown changed.
+   */
   learn(member) {
-    if (!member?.nick) return;
-    this.people.set(fold(member.nick), {
+    if (!member?.nick) return false;
+    const key = fold(member.nick);
+    const old = this.people.get(key);
+    const next = {
       nick: member.nick,
       display_name: member.display_name || member.nick,
-      avatar: member.avatar || null,
-    });
+      avatar: typeof member.avatar === 'string' && member.avatar ? member.avatar : null,
+      status: typeof member.status === 'string' ? member.status : old?.status || '',
+    };
+    this.people.set(key, next);
+    if (this.me && key === fold(this.me.nick)) Object.assign(this.me, { display_name: next.display_name, avatar: next.avatar });
+    // Member lists hold copies: keep them the same.
+    for (const c of this.convs.values()) {
+      const m = c.members.get(key);
+      if (m) Object.assign(m, { display_name: next.display_name, avatar: next.avatar });
+    }
+    return !old || old.display_name !== next.display_name || old.avatar !== next.avatar || old.status !== next.status;
   }
 
   displayName(nick) {
     return this.people.get(fold(nick))?.display_name || nick;
+  }
+
+  /** The status line someone set ("" when none is known). */
+  status(nick) {
+    return this.people.get(fold(nick))?.status || '';
   }
 
   avatar(nick) {

@@ -1,13 +1,15 @@
 // lib.mjs — shared by the browser tests: launching Debian's Chromium through
 // playwright-core, users in their own browser contexts, guest sign-in, site
 // tokens (HS256, like an embedding site mints them), the HTTP API, asking
-// tests/browser.rs to stop or start the server, screenshots, and checks.
+// tests/browser.rs to stop or start the server, screenshots, checks, and
+// files to upload (a PNG made here, a small PDF).
 //
 // Environment (set by tests/browser.rs): CHAT_URL, CHAT_API_KEY,
 // CHAT_TOKEN_SECRET, SCREENSHOT_DIR, CHROMIUM, EMBED_PORT, FOREIGN_PORT,
 // and DOCS_SCREENSHOT (a path: copy the main screenshot there).
 
 import { createHmac } from 'node:crypto';
+import { deflateSync } from 'node:zlib';
 import { mkdirSync, copyFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
@@ -53,7 +55,11 @@ export async function launch() {
   return chromium.launch({
     executablePath: env.chromium,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      // A fake microphone and camera (a beep, a test pattern), allowed
+      // without a prompt, and media that may play without a click.
+      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+      '--autoplay-policy=no-user-gesture-required'],
   });
 }
 
@@ -173,6 +179,92 @@ export function toDocs(path) {
   if (!env.docsShot) return;
   copyFileSync(path, env.docsShot);
   log(`copied to ${env.docsShot}`);
+}
+
+// ---- files to upload ---------------------------------------------------------------
+
+const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+
+function crc32(buf) {
+  let c = 0xffffffff;
+  for (const b of buf) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+function chunk(type, data) {
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(data.length);
+  const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(body));
+  return Buffer.concat([len, body, crc]);
+}
+
+/**
+ * A real RGB PNG of `width` × `height`: a diagonal gradient from `from` to
+ * `to` ([r, g, b]) with a white disc in the middle, so a picture (and its
+ * thumbnail) is easy to tell apart in a screenshot.
+ */
+export function png(width, height, from = [79, 70, 229], to = [236, 72, 153]) {
+  const raw = Buffer.alloc((width * 3 + 1) * height);
+  const r = Math.min(width, height) / 4;
+  for (let y = 0; y < height; y++) {
+    const row = y * (width * 3 + 1);
+    raw[row] = 0;
+    for (let x = 0; x < width; x++) {
+      const t = (x / width + y / height) / 2;
+      const inDisc = (x - width / 2) ** 2 + (y - height / 2) ** 2 < r * r;
+      for (let i = 0; i < 3; i++) raw[row + 1 + x * 3 + i] = inDisc ? 255 : Math.round(from[i] + (to[i] - from[i]) * t);
+    }
+  }
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = 2; // RGB
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw)), chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+/** A small, valid one-page PDF. */
+export function pdf(text = 'Minutes of the meeting') {
+  const content = `BT /F1 24 Tf 72 720 Td (${text}) Tj ET`;
+  const objs = [
+    '<< /Type /Catalog /Pages 2 0 R >>',
+    '<< /Type /Pages /Kids [3 0 R] /Count 1 >>',
+    '<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>',
+    `<< /Length ${content.length} >>\nstream\n${content}\nendstream`,
+    '<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>',
+  ];
+  let out = '%PDF-1.4\n';
+  const offsets = [];
+  objs.forEach((o, i) => {
+    offsets.push(out.length);
+    out += `${i + 1} 0 obj\n${o}\nendobj\n`;
+  });
+  const xref = out.length;
+  out += `xref\n0 ${objs.length + 1}\n0000000000 65535 f \n`;
+  for (const off of offsets) out += `${String(off).padStart(10, '0')} 00000 n \n`;
+  out += `trailer\n<< /Size ${objs.length + 1} /Root 1 0 R >>\nstartxref\n${xref}\n%%EOF\n`;
+  return Buffer.from(out, 'latin1');
+}
+
+/** GET a path or URL of the server without credentials: {status, type, disposition, length}. */
+export async function head(url) {
+  const res = await fetch(new URL(url, env.url));
+  const body = Buffer.from(await res.arrayBuffer());
+  return {
+    status: res.status,
+    type: res.headers.get('content-type'),
+    disposition: res.headers.get('content-disposition'),
+    length: body.length,
+  };
 }
 
 // ---- the server ------------------------------------------------------------------
