@@ -209,10 +209,14 @@ await run(async (browser) => {
     check(await N.evaluate(() => window.__asked) === 1, 'asked once when turned on');
     await N.evaluate(() => window.__hide());
     await openConv(B, 'lobby');
-    await say(B, 'ping for nora');
+    // The default choice (settings.notify "mentions"): DMs and mentions only.
+    await say(B, 'just chatting');
+    await say(B, 'ping for @nora');
     await until('a notification', async () => (await N.evaluate(() => window.__shown)).length > 0);
-    const [n] = await N.evaluate(() => window.__shown);
-    check(n.title.includes('bob') && n.body === 'ping for nora', `notification: ${JSON.stringify(n)}`);
+    const shown = await N.evaluate(() => window.__shown);
+    check(shown.length === 1, `only the mention notified: ${JSON.stringify(shown)}`);
+    const [n] = shown;
+    check(n.title.includes('bob') && n.body === 'ping for @nora', `notification: ${JSON.stringify(n)}`);
     await nora.context.close();
   });
 
