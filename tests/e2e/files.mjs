@@ -5,7 +5,7 @@
 // a voice message and a short video recorded with Chromium's fake
 // microphone and camera, which the other user plays.
 
-import { run, step, user, guest, until, check, shot, png, pdf, head, log } from './lib.mjs';
+import { run, step, user, guest, until, check, shot, png, pdf, head, log, env } from './lib.mjs';
 
 const PHOTO = png(1280, 960);
 const PASTED = png(300, 200, [16, 185, 129], [14, 116, 144]);
@@ -141,6 +141,9 @@ await run(async (browser) => {
   });
 
   await step('alice records a voice message; bob plays it', async () => {
+    // Players load `/files/…` as media: the page must allow it.
+    const csp = (await fetch(env.url)).headers.get('content-security-policy') || '';
+    check(/(^|;)\s*media-src[^;]*'self'/.test(csp), `the page's CSP lacks media-src 'self' (audio and video cannot load): ${csp}`);
     await A.locator('#record-voice').click();
     await A.locator('#record-bar', { hasText: 'Recording a voice message' }).waitFor();
     check(await A.locator('#composer').isHidden(), 'the recording bar stands in for the composer');
