@@ -32,6 +32,9 @@ use std::time::{Duration, Instant};
 
 const TOKEN_SECRET: &str = "browser-test-token-secret";
 const API_KEY: &str = "browser-test-api-key";
+/// `uploads.max_bytes` for the browser tests: small, so that a script can
+/// send a file over it (files.mjs knows this number).
+const UPLOAD_CAP: u64 = 4 * 1024 * 1024;
 /// Longest a script may run.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Longest the server may take to answer `/healthz`, or to stop.
@@ -243,6 +246,7 @@ impl Server {
             .args(["serve", "--listen", &self.addr.to_string()])
             .env("CHAT_DATABASE__URL", &self.db_url)
             .env("CHAT_UPLOADS__DIR", &self.uploads)
+            .env("CHAT_UPLOADS__MAX_BYTES", UPLOAD_CAP.to_string())
             .env("CHAT_AUTH__TOKEN_SECRET", TOKEN_SECRET)
             .env("CHAT_AUTH__API_KEYS", format!("[\"{API_KEY}\"]"))
             .env("CHAT_AUTH__ALLOWED_ORIGINS", format!("[\"{}\"]", self.embed_origin))

@@ -1,7 +1,8 @@
 // files.mjs — files in messages, between two guests in two browsers: a
 // picture by the attach button (the thumbnail the other sees, the
 // full-size viewer), a picture pasted from the clipboard, a PDF dropped on
-// the conversation (a download card), upload progress and cancelling, and
+// the conversation (a download card), a file over the cap, upload progress
+// and cancelling, and
 // a voice message and a short video recorded with Chromium's fake
 // microphone and camera, which the other user plays.
 
@@ -109,6 +110,25 @@ await run(async (browser) => {
     const got = await head(await card.getAttribute('href'));
     check(got.status === 200 && /^attachment/.test(got.disposition || '') && got.length === pdf().length,
       `the PDF downloads: ${JSON.stringify(got)}`);
+  });
+
+  await step('a file over the cap (uploads.max_bytes, 4 MiB here): refused in words, nothing sent', async () => {
+    const before = await B.locator('#message-list .msg').count();
+    await A.locator('#file-input').setInputFiles({ name: 'huge.bin', mimeType: 'application/octet-stream', buffer: Buffer.alloc(5 * 1024 * 1024, 1) });
+    const item = A.locator('#tray .tray-item[data-state="failed"]');
+    await item.waitFor();
+    const why = await item.locator('.tray-status').textContent();
+    check(why.startsWith('Too large to send'), `said in words: ${why}`);
+    await A.locator('#input').fill('with the huge file');
+    await A.locator('#input').press('Enter');
+    await A.locator('.toast', { hasText: 'A file could not be uploaded: remove it first.' }).waitFor();
+    check((await A.locator('#input').inputValue()) === 'with the huge file', 'the text stays');
+    await item.locator('.tray-remove').click();
+    check((await A.locator('#tray .tray-item').count()) === 0, 'removed');
+    await A.locator('#input').press('Enter');
+    await B.locator('#message-list .msg', { hasText: 'with the huge file' }).waitFor();
+    check((await B.locator('#message-list .msg').count()) === before + 1, 'the text alone arrived');
+    check((await lastWithFiles(B).locator('.att-name', { hasText: 'huge.bin' }).count()) === 0, 'no file');
   });
 
   await step('upload progress on a slow link, and cancel: nothing is sent', async () => {
