@@ -1,6 +1,7 @@
 // profile.js — the profile and settings dialog: display name, status line,
 // avatar (upload or remove), which messages notify (all, DMs and mentions,
-// none), the theme (applied at once), and the password (accounts). An
+// none; rooms never to notify about), the theme (applied at once), and the
+// password (accounts). An
 // account's settings live on the server (`GET`/`PATCH api/me`); a guest
 // has no stored profile, so its settings stay in this browser. The theme
 // is also kept here so that it applies before the connection is up.
@@ -150,6 +151,18 @@ async function open() {
 function setRadios(s) {
   for (const r of document.querySelectorAll('input[name="notify"]')) r.checked = r.value === s.notify;
   for (const r of document.querySelectorAll('input[name="theme"]')) r.checked = r.value === s.theme;
+  // The rooms joined now, and any muted before (kept unless unticked).
+  const names = new Map();
+  for (const c of app.store.rooms()) names.set(fold(c.name), c.name);
+  for (const r of s.muted_rooms) if (typeof r === 'string' && !names.has(fold(r))) names.set(fold(r), r);
+  const muted = new Set(s.muted_rooms.map((r) => fold(r)));
+  replace($('muted-rooms'), ...[...names.values()].map((name) => h('label', {},
+    h('input', { type: 'checkbox', name: 'muted', value: name, checked: muted.has(fold(name)) }), ` ${name}`)));
+  $('muted-h').hidden = names.size === 0;
+}
+
+function mutedRooms() {
+  return [...document.querySelectorAll('input[name="muted"]:checked')].map((c) => c.value);
 }
 
 function chosen(name) {
@@ -174,7 +187,7 @@ async function saveProfile() {
   const dialog = $('profile-dialog');
   const err = $('profile-error');
   err.textContent = '';
-  const settings = sanitize({ ...app.settings, notify: chosen('notify'), theme: chosen('theme') });
+  const settings = sanitize({ ...app.settings, notify: chosen('notify'), theme: chosen('theme'), muted_rooms: mutedRooms() });
   if (isAccount()) {
     const change = { display_name: $('profile-name').value.trim(), status: $('profile-status').value.trim(), settings };
     $('profile-save').disabled = true;

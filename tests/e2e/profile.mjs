@@ -2,8 +2,8 @@
 // changes her display name, status and picture; bob (a guest, in another
 // browser) sees them at once, without a reload, on her old message, in the
 // member list and on the DM; then the picture is removed (initials again).
-// The theme applies at once and is kept, the notification choice is
-// stored on the server, the password changes (this browser stays signed
+// The theme applies at once and is kept, the notification choice (and a
+// muted room) is stored on the server and followed, the password changes (this browser stays signed
 // in), and a guest gets the settings it can have and words for the rest.
 
 import { run, step, user, guest, say, until, check, shot, png, env } from './lib.mjs';
@@ -28,6 +28,20 @@ async function login(nick, password) {
 await run(async (browser) => {
   const alice = await user(browser, 'alice');
   const A = alice.page;
+  // Notifications this page would show, and a tab that can be hidden.
+  await A.addInitScript(() => {
+    window.__shown = [];
+    let hidden = false;
+    window.__hide = (h = true) => { hidden = h; document.dispatchEvent(new Event('visibilitychange')); };
+    Object.defineProperty(document, 'visibilityState', { get: () => (hidden ? 'hidden' : 'visible') });
+    class FakeNotification {
+      static permission = 'granted';
+      static async requestPermission() { return 'granted'; }
+      constructor(title, options) { window.__shown.push({ title, body: options.body }); }
+      close() {}
+    }
+    window.Notification = FakeNotification;
+  });
 
   await step('alice creates an account in the login form', async () => {
     await A.goto(env.url);
@@ -70,6 +84,7 @@ await run(async (browser) => {
     await A.locator('#profile-name').fill(NAME);
     await A.locator('#profile-status').fill(STATUS);
     await A.locator('input[name="notify"][value="all"]').check();
+    await A.locator('input[name="muted"][value="lobby"]').check();
     await A.locator('input[name="theme"][value="dark"]').check();
     await until('the theme applies at once', async () => (await paneColor(A)) === DARK);
     await shot(A, 'profile-dialog');
@@ -95,11 +110,24 @@ await run(async (browser) => {
     await shot(B, 'profile-seen-live');
   });
 
-  await step('the notification choice is kept on the server', async () => {
+  await step('the notification choice is kept on the server, and followed: a muted room stays quiet', async () => {
     const r = await login('alice', PASSWORD);
     const me = await fetch(`${env.url}/api/me`, { headers: { Authorization: `Bearer ${r.body.token}` } }).then((x) => x.json());
-    check(me.settings?.notify === 'all' && me.settings?.theme === 'dark', `settings ${JSON.stringify(me.settings)}`);
+    const s = me.settings || {};
+    check(s.notify === 'all' && s.theme === 'dark' && JSON.stringify(s.muted_rooms) === '["lobby"]', `settings ${JSON.stringify(s)}`);
     check(me.display_name === NAME && me.status === STATUS, `profile ${JSON.stringify(me)}`);
+    await A.locator('#notify').click();
+    await A.locator('#notify', { hasText: 'Notifications: on' }).waitFor();
+    await A.evaluate(() => window.__hide());
+    await say(B, 'lobby chatter, @alice');
+    await aliceMember.click();
+    await say(B, 'a direct word');
+    await until('a notification', async () => (await A.evaluate(() => window.__shown)).length > 0);
+    const shown = await A.evaluate(() => window.__shown);
+    check(shown.length === 1 && shown[0].body === 'a direct word', `only the DM notified: ${JSON.stringify(shown)}`);
+    await A.evaluate(() => window.__hide(false));
+    await B.locator('#room-list .conv', { hasText: 'lobby' }).click();
+    await aliceMsg.waitFor();
   });
 
   await step('alice removes her picture: bob sees the initial again', async () => {
