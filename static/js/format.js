@@ -98,12 +98,13 @@ export function duration(secs) {
 /**
  * A file URL the server gave (`/files/…`, a path on this server) made
  * absolute against this page's folder, like the WebSocket and API URLs, so a
- * path prefix behind a proxy works. Anything but such a path or an
- * http(s) URL gives null (never a `javascript:` or `data:` URL from a peer).
+ * path prefix behind a proxy works. `external`: an http(s) URL elsewhere is
+ * taken as it is (an avatar set by URL); attachments are always paths here.
+ * Anything else gives null (never a `javascript:` or `data:` URL from a peer).
  */
-export function fileUrl(url, base = document.baseURI) {
+export function fileUrl(url, external = false, base = document.baseURI) {
   if (typeof url !== 'string' || !url) return null;
-  if (/^https?:\/\//i.test(url)) return url;
+  if (/^https?:\/\//i.test(url)) return external ? url : null;
   if (!url.startsWith('/') || url.startsWith('//')) return null;
   try {
     return new URL(url.slice(1), new URL('./', base)).href;

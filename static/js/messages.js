@@ -17,7 +17,7 @@ const GROUP_MS = 5 * 60_000;
 
 /** A round avatar: the picture when there is one, else an initial on a colour. */
 export function avatarEl(store, nick, extraClass = '') {
-  const url = fileUrl(store.avatar(nick));
+  const url = fileUrl(store.avatar(nick), true);
   const name = store.displayName(nick);
   const el = h('span', { class: `avatar ${extraClass}`, attrs: { 'aria-hidden': 'true' } });
   el.dataset.hue = String(hue(nick));

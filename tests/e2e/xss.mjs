@@ -1,10 +1,10 @@
 // xss.mjs — hostile text stays text: a display name (from a site token's
-// `name` claim; nicks cannot hold markup), a room topic and a message full
-// of HTML are shown literally to their author and to another user, and no
-// script runs. Also: `?token=` sign-in (the token leaves the address bar)
+// `name` claim; nicks cannot hold markup), a room topic, a message and a
+// file name full of HTML are shown literally to their author and to another
+// user, and no script runs. Also: `?token=` sign-in (the token leaves the address bar)
 // and `forbidden` in words for a room outside the token's `rooms`.
 
-import { run, step, user, guest, say, texts, until, check, siteToken, env, shot } from './lib.mjs';
+import { run, step, user, guest, say, texts, until, check, siteToken, env, shot, pdf } from './lib.mjs';
 
 const NAME = '<img src=x onerror="window.__xss=\'name\'">Mallory';
 const TOPIC = '<script>window.__xss="topic"</script><b>bold topic</b>';
@@ -58,6 +58,21 @@ await run(async (browser) => {
     }
     await V.locator('#message-list .event', { hasText: `${NAME} set the topic:` }).waitFor();
     await shot(V, 'xss-inert');
+  });
+
+  await step('a file name full of HTML is shown as text on the card, the tray and the link', async () => {
+    // No `"` (a browser sends it as %22) and no `/` (the server keeps the last path component).
+    const name = '<img src=x onerror=window.__xss=\'file\'><b>notes.pdf';
+    await M.locator('#file-input').setInputFiles({ name, mimeType: 'application/pdf', buffer: pdf() });
+    await until('uploaded', async () => (await M.locator('#tray .tray-item').getAttribute('data-state')) === 'done');
+    check((await M.locator('#tray .att-name').textContent()) === name, 'tray: literal');
+    await M.locator('#send').click();
+    const card = V.locator('#message-list a.att-file').last();
+    await card.waitFor();
+    check((await card.locator('.att-name').textContent()) === name, 'card: literal');
+    check((await card.getAttribute('download')) === name, 'download name: literal');
+    check(/\/files\/[0-9a-f]{32}$/.test(await card.getAttribute('href')), 'the link is the server\'s path');
+    check((await V.locator('#message-list .attachments img').count()) === 0, 'no image made from the name');
   });
 
   await step('a room outside the token\'s rooms: forbidden, in words', async () => {
