@@ -30,7 +30,7 @@ import { select, markRead, viewing, loadOlder, editMessage, deleteMessage } from
 import { typing } from './typing.js';
 import { bindUploads, hasFiles } from './uploads.js';
 import { bindRecorder } from './recorder.js';
-import { bindProfile } from './profile.js';
+import { bindProfile, lookUp } from './profile.js';
 import { app } from './state.js';
 
 const { store, notifier, mode } = app;
@@ -62,6 +62,7 @@ const list = new MessageList(store, {
   remove: (m) => deleteMessage(m),
   canDelete: (m) => store.isMe(m.from) || !!store.me?.admin,
   onBottom: (c) => markRead(c),
+  unknown: (nick) => lookUp(nick),
 });
 app.list = list;
 

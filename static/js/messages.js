@@ -39,7 +39,8 @@ function hue(nick) {
 export class MessageList {
   /**
    * handlers: loadOlder(conv), edit(msg, text) → Promise<bool>,
-   * remove(msg), canDelete(msg), onBottom().
+   * remove(msg), canDelete(msg), onBottom(), unknown(nick) (an author
+   * whose name and picture the store does not know).
    */
   constructor(store, handlers) {
     this.store = store;
@@ -228,6 +229,7 @@ export class MessageList {
     if (item.kind !== 'msg') return;
     const m = item.msg;
     const own = this.store.isMe(m.from);
+    if (m.from !== SERVER && !this.store.people.has(fold(m.from))) this.handlers.unknown?.(m.from);
     el.classList.toggle('cont', item.cont);
     el.classList.toggle('own', own);
     el.classList.toggle('deleted', !!m.deleted);

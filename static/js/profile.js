@@ -74,6 +74,23 @@ export async function loadProfile() {
   keepLocally();
 }
 
+// Authors of messages shown whose profile this client has not seen (not in
+// any member list now: offline, or gone): asked once each.
+const asked = new Set();
+
+/**
+ * Someone's current name and picture from `GET api/users/{nick}`, for an
+ * author nobody has described yet; redraws when it brings something new.
+ */
+export async function lookUp(nick) {
+  const key = fold(nick);
+  if (asked.has(key) || !app.token || app.store.people.has(key)) return;
+  asked.add(key);
+  const r = await call('GET', `api/users/${encodeURIComponent(nick)}`);
+  // A guest has no stored profile (404): the nick is all there is.
+  if (r.ok && r.body?.nick && !app.store.people.has(key) && app.store.learn(r.body)) redraw();
+}
+
 /** Whether a new message from someone else should raise a notification. */
 export function notifyWanted(m, c) {
   const s = app.settings;

@@ -2,9 +2,11 @@
 // changes her display name, status and picture; bob (a guest, in another
 // browser) sees them at once, without a reload, on her old message, in the
 // member list and on the DM; then the picture is removed (initials again).
-// The theme applies at once and is kept, the notification choice (and a
-// muted room) is stored on the server and followed, the password changes (this browser stays signed
-// in), and a guest gets the settings it can have and words for the rest.
+// Once she is gone, a newcomer still sees her current name on her old
+// message. The theme applies at once and is kept, the notification choice
+// (and a muted room) is stored on the server and followed, the password
+// changes (this browser stays signed in), and a guest gets the settings it
+// can have and words for the rest.
 
 import { run, step, user, guest, say, until, check, shot, png, env } from './lib.mjs';
 
@@ -162,6 +164,16 @@ await run(async (browser) => {
     await A.locator('#conv-name', { hasText: 'lobby' }).waitFor();
     check((await A.locator('#me-name').textContent()) === NAME, 'signed in after a reload, with the new token');
     check((await paneColor(A)) === DARK, 'the dark theme is kept');
+  });
+
+  await step('alice is gone; carol, new, still sees her current name on her old message', async () => {
+    await alice.context.close();
+    await until('alice left bob\'s member list', async () => (await aliceMember.count()) === 0);
+    const carol = await guest(await user(browser, 'carol'), 'carol');
+    const msg = carol.page.locator('#message-list .msg', { hasText: 'before the change' });
+    await msg.waitFor();
+    await until('her name, not her nick', async () => (await msg.locator('.from').textContent()) === NAME);
+    await carol.context.close();
   });
 
   await step('a guest: settings only, in words; the theme applies, Cancel puts it back, Save keeps it', async () => {
