@@ -1,12 +1,13 @@
 // embed.mjs — the widget on another site: a tiny web server on a second
 // origin (http://localhost:EMBED_PORT, listed in auth.allowed_origins) serves
 // a page with the one-line embed.js snippet. A site user (site token) chats
-// from the iframe with an agent in the full client; a visitor without a
+// from the iframe with an agent in the full client, who sends a picture (a
+// thumbnail in the widget that opens full size there); a visitor without a
 // token picks a nick inside the iframe on a phone-sized screen; a page on
 // an origin that is not allowed (FOREIGN_PORT) cannot frame the chat.
 
 import { createServer } from 'node:http';
-import { run, step, user, guest, say, until, check, siteToken, env, shot, log } from './lib.mjs';
+import { run, step, user, guest, say, until, check, siteToken, env, shot, log, png } from './lib.mjs';
 
 check(env.embedPort && env.foreignPort, 'EMBED_PORT and FOREIGN_PORT are set');
 
@@ -91,6 +92,19 @@ await run(async (browser) => {
     await frame.locator('#message-list .msg', { hasText: 'Let me check' }).waitFor();
     check(await frame.locator('#message-list .msg', { hasText: 'lobby' }).count() === 0, 'only the one room');
     await shot(W, 'embed-desktop');
+  });
+
+  await step('a picture the agent sends: a thumbnail in the widget that opens full size there', async () => {
+    await A.locator('#file-input').setInputFiles({ name: 'label.png', mimeType: 'image/png', buffer: png(800, 600) });
+    await until('uploaded', async () => (await A.locator('#tray .tray-item').getAttribute('data-state')) === 'done');
+    await say(A, 'Here is the shipping label.');
+    const img = frame.locator('#message-list .msg', { hasText: 'shipping label' }).locator('.att-image img');
+    await until('the thumbnail loaded in the widget', () => img.evaluate((i) => i.complete && i.naturalWidth === 320));
+    await img.click();
+    const big = frame.locator('#viewer[open] #viewer-body img');
+    await until('the full picture in the widget\'s viewer', () => big.evaluate((i) => i.complete && i.naturalWidth === 800));
+    await frame.locator('#viewer-close').click();
+    await until('closed', async () => (await frame.locator('#viewer[open]').count()) === 0);
   });
 
   await step('a visitor without a token picks a nick inside the widget, at 375 px', async () => {
