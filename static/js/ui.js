@@ -286,7 +286,7 @@ export class UI {
       const me = this.store.isMe(m.nick);
       const names = h('span', { class: 'names' },
         h('span', { class: 'name', text: m.display_name || m.nick }),
-        h('span', { class: 'sub', text: [`@${m.nick}`, me ? 'you' : null, m.away ? 'away' : null, this.store.status(m.nick) || null].filter(Boolean).join(' · ') }));
+        h('span', { class: 'sub', text: [`@${m.nick}`, me ? 'you' : null, m.away ? 'away' : null, this.store.status(m.nick) || null].filter(Boolean).join(' · '), title: this.store.status(m.nick) || undefined }));
       const content = [avatarEl(this.store, m.nick), names, h('span', { class: `dot ${m.away ? 'away' : 'online'}`, title: m.away ? 'away' : 'online' })];
       if (me || this.mode === 'embed') return h('li', {}, h('div', { class: 'member' }, content));
       return h('li', {}, h('button', {
