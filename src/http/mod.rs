@@ -283,7 +283,7 @@ fn content_security_policy(headers: &HeaderMap, embedders: &[String]) -> String 
     }
     format!(
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: https: http:; \
-         font-src 'self'; connect-src {connect}; manifest-src 'self'; base-uri 'none'; form-action 'self'; \
+         media-src 'self'; font-src 'self'; connect-src {connect}; manifest-src 'self'; base-uri 'none'; form-action 'self'; \
          frame-ancestors {ancestors}"
     )
 }
