@@ -528,7 +528,8 @@ async fn a_piped_first_line_goes_to_the_auto_joined_room_every_time() {
     }
 }
 
-/// `/upload PATH [TEXT]` sends a file to the current room; everyone sees
+/// `/upload PATH [TEXT]` sends a file to the current room (`/upload @NICK …`
+/// to a nick); everyone sees
 /// `[name, size] URL`, and the URL serves the file. A missing file is an
 /// error that sends nothing.
 #[tokio::test]
@@ -556,6 +557,14 @@ async fn upload_sends_a_file_to_the_room() {
     alice.expect(&[&format!("[dev] <alice> the list [notes.txt, 17 B] {file_url}")]).await;
     let r = common::http::get(server.addr(), a["url"].as_str().unwrap(), &[]).await;
     assert_eq!((r.status, r.body.as_str()), (200, "remember the milk"));
+    // `/upload @NICK` sends it as a direct message instead.
+    alice.send(&format!("/upload @bob {} for you", file.display())).await;
+    let dm = observer.expect("message").await;
+    assert_eq!(
+        (dm["from"].as_str(), dm["text"].as_str(), dm["attachments"][0]["name"].as_str()),
+        (Some("alice"), Some("for you"), Some("notes.txt"))
+    );
+    assert!(dm.get("room").is_none(), "a DM: {dm}");
     // The failed upload was said on standard error, and makes the
     // script's exit status 1.
     let alice = alice.end().await;

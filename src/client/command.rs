@@ -21,8 +21,9 @@ pub(crate) enum Command {
     Who(Option<String>),
     History(Option<u32>),
     Me(String),
-    /// A file to the current room, with an optional text.
+    /// A file to the current room (or to `to`, a DM), with an optional text.
     Upload {
+        to: Option<String>,
         path: String,
         text: String,
     },
@@ -58,7 +59,7 @@ pub(crate) const COMMANDS: &[(&str, &str)] = &[
     ("/msg NICK TEXT", "send a direct message"),
     ("/all TEXT", "send a message to everyone connected"),
     ("/me ACTION", "say an action in the current room (\"* alice waves\")"),
-    ("/upload PATH [TEXT]", "send a file to the current room, with an optional text"),
+    ("/upload [@NICK] PATH [TEXT]", "send a file to the current room (or to NICK), with an optional text"),
     ("/rooms", "list the rooms"),
     ("/who [ROOM]", "list who is in the current room, or ROOM"),
     ("/history [N]", "show the last N messages of the current room (default 20)"),
@@ -106,12 +107,19 @@ pub(crate) fn parse(line: &str) -> Result<Option<Command>, UsageError> {
         "all" => Command::All(text_arg(args, "/all needs a message", "/all TEXT")?),
         "me" => Command::Me(text_arg(args, "/me needs an action", "/me ACTION")?),
         "upload" => {
-            const USAGE: &str = "/upload PATH [TEXT]";
+            const USAGE: &str = "/upload [@NICK] PATH [TEXT]";
+            let (to, args) = match args.strip_prefix('@') {
+                Some(rest) => {
+                    let (to, rest) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+                    (Some(nick(to, USAGE)?), rest.trim_start())
+                }
+                None => (None, args),
+            };
             let (path, text) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
             if path.is_empty() {
                 return Err(usage("/upload needs the path of a file", USAGE));
             }
-            Command::Upload { path: path.to_owned(), text: text.trim().to_owned() }
+            Command::Upload { to, path: path.to_owned(), text: text.trim().to_owned() }
         }
         "rooms" => no_args(args, Command::Rooms, "/rooms")?,
         "who" => Command::Who(optional(args).map(|r| room(r, "/who [ROOM]")).transpose()?),
@@ -242,12 +250,17 @@ mod tests {
         assert_eq!(ok("/msg bob   spaced  "), Command::Msg { to: "bob".into(), text: "spaced".into() });
         assert_eq!(ok("/all hello, everyone"), Command::All("hello, everyone".into()));
         assert_eq!(ok("/me waves"), Command::Me("waves".into()));
-        assert_eq!(ok("/upload cat.png"), Command::Upload { path: "cat.png".into(), text: String::new() });
+        assert_eq!(ok("/upload cat.png"), Command::Upload { to: None, path: "cat.png".into(), text: String::new() });
+        assert_eq!(
+            ok("/upload @bob cat.png look"),
+            Command::Upload { to: Some("bob".into()), path: "cat.png".into(), text: "look".into() }
+        );
+        assert_eq!(err("/upload @bob"), usage("/upload needs the path of a file", "/upload [@NICK] PATH [TEXT]"));
         assert_eq!(
             ok("/upload a.pdf  the report "),
-            Command::Upload { path: "a.pdf".into(), text: "the report".into() }
+            Command::Upload { to: None, path: "a.pdf".into(), text: "the report".into() }
         );
-        assert_eq!(err("/upload"), usage("/upload needs the path of a file", "/upload PATH [TEXT]"));
+        assert_eq!(err("/upload"), usage("/upload needs the path of a file", "/upload [@NICK] PATH [TEXT]"));
         assert_eq!(err("/msg"), usage("/msg needs a nick and a message", "/msg NICK TEXT"));
         assert_eq!(err("/msg bob"), usage("/msg bob needs a message", "/msg NICK TEXT"));
         assert_eq!(err("/msg 9lives hi").problem, "`9lives` is not a nick");

@@ -159,7 +159,8 @@ pub(crate) struct Session {
 pub(crate) struct UploadJob {
     pub(crate) path: String,
     pub(crate) text: String,
-    pub(crate) room: String,
+    /// Where the message goes once the file is up: a room or a nick.
+    to: Target,
 }
 
 impl Session {
@@ -204,8 +205,12 @@ impl Session {
         self.uploading = self.uploading.saturating_sub(1);
         match result {
             Ok(id) => {
-                let frame = json!({"type": "say", "room": job.room, "text": job.text, "attachments": [id]});
-                self.enqueue(frame, Request::Say(Target::Room(job.room)));
+                let frame = match &job.to {
+                    Target::Room(room) => json!({"type": "say", "room": room, "text": job.text, "attachments": [id]}),
+                    Target::Dm(nick) => json!({"type": "say", "to": nick, "text": job.text, "attachments": [id]}),
+                    Target::Everyone => json!({"type": "say", "everyone": true, "text": job.text, "attachments": [id]}),
+                };
+                self.enqueue(frame, Request::Say(job.to));
             }
             Err(why) => self.fail(format!("{} not sent: {why}", job.path), out),
         }
@@ -311,13 +316,18 @@ impl Session {
                     self.enqueue(json!({"type": "say", "room": room, "text": text}), Request::Say(Target::Room(room)));
                 }
             }
-            Command::Upload { path, text } => {
-                if let Some(room) = self.need_room(out) {
-                    if self.token.is_none() {
-                        return self.fail("this server gave no token for uploads", out);
-                    }
-                    self.uploads.push(UploadJob { path, text, room });
+            Command::Upload { to, path, text } => {
+                let to = match to {
+                    Some(nick) => Target::Dm(nick),
+                    None => match self.need_room(out) {
+                        Some(room) => Target::Room(room),
+                        None => return,
+                    },
+                };
+                if self.token.is_none() {
+                    return self.fail("this server gave no token for uploads", out);
                 }
+                self.uploads.push(UploadJob { path, text, to });
             }
             Command::Msg { to, text } => {
                 self.enqueue(json!({"type": "say", "to": to, "text": text}), Request::Say(Target::Dm(to)));
