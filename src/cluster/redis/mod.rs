@@ -5,8 +5,10 @@
 //!
 //! Tasks: the subscriber (one pub/sub connection for the node: it connects,
 //! reconnects with backoff, re-registers the node's sessions, and applies
-//! what arrives to the local hub), the heartbeat (liveness, and cleaning up
-//! after dead nodes) and the archiver (see [`archiver`]); [`buffer`] is the
+//! what arrives to the local hub, see [`inbound`]), the publishing task
+//! (the durable step of the node's messages, in batches: [`publisher`]),
+//! the heartbeat (liveness, and cleaning up after dead nodes) and the
+//! archiver (see [`archiver`]); [`buffer`] is the
 //! format of the stream entries the archiver reads. Commands go
 //! over one multiplexed connection, shared by every task and session.
 //!
