@@ -86,6 +86,12 @@ pub struct ClusterConfig {
     pub redis_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub reconnect_max: Duration,
+    /// Most messages the node hands Redis in one script call (its
+    /// publishing task takes everything queued, up to this many).
+    pub publish_batch: usize,
+    /// Messages waiting for the publishing task; past this, a new message
+    /// is refused with `unavailable`.
+    pub publish_queue: usize,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -441,6 +447,14 @@ impl Config {
         }
         if c.heartbeat.is_zero() || c.node_timeout < c.heartbeat * 3 {
             return Err(ConfigError("cluster.node_timeout: must be at least three times cluster.heartbeat".into()));
+        }
+        if c.publish_batch == 0 || c.publish_batch > 1000 {
+            return Err(ConfigError(
+                "cluster.publish_batch: 1 to 1000 (Redis runs nothing else during a batch's script)".into(),
+            ));
+        }
+        if c.publish_queue == 0 {
+            return Err(ConfigError("cluster.publish_queue must be greater than 0".into()));
         }
         if c.sync_batch > 3000 {
             return Err(ConfigError(

@@ -70,6 +70,9 @@ fn an_invalid_setting_exits_2_naming_the_key() {
         ("CHAT_CLUSTER__REDIS_URL", "http://127.0.0.1:6379", "cluster.redis_url"),
         ("CHAT_CLUSTER__NODE_TIMEOUT", "6s", "cluster.node_timeout"),
         ("CHAT_CLUSTER__SYNC_BATCH", "100000", "cluster.sync_batch"),
+        ("CHAT_CLUSTER__PUBLISH_BATCH", "0", "cluster.publish_batch"),
+        ("CHAT_CLUSTER__PUBLISH_BATCH", "5000", "cluster.publish_batch"),
+        ("CHAT_CLUSTER__PUBLISH_QUEUE", "0", "cluster.publish_queue"),
         ("CHAT_SERVER__NODE", "node 1", "server.node"),
         // Nothing listens on port 1: a node does not start without its Redis.
         ("CHAT_CLUSTER__REDIS_URL", "redis://127.0.0.1:1", "cannot join the cluster"),

@@ -73,6 +73,126 @@ async fn room_messages_reach_members_on_every_node_in_seq_order() {
     cluster.finish().await;
 }
 
+/// A node hands Redis its messages in batches (eight at most here, so a
+/// burst makes many), and a channel's messages of one batch travel
+/// together. One session's burst, sent without waiting: its acks come in
+/// the order sent, each with the next seq, and every other member, on
+/// either node, gets the messages in that order. Then two sessions on
+/// different nodes say into two rooms at once, each alternating between
+/// them: in each room the seqs are gap-free, each sender's messages are
+/// acked in the order sent, and every member on either node sees the
+/// room's messages in the same (seq) order.
+#[tokio::test]
+async fn batched_says_keep_each_rooms_order_on_every_node() {
+    let Some(cluster) =
+        Cluster::start("batched_says_keep_each_rooms_order_on_every_node", 2, |c| c.cluster.publish_batch = 8).await
+    else {
+        return;
+    };
+    let [mut alice, mut bob, mut carol, mut dave] =
+        gather(&cluster, "one", [(1, "alice"), (2, "bob"), (1, "carol"), (2, "dave")]).await;
+
+    const N: u64 = 120;
+    for i in 0..N {
+        alice.send(json!({"type": "say", "room": "one", "text": format!("a{i}"), "id": i})).await;
+    }
+    let mut acked = Vec::new();
+    for i in 0..N {
+        let ack = alice.expect_json(ack_of(&room_msg("one", i + 1, "alice", &format!("a{i}")), json!(i))).await;
+        acked.push(ack["message"].clone());
+    }
+    for c in [&mut bob, &mut carol, &mut dave] {
+        for (i, m) in acked.iter().enumerate() {
+            let got = c.expect_json(room_msg("one", i as u64 + 1, "alice", &format!("a{i}"))).await;
+            assert_eq!(&body(&got), m, "{}: message and ack differ", c.nick);
+        }
+    }
+
+    // Everyone in a second room too.
+    for (k, c) in [&mut alice, &mut bob, &mut carol, &mut dave].into_iter().enumerate() {
+        c.send(json!({"type": "join", "room": "two", "id": "j"})).await;
+        assert_eq!(c.expect("joined").await["members"].as_array().map(Vec::len), Some(k + 1), "{}", c.nick);
+    }
+    for (c, joins) in [(&mut alice, 3), (&mut bob, 2), (&mut carol, 1)] {
+        c.expect_joins("two", joins).await;
+    }
+
+    // alice (n1) and bob (n2) at once, each alternating between the rooms.
+    const M: u64 = 80;
+    let senders = [alice, bob].map(|c| tokio::spawn(alternate(c, M)));
+    let watchers = [carol, dave].map(|c| tokio::spawn(watch_rooms(c, 2 * M as usize)));
+    let mut bursts = Vec::new();
+    for t in senders {
+        bursts.push(t.await.unwrap());
+    }
+    let mut watched = Vec::new();
+    for t in watchers {
+        watched.push(t.await.unwrap());
+    }
+    for (room, first) in [("one", N + 1), ("two", 1)] {
+        let mut by_seq = std::collections::BTreeMap::new();
+        for b in &bursts {
+            let acks: Vec<&Value> = b.acks.iter().filter(|a| a["message"]["room"] == room).collect();
+            let ids: Vec<u64> = acks.iter().map(|a| a["id"].as_u64().unwrap()).collect();
+            let seqs: Vec<u64> = acks.iter().map(|a| seq_of(&a["message"])).collect();
+            assert_eq!(acks.len() as u64, M / 2, "{} in {room}: {ids:?}", b.client.nick);
+            assert!(ids.windows(2).all(|w| w[0] < w[1]), "{} in {room}: acks out of order: {ids:?}", b.client.nick);
+            assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{} in {room}: seqs out of order: {seqs:?}", b.client.nick);
+            for a in acks {
+                assert_eq!(a["message"]["text"], format!("{} {}", b.client.nick, a["id"]), "{a}");
+                by_seq.insert(seq_of(&a["message"]), a["message"].clone());
+            }
+        }
+        let seqs: Vec<u64> = by_seq.keys().copied().collect();
+        assert_eq!(seqs, (first..first + M).collect::<Vec<_>>(), "{room}: the acks' seqs are not gap-free");
+        // What each member saw of the room: every message not its own, in
+        // seq order, each the same as its ack.
+        let members =
+            bursts.iter().map(|b| (&b.client.nick, &b.messages)).chain(watched.iter().map(|(c, m)| (&c.nick, m)));
+        for (nick, got) in members {
+            let got: Vec<Value> = got.iter().filter(|m| m["room"] == room).map(body).collect();
+            let expected: Vec<Value> = by_seq.values().filter(|m| m["from"] != nick.as_str()).cloned().collect();
+            assert_eq!(got, expected, "{nick} in {room}");
+        }
+    }
+    let mut clients: Vec<Client> =
+        bursts.into_iter().map(|b| b.client).chain(watched.into_iter().map(|(c, _)| c)).collect();
+    let [alice, bob, carol, dave] = &mut clients[..] else { unreachable!() };
+    say_seen(bob, "two", "the end", M + 1, &mut [alice, carol, dave]).await;
+    cluster.finish().await;
+}
+
+/// Sends `count` says without waiting, the even ones to room `one`, the
+/// odd ones to room `two`, then reads until every one is acked and the
+/// other sender's `count` messages have arrived.
+async fn alternate(mut c: Client, count: u64) -> Burst {
+    for i in 0..count {
+        let room = if i % 2 == 0 { "one" } else { "two" };
+        c.send(json!({"type": "say", "room": room, "text": format!("{} {i}", c.nick), "id": i})).await;
+    }
+    let (mut acks, mut messages) = (Vec::new(), Vec::new());
+    while acks.len() < count as usize || messages.len() < count as usize {
+        let v = c.recv().await;
+        match v["type"].as_str() {
+            Some("ack") => acks.push(v),
+            Some("message") => messages.push(v),
+            _ => panic!("{}: unexpected {v}", c.nick),
+        }
+    }
+    Burst { client: c, acks, messages }
+}
+
+/// The next `count` frames, all of which must be messages.
+async fn watch_rooms(mut c: Client, count: usize) -> (Client, Vec<Value>) {
+    let mut messages = Vec::with_capacity(count);
+    while messages.len() < count {
+        let v = c.recv().await;
+        assert_eq!(v["type"], "message", "{}: {v}", c.nick);
+        messages.push(v);
+    }
+    (c, messages)
+}
+
 #[tokio::test]
 async fn who_rooms_topic_leave_and_quit_are_seen_on_every_node() {
     let Some(cluster) = Cluster::start("who_rooms_topic_leave_and_quit_are_seen_on_every_node", 3, |_| {}).await else {

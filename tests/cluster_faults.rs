@@ -664,6 +664,67 @@ async fn a_message_refused_during_a_redis_stall_is_never_delivered() {
     cluster.finish().await;
 }
 
+/// While Redis is stalled, a node's publish queue fills (one message in
+/// flight and one queued at most, here): the says after that are refused
+/// at once with `unavailable` and never delivered to anyone; the ones taken
+/// are stored, acked in the order sent and delivered when Redis goes on,
+/// and the session goes on as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_publish_queue_refuses_says_at_once_and_delivers_none_of_them() {
+    let Some(redis) = OwnRedis::for_test("a_full_publish_queue_refuses_says_at_once_and_delivers_none_of_them").await
+    else {
+        return;
+    };
+    let cluster = Cluster::start_on(&redis.url(), 2, |c| {
+        c.cluster.publish_batch = 1;
+        c.cluster.publish_queue = 1;
+    })
+    .await;
+    let [mut alice, mut bob] = gather(&cluster, "r", [(1, "alice"), (2, "bob")]).await;
+    say_seen(&mut alice, "r", "before", 1, &mut [&mut bob]).await;
+
+    // Shorter than redis_timeout (2 s): the message in flight is stored.
+    redis.pause_writes(Duration::from_secs(1)).await;
+    const N: u64 = 10;
+    for i in 0..N {
+        alice.send(json!({"type": "say", "room": "r", "text": format!("burst {i}"), "id": i})).await;
+    }
+    let (mut acks, mut refused) = (Vec::new(), Vec::new());
+    while acks.len() + refused.len() < N as usize {
+        let v = alice.recv().await;
+        match v["type"].as_str() {
+            Some("ack") => acks.push(v),
+            Some("error") => {
+                assert_eq!(v["code"], "unavailable", "{v}");
+                assert!(acks.is_empty(), "a refusal came after an ack, not at once: {v}");
+                refused.push(v["id"].as_u64().unwrap());
+            }
+            _ => panic!("alice: unexpected {v}"),
+        }
+    }
+    // The first was taken at once; at most one more could wait for it.
+    assert!((1..=2).contains(&acks.len()), "acked: {acks:?}");
+    assert_eq!(acks[0]["id"], 0, "{acks:?}");
+    let expected: Vec<Value> = acks
+        .iter()
+        .enumerate()
+        .map(|(k, a)| room_msg("r", 2 + k as u64, "alice", &format!("burst {}", a["id"])))
+        .collect();
+    for (a, m) in acks.iter().zip(&expected) {
+        assert_eq!(norm(a.clone()), ack_of(m, a["id"].clone()), "acked in the order sent, seqs gap-free");
+    }
+    // bob gets the acked ones and then the next message: none refused.
+    for (a, m) in acks.iter().zip(&expected) {
+        let got = bob.expect_json(m.clone()).await;
+        assert_eq!(body(&got), a["message"]);
+    }
+    let next = 2 + acks.len() as u64;
+    say_seen(&mut alice, "r", "after", next, &mut [&mut bob]).await;
+    let rows = poll_db(cluster.db(), "r", "every acked message", |rows| rows.len() as u64 >= next).await;
+    assert!(rows.iter().all(|r| !r.text.starts_with("burst ") || acks.iter().any(|a| a["message"]["text"] == r.text)));
+    cluster.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_message_stored_just_as_redis_went_away_is_never_refused_and_delivered() {
     let Some(redis) =

@@ -11,6 +11,15 @@
 //! (US is the unit separator, 0x1F: names, nicks and node ids cannot hold
 //! it.) `node` and `session` name the session that caused the frame, so
 //! that its own node can leave it out; `a` and `b` depend on the kind.
+//!
+//! Several room messages published to one channel in one batch travel in
+//! one envelope of kind `b`: its payload is their envelopes, in `seq`
+//! order, separated by GS (0x1D, which neither a header nor JSON text can
+//! hold). A batch of one is sent as that message's envelope alone.
+//!
+//! ```text
+//! b US node US US US LF envelope GS envelope GS ...
+//! ```
 
 use crate::hub::SessionId;
 
@@ -18,6 +27,8 @@ const US: char = '\u{1f}';
 /// Separates two frames in one payload (a typing indicator to clear, then
 /// the message). JSON text never holds a raw control character.
 pub const RS: char = '\u{1e}';
+/// Separates the envelopes inside a batch envelope (publish.lua joins them).
+pub const GS: char = '\u{1d}';
 
 /// What a node does with an envelope.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +56,9 @@ pub enum Kind {
     /// The channel's user, if its id is `b`, joins room key `a` (the API
     /// made it a member).
     Admit,
+    /// Several room messages for the channel, in `seq` order (the payload:
+    /// their envelopes, separated by [`GS`]); `a` and `b` are empty.
+    Batch,
 }
 
 impl Kind {
@@ -60,6 +74,7 @@ impl Kind {
             Kind::Destroy => 'x',
             Kind::Moderator => 'o',
             Kind::Admit => 'j',
+            Kind::Batch => 'b',
         }
     }
 
@@ -75,6 +90,7 @@ impl Kind {
             "x" => Kind::Destroy,
             "o" => Kind::Moderator,
             "j" => Kind::Admit,
+            "b" => Kind::Batch,
             _ => return None,
         })
     }
@@ -99,8 +115,14 @@ pub fn envelope(kind: Kind, node: &str, session: Option<SessionId>, a: &str, b: 
     s
 }
 
+/// The header of a batch envelope from `node`: publish.lua appends the
+/// messages' envelopes, separated by [`GS`].
+pub fn batch_head(node: &str) -> String {
+    envelope(Kind::Batch, node, None, "", "", "")
+}
+
 /// A parsed envelope, borrowing from the received bytes.
-#[derive(Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Envelope<'a> {
     pub kind: Kind,
     pub node: &'a str,
@@ -123,6 +145,21 @@ impl<'a> Envelope<'a> {
         let a = f.next()?;
         let b = f.next()?;
         Some(Envelope { kind, node, session, a, b, payload })
+    }
+
+    /// The envelopes a batch envelope carries, in order (an envelope that
+    /// is not a batch carries itself); `None` for one that is not an
+    /// envelope, or a batch inside a batch.
+    pub fn parts(self) -> impl Iterator<Item = Option<Envelope<'a>>> {
+        let (whole, batch) = match self.kind {
+            Kind::Batch => (None, Some(self.payload)),
+            _ => (Some(self), None),
+        };
+        let inner = batch
+            .into_iter()
+            .flat_map(|p| p.split(GS))
+            .map(|part| Envelope::parse(part).filter(|e| e.kind != Kind::Batch));
+        whole.map(Some).into_iter().chain(inner)
     }
 
     /// The session to leave out, if it is on `node`.
@@ -172,6 +209,42 @@ mod tests {
         let e = Envelope::parse(&text).unwrap();
         assert_eq!((e.kind, e.a, e.b, e.session), (Kind::RoomMessage, "42", "alice", None));
         assert_eq!(e.frames(), (Some("{off}"), "{msg}"));
+    }
+
+    #[test]
+    fn a_batch_carries_its_messages_in_order() {
+        // What publish.lua does with several room messages for one channel.
+        let one = |seq: u64, from: &str, off: Option<&str>, msg: &str| {
+            let mid = match off {
+                Some(off) => format!("\u{1f}{from}\n{off}{RS}"),
+                None => format!("\u{1f}{from}\n"),
+            };
+            format!("{}{seq}{mid}{msg}", head(Kind::RoomMessage, "n1", Some(3)))
+        };
+        let text = format!(
+            "{}{}{GS}{}",
+            batch_head("n1"),
+            one(7, "alice", Some("{off}"), "{m7}"),
+            one(8, "bob", None, "{m8}")
+        );
+        let e = Envelope::parse(&text).unwrap();
+        assert_eq!(e.kind, Kind::Batch);
+        let parts: Vec<Envelope<'_>> = e.parts().map(Option::unwrap).collect();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(
+            (parts[0].kind, parts[0].a, parts[0].b, parts[0].session),
+            (Kind::RoomMessage, "7", "alice", Some(3))
+        );
+        assert_eq!(parts[0].frames(), (Some("{off}"), "{m7}"));
+        assert_eq!((parts[1].a, parts[1].b), ("8", "bob"));
+        assert_eq!(parts[1].frames(), (None, "{m8}"));
+        // Not a batch: the envelope itself.
+        let single = one(9, "carol", None, "{m9}");
+        let e = Envelope::parse(&single).unwrap();
+        assert_eq!(e.parts().map(Option::unwrap).collect::<Vec<_>>(), vec![Envelope::parse(&single).unwrap()]);
+        // A broken part, or a batch inside a batch, is no envelope.
+        let bad = format!("{}garbage{GS}{}x", batch_head("n1"), batch_head("n1"));
+        assert!(Envelope::parse(&bad).unwrap().parts().all(|p| p.is_none()));
     }
 
     #[test]

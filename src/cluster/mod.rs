@@ -5,7 +5,8 @@
 //!
 //! `Local` (one node): the store's batching writer is the durable step, and
 //! everything else goes straight to this process's hub. `Redis` (several
-//! nodes, [`redis`]): Redis takes each message's seq and buffers it in one
+//! nodes, [`redis`]): the node's publishing task hands Redis batches of
+//! messages, and Redis takes each message's seq and buffers it in one
 //! atomic step, pub/sub carries frames to the nodes that host their
 //! recipients, and the [`archiver`] moves the buffer into the database.
 //! The hub knows nothing of either; handlers call the bus.
@@ -357,17 +358,17 @@ impl Bus {
     pub async fn publish(&self, msg: NewMessage, route: Route) -> Result<(), Route> {
         match &self.kind {
             BusKind::Local(w) => w.submit(msg, route).await,
-            BusKind::Redis(r) => {
-                r.publish(msg, route).await;
-                Ok(())
-            }
+            BusKind::Redis(r) => r.publish(msg, route),
         }
     }
 
-    /// Waits until everything published so far is delivered or failed.
+    /// Waits until everything published so far is delivered or failed (in
+    /// a cluster: stored or failed; a sender's `ack` may still wait for its
+    /// node's fan-out).
     pub async fn flush(&self) {
-        if let BusKind::Local(w) = &self.kind {
-            w.flush().await;
+        match &self.kind {
+            BusKind::Local(w) => w.flush().await,
+            BusKind::Redis(r) => r.flush().await,
         }
     }
 

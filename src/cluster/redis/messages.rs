@@ -1,6 +1,7 @@
-//! Messages: the durable step (publish.lua), an unknown outcome settled
-//! (fence.lua), history merged from the buffer and the database, and
-//! catching up after a reconnect.
+//! Messages: an unknown outcome of the durable step settled (fence.lua),
+//! senders waiting for their message's fan-out, history merged from the
+//! buffer and the database, and catching up after a reconnect. (The
+//! durable step itself, publish.lua in batches: [`super::publisher`].)
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -37,30 +38,6 @@ impl RedisBus {
         }
     }
 
-    /// The durable step: seq, buffer and publish in one atomic script, then
-    /// the sender's `ack`. Receivers (this node's too) get the message from
-    /// the channel.
-    pub async fn publish(&self, msg: NewMessage, route: Route) {
-        let began = std::time::Instant::now();
-        let appended = self.append(&msg, &route).await;
-        self.hub.metrics().durable_step(began.elapsed(), appended.is_ok());
-        match appended {
-            Ok(seq) => {
-                self.hub.metrics().stored([&msg.conv]);
-                self.await_fanout(Acked { message: msg.stored(seq), route });
-            }
-            Err(Outcome::NotStored(e)) => self.hub.fail(route, &e),
-            Err(Outcome::Unknown) => {
-                // The script may have run before the connection broke (it
-                // may even have been published): find out before answering,
-                // without holding up the sender's other frames.
-                if let Some(bus) = self.me() {
-                    tokio::spawn(async move { bus.resolve(msg, route).await });
-                }
-            }
-        }
-    }
-
     /// Answers a message whose durable step has an unknown outcome: once
     /// Redis is back, the message is looked for in its conversation's
     /// buffer, and fenced off if it is not there (so that a late run of its
@@ -68,7 +45,7 @@ impl RedisBus {
     /// long as that takes: a late answer is better than a wrong one. A node
     /// shutting down meanwhile answers nothing (the client finds the
     /// message, or not, in history).
-    async fn resolve(&self, msg: NewMessage, route: Route) {
+    pub(super) async fn resolve(&self, msg: NewMessage, route: Route) {
         let mut wait = Duration::from_millis(50);
         let conv = msg.conv.storage_key();
         while !self.stop.is_cancelled() {
@@ -95,85 +72,6 @@ impl RedisBus {
     fn sender_of(&self, msg_id: ulid::Ulid) -> Option<SessionId> {
         let sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
         sent.iter().rev().find(|(id, _)| *id == msg_id).map(|(_, s)| *s)
-    }
-
-    async fn append(&self, msg: &NewMessage, route: &Route) -> Result<u64, Outcome> {
-        let (before, after) = buffer::split_frame(msg).ok_or(Outcome::NotStored(ProtoError::internal()))?;
-        let from_key = msg.from.to_ascii_lowercase();
-        let sid = route.origin.as_ref().map(|s| s.id);
-        let off = route.clear_typing.then(|| crate::protocol::server::typing_off(&msg.clone().stored(0)));
-        let (kind, channels) = match &msg.conv {
-            Conv::Room(k) => (Kind::RoomMessage, vec![self.chan_name(&Chan::Room(k.clone()))]),
-            Conv::Dm(..) => {
-                let to = msg.to.as_deref().unwrap_or_default().to_ascii_lowercase();
-                (
-                    Kind::Direct,
-                    vec![self.chan_name(&Chan::User(to.into())), self.chan_name(&Chan::User(from_key.as_str().into()))],
-                )
-            }
-            Conv::Everyone => (Kind::Everyone, vec![self.all_chan()]),
-        };
-        let head = envelope::head(kind, &self.node, sid);
-        let mid = match &off {
-            Some(off) => format!("\u{1f}{from_key}\n{}{RS}", &**off),
-            None => format!("\u{1f}{from_key}\n"),
-        };
-        let conv = msg.conv.storage_key();
-        let mut floor = String::new();
-        loop {
-            let mut inv = self.scripts.publish.prepare_invoke();
-            inv.key(self.key(&format!("seq:{conv}")))
-                .key(self.key("log"))
-                .key(self.key(&format!("h:{conv}")))
-                .key(self.key(&format!("fate:{}", msg.msg_id)))
-                .arg(&floor)
-                .arg(&before)
-                .arg(&after)
-                .arg(&head)
-                .arg(&mid)
-                .arg(&conv)
-                .arg(&*msg.sender_id);
-            for c in &channels {
-                inv.arg(c);
-            }
-            // Without a connection nothing was sent; a broken one leaves
-            // the outcome unknown.
-            if !self.serving.load(Ordering::Acquire) {
-                return Err(Outcome::NotStored(ProtoError::unavailable()));
-            }
-            if let Some(origin) = &route.origin {
-                let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
-                if sent.len() == SENT_KEPT {
-                    sent.pop_front();
-                }
-                sent.push_back((msg.msg_id, origin.id));
-            }
-            let mut conn = self.conn().map_err(Outcome::NotStored)?;
-            let seq: i64 = match inv.invoke_async(&mut conn).await {
-                Ok(seq) => seq,
-                // The connection broke or the answer is late: the script
-                // may have run, or may still run. Never guess.
-                Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
-                    self.failed(&e);
-                    return Err(Outcome::Unknown);
-                }
-                // An error reply (OOM, READONLY, BUSY, ...): the script
-                // wrote nothing (see publish.lua).
-                Err(e) => return Err(Outcome::NotStored(self.failed(&e))),
-            };
-            if seq > 0 {
-                return Ok(seq as u64);
-            }
-            if seq == -2 {
-                return Err(Outcome::NotStored(ProtoError::unavailable()));
-            }
-            if !floor.is_empty() {
-                return Err(Outcome::NotStored(unavailable("the seq counter could not be set")));
-            }
-            // No counter yet (a new conversation, or a new Redis): it starts
-            // from the newest seq in the database.
-            floor = self.store.newest_seq(&msg.conv).await.map_err(|e| Outcome::NotStored(unavailable(e)))?.to_string();
-        }
     }
 
     /// A page of history: the database and the buffer (messages not yet
@@ -239,14 +137,6 @@ impl RedisBus {
 /// command can wait in a stalled Redis or a broken connection.
 const FATE_TTL: Duration = Duration::from_secs(3600);
 
-/// Why a message's durable step did not return a seq.
-enum Outcome {
-    /// It did not happen: tell the sender.
-    NotStored(ProtoError),
-    /// The connection broke while it was under way.
-    Unknown,
-}
-
 /// How long a sender waits for its message to come back through this
 /// node's subscriber before it is acknowledged anyway (it is stored; only
 /// the local fan-out is late or was lost with a broken subscription).
@@ -266,7 +156,7 @@ impl RedisBus {
     /// handed the message to the local recipients (the one delivery sink,
     /// [`Hub::deliver`], then acks), unless this node hosts none of them:
     /// then there is nothing to wait for.
-    fn await_fanout(&self, acked: Acked) {
+    pub(super) fn await_fanout(&self, acked: Acked) {
         let msg = &acked.message;
         let hosted = match &msg.conv {
             Conv::Room(key) => self.hub.room_is_live(key),

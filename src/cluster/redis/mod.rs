@@ -5,19 +5,24 @@
 //!
 //! Tasks: the subscriber (one pub/sub connection for the node: it connects,
 //! reconnects with backoff, re-registers the node's sessions, and applies
-//! what arrives to the local hub), the heartbeat (liveness, and cleaning up
-//! after dead nodes) and the archiver (see [`archiver`]); [`buffer`] is the
+//! what arrives to the local hub, see [`inbound`]), the publishing task
+//! (the durable step of the node's messages, in batches: [`publisher`]),
+//! the heartbeat (liveness, and cleaning up after dead nodes) and the
+//! archiver (see [`archiver`]); [`buffer`] is the
 //! format of the stream entries the archiver reads. Commands go
 //! over one multiplexed connection, shared by every task and session.
 //!
-//! [`presence`]: sessions, nicks and rooms; [`messages`]: the durable step
-//! and history; [`liveness`]: heartbeats, dead nodes, reconciliation.
+//! [`presence`]: sessions, nicks and rooms; [`publisher`]: the durable
+//! step, in batches; [`messages`]: unknown outcomes, acks and history;
+//! [`liveness`]: heartbeats, dead nodes, reconciliation.
 
 mod archiver;
 mod buffer;
+mod inbound;
 mod liveness;
 mod messages;
 mod presence;
+mod publisher;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -93,6 +98,11 @@ pub struct RedisBus {
     client: redis::Client,
     conn: Mutex<Option<MultiplexedConnection>>,
     scripts: Scripts,
+    /// The publishing task's queue (bounded by `cluster.publish_queue`:
+    /// full, a message is refused with `unavailable`).
+    outgoing: mpsc::Sender<publisher::Job>,
+    /// The head of a batch envelope from this node (see publish.lua).
+    batch_head: String,
     subs: mpsc::UnboundedSender<SubCmd>,
     /// Wakes the subscriber to drop its connection and start over (a
     /// command found the connection broken).
@@ -140,6 +150,8 @@ impl RedisBus {
         let client = redis::Client::open(config.redis_url.as_str())?;
         let (subs, sub_rx) = mpsc::unbounded_channel();
         let (settle, settle_rx) = mpsc::unbounded_channel();
+        let (outgoing, outgoing_rx) = mpsc::channel(config.publish_queue);
+        let batch_head = envelope::batch_head(&node);
         let bus = Arc::new_cyclic(|me| RedisBus {
             hub,
             store,
@@ -149,6 +161,8 @@ impl RedisBus {
             client,
             conn: Mutex::new(None),
             scripts: Scripts::new(),
+            outgoing,
+            batch_head,
             subs,
             reconnect: Notify::new(),
             up: AtomicBool::new(false),
@@ -169,6 +183,7 @@ impl RedisBus {
             tokio::spawn(bus.clone().subscriber(sub_rx, ready_tx)),
             tokio::spawn(bus.clone().heartbeats()),
             tokio::spawn(archiver::run(bus.clone(), settle_rx)),
+            tokio::spawn(publisher::run(bus.clone(), outgoing_rx)),
         ];
         *bus.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
         if ready.await != Ok(true) {
@@ -375,103 +390,6 @@ impl RedisBus {
         }
         *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn);
         Ok((sink, stream))
-    }
-
-    // ---- what arrives ----------------------------------------------------------
-
-    /// Applies one envelope to the local hub.
-    fn dispatch(&self, channel: &str, payload: &[u8]) {
-        let Ok(text) = std::str::from_utf8(payload) else { return };
-        let Some(e) = Envelope::parse(text) else {
-            tracing::warn!(channel, "ignoring a malformed envelope");
-            return;
-        };
-        // Shutting down: messages still reach the sessions until they
-        // close, the comings and goings of others do not.
-        if self.hub.hushed() && matches!(e.kind, Kind::Frame | Kind::Status) {
-            return;
-        }
-        let Some(rest) = channel.strip_prefix(&self.prefix).and_then(|c| c.strip_prefix(':')) else { return };
-        let except = e.except_on(&self.node);
-        let (first, main) = e.frames();
-        let frame = || Frame::from_json(main.to_owned());
-        match (rest.split_once(':'), e.kind) {
-            (Some(("r", room)), Kind::RoomMessage) => {
-                let Ok(seq) = e.a.parse() else { return };
-                let off = first.map(|f| Frame::from_json(f.to_owned()));
-                let fanout = Fanout::Room { key: room, seq, typing_off: off.as_ref().map(|f| (f, e.b)) };
-                self.hub.deliver(&frame(), fanout, except, self.ours(&e, main));
-            }
-            (Some(("r", room)), Kind::Frame) => {
-                self.hub.to_room(room, &frame(), |s| Some(s.id) != except && **s.nick().key() != *e.a);
-            }
-            // The node that set it applied it at once (see `set_topic`).
-            (Some(("r", room)), Kind::Topic) if e.node != self.node => {
-                self.hub.set_topic(room, e.payload.into(), e.a);
-            }
-            (Some(("r", _)), Kind::Topic) => {}
-            (Some(("r", room)), Kind::Destroy) => {
-                let sessions = self.hub.destroy(room);
-                self.forget_members(room, sessions);
-            }
-            (Some(("u", user)), Kind::Direct) => {
-                let off = first.map(|f| Frame::from_json(f.to_owned()));
-                let fanout = Fanout::Users { keys: &[user], typing_off: off.as_ref().map(|f| (f, e.b)) };
-                // The sender waits for its own channel, the last one published.
-                let ack = if user == e.b { self.ours(&e, main) } else { None };
-                self.hub.deliver(&frame(), fanout, except, ack);
-            }
-            (Some(("u", user)), Kind::Frame) => {
-                self.hub.to_user(user, &frame(), except);
-            }
-            (Some(("u", user)), Kind::Kick) => {
-                let sessions = self.hub.kick(e.a, user, e.b);
-                self.after_leaving(e.a, sessions, "leave");
-            }
-            (Some(("u", user)), Kind::Moderator) => {
-                self.hub.set_moderator(e.a, user, e.b == "1");
-            }
-            (Some(("u", user)), Kind::Admit) => {
-                self.hub.admit(e.a, e.b, user);
-            }
-            (None, Kind::Everyone) if rest == "all" => {
-                self.hub.deliver(&frame(), Fanout::Everyone, except, self.ours(&e, main));
-            }
-            (None, Kind::Frame) if rest == "all" => self.hub.to_everyone(&frame(), except),
-            (None, Kind::Status) if rest == "all" => {
-                self.hub.to_watchers(e.a, &frame(), e.b.parse().unwrap_or_default());
-            }
-            _ => tracing::warn!(channel, kind = ?e.kind, "ignoring an envelope on the wrong channel"),
-        }
-    }
-
-    /// Sessions this node removed from a room (kicked): unregister them,
-    /// telling the members when a user's last session left.
-    fn after_leaving(&self, room_key: &str, sessions: Vec<Arc<SessionHandle>>, event: &'static str) {
-        if sessions.is_empty() {
-            return;
-        }
-        let Some(bus) = self.me() else { return };
-        let room_key: Arc<str> = room_key.into();
-        tokio::spawn(async move {
-            let name = room_key.clone();
-            for s in sessions {
-                let _ = bus.unregister_member(&s, &room_key, &name, Some(event)).await;
-            }
-            bus.unsubscribe(Chan::Room(room_key));
-        });
-    }
-
-    /// Sessions removed from a destroyed room: unregister them silently.
-    fn forget_members(&self, room_key: &str, sessions: Vec<Arc<SessionHandle>>) {
-        let Some(bus) = self.me() else { return };
-        let room_key: Arc<str> = room_key.into();
-        tokio::spawn(async move {
-            for s in sessions {
-                let _ = bus.unregister_member(&s, &room_key, &room_key, None).await;
-            }
-            bus.unsubscribe(Chan::Room(room_key));
-        });
     }
 
     /// An owned handle on this bus, for spawned work.
