@@ -464,3 +464,32 @@ async fn transcripts_in_html_and_text_carry_csp_and_nosniff() {
         }
     }
 }
+
+/// The WebSocket handshake (our own since issue 13): what is not one gets
+/// its status and the API's error body, and the server goes on.
+#[tokio::test]
+async fn a_request_that_is_not_a_websocket_handshake_is_refused_with_its_reason() {
+    let server = start(test_config()).await;
+    let addr = server.addr();
+    let r = http::get(addr, "/ws", &[]).await;
+    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (426, Some("invalid")), "{}", r.body);
+    let upgrade = [("Upgrade", "websocket"), ("Connection", "Upgrade")];
+    let with = |more: &[(&'static str, &'static str)]| [upgrade.as_slice(), more].concat();
+    let r = http::get(
+        addr,
+        "/ws",
+        &with(&[("Sec-WebSocket-Version", "8"), ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")]),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.json()["error"]["message"].as_str().is_some_and(|m| m.contains("13")), "{}", r.body);
+    let r = http::get(addr, "/ws", &with(&[("Sec-WebSocket-Version", "13")])).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.json()["error"]["message"].as_str().is_some_and(|m| m.contains("Sec-WebSocket-Key")), "{}", r.body);
+    let r = http::request(addr, "POST", "/ws", &with(&[("Sec-WebSocket-Version", "13")]), Some("{}")).await;
+    assert_eq!(r.status, 405, "{}", r.body);
+    // A real client still connects.
+    let mut ws = ws_with(&server, &[]).await.expect("a WebSocket");
+    ws.send(Message::text(json!({"type": "hello", "nick": "alice"}).to_string())).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "welcome");
+}
