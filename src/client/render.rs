@@ -14,6 +14,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
 use super::command::COMMANDS;
+use crate::protocol::size_text;
 
 /// One thing to show, at a time (epoch milliseconds).
 #[derive(Clone, Debug, PartialEq)]
@@ -358,21 +359,6 @@ impl Painter {
             (place, Some(a)) => format!("{} * {} {a}", self.place(place), self.nick(&m.from, m.mine)),
         }
     }
-}
-
-/// A size for people: `512 B`, `12.3 KiB`, `4.0 MiB`.
-pub(crate) fn size_text(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut v = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    format!("{v:.1} {}", UNITS[unit])
 }
 
 #[cfg(test)]

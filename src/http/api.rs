@@ -14,8 +14,8 @@ use serde_json::json;
 use super::App;
 use super::caller::{api_key, caller};
 use super::error::ApiError;
-use crate::protocol::Name;
 use crate::protocol::server::StoredMessage;
+use crate::protocol::{Name, size_text};
 use crate::service::messages::PageRequest;
 
 /// Most messages one transcript request returns (`more` says if there are more).
@@ -162,21 +162,6 @@ fn text_line(m: &StoredMessage) -> String {
     line
 }
 
-/// A size for people: `512 B`, `12.3 KiB`, `4.0 MiB`.
-fn size_text(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut v = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    format!("{v:.1} {}", UNITS[unit])
-}
-
 /// Escapes text for HTML element content and attribute values.
 pub(crate) fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -203,13 +188,6 @@ mod tests {
             escape_html(r#"<img src=x onerror="a('b')">&"#),
             "&lt;img src=x onerror=&quot;a(&#39;b&#39;)&quot;&gt;&amp;"
         );
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(size_text(512), "512 B");
-        assert_eq!(size_text(12_595), "12.3 KiB");
-        assert_eq!(size_text(4 << 20), "4.0 MiB");
     }
 
     #[test]

@@ -65,7 +65,13 @@ fn closing(mut response: Response) -> Response {
 /// `thumbnail_url` for images). A user's session token (a guest's
 /// `welcome.token` too) or an API key.
 pub(crate) async fn create(State(app): State<Arc<App>>, request: Request) -> Response {
-    match upload(app, request).await {
+    answer(upload(app, request).await)
+}
+
+/// An upload's answer; refused as too large, the connection closes (the
+/// rest of the body is never read).
+fn answer(result: Result<Response>) -> Response {
+    match result {
         Ok(r) => r,
         Err(e) if e.code() == ErrorCode::TooLarge => closing(e.into_response()),
         Err(e) => e.into_response(),
@@ -133,11 +139,7 @@ pub(crate) async fn thumbnail(
 /// `POST /api/me/avatar`, multipart with the image in field `file` →
 /// `{"avatar": url}`.
 pub(crate) async fn set_avatar(State(app): State<Arc<App>>, request: Request) -> Response {
-    match avatar_upload(app, request).await {
-        Ok(r) => r,
-        Err(e) if e.code() == ErrorCode::TooLarge => closing(e.into_response()),
-        Err(e) => e.into_response(),
-    }
+    answer(avatar_upload(app, request).await)
 }
 
 async fn avatar_upload(app: Arc<App>, request: Request) -> Result<Response> {

@@ -219,6 +219,21 @@ pub fn check_text(text: &str, max: usize, has_attachments: bool) -> Result<Strin
     Ok(text.to_owned())
 }
 
+/// A size for people: `512 B`, `12.3 KiB`, `4.0 MiB`.
+pub fn size_text(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
 /// Milliseconds since the Unix epoch, the unit of every time on the wire.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
@@ -226,6 +241,13 @@ pub fn now_ms() -> i64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::size_text(512), "512 B");
+        assert_eq!(super::size_text(12_595), "12.3 KiB");
+        assert_eq!(super::size_text(4 << 20), "4.0 MiB");
+    }
+
     use super::*;
 
     #[test]
