@@ -1,18 +1,62 @@
 // composer.js — what the user writes: a message to the conversation on
 // screen with the files in its tray (uploads.js; both given back on
-// failure), or a slash command in the full client.
+// failure), maybe as a reply to a message (the bar above the box), with
+// `:shortcodes:` turned into emoji; or a slash command in the full client.
 
 import { errorText, validRoom } from './format.js';
 import { joinRoom, leaveRoom, setTopic } from './rooms.js';
 import { openDM } from './dms.js';
 import { typingSentMessage } from './typing.js';
 import { readyFiles, sending, sent } from './uploads.js';
+import { emojify } from './richtext.js';
+import { setAway } from './away.js';
+import { openSearch } from './search.js';
+import { $ } from './dom.js';
 import { app } from './state.js';
+
+/** Starts a reply to `m` in the conversation on screen. */
+export function replyTo(m) {
+  const c = app.current;
+  if (!c) return;
+  c.replyTo = m;
+  showReply();
+  $('input').focus();
+}
+
+export function cancelReply() {
+  if (app.current) app.current.replyTo = null;
+  showReply();
+}
+
+/** The bar above the box: who and what is replied to (each conversation keeps its own). */
+export function showReply() {
+  const m = app.current?.replyTo;
+  const bar = $('reply-bar');
+  if (!bar) return;
+  bar.hidden = !m;
+  if (!m) return;
+  $('reply-from').textContent = app.store.displayName(m.from);
+  const t = m.text || (m.attachments?.length ? '📎' : '');
+  $('reply-text').textContent = t.length > 120 ? `${t.slice(0, 120)}…` : t;
+}
+
+export function bindComposer() {
+  $('reply-cancel')?.addEventListener('click', () => {
+    cancelReply();
+    $('input').focus();
+  });
+  $('input').addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && app.current?.replyTo) {
+      e.preventDefault();
+      cancelReply();
+    }
+  });
+}
 
 export async function send(raw) {
   const c = app.current;
   if (!c) return;
-  const text = raw.trim();
+  const text = emojify(raw.trim());
   const files = readyFiles(c);
   if (app.mode === 'app' && text.startsWith('/') && !c.files?.length && command(text)) return;
   if (files.wait) {
@@ -25,11 +69,19 @@ export async function send(raw) {
   const target = c.kind === 'room' ? { room: c.name } : c.kind === 'dm' ? { to: c.name } : { everyone: true };
   const frame = { type: 'say', ...target, text };
   if (files.ids.length) frame.attachments = files.ids;
+  const reply = c.replyTo;
+  if (reply) frame.reply_to = reply.msg_id;
+  c.replyTo = null;
+  showReply();
   sending(files.items, true);
   const r = await app.conn.request(frame);
   if (r.type !== 'error') {
     sent(c, files.items);
     return;
+  }
+  if (reply && !c.replyTo) {
+    c.replyTo = reply;
+    showReply();
   }
   sending(files.items, false);
   app.ui.toast(errorText(r), 'error', `say:${r.code}`);
@@ -48,7 +100,10 @@ function giveBack(c, raw) {
   }
 }
 
-/** Slash commands: /join ROOM, /leave, /topic TEXT, /msg NICK TEXT. */
+/**
+ * Slash commands: /join ROOM, /leave, /topic TEXT, /msg NICK TEXT, /all TEXT
+ * (to everyone), /away, /back, /search WORDS. (/me TEXT is a message.)
+ */
 function command(text) {
   const { current, ui } = app;
   const [cmd, ...rest] = text.split(/\s+/);
@@ -71,8 +126,23 @@ function command(text) {
           .then((r) => r.type === 'error' && ui.toast(errorText(r)));
       } else ui.toast('Usage: /msg NICK TEXT');
       return true;
+    case '/all':
+      if (arg) {
+        app.conn.request({ type: 'say', everyone: true, text: arg })
+          .then((r) => (r.type === 'error' ? ui.toast(r.code === 'forbidden' ? 'This server does not allow messages to everyone.' : errorText(r)) : null));
+      } else ui.toast('Usage: /all TEXT');
+      return true;
+    case '/away':
+      setAway(true);
+      return true;
+    case '/back':
+      setAway(false);
+      return true;
+    case '/search':
+      openSearch(arg);
+      return true;
     case '/help':
-      ui.toast('Commands: /join ROOM, /leave, /topic TEXT, /msg NICK TEXT. Enter sends, Shift+Enter starts a new line, ↑ edits your last message, Alt+↑/↓ switches conversations.', 'info');
+      ui.toast('Commands: /join ROOM, /leave, /topic TEXT, /msg NICK TEXT, /me DOES, /all TEXT, /away, /back, /search WORDS. Enter sends, Shift+Enter starts a new line, ↑ edits your last message, @ mentions, Alt+↑/↓ switches conversations, Ctrl+K searches.', 'info');
       return true;
     default:
       return false;

@@ -5,6 +5,8 @@
 import { fold } from './store.js';
 import { load, save } from './saved.js';
 import { select, redraw } from './pane.js';
+import { onMemberStatus } from './members.js';
+import { refreshCard } from './card.js';
 import { app } from './state.js';
 
 const { store, mode } = app;
@@ -40,21 +42,38 @@ export function watchPeers() {
   if (nicks.length) app.conn.send({ type: 'watch', nicks });
 }
 
-/** A peer's online status (`watch`). */
+/** Someone's online status (`watch`): a DM peer, a room member, the card. */
 export function onStatus(f) {
+  if (!f.nick) return;
+  const inRooms = onMemberStatus(f);
+  refreshCard(f.nick);
   const c = store.dm(f.nick, false);
-  if (!c) return;
-  c.status = { online: f.online, away: f.away, last_seen: f.last_seen };
-  return redraw(c);
+  if (c) c.status = { online: f.online, away: f.away, last_seen: f.last_seen };
+  if (c || inRooms) redraw(inRooms ? null : c);
 }
 
 export function onRead(f) {
+  if (f.room) {
+    // Read receipts in rooms: who has seen up to where.
+    const c = store.room(f.room, false);
+    if (!c || !f.nick || typeof f.seq !== 'number') return;
+    if (store.isMe(f.nick)) {
+      c.unread = 0;
+      c.mentions = 0;
+      c.sentRead = Math.max(c.sentRead, f.seq);
+    } else {
+      const key = fold(f.nick);
+      c.readers.set(key, { nick: f.nick, seq: Math.max(f.seq, c.readers.get(key)?.seq || 0) });
+    }
+    return redraw(c);
+  }
   if (!f.with) return;
   const c = store.dm(f.with, false);
   if (!c) return;
   if (store.isMe(f.nick)) {
     // Read in another of this user's sessions.
     c.unread = 0;
+    c.mentions = 0;
     c.sentRead = Math.max(c.sentRead, f.seq);
   } else {
     c.peerRead = Math.max(c.peerRead, f.seq);

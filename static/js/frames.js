@@ -6,9 +6,13 @@
 
 import { errorText, validRoom } from './format.js';
 import { fold } from './store.js';
-import { select, viewing, markRead, redraw, checkGap, fillAfter, loadLatest } from './pane.js';
+import { select, viewing, markRead, redraw, checkGap, fillAfter, loadLatest, applyReaction } from './pane.js';
+import { mentionsOf } from './richtext.js';
+import { alertUser, announce } from './alerts.js';
 import { joinRoom, onJoined, onLeft, onRoomStatus, onTopic, onDirectory } from './rooms.js';
-import { onPresence } from './members.js';
+import { onPresence, rewatch } from './members.js';
+import { resendAway } from './away.js';
+import { openTarget, hasTarget } from './nav.js';
 import { savedDMs, rememberDM, watchPeers, onStatus, onRead } from './dms.js';
 import { onTyping, stopShowingTyping } from './typing.js';
 import { loadProfile, notifyWanted } from './profile.js';
@@ -25,13 +29,19 @@ export function onWelcome(f, resumed) {
   store.limits = f.limits || store.limits;
   ui.showApp();
   ui.renderMe(f.user, notifier.enabled);
+  resendAway();
   if (!resumed) {
     if (mode === 'embed') {
       joinRoom(embedRoom, true);
     } else {
       for (const peer of savedDMs()) store.dm(peer);
+      // Messages to everyone, unless the server says it does not allow them.
+      if (f.limits?.allow_everyone !== false && f.server?.allow_everyone !== false) store.conv('everyone', 'everyone');
       watchPeers();
-      if (app.firstRoom && validRoom(app.firstRoom)) joinRoom(app.firstRoom, true);
+      if (hasTarget(app.params)) {
+        app.firstRoom = null;
+        openTarget(app.params);
+      } else if (app.firstRoom && validRoom(app.firstRoom)) joinRoom(app.firstRoom, true);
       else if (!f.rooms?.length) select(null);
       conn.send({ type: 'rooms' });
     }
@@ -46,6 +56,7 @@ export function onWelcome(f, resumed) {
     else if (c.kind !== 'room' && c.loaded) fillAfter(c, c.max);
   }
   watchPeers();
+  rewatch();
   if (mode === 'app') conn.send({ type: 'rooms' });
 }
 
@@ -67,6 +78,7 @@ export function onFrame(f) {
     case 'presence': return onPresence(f);
     case 'status': return onStatus(f);
     case 'profile': return onProfile(f);
+    case 'reaction': return onReaction(f);
     case 'notice':
       if (f.code === 'shutdown') app.ui.setStatus({ state: 'notice', text: 'The server is restarting…' });
       else app.ui.toast(f.message || 'Notice from the server.', 'info');
@@ -100,11 +112,17 @@ function onMessage(m) {
     checkGap(c);
   }
   if (!store.isMe(m.from)) {
-    if (!viewing(c)) c.unread += 1;
-    if (document.visibilityState !== 'visible' && notifyWanted(m, c)) {
+    const mentioned = c.kind === 'dm' || mentionsOf(m, store.me?.nick);
+    if (!viewing(c)) {
+      c.unread += 1;
+      if (mentioned) c.mentions += 1;
+    }
+    const files = (m.attachments || []).map((a) => a.name).join(', ');
+    const text = m.text || (files ? `📎 ${files}` : '');
+    if (c === app.current) announce(`${store.displayName(m.from)}: ${text}`);
+    if (!viewing(c) && notifyWanted(m, c)) {
       const where = c.kind === 'room' ? c.name : c.kind === 'dm' ? 'Direct message' : 'Everyone';
-      const files = (m.attachments || []).map((a) => a.name).join(', ');
-      notifier.show(`${store.displayName(m.from)} · ${where}`, m.text || (files ? `📎 ${files}` : ''), c.id, () => select(c));
+      alertUser(`${store.displayName(m.from)} · ${where}`, text, c.id, () => select(c));
     }
   }
   redraw(c);
@@ -120,6 +138,16 @@ function onProfile(f) {
   if (!f.user?.nick || !store.learn(f.user)) return;
   if (store.isMe(f.user.nick)) app.ui.renderMe(store.me, notifier.enabled);
   redraw();
+}
+
+/** Someone reacted (or took a reaction back) on a message this client may hold. */
+function onReaction(f) {
+  if (!f.msg_id || typeof f.emoji !== 'string' || !f.nick) return;
+  const c = store.convOf(f.room ? f : { with: f.with, everyone: f.everyone });
+  const m = c?.byId.get(f.msg_id);
+  if (!m) return;
+  applyReaction(m, f.emoji, f.nick, f.on !== false);
+  if (c === app.current) app.list.refresh(m);
 }
 
 function onHistory(f) {

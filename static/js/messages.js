@@ -1,14 +1,19 @@
 // messages.js — the message list of the open conversation: day separators,
-// sender and time, grouping of consecutive messages, edit and delete
-// controls on one's own messages, system lines ("bob joined"), the "Seen"
-// receipt in direct messages, the files a message carries (attachments.js),
-// each sender's current name and picture, and the scroll position (follow the bottom;
-// keep the view still when older messages arrive above it).
+// the unread divider (and "jump to first unread"), sender and time,
+// grouping of consecutive messages, formatted text (richtext.js) with
+// mentions of the reader highlighted, `/me` actions, reactions, the quote
+// of the message replied to, an action bar (react, reply, copy link; edit
+// and delete on one's own), system lines ("bob joined"), read receipts
+// ("Seen" in DMs, "Seen by …" in rooms), the files a message carries
+// (attachments.js), each sender's current name and picture, and the scroll
+// position (follow the bottom; keep the view still when older messages
+// arrive above it).
 
 import { h, $, replace } from './dom.js';
 import { clock, fullTime, dayKey, dayLabel, fileUrl } from './format.js';
 import { fold } from './store.js';
 import { attachmentsEl } from './attachments.js';
+import { richText, mentionsOf } from './richtext.js';
 
 /** The nick the server's announcements come from (nobody may take it). */
 const SERVER = 'server';
@@ -40,7 +45,9 @@ export class MessageList {
   /**
    * handlers: loadOlder(conv), edit(msg, text) → Promise<bool>,
    * remove(msg), canDelete(msg), onBottom(), unknown(nick) (an author
-   * whose name and picture the store does not know).
+   * whose name and picture the store does not know), person(nick, anchor)
+   * (show someone's card), react(msg, emoji, on), pickReaction(msg,
+   * anchor), reply(msg), link(msg) (a URL to the message), jumpTo(msg_id).
    */
   constructor(store, handlers) {
     this.store = store;
@@ -60,6 +67,14 @@ export class MessageList {
       this.list.addEventListener(ev, () => { if (this.stuck && !this.atBottom()) this.scrollToBottom(); }, true);
     }
     this.olderBtn.addEventListener('click', () => this.conv && this.handlers.loadOlder(this.conv));
+    this.unreadBtn = $('jump-unread');
+    this.unreadBtn?.addEventListener('click', () => this.showDivider());
+    $('mark-read')?.addEventListener('click', () => this.clearDivider());
+    // A click on a mention shows that person's card.
+    this.list.addEventListener('click', (e) => {
+      const el = e.target.closest?.('.mention[data-nick]');
+      if (el) this.handlers.person?.(el.dataset.nick, el);
+    });
     this.jumpBtn.addEventListener('click', () => {
       this.scrollToBottom();
       $('input')?.focus();
@@ -87,6 +102,44 @@ export class MessageList {
       this.handlers.onBottom(this.conv);
     }
     if (this.box.scrollTop < 300 && this.conv.hasOlder) this.handlers.loadOlder(this.conv);
+    this.syncUnreadBar();
+  }
+
+  /** "N new messages · Jump": shown while the unread divider is above the view. */
+  syncUnreadBar() {
+    if (!this.unreadBtn) return;
+    const d = this.els.get('divider');
+    const above = !!d && d.getBoundingClientRect().top < this.box.getBoundingClientRect().top;
+    $('unread-bar').hidden = !above;
+  }
+
+  /** Scrolls to the unread divider. */
+  showDivider() {
+    const d = this.els.get('divider');
+    if (!d) return;
+    d.scrollIntoView({ block: 'start' });
+    this.stuck = this.atBottom();
+    this.syncUnreadBar();
+    $('messages').focus({ preventScroll: true });
+  }
+
+  clearDivider() {
+    if (!this.conv) return;
+    this.conv.dividerSeq = null;
+    this.render();
+    $('unread-bar').hidden = true;
+  }
+
+  /** Scrolls to one message and marks it for a moment (a search result, a link, a quote). */
+  reveal(msgId) {
+    const el = this.els.get(`m:${msgId}`);
+    if (!el) return false;
+    el.scrollIntoView({ block: 'center' });
+    this.stuck = this.atBottom();
+    el.classList.add('flash');
+    setTimeout(() => el.classList.remove('flash'), 2500);
+    el.focus({ preventScroll: true });
+    return true;
   }
 
   /** Shows `conv` (from scratch when it is another conversation). */
@@ -105,6 +158,13 @@ export class MessageList {
       replace(this.list);
       this.editing = null;
       this.render(true);
+      // Opened with unread messages: start at the divider when it would scroll out of view.
+      const d = this.els.get('divider');
+      if (d && d.getBoundingClientRect().top < this.box.getBoundingClientRect().top) {
+        d.scrollIntoView({ block: 'start' });
+        this.stuck = this.atBottom();
+      }
+      this.syncUnreadBar();
     } else {
       this.render();
     }
@@ -186,7 +246,23 @@ export class MessageList {
     if (conv.kind === 'dm' && conv.peerRead) {
       for (const m of msgs) if (m.seq <= conv.peerRead && this.store.isMe(m.from)) receiptAfter = m.seq;
     }
+    // Rooms: who has read up to which message (the last held one at or below their seq).
+    const seenBy = new Map(); // seq -> [nick]
+    if (conv.kind === 'room' && conv.readers?.size && msgs.length) {
+      for (const [, r] of conv.readers) {
+        if (this.store.isMe(r.nick)) continue;
+        let at = null;
+        for (let i = msgs.length - 1; i >= 0; i--) if (msgs[i].seq <= r.seq) { at = msgs[i].seq; break; }
+        if (at === null) continue;
+        if (!seenBy.has(at)) seenBy.set(at, []);
+        seenBy.get(at).push(r.nick);
+      }
+    }
     for (const m of msgs) {
+      if (conv.dividerSeq && m.seq === conv.dividerSeq) {
+        out.push({ key: 'divider', kind: 'divider' });
+        prev = null;
+      }
       while (ei < events.length && events[ei].afterSeq < m.seq) {
         const e = events[ei++];
         push({ key: e.key, kind: 'event', text: e.text, at: e.at }, e.at);
@@ -197,6 +273,10 @@ export class MessageList {
       push({ key: `m:${m.msg_id}`, kind: 'msg', msg: m, cont }, m.sent_at);
       prev = m;
       if (m.seq === receiptAfter) out.push({ key: 'receipt', kind: 'receipt' });
+      if (seenBy.has(m.seq)) {
+        out.push({ key: `seen:${m.seq}`, kind: 'seen', nicks: seenBy.get(m.seq) });
+        prev = null;
+      }
     }
     while (ei < events.length) {
       const e = events[ei++];
@@ -208,7 +288,11 @@ export class MessageList {
   create(item) {
     switch (item.kind) {
       case 'day':
-        return h('li', { class: 'day', attrs: { role: 'separator' } }, h('span', { text: dayLabel(item.at) }));
+        return h('li', { class: 'day' }, h('span', { text: dayLabel(item.at) }));
+      case 'divider':
+        return h('li', { class: 'divider', id: 'unread-divider' }, h('span', { text: 'New messages' }));
+      case 'seen':
+        return h('li', { class: 'receipt seen' });
       case 'start':
         return h('li', { class: 'start', text: item.text });
       case 'event':
@@ -226,6 +310,13 @@ export class MessageList {
       el.firstChild.textContent = dayLabel(item.at);
       return;
     }
+    if (item.kind === 'seen') {
+      const names = item.nicks.map((n) => this.store.displayName(n));
+      const text = names.length > 3 ? `Seen by ${names.slice(0, 3).join(', ')} and ${names.length - 3} more` : `Seen by ${names.join(', ')}`;
+      if (el.textContent !== text) el.textContent = text;
+      el.title = names.join(', ');
+      return;
+    }
     if (item.kind !== 'msg') return;
     const m = item.msg;
     const own = this.store.isMe(m.from);
@@ -233,8 +324,11 @@ export class MessageList {
     el.classList.toggle('cont', item.cont);
     el.classList.toggle('own', own);
     el.classList.toggle('deleted', !!m.deleted);
+    el.classList.toggle('mentions-me', !own && !m.deleted && mentionsOf(m, this.store.me?.nick));
     const files = m.deleted ? '' : (m.attachments || []).map((a) => a?.id).join(',');
-    const sig = [m.text, m.edited_at, m.deleted, this.store.displayName(m.from), this.store.avatar(m.from), files].join('\u0000');
+    const reactions = JSON.stringify(m.reactions || null);
+    const reply = m.reply_to ? `${m.reply_to.msg_id}:${this.store.displayName(m.reply_to.from)}:${m.reply_to.text}` : '';
+    const sig = [m.text, m.edited_at, m.deleted, this.store.displayName(m.from), this.store.avatar(m.from), files, reactions, reply].join('\u0000');
     if (el._sig === sig) return;
     el._sig = sig;
     this.fill(el, m, own);
@@ -247,39 +341,77 @@ export class MessageList {
     const announcement = m.from === SERVER;
     el.classList.toggle('announcement', announcement);
     const name = announcement ? 'Server announcement' : this.store.displayName(m.from);
+    const from = announcement
+      ? h('span', { class: 'from', text: name, title: 'Sent by this chat server' })
+      : h('button', { type: 'button', class: 'from', text: name, title: `@${m.from}`, on: { click: (e) => this.handlers.person?.(m.from, e.currentTarget) } });
     const head = h('div', { class: 'msg-head' },
-      h('span', { class: 'from', text: name, title: announcement ? 'Sent by this chat server' : `@${m.from}` }),
+      from,
       announcement ? h('span', { class: 'badge', text: 'server' }) : null,
       h('time', { attrs: { datetime: new Date(m.sent_at).toISOString() }, text: clock(m.sent_at), title: fullTime(m.sent_at) }));
     const body = h('div', { class: 'msg-main' }, head);
+    if (m.reply_to && typeof m.reply_to === 'object' && !m.deleted) body.append(this.quote(m.reply_to));
+    const action = !m.deleted && /^\/me\s+\S/.test(m.text || '');
+    el.classList.toggle('action', action);
     if (m.deleted) {
-      body.append(h('p', { class: 'text', text: 'This message was deleted.' }));
+      body.append(h('div', { class: 'text', text: 'This message was deleted.' }));
     } else if (this.editing === m.msg_id) {
       body.append(this.editor(m));
     } else {
-      const text = h('p', { class: 'text', text: m.text });
+      const ctx = { me: this.store.me?.nick, mentions: m.mentions };
+      const text = action
+        ? h('div', { class: 'text', attrs: { dir: 'auto' } }, h('span', { class: 'actor', text: `* ${name} ` }), richText(m.text.replace(/^\/me\s+/, ''), ctx))
+        : h('div', { class: 'text', attrs: { dir: 'auto' } }, richText(m.text, ctx));
       if (m.edited_at) text.append(' ', h('span', { class: 'edited', text: '(edited)', title: `Edited ${fullTime(m.edited_at)}` }));
       // Files alone: no empty line above them.
       if (m.text || m.edited_at || !m.attachments?.length) body.append(text);
       const files = attachmentsEl(m.attachments);
       if (files) body.append(files);
+      const reactions = this.reactions(m);
+      if (reactions) body.append(reactions);
     }
-    const actions = h('div', { class: 'msg-actions' });
+    const when = clock(m.sent_at);
+    const actions = h('div', { class: 'msg-actions', attrs: { role: 'group', 'aria-label': `Actions on the message from ${name} at ${when}` } });
+    if (!m.deleted && !announcement && this.editing !== m.msg_id) {
+      actions.append(
+        h('button', { type: 'button', class: 'act', text: '☺', title: 'React', attrs: { 'aria-label': 'React', 'aria-haspopup': 'dialog' },
+          on: { click: (e) => this.handlers.pickReaction?.(m, e.currentTarget) } }),
+        h('button', { type: 'button', class: 'act', text: 'Reply', on: { click: () => this.handlers.reply?.(m) } }),
+        h('button', { type: 'button', class: 'act', text: 'Copy link', on: { click: () => this.handlers.link?.(m) } }));
+    }
     if (!m.deleted && own && this.editing !== m.msg_id) {
-      actions.append(h('button', {
-        type: 'button', class: 'act', text: 'Edit', attrs: { 'aria-label': `Edit your message from ${clock(m.sent_at)}` },
-        on: { click: () => this.startEdit(m) },
-      }));
+      actions.append(h('button', { type: 'button', class: 'act', text: 'Edit', on: { click: () => this.startEdit(m) } }));
     }
     if (!m.deleted && this.handlers.canDelete(m)) {
-      actions.append(h('button', {
-        type: 'button', class: 'act danger', text: 'Delete', attrs: { 'aria-label': `Delete the message from ${clock(m.sent_at)}` },
-        on: { click: () => this.handlers.remove(m) },
-      }));
+      actions.append(h('button', { type: 'button', class: 'act danger', text: 'Delete', on: { click: () => this.handlers.remove(m) } }));
     }
     replace(el, avatarEl(this.store, m.from), body, actions.childElementCount ? actions : null);
     el.title = '';
     el.dataset.from = m.from;
+  }
+
+  /** The quote of the message replied to; a click shows it. */
+  quote(r) {
+    const text = typeof r.text === 'string' ? r.text : '';
+    return h('button', {
+      type: 'button', class: 'reply-quote', attrs: { 'aria-label': `Reply to ${this.store.displayName(r.from || '')}: ${text}` },
+      on: { click: () => this.handlers.jumpTo?.(r.msg_id) },
+    }, h('span', { class: 'reply-from', text: this.store.displayName(r.from || '') }), ' ', h('span', { class: 'reply-text', attrs: { dir: 'auto' }, text }));
+  }
+
+  /** The reactions under a message: one button each (yours pressed), a click toggles yours. */
+  reactions(m) {
+    const r = m.reactions && typeof m.reactions === 'object' ? Object.entries(m.reactions) : [];
+    const shown = r.filter(([e, nicks]) => typeof e === 'string' && Array.isArray(nicks) && nicks.length);
+    if (!shown.length) return null;
+    return h('div', { class: 'reactions' }, shown.map(([emoji, nicks]) => {
+      const mine = nicks.some((n) => this.store.isMe(n));
+      const who = nicks.map((n) => this.store.displayName(n)).join(', ');
+      return h('button', {
+        type: 'button', class: `reaction${mine ? ' mine' : ''}`, title: who,
+        attrs: { 'aria-pressed': String(mine), 'aria-label': `${emoji} ${nicks.length}: ${who}` },
+        on: { click: () => this.handlers.react?.(m, emoji, !mine) },
+      }, h('span', { class: 'emoji', text: emoji }), h('span', { class: 'n', text: String(nicks.length) }));
+    }));
   }
 
   /** Edits the newest own message (↑ in an empty composer). */

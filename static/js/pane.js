@@ -5,6 +5,7 @@
 import { errorText } from './format.js';
 import { stopTyping } from './typing.js';
 import { renderTray } from './uploads.js';
+import { showReply } from './composer.js';
 import { app } from './state.js';
 
 const { store } = app;
@@ -22,6 +23,9 @@ export function select(c) {
   }
   const input = document.getElementById('input');
   if (app.current !== c) {
+    // The old conversation's divider has done its job; the new one's marks its first unread.
+    if (app.current) app.current.dividerSeq = null;
+    c.dividerSeq = store.firstUnread(c);
     stopTyping();
     // Each conversation keeps its own unsent text.
     if (app.current) app.current.draft = input.value;
@@ -31,11 +35,13 @@ export function select(c) {
   app.current = c;
   ui.current = c;
   c.unread = 0;
+  c.mentions = 0;
   if (c.kind === 'dm' && !c.loaded) loadLatest(c);
   document.body.classList.remove('sidebar-open');
   ui.syncScrim();
   list.show(c);
   renderTray();
+  showReply();
   ui.renderHeader();
   ui.renderMembers();
   ui.renderTyping();
@@ -49,19 +55,36 @@ export function viewing(c) {
   return c === app.current && document.visibilityState === 'visible';
 }
 
-/** Clears the unread count; in a DM, tells the peer how far this user read. */
+/**
+ * Clears the unread counts; tells the others how far this user read (the
+ * peer of a DM; a room's members, at most every 2 s).
+ */
 export function markRead(c) {
   if (!c || !viewing(c)) return;
-  if (c.unread) {
+  if (c.unread || c.mentions) {
+    // Came back to a tab with news: the divider shows where they start.
+    if (c.unread && !c.dividerSeq) {
+      c.dividerSeq = store.firstUnread(c);
+      app.list.render();
+    }
     c.unread = 0;
+    c.mentions = 0;
     app.ui.renderSidebar();
   }
-  if (c.kind !== 'dm' || !app.conn?.online) return;
+  if (c.kind === 'everyone' || !app.conn?.online) return;
   const last = c.lastFromOthers(store.me.nick);
-  if (last && last.seq > c.sentRead) {
-    c.sentRead = c.max;
-    app.conn.send({ type: 'read', with: c.name, seq: c.max });
+  if (!last || last.seq <= c.sentRead) return;
+  if (c.kind === 'room') {
+    const wait = c.sentReadAt + 2000 - Date.now();
+    if (wait > 0) {
+      clearTimeout(c.readTimer);
+      c.readTimer = setTimeout(() => markRead(c), wait);
+      return;
+    }
+    c.sentReadAt = Date.now();
   }
+  c.sentRead = c.max;
+  app.conn.send({ type: 'read', ...(c.kind === 'room' ? { room: c.name } : { with: c.name }), seq: c.max });
 }
 
 /** Redraws what depends on `c` (or everything), and the sidebar. */
@@ -130,6 +153,52 @@ export async function loadOlder(c) {
   } else if (r.type === 'error' && r.code !== 'lost' && r.code !== 'offline') {
     app.ui.toast(errorText(r));
   }
+}
+
+/**
+ * Shows one message in context: the conversation opened, history loaded
+ * around it when it is not held (and the stretch up to now filled), the
+ * message scrolled to and marked.
+ */
+export async function jumpTo(c, seq, msgId) {
+  if (!c) return false;
+  if (app.current !== c) select(c);
+  const held = () => (msgId ? c.byId.get(msgId) : c.bySeq.get(seq));
+  if (!held() && seq) {
+    const r = await app.conn.request({ type: 'history', ...placeOf(c), after: Math.max(0, seq - 26), limit: 50 });
+    if (r.type === 'error') {
+      app.ui.toast(errorText(r));
+      return false;
+    }
+    c.loaded = true;
+    c.merge(r.messages);
+    redraw(c);
+  }
+  const m = held();
+  if (!m) {
+    app.ui.toast('That message is not in this conversation any more.', 'info');
+    return false;
+  }
+  return app.list.reveal(m.msg_id);
+}
+
+// ---- reacting -----------------------------------------------------------------
+
+export async function react(m, emoji, on) {
+  const r = await app.conn.request({ type: 'react', msg_id: m.msg_id, emoji, on });
+  if (r.type === 'error') return app.ui.toast(errorText(r));
+  applyReaction(m, emoji, store.me.nick, on);
+  app.list.refresh(m);
+}
+
+/** Adds or removes `nick`'s `emoji` on a held message. */
+export function applyReaction(m, emoji, nick, on) {
+  const all = { ...(m.reactions || {}) };
+  const nicks = (all[emoji] || []).filter((n) => n.toLowerCase() !== nick.toLowerCase());
+  if (on) nicks.push(nick);
+  if (nicks.length) all[emoji] = nicks;
+  else delete all[emoji];
+  m.reactions = all;
 }
 
 // ---- editing and deleting -------------------------------------------------

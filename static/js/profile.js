@@ -10,6 +10,7 @@ import { h, $, replace } from './dom.js';
 import { errorText } from './format.js';
 import { fold } from './store.js';
 import { avatarEl } from './messages.js';
+import { mentionsOf } from './richtext.js';
 import { load, save } from './saved.js';
 import { redraw } from './pane.js';
 import { newToken } from './identify.js';
@@ -46,7 +47,7 @@ function keepLocally() {
 const isAccount = () => !!app.store.me && !app.store.me.guest;
 
 /** HTTP to the API with this user's token: {ok, status, body}. */
-async function call(method, path, body) {
+export async function call(method, path, body) {
   const init = { method, headers: { Authorization: `Bearer ${app.token}` } };
   if (body instanceof FormData) init.body = body;
   else if (body !== undefined) {
@@ -61,7 +62,7 @@ async function call(method, path, body) {
   }
 }
 
-const failure = (r) => errorText(r.body?.error || { code: r.status === 0 ? 'offline' : 'internal' });
+export const failure = (r) => errorText(r.body?.error || { code: r.status === 0 ? 'offline' : 'internal' });
 
 /** After `welcome`: an account's profile and settings from the server. */
 export async function loadProfile() {
@@ -97,8 +98,7 @@ export function notifyWanted(m, c) {
   if (s.notify === 'none') return false;
   if (c.kind === 'room' && s.muted_rooms.some((r) => fold(r) === fold(c.name))) return false;
   if (s.notify === 'all' || c.kind === 'dm') return true;
-  const me = app.store.me?.nick;
-  return !!me && new RegExp(`(^|[^\\w.-])@${me.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?![\\w-])`, 'i').test(m.text || '');
+  return mentionsOf(m, app.store.me?.nick);
 }
 
 // ---- the dialog ------------------------------------------------------------------
@@ -151,6 +151,7 @@ async function open() {
   setRadios(app.settings);
   shownTheme = app.settings.theme;
   dialog.returnValue = '';
+  dialog.dispatchEvent(new Event('open-settings'));
   dialog.showModal();
   if (account) {
     $('profile-name').focus();

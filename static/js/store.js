@@ -29,6 +29,10 @@ export class Conv {
     this.events = []; // system lines: {key, afterSeq, at, text}
     this.eventN = 0;
     this.unread = 0;
+    this.mentions = 0; // unread messages that mention this user (a DM counts as one)
+    this.dividerSeq = null; // the first unread message when the conversation was opened
+    this.readers = new Map(); // rooms: folded nick -> {nick, seq} from `read` frames
+    this.sentReadAt = 0; // when this client last sent `read` (rooms: at most every 2 s)
     this.typing = new Map(); // folded nick -> {nick, timer}
     this.joined = false; // rooms: this session is a member
     this.loaded = false; // a first page (or the join history) arrived
@@ -65,6 +69,8 @@ export class Conv {
         if ((m.edited_at || 0) > (old.edited_at || 0) || (m.deleted && !old.deleted)) {
           Object.assign(old, { text: m.text, edited_at: m.edited_at, deleted: m.deleted });
         }
+        // History is the truth about reactions (a reconnect may have missed some).
+        if (m.reactions && typeof m.reactions === 'object') old.reactions = m.reactions;
         continue;
       }
       const msg = { ...m };
@@ -117,6 +123,7 @@ export class Store {
     this.convs = new Map();
     this.directory = []; // the `rooms` frame: [{name, topic, members}]
     this.people = new Map(); // folded nick -> {nick, display_name, avatar, status}
+    this.presence = new Map(); // folded nick -> {online, away, last_seen} (`status` frames)
     this.limits = { max_text: 4000 };
   }
 
@@ -209,5 +216,24 @@ export class Store {
     let n = 0;
     for (const c of this.convs.values()) n += c.unread;
     return n;
+  }
+
+  totalMentions() {
+    let n = 0;
+    for (const c of this.convs.values()) n += c.mentions;
+    return n;
+  }
+
+  /** A conversation's first unread message from someone else (for the divider), or null. */
+  firstUnread(c) {
+    if (!c.unread) return null;
+    const s = c.sorted();
+    let left = c.unread;
+    for (let i = s.length - 1; i >= 0; i--) {
+      if (this.isMe(s[i].from)) continue;
+      left -= 1;
+      if (left === 0) return s[i].seq;
+    }
+    return s.find((m) => !this.isMe(m.from))?.seq ?? null;
   }
 }

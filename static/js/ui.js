@@ -14,7 +14,8 @@ export class UI {
   /**
    * handlers: select(convId), join(name), leave(conv), openDM(nick),
    * setTopic(conv, text), send(text), typing(text), editLast(), logout(),
-   * toggleNotifications(), browse(), retry().
+   * toggleNotifications(), toggleSound(), toggleAway(), person(nick, anchor),
+   * browse(), retry().
    */
   constructor(store, mode, handlers) {
     this.store = store;
@@ -78,6 +79,8 @@ export class UI {
     $('leave').addEventListener('click', () => this.current && hd.leave(this.current));
     $('logout').addEventListener('click', () => hd.logout());
     $('notify').addEventListener('click', () => hd.toggleNotifications());
+    $('sound').addEventListener('click', () => hd.toggleSound());
+    $('away').addEventListener('click', () => hd.toggleAway());
     $('browse').addEventListener('toggle', () => $('browse').open && hd.browse());
     $('edit-topic').addEventListener('click', () => this.openTopicForm());
     $('topic-cancel').addEventListener('click', () => this.closeTopicForm());
@@ -137,19 +140,38 @@ export class UI {
     b.hidden = !('Notification' in window);
   }
 
+  renderSound(on) {
+    const b = $('sound');
+    if (!b) return;
+    b.textContent = `Sound: ${on ? 'on' : 'off'}`;
+    b.setAttribute('aria-pressed', String(on));
+  }
+
+  renderAway(away) {
+    const b = $('away');
+    if (!b) return;
+    b.textContent = away ? 'Away · set back' : 'Set yourself away';
+    b.setAttribute('aria-pressed', String(away));
+    $('me-avatar')?.classList.toggle('is-away', away);
+  }
+
   renderSidebar() {
     const unread = this.store.totalUnread();
-    document.title = `${unread ? `(${unread}) ` : ''}${this.current ? `${this.title(this.current)} · ` : ''}chat`;
+    const mentions = this.store.totalMentions();
+    // The title: unread messages, and mentions of the user in front (`(@2) 5`).
+    const badge = unread ? `(${mentions ? `@${mentions} · ` : ''}${unread}) ` : '';
+    document.title = `${badge}${this.current ? `${this.title(this.current)} · ` : ''}chat`;
     if (this.mode === 'embed') return;
-    const badge = $('menu-badge');
+    const menu = $('menu-badge');
     const elsewhere = unread - (this.current?.unread || 0);
-    badge.hidden = elsewhere <= 0;
-    badge.textContent = String(elsewhere);
+    menu.hidden = elsewhere <= 0;
+    menu.textContent = elsewhere > 99 ? '99+' : String(elsewhere);
+    menu.classList.toggle('mention', mentions - (this.current?.mentions || 0) > 0);
     const focused = document.activeElement?.dataset?.conv;
     replace($('room-list'), ...this.store.rooms().map((c) => this.convItem(c)));
     const dms = this.store.dms();
     replace($('dm-list'), ...dms.map((c) => this.convItem(c)));
-    $('dm-empty').hidden = dms.length > 0;
+    $('dm-empty').hidden = dms.some((c) => c.kind === 'dm');
     if (focused) document.querySelector(`[data-conv="${CSS.escape(focused)}"]`)?.focus();
     this.renderDirectory();
   }
@@ -166,14 +188,19 @@ export class UI {
     const b = h('button', {
       type: 'button', class: `conv${active ? ' active' : ''}${c.unread ? ' unread' : ''}`,
       dataset: { conv: c.id },
-      attrs: { 'aria-current': active ? 'true' : null, 'aria-label': `${label}${c.unread ? `, ${c.unread} unread` : ''}` },
+      attrs: { 'aria-current': active ? 'true' : null },
       on: { click: () => this.handlers.select(c.id) },
     });
     if (c.kind === 'room') b.append(h('span', { class: 'hash', attrs: { 'aria-hidden': 'true' }, text: c.name.startsWith('#') ? '' : '#' }));
     else if (c.kind === 'dm') b.append(h('span', { class: `dot ${dotClass(c.status)}`, attrs: { 'aria-hidden': 'true' } }));
     else b.append(h('span', { class: 'hash', attrs: { 'aria-hidden': 'true' }, text: '@' }));
     b.append(h('span', { class: 'label', text: label }));
-    if (c.unread) b.append(h('span', { class: 'badge', text: c.unread > 99 ? '99+' : String(c.unread), attrs: { 'aria-hidden': 'true' } }));
+    // Mentions and unread messages, apart; in words for screen readers.
+    // (A DM is all for the user: its one badge is in the mention colour.)
+    if (c.mentions && c.kind !== 'dm') b.append(h('span', { class: 'badge mention', text: `@${c.mentions > 99 ? '99+' : c.mentions}`, title: `${c.mentions} mentioning you` }),
+      h('span', { class: 'visually-hidden', text: `, ${c.mentions} mentioning you` }));
+    if (c.unread) b.append(h('span', { class: `badge${c.kind === 'dm' ? ' mention' : ''}`, text: c.unread > 99 ? '99+' : String(c.unread), title: `${c.unread} unread` }),
+      h('span', { class: 'visually-hidden', text: `, ${c.unread} unread` }));
     return h('li', {}, b);
   }
 
@@ -210,6 +237,7 @@ export class UI {
   }
 
   toggleMembers(open = !document.body.classList.contains('members-open')) {
+    if (open && document.body.classList.contains('no-members')) open = false;
     document.body.classList.toggle('members-open', open);
     $('toggle-members').setAttribute('aria-expanded', String(open));
     this.syncScrim();
@@ -243,6 +271,8 @@ export class UI {
       sub.textContent = 'Messages to every connected user';
     }
     $('toggle-members').hidden = c.kind !== 'room';
+    // A DM or Everyone has no member list: no empty panel either.
+    document.body.classList.toggle('no-members', c.kind !== 'room');
     $('input').disabled = false;
     $('send').disabled = false;
     if (this.mode === 'embed') return;
@@ -256,6 +286,7 @@ export class UI {
     $('conv-name').textContent = this.mode === 'embed' ? 'Not connected to a room' : 'No conversation open';
     $('conv-sub').textContent = this.mode === 'embed' ? '' : 'Join or create a room from the list.';
     $('toggle-members').hidden = true;
+    document.body.classList.add('no-members');
     $('input').disabled = true;
     $('send').disabled = true;
     $('typing').textContent = '';
@@ -287,12 +318,12 @@ export class UI {
       const names = h('span', { class: 'names' },
         h('span', { class: 'name', text: m.display_name || m.nick }),
         h('span', { class: 'sub', text: [`@${m.nick}`, me ? 'you' : null, m.away ? 'away' : null, this.store.status(m.nick) || null].filter(Boolean).join(' · '), title: this.store.status(m.nick) || undefined }));
-      const content = [avatarEl(this.store, m.nick), names, h('span', { class: `dot ${m.away ? 'away' : 'online'}`, title: m.away ? 'away' : 'online' })];
-      if (me || this.mode === 'embed') return h('li', {}, h('div', { class: 'member' }, content));
+      const content = [avatarEl(this.store, m.nick), names, h('span', { class: `dot ${m.away ? 'away' : 'online'}`, title: m.away ? 'away' : 'online', attrs: { 'aria-hidden': 'true' } })];
+      // A click shows the member's card (and, from there, a direct message).
       return h('li', {}, h('button', {
-        type: 'button', class: 'member', dataset: { nick: m.nick },
-        attrs: { 'aria-label': `Message ${m.display_name || m.nick} (@${m.nick})` },
-        on: { click: () => this.handlers.openDM(m.nick) },
+        type: 'button', class: `member${m.away ? ' away' : ''}`, dataset: { nick: m.nick },
+        attrs: { 'aria-haspopup': 'dialog' },
+        on: { click: (e) => this.handlers.person(m.nick, e.currentTarget) },
       }, content));
     }));
     if (focusedNick) list.querySelector(`[data-nick="${CSS.escape(focusedNick)}"]`)?.focus();

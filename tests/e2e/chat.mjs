@@ -5,7 +5,7 @@
 // and the layout on a 375 px phone. Screenshots in light and dark mode.
 
 import {
-  run, step, user, guest, say, texts, until, check, openConv, shot, toDocs, api, log, env,
+  run, step, user, guest, say, texts, until, check, openConv, shot, toDocs, api, log, env, dmFromMembers,
 } from './lib.mjs';
 
 await run(async (browser) => {
@@ -74,7 +74,7 @@ await run(async (browser) => {
 
   await step('a direct message from the member list, unread, read receipt, presence dot', async () => {
     await openConv(A, 'lobby');
-    await B.locator('#member-list button[data-nick="alice"]').click();
+    await dmFromMembers(B, 'alice');
     await B.locator('#conv-name', { hasText: 'alice' }).waitFor();
     await say(B, 'psst, alice');
     const dm = A.locator('#dm-list .conv', { hasText: 'bob' });
@@ -110,7 +110,7 @@ await run(async (browser) => {
     check(!(await texts(B)).some((t) => t.includes('what is it?')), 'deleted text gone');
     check(await B.locator('#message-list .msg', { hasText: 'psst, alice' }).getByRole('button', { name: /^Edit/ }).count() === 1,
       'bob may edit his own message');
-    check(await B.locator('#message-list .msg.deleted').getByRole('button').count() === 0, 'no controls on deleted');
+    check(await B.locator('#message-list .msg.deleted .msg-actions button').count() === 0, 'no controls on deleted');
   });
 
   await step('history: the last 50 on join, older pages on scroll, each message once', async () => {
@@ -240,6 +240,11 @@ await run(async (browser) => {
     await K.keyboard.type('typed with keys only');
     await K.keyboard.press('Enter');
     await K.locator('#message-list .msg', { hasText: 'typed with keys only' }).waitFor();
+    // Rooms in order (kbd, lobby), then Everyone: Alt+↓ goes on, Alt+↑ back.
+    await K.keyboard.press('Alt+ArrowDown');
+    await K.locator('#conv-name', { hasText: 'lobby' }).waitFor();
+    await K.keyboard.press('Alt+ArrowDown');
+    await K.locator('#conv-name', { hasText: 'Everyone' }).waitFor();
     await K.keyboard.press('Alt+ArrowUp');
     await K.locator('#conv-name', { hasText: 'lobby' }).waitFor();
     await kim.context.close();

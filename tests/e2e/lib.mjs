@@ -155,6 +155,17 @@ export async function openConv(page, label) {
   await page.locator('#conv-name', { hasText: label }).waitFor();
 }
 
+/**
+ * Opens a direct message with `nick` from the open room's member list: the
+ * member's card, then its "Send a message".
+ */
+export async function dmFromMembers(page, nick) {
+  await page.locator(`#member-list button[data-nick="${nick}"]`).click();
+  await page.locator('#person-card[open]').waitFor();
+  await page.locator('#card-dm').click();
+  await page.locator('#conv-name').filter({ hasNotText: /^lobby$/ }).waitFor();
+}
+
 /** Types a message in the composer and sends it with Enter. */
 export async function say(page, text) {
   await page.locator('#input').fill(text);

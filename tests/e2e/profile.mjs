@@ -8,7 +8,7 @@
 // changes (this browser stays signed in), and a guest gets the settings it
 // can have and words for the rest.
 
-import { run, step, user, guest, say, until, check, shot, png, env } from './lib.mjs';
+import { run, step, user, guest, say, until, check, shot, png, env, dmFromMembers } from './lib.mjs';
 
 const PASSWORD = 'correct horse battery';
 const NEW_PASSWORD = 'staple gun 4 ever';
@@ -66,7 +66,7 @@ await run(async (browser) => {
     check((await aliceMsg.locator('.avatar').textContent()) === 'A', 'the initial');
     await aliceMember.waitFor();
     // A DM with alice, so her name shows in bob's sidebar too.
-    await aliceMember.click();
+    await dmFromMembers(B, 'alice');
     await B.locator('#conv-name', { hasText: 'alice' }).waitFor();
     await say(B, 'hi alice');
     await B.locator('#room-list .conv', { hasText: 'lobby' }).click();
@@ -122,7 +122,7 @@ await run(async (browser) => {
     await A.locator('#notify', { hasText: 'Notifications: on' }).waitFor();
     await A.evaluate(() => window.__hide());
     await say(B, 'lobby chatter, @alice');
-    await aliceMember.click();
+    await dmFromMembers(B, 'alice');
     await say(B, 'a direct word');
     await until('a notification', async () => (await A.evaluate(() => window.__shown)).length > 0);
     const shown = await A.evaluate(() => window.__shown);

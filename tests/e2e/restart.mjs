@@ -5,7 +5,7 @@
 // others talk, so his resume must fetch what he missed. At the end each
 // page holds every message exactly once, in seq order, with no gap.
 
-import { run, step, user, guest, say, texts, until, check, api, control, openConv, shot } from './lib.mjs';
+import { run, step, user, guest, say, texts, until, check, api, control, openConv, shot, dmFromMembers } from './lib.mjs';
 
 const LONG = 40_000;
 
@@ -37,7 +37,7 @@ await run(async (browser) => {
       await A.locator('#message-list .msg', { hasText: text }).waitFor();
       await B.locator('#message-list .msg', { hasText: text }).waitFor();
     }
-    await A.locator('#member-list button[data-nick="bob"]').click();
+    await dmFromMembers(A, 'bob');
     await say(A, 'dm before the restart');
     dms.push('dm before the restart');
     await B.locator('#dm-list .conv', { hasText: 'alice' }).waitFor();
