@@ -107,7 +107,7 @@ await run(async (browser) => {
     await until('the member list too', async () => (await aliceMember.locator('.name').textContent()) === NAME);
     check((await aliceMember.locator('.avatar img').getAttribute('src')) === avatarSrc, 'same picture in the member list');
     check((await aliceMember.locator('.sub').textContent()).includes(STATUS), 'her status line in the member list');
-    await until('the DM in the sidebar', async () => (await B.locator('#dm-list .conv .label').first().textContent()) === NAME);
+    await until('the DM in the sidebar', async () => (await B.locator('#dm-list .conv[data-conv="d:alice"] .label').textContent()) === NAME);
     check(await B.evaluate(() => performance.getEntriesByType('navigation').length === 1), 'no reload happened');
     await shot(B, 'profile-seen-live');
   });
