@@ -73,6 +73,26 @@ fn browser_profile() {
     run_script("profile.mjs");
 }
 
+#[test]
+fn browser_notify() {
+    run_script("notify.mjs");
+}
+
+#[test]
+fn browser_text() {
+    run_script("text.mjs");
+}
+
+#[test]
+fn browser_people() {
+    run_script("people.mjs");
+}
+
+#[test]
+fn browser_layout() {
+    run_script("layout.mjs");
+}
+
 // ---- the browser scripts ---------------------------------------------------
 
 fn e2e_dir() -> PathBuf {
@@ -419,7 +439,7 @@ async fn web_client_headers() {
 #[test]
 fn web_client_never_builds_html() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("static");
-    let mut files = vec![dir.join("embed.js")];
+    let mut files = vec![dir.join("embed.js"), dir.join("sw.js")];
     for entry in std::fs::read_dir(dir.join("js")).expect("static/js") {
         files.push(entry.expect("entry").path());
     }
