@@ -10,6 +10,8 @@ import { fold } from './store.js';
 import { avatarEl } from './messages.js';
 import { openDM } from './dms.js';
 import { watchNicks } from './members.js';
+import { call } from './profile.js';
+import { redraw } from './pane.js';
 import { app } from './state.js';
 
 let shown = null; // the nick on the card
@@ -22,8 +24,19 @@ export function openCard(nick, anchor) {
   returnTo = anchor || document.activeElement;
   watchNicks([nick]);
   draw();
+  fresh(nick);
   if (!dialog.open) dialog.showModal();
   ($('card-dm') && !$('card-dm').hidden ? $('card-dm') : $('card-close')).focus();
+}
+
+/** The person's stored profile (status line, picture), fetched as the card opens. */
+async function fresh(nick) {
+  if (!app.token) return;
+  const r = await call('GET', `api/users/${encodeURIComponent(nick)}`);
+  if (r.ok && r.body?.nick && fold(r.body.nick) === fold(nick)) {
+    if (app.store.learn(r.body)) redraw();
+    refreshCard(nick);
+  }
 }
 
 /** Redraws the card when what it shows changed (a `status` or `profile` frame). */
