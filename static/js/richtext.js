@@ -152,7 +152,7 @@ function inline(line, ctx, depth = 0) {
       const known = !Array.isArray(ctx.mentions) || ctx.mentions.some((n) => fold(n) === fold(nick));
       if (known && nick) {
         const mine = !!ctx.me && fold(ctx.me) === fold(nick);
-        node = h('span', { class: `mention${mine ? ' me' : ''}`, text: `@${nick}`, dataset: { nick } });
+        node = h('span', { class: `mention${mine ? ' mention-me' : ''}`, text: `@${nick}`, dataset: { nick } });
       } else {
         node = document.createTextNode(`@${nick}`);
       }

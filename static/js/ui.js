@@ -166,6 +166,7 @@ export class UI {
     const elsewhere = unread - (this.current?.unread || 0);
     menu.hidden = elsewhere <= 0;
     menu.textContent = elsewhere > 99 ? '99+' : String(elsewhere);
+    $('open-sidebar').setAttribute('aria-label', elsewhere > 0 ? `Conversations, ${menu.textContent} unread` : 'Conversations');
     menu.classList.toggle('mention', mentions - (this.current?.mentions || 0) > 0);
     const focused = document.activeElement?.dataset?.conv;
     replace($('room-list'), ...this.store.rooms().map((c) => this.convItem(c)));

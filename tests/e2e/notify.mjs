@@ -156,7 +156,7 @@ await run(async (browser) => {
     const msg = A.locator('#message-list .msg', { hasText: 'look @alice at this' });
     await msg.waitFor();
     check(await msg.evaluate((el) => el.classList.contains('mentions-me')), 'the message is marked for alice');
-    check((await msg.locator('.mention.me').textContent()) === '@alice', 'the mention is highlighted');
+    check((await msg.locator('.mention.mention-me').textContent()) === '@alice', 'the mention is highlighted');
     const onB = B.locator('#message-list .msg', { hasText: 'look @alice at this' });
     check(!(await onB.evaluate((el) => el.classList.contains('mentions-me'))), 'not marked for its sender');
     // Esc closes the list and sends nothing; bob himself is never offered.
