@@ -1,11 +1,11 @@
-// nav.js — opening a place named by a URL's parameters: `room=NAME` or
-// `dm=NICK`, and `seq=N` for one message in it (a copied link, a click on a
-// push notification, a search result). Also builds those links.
+// nav.js — opening a place named by a URL's parameters: `room=NAME`,
+// `dm=NICK` or `everyone=1`, and `seq=N` for one message in it (a copied
+// link, a click on a push notification, a search result). Also builds
+// those links.
 
-import { fold } from './store.js';
 import { joinRoom } from './rooms.js';
 import { openDM } from './dms.js';
-import { jumpTo } from './pane.js';
+import { jumpTo, select } from './pane.js';
 import { validRoom, NICK_RE } from './format.js';
 import { app } from './state.js';
 
@@ -23,6 +23,9 @@ export async function openTarget(params) {
   } else if (dm && NICK_RE.test(dm) && !store.isMe(dm)) {
     openDM(dm);
     c = store.dm(dm);
+  } else if (params.get('everyone')) {
+    c = store.conv('everyone', 'everyone');
+    select(c);
   } else {
     return false;
   }
@@ -42,7 +45,5 @@ export function linkTo(c, m) {
 
 /** Whether the page was opened on a place (handled once, after the first welcome). */
 export function hasTarget(params) {
-  return !!(params.get('dm') || params.get('seq'));
+  return !!(params.get('dm') || params.get('seq') || params.get('everyone'));
 }
-
-export const same = (a, b) => fold(a) === fold(b);
