@@ -27,6 +27,8 @@ pub struct Config {
     pub log: LogConfig,
     pub metrics: MetricsConfig,
     pub uploads: UploadsConfig,
+    pub reactions: ReactionsConfig,
+    pub search: SearchConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -213,6 +215,31 @@ pub struct MetricsConfig {
     /// port); an address (`127.0.0.1:9100`) = only there, on its own
     /// listener, and not on the main port.
     pub listen: String,
+}
+
+/// Reactions to messages (`react`). See docs/protocol.md.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReactionsConfig {
+    /// Most distinct emoji on one message; a new one past it gets `too_large`.
+    pub max_emoji_per_message: usize,
+}
+
+/// Full-text search (`search`, `GET /api/search`). See docs/search.md.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchConfig {
+    /// Results per page when `limit` is not given.
+    pub default_limit: usize,
+    /// Most results per page; a larger `limit` is cut to it.
+    pub max_limit: usize,
+    /// Longest query, in characters; longer gets `invalid`.
+    pub max_query_chars: usize,
+    /// Most words of a query that count; the rest are ignored.
+    pub max_words: usize,
+    /// MySQL/MariaDB: the server's `innodb_ft_min_token_size`; shorter
+    /// words are left out of a query (they are not in the index).
+    pub mysql_min_word_chars: usize,
 }
 
 /// Files sent to the chat (`POST /api/uploads`): limits, where they are
@@ -470,7 +497,27 @@ impl Config {
                 "cluster: sync_interval, sync_batch, redis_timeout and reconnect_max must be above zero".into(),
             ));
         }
-        self.validate_uploads()
+        self.validate_uploads()?;
+        self.validate_social()
+    }
+
+    fn validate_social(&self) -> Result<(), ConfigError> {
+        let s = &self.search;
+        for (key, v) in [
+            ("reactions.max_emoji_per_message", self.reactions.max_emoji_per_message),
+            ("search.default_limit", s.default_limit),
+            ("search.max_limit", s.max_limit),
+            ("search.max_query_chars", s.max_query_chars),
+            ("search.max_words", s.max_words),
+        ] {
+            if v == 0 {
+                return Err(ConfigError(format!("{key} must be greater than 0")));
+            }
+        }
+        if s.max_limit > 1000 {
+            return Err(ConfigError("search.max_limit: at most 1000".into()));
+        }
+        Ok(())
     }
 
     fn validate_uploads(&self) -> Result<(), ConfigError> {

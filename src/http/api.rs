@@ -15,8 +15,9 @@ use super::App;
 use super::caller::{api_key, caller};
 use super::error::ApiError;
 use crate::protocol::server::StoredMessage;
-use crate::protocol::{Name, size_text};
+use crate::protocol::{Name, Target, size_text};
 use crate::service::messages::PageRequest;
+use crate::service::social::SearchRequest;
 
 /// Most messages one transcript request returns (`more` says if there are more).
 const TRANSCRIPT_MAX: usize = 10_000;
@@ -39,6 +40,38 @@ pub(crate) async fn room_messages(
     let Ok(room) = Name::room(&room) else { return Err(ApiError::invalid("not a valid room name")) };
     let request = PageRequest { before: q.before, after: q.after, limit: q.limit };
     let page = app.room_messages(&caller, &room, &request).await?;
+    Ok(Json(json!({"messages": page.messages, "more": page.more})).into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SearchParams {
+    q: Option<String>,
+    room: Option<String>,
+    with: Option<String>,
+    limit: Option<u64>,
+    before: Option<String>,
+}
+
+/// `GET /api/search?q=&room=&with=&limit=&before=`: full-text search over
+/// what the caller may read, newest first (`docs/search.md`).
+pub(crate) async fn search(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(p): Query<SearchParams>,
+) -> Result<Response, ApiError> {
+    let caller = caller(&app, &headers).await?;
+    let conv = match (p.room.as_deref(), p.with.as_deref()) {
+        (Some(_), Some(_)) => return Err(ApiError::invalid("give `room` or `with`, not both")),
+        (Some(r), None) => Some(Target::Room(Name::room(r)?)),
+        (None, Some(w)) => Some(Target::User(Name::nick(w).map_err(|_| ApiError::invalid("`with` must be a nick"))?)),
+        (None, None) => None,
+    };
+    let before = match p.before.as_deref() {
+        Some(b) => Some(ulid::Ulid::from_string(b).map_err(|_| ApiError::invalid("`before` must be a message id"))?),
+        None => None,
+    };
+    let Some(q) = p.q else { return Err(ApiError::invalid("`q` is missing")) };
+    let page = app.search(&caller, |_| false, &SearchRequest { q, conv, limit: p.limit, before }).await?;
     Ok(Json(json!({"messages": page.messages, "more": page.more})).into_response())
 }
 

@@ -53,6 +53,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/api/rooms/{room}/members/{nick}", delete(rooms::remove_member))
         .route("/api/rooms/{room}/messages", get(api::room_messages).post(rooms::publish))
         .route("/api/rooms/{room}/transcript", get(api::room_transcript))
+        .route("/api/search", get(api::search))
         .route(
             "/api/uploads",
             // The service counts the file's bytes itself (and cuts at

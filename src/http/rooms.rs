@@ -174,9 +174,12 @@ pub(crate) struct Publish {
     /// Upload ids (made with an API key, or by `from`).
     #[serde(default)]
     attachments: Vec<String>,
+    /// The message this one answers (a message of the room).
+    #[serde(default)]
+    reply_to: Option<String>,
 }
 
-/// `POST /api/rooms/{room}/messages` `{text, from?, attachments?}`: the server (or the
+/// `POST /api/rooms/{room}/messages` `{text, from?, attachments?, reply_to?}`: the server (or the
 /// named user) says something; stored, then delivered, like any message.
 pub(crate) async fn publish(
     State(app): State<Arc<App>>,
@@ -187,6 +190,12 @@ pub(crate) async fn publish(
     api_key(&app, &headers).await?;
     let room = room_name(&room)?;
     let from = body.from.as_deref().map(Name::nick).transpose()?;
-    let stored = app.publish_to_room(&room, &body.text, from.as_ref(), &body.attachments).await?;
+    let reply_to = match body.reply_to.as_deref() {
+        Some(id) => {
+            Some(ulid::Ulid::from_string(id).map_err(|_| ApiError::invalid("`reply_to` must be a message id"))?)
+        }
+        None => None,
+    };
+    let stored = app.publish_to_room(&room, &body.text, from.as_ref(), &body.attachments, reply_to).await?;
     Ok((StatusCode::CREATED, Json(json!({"message": stored}))).into_response())
 }

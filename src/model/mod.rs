@@ -6,4 +6,6 @@ pub mod ids;
 pub mod records;
 
 pub use identity::{Identity, IdentityKind};
-pub use records::{Account, HistoryQuery, NewMessage, Page, ProfileUpdate, Role, RoomRecord, UploadRecord};
+pub use records::{
+    Account, HistoryQuery, NewMessage, Page, ProfileUpdate, Role, RoomRecord, SearchQuery, SearchScope, UploadRecord,
+};

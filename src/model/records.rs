@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ulid::Ulid;
 
-use crate::protocol::server::{Attachment, Conv, StoredMessage};
+use crate::protocol::server::{Attachment, Conv, Reactions, ReplyRef, StoredMessage};
 
 /// A message accepted by the hub, not yet stored: it has no `seq` yet.
 #[derive(Clone, Debug)]
@@ -20,6 +20,8 @@ pub struct NewMessage {
     pub text: String,
     pub attachments: Vec<Attachment>,
     pub sent_at: i64,
+    /// The message this one answers, as quoted when it was sent.
+    pub reply_to: Option<Box<ReplyRef>>,
 }
 
 impl NewMessage {
@@ -37,6 +39,8 @@ impl NewMessage {
             sent_at: self.sent_at,
             edited_at: None,
             deleted: false,
+            reply_to: self.reply_to,
+            reactions: Reactions::default(),
         }
     }
 }
@@ -137,4 +141,27 @@ pub struct UploadRecord {
     pub created_at: i64,
     /// The message that carries it, once one does.
     pub msg_id: Option<String>,
+}
+
+/// What a search covers.
+#[derive(Clone, Debug)]
+pub enum SearchScope {
+    /// One conversation (the caller may read it: checked before).
+    Conv(crate::protocol::server::Conv),
+    /// Everything a caller may read: every public room and the messages to
+    /// everyone; the private rooms `member` belongs to (every room if
+    /// `all_rooms`); the direct messages of `user_id` (none if `None`).
+    Readable { user_id: Option<Arc<str>>, member: Option<Arc<str>>, all_rooms: bool },
+}
+
+/// A search: the query's words (see `protocol::social::search_words`),
+/// where, and a page of at most `limit` matches older than `before`.
+#[derive(Clone, Debug)]
+pub struct SearchQuery {
+    pub words: Vec<String>,
+    pub scope: SearchScope,
+    pub before: Option<Ulid>,
+    pub limit: usize,
+    /// MySQL/MariaDB index no shorter words (`innodb_ft_min_token_size`).
+    pub min_word_chars: usize,
 }

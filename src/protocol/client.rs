@@ -59,6 +59,8 @@ pub enum Request {
         target: Target,
         text: String,
         attachments: Vec<String>,
+        /// The message this one answers (same conversation).
+        reply_to: Option<Ulid>,
     },
     History {
         conv: ConvRef,
@@ -96,6 +98,19 @@ pub enum Request {
         away: bool,
     },
     Ping,
+    /// Adds (`on`) or takes back a reaction.
+    React {
+        msg_id: Ulid,
+        emoji: String,
+        on: bool,
+    },
+    /// Full-text search: in one conversation, or everything readable.
+    Search {
+        q: String,
+        conv: Option<ConvRef>,
+        limit: Option<u64>,
+        before: Option<Ulid>,
+    },
 }
 
 impl Request {
@@ -179,6 +194,7 @@ impl Fields {
                 target: self.target("to", true)?,
                 text: self.opt_str("text")?.unwrap_or("").to_owned(),
                 attachments: self.opt_str_list("attachments")?,
+                reply_to: self.opt_msg_id("reply_to")?,
             },
             "history" => {
                 let (before, after) = (self.opt_u64("before")?, self.opt_u64("after")?);
@@ -212,6 +228,21 @@ impl Fields {
             "unwatch" => Request::Unwatch { nicks: self.nick_list("nicks")? },
             "away" => Request::Away { away: self.opt_bool("away")?.ok_or_else(|| missing("away"))? },
             "ping" => Request::Ping,
+            "react" => Request::React {
+                msg_id: self.msg_id()?,
+                emoji: self.req_str("emoji")?.to_owned(),
+                on: self.opt_bool("on")?.ok_or_else(|| missing("on"))?,
+            },
+            "search" => {
+                let any =
+                    ["room", "with", "everyone"].iter().any(|f| !matches!(self.0.get(*f), None | Some(Value::Null)));
+                Request::Search {
+                    q: self.req_str("q")?.to_owned(),
+                    conv: if any { Some(self.target("with", true)?) } else { None },
+                    limit: self.opt_u64("limit")?,
+                    before: self.opt_msg_id("before")?,
+                }
+            }
             other => {
                 let shown: String = other.chars().take(64).collect();
                 return Err(ProtoError::new(ErrorCode::UnknownType, format!("unknown frame type `{shown}`")));
@@ -254,6 +285,14 @@ impl Fields {
     fn msg_id(&self) -> Result<Ulid, ProtoError> {
         Ulid::from_string(self.req_str("msg_id")?)
             .map_err(|_| ProtoError::invalid("`msg_id` must be a message id (a ULID)"))
+    }
+
+    fn opt_msg_id(&self, name: &str) -> Result<Option<Ulid>, ProtoError> {
+        self.opt_str(name)?
+            .map(|s| {
+                Ulid::from_string(s).map_err(|_| ProtoError::invalid(format!("`{name}` must be a message id (a ULID)")))
+            })
+            .transpose()
     }
 
     fn opt_str_list(&self, name: &str) -> Result<Vec<String>, ProtoError> {

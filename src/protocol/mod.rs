@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod server;
+pub mod social;
 
 use std::fmt;
 use std::sync::Arc;

@@ -9,6 +9,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde_json::Value;
 use ulid::Ulid;
 
+pub use super::social::{Reactions, ReplyRef};
 use super::{ErrorCode, FrameId, ProtoError};
 
 /// One serialised server frame, shared by all its recipients: a pointer-
@@ -97,6 +98,11 @@ pub struct StoredMessage {
     pub sent_at: i64,
     pub edited_at: Option<i64>,
     pub deleted: bool,
+    /// The message this one answers (same conversation).
+    pub reply_to: Option<Box<ReplyRef>>,
+    /// Who reacted with what; not shown when empty (and never on a
+    /// deleted message).
+    pub reactions: Reactions,
 }
 
 impl Serialize for StoredMessage {
@@ -122,6 +128,12 @@ impl Serialize for StoredMessage {
         }
         if self.deleted {
             m.serialize_entry("deleted", &true)?;
+        }
+        if let Some(reply) = &self.reply_to {
+            m.serialize_entry("reply_to", reply)?;
+        }
+        if !self.reactions.is_empty() && !self.deleted {
+            m.serialize_entry("reactions", &self.reactions)?;
         }
         m.end()
     }
@@ -318,6 +330,22 @@ pub enum ServerFrame<'a> {
         #[serde(flatten)]
         place: Place<'a>,
     },
+    /// A reaction added (`on: true`) or taken back.
+    Reaction {
+        msg_id: String,
+        #[serde(flatten)]
+        place: Place<'a>,
+        emoji: &'a str,
+        nick: &'a str,
+        on: bool,
+    },
+    /// Messages that match a `search`, newest first.
+    SearchResults {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a FrameId>,
+        messages: &'a [StoredMessage],
+        more: bool,
+    },
     Read {
         #[serde(flatten)]
         place: Place<'a>,
@@ -421,6 +449,8 @@ mod tests {
             sent_at: 7,
             edited_at: None,
             deleted: false,
+            reply_to: None,
+            reactions: Reactions::default(),
         };
         let v: Value = serde_json::from_str(&encode(&ServerFrame::Message(&m))).unwrap();
         assert_eq!(

@@ -75,8 +75,14 @@ impl Service {
         text: &str,
         from: Option<&Name>,
         attachments: &[String],
+        reply_to: Option<Ulid>,
     ) -> Result<StoredMessage, ProtoError> {
         let text = self.check_text(text, !attachments.is_empty())?;
+        let conv = Conv::Room(room.key().clone());
+        let reply_to = match reply_to {
+            Some(id) => Some(self.reply_quote(id, &conv).await?),
+            None => None,
+        };
         // The server speaks as `server` (a nick nobody may take); a named
         // user's message is theirs (they may edit it) if they own the nick.
         let (from, sender_id): (Arc<str>, Arc<str>) = match from {
@@ -92,7 +98,7 @@ impl Service {
             self.attach(attachments, [crate::model::ids::SERVER, &sender_id], &msg_id.to_string()).await?;
         let msg = NewMessage {
             msg_id,
-            conv: Conv::Room(room.key().clone()),
+            conv,
             room: Some(name),
             to: None,
             sender_id,
@@ -100,6 +106,7 @@ impl Service {
             text,
             attachments,
             sent_at: now_ms(),
+            reply_to,
         };
         let (tx, rx) = oneshot::channel();
         if let Err(e) = self.publish(msg, Route { waiter: Some(tx), ..Route::default() }).await {
@@ -157,6 +164,7 @@ impl Session {
         target: Target,
         text: &str,
         attachments: Vec<String>,
+        reply_to: Option<Ulid>,
     ) -> Result<(), ProtoError> {
         let svc = self.svc.clone();
         let text = svc.check_text(text, !attachments.is_empty())?;
@@ -186,6 +194,10 @@ impl Session {
                 (Conv::Everyone, None, None)
             }
         };
+        let reply_to = match reply_to {
+            Some(id) => Some(svc.reply_quote(id, &conv).await?),
+            None => None,
+        };
         // Last of the checks: the uploads are taken for this message.
         let msg_id = Ulid::generate();
         let me: &str = &self.identity.id;
@@ -201,6 +213,7 @@ impl Session {
             text,
             attachments,
             sent_at: now_ms(),
+            reply_to,
         };
         let route = Route { origin: Some(self.handle.clone()), reply_id: id.cloned(), clear_typing, waiter: None };
         let result = svc.publish(msg, route).await;

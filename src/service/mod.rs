@@ -30,6 +30,7 @@ mod page;
 pub(crate) mod rooms;
 pub(crate) mod session;
 mod signals;
+pub(crate) mod social;
 pub(crate) mod uploads;
 
 use std::sync::Arc;

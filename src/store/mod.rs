@@ -22,7 +22,9 @@ use std::sync::Arc;
 
 use crate::config::Config;
 
-pub(crate) use crate::model::{Account, HistoryQuery, NewMessage, Page, ProfileUpdate, Role, RoomRecord, UploadRecord};
+pub(crate) use crate::model::{
+    Account, HistoryQuery, NewMessage, Page, ProfileUpdate, Role, RoomRecord, SearchQuery, SearchScope, UploadRecord,
+};
 pub use error::StoreError;
 pub(crate) use writer::{CommitSink, Writer};
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::protocol::server::{Attachment, Conv, ServerFrame, StoredMessage, encode};
+use crate::protocol::server::{Attachment, Conv, Reactions, ReplyRef, ServerFrame, StoredMessage, encode};
 use crate::store::NewMessage;
 
 #[derive(Deserialize)]
@@ -23,6 +23,8 @@ struct Wire {
     #[serde(default)]
     attachments: Vec<Attachment>,
     sent_at: i64,
+    #[serde(default)]
+    reply_to: Option<Box<ReplyRef>>,
 }
 
 /// A buffer entry back as a message; `None` if it holds none.
@@ -58,6 +60,8 @@ pub fn decode(frame: &str, conv: Option<&str>, sender_id: Option<&str>) -> Optio
         sent_at: w.sent_at,
         edited_at: None,
         deleted: false,
+        reply_to: w.reply_to,
+        reactions: Reactions::default(),
     })
 }
 
@@ -95,6 +99,7 @@ mod tests {
             text: "say \"seq\":0, hi".into(),
             attachments: vec![],
             sent_at: 1_700_000_000_000,
+            reply_to: Some(Box::new(ReplyRef::quote(ulid::Ulid::nil(), "Bob".into(), "\"seq\":0, first", false))),
         }
     }
 

@@ -12,6 +12,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use crate::protocol::server::{ServerInfo, UserView};
 use crate::protocol::{ClientFrame, ErrorCode, FrameId, Name, ProtoError, Request, ServerFrame, encode};
 use crate::service::messages::PageRequest;
+use crate::service::social::SearchRequest;
 use crate::service::{Session, SessionHandle};
 
 /// One identified WebSocket connection's state, owned by its reader task.
@@ -107,7 +108,9 @@ impl Conn {
 
     async fn dispatch(&mut self, id: Option<&FrameId>, request: Request) -> Result<(), ProtoError> {
         let bucket = match request {
-            Request::Say { .. } | Request::Event { .. } | Request::Typing { .. } => &self.say_bucket,
+            Request::Say { .. } | Request::Event { .. } | Request::Typing { .. } | Request::React { .. } => {
+                &self.say_bucket
+            }
             _ => &self.request_bucket,
         };
         if let Err(not_until) = bucket.check() {
@@ -148,7 +151,9 @@ impl Conn {
                 Ok(())
             }
             // The `ack` (or `unavailable`) comes once the message is stored.
-            Request::Say { target, text, attachments } => s.say(id, target, &text, attachments).await,
+            Request::Say { target, text, attachments, reply_to } => {
+                s.say(id, target, &text, attachments, reply_to).await
+            }
             Request::History { conv, before, after, limit } => {
                 let (place, page) = s.history(&conv, &PageRequest { before, after, limit }).await?;
                 let place = place.place();
@@ -176,6 +181,16 @@ impl Conn {
             Request::Away { away } => s.away(away).await,
             Request::Ping => {
                 self.reply(&ServerFrame::Pong { id });
+                Ok(())
+            }
+            Request::React { msg_id, emoji, on } => {
+                s.react(msg_id, &emoji, on).await?;
+                self.reply(&ServerFrame::ack(id));
+                Ok(())
+            }
+            Request::Search { q, conv, limit, before } => {
+                let page = s.search(&SearchRequest { q, conv, limit, before }).await?;
+                self.reply(&ServerFrame::SearchResults { id, messages: &page.messages, more: page.more });
                 Ok(())
             }
         }

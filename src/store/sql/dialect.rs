@@ -5,6 +5,16 @@
 //! insert-or-ignore (`INSERT OR IGNORE`, `ON CONFLICT DO NOTHING`,
 //! `INSERT IGNORE`) and the integer casts of `MAX(seq)`.
 
+/// The columns `decode` reads, in its order: a message, then the sender,
+/// text and deleted flag of the message it answers (NULL if none).
+macro_rules! message_columns {
+    () => {
+        "m.msg_id, m.conv, m.seq, m.room, m.sender, m.recipient, m.text, m.attachments, m.sent_at, m.edited_at, \
+         m.deleted, m.sender_id, m.reply_to, p.sender, p.text, p.deleted \
+         FROM messages m LEFT JOIN messages p ON p.msg_id = m.reply_to "
+    };
+}
+
 /// One dialect's SQL.
 pub(super) struct Dialect {
     /// `INSERT … INTO messages (…)`; `VALUES` rows follow.
@@ -94,21 +104,56 @@ pub(super) struct Dialect {
     pub(super) delete_upload: &'static str,
     /// unattached before, gone-message before, limit → id, thumb: uploads never attached in time, of a deleted message, or of a message that has been missing for long (a failed publish, a destroyed room).
     pub(super) stale_uploads: &'static str,
+    /// msg_id, user_id, emoji, nick, created_at: a reaction, unless it is there already.
+    pub(super) add_reaction: &'static str,
+    /// msg_id, user_id, emoji.
+    pub(super) remove_reaction: &'static str,
+    /// msg_id → each emoji it carries, once.
+    pub(super) reaction_emoji: &'static str,
+    /// msg_id: a deleted message's reactions.
+    pub(super) delete_reactions: &'static str,
+    /// conv: a destroyed room's reactions.
+    pub(super) delete_conv_reactions: &'static str,
+    /// The text search condition around the query's one bind.
+    pub(super) fts_match: (&'static str, &'static str),
+    /// How the engine reads a query (see `social::fts_query`).
+    pub(super) fts: Fts,
+    /// `'r:' || <column>` around a room key column: its conversation key.
+    pub(super) room_conv: (&'static str, &'static str),
+}
+
+/// The three full-text query syntaxes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Fts {
+    /// SQLite FTS5 `MATCH`.
+    Fts5,
+    /// PostgreSQL `to_tsquery`.
+    Tsquery,
+    /// MySQL/MariaDB `MATCH … AGAINST (… IN BOOLEAN MODE)`.
+    Boolean,
 }
 
 pub(super) const SQLITE: Dialect = Dialect {
-    insert_messages: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id) ",
-    archive_prefix: "INSERT OR IGNORE INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id) ",
+    insert_messages: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id, reply_to) ",
+    archive_prefix: "INSERT OR IGNORE INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id, reply_to) ",
     archive_suffix: "",
     last_seq: "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conv = ?",
-    page_down: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
-                FROM messages WHERE conv = ? AND seq < ? AND seq <= ? ORDER BY seq DESC LIMIT ?",
-    page_up: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
-              FROM messages WHERE conv = ? AND seq > ? AND seq <= ? ORDER BY seq ASC LIMIT ?",
-    transcript: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
-                 FROM messages WHERE conv = ? AND sent_at >= ? AND sent_at < ? ORDER BY seq ASC LIMIT ?",
-    message: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
-              FROM messages WHERE msg_id = ?",
+    page_down: concat!(
+        "SELECT ",
+        message_columns!(),
+        "WHERE m.conv = ? AND m.seq < ? AND m.seq <= ? ORDER BY m.seq DESC LIMIT ?"
+    ),
+    page_up: concat!(
+        "SELECT ",
+        message_columns!(),
+        "WHERE m.conv = ? AND m.seq > ? AND m.seq <= ? ORDER BY m.seq ASC LIMIT ?"
+    ),
+    transcript: concat!(
+        "SELECT ",
+        message_columns!(),
+        "WHERE m.conv = ? AND m.sent_at >= ? AND m.sent_at < ? ORDER BY m.seq ASC LIMIT ?"
+    ),
+    message: concat!("SELECT ", message_columns!(), "WHERE m.msg_id = ?"),
     edit: "UPDATE messages SET text = ?, edited_at = ? WHERE msg_id = ? AND deleted = FALSE",
     delete: "UPDATE messages SET text = '', deleted = TRUE WHERE msg_id = ?",
     room: "SELECT r.name, r.topic, (SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conv = ?), r.private, r.managed \
@@ -150,21 +195,37 @@ pub(super) const SQLITE: Dialect = Dialect {
     message_uploads: "SELECT id, thumb FROM uploads WHERE msg_id = ?",
     delete_upload: "DELETE FROM uploads WHERE id = ?",
     stale_uploads: "SELECT id, thumb FROM uploads WHERE (msg_id IS NULL AND created_at < ?) OR (msg_id IS NOT NULL AND (EXISTS (SELECT 1 FROM messages m WHERE m.msg_id = uploads.msg_id AND m.deleted = TRUE) OR (attached_at < ? AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.msg_id = uploads.msg_id)))) LIMIT ?",
+    add_reaction: "INSERT OR IGNORE INTO reactions (msg_id, user_id, emoji, nick, created_at) VALUES (?, ?, ?, ?, ?)",
+    remove_reaction: "DELETE FROM reactions WHERE msg_id = ? AND user_id = ? AND emoji = ?",
+    reaction_emoji: "SELECT DISTINCT emoji FROM reactions WHERE msg_id = ?",
+    delete_reactions: "DELETE FROM reactions WHERE msg_id = ?",
+    delete_conv_reactions: "DELETE FROM reactions WHERE msg_id IN (SELECT msg_id FROM messages WHERE conv = ?)",
+    fts_match: ("m.rowid IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ", ")"),
+    fts: Fts::Fts5,
+    room_conv: ("'r:' || ", ""),
 };
 
 pub(super) const POSTGRES: Dialect = Dialect {
-    insert_messages: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id) ",
-    archive_prefix: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id) ",
+    insert_messages: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id, reply_to) ",
+    archive_prefix: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id, reply_to) ",
     archive_suffix: " ON CONFLICT DO NOTHING",
     last_seq: "SELECT COALESCE(MAX(seq), 0)::BIGINT FROM messages WHERE conv = $1",
-    page_down: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
-                FROM messages WHERE conv = $1 AND seq < $2 AND seq <= $3 ORDER BY seq DESC LIMIT $4",
-    page_up: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
-              FROM messages WHERE conv = $1 AND seq > $2 AND seq <= $3 ORDER BY seq ASC LIMIT $4",
-    transcript: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
-                 FROM messages WHERE conv = $1 AND sent_at >= $2 AND sent_at < $3 ORDER BY seq ASC LIMIT $4",
-    message: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
-              FROM messages WHERE msg_id = $1",
+    page_down: concat!(
+        "SELECT ",
+        message_columns!(),
+        "WHERE m.conv = $1 AND m.seq < $2 AND m.seq <= $3 ORDER BY m.seq DESC LIMIT $4"
+    ),
+    page_up: concat!(
+        "SELECT ",
+        message_columns!(),
+        "WHERE m.conv = $1 AND m.seq > $2 AND m.seq <= $3 ORDER BY m.seq ASC LIMIT $4"
+    ),
+    transcript: concat!(
+        "SELECT ",
+        message_columns!(),
+        "WHERE m.conv = $1 AND m.sent_at >= $2 AND m.sent_at < $3 ORDER BY m.seq ASC LIMIT $4"
+    ),
+    message: concat!("SELECT ", message_columns!(), "WHERE m.msg_id = $1"),
     edit: "UPDATE messages SET text = $1, edited_at = $2 WHERE msg_id = $3 AND deleted = FALSE",
     delete: "UPDATE messages SET text = '', deleted = TRUE WHERE msg_id = $1",
     room: "SELECT r.name, r.topic, (SELECT COALESCE(MAX(seq), 0)::BIGINT FROM messages WHERE conv = $1), r.private, r.managed \
@@ -206,21 +267,37 @@ pub(super) const POSTGRES: Dialect = Dialect {
     message_uploads: "SELECT id, thumb FROM uploads WHERE msg_id = $1",
     delete_upload: "DELETE FROM uploads WHERE id = $1",
     stale_uploads: "SELECT id, thumb FROM uploads WHERE (msg_id IS NULL AND created_at < $1) OR (msg_id IS NOT NULL AND (EXISTS (SELECT 1 FROM messages m WHERE m.msg_id = uploads.msg_id AND m.deleted = TRUE) OR (attached_at < $2 AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.msg_id = uploads.msg_id)))) LIMIT $3",
+    add_reaction: "INSERT INTO reactions (msg_id, user_id, emoji, nick, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    remove_reaction: "DELETE FROM reactions WHERE msg_id = $1 AND user_id = $2 AND emoji = $3",
+    reaction_emoji: "SELECT DISTINCT emoji FROM reactions WHERE msg_id = $1",
+    delete_reactions: "DELETE FROM reactions WHERE msg_id = $1",
+    delete_conv_reactions: "DELETE FROM reactions WHERE msg_id IN (SELECT msg_id FROM messages WHERE conv = $1)",
+    fts_match: ("m.search @@ to_tsquery('simple', ", ")"),
+    fts: Fts::Tsquery,
+    room_conv: ("'r:' || ", ""),
 };
 
 pub(super) const MYSQL: Dialect = Dialect {
-    insert_messages: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id) ",
-    archive_prefix: "INSERT IGNORE INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id) ",
+    insert_messages: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id, reply_to) ",
+    archive_prefix: "INSERT IGNORE INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id, reply_to) ",
     archive_suffix: "",
     last_seq: "SELECT CAST(COALESCE(MAX(seq), 0) AS SIGNED) FROM messages WHERE conv = ?",
-    page_down: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
-                FROM messages WHERE conv = ? AND seq < ? AND seq <= ? ORDER BY seq DESC LIMIT ?",
-    page_up: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
-              FROM messages WHERE conv = ? AND seq > ? AND seq <= ? ORDER BY seq ASC LIMIT ?",
-    transcript: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
-                 FROM messages WHERE conv = ? AND sent_at >= ? AND sent_at < ? ORDER BY seq ASC LIMIT ?",
-    message: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
-              FROM messages WHERE msg_id = ?",
+    page_down: concat!(
+        "SELECT ",
+        message_columns!(),
+        "WHERE m.conv = ? AND m.seq < ? AND m.seq <= ? ORDER BY m.seq DESC LIMIT ?"
+    ),
+    page_up: concat!(
+        "SELECT ",
+        message_columns!(),
+        "WHERE m.conv = ? AND m.seq > ? AND m.seq <= ? ORDER BY m.seq ASC LIMIT ?"
+    ),
+    transcript: concat!(
+        "SELECT ",
+        message_columns!(),
+        "WHERE m.conv = ? AND m.sent_at >= ? AND m.sent_at < ? ORDER BY m.seq ASC LIMIT ?"
+    ),
+    message: concat!("SELECT ", message_columns!(), "WHERE m.msg_id = ?"),
     edit: "UPDATE messages SET text = ?, edited_at = ? WHERE msg_id = ? AND deleted = FALSE",
     delete: "UPDATE messages SET text = '', deleted = TRUE WHERE msg_id = ?",
     room: "SELECT r.name, r.topic, (SELECT CAST(COALESCE(MAX(seq), 0) AS SIGNED) FROM messages WHERE conv = ?), r.private, r.managed \
@@ -262,4 +339,12 @@ pub(super) const MYSQL: Dialect = Dialect {
     message_uploads: "SELECT id, thumb FROM uploads WHERE msg_id = ?",
     delete_upload: "DELETE FROM uploads WHERE id = ?",
     stale_uploads: "SELECT id, thumb FROM uploads WHERE (msg_id IS NULL AND created_at < ?) OR (msg_id IS NOT NULL AND (EXISTS (SELECT 1 FROM messages m WHERE m.msg_id = uploads.msg_id AND m.deleted = TRUE) OR (attached_at < ? AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.msg_id = uploads.msg_id)))) LIMIT ?",
+    add_reaction: "INSERT IGNORE INTO reactions (msg_id, user_id, emoji, nick, created_at) VALUES (?, ?, ?, ?, ?)",
+    remove_reaction: "DELETE FROM reactions WHERE msg_id = ? AND user_id = ? AND emoji = ?",
+    reaction_emoji: "SELECT DISTINCT emoji FROM reactions WHERE msg_id = ?",
+    delete_reactions: "DELETE FROM reactions WHERE msg_id = ?",
+    delete_conv_reactions: "DELETE FROM reactions WHERE msg_id IN (SELECT msg_id FROM messages WHERE conv = ?)",
+    fts_match: ("MATCH (m.text) AGAINST (", " IN BOOLEAN MODE)"),
+    fts: Fts::Boolean,
+    room_conv: ("CONCAT('r:', ", ")"),
 };

@@ -10,7 +10,7 @@ use ulid::Ulid;
 
 use super::dialect::SQLITE;
 use super::{Pool, SqlStore};
-use crate::protocol::server::{Conv, StoredMessage};
+use crate::protocol::server::{Conv, Reactions, ReplyRef, StoredMessage};
 use crate::store::error::{Context, Corrupt};
 use crate::store::{HistoryQuery, NewMessage, Page, StoreError};
 
@@ -84,7 +84,8 @@ impl SqlStore {
                         .push_bind(m.text.clone())
                         .push_bind(serde_json::to_string(&m.attachments).unwrap_or_else(|_| "[]".into()))
                         .push_bind(m.sent_at)
-                        .push_bind(m.sender_id.to_string());
+                        .push_bind(m.sender_id.to_string())
+                        .push_bind(m.reply_to.as_ref().map(|r| r.msg_id.to_string()));
                 });
                 q.push($suffix);
                 q
@@ -164,6 +165,7 @@ impl SqlStore {
                 .context("reading history")?;
             rows.iter().map(decode).collect::<Result<_, _>>()?
         });
+        self.fill_reactions(&mut messages).await?;
         let more = messages.len() > q.limit;
         messages.truncate(q.limit);
         if !up {
@@ -186,6 +188,7 @@ impl SqlStore {
                 .context("reading a transcript")?;
             rows.iter().map(decode).collect::<Result<_, _>>()?
         });
+        self.fill_reactions(&mut messages).await?;
         let more = messages.len() > limit;
         messages.truncate(limit);
         Ok(Page { messages, more })
@@ -213,13 +216,14 @@ impl SqlStore {
         let id = msg_id.to_string();
         on_pool!(self, |pool, sql| {
             sqlx::query(sql.delete).bind(&id).execute(pool).await.context("deleting a message")?;
+            sqlx::query(sql.delete_reactions).bind(&id).execute(pool).await.context("deleting reactions")?;
         });
         self.message(msg_id).await
     }
 }
 
 /// A `messages` row (columns in the order the queries select them) as a [`StoredMessage`].
-fn decode<R: Row>(r: &R) -> Result<StoredMessage, StoreError>
+pub(super) fn decode<R: Row>(r: &R) -> Result<StoredMessage, StoreError>
 where
     usize: sqlx::ColumnIndex<R>,
     String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
@@ -227,6 +231,7 @@ where
     i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     Option<i64>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     bool: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    Option<bool>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
 {
     /// Column `i` (named `what` if it does not decode) as a `T`.
     fn get<R: Row, T>(r: &R, i: usize, what: &'static str) -> Result<T, StoreError>
@@ -243,6 +248,17 @@ where
     let conv = conv.corrupt("messages", "conv")?;
     let attachments: String = get(r, 7, "attachments")?;
     let attachments = serde_json::from_str(&attachments).corrupt("messages", "attachments")?;
+    // The message it answers, as it is now (its text, or gone).
+    let reply_to = match get::<R, Option<String>>(r, 12, "reply_to")? {
+        Some(id) => {
+            let id = Ulid::from_string(id.trim()).corrupt("messages", "reply_to")?;
+            let from = get::<R, Option<String>>(r, 13, "reply_to sender")?.unwrap_or_default();
+            let text = get::<R, Option<String>>(r, 14, "reply_to text")?.unwrap_or_default();
+            let gone = get::<R, Option<bool>>(r, 15, "reply_to deleted")?.unwrap_or(true);
+            Some(Box::new(ReplyRef::quote(id, from.into(), &text, gone)))
+        }
+        None => None,
+    };
     Ok(StoredMessage {
         msg_id,
         conv,
@@ -256,6 +272,8 @@ where
         edited_at: get(r, 9, "edited_at")?,
         deleted: get(r, 10, "deleted")?,
         sender_id: get::<R, String>(r, 11, "sender_id")?.into(),
+        reply_to,
+        reactions: Reactions::default(),
     })
 }
 

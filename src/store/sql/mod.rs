@@ -57,9 +57,12 @@ macro_rules! on_pool {
 }
 
 // After `on_pool!`: a macro is visible only below its definition.
+#[macro_use]
 mod dialect;
 mod messages;
 mod rooms;
+mod social;
+pub(crate) use social::ReactionChange;
 mod uploads;
 mod users;
 

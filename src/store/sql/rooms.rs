@@ -88,6 +88,8 @@ impl SqlStore {
         let conv = Conv::Room(key.into()).storage_key();
         on_pool!(self, |pool, sql| {
             sqlx::query(sql.delete_members).bind(key).execute(pool).await.context("deleting a room's members")?;
+            let reactions = sqlx::query(sql.delete_conv_reactions).bind(&conv).execute(pool).await;
+            reactions.context("deleting a room's reactions")?;
             let gone = sqlx::query(sql.delete_messages)
                 .bind(&conv)
                 .execute(pool)
