@@ -86,7 +86,10 @@ export function bindCard() {
   dialog.addEventListener('click', (e) => { if (e.target === dialog) dialog.close(); });
   dialog.addEventListener('close', () => {
     shown = null;
-    if (returnTo?.isConnected) returnTo.focus();
+    // The member list may have been redrawn meanwhile (a status changed): the same member's new button.
+    let back = returnTo;
+    if (back && !back.isConnected && back.dataset?.nick) back = document.querySelector(`#member-list [data-nick="${CSS.escape(back.dataset.nick)}"]`);
+    back?.focus();
   });
   $('card-dm')?.addEventListener('click', () => {
     const nick = shown;

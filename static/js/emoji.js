@@ -41,7 +41,14 @@ export function bindEmoji() {
   if (!dialog) return;
   dialog.addEventListener('close', () => {
     onPick = null;
-    if (returnTo?.isConnected) returnTo.focus();
+    // A message redrawn meanwhile (the reaction arrived): its React button, or the message itself.
+    let back = returnTo;
+    if (back && !back.isConnected) {
+      const id = back.closest?.('.msg')?.dataset.id;
+      const msg = id && document.querySelector(`#message-list .msg[data-id="${CSS.escape(id)}"]`);
+      back = msg?.querySelector('.msg-actions button') || msg;
+    }
+    back?.focus();
   });
   // A click on the backdrop closes it.
   dialog.addEventListener('click', (e) => { if (e.target === dialog) dialog.close(); });
