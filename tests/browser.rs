@@ -89,6 +89,11 @@ fn browser_people() {
 }
 
 #[test]
+fn browser_social() {
+    run_script("social.mjs");
+}
+
+#[test]
 fn browser_layout() {
     run_script("layout.mjs");
 }

@@ -15,9 +15,11 @@ await run(async (browser) => {
   const B = bob.page;
   await A.locator('#member-list button[data-nick="bob"]').waitFor();
   await say(B, 'Who wants to review the release notes?');
-  const onA = A.locator('#message-list .msg', { hasText: 'Who wants to review' });
-  const onB = B.locator('#message-list .msg', { hasText: 'Who wants to review' });
-  await onA.waitFor();
+  await A.locator('#message-list .msg', { hasText: 'Who wants to review' }).waitFor();
+  // By id: a reply quoting it has the same words.
+  const msgId = await A.locator('#message-list .msg', { hasText: 'Who wants to review' }).getAttribute('data-id');
+  const onA = A.locator(`#message-list .msg[data-id="${msgId}"]`);
+  const onB = B.locator(`#message-list .msg[data-id="${msgId}"]`);
 
   await step('the action bar: react, reply, copy link on others\' messages; edit and delete on one\'s own', async () => {
     await onA.hover();
@@ -89,7 +91,7 @@ await run(async (browser) => {
     await carol.page.goto(link);
     await carol.page.locator('#login-nick').fill('carol');
     await carol.page.locator('#login-nick').press('Enter');
-    await carol.page.locator('#message-list .msg.flash', { hasText: 'Who wants to review' }).waitFor();
+    await carol.page.locator(`#message-list .msg.flash[data-id="${msgId}"]`).waitFor();
     await carol.context.close();
   });
 
@@ -114,7 +116,7 @@ await run(async (browser) => {
     const found = A.locator('#message-list .msg.flash', { hasText: 'quarterly budget' });
     await found.waitFor();
     for (const around of ['archive message 6', 'archive message 8', 'archive message 30']) {
-      check((await A.locator('#message-list .msg', { hasText: new RegExp(`${around}$`) }).count()) === 1, `${around} is loaded around it`);
+      check((await A.locator('#message-list .msg .text').getByText(around, { exact: true }).count()) === 1, `${around} is loaded around it`);
     }
     check(await found.isVisible(), 'in view');
   });
