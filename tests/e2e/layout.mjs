@@ -50,6 +50,18 @@ await run(async (browser) => {
     await A.locator('#message-list .msg', { hasText: text.replace(/\*\*|_|\/me /g, '').slice(0, 12) }).waitFor();
   }
 
+  await step('a reaction and a reply, so that every view has them', async () => {
+    const morning = A.locator('#message-list .msg', { hasText: 'Morning!' });
+    await morning.hover();
+    await morning.getByRole('button', { name: 'React' }).click();
+    await A.locator('#emoji-grid button[aria-label="tada"]').click();
+    await B.locator('#message-list .msg', { hasText: 'Morning!' }).locator('.reaction', { hasText: '🎉' }).waitFor();
+    await morning.hover();
+    await morning.getByRole('button', { name: 'Reply' }).click();
+    await say(A, 'On it, notes by noon.');
+    await B.locator('#message-list .msg', { hasText: 'On it, notes by noon.' }).locator('.reply-quote').waitFor();
+  });
+
   await step('new messages are announced politely to screen readers', async () => {
     check((await A.locator('#announce').getAttribute('aria-live')) === 'polite', 'a polite live region');
     await say(B, 'one for the screen reader');
