@@ -12,6 +12,7 @@ import { emojify } from './richtext.js';
 import { setAway } from './away.js';
 import { openSearch } from './search.js';
 import { $ } from './dom.js';
+import { select } from './pane.js';
 import { app } from './state.js';
 
 /** Starts a reply to `m` in the conversation on screen. */
@@ -84,9 +85,20 @@ export async function send(raw) {
     showReply();
   }
   sending(files.items, false);
+  if (c.kind === 'everyone' && r.code === 'forbidden') return noEveryone();
   app.ui.toast(errorText(r), 'error', `say:${r.code}`);
   // The files stay in the tray; the text comes back unless it may have gone.
   if (r.code !== 'lost') giveBack(c, raw);
+}
+
+/** The server allows no messages to everyone: say so, and take Everyone off the list. */
+function noEveryone() {
+  app.ui.toast('This server does not allow messages to everyone.', 'error', 'no-everyone');
+  const c = app.store.get('everyone');
+  if (!c) return;
+  app.store.convs.delete('everyone');
+  if (app.current === c) select(app.store.rooms()[0] || null);
+  else app.ui.renderSidebar();
 }
 
 /** Puts unsent text back in the composer, unless the user has typed something else since. */
@@ -129,7 +141,7 @@ function command(text) {
     case '/all':
       if (arg) {
         app.conn.request({ type: 'say', everyone: true, text: arg })
-          .then((r) => (r.type === 'error' ? ui.toast(r.code === 'forbidden' ? 'This server does not allow messages to everyone.' : errorText(r)) : null));
+          .then((r) => (r.type !== 'error' ? null : r.code === 'forbidden' ? noEveryone() : ui.toast(errorText(r))));
       } else ui.toast('Usage: /all TEXT');
       return true;
     case '/away':
