@@ -97,6 +97,10 @@ await run(async (browser) => {
     await C.goto(`${env.url}/?room=lobby&seq=${id}`);
     await C.locator('#message-list .msg.flash', { hasText: 'a message to link to' }).waitFor();
     await carol.context.close();
+    // A tab already open: the worker tells it what was clicked (sw.js posts `open`), and it goes there.
+    await A.evaluate((url) => navigator.serviceWorker.dispatchEvent(new MessageEvent('message', { data: { type: 'open', url } })), `${env.url}/?dm=bob`);
+    await A.locator('#conv-name', { hasText: 'bob' }).waitFor();
+    await A.locator('#room-list .conv', { hasText: 'lobby' }).click();
   });
 
   await step('the settings switch: permission, the server\'s key, the subscription handed over', async () => {
