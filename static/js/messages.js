@@ -391,7 +391,8 @@ export class MessageList {
 
   /** The quote of the message replied to; a click shows it. */
   quote(r) {
-    const text = typeof r.text === 'string' ? r.text : '';
+    // Plain words: the formatting marks of the quoted text are left out.
+    const text = typeof r.text === 'string' ? r.text.replace(/\*\*|`+/g, '').replace(/\s+/g, ' ') : '';
     return h('button', {
       type: 'button', class: 'reply-quote', attrs: { 'aria-label': `Reply to ${this.store.displayName(r.from || '')}: ${text}` },
       on: { click: () => this.handlers.jumpTo?.(r.msg_id) },
