@@ -174,6 +174,7 @@ impl Hub {
                 Shown {
                     display_name: identity.display_name.as_deref().unwrap_or(nick.as_str()).into(),
                     avatar: identity.avatar.as_deref().map(Into::into),
+                    status: "".into(),
                 },
                 identity.is_guest(),
                 identity.admin,

@@ -146,6 +146,7 @@ impl Room {
                     nick: u.user.nick.shown().clone(),
                     display_name: shown.display_name,
                     avatar: shown.avatar,
+                    status: shown.status,
                     joined_at: u.joined_at,
                     away: u.user.away.load(Ordering::Relaxed),
                 }

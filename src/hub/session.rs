@@ -108,6 +108,8 @@ pub struct UserState {
 pub struct Shown {
     pub display_name: Arc<str>,
     pub avatar: Option<Arc<str>>,
+    /// The profile's status line ("at lunch"); empty when none.
+    pub status: Arc<str>,
 }
 
 impl UserState {

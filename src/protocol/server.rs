@@ -164,6 +164,9 @@ pub struct MemberView {
     pub display_name: Arc<str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub avatar: Option<Arc<str>>,
+    /// The profile's status line; not shown when empty.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub status: Arc<str>,
     pub joined_at: i64,
     pub away: bool,
 }

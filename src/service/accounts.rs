@@ -205,7 +205,11 @@ impl Service {
         let avatar = Some(account.avatar.as_str()).filter(|a| !a.is_empty());
         let Ok(nick) = Name::nick(&account.nick) else { return };
         let key = nick.key();
-        let shown = Shown { display_name: display_name.as_str().into(), avatar: avatar.map(Into::into) };
+        let shown = Shown {
+            display_name: display_name.as_str().into(),
+            avatar: avatar.map(Into::into),
+            status: account.status.as_str().into(),
+        };
         let rooms = self.hub.profile_changed(key, shown);
         let user = ProfileView { nick: &account.nick, display_name, avatar, status: &account.status };
         for (room_key, name) in &rooms {

@@ -12,7 +12,7 @@ use crate::hub::Outbound;
 
 use super::Service;
 use crate::auth;
-use crate::hub::{CloseReason, SessionHandle};
+use crate::hub::{CloseReason, SessionHandle, Shown};
 use crate::model::{Identity, IdentityKind, ProfileUpdate};
 use crate::protocol::server::Conv;
 use crate::protocol::{ErrorCode, Name, ProtoError, now_ms};
@@ -141,6 +141,17 @@ impl Session {
         let nick = self.handle.nick();
         if let Err(e) = svc.store.user_seen(nick.as_str(), now_ms()).await {
             tracing::debug!(error = %e, "could not record last_seen");
+        }
+        // Member lists show the stored status line (a guest has none).
+        if !self.identity.is_guest() {
+            match svc.store.account(nick.key()).await {
+                Ok(Some(a)) if !a.status.is_empty() => {
+                    let shown = Shown { status: a.status.into(), ..self.handle.user.shown() };
+                    self.handle.user.set_shown(shown);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "could not read the status line"),
+            }
         }
         if let IdentityKind::Site { .. } = self.identity.kind {
             // The site's word on name and avatar is kept for profile lookups.

@@ -10,6 +10,8 @@ struct MemberRecord {
     display_name: Arc<str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     avatar: Option<Arc<str>>,
+    #[serde(default, skip_serializing_if = "str::is_empty")]
+    status: Arc<str>,
     joined_at: i64,
 }
 
@@ -129,6 +131,7 @@ impl RedisBus {
             nick: nick.shown().clone(),
             display_name: shown.display_name,
             avatar: shown.avatar,
+            status: shown.status,
             joined_at: now_ms(),
         })
         .unwrap_or_default();
@@ -305,6 +308,7 @@ fn member_views(flat: &[String], away: &[String]) -> Vec<MemberView> {
                 nick: r.nick,
                 display_name: r.display_name,
                 avatar: r.avatar,
+                status: r.status,
                 joined_at: r.joined_at,
                 away,
             })
