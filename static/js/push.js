@@ -111,9 +111,12 @@ export function bindPush() {
   const box = $('push-enable');
   if (!box) return;
   $('profile-dialog').addEventListener('open-settings', () => {
-    box.checked = pushEnabled();
-    box.disabled = !pushSupported();
-    $('push-status').textContent = pushSupported() ? '' : 'This browser cannot receive push notifications.';
+    // A guest is gone once it leaves: there is nobody to notify later.
+    const guest = !!app.store.me?.guest;
+    box.checked = !guest && pushEnabled();
+    box.disabled = guest || !pushSupported();
+    $('push-status').textContent = guest ? 'Guests get no notifications while away: create an account for them.'
+      : pushSupported() ? '' : 'This browser cannot receive push notifications.';
   });
   box.addEventListener('change', async () => {
     const status = $('push-status');

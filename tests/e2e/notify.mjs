@@ -9,7 +9,39 @@
 // notification opens it; the sound follows its toggle; a URL `?dm=` /
 // `?room=&seq=` opens that place (what a click on a push leads to).
 
-import { run, step, user, guest, say, until, check, shot, api, env, log } from './lib.mjs';
+import { createECDH, createPublicKey, randomBytes, hkdfSync, createDecipheriv, verify } from 'node:crypto';
+import { createServer } from 'node:http';
+import { run, step, user, guest, say, until, check, shot, env, log } from './lib.mjs';
+
+/** RFC 8291: the aes128gcm body of a push, decrypted as the browser would. */
+function decrypt(body, ua, auth) {
+  const salt = body.subarray(0, 16);
+  const idlen = body[20];
+  const asPublic = body.subarray(21, 21 + idlen);
+  const cipher = body.subarray(21 + idlen);
+  const secret = ua.computeSecret(asPublic);
+  const info = Buffer.concat([Buffer.from('WebPush: info\0'), ua.getPublicKey(), asPublic]);
+  const ikm = Buffer.from(hkdfSync('sha256', secret, auth, info, 32));
+  const cek = Buffer.from(hkdfSync('sha256', ikm, salt, Buffer.from('Content-Encoding: aes128gcm\0'), 16));
+  const nonce = Buffer.from(hkdfSync('sha256', ikm, salt, Buffer.from('Content-Encoding: nonce\0'), 12));
+  const d = createDecipheriv('aes-128-gcm', cek, nonce);
+  d.setAuthTag(cipher.subarray(cipher.length - 16));
+  const plain = Buffer.concat([d.update(cipher.subarray(0, cipher.length - 16)), d.final()]);
+  let end = plain.length;
+  while (end > 0 && plain[end - 1] === 0) end -= 1;
+  check(plain[end - 1] === 2, 'the last record\'s delimiter');
+  return plain.subarray(0, end - 1);
+}
+
+/** An ES256 JWT checked against a base64url P-256 point. */
+function verifyJwt(jwt, point) {
+  const raw = Buffer.from(point, 'base64url');
+  const key = createPublicKey({ key: { kty: 'EC', crv: 'P-256', x: raw.subarray(1, 33).toString('base64url'), y: raw.subarray(33, 65).toString('base64url') }, format: 'jwk' });
+  const [h, p, sig] = jwt.split('.');
+  const claims = JSON.parse(Buffer.from(p, 'base64url').toString());
+  check(claims.aud === `http://127.0.0.1:${env.foreignPort}` && claims.exp * 1000 > Date.now(), `JWT claims ${JSON.stringify(claims)}`);
+  return verify('sha256', Buffer.from(`${h}.${p}`), { key, dsaEncoding: 'ieee-p1363' }, Buffer.from(sig, 'base64url'));
+}
 
 /** Fake notifications and a tab that can be hidden; counts the sound's tones. */
 function instrument() {
@@ -103,45 +135,11 @@ await run(async (browser) => {
     await A.locator('#room-list .conv', { hasText: 'lobby' }).click();
   });
 
-  await step('the settings switch: permission, the server\'s key, the subscription handed over', async () => {
-    await A.evaluate(() => {
-      // Headless Chromium has no push service: the browser's half is a stand-in, the server's is real.
-      window.__subscribed = null;
-      PushManager.prototype.getSubscription = async () => window.__subscribed;
-      PushManager.prototype.subscribe = async (options) => {
-        const key = new Uint8Array(options.applicationServerKey);
-        window.__subscribed = {
-          options: { applicationServerKey: key.buffer },
-          toJSON: () => ({ endpoint: 'https://push.example.com/send/abc123', keys: { p256dh: 'BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUbVlUls0VJXg7A8u-Ts1XbjhazAkj7I99e8QcYP7DkM', auth: 'tBHItJI5svbpez7KI4CCXg' } }),
-          unsubscribe: async () => { window.__subscribed = null; return true; },
-        };
-        window.__applicationServerKey = key.length;
-        return window.__subscribed;
-      };
-    });
-    const key = await fetch(`${env.url}/api/push/key`);
+  await step('the settings switch is off for a guest, in words', async () => {
     await A.locator('#open-profile').click();
     await A.locator('#profile-dialog[open]').waitFor();
-    const box = A.locator('#push-enable');
-    check(!(await box.isChecked()) && !(await box.isDisabled()), 'off, and can be turned on');
-    await box.click(); // (not check(): a refusal may turn it back off before check() looks)
-    if (key.status === 404) {
-      log('SKIPPED push subscription to the server: this server has no GET /api/push/key yet');
-      await A.locator('#push-status', { hasText: 'This server does not send push notifications.' }).waitFor();
-      check(!(await box.isChecked()), 'the switch goes back off');
-    } else {
-      check(key.status === 200, `GET /api/push/key: ${key.status}`);
-      const { public_key: publicKey } = await key.json();
-      await A.locator('#push-status', { hasText: 'On:' }).waitFor();
-      check(await box.isChecked(), 'on');
-      check(await A.evaluate(() => window.__applicationServerKey) === Buffer.from(publicKey, 'base64url').length, 'subscribed with the server\'s key');
-      const id = await A.evaluate(() => JSON.parse(localStorage.getItem('chat.push.alice')));
-      check(id !== null, 'the server gave the subscription an id');
-      await shot(A, 'notify-settings');
-      await box.uncheck();
-      await A.locator('#push-status', { hasText: 'Off.' }).waitFor();
-      check(await A.evaluate(() => window.__subscribed === null && localStorage.getItem('chat.push.alice') === null), 'unsubscribed and forgotten');
-    }
+    check(await A.locator('#push-enable').isDisabled(), 'a guest cannot turn it on');
+    await A.locator('#push-status', { hasText: 'Guests get no notifications while away' }).waitFor();
     await A.keyboard.press('Escape');
     await until('the dialog closed', async () => (await A.locator('#profile-dialog[open]').count()) === 0);
   });
@@ -212,5 +210,76 @@ await run(async (browser) => {
     await A.evaluate(() => { window.__hide(false); window.__last.onclick(); });
     await A.locator('#conv-name', { hasText: 'bob' }).waitFor();
     await A.locator('#message-list .msg', { hasText: 'a word in private' }).waitFor();
+  });
+  await step('push end to end: an account turns it on, goes away, and a DM reaches its endpoint encrypted', async () => {
+    const key = await fetch(`${env.url}/api/push/key`);
+    if (key.status === 404) {
+      log('SKIPPED push end to end: this server has no GET /api/push/key');
+      return;
+    }
+    const { public_key: vapidKey } = await key.json();
+    // The browser's half of a subscription (headless Chromium has no push service): real keys, a local endpoint.
+    const ua = createECDH('prime256v1');
+    ua.generateKeys();
+    const auth = randomBytes(16);
+    const pushes = [];
+    const endpoint = createServer((req, res) => {
+      const body = [];
+      req.on('data', (c) => body.push(c));
+      req.on('end', () => {
+        pushes.push({ headers: req.headers, url: req.url, body: Buffer.concat(body) });
+        res.writeHead(201);
+        res.end();
+      });
+    });
+    await new Promise((r) => endpoint.listen(env.foreignPort, '127.0.0.1', r));
+    const sub = { endpoint: `http://127.0.0.1:${env.foreignPort}/push/dora`, keys: { p256dh: ua.getPublicKey().toString('base64url'), auth: auth.toString('base64url') } };
+
+    const reg = await fetch(`${env.url}/api/register`, {
+      method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ nick: 'dora', password: 'a long enough password' }),
+    }).then((r) => r.json());
+    const dora = await user(browser, 'dora', { perms: ['notifications'] });
+    const D = dora.page;
+    await D.addInitScript((s) => {
+      window.__subscribed = null;
+      PushManager.prototype.getSubscription = async () => window.__subscribed;
+      PushManager.prototype.subscribe = async (options) => {
+        window.__serverKey = new Uint8Array(options.applicationServerKey).length;
+        window.__subscribed = { options, toJSON: () => s, unsubscribe: async () => { window.__subscribed = null; return true; } };
+        return window.__subscribed;
+      };
+    }, sub);
+    await D.goto(`${env.url}/?token=${encodeURIComponent(reg.token)}`);
+    await D.locator('#conv-name', { hasText: 'lobby' }).waitFor();
+    await D.locator('#open-profile').click();
+    const box = D.locator('#push-enable');
+    await box.click();
+    await D.locator('#push-status', { hasText: 'On:' }).waitFor();
+    check(await D.evaluate(() => window.__serverKey) === 65, 'subscribed with the server\'s 65-byte key');
+    const id = await D.evaluate(() => JSON.parse(localStorage.getItem('chat.push.dora')));
+    check(typeof id === 'string' && id.length > 0, `the server's id: ${id}`);
+    await shot(D, 'notify-settings');
+    // Off: the server forgets it (DELETE); on again: a new one.
+    await box.click();
+    await D.locator('#push-status', { hasText: 'Off.' }).waitFor();
+    check(await D.evaluate(() => localStorage.getItem('chat.push.dora') === null && window.__subscribed === null), 'forgotten and unsubscribed');
+    const gone = await fetch(`${env.url}/api/me/push/${id}`, { method: 'DELETE', headers: { Authorization: `Bearer ${reg.token}` } });
+    check(gone.status === 404, `the old subscription is gone on the server: ${gone.status}`);
+    await box.click();
+    await D.locator('#push-status', { hasText: 'On:' }).waitFor();
+    await D.keyboard.press('Escape');
+    await dora.context.close();
+
+    await say(B, '/msg dora are you around?');
+    const push = await until('a push at the endpoint', async () => pushes[0], 30_000);
+    check(push.url === '/push/dora', `endpoint path ${push.url}`);
+    check(push.headers['content-encoding'] === 'aes128gcm', `content-encoding ${push.headers['content-encoding']}`);
+    const m = /^vapid t=([^,]+), k=(.+)$/.exec(push.headers.authorization || '');
+    check(m && m[2] === vapidKey, `VAPID header with the server's key: ${push.headers.authorization}`);
+    check(verifyJwt(m[1], vapidKey), 'the VAPID JWT verifies with that key');
+    const payload = JSON.parse(decrypt(push.body, ua, auth).toString('utf8'));
+    check(payload.with === 'bob' && payload.body === 'are you around?' && typeof payload.title === 'string', `decrypted: ${JSON.stringify(payload)}`);
+    log(`push payload: ${JSON.stringify(payload)}`);
+    endpoint.close();
   });
 });
