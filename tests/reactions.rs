@@ -335,3 +335,21 @@ async fn reactions_and_replies_cross_a_cluster() {
     let r = bob.expect("reaction").await;
     assert_eq!((r["nick"].as_str(), r["on"].as_bool()), (Some("alice"), Some(true)));
 }
+
+#[tokio::test]
+async fn transcripts_show_replies_and_reactions_as_text() {
+    let server = start(auth_config()).await;
+    let mut alice = Client::in_rooms(&server, "alice", &["dev"]).await;
+    let id = alice.say("dev", "first <words>").await["message"]["msg_id"].as_str().unwrap().to_string();
+    alice.send(json!({"type":"say","room":"dev","text":"second","reply_to":id,"id":"s"})).await;
+    alice.expect("ack").await;
+    alice.send(json!({"type":"react","msg_id":id,"emoji":"<b>x</b>","on":true,"id":"r"})).await;
+    alice.expect("ack").await;
+    let text = http::get(server.addr(), "/api/rooms/dev/transcript?format=text", &h(&key())).await.body;
+    assert!(text.contains("<alice> first <words> [<b>x</b> alice]\n"), "{text}");
+    assert!(text.contains("<alice> second (reply to alice: \"first <words>\")\n"), "{text}");
+    let html = http::get(server.addr(), "/api/rooms/dev/transcript?format=html", &h(&key())).await.body;
+    assert!(html.contains("<small>[&lt;b&gt;x&lt;/b&gt; alice]</small>"), "{html}");
+    assert!(html.contains("<small>(reply to alice: &quot;first &lt;words&gt;&quot;)</small>"), "{html}");
+    assert!(!html.contains("<b>x</b>"), "{html}");
+}

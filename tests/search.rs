@@ -125,6 +125,17 @@ async fn search_finds_only_what_the_caller_may_read() {
         assert_eq!(found, ["ship on monday"], "{kind:?}");
         assert!(r["messages"][0]["edited_at"].is_number());
 
+        // A message deleted once indexed leaves the index.
+        let brief = bob.say("dev", "a brief weasel").await["message"]["msg_id"].as_str().unwrap().to_string();
+        alice.expect("message").await;
+        let (found, ..) = search(&mut alice, json!({"q":"weasel"})).await;
+        assert_eq!(found, ["a brief weasel"], "{kind:?}");
+        bob.send(json!({"type":"delete","msg_id":brief,"id":"d2"})).await;
+        bob.expect("ack").await;
+        alice.expect("deleted").await;
+        let (found, ..) = search(&mut alice, json!({"q":"weasel"})).await;
+        assert!(found.is_empty(), "{kind:?}: {found:?}");
+
         // Pages: limit, more, before.
         let (found, more, r) = search(&mut alice, json!({"q":"fox","limit":2})).await;
         assert_eq!((found.len(), more), (2, true), "{kind:?}");
@@ -311,4 +322,47 @@ async fn search_in_a_cluster_finds_what_was_just_said() {
     assert_eq!(found, ["a private fox", "a clustered fox"]);
     let (found, ..) = search(&mut alice, json!({"q":"clustered","room":"dev"})).await;
     assert_eq!(found, ["a clustered fox"]);
+}
+
+/// SQLite: the FTS5 index matches the messages exactly (its own
+/// `integrity-check` against the content table) after edits and deletions
+/// of messages both still queued for indexing and indexed already.
+#[tokio::test]
+async fn the_sqlite_index_stays_in_step() {
+    use sqlx::Connection;
+    let config = test_config();
+    let url = config.database.url.clone();
+    let server = start(config).await;
+    let mut alice = Client::in_rooms(&server, "alice", &["dev"]).await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(
+            alice.say("dev", &format!("otter number {i}")).await["message"]["msg_id"].as_str().unwrap().to_string(),
+        );
+    }
+    // Queued (most likely) or indexed, then changed; then indexed for sure, then changed.
+    for (i, id) in ids.iter().enumerate().take(3) {
+        let frame = if i == 2 {
+            json!({"type":"delete","msg_id":id,"id":"c"})
+        } else {
+            json!({"type":"edit","msg_id":id,"text":format!("beaver {i}"),"id":"c"})
+        };
+        alice.send(frame).await;
+        alice.expect("ack").await;
+    }
+    let (found, ..) = search(&mut alice, json!({"q":"otter"})).await;
+    assert_eq!(found, ["otter number 5", "otter number 4", "otter number 3"]);
+    alice.send(json!({"type":"edit","msg_id":ids[3],"text":"a badger","id":"c"})).await;
+    alice.expect("ack").await;
+    alice.send(json!({"type":"delete","msg_id":ids[4],"id":"c"})).await;
+    alice.expect("ack").await;
+    let (found, ..) = search(&mut alice, json!({"q":"beaver"})).await;
+    assert_eq!(found, ["beaver 1", "beaver 0"]);
+    let (found, ..) = search(&mut alice, json!({"q":"otter"})).await;
+    assert_eq!(found, ["otter number 5"]);
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)")
+        .execute(&mut db)
+        .await
+        .expect("the index matches the messages");
 }

@@ -147,6 +147,9 @@ pub(crate) async fn room_transcript(
                     from = escape_html(&m.from),
                     text = escape_html(&shown_text(m)),
                 ));
+                for note in [reply_note(m), reactions_note(m)].into_iter().flatten() {
+                    out.push_str(&format!(" <small>{}</small>", escape_html(&note)));
+                }
                 if !m.deleted && !m.attachments.is_empty() {
                     out.push_str("\n<ul class=\"files\">");
                     for a in &m.attachments {
@@ -192,7 +195,35 @@ fn text_line(m: &StoredMessage) -> String {
             line.push_str(&format!(" [{}, {}] {}", a.name.replace('\n', " "), size_text(a.size), a.url));
         }
     }
+    for note in [reply_note(m), reactions_note(m)].into_iter().flatten() {
+        line.push(' ');
+        line.push_str(&note.replace('\n', " ⏎ "));
+    }
     line
+}
+
+/// What a reply answers, for the text and HTML transcripts:
+/// `(reply to alice: "the quote…")`.
+fn reply_note(m: &StoredMessage) -> Option<String> {
+    let r = m.reply_to.as_ref()?;
+    let quote: String = r.text.chars().take(60).collect();
+    let cut = if r.text.chars().count() > 60 { "…" } else { "" };
+    Some(if r.deleted {
+        "(reply to a deleted message)".to_owned()
+    } else {
+        format!("(reply to {}: \"{quote}{cut}\")", r.from)
+    })
+}
+
+/// A message's reactions, for the text and HTML transcripts:
+/// `[👍 bob, alice; 🎉 carol]`.
+fn reactions_note(m: &StoredMessage) -> Option<String> {
+    if m.reactions.is_empty() || m.deleted {
+        return None;
+    }
+    let parts: Vec<String> =
+        m.reactions.0.iter().map(|(emoji, nicks)| format!("{emoji} {}", nicks.join(", "))).collect();
+    Some(format!("[{}]", parts.join("; ")))
 }
 
 /// Escapes text for HTML element content and attribute values.

@@ -73,6 +73,8 @@ pub struct SqlStore {
     seqs: Mutex<HashMap<Conv, u64>>,
     /// SQLite's background checkpoint task.
     checkpointer: Option<tokio::task::JoinHandle<()>>,
+    /// SQLite's background search indexer (see `social::index_pending`).
+    indexer: Option<tokio::task::JoinHandle<()>>,
     /// When writing last failed: older connections are reopened.
     health: Arc<Health>,
     /// SQLite: the connection the writer task keeps for its appends (see
@@ -84,6 +86,9 @@ pub struct SqlStore {
 impl Drop for SqlStore {
     fn drop(&mut self) {
         if let Some(task) = &self.checkpointer {
+            task.abort();
+        }
+        if let Some(task) = &self.indexer {
             task.abort();
         }
     }
@@ -187,8 +192,11 @@ impl SqlStore {
         };
         // A pool of one connection cannot lend it to the writer for good.
         let writer = (matches!(pool, Pool::Sqlite(_)) && max > 1).then(tokio::sync::Mutex::default);
-        let store = SqlStore { pool, seqs: Mutex::default(), checkpointer, health, writer };
+        let mut store = SqlStore { pool, seqs: Mutex::default(), checkpointer, indexer: None, health, writer };
         store.migrate().await?;
+        if let Pool::Sqlite(p) = &store.pool {
+            store.indexer = Some(tokio::spawn(social::indexer(p.clone())));
+        }
         Ok(store)
     }
 

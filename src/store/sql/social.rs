@@ -6,13 +6,15 @@
 //! the engine's syntax, so no input is read as an operator.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use sqlx::QueryBuilder;
+use sqlx::sqlite::SqlitePool;
 use ulid::Ulid;
 
-use super::SqlStore;
 use super::dialect::Fts;
 use super::messages::decode;
+use super::{Pool, SqlStore};
 use crate::protocol::server::StoredMessage;
 use crate::store::error::Context;
 use crate::store::{Page, SearchQuery, SearchScope, StoreError};
@@ -65,6 +67,59 @@ fn like_escape(s: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// SQLite: most queued messages one indexing transaction takes (it holds
+/// the write lock: the writer waits for it, so it stays short).
+const INDEX_BATCH: i64 = 1000;
+
+/// SQLite: how often the background indexer looks at the queue.
+pub(super) const INDEX_EVERY: Duration = Duration::from_millis(500);
+
+/// SQLite: indexes the messages queued in `messages_fts_pending` (see
+/// migrations/sqlite/0007), in transactions of at most [`INDEX_BATCH`],
+/// until the queue is empty. Indexing many rows in one statement costs a
+/// fraction of indexing each in the writer's insert (a trigger per row).
+pub(super) async fn index_pending(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+    loop {
+        let queued: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM messages_fts_pending)").fetch_one(pool).await?;
+        if !queued {
+            return Ok(());
+        }
+        // IMMEDIATE: the write lock first, so the batch read is the batch removed.
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "INSERT INTO messages_fts (rowid, text) SELECT m.rowid, m.text FROM messages m \
+             JOIN (SELECT id FROM messages_fts_pending ORDER BY id LIMIT ?) p ON m.rowid = p.id",
+        )
+        .bind(INDEX_BATCH)
+        .execute(&mut *tx)
+        .await?;
+        let done = sqlx::query(
+            "DELETE FROM messages_fts_pending WHERE id IN (SELECT id FROM messages_fts_pending ORDER BY id LIMIT ?)",
+        )
+        .bind(INDEX_BATCH)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        if done < INDEX_BATCH as u64 {
+            return Ok(());
+        }
+    }
+}
+
+/// SQLite: the background indexer, on a pool connection of its own.
+pub(super) async fn indexer(pool: SqlitePool) {
+    let mut tick = tokio::time::interval(INDEX_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = index_pending(&pool).await {
+            tracing::debug!(error = %e, "indexing new messages for search failed; retrying later");
+        }
+    }
 }
 
 impl SqlStore {
@@ -132,6 +187,10 @@ impl SqlStore {
     /// newest first, deleted ones never; `None` if no word of the query
     /// can match on this backend (see [`fts_query`]).
     pub(crate) async fn search(&self, q: &SearchQuery) -> Result<Option<Page>, StoreError> {
+        // SQLite: what was stored since the indexer last ran is found too.
+        if let Pool::Sqlite(pool) = &self.pool {
+            index_pending(pool).await.context("indexing new messages")?;
+        }
         let fetch = q.limit as i64 + 1;
         let messages: Option<Vec<StoredMessage>> = on_pool!(self, |pool, sql| {
             match fts_query(sql.fts, &q.words, q.min_word_chars) {
