@@ -88,6 +88,7 @@ impl Service {
         };
         let (name, _) = self.room_name(room).await?;
         let msg_id = Ulid::generate();
+        let mentions = self.mentions(&text).await?;
         let attachments =
             self.attach(attachments, [crate::model::ids::SERVER, &sender_id], &msg_id.to_string()).await?;
         let msg = NewMessage {
@@ -99,6 +100,7 @@ impl Service {
             from,
             text,
             attachments,
+            mentions,
             sent_at: now_ms(),
         };
         let (tx, rx) = oneshot::channel();
@@ -186,6 +188,7 @@ impl Session {
                 (Conv::Everyone, None, None)
             }
         };
+        let mentions = svc.mentions(&text).await?;
         // Last of the checks: the uploads are taken for this message.
         let msg_id = Ulid::generate();
         let me: &str = &self.identity.id;
@@ -200,6 +203,7 @@ impl Session {
             sender_id: self.identity.id.clone(),
             text,
             attachments,
+            mentions,
             sent_at: now_ms(),
         };
         let route = Route { origin: Some(self.handle.clone()), reply_id: id.cloned(), clear_typing, waiter: None };

@@ -25,6 +25,7 @@ mod avatars;
 mod errors;
 mod hook;
 mod images;
+pub(crate) mod mentions;
 pub(crate) mod messages;
 mod page;
 pub(crate) mod rooms;

@@ -97,17 +97,17 @@ pub(super) struct Dialect {
 }
 
 pub(super) const SQLITE: Dialect = Dialect {
-    insert_messages: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id) ",
-    archive_prefix: "INSERT OR IGNORE INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id) ",
+    insert_messages: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id, mentions) ",
+    archive_prefix: "INSERT OR IGNORE INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id, mentions) ",
     archive_suffix: "",
     last_seq: "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conv = ?",
-    page_down: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
+    page_down: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id, mentions \
                 FROM messages WHERE conv = ? AND seq < ? AND seq <= ? ORDER BY seq DESC LIMIT ?",
-    page_up: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
+    page_up: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id, mentions \
               FROM messages WHERE conv = ? AND seq > ? AND seq <= ? ORDER BY seq ASC LIMIT ?",
-    transcript: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
+    transcript: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id, mentions \
                  FROM messages WHERE conv = ? AND sent_at >= ? AND sent_at < ? ORDER BY seq ASC LIMIT ?",
-    message: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
+    message: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id, mentions \
               FROM messages WHERE msg_id = ?",
     edit: "UPDATE messages SET text = ?, edited_at = ? WHERE msg_id = ? AND deleted = FALSE",
     delete: "UPDATE messages SET text = '', deleted = TRUE WHERE msg_id = ?",
@@ -153,17 +153,17 @@ pub(super) const SQLITE: Dialect = Dialect {
 };
 
 pub(super) const POSTGRES: Dialect = Dialect {
-    insert_messages: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id) ",
-    archive_prefix: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id) ",
+    insert_messages: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id, mentions) ",
+    archive_prefix: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id, mentions) ",
     archive_suffix: " ON CONFLICT DO NOTHING",
     last_seq: "SELECT COALESCE(MAX(seq), 0)::BIGINT FROM messages WHERE conv = $1",
-    page_down: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
+    page_down: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id, mentions \
                 FROM messages WHERE conv = $1 AND seq < $2 AND seq <= $3 ORDER BY seq DESC LIMIT $4",
-    page_up: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
+    page_up: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id, mentions \
               FROM messages WHERE conv = $1 AND seq > $2 AND seq <= $3 ORDER BY seq ASC LIMIT $4",
-    transcript: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
+    transcript: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id, mentions \
                  FROM messages WHERE conv = $1 AND sent_at >= $2 AND sent_at < $3 ORDER BY seq ASC LIMIT $4",
-    message: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
+    message: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id, mentions \
               FROM messages WHERE msg_id = $1",
     edit: "UPDATE messages SET text = $1, edited_at = $2 WHERE msg_id = $3 AND deleted = FALSE",
     delete: "UPDATE messages SET text = '', deleted = TRUE WHERE msg_id = $1",
@@ -209,17 +209,17 @@ pub(super) const POSTGRES: Dialect = Dialect {
 };
 
 pub(super) const MYSQL: Dialect = Dialect {
-    insert_messages: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id) ",
-    archive_prefix: "INSERT IGNORE INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id) ",
+    insert_messages: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id, mentions) ",
+    archive_prefix: "INSERT IGNORE INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id, mentions) ",
     archive_suffix: "",
     last_seq: "SELECT CAST(COALESCE(MAX(seq), 0) AS SIGNED) FROM messages WHERE conv = ?",
-    page_down: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
+    page_down: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id, mentions \
                 FROM messages WHERE conv = ? AND seq < ? AND seq <= ? ORDER BY seq DESC LIMIT ?",
-    page_up: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
+    page_up: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id, mentions \
               FROM messages WHERE conv = ? AND seq > ? AND seq <= ? ORDER BY seq ASC LIMIT ?",
-    transcript: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
+    transcript: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id, mentions \
                  FROM messages WHERE conv = ? AND sent_at >= ? AND sent_at < ? ORDER BY seq ASC LIMIT ?",
-    message: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id \
+    message: "SELECT msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, edited_at, deleted, sender_id, mentions \
               FROM messages WHERE msg_id = ?",
     edit: "UPDATE messages SET text = ?, edited_at = ? WHERE msg_id = ? AND deleted = FALSE",
     delete: "UPDATE messages SET text = '', deleted = TRUE WHERE msg_id = ?",

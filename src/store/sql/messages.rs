@@ -84,7 +84,10 @@ impl SqlStore {
                         .push_bind(m.text.clone())
                         .push_bind(serde_json::to_string(&m.attachments).unwrap_or_else(|_| "[]".into()))
                         .push_bind(m.sent_at)
-                        .push_bind(m.sender_id.to_string());
+                        .push_bind(m.sender_id.to_string())
+                        .push_bind(
+                            (!m.mentions.is_empty()).then(|| serde_json::to_string(&m.mentions).unwrap_or_default()),
+                        );
                 });
                 q.push($suffix);
                 q
@@ -243,6 +246,10 @@ where
     let conv = conv.corrupt("messages", "conv")?;
     let attachments: String = get(r, 7, "attachments")?;
     let attachments = serde_json::from_str(&attachments).corrupt("messages", "attachments")?;
+    let mentions = match get::<R, Option<String>>(r, 12, "mentions")? {
+        Some(m) => serde_json::from_str(&m).corrupt("messages", "mentions")?,
+        None => Vec::new(),
+    };
     Ok(StoredMessage {
         msg_id,
         conv,
@@ -252,6 +259,7 @@ where
         to: get::<R, Option<String>>(r, 5, "recipient")?.map(Into::into),
         text: get(r, 6, "text")?,
         attachments,
+        mentions,
         sent_at: get(r, 8, "sent_at")?,
         edited_at: get(r, 9, "edited_at")?,
         deleted: get(r, 10, "deleted")?,
