@@ -222,7 +222,7 @@ impl SqlStore {
 }
 
 /// A `messages` row (columns in the order the queries select them) as a [`StoredMessage`].
-fn decode<R: Row>(r: &R) -> Result<StoredMessage, StoreError>
+pub(super) fn decode<R: Row>(r: &R) -> Result<StoredMessage, StoreError>
 where
     usize: sqlx::ColumnIndex<R>,
     String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,

@@ -59,6 +59,7 @@ macro_rules! on_pool {
 // After `on_pool!`: a macro is visible only below its definition.
 mod dialect;
 mod messages;
+pub(crate) mod notify;
 mod rooms;
 mod uploads;
 mod users;
