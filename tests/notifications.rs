@@ -131,6 +131,8 @@ fn notify_config(url: &str) -> chat::Config {
     c.notify.retry_base = Duration::from_millis(50);
     c.notify.retry_max = Duration::from_millis(400);
     c.notify.poll_interval = Duration::from_millis(200);
+    c.limits.rate_per_sec = 1_000_000;
+    c.limits.burst = 1_000_000;
     c
 }
 
@@ -420,10 +422,12 @@ async fn a_cluster_notifies_once() {
     while alice.expect("status").await["online"] == true {}
     alice.join("lobby").await;
     carol.join("lobby").await;
+    alice.expect("presence").await;
     let mut ids = Vec::new();
     for i in 0..5 {
         let a = alice.say("lobby", &format!("@bob a{i}")).await;
         ids.push(format!("{}:s-sub-bob", a["message"]["msg_id"].as_str().unwrap()));
+        assert_eq!(carol.expect("message").await["msg_id"], a["message"]["msg_id"]);
         let c = carol.say_to("bob", &format!("c{i}")).await;
         ids.push(format!("{}:s-sub-bob", c["message"]["msg_id"].as_str().unwrap()));
     }

@@ -117,8 +117,10 @@ impl Decider {
     /// margin): those a crash may have left undecided.
     async fn replay(&self, newest: &mut Option<Ulid>) -> Result<(), StoreError> {
         let Some((cursor, _)) = self.store.notify_state(CURSOR).await? else {
-            // First start with notifications: nothing was owed before.
-            return Ok(());
+            // First start with notifications: nothing was owed before; what
+            // is stored from now on is, even if this run dies within a second.
+            let now = Ulid::from_parts(now_ms() as u64, 0);
+            return self.store.set_notify_state(CURSOR, &now.to_string()).await;
         };
         let Ok(cursor) = Ulid::from_string(&cursor) else { return Ok(()) };
         let margin = self.config.replay_margin.as_millis() as u64;

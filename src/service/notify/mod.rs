@@ -56,7 +56,7 @@ pub(crate) fn start(
         decide::Decider { config: config.clone(), store: store.clone(), bus: bus.clone(), wake: wake.clone() };
     tokio::spawn(decider.run(rx, !bus.clustered(), stop.clone()));
     if !config.webhook_url.is_empty() {
-        tokio::spawn(webhook::run(config.clone(), node, store, wake, stop));
+        tokio::spawn(webhook::run(config.clone(), node, bus.clustered(), store, wake, stop));
     }
 }
 

@@ -35,7 +35,14 @@ pub(crate) fn signature(secret: &[u8], body: &[u8]) -> String {
     out
 }
 
-pub(super) async fn run(config: NotifyConfig, node: String, store: Store, wake: Arc<Notify>, stop: CancellationToken) {
+pub(super) async fn run(
+    config: NotifyConfig,
+    node: String,
+    clustered: bool,
+    store: Store,
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+) {
     let client = match reqwest::Client::builder()
         .timeout(config.webhook_timeout)
         .redirect(reqwest::redirect::Policy::none())
@@ -51,7 +58,10 @@ pub(super) async fn run(config: NotifyConfig, node: String, store: Store, wake: 
     let mut failures = 0u32;
     loop {
         let now = now_ms();
-        let holder = store.lease(LEASE, &node, now, now + lease_for.as_millis() as i64).await;
+        // One node needs no lease (and must not wait, after a crash, for
+        // the lease of its previous run to lapse).
+        let holder =
+            if clustered { store.lease(LEASE, &node, now, now + lease_for.as_millis() as i64).await } else { Ok(true) };
         let rows = match holder {
             Ok(true) => store.outbox_due("webhook", i64::MAX, config.webhook_batch).await.unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "cannot read the webhook outbox");
