@@ -106,6 +106,8 @@ pub(crate) struct Service {
     files: Files,
     hook: Option<Hook>,
     login_throttle: LoginThrottle,
+    /// The VAPID key pair (Web Push), when `notify.push` is on.
+    vapid: Option<Arc<notify::push::Vapid>>,
 }
 
 impl Service {
@@ -147,6 +149,11 @@ impl Service {
             let (bus, writer) = Bus::local(store.clone(), hub.clone(), config.database.batch_max, decide);
             (bus, Some(writer))
         };
+        let vapid = if config.notify.push {
+            Some(Arc::new(notify::push::Vapid::load(&config.notify, &store).await.context("web push")?))
+        } else {
+            None
+        };
         let l = &config.limits;
         let limits_view = LimitsView {
             max_text: l.max_text,
@@ -174,6 +181,7 @@ impl Service {
             bus,
             store,
             files,
+            vapid,
             config,
         };
         if let Some(rx) = decisions {
@@ -183,6 +191,7 @@ impl Service {
                 service.store.clone(),
                 service.bus.clone(),
                 rx,
+                service.vapid.clone(),
                 service.lifecycle.close_all.clone(),
             );
         }

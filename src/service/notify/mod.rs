@@ -1,7 +1,8 @@
 //! Notifications (DESIGN.md, after step 3 of a message's data flow):
 //! [`decide`] reads each stored message off the hot path and writes what
 //! is owed into the durable outbox (store, `notify_outbox`); [`webhook`]
-//! delivers the outbox to the embedding site.
+//! delivers the outbox to the embedding site, [`push`] to browsers (Web
+//! Push); [`subscriptions`] are the HTTP API's push subscriptions.
 //!
 //! Who decides, once per message:
 //! - one node: the batching writer's sink hands every committed batch to
@@ -17,6 +18,8 @@
 //!   to another node, which decides again (same event ids).
 
 mod decide;
+pub(crate) mod push;
+mod subscriptions;
 mod webhook;
 
 use std::sync::Arc;
@@ -49,12 +52,25 @@ pub(crate) fn start(
     store: Store,
     bus: Bus,
     rx: mpsc::Receiver<Batch>,
+    vapid: Option<Arc<push::Vapid>>,
     stop: CancellationToken,
 ) {
     let wake = Arc::new(Notify::new());
     let decider =
         decide::Decider { config: config.clone(), store: store.clone(), bus: bus.clone(), wake: wake.clone() };
     tokio::spawn(decider.run(rx, !bus.clustered(), stop.clone()));
+    if let Some(vapid) = vapid {
+        let wake = wake.clone();
+        tokio::spawn(push::run(
+            config.clone(),
+            node.clone(),
+            bus.clustered(),
+            store.clone(),
+            vapid,
+            wake,
+            stop.clone(),
+        ));
+    }
     if !config.webhook_url.is_empty() {
         tokio::spawn(webhook::run(config.clone(), node, bus.clustered(), store, wake, stop));
     }
