@@ -450,3 +450,235 @@ async fn a_cluster_notifies_once() {
     assert_eq!(all.len(), ids.len());
     cluster.finish().await;
 }
+
+// ---- Web Push ------------------------------------------------------------------------
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use p256::elliptic_curve::sec1::ToEncodedPoint as _;
+
+/// A browser's side of a push subscription: its keys, and a local push
+/// service that hands over every push it gets.
+struct Browser {
+    secret: p256::SecretKey,
+    auth: [u8; 16],
+    endpoint: String,
+    pushes: mpsc::UnboundedReceiver<(HeaderMap, Bytes)>,
+    /// The push service's answer.
+    status: Arc<AtomicU32>,
+}
+
+#[derive(Clone)]
+struct PushSt {
+    tx: mpsc::UnboundedSender<(HeaderMap, Bytes)>,
+    status: Arc<AtomicU32>,
+}
+
+async fn push_endpoint(State(st): State<PushSt>, headers: HeaderMap, body: Bytes) -> Response {
+    let _ = st.tx.send((headers, body));
+    StatusCode::from_u16(st.status.load(Ordering::SeqCst) as u16).unwrap().into_response()
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, pushes) = mpsc::unbounded_channel();
+        let status = Arc::new(AtomicU32::new(201));
+        let app = axum::Router::new()
+            .route("/push/{id}", axum::routing::post(push_endpoint))
+            .with_state(PushSt { tx, status: status.clone() });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let mut raw = [0u8; 32];
+        raw[0] = 7;
+        raw[31] = 42;
+        let mut auth = [0u8; 16];
+        auth[3] = 9;
+        Browser {
+            secret: p256::SecretKey::from_slice(&raw).unwrap(),
+            auth,
+            endpoint: format!("http://{addr}/push/abc"),
+            pushes,
+            status,
+        }
+    }
+
+    fn subscription(&self) -> Value {
+        json!({"endpoint": self.endpoint, "keys": {
+            "p256dh": B64.encode(self.secret.public_key().to_encoded_point(false).as_bytes()),
+            "auth": B64.encode(self.auth)}, "expirationTime": null})
+    }
+
+    /// The next push, checked (VAPID against `server_key`) and decrypted
+    /// as a browser does (RFC 8291).
+    async fn next(&mut self, server_key: &str) -> Value {
+        let (headers, body) =
+            tokio::time::timeout(Duration::from_secs(20), self.pushes.recv()).await.expect("a push").unwrap();
+        assert_eq!(headers.get("content-encoding").unwrap(), "aes128gcm");
+        assert_eq!(headers.get("ttl").unwrap(), "86400");
+        // VAPID (RFC 8292): `vapid t=<JWT>, k=<key>`, ES256 by the server's key.
+        let authz = headers.get("authorization").unwrap().to_str().unwrap();
+        let rest = authz.strip_prefix("vapid t=").expect("vapid scheme");
+        let (jwt, k) = rest.split_once(", k=").unwrap();
+        assert_eq!(k, server_key);
+        let parts: Vec<&str> = jwt.split('.').collect();
+        let header: Value = serde_json::from_slice(&B64.decode(parts[0]).unwrap()).unwrap();
+        assert_eq!(header["alg"], "ES256");
+        let claims: Value = serde_json::from_slice(&B64.decode(parts[1]).unwrap()).unwrap();
+        let origin = self.endpoint.split("/push").next().unwrap();
+        assert_eq!(claims["aud"], origin);
+        assert_eq!(claims["sub"], "mailto:ops@example.org");
+        assert!(claims["exp"].as_u64().unwrap() > common::unix_now());
+        let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(&B64.decode(server_key).unwrap()).unwrap();
+        let sig = p256::ecdsa::Signature::from_slice(&B64.decode(parts[2]).unwrap()).unwrap();
+        use p256::ecdsa::signature::Verifier as _;
+        vk.verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig)
+            .expect("the JWT is signed by the server's key");
+        // aes128gcm (RFC 8188 header) with the RFC 8291 keys.
+        let salt = &body[..16];
+        let idlen = body[20] as usize;
+        let as_public = p256::PublicKey::from_sec1_bytes(&body[21..21 + idlen]).unwrap();
+        let ciphertext = &body[21 + idlen..];
+        let shared = p256::ecdh::diffie_hellman(self.secret.to_nonzero_scalar(), as_public.as_affine());
+        let mut info = b"WebPush: info\0".to_vec();
+        info.extend_from_slice(self.secret.public_key().to_encoded_point(false).as_bytes());
+        info.extend_from_slice(&body[21..21 + idlen]);
+        let mut ikm = [0u8; 32];
+        hkdf::Hkdf::<sha2::Sha256>::new(Some(&self.auth), shared.raw_secret_bytes()).expand(&info, &mut ikm).unwrap();
+        let prk = hkdf::Hkdf::<sha2::Sha256>::new(Some(salt), &ikm);
+        let (mut cek, mut nonce) = ([0u8; 16], [0u8; 12]);
+        prk.expand(b"Content-Encoding: aes128gcm\0", &mut cek).unwrap();
+        prk.expand(b"Content-Encoding: nonce\0", &mut nonce).unwrap();
+        use aes_gcm::aead::{Aead, KeyInit as _};
+        let cipher = aes_gcm::Aes128Gcm::new_from_slice(&cek).unwrap();
+        let mut plain = cipher.decrypt(aes_gcm::Nonce::from_slice(&nonce), ciphertext).expect("decrypts");
+        while plain.last() == Some(&0) {
+            plain.pop();
+        }
+        assert_eq!(plain.pop(), Some(2), "the last record's delimiter");
+        serde_json::from_slice(&plain).expect("a JSON payload")
+    }
+}
+
+fn push_config() -> chat::Config {
+    let mut c = auth_config();
+    c.notify.allow_insecure_push = true;
+    c.notify.vapid_subject = "mailto:ops@example.org".into();
+    c.notify.retry_base = Duration::from_millis(50);
+    c.notify.poll_interval = Duration::from_millis(200);
+    c
+}
+
+#[tokio::test]
+async fn web_push_is_encrypted_for_the_browser_and_signed_with_vapid() {
+    let server = common::start(push_config()).await;
+    let addr = server.addr();
+    let key = common::http::get(addr, "/api/push/key", &[]).await;
+    assert_eq!(key.status, 200);
+    let key = key.json()["public_key"].as_str().unwrap().to_owned();
+    assert_eq!(B64.decode(&key).unwrap().len(), 65);
+    let mut browser = Browser::start().await;
+    let (mut bob, welcome) = site(&server, "bob").await;
+    let token = bearer(welcome["token"].as_str().unwrap());
+    let auth = [("authorization", token.as_str())];
+    let r = common::http::post(addr, "/api/me/push", &auth, &browser.subscription()).await;
+    assert_eq!(r.status, 201, "{}", r.json());
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    let r = common::http::patch(addr, "/api/me", &auth, &json!({"settings": {"muted_rooms": ["quiet"]}})).await;
+    assert_eq!(r.status, 200);
+    bob.close().await;
+    let (mut alice, _) = site(&server, "alice").await;
+    alice.send(json!({"type":"watch","nicks":["bob"]})).await;
+    while alice.expect("status").await["online"] == true {}
+    alice.join("lobby").await;
+    alice.join("quiet").await;
+    let dm = alice.say_to("bob", "psst").await;
+    let got = browser.next(&key).await;
+    assert_eq!(
+        got,
+        json!({"title":"alice","body":"psst","with":"alice","msg_id": dm["message"]["msg_id"],"url":"/?dm=alice"})
+    );
+    alice.say("quiet", "@bob muted here").await;
+    let m = alice.say("lobby", "look @bob").await;
+    let got = browser.next(&key).await;
+    assert_eq!(
+        got,
+        json!({"title":"alice mentioned you in lobby","body":"look @bob","room":"lobby",
+               "msg_id": m["message"]["msg_id"],"url":"/?room=lobby"}),
+        "the muted room's mention was not pushed"
+    );
+    // The push service says the subscription is gone: it is dropped.
+    browser.status.store(410, Ordering::SeqCst);
+    alice.say_to("bob", "anyone?").await;
+    browser.next(&key).await;
+    let mut gone = false;
+    for _ in 0..100 {
+        let r = common::http::delete(addr, &format!("/api/me/push/{id}"), &auth).await;
+        if r.status == 404 {
+            gone = true;
+            break;
+        }
+        assert_eq!(r.status, 204, "only while the push is under way");
+        // The removal follows the 410 answer the test cannot await.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(gone, "a 410 drops the subscription");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn push_subscriptions_are_checked() {
+    let mut config = auth_config();
+    config.notify.vapid_subject = "mailto:ops@example.org".into();
+    let server = common::start(config).await;
+    let addr = server.addr();
+    let (mut bob, welcome) = site(&server, "bob").await;
+    let token = bearer(welcome["token"].as_str().unwrap());
+    let auth = [("authorization", token.as_str())];
+    let browser = Browser::start().await;
+    let good = browser.subscription();
+    let with = |endpoint: &str| {
+        let mut s = good.clone();
+        s["endpoint"] = json!(endpoint);
+        s
+    };
+    let r = common::http::post(addr, "/api/me/push", &[], &good).await;
+    assert_eq!(r.status, 401);
+    let api = bearer(common::API_KEY);
+    let r = common::http::post(addr, "/api/me/push", &[("authorization", api.as_str())], &good).await;
+    assert_eq!(r.status, 403);
+    let cases: Vec<(Value, &str)> = vec![
+        (with("not a url"), "not a URL"),
+        (with("ftp://push.example.org/x"), "https://"),
+        (with(&browser.endpoint), "https://"),
+        (with("https://127.0.0.1/x"), "loopback"),
+        (with("https://localhost:1/x"), "loopback"),
+        (with("https://10.0.0.1/x"), "private"),
+        (with("https://[::1]/x"), "loopback"),
+        (with(&format!("https://push.example.org/{}", "x".repeat(3000))), "longer"),
+        (
+            json!({"endpoint": "https://push.example.org/x", "keys": {"p256dh": "abc", "auth": good["keys"]["auth"]}}),
+            "p256dh",
+        ),
+        (
+            json!({"endpoint": "https://push.example.org/x", "keys": {"p256dh": B64.encode([4u8; 65]), "auth": good["keys"]["auth"]}}),
+            "p256dh",
+        ),
+        (
+            json!({"endpoint": "https://push.example.org/x", "keys": {"p256dh": good["keys"]["p256dh"], "auth": "AAAA"}}),
+            "auth",
+        ),
+        (json!({"endpoint": "https://push.example.org/x"}), "keys"),
+    ];
+    for (body, says) in cases {
+        let r = common::http::post(addr, "/api/me/push", &auth, &body).await;
+        assert_eq!(r.status, 400, "{body}: {}", r.json());
+        assert_eq!(r.json()["error"]["code"], "invalid");
+        assert!(r.json()["error"]["message"].as_str().unwrap().contains(says), "{body}: {}", r.json());
+    }
+    let r = common::http::delete(addr, "/api/me/push/0123456789abcdef0123456789abcdef", &auth).await;
+    assert_eq!(r.status, 404);
+    // The session is unharmed.
+    assert_eq!(bob.request(json!({"type":"ping","id":1})).await["type"], "pong");
+    server.stop().await;
+}
