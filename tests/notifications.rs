@@ -42,8 +42,6 @@ struct Receiver {
     url: String,
     calls: mpsc::UnboundedReceiver<Call>,
     mode: Arc<AtomicU32>,
-    /// Calls answered 503 before answering as `mode` says.
-    fail_first: Arc<AtomicU32>,
 }
 
 #[derive(Clone)]
@@ -94,11 +92,11 @@ impl Receiver {
         let (tx, calls) = mpsc::unbounded_channel();
         let mode = Arc::new(AtomicU32::new(mode));
         let fail_first = Arc::new(AtomicU32::new(fail_first));
-        let st = St { tx, mode: mode.clone(), fail_first: fail_first.clone() };
+        let st = St { tx, mode: mode.clone(), fail_first };
         let addr = listener.local_addr().unwrap();
         let app = axum::Router::new().route("/hook", axum::routing::post(hook)).with_state(st);
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Receiver { url: format!("http://{addr}/hook"), calls, mode, fail_first }
+        Receiver { url: format!("http://{addr}/hook"), calls, mode }
     }
 
     async fn next(&mut self) -> Call {
