@@ -29,6 +29,7 @@ pub struct Config {
     pub uploads: UploadsConfig,
     pub reactions: ReactionsConfig,
     pub search: SearchConfig,
+    pub notify: NotifyConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -276,6 +277,62 @@ pub struct UploadsConfig {
     pub s3: S3Config,
 }
 
+/// Mentions and notifications: the site webhook, Web Push, the outbox
+/// worker. See `docs/notifications.md`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// Where the site's webhook events are POSTed; empty: no webhook.
+    pub webhook_url: String,
+    /// Key of the `X-Chat-Signature` HMAC-SHA256 (required with a URL).
+    pub webhook_secret: Secret,
+    /// Also post every stored message (`kind: "message"`).
+    pub webhook_messages: bool,
+    /// Time one webhook call has (connect, send, answer's head).
+    #[serde(with = "humantime_serde")]
+    pub webhook_timeout: Duration,
+    /// Most events in one webhook call.
+    pub webhook_batch: usize,
+    /// Web Push to the users' browsers subscriptions.
+    pub push: bool,
+    /// The VAPID key (base64url of the P-256 private scalar); empty: one is
+    /// generated and kept in the database.
+    pub vapid_private_key: Secret,
+    /// The VAPID `sub` claim: `mailto:` or `https:` contact of the operator.
+    pub vapid_subject: String,
+    /// Accept `http://` and loopback or private-address push endpoints
+    /// (tests, a push service on the operator's own network).
+    pub allow_insecure_push: bool,
+    /// Time one push call has.
+    #[serde(with = "humantime_serde")]
+    pub push_timeout: Duration,
+    /// The `TTL` header of a push: how long the push service keeps it.
+    #[serde(with = "humantime_serde")]
+    pub push_ttl: Duration,
+    /// Attempts of one push before it is dropped.
+    pub push_max_attempts: u32,
+    /// Most push subscriptions of one user (the oldest is dropped).
+    pub max_subscriptions: usize,
+    /// First retry delay; it doubles with each failure, up to `retry_max`.
+    #[serde(with = "humantime_serde")]
+    pub retry_base: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+    /// How often the outbox worker looks for work it was not told about
+    /// (events written by another node) and renews its lease.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Most distinct `@nick`s of one message that are looked up.
+    pub max_mentions: usize,
+    /// On one node, after a crash, messages stored this long before the
+    /// last decided one are decided again (events are deduplicated by id).
+    #[serde(with = "humantime_serde")]
+    pub replay_margin: Duration,
+    /// Stored messages waiting for the decision; past it, the decision of
+    /// the overflow is left to the replay at the next start (logged).
+    pub queue: usize,
+}
+
 /// Where uploaded files are kept.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -498,7 +555,8 @@ impl Config {
             ));
         }
         self.validate_uploads()?;
-        self.validate_social()
+        self.validate_social()?;
+        self.validate_notify()
     }
 
     fn validate_social(&self) -> Result<(), ConfigError> {
@@ -516,6 +574,41 @@ impl Config {
         }
         if s.max_limit > 1000 {
             return Err(ConfigError("search.max_limit: at most 1000".into()));
+        }
+        Ok(())
+    }
+
+    fn validate_notify(&self) -> Result<(), ConfigError> {
+        let n = &self.notify;
+        if !n.webhook_url.is_empty() {
+            let ok = n.webhook_url.starts_with("https://") || n.webhook_url.starts_with("http://");
+            if !ok || reqwest::Url::parse(&n.webhook_url).is_err() {
+                return Err(ConfigError("notify.webhook_url must be an http:// or https:// URL".into()));
+            }
+            if n.webhook_secret.is_empty() {
+                return Err(ConfigError("notify.webhook_secret must be set with notify.webhook_url".into()));
+            }
+        }
+        for (key, v) in [
+            ("notify.webhook_batch", n.webhook_batch as u64),
+            ("notify.push_max_attempts", n.push_max_attempts.into()),
+            ("notify.max_subscriptions", n.max_subscriptions as u64),
+            ("notify.queue", n.queue as u64),
+        ] {
+            if v == 0 {
+                return Err(ConfigError(format!("{key} must be greater than 0")));
+            }
+        }
+        for (key, d) in [
+            ("notify.webhook_timeout", n.webhook_timeout),
+            ("notify.push_timeout", n.push_timeout),
+            ("notify.retry_base", n.retry_base),
+            ("notify.retry_max", n.retry_max),
+            ("notify.poll_interval", n.poll_interval),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError(format!("{key} must be longer than 0s")));
+            }
         }
         Ok(())
     }

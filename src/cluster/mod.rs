@@ -28,6 +28,11 @@ use crate::store::{CommitSink, HistoryQuery, NewMessage, Page, RoomRecord, Store
 use envelope::Kind;
 use redis::{Chan, RedisBus};
 
+/// Stored messages for the notification decider, and (from the archiver)
+/// who waits for the decision to be written (see `service::notify`).
+pub(crate) type DecideBatch = (Vec<StoredMessage>, Option<tokio::sync::oneshot::Sender<bool>>);
+pub(crate) type Decide = tokio::sync::mpsc::Sender<DecideBatch>;
+
 #[derive(Clone)]
 pub struct Bus {
     hub: Arc<Hub>,
@@ -52,8 +57,8 @@ pub enum Except<'a> {
 
 impl Bus {
     /// A single-node bus: store, then deliver through `hub`.
-    pub fn local(store: Store, hub: Arc<Hub>, batch_max: usize) -> (Bus, JoinHandle<()>) {
-        let (writer, task) = Writer::start(store.clone(), batch_max, HubSink(hub.clone()));
+    pub fn local(store: Store, hub: Arc<Hub>, batch_max: usize, decide: Option<Decide>) -> (Bus, JoinHandle<()>) {
+        let (writer, task) = Writer::start(store.clone(), batch_max, HubSink(hub.clone(), decide));
         (Bus { hub, store, kind: BusKind::Local(writer) }, task)
     }
 
@@ -63,8 +68,9 @@ impl Bus {
         node: String,
         store: Store,
         hub: Arc<Hub>,
+        decide: Option<Decide>,
     ) -> anyhow::Result<Bus> {
-        let bus = RedisBus::start(config, node, hub.clone(), store.clone()).await?;
+        let bus = RedisBus::start(config, node, hub.clone(), store.clone(), decide).await?;
         Ok(Bus { hub, store, kind: BusKind::Redis(bus) })
     }
 
@@ -426,13 +432,25 @@ impl Bus {
 
 /// Delivers committed batches through the one delivery sink
 /// ([`Hub::deliver`]), in commit order.
-struct HubSink(Arc<Hub>);
+/// After delivery, the batch goes to the notification decider (if any):
+/// one copy of each message, never waited for (a full queue leaves the
+/// decision to the replay at the next start).
+struct HubSink(Arc<Hub>, Option<Decide>);
 
 impl CommitSink<Route> for HubSink {
     fn committed(&self, batch: Vec<(StoredMessage, Route)>) {
         self.0.metrics().stored(batch.iter().map(|(m, _)| &m.conv));
+        let copies = self.1.as_ref().map(|_| batch.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>());
         for (message, route) in batch {
             Acked { message, route }.deliver_on(&self.0);
+        }
+        if let (Some(decide), Some(copies)) = (&self.1, copies)
+            && let Err(e) = decide.try_send((copies, None))
+        {
+            tracing::warn!(
+                error = %e,
+                "the notification queue is full; these messages are decided at the next start"
+            );
         }
     }
 

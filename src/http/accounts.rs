@@ -132,3 +132,43 @@ pub(crate) async fn get_user(
     }))
     .into_response())
 }
+
+/// `GET /api/push/key` → `{"public_key": "<base64url P-256 point>"}`.
+pub(crate) async fn push_key(State(app): State<Arc<App>>) -> Result<Response> {
+    Ok(Json(json!({"public_key": app.push_key()?})).into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct PushKeys {
+    p256dh: String,
+    auth: String,
+}
+
+/// A browser's `PushSubscription.toJSON()` (`expirationTime` is ignored).
+#[derive(Deserialize)]
+pub(crate) struct PushBody {
+    endpoint: String,
+    keys: PushKeys,
+}
+
+/// `POST /api/me/push` `{endpoint, keys: {p256dh, auth}}` → `201 {id}`.
+pub(crate) async fn add_push(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Body(b): Body<PushBody>,
+) -> Result<Response> {
+    let caller = caller(&app, &headers).await?;
+    let id = app.add_push(&caller, &b.endpoint, &b.keys.p256dh, &b.keys.auth).await?;
+    Ok((StatusCode::CREATED, Json(json!({"id": id}))).into_response())
+}
+
+/// `DELETE /api/me/push/{id}` → 204.
+pub(crate) async fn remove_push(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let caller = caller(&app, &headers).await?;
+    app.remove_push(&caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

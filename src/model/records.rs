@@ -19,6 +19,8 @@ pub struct NewMessage {
     pub sender_id: Arc<str>,
     pub text: String,
     pub attachments: Vec<Attachment>,
+    /// The nicks its text mentions (`@nick`, users that exist), as shown.
+    pub mentions: Vec<Arc<str>>,
     pub sent_at: i64,
     /// The message this one answers, as quoted when it was sent.
     pub reply_to: Option<Box<ReplyRef>>,
@@ -36,6 +38,7 @@ impl NewMessage {
             sender_id: self.sender_id,
             text: self.text,
             attachments: self.attachments,
+            mentions: self.mentions,
             sent_at: self.sent_at,
             edited_at: None,
             deleted: false,

@@ -95,6 +95,9 @@ pub struct StoredMessage {
     pub sender_id: Arc<str>,
     pub text: String,
     pub attachments: Vec<Attachment>,
+    /// The nicks the text mentions (`@nick`, users that exist), as shown;
+    /// the `mentions` field, left out when empty.
+    pub mentions: Vec<Arc<str>>,
     pub sent_at: i64,
     pub edited_at: Option<i64>,
     pub deleted: bool,
@@ -122,6 +125,9 @@ impl Serialize for StoredMessage {
         m.serialize_entry("from", &self.from)?;
         m.serialize_entry("text", if self.deleted { "" } else { &self.text })?;
         m.serialize_entry("attachments", &self.attachments)?;
+        if !self.mentions.is_empty() && !self.deleted {
+            m.serialize_entry("mentions", &self.mentions)?;
+        }
         m.serialize_entry("sent_at", &self.sent_at)?;
         if let Some(at) = self.edited_at {
             m.serialize_entry("edited_at", &at)?;
@@ -449,6 +455,7 @@ mod tests {
             sender_id: "a-secret-id".into(),
             text: "hi".into(),
             attachments: vec![],
+            mentions: vec![],
             sent_at: 7,
             edited_at: None,
             deleted: false,

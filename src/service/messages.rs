@@ -94,6 +94,7 @@ impl Service {
         };
         let (name, _) = self.room_name(room).await?;
         let msg_id = Ulid::generate();
+        let mentions = self.mentions(&text).await?;
         let attachments =
             self.attach(attachments, [crate::model::ids::SERVER, &sender_id], &msg_id.to_string()).await?;
         let msg = NewMessage {
@@ -105,6 +106,7 @@ impl Service {
             from,
             text,
             attachments,
+            mentions,
             sent_at: now_ms(),
             reply_to,
         };
@@ -198,6 +200,7 @@ impl Session {
             Some(id) => Some(svc.reply_quote(id, &conv).await?),
             None => None,
         };
+        let mentions = svc.mentions(&text).await?;
         // Last of the checks: the uploads are taken for this message.
         let msg_id = Ulid::generate();
         let me: &str = &self.identity.id;
@@ -212,6 +215,7 @@ impl Session {
             sender_id: self.identity.id.clone(),
             text,
             attachments,
+            mentions,
             sent_at: now_ms(),
             reply_to,
         };

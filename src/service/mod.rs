@@ -25,7 +25,9 @@ mod avatars;
 mod errors;
 mod hook;
 mod images;
+pub(crate) mod mentions;
 pub(crate) mod messages;
+pub(crate) mod notify;
 mod page;
 pub(crate) mod rooms;
 pub(crate) mod session;
@@ -105,6 +107,8 @@ pub(crate) struct Service {
     files: Files,
     hook: Option<Hook>,
     login_throttle: LoginThrottle,
+    /// The VAPID key pair (Web Push), when `notify.push` is on.
+    vapid: Option<Arc<notify::push::Vapid>>,
 }
 
 impl Service {
@@ -118,13 +122,19 @@ impl Service {
         let store = Store::open(&config).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         let files = Files::open(&config.uploads).await.map_err(|e| anyhow::anyhow!("uploads.dir: {e}"))?;
         let clustered = !config.cluster.redis_url.is_empty();
+        let (decide, decisions) = if notify::enabled(&config.notify) {
+            let (tx, rx) = notify::queue(&config.notify);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
         let hub = Arc::new(
             Hub::new(config.limits.outbound_queue, !clustered)
                 .with_metrics(Metrics::new())
                 .with_outbound_bytes(config.limits.outbound_bytes),
         );
         let (bus, writer) = if clustered {
-            let bus = Bus::redis(&config.cluster, config.node_id(), store.clone(), hub.clone())
+            let bus = Bus::redis(&config.cluster, config.node_id(), store.clone(), hub.clone(), decide)
                 .await
                 .context("cannot join the cluster")?;
             (bus, None)
@@ -137,8 +147,13 @@ impl Service {
             if let Err(e) = store.end_guest_sessions(until).await {
                 tracing::warn!(error = %e, "could not end the guest tokens of the last run");
             }
-            let (bus, writer) = Bus::local(store.clone(), hub.clone(), config.database.batch_max);
+            let (bus, writer) = Bus::local(store.clone(), hub.clone(), config.database.batch_max, decide);
             (bus, Some(writer))
+        };
+        let vapid = if config.notify.push {
+            Some(Arc::new(notify::push::Vapid::load(&config.notify, &store).await.context("web push")?))
+        } else {
+            None
         };
         let l = &config.limits;
         let limits_view = LimitsView {
@@ -167,8 +182,20 @@ impl Service {
             bus,
             store,
             files,
+            vapid,
             config,
         };
+        if let Some(rx) = decisions {
+            notify::start(
+                &service.config.notify,
+                service.node.clone(),
+                service.store.clone(),
+                service.bus.clone(),
+                rx,
+                service.vapid.clone(),
+                service.lifecycle.close_all.clone(),
+            );
+        }
         uploads::spawn_sweep(
             service.store.clone(),
             service.files.clone(),

@@ -144,6 +144,18 @@ async fn pass(bus: &RedisBus, claim_all: bool) -> Result<usize, String> {
             }
             let _: () = pipe.query_async(&mut conn).await.map_err(|e| bus.failed(&e).message)?;
         }
+        // Notifications are decided (written to the outbox) before the
+        // entries are acknowledged: a node dying in between leaves them to
+        // another node, which decides again (the outbox keeps each event once).
+        if let Some(decide) = &bus.decide
+            && !messages.is_empty()
+        {
+            let (done, decided) = oneshot::channel();
+            let sent = decide.send((messages.clone(), Some(done))).await.is_ok();
+            if sent && decided.await != Ok(true) {
+                return Err("the notification decision failed; the messages stay buffered".into());
+            }
+        }
         let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
         let mut pipe = redis::pipe();
         pipe.atomic().xack(&log, GROUP, &ids).xdel(&log, &ids);

@@ -22,6 +22,8 @@ struct Wire {
     text: String,
     #[serde(default)]
     attachments: Vec<Attachment>,
+    #[serde(default)]
+    mentions: Vec<Arc<str>>,
     sent_at: i64,
     #[serde(default)]
     reply_to: Option<Box<ReplyRef>>,
@@ -57,6 +59,7 @@ pub fn decode(frame: &str, conv: Option<&str>, sender_id: Option<&str>) -> Optio
         sender_id,
         text: w.text,
         attachments: w.attachments,
+        mentions: w.mentions,
         sent_at: w.sent_at,
         edited_at: None,
         deleted: false,
@@ -98,6 +101,7 @@ mod tests {
             sender_id: "a-alice".into(),
             text: "say \"seq\":0, hi".into(),
             attachments: vec![],
+            mentions: vec!["Bob".into()],
             sent_at: 1_700_000_000_000,
             reply_to: Some(Box::new(ReplyRef::quote(ulid::Ulid::nil(), "Bob".into(), "\"seq\":0, first", false))),
         }

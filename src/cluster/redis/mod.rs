@@ -132,6 +132,9 @@ pub struct RedisBus {
     /// until the subscriber has fanned them out here (see
     /// [`RedisBus::fanned_out`]).
     acks: Mutex<messages::Acks>,
+    /// The notification decider: the archiver hands it each committed
+    /// batch and acknowledges the batch in Redis once it is decided.
+    pub(super) decide: Option<super::Decide>,
 }
 
 /// How many sent messages [`RedisBus::sent`] remembers: far more than can
@@ -146,7 +149,13 @@ fn unavailable(e: impl std::fmt::Display) -> ProtoError {
 impl RedisBus {
     /// Connects to Redis (failing if it cannot be reached now: a node
     /// starts only when its cluster is there) and starts the node's tasks.
-    pub async fn start(config: &ClusterConfig, node: String, hub: Arc<Hub>, store: Store) -> anyhow::Result<Arc<Self>> {
+    pub async fn start(
+        config: &ClusterConfig,
+        node: String,
+        hub: Arc<Hub>,
+        store: Store,
+        decide: Option<super::Decide>,
+    ) -> anyhow::Result<Arc<Self>> {
         let client = redis::Client::open(config.redis_url.as_str())?;
         let (subs, sub_rx) = mpsc::unbounded_channel();
         let (settle, settle_rx) = mpsc::unbounded_channel();
@@ -175,6 +184,7 @@ impl RedisBus {
             me: me.clone(),
             sent: Mutex::default(),
             acks: Mutex::default(),
+            decide,
         });
         let conn = bus.connect().await?;
         *bus.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn);

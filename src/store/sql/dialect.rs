@@ -10,7 +10,7 @@
 macro_rules! message_columns {
     () => {
         "m.msg_id, m.conv, m.seq, m.room, m.sender, m.recipient, m.text, m.attachments, m.sent_at, m.edited_at, \
-         m.deleted, m.sender_id, m.reply_to, p.sender, p.text, p.deleted \
+         m.deleted, m.sender_id, m.reply_to, p.sender, p.text, p.deleted, m.mentions \
          FROM messages m LEFT JOIN messages p ON p.msg_id = m.reply_to "
     };
 }
@@ -134,8 +134,8 @@ pub(super) enum Fts {
 }
 
 pub(super) const SQLITE: Dialect = Dialect {
-    insert_messages: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id, reply_to) ",
-    archive_prefix: "INSERT OR IGNORE INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id, reply_to) ",
+    insert_messages: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id, reply_to, mentions) ",
+    archive_prefix: "INSERT OR IGNORE INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id, reply_to, mentions) ",
     archive_suffix: "",
     last_seq: "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conv = ?",
     page_down: concat!(
@@ -206,8 +206,8 @@ pub(super) const SQLITE: Dialect = Dialect {
 };
 
 pub(super) const POSTGRES: Dialect = Dialect {
-    insert_messages: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id, reply_to) ",
-    archive_prefix: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id, reply_to) ",
+    insert_messages: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id, reply_to, mentions) ",
+    archive_prefix: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id, reply_to, mentions) ",
     archive_suffix: " ON CONFLICT DO NOTHING",
     last_seq: "SELECT COALESCE(MAX(seq), 0)::BIGINT FROM messages WHERE conv = $1",
     page_down: concat!(
@@ -278,8 +278,8 @@ pub(super) const POSTGRES: Dialect = Dialect {
 };
 
 pub(super) const MYSQL: Dialect = Dialect {
-    insert_messages: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id, reply_to) ",
-    archive_prefix: "INSERT IGNORE INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id, reply_to) ",
+    insert_messages: "INSERT INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id, reply_to, mentions) ",
+    archive_prefix: "INSERT IGNORE INTO messages (msg_id, conv, seq, room, sender, recipient, text, attachments, sent_at, sender_id, reply_to, mentions) ",
     archive_suffix: "",
     last_seq: "SELECT CAST(COALESCE(MAX(seq), 0) AS SIGNED) FROM messages WHERE conv = ?",
     page_down: concat!(

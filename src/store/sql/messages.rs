@@ -85,7 +85,10 @@ impl SqlStore {
                         .push_bind(serde_json::to_string(&m.attachments).unwrap_or_else(|_| "[]".into()))
                         .push_bind(m.sent_at)
                         .push_bind(m.sender_id.to_string())
-                        .push_bind(m.reply_to.as_ref().map(|r| r.msg_id.to_string()));
+                        .push_bind(m.reply_to.as_ref().map(|r| r.msg_id.to_string()))
+                        .push_bind(
+                            (!m.mentions.is_empty()).then(|| serde_json::to_string(&m.mentions).unwrap_or_default()),
+                        );
                 });
                 q.push($suffix);
                 q
@@ -259,6 +262,10 @@ where
         }
         None => None,
     };
+    let mentions = match get::<R, Option<String>>(r, 16, "mentions")? {
+        Some(m) => serde_json::from_str(&m).corrupt("messages", "mentions")?,
+        None => Vec::new(),
+    };
     Ok(StoredMessage {
         msg_id,
         conv,
@@ -268,6 +275,7 @@ where
         to: get::<R, Option<String>>(r, 5, "recipient")?.map(Into::into),
         text: get(r, 6, "text")?,
         attachments,
+        mentions,
         sent_at: get(r, 8, "sent_at")?,
         edited_at: get(r, 9, "edited_at")?,
         deleted: get(r, 10, "deleted")?,

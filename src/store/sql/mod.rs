@@ -60,6 +60,7 @@ macro_rules! on_pool {
 #[macro_use]
 mod dialect;
 mod messages;
+pub(crate) mod notify;
 mod rooms;
 mod social;
 pub(crate) use social::ReactionChange;
