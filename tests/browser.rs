@@ -276,6 +276,8 @@ impl Server {
             .env("CHAT_AUTH__API_KEYS", format!("[\"{API_KEY}\"]"))
             .env("CHAT_AUTH__ALLOWED_ORIGINS", format!("[\"{}\"]", self.embed_origin))
             .env("CHAT_SERVER__SHUTDOWN_GRACE", "3s")
+            // notify.mjs's push endpoint is a local http:// server.
+            .env("CHAT_NOTIFY__ALLOW_INSECURE_PUSH", "true")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
