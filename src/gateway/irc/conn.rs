@@ -1,0 +1,825 @@
+//! One IRC connection's state and its commands: registration (CAP, PASS,
+//! SASL PLAIN, NICK, USER), then each command as one call to the service.
+//! Replies are appended to `out`; the connection task writes them. Every
+//! refusal is the RFC numeric; the connection stays usable.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use base64::Engine;
+
+use super::line::{Line, push};
+use crate::protocol::client::Target;
+use crate::protocol::{ErrorCode, Name, ProtoError};
+use crate::service::{Hello, Outbound, Service, Session};
+
+/// The capabilities offered (`CAP LS`).
+const CAPS: [&str; 7] =
+    ["server-time", "message-tags", "echo-message", "sasl", "away-notify", "multi-prefix", "cap-notify"];
+
+/// Capabilities a client enabled.
+#[derive(Default)]
+pub(super) struct Caps {
+    pub(super) server_time: bool,
+    pub(super) message_tags: bool,
+    pub(super) echo_message: bool,
+    pub(super) away_notify: bool,
+    pub(super) multi_prefix: bool,
+}
+
+/// A channel this connection is in, as the client sees it.
+pub(super) struct Chan {
+    /// `#` and the room's name as shown.
+    pub(super) name: String,
+    /// Case-folded nicks of the members (for QUIT lines and NAMES).
+    pub(super) members: Vec<Arc<str>>,
+}
+
+/// Why the connection is to end.
+pub(super) enum Ending {
+    Quit(String),
+    Error(String),
+}
+
+pub(super) struct Irc {
+    pub(super) svc: Arc<Service>,
+    pub(super) ip: IpAddr,
+    /// The server's name as a source (no spaces).
+    pub(super) host: String,
+    pub(super) caps: Caps,
+    /// `CAP LS`/`REQ` seen and no `CAP END` yet: registration waits.
+    negotiating: bool,
+    nick: Option<String>,
+    user: bool,
+    pass: Option<String>,
+    /// SASL PLAIN in progress (`AUTHENTICATE PLAIN` seen).
+    sasl: bool,
+    pub(super) session: Option<Session>,
+    pub(super) rx: Option<Outbound>,
+    pub(super) registered: bool,
+    pub(super) out: String,
+    /// By room key.
+    pub(super) chans: HashMap<Arc<str>, Chan>,
+    pub(super) ending: Option<Ending>,
+}
+
+/// `#x` is room `x`, `##x` room `#x`.
+pub(super) fn chan_of(room: &str) -> String {
+    format!("#{room}")
+}
+
+fn room_of(chan: &str) -> Option<Name> {
+    Name::room(chan.strip_prefix('#')?).ok()
+}
+
+impl Irc {
+    pub(super) fn new(svc: Arc<Service>, ip: IpAddr) -> Irc {
+        let host: String = svc.config.server.name.chars().map(|c| if c.is_ascii_graphic() { c } else { '-' }).collect();
+        let host = if host.is_empty() { "chat".to_owned() } else { host };
+        Irc {
+            svc,
+            ip,
+            host,
+            caps: Caps::default(),
+            negotiating: false,
+            nick: None,
+            user: false,
+            pass: None,
+            sasl: false,
+            session: None,
+            rx: None,
+            registered: false,
+            out: String::new(),
+            chans: HashMap::new(),
+            ending: None,
+        }
+    }
+
+    /// The nick replies are addressed to (`*` before registration).
+    pub(super) fn me(&self) -> String {
+        match &self.session {
+            Some(s) => s.handle().nick().as_str().to_owned(),
+            None => self.nick.clone().unwrap_or_else(|| "*".to_owned()),
+        }
+    }
+
+    /// `nick!user@host` for a user.
+    pub(super) fn source(&self, nick: &str) -> String {
+        format!("{nick}!{nick}@{}", self.host)
+    }
+
+    /// A numeric reply to this client.
+    pub(super) fn num(&mut self, code: &str, params: &[&str]) {
+        let me = self.me();
+        let mut all = Vec::with_capacity(params.len() + 1);
+        all.push(me.as_str());
+        all.extend_from_slice(params);
+        let host = self.host.clone();
+        push(&mut self.out, None, &host, code, &all);
+    }
+
+    pub(super) fn server_line(&mut self, command: &str, params: &[&str]) {
+        let host = self.host.clone();
+        push(&mut self.out, None, &host, command, params);
+    }
+
+    /// Handles one line of input (already checked to be UTF-8 without NUL).
+    pub(super) async fn line(&mut self, text: &str) {
+        let Some(line) = Line::parse(text) else { return };
+        match line.command.as_str() {
+            "CAP" => return self.cap(&line).await,
+            "PING" => {
+                let token = line.param(0).unwrap_or("");
+                if token.is_empty() {
+                    return self.num("409", &["No origin specified"]);
+                }
+                let host = self.host.clone();
+                return self.server_line("PONG", &[&host, token]);
+            }
+            "PONG" => return,
+            "QUIT" => {
+                self.ending = Some(Ending::Quit(line.param(0).unwrap_or("Client quit").to_owned()));
+                return;
+            }
+            _ => {}
+        }
+        if !self.registered {
+            return self.registration(&line).await;
+        }
+        self.command(&line).await;
+    }
+
+    async fn registration(&mut self, line: &Line) {
+        match line.command.as_str() {
+            "PASS" => match line.param(0) {
+                Some(p) if !p.is_empty() => self.pass = Some(p.to_owned()),
+                _ => self.num("461", &["PASS", "Not enough parameters"]),
+            },
+            "NICK" => {
+                let Some(nick) = line.param(0).filter(|n| !n.is_empty()) else {
+                    return self.num("431", &["No nickname given"]);
+                };
+                if Name::nick(nick).is_err() {
+                    return self.num("432", &[nick, "Erroneous nickname"]);
+                }
+                self.nick = Some(nick.to_owned());
+            }
+            "USER" => {
+                if line.params.len() < 4 {
+                    return self.num("461", &["USER", "Not enough parameters"]);
+                }
+                self.user = true;
+            }
+            "AUTHENTICATE" => return self.authenticate(line).await,
+            _ => return self.num("451", &["You have not registered"]),
+        }
+        self.try_register().await;
+    }
+
+    /// Registers once NICK and USER are in and capability negotiation is
+    /// over: opens the session (unless SASL did) and sends the welcome.
+    async fn try_register(&mut self) {
+        if self.registered || self.negotiating || !self.user {
+            return;
+        }
+        if self.session.is_none() {
+            let Some(nick) = self.nick.clone() else { return };
+            let Ok(name) = Name::nick(&nick) else { return };
+            let (password, token) = match self.pass.take() {
+                Some(p) if looks_like_token(&p) => (None, Some(p)),
+                Some(p) => (Some(p), None),
+                None => (None, None),
+            };
+            match Box::pin(self.svc.open(Hello { nick: Some(name), password, token }, self.ip)).await {
+                Ok((session, rx)) => {
+                    self.session = Some(session);
+                    self.rx = Some(rx);
+                }
+                Err(e) => {
+                    self.svc.metrics.error(e.code);
+                    return match e.code {
+                        ErrorCode::NickTaken => self.num("433", &[&nick, "Nickname is already in use"]),
+                        ErrorCode::Invalid => self.num("432", &[&nick, &e.message]),
+                        ErrorCode::Unauthorized | ErrorCode::Forbidden => {
+                            self.num("464", &[&e.message]);
+                            self.ending = Some(Ending::Error("Bad password".to_owned()));
+                        }
+                        _ => {
+                            self.server_line("FAIL", &["NICK", e.code.as_str(), &e.message]);
+                            self.ending = Some(Ending::Error(e.message.clone()));
+                        }
+                    };
+                }
+            }
+        }
+        self.welcome().await;
+    }
+
+    async fn welcome(&mut self) {
+        let Some(session) = &self.session else { return };
+        self.registered = true;
+        let _ = session.welcome().await; // rooms.auto_join is for the web client: IRC users choose
+        let me = self.me();
+        let host = self.host.clone();
+        let net = self.svc.config.server.name.clone();
+        let version = concat!("chat-", env!("CARGO_PKG_VERSION"));
+        self.num("001", &[&format!("Welcome to the {net} IRC network, {}", self.source(&me))]);
+        self.num("002", &[&format!("Your host is {host}, running version {version}")]);
+        self.num("003", &["This server was started with the chat service"]);
+        self.num("004", &[&host, version, "i", "inot", "o"]);
+        let topiclen = format!("TOPICLEN={}", self.svc.config.limits.max_topic);
+        let network = format!("NETWORK={}", host);
+        let isupport = [
+            "AWAYLEN=200",
+            "CASEMAPPING=ascii",
+            "CHANLIMIT=#:100",
+            "CHANMODES=,,,int",
+            "CHANNELLEN=65",
+            "CHANTYPES=#",
+            "MODES=1",
+            "NICKLEN=32",
+            "PREFIX=(o)@",
+            "TARGMAX=PRIVMSG:4,NOTICE:4,JOIN:,PART:,NAMES:1,WHOIS:1,KICK:1",
+            &network,
+            &topiclen,
+            "are supported by this server",
+        ];
+        self.num("005", &isupport);
+        self.lusers().await;
+        self.motd();
+    }
+
+    async fn lusers(&mut self) {
+        let snap = self.svc.snapshot().await;
+        self.num("251", &[&format!("There are {} users and 0 invisible on 1 servers", snap.sessions)]);
+        self.num("254", &[&snap.rooms.to_string(), "channels formed"]);
+        self.num("255", &[&format!("I have {} clients and 1 servers", snap.sessions)]);
+    }
+
+    fn motd(&mut self) {
+        let host = self.host.clone();
+        self.num("375", &[&format!("- {host} Message of the day - ")]);
+        self.num("372", &["- Channel #x is room x of the web chat (##x is room #x)."]);
+        self.num("372", &["- Everyone here, web or IRC, is one user list; PRIVMSG $* reaches everyone."]);
+        self.num("376", &["End of /MOTD command."]);
+    }
+
+    async fn cap(&mut self, line: &Line) {
+        let sub = line.param(0).unwrap_or("").to_ascii_uppercase();
+        match sub.as_str() {
+            "LS" => {
+                if !self.registered {
+                    self.negotiating = true;
+                }
+                let v302 = line.param(1).and_then(|v| v.parse::<u32>().ok()).is_some_and(|v| v >= 302);
+                let caps: Vec<&str> =
+                    CAPS.iter().map(|c| if *c == "sasl" && v302 { "sasl=PLAIN" } else { c }).collect();
+                self.server_line("CAP", &[&self.me(), "LS", &caps.join(" ")]);
+            }
+            "LIST" => {
+                let c = &self.caps;
+                let on: Vec<&str> = [
+                    (c.server_time, "server-time"),
+                    (c.message_tags, "message-tags"),
+                    (c.echo_message, "echo-message"),
+                    (c.away_notify, "away-notify"),
+                    (c.multi_prefix, "multi-prefix"),
+                ]
+                .into_iter()
+                .filter_map(|(on, n)| on.then_some(n))
+                .collect();
+                self.server_line("CAP", &[&self.me(), "LIST", &on.join(" ")]);
+            }
+            "REQ" => {
+                if !self.registered {
+                    self.negotiating = true;
+                }
+                let asked = line.param(1).unwrap_or("");
+                let known = asked.split(' ').filter(|c| !c.is_empty()).all(|c| {
+                    let name = c.strip_prefix('-').unwrap_or(c);
+                    CAPS.contains(&name)
+                });
+                if !known {
+                    return self.server_line("CAP", &[&self.me(), "NAK", asked]);
+                }
+                for c in asked.split(' ').filter(|c| !c.is_empty()) {
+                    let (name, on) = c.strip_prefix('-').map_or((c, true), |n| (n, false));
+                    match name {
+                        "server-time" => self.caps.server_time = on,
+                        "message-tags" => self.caps.message_tags = on,
+                        "echo-message" => self.caps.echo_message = on,
+                        "away-notify" => self.caps.away_notify = on,
+                        "multi-prefix" => self.caps.multi_prefix = on,
+                        _ => {}
+                    }
+                }
+                self.server_line("CAP", &[&self.me(), "ACK", asked]);
+            }
+            "END" => {
+                self.negotiating = false;
+                self.try_register().await;
+            }
+            _ => self.num("410", &[line.param(0).unwrap_or("*"), "Invalid CAP command"]),
+        }
+    }
+
+    /// SASL PLAIN: the account is checked (and the session opened) here,
+    /// so that 903 means what it says.
+    async fn authenticate(&mut self, line: &Line) {
+        let arg = line.param(0).unwrap_or("");
+        if self.session.is_some() {
+            return self.num("907", &["You have already authenticated using SASL"]);
+        }
+        if !self.sasl {
+            if arg.eq_ignore_ascii_case("PLAIN") {
+                self.sasl = true;
+                return self.server_line("AUTHENTICATE", &["+"]);
+            }
+            self.num("908", &["PLAIN", "are available SASL mechanisms"]);
+            return self.num("904", &["SASL authentication failed"]);
+        }
+        self.sasl = false;
+        if arg == "*" {
+            return self.num("906", &["SASL authentication aborted"]);
+        }
+        let decoded =
+            base64::engine::general_purpose::STANDARD.decode(arg).ok().and_then(|b| String::from_utf8(b).ok());
+        let Some((authcid, password)) = decoded.as_deref().and_then(|d| {
+            let mut parts = d.split('\0');
+            let (_authzid, authcid, password) = (parts.next()?, parts.next()?, parts.next()?);
+            Some((authcid.to_owned(), password.to_owned()))
+        }) else {
+            return self.num("904", &["SASL authentication failed: not a PLAIN payload"]);
+        };
+        let Ok(nick) = Name::nick(&authcid) else {
+            return self.num("904", &["SASL authentication failed"]);
+        };
+        let hello = Hello { nick: Some(nick), password: Some(password), token: None };
+        match Box::pin(self.svc.open(hello, self.ip)).await {
+            Ok((session, rx)) => {
+                let me = session.handle().nick().as_str().to_owned();
+                self.session = Some(session);
+                self.rx = Some(rx);
+                let source = self.source(&me);
+                self.num("900", &[&source, &me, &format!("You are now logged in as {me}")]);
+                self.num("903", &["SASL authentication successful"]);
+            }
+            Err(e) => {
+                self.svc.metrics.error(e.code);
+                let why = if e.code == ErrorCode::NickTaken {
+                    "SASL authentication failed: already online"
+                } else {
+                    "SASL authentication failed"
+                };
+                self.num("904", &[why]);
+            }
+        }
+    }
+
+    pub(super) fn session(&mut self) -> &mut Session {
+        self.session.as_mut().expect("registered")
+    }
+
+    fn chan_param<'a>(&mut self, line: &'a Line, i: usize) -> Option<(&'a str, Name)> {
+        let Some(chan) = line.param(i) else {
+            self.num("461", &[&line.command, "Not enough parameters"]);
+            return None;
+        };
+        match room_of(chan) {
+            Some(room) => Some((chan, room)),
+            None => {
+                self.num("403", &[chan, "No such channel"]);
+                None
+            }
+        }
+    }
+
+    /// A command of a registered client.
+    async fn command(&mut self, line: &Line) {
+        let cmd = line.command.as_str();
+        match cmd {
+            "PASS" | "USER" => self.num("462", &["You may not reregister"]),
+            "NICK" => match line.param(0) {
+                None => self.num("431", &["No nickname given"]),
+                Some(n) if n == self.me() => {}
+                Some(n) if Name::nick(n).is_err() => self.num("432", &[n, "Erroneous nickname"]),
+                Some(n) => {
+                    self.num("447", &[n, "Cannot change nickname here: your nick is who you are; reconnect as another"])
+                }
+            },
+            "CAP" | "PING" | "PONG" | "QUIT" => {}
+            "AUTHENTICATE" => self.num("462", &["You may not reregister"]),
+            "JOIN" => self.join(line).await,
+            "PART" => self.part(line).await,
+            "PRIVMSG" | "NOTICE" => self.privmsg(line).await,
+            "TOPIC" => self.topic(line).await,
+            "NAMES" => self.names(line).await,
+            "WHO" => self.who(line).await,
+            "WHOIS" => self.whois(line).await,
+            "LIST" => self.list(line).await,
+            "AWAY" => self.away(line).await,
+            "MODE" => self.mode(line).await,
+            "KICK" => self.kick(line).await,
+            "INVITE" => self.invite(line).await,
+            "MOTD" => self.motd(),
+            "LUSERS" => self.lusers().await,
+            "VERSION" => {
+                let host = self.host.clone();
+                self.num("351", &[concat!("chat-", env!("CARGO_PKG_VERSION")), &host, "IRC door of the chat server"]);
+            }
+            "TIME" => {
+                let host = self.host.clone();
+                self.num("391", &[&host, &jiff::Timestamp::now().to_string()]);
+            }
+            "USERHOST" | "ISON" => self.ison(line).await,
+            _ => self.num("421", &[cmd, "Unknown command"]),
+        }
+    }
+
+    async fn join(&mut self, line: &Line) {
+        let Some(list) = line.param(0) else {
+            return self.num("461", &["JOIN", "Not enough parameters"]);
+        };
+        if list == "0" {
+            let keys: Vec<Arc<str>> = self.session().handle().rooms().iter().map(|r| r.key.clone()).collect();
+            for key in keys {
+                if let Ok(room) = Name::room(&key) {
+                    let _ = self.session().leave(&room).await;
+                }
+            }
+            return;
+        }
+        let history = self.svc.config.irc.history_on_join as u64;
+        for chan in list.split(',').filter(|c| !c.is_empty()) {
+            let Some(room) = room_of(chan) else {
+                self.num("403", &[chan, "No such channel"]);
+                continue;
+            };
+            if self.chans.contains_key(room.key()) {
+                continue;
+            }
+            // `joined` comes through the queue: it becomes JOIN, 353, 366.
+            if let Err(e) = Box::pin(self.session().join(None, &room, None, Some(history))).await {
+                let code = match e.code {
+                    ErrorCode::NoSuchRoom | ErrorCode::Invalid => "403",
+                    ErrorCode::Forbidden if e.message.contains("at most") => "405",
+                    ErrorCode::Forbidden | ErrorCode::Unauthorized => "473",
+                    _ => "",
+                };
+                self.refuse(code, "JOIN", chan, &e);
+            }
+        }
+    }
+
+    /// Reports a refused call: `code` (a numeric with `what` as its
+    /// subject), or `400` naming the command.
+    fn refuse(&mut self, code: &str, command: &str, what: &str, e: &ProtoError) {
+        self.svc.metrics.error(e.code);
+        if code.is_empty() {
+            self.num("400", &[command, &e.message]);
+        } else {
+            self.num(code, &[what, &e.message]);
+        }
+    }
+
+    async fn part(&mut self, line: &Line) {
+        let Some(list) = line.param(0) else {
+            return self.num("461", &["PART", "Not enough parameters"]);
+        };
+        for chan in list.split(',').filter(|c| !c.is_empty()) {
+            let Some(room) = room_of(chan) else {
+                self.num("403", &[chan, "No such channel"]);
+                continue;
+            };
+            match self.session().leave(&room).await {
+                Ok(name) => {
+                    self.chans.remove(room.key());
+                    let me = self.me();
+                    let source = self.source(&me);
+                    let chan = chan_of(&name);
+                    match line.param(1) {
+                        Some(reason) => push(&mut self.out, None, &source, "PART", &[&chan, reason]),
+                        None => push(&mut self.out, None, &source, "PART", &[&chan]),
+                    }
+                }
+                Err(e) => {
+                    let code = if e.code == ErrorCode::NotInRoom { "442" } else { "403" };
+                    self.refuse(code, "PART", chan, &e);
+                }
+            }
+        }
+    }
+
+    async fn privmsg(&mut self, line: &Line) {
+        let notice = line.command == "NOTICE";
+        let (Some(targets), Some(text)) = (line.param(0), line.param(1)) else {
+            if !notice {
+                match line.param(0) {
+                    None => self.num("411", &[&format!("No recipient given ({})", line.command)]),
+                    Some(_) => self.num("412", &["No text to send"]),
+                }
+            }
+            return;
+        };
+        if text.is_empty() {
+            if !notice {
+                self.num("412", &["No text to send"]);
+            }
+            return;
+        }
+        for to in targets.split(',').filter(|t| !t.is_empty()).take(4) {
+            let target = if to == "$*" {
+                Target::Everyone
+            } else if to.starts_with('#') {
+                match room_of(to) {
+                    Some(r) => Target::Room(r),
+                    None => {
+                        if !notice {
+                            self.num("403", &[to, "No such channel"]);
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                match Name::nick(to) {
+                    Ok(n) if n.key().as_ref() == self.me().to_ascii_lowercase() => {
+                        // To oneself: IRC shows it back; nothing is stored.
+                        let source = self.source(&self.me());
+                        push(&mut self.out, None, &source, &line.command, &[to, text]);
+                        continue;
+                    }
+                    Ok(n) => Target::User(n),
+                    Err(_) => {
+                        if !notice {
+                            self.num("401", &[to, "No such nick/channel"]);
+                        }
+                        continue;
+                    }
+                }
+            };
+            // The ack (with echo-message) comes through the queue.
+            if let Err(e) = Box::pin(self.session().say(None, target.clone(), text, Vec::new())).await {
+                if notice {
+                    continue; // no automatic replies to a NOTICE
+                }
+                let code = match (&target, e.code) {
+                    (_, ErrorCode::NoSuchUser) => "401",
+                    (Target::Room(_), ErrorCode::NoSuchRoom) => "403",
+                    (Target::Room(_), ErrorCode::NotInRoom | ErrorCode::Forbidden) => "404",
+                    (_, ErrorCode::Invalid) if e.message.contains("empty") => "412",
+                    _ => "",
+                };
+                self.refuse(code, &line.command.clone(), to, &e);
+            }
+        }
+    }
+
+    async fn topic(&mut self, line: &Line) {
+        let Some((chan, room)) = self.chan_param(line, 0) else { return };
+        match line.param(1) {
+            None => match self.session().who(&room).await {
+                Ok(view) if view.topic.is_empty() => self.num("331", &[chan, "No topic is set"]),
+                Ok(view) => self.num("332", &[&chan_of(&view.name), &view.topic]),
+                Err(e) => {
+                    let code = if e.code == ErrorCode::NoSuchRoom { "403" } else { "442" };
+                    self.refuse(code, "TOPIC", chan, &e)
+                }
+            },
+            Some(topic) => {
+                if self.session().handle().joined(room.key()).is_none() {
+                    return self.num("442", &[chan, "You're not on that channel"]);
+                }
+                // The TOPIC line comes back through the queue.
+                if let Err(e) = self.session().topic(&room, topic.to_owned()).await {
+                    let code = match e.code {
+                        ErrorCode::Forbidden => "482",
+                        ErrorCode::NotInRoom => "442",
+                        _ => "",
+                    };
+                    self.refuse(code, "TOPIC", chan, &e);
+                }
+            }
+        }
+    }
+
+    /// The prefix shown before a member's nick: `@` for this user where
+    /// it is a moderator (the only moderator this door can tell).
+    fn prefix_of(&mut self, room: &Name, nick: &str) -> &'static str {
+        let me = self.me();
+        let mod_here = self.session().handle().joined(room.key()).is_some_and(|r| r.moderator);
+        if mod_here && nick.eq_ignore_ascii_case(&me) { "@" } else { "" }
+    }
+
+    async fn names(&mut self, line: &Line) {
+        let chans: Vec<String> = match line.param(0) {
+            Some(list) => list.split(',').filter(|c| !c.is_empty()).map(str::to_owned).collect(),
+            None => self.chans.values().map(|c| c.name.clone()).collect(),
+        };
+        for chan in chans {
+            if let Some(room) = room_of(&chan)
+                && let Ok(view) = self.session().who(&room).await
+            {
+                let shown = chan_of(&view.name);
+                let mut names = Vec::with_capacity(view.members.len());
+                for m in &view.members {
+                    names.push(format!("{}{}", self.prefix_of(&room, &m.nick), m.nick));
+                }
+                for chunk in names.chunks(40) {
+                    self.num("353", &["=", &shown, &chunk.join(" ")]);
+                }
+                self.num("366", &[&shown, "End of /NAMES list"]);
+                continue;
+            }
+            self.num("366", &[&chan, "End of /NAMES list"]);
+        }
+    }
+
+    async fn who(&mut self, line: &Line) {
+        let mask = line.param(0).unwrap_or("*").to_owned();
+        let host = self.host.clone();
+        if let Some(room) = room_of(&mask) {
+            if let Ok(view) = self.session().who(&room).await {
+                let shown = chan_of(&view.name);
+                for m in &view.members {
+                    let flags = format!("{}{}", if m.away { "G" } else { "H" }, self.prefix_of(&room, &m.nick));
+                    let real = format!("0 {}", m.display_name);
+                    self.num("352", &[&shown, &m.nick, &host, &host, &m.nick, &flags, &real]);
+                }
+            }
+        } else if let Ok(nick) = Name::nick(&mask)
+            && let Ok(Some(user)) = self.svc.user_of(&nick).await
+        {
+            self.num("352", &["*", &user.nick, &host, &host, &user.nick, "H", &format!("0 {}", user.nick)]);
+        }
+        self.num("315", &[&mask, "End of WHO list"]);
+    }
+
+    async fn whois(&mut self, line: &Line) {
+        // `WHOIS server nick` names the nick last.
+        let Some(target) = line.params.last().cloned() else {
+            return self.num("431", &["No nickname given"]);
+        };
+        let user = match Name::nick(&target) {
+            Ok(nick) => self.svc.user_of(&nick).await.ok().flatten(),
+            Err(_) => None,
+        };
+        let host = self.host.clone();
+        match user {
+            Some(user) => {
+                self.num("311", &[&user.nick, &user.nick, &host, "*", &user.nick]);
+                let chans: Vec<String> = if user.nick.eq_ignore_ascii_case(&self.me()) {
+                    self.chans.values().map(|c| c.name.clone()).collect()
+                } else {
+                    let key: Arc<str> = user.nick.to_ascii_lowercase().into();
+                    self.chans.values().filter(|c| c.members.contains(&key)).map(|c| c.name.clone()).collect()
+                };
+                if !chans.is_empty() {
+                    self.num("319", &[&user.nick, &chans.join(" ")]);
+                }
+                self.num("312", &[&user.nick, &host, "chat server"]);
+                self.num("318", &[&user.nick, "End of /WHOIS list"]);
+            }
+            None => {
+                self.num("401", &[&target, "No such nick/channel"]);
+                self.num("318", &[&target, "End of /WHOIS list"]);
+            }
+        }
+    }
+
+    async fn list(&mut self, line: &Line) {
+        let only: Option<Vec<String>> = line
+            .param(0)
+            .filter(|p| p.starts_with('#'))
+            .map(|l| l.split(',').map(|c| c.to_ascii_lowercase()).collect());
+        self.num("321", &["Channel", "Users  Name"]);
+        match self.session().rooms().await {
+            Ok(rooms) => {
+                for r in rooms {
+                    let chan = chan_of(&r.name);
+                    if only.as_ref().is_some_and(|o| !o.contains(&chan.to_ascii_lowercase())) {
+                        continue;
+                    }
+                    self.num("322", &[&chan, &r.members.to_string(), &r.topic]);
+                }
+            }
+            Err(e) => self.svc.metrics.error(e.code),
+        }
+        self.num("323", &["End of /LIST"]);
+    }
+
+    async fn away(&mut self, line: &Line) {
+        let away = line.param(0).is_some_and(|m| !m.is_empty());
+        match self.session().away(away).await {
+            Ok(()) if away => self.num("306", &["You have been marked as being away"]),
+            Ok(()) => self.num("305", &["You are no longer marked as being away"]),
+            Err(e) => self.refuse("", "AWAY", "", &e),
+        }
+    }
+
+    async fn mode(&mut self, line: &Line) {
+        let Some(target) = line.param(0) else {
+            return self.num("461", &["MODE", "Not enough parameters"]);
+        };
+        if !target.starts_with('#') {
+            if !target.eq_ignore_ascii_case(&self.me()) {
+                let code = if Name::nick(target).is_ok() { "502" } else { "401" };
+                let text = if code == "502" { "Cannot change mode for other users" } else { "No such nick/channel" };
+                return self.num(code, &[target, text][usize::from(code == "502")..]);
+            }
+            return self.num("221", &["+i"]);
+        }
+        let Some((chan, room)) = self.chan_param(line, 0) else { return };
+        let private = match self.svc.room_name(&room).await {
+            Ok((_, record)) => record.is_some_and(|r| r.private),
+            Err(e) => return self.refuse("403", "MODE", chan, &e),
+        };
+        let joined = self.session().handle().joined(room.key());
+        match line.param(1) {
+            None => {
+                let modes = if private { "+int" } else { "+nt" };
+                self.num("324", &[chan, modes]);
+            }
+            Some(m) if m.trim_start_matches(['+', '-']).starts_with('b') && line.params.len() == 2 => {
+                self.num("368", &[chan, "End of channel ban list"])
+            }
+            Some(_) => match joined {
+                None => self.num("442", &[chan, "You're not on that channel"]),
+                Some(r) if !r.moderator => self.num("482", &[chan, "You're not channel operator"]),
+                // Roles and privacy are set through the HTTP API.
+                Some(_) => self.num("472", &[line.param(1).unwrap_or(""), "Modes are set through the web API here"]),
+            },
+        }
+    }
+
+    async fn kick(&mut self, line: &Line) {
+        let Some((chan, room)) = self.chan_param(line, 0) else { return };
+        let Some(nick) = line.param(1) else {
+            return self.num("461", &["KICK", "Not enough parameters"]);
+        };
+        match self.session().handle().joined(room.key()) {
+            None => return self.num("442", &[chan, "You're not on that channel"]),
+            Some(r) if !r.moderator => return self.num("482", &[chan, "You're not channel operator"]),
+            Some(_) => {}
+        }
+        let Ok(target) = Name::nick(nick) else {
+            return self.num("401", &[nick, "No such nick/channel"]);
+        };
+        if let Err(e) = self.session().kick(&room, &target).await {
+            let code = match e.code {
+                ErrorCode::NotInRoom => "441",
+                ErrorCode::Forbidden => "482",
+                _ => "",
+            };
+            self.refuse(code, "KICK", &format!("{nick} {chan}"), &e);
+        }
+    }
+
+    async fn invite(&mut self, line: &Line) {
+        let (Some(nick), Some(_)) = (line.param(0), line.param(1)) else {
+            return self.num("461", &["INVITE", "Not enough parameters"]);
+        };
+        let Some((chan, room)) = self.chan_param(line, 1) else { return };
+        match self.session().handle().joined(room.key()) {
+            None => return self.num("442", &[chan, "You're not on that channel"]),
+            Some(r) if !r.moderator => return self.num("482", &[chan, "You're not channel operator"]),
+            Some(_) => {}
+        }
+        let Ok(target) = Name::nick(nick) else {
+            return self.num("401", &[nick, "No such nick/channel"]);
+        };
+        let grantee = crate::service::rooms::Grantee::Nick(target);
+        match self.svc.add_member(&room, &grantee, crate::model::Role::Member).await {
+            Ok(_) => self.num("341", &[nick, chan]),
+            Err(e) => {
+                let code = if e.code == ErrorCode::NoSuchUser { "401" } else { "" };
+                self.refuse(code, "INVITE", nick, &e);
+            }
+        }
+    }
+
+    /// ISON and USERHOST: which of the nicks are here.
+    async fn ison(&mut self, line: &Line) {
+        let mut here = Vec::new();
+        for n in line.params.iter().flat_map(|p| p.split(' ')).filter(|n| !n.is_empty()).take(16) {
+            if let Ok(nick) = Name::nick(n)
+                && let Ok(Some(user)) = self.svc.user_of(&nick).await
+            {
+                here.push(user.nick.to_string());
+            }
+        }
+        if line.command == "ISON" {
+            self.num("303", &[&here.join(" ")]);
+        } else {
+            let host = self.host.clone();
+            let replies: Vec<String> = here.iter().map(|n| format!("{n}=+{n}@{host}")).collect();
+            self.num("302", &[&replies.join(" ")]);
+        }
+    }
+}
+
+/// A session token (64 hex digits) or a site token (a JWT: three parts):
+/// `PASS` with anything else is an account password.
+fn looks_like_token(pass: &str) -> bool {
+    crate::auth::is_session_token(pass) || (pass.split('.').count() == 3 && !pass.contains(' '))
+}
