@@ -169,13 +169,14 @@ impl Server {
             tracing::info!(addr = %at, "metrics listening");
         }
         let mut irc_addrs = [None, None];
+        let directory = Arc::new(gateway::irc::Directory::default());
         for (i, (listener, tls)) in irc.into_iter().enumerate() {
             let Some(listener) = listener else { continue };
             let at = listener.local_addr()?;
             irc_addrs[i] = Some(at);
             let conns = app.conns.clone();
             let acquire = move |ip| conns.acquire(ip).ok();
-            tokio::spawn(gateway::irc::listen(app.service().clone(), listener, tls, acquire));
+            tokio::spawn(gateway::irc::listen(app.service().clone(), listener, tls, directory.clone(), acquire));
             tracing::info!(addr = %at, tls = i == 1, "irc listening");
         }
 

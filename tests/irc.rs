@@ -247,7 +247,7 @@ async fn accounts_register_and_refusals_are_numerics() {
         ("PRIVMSG #nowhere :hi", " 404 dave #nowhere "),
         ("PRIVMSG dave", " 412 dave :No text to send"),
         ("TOPIC #lobby :x", " 442 dave #lobby :You're not on that channel"),
-        ("KICK #lobby carol", " 442 dave #lobby :You're not on that channel"),
+        ("KICK #lobby carol", " 403 dave #lobby :No such channel"),
         ("USER a b c d", " 462 dave :You may not reregister"),
         ("FROB", " 421 dave FROB :Unknown command"),
         ("NICK carol", " 447 dave carol "),

@@ -68,6 +68,7 @@ impl Irc {
             }
             "message" => self.message(v, false),
             "ack" => {
+                self.acked();
                 if self.caps.echo_message
                     && let Some(m) = v.get("message")
                 {
@@ -102,11 +103,26 @@ impl Irc {
                 }
             }
             "error" | "notice" => {
+                if s(v, "type") == "error" {
+                    self.acked(); // a message that could not be stored
+                }
                 let host = self.host.clone();
                 let text = format!("{}: {}", s(v, "code"), s(v, "message"));
                 push(&mut self.out, None, &host, "NOTICE", &[&me, &text]);
             }
             _ => {}
+        }
+    }
+
+    /// One said message is acknowledged (or failed): held PONGs go out
+    /// once none is in flight.
+    fn acked(&mut self) {
+        self.unacked = self.unacked.saturating_sub(1);
+        if self.unacked == 0 {
+            let host = self.host.clone();
+            for token in std::mem::take(&mut self.held_pongs) {
+                push(&mut self.out, None, &host, "PONG", &[&host, &token]);
+            }
         }
     }
 

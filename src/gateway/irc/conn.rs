@@ -10,6 +10,7 @@ use std::sync::Arc;
 use base64::Engine;
 
 use super::line::{Line, push};
+use super::{Directory, Entry};
 use crate::protocol::client::Target;
 use crate::protocol::{ErrorCode, Name, ProtoError};
 use crate::service::{Hello, Outbound, Service, Session};
@@ -44,6 +45,7 @@ pub(super) enum Ending {
 
 pub(super) struct Irc {
     pub(super) svc: Arc<Service>,
+    pub(super) directory: Arc<Directory>,
     pub(super) ip: IpAddr,
     /// The server's name as a source (no spaces).
     pub(super) host: String,
@@ -51,7 +53,8 @@ pub(super) struct Irc {
     /// `CAP LS`/`REQ` seen and no `CAP END` yet: registration waits.
     negotiating: bool,
     nick: Option<String>,
-    user: bool,
+    /// USER's user name and real name.
+    user: Option<(String, String)>,
     pass: Option<String>,
     /// SASL PLAIN in progress (`AUTHENTICATE PLAIN` seen).
     sasl: bool,
@@ -62,6 +65,10 @@ pub(super) struct Irc {
     /// By room key.
     pub(super) chans: HashMap<Arc<str>, Chan>,
     pub(super) ending: Option<Ending>,
+    /// Messages said and not yet acknowledged (stored and delivered).
+    pub(super) unacked: usize,
+    /// PING tokens to answer once `unacked` is back to 0.
+    pub(super) held_pongs: Vec<String>,
 }
 
 /// `#x` is room `x`, `##x` room `#x`.
@@ -74,17 +81,18 @@ fn room_of(chan: &str) -> Option<Name> {
 }
 
 impl Irc {
-    pub(super) fn new(svc: Arc<Service>, ip: IpAddr) -> Irc {
+    pub(super) fn new(svc: Arc<Service>, directory: Arc<Directory>, ip: IpAddr) -> Irc {
         let host: String = svc.config.server.name.chars().map(|c| if c.is_ascii_graphic() { c } else { '-' }).collect();
         let host = if host.is_empty() { "chat".to_owned() } else { host };
         Irc {
             svc,
+            directory,
             ip,
             host,
             caps: Caps::default(),
             negotiating: false,
             nick: None,
-            user: false,
+            user: None,
             pass: None,
             sasl: false,
             session: None,
@@ -93,6 +101,8 @@ impl Irc {
             out: String::new(),
             chans: HashMap::new(),
             ending: None,
+            unacked: 0,
+            held_pongs: Vec::new(),
         }
     }
 
@@ -134,6 +144,12 @@ impl Irc {
                 if token.is_empty() {
                     return self.num("409", &["No origin specified"]);
                 }
+                if self.unacked > 0 {
+                    // After this client's messages in flight are delivered
+                    // (their acks): a PING then orders what others see.
+                    self.held_pongs.push(token.to_owned());
+                    return;
+                }
                 let host = self.host.clone();
                 return self.server_line("PONG", &[&host, token]);
             }
@@ -169,7 +185,9 @@ impl Irc {
                 if line.params.len() < 4 {
                     return self.num("461", &["USER", "Not enough parameters"]);
                 }
-                self.user = true;
+                let name: String =
+                    line.params[0].chars().filter(|c| c.is_ascii_graphic() && *c != '@').take(16).collect();
+                self.user = Some((name, line.params[3].clone()));
             }
             "AUTHENTICATE" => return self.authenticate(line).await,
             _ => return self.num("451", &["You have not registered"]),
@@ -180,7 +198,7 @@ impl Irc {
     /// Registers once NICK and USER are in and capability negotiation is
     /// over: opens the session (unless SASL did) and sends the welcome.
     async fn try_register(&mut self) {
-        if self.registered || self.negotiating || !self.user {
+        if self.registered || self.negotiating || self.user.is_none() {
             return;
         }
         if self.session.is_none() {
@@ -219,6 +237,8 @@ impl Irc {
     async fn welcome(&mut self) {
         let Some(session) = &self.session else { return };
         self.registered = true;
+        let (user, real) = self.user.clone().unwrap_or_default();
+        self.directory.set(session.handle().nick().key().clone(), Entry { user, real, away: None });
         let _ = session.welcome().await; // rooms.auto_join is for the web client: IRC users choose
         let me = self.me();
         let host = self.host.clone();
@@ -405,7 +425,18 @@ impl Irc {
                 Some(n) if n == self.me() => {}
                 Some(n) if Name::nick(n).is_err() => self.num("432", &[n, "Erroneous nickname"]),
                 Some(n) => {
-                    self.num("447", &[n, "Cannot change nickname here: your nick is who you are; reconnect as another"])
+                    let taken = match Name::nick(n) {
+                        Ok(name) => matches!(self.svc.user_of(&name).await, Ok(Some(_))),
+                        Err(_) => false,
+                    };
+                    if taken {
+                        self.num("433", &[n, "Nickname is already in use"]);
+                    } else {
+                        self.num(
+                            "447",
+                            &[n, "Cannot change nickname here: your nick is who you are; reconnect as another"],
+                        );
+                    }
                 }
             },
             "CAP" | "PING" | "PONG" | "QUIT" => {}
@@ -433,6 +464,14 @@ impl Irc {
                 self.num("391", &[&host, &jiff::Timestamp::now().to_string()]);
             }
             "USERHOST" | "ISON" => self.ison(line).await,
+            "WHOWAS" => match line.param(0) {
+                None => self.num("431", &["No nickname given"]),
+                Some(n) => {
+                    let n = n.to_owned();
+                    self.num("406", &[&n, "There was no such nickname"]);
+                    self.num("369", &[&n, "End of WHOWAS"]);
+                }
+            },
             _ => self.num("421", &[cmd, "Unknown command"]),
         }
     }
@@ -549,7 +588,12 @@ impl Irc {
                         push(&mut self.out, None, &source, &line.command, &[to, text]);
                         continue;
                     }
-                    Ok(n) => Target::User(n),
+                    Ok(n) => {
+                        if !notice && let Some(away) = self.directory.get(n.key()).and_then(|e| e.away) {
+                            self.num("301", &[n.as_str(), &away]);
+                        }
+                        Target::User(n)
+                    }
                     Err(_) => {
                         if !notice {
                             self.num("401", &[to, "No such nick/channel"]);
@@ -559,7 +603,11 @@ impl Irc {
                 }
             };
             // The ack (with echo-message) comes through the queue.
-            if let Err(e) = Box::pin(self.session().say(None, target.clone(), text, Vec::new())).await {
+            let said = Box::pin(self.session().say(None, target.clone(), text, Vec::new())).await;
+            if said.is_ok() {
+                self.unacked += 1;
+            }
+            if let Err(e) = said {
                 if notice {
                     continue; // no automatic replies to a NOTICE
                 }
@@ -667,7 +715,13 @@ impl Irc {
         let host = self.host.clone();
         match user {
             Some(user) => {
-                self.num("311", &[&user.nick, &user.nick, &host, "*", &user.nick]);
+                let entry = self.directory.get(&user.nick.to_ascii_lowercase()).unwrap_or_default();
+                let name = if entry.user.is_empty() { user.nick.to_string() } else { entry.user.clone() };
+                let real = if entry.real.is_empty() { user.nick.to_string() } else { entry.real.clone() };
+                self.num("311", &[&user.nick, &name, &host, "*", &real]);
+                if let Some(away) = &entry.away {
+                    self.num("301", &[&user.nick, away]);
+                }
                 let chans: Vec<String> = if user.nick.eq_ignore_ascii_case(&self.me()) {
                     self.chans.values().map(|c| c.name.clone()).collect()
                 } else {
@@ -709,7 +763,10 @@ impl Irc {
     }
 
     async fn away(&mut self, line: &Line) {
-        let away = line.param(0).is_some_and(|m| !m.is_empty());
+        let message = line.param(0).filter(|m| !m.is_empty()).map(|m| m.chars().take(200).collect::<String>());
+        let away = message.is_some();
+        let key = self.session().handle().nick().key().clone();
+        self.directory.set_away(&key, message);
         match self.session().away(away).await {
             Ok(()) if away => self.num("306", &["You have been marked as being away"]),
             Ok(()) => self.num("305", &["You are no longer marked as being away"]),
@@ -758,6 +815,7 @@ impl Irc {
             return self.num("461", &["KICK", "Not enough parameters"]);
         };
         match self.session().handle().joined(room.key()) {
+            None if self.svc.room_name(&room).await.is_err() => return self.num("403", &[chan, "No such channel"]),
             None => return self.num("442", &[chan, "You're not on that channel"]),
             Some(r) if !r.moderator => return self.num("482", &[chan, "You're not channel operator"]),
             Some(_) => {}

@@ -65,11 +65,46 @@ pub(crate) fn tls_acceptor(cert: &str, key: &str) -> anyhow::Result<TlsAcceptor>
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// What IRC clients on this node said of themselves that the service does
+/// not keep: the USER name and real name (WHOIS), the AWAY message (301).
+/// By case-folded nick; an entry lives as long as its connection.
+#[derive(Default)]
+pub(crate) struct Directory(dashmap::DashMap<Arc<str>, Entry>);
+
+#[derive(Clone, Default)]
+pub(super) struct Entry {
+    pub(super) user: String,
+    pub(super) real: String,
+    pub(super) away: Option<String>,
+}
+
+impl Directory {
+    pub(super) fn get(&self, nick_key: &str) -> Option<Entry> {
+        self.0.get(nick_key).map(|e| e.clone())
+    }
+    pub(super) fn set(&self, nick_key: Arc<str>, entry: Entry) {
+        self.0.insert(nick_key, entry);
+    }
+    pub(super) fn set_away(&self, nick_key: &str, away: Option<String>) {
+        if let Some(mut e) = self.0.get_mut(nick_key) {
+            e.away = away;
+        }
+    }
+    pub(super) fn remove(&self, nick_key: &str) {
+        self.0.remove(nick_key);
+    }
+}
+
 /// Accepts IRC connections on `listener` until shutdown. `acquire` takes a
 /// place under the connection caps (shared with the WebSocket door) or
 /// refuses; a refused client gets an ERROR line.
-pub(crate) async fn listen<P, F>(svc: Arc<Service>, listener: TcpListener, tls: Option<TlsAcceptor>, acquire: F)
-where
+pub(crate) async fn listen<P, F>(
+    svc: Arc<Service>,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    directory: Arc<Directory>,
+    acquire: F,
+) where
     P: Send + 'static,
     F: Fn(IpAddr) -> Option<P>,
 {
@@ -90,6 +125,7 @@ where
         let permit = acquire(peer.ip().to_canonical());
         let svc2 = svc.clone();
         let tls = tls.clone();
+        let directory = directory.clone();
         svc.lifecycle.tracker.spawn(async move {
             let Some(permit) = permit else {
                 tracing::warn!(%peer, "irc connection refused: cap reached");
@@ -100,24 +136,24 @@ where
             match tls {
                 Some(acceptor) => {
                     match tokio::time::timeout(svc2.config.limits.hello_timeout, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => serve(svc2, stream, peer, permit).await,
+                        Ok(Ok(stream)) => serve(svc2, directory, stream, peer, permit).await,
                         _ => tracing::debug!(%peer, "irc: TLS handshake failed"),
                     }
                 }
-                None => serve(svc2, tcp, peer, permit).await,
+                None => serve(svc2, directory, tcp, peer, permit).await,
             }
         });
     }
 }
 
 /// The life of one connection.
-async fn serve<S, P>(svc: Arc<Service>, stream: S, peer: SocketAddr, _permit: P)
+async fn serve<S, P>(svc: Arc<Service>, directory: Arc<Directory>, stream: S, peer: SocketAddr, _permit: P)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let _open = svc.metrics.connection_opened();
     let (mut reader, mut writer) = tokio::io::split(stream);
-    let mut irc = Irc::new(svc.clone(), peer.ip().to_canonical());
+    let mut irc = Irc::new(svc.clone(), directory, peer.ip().to_canonical());
     let reading = svc.lifecycle.readers.token();
     let reason = Box::pin(run(&mut irc, &mut reader, &mut writer)).await;
     drop(reading);
@@ -145,6 +181,9 @@ where
     .await;
     if let Some(session) = irc.session.take() {
         let handle = session.handle().clone();
+        if irc.registered {
+            irc.directory.remove(handle.nick().key());
+        }
         tracing::info!(session = handle.id, nick = %handle.nick(), %peer, "irc: disconnected");
         Box::pin(session.end(reason)).await;
     }
