@@ -250,7 +250,8 @@ async fn accounts_register_and_refusals_are_numerics() {
         ("KICK #lobby carol", " 403 dave #lobby :No such channel"),
         ("USER a b c d", " 462 dave :You may not reregister"),
         ("FROB", " 421 dave FROB :Unknown command"),
-        ("NICK carol", " 447 dave carol "),
+        ("NICK carol", " 433 dave carol :Nickname is already in use"),
+        ("NICK newname", " 447 dave newname "),
         ("MODE carol", " 502 dave "),
         ("WHOIS nobody", " 401 dave nobody :No such nick/channel"),
     ] {
@@ -361,5 +362,78 @@ async fn silent_clients_are_dropped() {
     let mut unregistered = Irc::connect(&server).await;
     unregistered.send("NICK lazy").await;
     unregistered.until("ERROR :Closing Link: Registration timeout").await;
+    server.stop().await;
+}
+
+/// A tmux server of this test's own, running one irssi.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("tmux");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "irc"])
+    }
+
+    /// Waits until irssi's screen shows `text` (a terminal gives no event
+    /// to await: its screen is read again every 50 ms, up to `WAIT`).
+    async fn shows(&self, text: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "irssi never showed {text:?}; screen:\n{screen}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn keys(&self, line: &str) {
+        self.run(&["send-keys", "-t", "irc", "-l", line]);
+        self.run(&["send-keys", "-t", "irc", "Enter"]);
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.run(&["kill-server"]);
+    }
+}
+
+fn installed(tool: &str) -> bool {
+    std::process::Command::new(tool).arg("-v").output().is_ok()
+}
+
+/// irssi, a real IRC client, joins #lobby and chats with a web user.
+#[tokio::test]
+async fn irssi_chats_with_a_web_user() {
+    if !installed("irssi") || !installed("tmux") {
+        eprintln!("SKIPPED irssi test: irssi or tmux is not installed (apt-get install irssi tmux)");
+        return;
+    }
+    let server = common::start(irc_config()).await;
+    let mut alice = Client::in_rooms(&server, "alice", &["lobby"]).await;
+    let home = tempfile::tempdir().unwrap();
+    let addr = server.irc_addr().unwrap();
+    let tmux = Tmux { socket: format!("chat-irc-test-{}", std::process::id()) };
+    let irssi =
+        format!("irssi --home={} --connect={} --port={} --nick=ian", home.path().display(), addr.ip(), addr.port());
+    tmux.run(&["new-session", "-d", "-s", "irc", "-x", "160", "-y", "40", &irssi]);
+    tmux.shows("Welcome to the chat IRC network").await;
+    tmux.keys("/join #lobby");
+    alice.expect_json(presence("lobby", "ian", "join")).await;
+    tmux.shows("has joined #lobby").await;
+    tmux.keys("hello from irssi");
+    alice.expect_json(room_msg("lobby", 1, "ian", "hello from irssi")).await;
+    alice.say("lobby", "hi ian, from the web").await;
+    tmux.shows("alice> hi ian, from the web").await;
+    tmux.keys("/quit leaving");
+    alice.expect_json(presence("lobby", "ian", "quit")).await;
     server.stop().await;
 }
