@@ -118,7 +118,7 @@ async fn irc_user_chats_with_a_web_user() {
     let mut alice = Client::in_rooms(&server, "alice", &["lobby"]).await;
     alice.say("lobby", "before you came").await;
 
-    let mut bob = Irc::register(&server, "bob", "server-time message-tags echo-message").await;
+    let mut bob = Irc::register(&server, "bob", "server-time message-tags echo-message away-notify").await;
     bob.send("JOIN #lobby,##dev").await;
     bob.expect(":bob!bob@chat JOIN #lobby").await;
     let names = bob.expect(" 353 bob = #lobby :").await;
@@ -169,6 +169,13 @@ async fn irc_user_chats_with_a_web_user() {
     bob.send("WHOIS alice").await;
     bob.expect(" 311 bob alice alice chat * :alice").await;
     bob.until(" 318 bob alice :End of /WHOIS list").await;
+
+    // The web user goes away and comes back (away-notify).
+    alice.send(json!({"type": "away", "away": true})).await;
+    bob.expect(":alice!alice@chat AWAY :Away").await;
+    alice.send(json!({"type": "away", "away": false})).await;
+    assert_eq!(bob.next().await.as_deref(), Some(":alice!alice@chat AWAY"));
+    bob.sync().await;
 
     // The web user leaves and comes back; the IRC user sees it.
     alice.send(json!({"type": "leave", "room": "lobby"})).await;

@@ -91,15 +91,16 @@ impl Irc {
                     push(&mut self.out, None, &host, "NOTICE", &[&target, piece]);
                 }
             }
-            "status" => {
-                if self.caps.away_notify {
-                    let nick = s(v, "nick");
+            // The watched members' state (see `to_watch`): AWAY lines on a change.
+            "status" if self.caps.away_notify => {
+                let nick = s(v, "nick");
+                let away = v.get("away").and_then(Value::as_bool) == Some(true);
+                let key: Arc<str> = nick.to_ascii_lowercase().into();
+                let was = self.away.insert(key, away).unwrap_or(false);
+                if away != was && v.get("online").and_then(Value::as_bool) == Some(true) {
                     let source = self.source(nick);
-                    if v.get("away").and_then(Value::as_bool) == Some(true) {
-                        push(&mut self.out, None, &source, "AWAY", &["Away"]);
-                    } else {
-                        push(&mut self.out, None, &source, "AWAY", &[]);
-                    }
+                    let params: &[&str] = if away { &["Away"] } else { &[] };
+                    push(&mut self.out, None, &source, "AWAY", params);
                 }
             }
             "error" | "notice" => {
@@ -164,6 +165,9 @@ impl Irc {
             self.num("353", &["=", &chan, &chunk.join(" ")]);
         }
         self.num("366", &[&chan, "End of /NAMES list"]);
+        if self.caps.away_notify {
+            self.to_watch.extend(members.iter().filter(|m| !m.eq_ignore_ascii_case(&me)).cloned());
+        }
         self.chans.insert(room.to_ascii_lowercase().into(), Chan { name: chan, members });
         if let Some(history) = v.get("history").and_then(Value::as_array) {
             for m in history {
@@ -182,7 +186,10 @@ impl Irc {
                 if let Some(c) = self.chans.get_mut(chan_key.as_str())
                     && !c.members.contains(&key)
                 {
-                    c.members.push(key);
+                    c.members.push(key.clone());
+                }
+                if self.caps.away_notify {
+                    self.to_watch.push(key);
                 }
                 push(&mut self.out, None, &source, "JOIN", &[&chan_of(room)]);
             }

@@ -67,6 +67,9 @@ pub(super) struct Irc {
     pub(super) ending: Option<Ending>,
     /// Messages said and not yet acknowledged (stored and delivered).
     pub(super) unacked: usize,
+    /// Members to watch (for away-notify), and what their away state is.
+    pub(super) to_watch: Vec<Arc<str>>,
+    pub(super) away: HashMap<Arc<str>, bool>,
     /// PING tokens to answer once `unacked` is back to 0.
     pub(super) held_pongs: Vec<String>,
 }
@@ -103,6 +106,8 @@ impl Irc {
             ending: None,
             unacked: 0,
             held_pongs: Vec::new(),
+            to_watch: Vec::new(),
+            away: HashMap::new(),
         }
     }
 
@@ -397,6 +402,20 @@ impl Irc {
         }
     }
 
+    /// Watches the members `to_watch` names (away-notify), within
+    /// `limits.max_watch` (past it, the rest are not watched).
+    pub(super) async fn watch_members(&mut self) {
+        let nicks: Vec<Name> = std::mem::take(&mut self.to_watch).iter().filter_map(|n| Name::nick(n).ok()).collect();
+        if nicks.is_empty() {
+            return;
+        }
+        if let Some(s) = self.session.as_mut()
+            && let Err(e) = s.watch(&nicks).await
+        {
+            tracing::debug!(error = %e.message, "irc: could not watch members for away-notify");
+        }
+    }
+
     pub(super) fn session(&mut self) -> &mut Session {
         self.session.as_mut().expect("registered")
     }
@@ -422,7 +441,8 @@ impl Irc {
             "PASS" | "USER" => self.num("462", &["You may not reregister"]),
             "NICK" => match line.param(0) {
                 None => self.num("431", &["No nickname given"]),
-                Some(n) if n == self.me() => {}
+                // The same nick (in any case): nothing changes.
+                Some(n) if n.eq_ignore_ascii_case(&self.me()) => {}
                 Some(n) if Name::nick(n).is_err() => self.num("432", &[n, "Erroneous nickname"]),
                 Some(n) => {
                     let taken = match Name::nick(n) {

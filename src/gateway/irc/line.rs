@@ -202,7 +202,7 @@ mod tests {
         let l = Line::parse("@t=1 :me!u@h privmsg #a,#b :hello : there").unwrap();
         assert_eq!(l.command, "PRIVMSG");
         assert_eq!(l.params, ["#a,#b", "hello : there"]);
-        assert_eq!(Line::parse("  ").is_none(), true);
+        assert!(Line::parse("  ").is_none());
         assert_eq!(Line::parse("JOIN  #a   key").unwrap().params, ["#a", "key"]);
         let mut out = String::new();
         push(&mut out, Some("time=x"), "srv", "001", &["me", "Welcome here"]);

@@ -267,6 +267,9 @@ where
                 Err(_) => irc.server_line("FAIL", &["*", "INVALID_UTF8", "Lines must be UTF-8"]),
             }
         }
+        if !irc.to_watch.is_empty() {
+            Box::pin(irc.watch_members()).await;
+        }
         if !irc.out.is_empty() {
             let out = std::mem::take(&mut irc.out);
             match tokio::time::timeout(WRITE_WAIT, writer.write_all(out.as_bytes())).await {
