@@ -157,10 +157,19 @@ where
     let reading = svc.lifecycle.readers.token();
     let reason = Box::pin(run(&mut irc, &mut reader, &mut writer)).await;
     drop(reading);
-    // The goodbye: what is queued, then ERROR.
+    // The goodbye: what is queued, then the session ends (its nick is
+    // free before the client reads ERROR), then ERROR.
     if let Some(rx) = irc.rx.as_mut() {
         let rest = rx.close();
         irc.frames(rest);
+    }
+    if let Some(session) = irc.session.take() {
+        let handle = session.handle().clone();
+        if irc.registered {
+            irc.directory.remove(handle.nick().key());
+        }
+        tracing::info!(session = handle.id, nick = %handle.nick(), %peer, "irc: disconnected");
+        Box::pin(session.end(reason)).await;
     }
     let text = match (&irc.ending, reason) {
         (Some(Ending::Quit(msg)), _) => format!("Closing Link: {} (Quit: {msg})", irc.host),
@@ -179,14 +188,6 @@ where
         writer.shutdown().await
     })
     .await;
-    if let Some(session) = irc.session.take() {
-        let handle = session.handle().clone();
-        if irc.registered {
-            irc.directory.remove(handle.nick().key());
-        }
-        tracing::info!(session = handle.id, nick = %handle.nick(), %peer, "irc: disconnected");
-        Box::pin(session.end(reason)).await;
-    }
 }
 
 /// Waits for the close signal, or forever when there is none yet.
