@@ -444,3 +444,60 @@ async fn irssi_chats_with_a_web_user() {
     alice.expect_json(presence("lobby", "ian", "quit")).await;
     server.stop().await;
 }
+
+/// IRC over TLS (`irc.tls_listen`) with a certificate made by openssl
+/// (SKIPPED without it); a missing certificate stops the start.
+#[tokio::test]
+async fn irc_over_tls() {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    if !made.is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIPPED irc TLS test: openssl cannot make a certificate");
+        return;
+    }
+    let mut config = irc_config();
+    config.irc.tls_listen = "127.0.0.1:0".into();
+    config.irc.tls_key = key.display().to_string();
+    config.irc.tls_cert = dir.path().join("missing.pem").display().to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let refused = chat::Server::start_on(config.clone(), listener).await.err().expect("a missing certificate");
+    assert!(format!("{refused:#}").contains("irc.tls_cert"), "{refused:#}");
+
+    config.irc.tls_cert = cert.display().to_string();
+    let server = common::start(config).await;
+    let mut alice = Client::in_rooms(&server, "alice", &["lobby"]).await;
+    let mut roots = RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_file(&cert).unwrap()).unwrap();
+    let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+    let client = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(server.irc_tls_addr().unwrap()).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("TLS handshake");
+    let (r, mut w) = tokio::io::split(tls);
+    let mut r = BufReader::new(r);
+    w.write_all(b"NICK sec\r\nUSER sec 0 * :Sec\r\nJOIN #lobby\r\nPRIVMSG #lobby :over TLS\r\n").await.unwrap();
+    alice.expect_json(presence("lobby", "sec", "join")).await;
+    alice.expect_json(room_msg("lobby", 1, "sec", "over TLS")).await;
+    let mut first = String::new();
+    r.read_line(&mut first).await.unwrap();
+    assert_eq!(first, ":chat 001 sec :Welcome to the chat IRC network, sec!sec@chat\r\n");
+    server.stop().await;
+}
