@@ -66,13 +66,13 @@ impl Irc {
                 let source = self.source(s(v, "by"));
                 push(&mut self.out, None, &source, "TOPIC", &[&chan_of(s(v, "room")), s(v, "topic")]);
             }
-            "message" => self.message(v, false),
+            "message" => self.message(v),
             "ack" => {
                 self.acked();
                 if self.caps.echo_message
                     && let Some(m) = v.get("message")
                 {
-                    self.message(m, true);
+                    self.message(m);
                 }
             }
             "edited" | "deleted" => {
@@ -171,7 +171,7 @@ impl Irc {
         self.chans.insert(room.to_ascii_lowercase().into(), Chan { name: chan, members });
         if let Some(history) = v.get("history").and_then(Value::as_array) {
             for m in history {
-                self.message(m, true);
+                self.message(m);
             }
         }
     }
@@ -215,9 +215,8 @@ impl Irc {
         }
     }
 
-    /// A stored message as PRIVMSG lines (`own`: this user's, echoed or
-    /// replayed, which a live message never is).
-    fn message(&mut self, m: &Value, replay: bool) {
+    /// A stored message (live, replayed or echoed) as PRIVMSG lines.
+    fn message(&mut self, m: &Value) {
         let me = self.me();
         let from = s(m, "from");
         let target = if let Some(room) = m.get("room").and_then(Value::as_str) {
@@ -238,7 +237,6 @@ impl Irc {
         if self.caps.message_tags {
             tags.push(format!("msgid={}", s(m, "msg_id")));
         }
-        let _ = replay;
         let tags = tags.join(";");
         let source = self.source(from);
         let deleted = m.get("deleted").and_then(Value::as_bool) == Some(true);

@@ -40,7 +40,7 @@ use line::Next;
 /// How long one write may wait for a peer that does not read: then it is
 /// dropped (the hub never waits for it: its queue is bounded).
 const WRITE_WAIT: Duration = Duration::from_secs(10);
-/// Bytes read at once.
+/// Room made for each read (an idle connection keeps this buffer).
 const READ_CHUNK: usize = 2048;
 
 /// The TLS acceptor for `irc.tls_cert`/`irc.tls_key` (PEM), with the
@@ -287,6 +287,9 @@ where
         let handle = irc.session.as_ref().map(|s| s.handle().clone());
         let closed = handle.as_ref().map(|h| h.closed().clone());
         let registered = irc.registered;
+        if !line_waiting {
+            input.reserve(READ_CHUNK);
+        }
         let rx = if registered { irc.rx.as_mut() } else { None };
         tokio::select! {
             biased;
@@ -322,6 +325,5 @@ where
                 }
             },
         }
-        let _ = READ_CHUNK;
     }
 }
