@@ -418,6 +418,7 @@ fn installed(tool: &str) -> bool {
 }
 
 /// irssi, a real IRC client, joins #lobby and chats with a web user.
+/// (About 8 s: irssi sends its own commands 2.2 s apart after connecting.)
 #[tokio::test]
 async fn irssi_chats_with_a_web_user() {
     if !installed("irssi") || !installed("tmux") {
