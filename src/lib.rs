@@ -6,7 +6,8 @@
 //!
 //! - doors, one codec each and no rules: [`http`] (the axum router: static
 //!   files, the WebSocket upgrade, `/api/*`, `/metrics`) and [`gateway`]
-//!   (WebSocket connections: reader and writer tasks, frame dispatch).
+//!   (WebSocket connections: reader and writer tasks, frame dispatch; IRC
+//!   connections: `irc.listen`, `irc.tls_listen`).
 //! - [`service`]: the rules, once — who may do what, the hook, building a
 //!   message, history, rooms, accounts. Every door calls it.
 //! - [`cluster`]: the Bus: one node (the store's batching writer) or Redis.
