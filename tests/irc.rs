@@ -169,6 +169,12 @@ async fn irc_user_chats_with_a_web_user() {
     bob.send("WHOIS alice").await;
     bob.expect(" 311 bob alice alice chat * :alice").await;
     bob.until(" 318 bob alice :End of /WHOIS list").await;
+    // What a command queues comes before the replies to the next line.
+    bob.send("TOPIC #lobby :Set on IRC").await;
+    bob.send("PING order").await;
+    bob.expect(":bob!bob@chat TOPIC #lobby :Set on IRC").await;
+    bob.expect("PONG chat order").await;
+    alice.expect_json(json!({"type": "topic", "room": "lobby", "topic": "Set on IRC", "by": "bob"})).await;
 
     // The web user goes away and comes back (away-notify).
     alice.send(json!({"type": "away", "away": true})).await;

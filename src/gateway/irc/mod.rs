@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use futures_util::FutureExt;
 use governor::clock::{Clock, DefaultClock};
 use governor::{Quota, RateLimiter};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -264,7 +265,16 @@ where
                 Ok(t) if t.contains('\0') => {
                     irc.server_line("FAIL", &["*", "INVALID_UTF8", "NUL bytes are not allowed"])
                 }
-                Ok(t) => Box::pin(irc.line(t)).await,
+                Ok(t) => {
+                    Box::pin(irc.line(t)).await;
+                    // What handling the line queued (JOIN's, TOPIC's lines)
+                    // goes out before the replies to the next line.
+                    if irc.registered
+                        && let Some(batch) = irc.rx.as_mut().and_then(|rx| rx.recv().now_or_never())
+                    {
+                        irc.frames(batch);
+                    }
+                }
                 Err(_) => irc.server_line("FAIL", &["*", "INVALID_UTF8", "Lines must be UTF-8"]),
             }
         }
