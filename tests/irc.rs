@@ -419,15 +419,17 @@ impl Drop for Tmux {
     }
 }
 
-fn installed(tool: &str) -> bool {
-    std::process::Command::new(tool).arg("-v").output().is_ok()
+/// Whether `tool` runs (`version_flag` prints its version: irssi's
+/// `--version`, tmux's `-V`; tmux's `-v` would write log files).
+fn installed(tool: &str, version_flag: &str) -> bool {
+    std::process::Command::new(tool).arg(version_flag).output().is_ok_and(|o| o.status.success())
 }
 
 /// irssi, a real IRC client, joins #lobby and chats with a web user.
 /// (About 8 s: irssi sends its own commands 2.2 s apart after connecting.)
 #[tokio::test]
 async fn irssi_chats_with_a_web_user() {
-    if !installed("irssi") || !installed("tmux") {
+    if !installed("irssi", "--version") || !installed("tmux", "-V") {
         eprintln!("SKIPPED irssi test: irssi or tmux is not installed (apt-get install irssi tmux)");
         return;
     }
