@@ -4,8 +4,9 @@
 //!
 //! - [`line`]: the byte stream into lines (512 bytes, 8,191 more of tags,
 //!   else 417), one line into a command, replies into lines;
-//! - [`conn`]: registration and each command, as service calls, with the
-//!   RFC numerics for refusals;
+//! - [`register`]: CAP, PASS, SASL PLAIN, NICK and USER, the welcome;
+//! - [`conn`]: the connection's state and each command, as service calls,
+//!   with the RFC numerics for refusals;
 //! - [`bridge`]: the frames the hub queues for the session, as IRC lines.
 //!
 //! One task per connection, as for WebSockets: it reads lines (flood
@@ -16,6 +17,7 @@
 mod bridge;
 mod conn;
 mod line;
+mod register;
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
