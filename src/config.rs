@@ -30,6 +30,7 @@ pub struct Config {
     pub reactions: ReactionsConfig,
     pub search: SearchConfig,
     pub notify: NotifyConfig,
+    pub irc: IrcConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -357,6 +358,27 @@ pub struct S3Config {
     pub allow_http: bool,
 }
 
+/// The IRC door (`docs/irc.md`): off unless an address is set.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IrcConfig {
+    /// Plain-TCP IRC address (`127.0.0.1:6667`); empty = off.
+    pub listen: String,
+    /// IRC over TLS address (`0.0.0.0:6697`); empty = off. Needs
+    /// `tls_cert` and `tls_key`.
+    pub tls_listen: String,
+    /// PEM certificate chain for `tls_listen`.
+    pub tls_cert: String,
+    /// PEM private key for `tls_listen`.
+    pub tls_key: String,
+    /// Messages replayed on JOIN (the latest of the room).
+    pub history_on_join: usize,
+    /// Lines a client may send at once before it is slowed down, and the
+    /// lines per second it may send after (flood control delays, never drops).
+    pub flood_burst: u32,
+    pub flood_per_sec: u32,
+}
+
 /// A secret string: never printed by `Debug` or `Display`.
 #[derive(Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -458,6 +480,12 @@ impl Config {
         }
         if l.history_default > l.history_max {
             return Err(ConfigError("limits.history_default must not exceed limits.history_max".into()));
+        }
+        if !self.irc.tls_listen.is_empty() && (self.irc.tls_cert.is_empty() || self.irc.tls_key.is_empty()) {
+            return Err(ConfigError("irc.tls_listen needs irc.tls_cert and irc.tls_key".into()));
+        }
+        if self.irc.flood_burst == 0 || self.irc.flood_per_sec == 0 {
+            return Err(ConfigError("irc.flood_burst and irc.flood_per_sec must be greater than 0".into()));
         }
         if l.idle_timeout <= l.ping_interval {
             return Err(ConfigError("limits.idle_timeout must be longer than limits.ping_interval".into()));

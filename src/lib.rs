@@ -6,7 +6,8 @@
 //!
 //! - doors, one codec each and no rules: [`http`] (the axum router: static
 //!   files, the WebSocket upgrade, `/api/*`, `/metrics`) and [`gateway`]
-//!   (WebSocket connections: reader and writer tasks, frame dispatch).
+//!   (WebSocket connections: reader and writer tasks, frame dispatch; IRC
+//!   connections: `irc.listen`, `irc.tls_listen`).
 //! - [`service`]: the rules, once — who may do what, the hook, building a
 //!   message, history, rooms, accounts. Every door calls it.
 //! - [`cluster`]: the Bus: one node (the store's batching writer) or Redis.
@@ -55,6 +56,7 @@ pub struct Server;
 pub struct RunningServer {
     addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
+    irc_addrs: [Option<SocketAddr>; 2],
     trigger: CancellationToken,
     done: JoinHandle<()>,
 }
@@ -67,6 +69,16 @@ impl RunningServer {
     /// Where `GET /metrics` answers when `metrics.listen` is set.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// Where IRC answers when `irc.listen` is set.
+    pub fn irc_addr(&self) -> Option<SocketAddr> {
+        self.irc_addrs[0]
+    }
+
+    /// Where IRC over TLS answers when `irc.tls_listen` is set.
+    pub fn irc_tls_addr(&self) -> Option<SocketAddr> {
+        self.irc_addrs[1]
     }
 
     /// `ws://ADDR/ws`.
@@ -91,6 +103,28 @@ impl RunningServer {
     }
 }
 
+/// The IRC door's listeners (`irc.listen`, `irc.tls_listen` with its TLS
+/// settings), bound before anything starts so that a bad address or
+/// certificate stops the start.
+async fn irc_listeners(
+    config: &Config,
+) -> anyhow::Result<[(Option<TcpListener>, Option<tokio_rustls::TlsAcceptor>); 2]> {
+    let irc = &config.irc;
+    let bind = |key: &'static str, at: String| async move {
+        if at.is_empty() {
+            return Ok(None);
+        }
+        TcpListener::bind(&at).await.map(Some).with_context(|| format!("{key}: cannot listen on {at}"))
+    };
+    let plain = bind("irc.listen", irc.listen.clone()).await?;
+    let tls_listener = bind("irc.tls_listen", irc.tls_listen.clone()).await?;
+    let tls = match tls_listener {
+        Some(_) => Some(gateway::irc::tls_acceptor(&irc.tls_cert, &irc.tls_key)?),
+        None => None,
+    };
+    Ok([(plain, None), (tls_listener, tls)])
+}
+
 impl Server {
     /// Binds `config.server.listen` and starts serving.
     pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
@@ -111,6 +145,7 @@ impl Server {
                     .with_context(|| format!("metrics.listen: cannot listen on {listen}"))?,
             ),
         };
+        let irc = irc_listeners(&config).await?;
         let grace = config.server.shutdown_grace;
         let (service, writer) = Service::start(config).await?;
         let app = Arc::new(App::new(Arc::new(service)));
@@ -133,6 +168,17 @@ impl Server {
                 }
             }));
             tracing::info!(addr = %at, "metrics listening");
+        }
+        let mut irc_addrs = [None, None];
+        let directory = Arc::new(gateway::irc::Directory::default());
+        for (i, (listener, tls)) in irc.into_iter().enumerate() {
+            let Some(listener) = listener else { continue };
+            let at = listener.local_addr()?;
+            irc_addrs[i] = Some(at);
+            let conns = app.conns.clone();
+            let acquire = move |ip| conns.acquire(ip).ok();
+            tokio::spawn(gateway::irc::listen(app.service().clone(), listener, tls, directory.clone(), acquire));
+            tracing::info!(addr = %at, tls = i == 1, "irc listening");
         }
 
         let shutdown = trigger.clone();
@@ -181,6 +227,6 @@ impl Server {
             }
             tracing::info!("stopped");
         });
-        Ok(RunningServer { addr, metrics_addr, trigger, done })
+        Ok(RunningServer { addr, metrics_addr, irc_addrs, trigger, done })
     }
 }

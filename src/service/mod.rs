@@ -1,5 +1,5 @@
-//! The rules, once. Every door (the WebSocket gateway, the HTTP API, and
-//! the Socket.IO and IRC doors to come) parses its input into typed
+//! The rules, once. Every door (the WebSocket gateway, the HTTP API, the
+//! IRC door, and the Socket.IO door to come) parses its input into typed
 //! arguments and calls this floor; what it gets back is a typed result or a
 //! [`ProtoError`] (a code and a message for the client). Nothing above this
 //! floor touches the store, the hub or the bus: [`Service`] keeps them

@@ -1,0 +1,512 @@
+//! The IRC door (docs/irc.md) against a real server: raw TCP sessions that
+//! chat with WebSocket users, every kind of bad input, and irssi, a real
+//! IRC client, driven in tmux (SKIPPED when irssi or tmux is missing;
+//! `.ci/run` installs both).
+//!
+//! No sleeps: `sync()` sends `PING` and requires the very next line to be
+//! its `PONG`, so nothing else was queued for that connection before it.
+
+mod common;
+
+use std::time::Duration;
+
+use chat::{Config, RunningServer};
+use common::{Client, WAIT, dm_msg, everyone_msg, member, presence, room_msg};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+fn irc_config() -> Config {
+    let mut c = common::test_config();
+    c.irc.listen = "127.0.0.1:0".into();
+    c
+}
+
+struct Irc {
+    read: BufReader<OwnedReadHalf>,
+    write: OwnedWriteHalf,
+    nick: String,
+    sync_n: u32,
+}
+
+impl Irc {
+    async fn connect(server: &RunningServer) -> Irc {
+        let tcp = TcpStream::connect(server.irc_addr().expect("irc.listen")).await.unwrap();
+        let (r, w) = tcp.into_split();
+        Irc { read: BufReader::new(r), write: w, nick: "*".into(), sync_n: 0 }
+    }
+
+    /// Connects and registers as a guest with the capabilities `caps`.
+    async fn register(server: &RunningServer, nick: &str, caps: &str) -> Irc {
+        let mut c = Irc::connect(server).await;
+        c.nick = nick.into();
+        c.send("CAP LS 302").await;
+        let ls = c.expect(" CAP * LS ").await;
+        assert!(ls.contains("server-time") && ls.contains("sasl=PLAIN") && ls.contains("echo-message"), "{ls}");
+        if !caps.is_empty() {
+            c.send(&format!("CAP REQ :{caps}")).await;
+            c.expect(&format!("CAP * ACK :{caps}")).await;
+        }
+        c.send(&format!("NICK {nick}")).await;
+        c.send(&format!("USER {nick} 0 * :{nick} here")).await;
+        c.send("CAP END").await;
+        c.expect(&format!(" 001 {nick} :Welcome")).await;
+        let (isupport, _) = c.until(&format!(" 005 {nick} ")).await;
+        for token in ["CASEMAPPING=ascii", "CHANTYPES=#", "NICKLEN=32", "CHANNELLEN=", "PREFIX=(o)@", "TARGMAX="] {
+            assert!(isupport.contains(token), "ISUPPORT without {token}: {isupport}");
+        }
+        c.until(&format!(" 251 {nick} ")).await;
+        c.until(&format!(" 376 {nick} ")).await;
+        c
+    }
+
+    async fn send(&mut self, line: &str) {
+        self.send_raw(format!("{line}\r\n").as_bytes()).await;
+    }
+
+    async fn send_raw(&mut self, bytes: &[u8]) {
+        self.write.write_all(bytes).await.unwrap();
+    }
+
+    /// The next line (without CR LF); `None` once the server closed.
+    async fn next(&mut self) -> Option<String> {
+        let mut line = String::new();
+        let n = tokio::time::timeout(WAIT, self.read.read_line(&mut line))
+            .await
+            .unwrap_or_else(|_| panic!("{}: no line within {WAIT:?}", self.nick))
+            .unwrap();
+        (n > 0).then(|| {
+            assert!(line.ends_with("\r\n"), "{}: a line without CR LF: {line:?}", self.nick);
+            line.trim_end().to_owned()
+        })
+    }
+
+    /// The next line, which must contain `part`.
+    async fn expect(&mut self, part: &str) -> String {
+        let line = self.next().await.unwrap_or_else(|| panic!("{}: closed, expected {part:?}", self.nick));
+        assert!(line.contains(part), "{}: expected {part:?}, got {line:?}", self.nick);
+        line
+    }
+
+    /// Lines until one containing `part` (returned with the skipped ones).
+    async fn until(&mut self, part: &str) -> (String, Vec<String>) {
+        let mut skipped = Vec::new();
+        loop {
+            let line = self.next().await.unwrap_or_else(|| panic!("{}: closed, expected {part:?}", self.nick));
+            if line.contains(part) {
+                return (line, skipped);
+            }
+            skipped.push(line);
+        }
+    }
+
+    /// Nothing else was sent to this connection: PING's PONG comes next.
+    async fn sync(&mut self) {
+        self.sync_n += 1;
+        let token = format!("sync-{}", self.sync_n);
+        self.send(&format!("PING {token}")).await;
+        self.expect(&format!("PONG chat {token}")).await;
+    }
+}
+
+/// Registration, join with history, chat both ways with a WebSocket user,
+/// DMs, everyone, the topic, and a quit the web user sees.
+#[tokio::test]
+async fn irc_user_chats_with_a_web_user() {
+    let server = common::start(irc_config()).await;
+    let mut alice = Client::in_rooms(&server, "alice", &["lobby"]).await;
+    alice.say("lobby", "before you came").await;
+
+    let mut bob = Irc::register(&server, "bob", "server-time message-tags echo-message away-notify").await;
+    bob.send("JOIN #lobby,##dev").await;
+    bob.expect(":bob!bob@chat JOIN #lobby").await;
+    let names = bob.expect(" 353 bob = #lobby :").await;
+    assert!(names.ends_with(":alice bob") || names.ends_with(":bob alice"), "{names}");
+    bob.expect(" 366 bob #lobby :End of /NAMES list").await;
+    // The recent history, with the time it was said.
+    let replay = bob.expect(" :alice!alice@chat PRIVMSG #lobby :before you came").await;
+    assert!(replay.starts_with("@time=20") && replay.contains("Z;msgid="), "{replay}");
+    bob.expect(":bob!bob@chat JOIN ##dev").await;
+    bob.expect(" 353 bob = ##dev :bob").await;
+    bob.expect(" 366 bob ##dev ").await;
+    alice.expect_json(presence("lobby", "bob", "join")).await;
+
+    // Web to IRC, IRC to web (echoed to the IRC client: echo-message).
+    alice.say("lobby", "hi bob").await;
+    bob.expect(" :alice!alice@chat PRIVMSG #lobby :hi bob").await;
+    bob.send("PRIVMSG #lobby :hello alice").await;
+    alice.expect_json(room_msg("lobby", 3, "bob", "hello alice")).await;
+    bob.expect(" :bob!bob@chat PRIVMSG #lobby :hello alice").await;
+
+    // Direct messages, both ways.
+    bob.send("PRIVMSG alice :psst").await;
+    alice.expect_json(dm_msg("alice", 1, "bob", "psst")).await;
+    bob.expect(" :bob!bob@chat PRIVMSG alice :psst").await;
+    alice.say_to("bob", "yes?").await;
+    bob.expect(" :alice!alice@chat PRIVMSG bob :yes?").await;
+
+    // Everyone.
+    bob.send("PRIVMSG $* :hello world").await;
+    alice.expect_json(everyone_msg(1, "bob", "hello world")).await;
+    bob.expect(" :bob!bob@chat PRIVMSG $* :hello world").await;
+
+    // The web user's topic; the IRC user's view of the channel.
+    alice.send(json!({"type": "topic", "room": "lobby", "topic": "Welcome all"})).await;
+    alice.expect("topic").await;
+    alice.expect("ack").await;
+    bob.expect(":alice!alice@chat TOPIC #lobby :Welcome all").await;
+    bob.send("TOPIC #lobby").await;
+    bob.expect(" 332 bob #lobby :Welcome all").await;
+    bob.send("WHO #lobby").await;
+    let (_, who) = bob.until(" 315 bob #lobby :End of WHO list").await;
+    assert_eq!(who.len(), 2, "{who:?}");
+    assert!(who.iter().any(|l| l.contains(" 352 bob #lobby alice chat chat alice H :0 alice")), "{who:?}");
+    bob.send("LIST").await;
+    bob.expect(" 321 bob Channel :Users  Name").await;
+    let (_, list) = bob.until(" 323 bob :End of /LIST").await;
+    assert!(list.iter().any(|l| l.ends_with(" 322 bob #lobby 2 :Welcome all")), "{list:?}");
+    bob.send("WHOIS alice").await;
+    bob.expect(" 311 bob alice alice chat * :alice").await;
+    bob.until(" 318 bob alice :End of /WHOIS list").await;
+    // What a command queues comes before the replies to the next line.
+    bob.send("TOPIC #lobby :Set on IRC").await;
+    bob.send("PING order").await;
+    bob.expect(":bob!bob@chat TOPIC #lobby :Set on IRC").await;
+    bob.expect("PONG chat order").await;
+    alice.expect_json(json!({"type": "topic", "room": "lobby", "topic": "Set on IRC", "by": "bob"})).await;
+
+    // The web user goes away and comes back (away-notify).
+    alice.send(json!({"type": "away", "away": true})).await;
+    bob.expect(":alice!alice@chat AWAY :Away").await;
+    alice.send(json!({"type": "away", "away": false})).await;
+    assert_eq!(bob.next().await.as_deref(), Some(":alice!alice@chat AWAY"));
+    bob.sync().await;
+
+    // The web user leaves and comes back; the IRC user sees it.
+    alice.send(json!({"type": "leave", "room": "lobby"})).await;
+    alice.expect("left").await;
+    bob.expect(":alice!alice@chat PART #lobby").await;
+    alice.join("lobby").await;
+    bob.expect(":alice!alice@chat JOIN #lobby").await;
+    bob.sync().await;
+
+    // IRC users are ordinary members to web users.
+    let status = alice.request(json!({"type": "who", "room": "lobby"})).await;
+    assert_eq!(common::norm(status["members"].clone()), json!([member("bob"), member("alice")]));
+
+    bob.send("QUIT :bye now").await;
+    bob.expect("ERROR :Closing Link: chat (Quit: bye now)").await;
+    assert_eq!(bob.next().await, None, "closed after ERROR");
+    alice.expect_json(presence("lobby", "bob", "quit")).await;
+    alice.sync().await;
+    server.stop().await;
+}
+
+/// An account logs in with PASS, or SASL PLAIN; refusals are numerics.
+#[tokio::test]
+async fn accounts_register_and_refusals_are_numerics() {
+    let server = common::start(irc_config()).await;
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/api/register", server.addr());
+    let r = http.post(&url).json(&json!({"nick": "carol", "password": "correct horse"})).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+
+    // SASL PLAIN.
+    let mut c = Irc::connect(&server).await;
+    c.send("CAP LS 302").await;
+    c.expect("CAP * LS").await;
+    c.send("CAP REQ :sasl").await;
+    c.expect("CAP * ACK :sasl").await;
+    c.send("NICK carol").await;
+    c.send("USER carol 0 * :Carol").await;
+    c.send("AUTHENTICATE PLAIN").await;
+    c.expect("AUTHENTICATE +").await;
+    use base64::Engine;
+    let payload = base64::engine::general_purpose::STANDARD.encode("carol\0carol\0correct horse");
+    c.send(&format!("AUTHENTICATE {payload}")).await;
+    c.expect(" 900 carol carol!carol@chat carol :You are now logged in as carol").await;
+    c.expect(" 903 carol :SASL authentication successful").await;
+    c.send("CAP END").await;
+    c.expect(" 001 carol ").await;
+    c.until(" 376 carol ").await;
+
+    // A wrong password with PASS: 464 and the end.
+    let mut d = Irc::connect(&server).await;
+    d.send("PASS wrong").await;
+    d.send("NICK carol").await;
+    d.send("USER carol 0 * :Carol").await;
+    d.expect(" 464 carol ").await;
+    d.expect("ERROR :").await;
+    assert_eq!(d.next().await, None);
+
+    // The nick is taken (carol is online): 433, and another nick works.
+    let mut e = Irc::connect(&server).await;
+    e.send("NICK carol").await;
+    e.send("USER x 0 * :x").await;
+    e.expect(" 433 carol carol :Nickname is already in use").await;
+    e.send("NICK 9lives").await;
+    e.expect(" 432 carol 9lives :Erroneous nickname").await;
+    e.send("NICK dave").await;
+    e.expect(" 001 dave ").await;
+    e.until(" 376 dave ").await;
+
+    // Refusals of a registered client.
+    for (line, reply) in [
+        ("JOIN lobby", " 403 dave lobby :No such channel"),
+        ("JOIN", " 461 dave JOIN :Not enough parameters"),
+        ("PART #lobby", " 442 dave #lobby "),
+        ("PRIVMSG nobody :hi", " 401 dave nobody "),
+        ("PRIVMSG #nowhere :hi", " 404 dave #nowhere "),
+        ("PRIVMSG dave", " 412 dave :No text to send"),
+        ("TOPIC #lobby :x", " 442 dave #lobby :You're not on that channel"),
+        ("KICK #lobby carol", " 403 dave #lobby :No such channel"),
+        ("USER a b c d", " 462 dave :You may not reregister"),
+        ("FROB", " 421 dave FROB :Unknown command"),
+        ("NICK carol", " 433 dave carol :Nickname is already in use"),
+        ("NICK newname", " 447 dave newname "),
+        ("MODE carol", " 502 dave "),
+        ("WHOIS nobody", " 401 dave nobody :No such nick/channel"),
+    ] {
+        e.send(line).await;
+        e.expect(reply).await;
+    }
+    e.expect(" 318 dave nobody :End of /WHOIS list").await;
+    // Not a moderator in a room someone else made.
+    c.send("JOIN #lobby").await;
+    c.until(" 366 carol #lobby ").await;
+    e.send("JOIN #lobby").await;
+    e.until(" 366 dave #lobby ").await;
+    c.expect(":dave!dave@chat JOIN #lobby").await;
+    e.send("KICK #lobby carol").await;
+    e.expect(" 482 dave #lobby :You're not channel operator").await;
+    e.send("MODE #lobby").await;
+    e.expect(" 324 dave #lobby +nt").await;
+    e.sync().await;
+    c.sync().await;
+    server.stop().await;
+}
+
+/// Bad input of every kind: a reply where IRC has one, the connection
+/// still usable, and nothing reaches the other users.
+#[tokio::test]
+async fn bad_input_harms_nobody() {
+    let mut config = irc_config();
+    config.irc.flood_burst = 10;
+    config.irc.flood_per_sec = 100;
+    let server = common::start(config).await;
+    let mut alice = Client::in_rooms(&server, "alice", &["lobby"]).await;
+
+    // Before registration: 451; the connection goes on to register.
+    let mut early = Irc::connect(&server).await;
+    early.send("JOIN #lobby").await;
+    early.expect(" 451 * :You have not registered").await;
+    early.send("PRIVMSG #lobby :sneaky").await;
+    early.expect(" 451 * ").await;
+
+    let mut bob = Irc::register(&server, "bob", "").await;
+    bob.send("JOIN #lobby").await;
+    bob.until(" 366 bob #lobby ").await;
+    alice.expect_json(presence("lobby", "bob", "join")).await;
+
+    // LF alone, CR alone: lines all the same.
+    bob.send_raw(b"PING lf\n").await;
+    bob.expect("PONG chat lf").await;
+    bob.send_raw(b"PING cr\r").await;
+    bob.expect("PONG chat cr").await;
+    // A 10 KB line: 417, and the next line is read.
+    let long = format!("PRIVMSG #lobby :{}\r\n", "x".repeat(10_000));
+    bob.send_raw(long.as_bytes()).await;
+    bob.expect(" 417 bob :Input line was too long").await;
+    bob.sync().await;
+    // 513 bytes without tags is too long; 8,000 bytes of tags are allowed.
+    bob.send(&format!("PRIVMSG #lobby :{}", "y".repeat(500))).await;
+    bob.expect(" 417 bob ").await;
+    bob.send(&format!("@+tag={} PING tagged", "t".repeat(8000))).await;
+    bob.expect("PONG chat tagged").await;
+    // NUL bytes, invalid UTF-8.
+    bob.send_raw(b"PRIVMSG #lobby :nul\0here\r\n").await;
+    bob.expect("FAIL * INVALID_UTF8 :NUL bytes are not allowed").await;
+    bob.send_raw(b"PRIVMSG #lobby :\xff\xfe bad\r\n").await;
+    bob.expect("FAIL * INVALID_UTF8 :Lines must be UTF-8").await;
+    // Unknown commands, blank lines, a lone source.
+    bob.send("FLY #lobby").await;
+    bob.expect(" 421 bob FLY :Unknown command").await;
+    bob.send_raw(b"\r\n\r\n   \r\n:prefix.only\r\n").await;
+    bob.sync().await;
+    // A line in parts: handled once its end comes.
+    bob.send_raw(b"PRIVMSG #lobby :first ").await;
+    alice.sync().await;
+    bob.send_raw(b"part\r\n").await;
+    alice.expect_json(room_msg("lobby", 1, "bob", "first part")).await;
+    bob.sync().await;
+
+    // A flood: delayed, never dropped, in order.
+    let mut flood = String::new();
+    for i in 0..60 {
+        flood.push_str(&format!("PRIVMSG #lobby :flood {i}\r\n"));
+    }
+    bob.send_raw(flood.as_bytes()).await;
+    for i in 0..60 {
+        alice.expect_json(room_msg("lobby", 2 + i, "bob", &format!("flood {i}"))).await;
+    }
+    bob.sync().await;
+    alice.sync().await;
+    // The early connection is still usable and registers.
+    early.send("NICK early").await;
+    early.send("USER e 0 * :e").await;
+    early.expect(" 001 early ").await;
+    server.stop().await;
+}
+
+/// A client that never answers PING is dropped after limits.idle_timeout;
+/// one that never registers, after limits.hello_timeout.
+#[tokio::test]
+async fn silent_clients_are_dropped() {
+    let mut config = irc_config();
+    config.limits.ping_interval = Duration::from_millis(200);
+    config.limits.idle_timeout = Duration::from_millis(600);
+    config.limits.hello_timeout = Duration::from_millis(500);
+    let server = common::start(config).await;
+    let mut silent = Irc::register(&server, "sleepy", "").await;
+    silent.expect("PING chat").await;
+    silent.until("ERROR :Closing Link: Ping timeout").await;
+    assert_eq!(silent.next().await, None);
+    let mut unregistered = Irc::connect(&server).await;
+    unregistered.send("NICK lazy").await;
+    unregistered.until("ERROR :Closing Link: Registration timeout").await;
+    server.stop().await;
+}
+
+/// A tmux server of this test's own, running one irssi.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("tmux");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "irc"])
+    }
+
+    /// Waits until irssi's screen shows `text` (a terminal gives no event
+    /// to await: its screen is read again every 50 ms, up to `WAIT`).
+    async fn shows(&self, text: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "irssi never showed {text:?}; screen:\n{screen}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn keys(&self, line: &str) {
+        self.run(&["send-keys", "-t", "irc", "-l", line]);
+        self.run(&["send-keys", "-t", "irc", "Enter"]);
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.run(&["kill-server"]);
+    }
+}
+
+/// Whether `tool` runs (`version_flag` prints its version: irssi's
+/// `--version`, tmux's `-V`; tmux's `-v` would write log files).
+fn installed(tool: &str, version_flag: &str) -> bool {
+    std::process::Command::new(tool).arg(version_flag).output().is_ok_and(|o| o.status.success())
+}
+
+/// irssi, a real IRC client, joins #lobby and chats with a web user.
+/// (About 8 s: irssi sends its own commands 2.2 s apart after connecting.)
+#[tokio::test]
+async fn irssi_chats_with_a_web_user() {
+    if !installed("irssi", "--version") || !installed("tmux", "-V") {
+        eprintln!("SKIPPED irssi test: irssi or tmux is not installed (apt-get install irssi tmux)");
+        return;
+    }
+    let server = common::start(irc_config()).await;
+    let mut alice = Client::in_rooms(&server, "alice", &["lobby"]).await;
+    let home = tempfile::tempdir().unwrap();
+    let addr = server.irc_addr().unwrap();
+    let tmux = Tmux { socket: format!("chat-irc-test-{}", std::process::id()) };
+    let irssi =
+        format!("irssi --home={} --connect={} --port={} --nick=ian", home.path().display(), addr.ip(), addr.port());
+    tmux.run(&["new-session", "-d", "-s", "irc", "-x", "160", "-y", "40", &irssi]);
+    tmux.shows("Welcome to the chat IRC network").await;
+    tmux.keys("/join #lobby");
+    alice.expect_json(presence("lobby", "ian", "join")).await;
+    tmux.shows("has joined #lobby").await;
+    tmux.keys("hello from irssi");
+    alice.expect_json(room_msg("lobby", 1, "ian", "hello from irssi")).await;
+    alice.say("lobby", "hi ian, from the web").await;
+    tmux.shows("alice> hi ian, from the web").await;
+    tmux.keys("/quit leaving");
+    alice.expect_json(presence("lobby", "ian", "quit")).await;
+    server.stop().await;
+}
+
+/// IRC over TLS (`irc.tls_listen`) with a certificate made by openssl
+/// (SKIPPED without it); a missing certificate stops the start.
+#[tokio::test]
+async fn irc_over_tls() {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    if !made.is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIPPED irc TLS test: openssl cannot make a certificate");
+        return;
+    }
+    let mut config = irc_config();
+    config.irc.tls_listen = "127.0.0.1:0".into();
+    config.irc.tls_key = key.display().to_string();
+    config.irc.tls_cert = dir.path().join("missing.pem").display().to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let refused = chat::Server::start_on(config.clone(), listener).await.err().expect("a missing certificate");
+    assert!(format!("{refused:#}").contains("irc.tls_cert"), "{refused:#}");
+
+    config.irc.tls_cert = cert.display().to_string();
+    let server = common::start(config).await;
+    let mut alice = Client::in_rooms(&server, "alice", &["lobby"]).await;
+    let mut roots = RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_file(&cert).unwrap()).unwrap();
+    let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+    let client = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(server.irc_tls_addr().unwrap()).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("TLS handshake");
+    let (r, mut w) = tokio::io::split(tls);
+    let mut r = BufReader::new(r);
+    w.write_all(b"NICK sec\r\nUSER sec 0 * :Sec\r\nJOIN #lobby\r\nPRIVMSG #lobby :over TLS\r\n").await.unwrap();
+    alice.expect_json(presence("lobby", "sec", "join")).await;
+    alice.expect_json(room_msg("lobby", 1, "sec", "over TLS")).await;
+    let mut first = String::new();
+    r.read_line(&mut first).await.unwrap();
+    assert_eq!(first, ":chat 001 sec :Welcome to the chat IRC network, sec!sec@chat\r\n");
+    server.stop().await;
+}
