@@ -236,7 +236,7 @@ async fn a_site_token_names_the_user() {
                 "guest": false, "admin": true},
             "rooms": [],
             "server": {"name": "chat", "version": env!("CARGO_PKG_VERSION"), "node": NODE},
-            "limits": {"max_text": 4000, "max_frame_bytes": 65536, "rate_per_sec": 10, "burst": 20}})
+            "limits": {"max_text": 4000, "max_frame_bytes": 65536, "rate_per_sec": 10, "burst": 20, "allow_everyone": true}})
     );
     // The display name shows in the room.
     let joined = carol.join("r").await;

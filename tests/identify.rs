@@ -21,7 +21,7 @@ async fn welcome_then_a_joined_frame_per_auto_joined_room() {
             "user": {"nick": "alice", "display_name": "alice", "guest": true},
             "rooms": ["lobby", "#help"],
             "server": {"name": "chat", "version": env!("CARGO_PKG_VERSION"), "node": NODE},
-            "limits": {"max_text": 4000, "max_frame_bytes": 65536, "rate_per_sec": 10, "burst": 20},
+            "limits": {"max_text": 4000, "max_frame_bytes": 65536, "rate_per_sec": 10, "burst": 20, "allow_everyone": true},
         }))
         .await;
     for room in ["lobby", "#help"] {
@@ -53,6 +53,7 @@ async fn welcome_limits_follow_the_configuration() {
     config.limits.max_frame_bytes = 5000;
     config.limits.rate_per_sec = 3;
     config.limits.burst = 7;
+    config.chat.allow_everyone = false;
     config.server.name = "my-chat".into();
     let server = start(config).await;
     let (mut alice, welcome) = Client::hello(&server, "alice").await;
@@ -63,7 +64,7 @@ async fn welcome_limits_follow_the_configuration() {
             "user": {"nick": "alice", "display_name": "alice", "guest": true},
             "rooms": [],
             "server": {"name": "my-chat", "version": env!("CARGO_PKG_VERSION"), "node": NODE},
-            "limits": {"max_text": 100, "max_frame_bytes": 5000, "rate_per_sec": 3, "burst": 7},
+            "limits": {"max_text": 100, "max_frame_bytes": 5000, "rate_per_sec": 3, "burst": 7, "allow_everyone": false},
         })
     );
     alice.sync().await;

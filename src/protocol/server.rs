@@ -211,6 +211,9 @@ pub struct LimitsView {
     pub max_frame_bytes: usize,
     pub rate_per_sec: u32,
     pub burst: u32,
+    /// Whether `say` to everyone is allowed (`chat.allow_everyone`): a
+    /// client shows "Everyone" only when it is.
+    pub allow_everyone: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]

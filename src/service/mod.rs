@@ -161,6 +161,7 @@ impl Service {
             max_frame_bytes: l.max_frame_bytes,
             rate_per_sec: l.rate_per_sec,
             burst: l.burst,
+            allow_everyone: config.chat.allow_everyone,
         };
         let service = Service {
             login_throttle: LoginThrottle::new(
