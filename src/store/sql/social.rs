@@ -225,10 +225,13 @@ impl SqlStore {
                             b.push("))");
                         }
                     }
+                    // Newest first: by time, then (within a millisecond) by
+                    // seq; msg_id makes the order total, for `before`.
                     if let Some(before) = q.before {
-                        b.push(" AND m.msg_id < ").push_bind(before.to_string());
+                        b.push(" AND (m.sent_at, m.seq, m.msg_id) < (SELECT c.sent_at, c.seq, c.msg_id FROM messages c WHERE c.msg_id = ");
+                        b.push_bind(before.to_string()).push(")");
                     }
-                    b.push(" ORDER BY m.msg_id DESC LIMIT ").push_bind(fetch);
+                    b.push(" ORDER BY m.sent_at DESC, m.seq DESC, m.msg_id DESC LIMIT ").push_bind(fetch);
                     let rows = b.build().fetch_all(pool).await.context("searching messages")?;
                     Some(rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?)
                 }
