@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use sqlx::QueryBuilder;
+use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 use ulid::Ulid;
 
@@ -69,11 +70,11 @@ fn like_escape(s: &str) -> String {
     out
 }
 
-/// SQLite: most queued messages one indexing transaction takes (it holds
+/// SQLite, PostgreSQL: most queued messages one indexing transaction takes (it holds
 /// the write lock: the writer waits for it, so it stays short).
 const INDEX_BATCH: i64 = 1000;
 
-/// SQLite: how often the background indexer looks at the queue.
+/// SQLite, PostgreSQL: how often the background indexer looks at the queue.
 pub(super) const INDEX_EVERY: Duration = Duration::from_millis(500);
 
 /// SQLite: indexes the messages queued in `messages_fts_pending` (see
@@ -110,13 +111,45 @@ pub(super) async fn index_pending(pool: &SqlitePool) -> Result<(), sqlx::Error> 
     }
 }
 
-/// SQLite: the background indexer, on a pool connection of its own.
-pub(super) async fn indexer(pool: SqlitePool) {
+/// PostgreSQL: indexes the messages queued in `message_search_pending`
+/// (see migrations/postgres/0007), [`INDEX_BATCH`] per statement, until the
+/// queue is empty. A message queued twice (edited meanwhile) is indexed
+/// with its text as it is then. Concurrent indexers (other nodes) wait for
+/// each other's rows (`FOR UPDATE`), so a search never misses what another
+/// node is indexing.
+pub(super) async fn index_pending_pg(pool: &PgPool) -> Result<(), sqlx::Error> {
+    loop {
+        let queued: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM message_search_pending)").fetch_one(pool).await?;
+        if !queued {
+            return Ok(());
+        }
+        sqlx::query(
+            "WITH batch AS (DELETE FROM message_search_pending WHERE id IN \
+             (SELECT id FROM message_search_pending ORDER BY id LIMIT $1 FOR UPDATE) RETURNING msg_id) \
+             INSERT INTO message_search (msg_id, search) \
+             SELECT m.msg_id, to_tsvector('simple', m.text) FROM messages m WHERE m.msg_id IN (SELECT msg_id FROM batch) \
+             ON CONFLICT (msg_id) DO UPDATE SET search = excluded.search",
+        )
+        .bind(INDEX_BATCH)
+        .execute(pool)
+        .await?;
+    }
+}
+
+/// The background indexer (SQLite, PostgreSQL), on a pool connection of
+/// its own.
+pub(super) async fn indexer(pool: Pool) {
     let mut tick = tokio::time::interval(INDEX_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(e) = index_pending(&pool).await {
+        let done = match &pool {
+            Pool::Sqlite(p) => index_pending(p).await,
+            Pool::Postgres(p) => index_pending_pg(p).await,
+            Pool::Mysql(_) => return,
+        };
+        if let Err(e) = done {
             tracing::debug!(error = %e, "indexing new messages for search failed; retrying later");
         }
     }
@@ -188,8 +221,10 @@ impl SqlStore {
     /// can match on this backend (see [`fts_query`]).
     pub(crate) async fn search(&self, q: &SearchQuery) -> Result<Option<Page>, StoreError> {
         // SQLite: what was stored since the indexer last ran is found too.
-        if let Pool::Sqlite(pool) = &self.pool {
-            index_pending(pool).await.context("indexing new messages")?;
+        match &self.pool {
+            Pool::Sqlite(pool) => index_pending(pool).await.context("indexing new messages")?,
+            Pool::Postgres(pool) => index_pending_pg(pool).await.context("indexing new messages")?,
+            Pool::Mysql(_) => {}
         }
         let fetch = q.limit as i64 + 1;
         let messages: Option<Vec<StoredMessage>> = on_pool!(self, |pool, sql| {
