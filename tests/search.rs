@@ -170,6 +170,20 @@ async fn search_finds_only_what_the_caller_may_read() {
         for c in [&mut alice, &mut bob, &mut carol, &mut dave] {
             c.sync().await;
         }
+        if kind == Kind::Postgres {
+            // After a search the index holds every message, with its text as it is now.
+            search(&mut alice, json!({"q":"fox"})).await;
+            use sqlx::Connection;
+            let mut db = sqlx::PgConnection::connect(&b.url).await.unwrap();
+            let stale: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM messages m LEFT JOIN message_search s USING (msg_id) \
+                 WHERE s.search IS DISTINCT FROM to_tsvector('simple', m.text)",
+            )
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+            assert_eq!(stale, 0, "messages whose index entry is missing or stale");
+        }
         server.stop().await;
     }
 }
