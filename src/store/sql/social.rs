@@ -82,9 +82,13 @@ pub(super) const INDEX_EVERY: Duration = Duration::from_millis(500);
 /// until the queue is empty. Indexing many rows in one statement costs a
 /// fraction of indexing each in the writer's insert (a trigger per row).
 pub(super) async fn index_pending(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+    // What is queued now, not what keeps coming: a search never chases the writer.
+    let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM messages_fts_pending").fetch_one(pool).await?;
     loop {
-        let queued: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM messages_fts_pending)").fetch_one(pool).await?;
+        let queued: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM messages_fts_pending WHERE id <= ?)")
+            .bind(last)
+            .fetch_one(pool)
+            .await?;
         if !queued {
             return Ok(());
         }
@@ -92,22 +96,21 @@ pub(super) async fn index_pending(pool: &SqlitePool) -> Result<(), sqlx::Error> 
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "INSERT INTO messages_fts (rowid, text) SELECT m.rowid, m.text FROM messages m \
-             JOIN (SELECT id FROM messages_fts_pending ORDER BY id LIMIT ?) p ON m.rowid = p.id",
+             JOIN (SELECT id FROM messages_fts_pending WHERE id <= ? ORDER BY id LIMIT ?) p ON m.rowid = p.id",
         )
+        .bind(last)
         .bind(INDEX_BATCH)
         .execute(&mut *tx)
         .await?;
-        let done = sqlx::query(
-            "DELETE FROM messages_fts_pending WHERE id IN (SELECT id FROM messages_fts_pending ORDER BY id LIMIT ?)",
+        sqlx::query(
+            "DELETE FROM messages_fts_pending WHERE id IN \
+             (SELECT id FROM messages_fts_pending WHERE id <= ? ORDER BY id LIMIT ?)",
         )
+        .bind(last)
         .bind(INDEX_BATCH)
         .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .await?;
         tx.commit().await?;
-        if done < INDEX_BATCH as u64 {
-            return Ok(());
-        }
     }
 }
 
@@ -118,20 +121,26 @@ pub(super) async fn index_pending(pool: &SqlitePool) -> Result<(), sqlx::Error> 
 /// each other's rows (`FOR UPDATE`), so a search never misses what another
 /// node is indexing.
 pub(super) async fn index_pending_pg(pool: &PgPool) -> Result<(), sqlx::Error> {
+    // What is queued now, not what keeps coming (see `index_pending`).
+    let last: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(id), 0)::BIGINT FROM message_search_pending").fetch_one(pool).await?;
     loop {
-        let queued: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM message_search_pending)").fetch_one(pool).await?;
+        let queued: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM message_search_pending WHERE id <= $1)")
+            .bind(last)
+            .fetch_one(pool)
+            .await?;
         if !queued {
             return Ok(());
         }
         sqlx::query(
             "WITH batch AS (DELETE FROM message_search_pending WHERE id IN \
-             (SELECT id FROM message_search_pending ORDER BY id LIMIT $1 FOR UPDATE) RETURNING msg_id) \
+             (SELECT id FROM message_search_pending WHERE id <= $2 ORDER BY id LIMIT $1 FOR UPDATE) RETURNING msg_id) \
              INSERT INTO message_search (msg_id, search) \
              SELECT m.msg_id, to_tsvector('simple', m.text) FROM messages m WHERE m.msg_id IN (SELECT msg_id FROM batch) \
              ON CONFLICT (msg_id) DO UPDATE SET search = excluded.search",
         )
         .bind(INDEX_BATCH)
+        .bind(last)
         .execute(pool)
         .await?;
     }
