@@ -272,7 +272,7 @@ pub(super) const POSTGRES: Dialect = Dialect {
     reaction_emoji: "SELECT DISTINCT emoji FROM reactions WHERE msg_id = $1",
     delete_reactions: "DELETE FROM reactions WHERE msg_id = $1",
     delete_conv_reactions: "DELETE FROM reactions WHERE msg_id IN (SELECT msg_id FROM messages WHERE conv = $1)",
-    fts_match: ("m.search @@ to_tsquery('simple', ", ")"),
+    fts_match: ("m.msg_id IN (SELECT msg_id FROM message_search WHERE search @@ to_tsquery('simple', ", "))"),
     fts: Fts::Tsquery,
     room_conv: ("'r:' || ", ""),
 };

@@ -74,7 +74,7 @@ pub struct SqlStore {
     seqs: Mutex<HashMap<Conv, u64>>,
     /// SQLite's background checkpoint task.
     checkpointer: Option<tokio::task::JoinHandle<()>>,
-    /// SQLite's background search indexer (see `social::index_pending`).
+    /// The background search indexer of SQLite and PostgreSQL (see `social::indexer`).
     indexer: Option<tokio::task::JoinHandle<()>>,
     /// When writing last failed: older connections are reopened.
     health: Arc<Health>,
@@ -195,9 +195,11 @@ impl SqlStore {
         let writer = (matches!(pool, Pool::Sqlite(_)) && max > 1).then(tokio::sync::Mutex::default);
         let mut store = SqlStore { pool, seqs: Mutex::default(), checkpointer, indexer: None, health, writer };
         store.migrate().await?;
-        if let Pool::Sqlite(p) = &store.pool {
-            store.indexer = Some(tokio::spawn(social::indexer(p.clone())));
-        }
+        store.indexer = match &store.pool {
+            Pool::Sqlite(p) => Some(tokio::spawn(social::indexer(Pool::Sqlite(p.clone())))),
+            Pool::Postgres(p) => Some(tokio::spawn(social::indexer(Pool::Postgres(p.clone())))),
+            Pool::Mysql(_) => None,
+        };
         Ok(store)
     }
 

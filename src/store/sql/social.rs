@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use sqlx::QueryBuilder;
+use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 use ulid::Ulid;
 
@@ -69,11 +70,11 @@ fn like_escape(s: &str) -> String {
     out
 }
 
-/// SQLite: most queued messages one indexing transaction takes (it holds
+/// SQLite, PostgreSQL: most queued messages one indexing transaction takes (it holds
 /// the write lock: the writer waits for it, so it stays short).
 const INDEX_BATCH: i64 = 1000;
 
-/// SQLite: how often the background indexer looks at the queue.
+/// SQLite, PostgreSQL: how often the background indexer looks at the queue.
 pub(super) const INDEX_EVERY: Duration = Duration::from_millis(500);
 
 /// SQLite: indexes the messages queued in `messages_fts_pending` (see
@@ -81,9 +82,13 @@ pub(super) const INDEX_EVERY: Duration = Duration::from_millis(500);
 /// until the queue is empty. Indexing many rows in one statement costs a
 /// fraction of indexing each in the writer's insert (a trigger per row).
 pub(super) async fn index_pending(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+    // What is queued now, not what keeps coming: a search never chases the writer.
+    let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM messages_fts_pending").fetch_one(pool).await?;
     loop {
-        let queued: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM messages_fts_pending)").fetch_one(pool).await?;
+        let queued: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM messages_fts_pending WHERE id <= ?)")
+            .bind(last)
+            .fetch_one(pool)
+            .await?;
         if !queued {
             return Ok(());
         }
@@ -91,32 +96,69 @@ pub(super) async fn index_pending(pool: &SqlitePool) -> Result<(), sqlx::Error> 
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "INSERT INTO messages_fts (rowid, text) SELECT m.rowid, m.text FROM messages m \
-             JOIN (SELECT id FROM messages_fts_pending ORDER BY id LIMIT ?) p ON m.rowid = p.id",
+             JOIN (SELECT id FROM messages_fts_pending WHERE id <= ? ORDER BY id LIMIT ?) p ON m.rowid = p.id",
         )
+        .bind(last)
         .bind(INDEX_BATCH)
         .execute(&mut *tx)
         .await?;
-        let done = sqlx::query(
-            "DELETE FROM messages_fts_pending WHERE id IN (SELECT id FROM messages_fts_pending ORDER BY id LIMIT ?)",
+        sqlx::query(
+            "DELETE FROM messages_fts_pending WHERE id IN \
+             (SELECT id FROM messages_fts_pending WHERE id <= ? ORDER BY id LIMIT ?)",
         )
+        .bind(last)
         .bind(INDEX_BATCH)
         .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .await?;
         tx.commit().await?;
-        if done < INDEX_BATCH as u64 {
-            return Ok(());
-        }
     }
 }
 
-/// SQLite: the background indexer, on a pool connection of its own.
-pub(super) async fn indexer(pool: SqlitePool) {
+/// PostgreSQL: indexes the messages queued in `message_search_pending`
+/// (see migrations/postgres/0007), [`INDEX_BATCH`] per statement, until the
+/// queue is empty. A message queued twice (edited meanwhile) is indexed
+/// with its text as it is then. Concurrent indexers (other nodes) wait for
+/// each other's rows (`FOR UPDATE`), so a search never misses what another
+/// node is indexing.
+pub(super) async fn index_pending_pg(pool: &PgPool) -> Result<(), sqlx::Error> {
+    // What is queued now, not what keeps coming (see `index_pending`).
+    let last: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(id), 0)::BIGINT FROM message_search_pending").fetch_one(pool).await?;
+    loop {
+        let queued: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM message_search_pending WHERE id <= $1)")
+            .bind(last)
+            .fetch_one(pool)
+            .await?;
+        if !queued {
+            return Ok(());
+        }
+        sqlx::query(
+            "WITH batch AS (DELETE FROM message_search_pending WHERE id IN \
+             (SELECT id FROM message_search_pending WHERE id <= $2 ORDER BY id LIMIT $1 FOR UPDATE) RETURNING msg_id) \
+             INSERT INTO message_search (msg_id, search) \
+             SELECT m.msg_id, to_tsvector('simple', m.text) FROM messages m WHERE m.msg_id IN (SELECT msg_id FROM batch) \
+             ON CONFLICT (msg_id) DO UPDATE SET search = excluded.search",
+        )
+        .bind(INDEX_BATCH)
+        .bind(last)
+        .execute(pool)
+        .await?;
+    }
+}
+
+/// The background indexer (SQLite, PostgreSQL), on a pool connection of
+/// its own.
+pub(super) async fn indexer(pool: Pool) {
     let mut tick = tokio::time::interval(INDEX_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(e) = index_pending(&pool).await {
+        let done = match &pool {
+            Pool::Sqlite(p) => index_pending(p).await,
+            Pool::Postgres(p) => index_pending_pg(p).await,
+            Pool::Mysql(_) => return,
+        };
+        if let Err(e) = done {
             tracing::debug!(error = %e, "indexing new messages for search failed; retrying later");
         }
     }
@@ -188,8 +230,10 @@ impl SqlStore {
     /// can match on this backend (see [`fts_query`]).
     pub(crate) async fn search(&self, q: &SearchQuery) -> Result<Option<Page>, StoreError> {
         // SQLite: what was stored since the indexer last ran is found too.
-        if let Pool::Sqlite(pool) = &self.pool {
-            index_pending(pool).await.context("indexing new messages")?;
+        match &self.pool {
+            Pool::Sqlite(pool) => index_pending(pool).await.context("indexing new messages")?,
+            Pool::Postgres(pool) => index_pending_pg(pool).await.context("indexing new messages")?,
+            Pool::Mysql(_) => {}
         }
         let fetch = q.limit as i64 + 1;
         let messages: Option<Vec<StoredMessage>> = on_pool!(self, |pool, sql| {
@@ -225,10 +269,13 @@ impl SqlStore {
                             b.push("))");
                         }
                     }
+                    // Newest first: by time, then (within a millisecond) by
+                    // seq; msg_id makes the order total, for `before`.
                     if let Some(before) = q.before {
-                        b.push(" AND m.msg_id < ").push_bind(before.to_string());
+                        b.push(" AND (m.sent_at, m.seq, m.msg_id) < (SELECT c.sent_at, c.seq, c.msg_id FROM messages c WHERE c.msg_id = ");
+                        b.push_bind(before.to_string()).push(")");
                     }
-                    b.push(" ORDER BY m.msg_id DESC LIMIT ").push_bind(fetch);
+                    b.push(" ORDER BY m.sent_at DESC, m.seq DESC, m.msg_id DESC LIMIT ").push_bind(fetch);
                     let rows = b.build().fetch_all(pool).await.context("searching messages")?;
                     Some(rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?)
                 }
