@@ -60,8 +60,10 @@ impl Vapid {
     /// and kept there, once for the whole cluster, on first use).
     pub(crate) async fn load(config: &NotifyConfig, store: &Store) -> anyhow::Result<Vapid> {
         let encoded = if config.vapid_private_key.is_empty() {
-            let fresh = B64.encode(random_key().to_bytes());
-            store.notify_state_once(VAPID_KEY, &fresh).await?
+            match store.notify_state(VAPID_KEY).await? {
+                Some((kept, _)) => kept,
+                None => store.notify_state_once(VAPID_KEY, &B64.encode(random_key().to_bytes())).await?,
+            }
         } else {
             config.vapid_private_key.expose().to_owned()
         };
