@@ -122,8 +122,8 @@ impl Service {
         let files = Files::open(&config.uploads).await.map_err(|e| anyhow::anyhow!("uploads.dir: {e}"))?;
         let clustered = !config.cluster.redis_url.is_empty();
         let (decide, decisions) = if notify::enabled(&config.notify) {
-            let (tx, rx) = notify::queue(&config.notify);
-            (Some(tx), Some(rx))
+            let (tx, queue) = notify::queue(&config.notify);
+            (Some(tx), Some(queue))
         } else {
             (None, None)
         };

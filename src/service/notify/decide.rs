@@ -12,6 +12,7 @@
 //! however many sessions it has: the event id is `<msg_id>:<user id>`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -72,7 +73,13 @@ struct Candidate {
 }
 
 impl Decider {
-    pub(super) async fn run(self, mut rx: mpsc::Receiver<Batch>, one_node: bool, stop: CancellationToken) {
+    pub(super) async fn run(
+        self,
+        mut rx: mpsc::Receiver<Batch>,
+        overflow: Arc<AtomicBool>,
+        one_node: bool,
+        stop: CancellationToken,
+    ) {
         let mut newest: Option<Ulid> = None;
         let mut written: Option<Ulid> = None;
         let mut last_write = Instant::now();
@@ -91,6 +98,17 @@ impl Decider {
             let ok = self.decide_all(&messages).await;
             if let Some(done) = done {
                 let _ = done.send(ok);
+            }
+            if one_node && overflow.load(Ordering::Acquire) {
+                // Some batches did not fit in the queue: once it is empty,
+                // decide again from the cursor (not advanced meanwhile).
+                if rx.is_empty() {
+                    overflow.store(false, Ordering::Release);
+                    if let Err(e) = self.replay(&mut newest).await {
+                        tracing::warn!(error = %e, "could not catch up with the notifications");
+                    }
+                }
+                continue;
             }
             if one_node && ok {
                 newest = messages.iter().map(|m| m.msg_id).max().max(newest);
