@@ -329,8 +329,8 @@ pub struct NotifyConfig {
     /// last decided one are decided again (events are deduplicated by id).
     #[serde(with = "humantime_serde")]
     pub replay_margin: Duration,
-    /// Stored messages waiting for the decision; past it, the decision of
-    /// the overflow is left to the replay at the next start (logged).
+    /// Stored messages waiting for the decision; when it is full, the
+    /// decider catches up from its cursor in the database (logged).
     pub queue: usize,
 }
 

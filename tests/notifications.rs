@@ -292,6 +292,36 @@ async fn webhook_messages_stream_every_message_in_seq_order() {
 }
 
 #[tokio::test]
+async fn a_full_decision_queue_loses_nothing() {
+    let mut receiver = Receiver::start(OK, 0).await;
+    let mut config = notify_config(&receiver.url);
+    config.notify.webhook_messages = true;
+    config.notify.queue = 1;
+    let server = common::start(config).await;
+    let mut alice = Client::in_rooms(&server, "alice", &["lobby"]).await;
+    // Sent without waiting: many batches reach a queue of one.
+    for i in 0..200 {
+        alice.send(json!({"type":"say","room":"lobby","text":format!("m{i}"),"id":i})).await;
+    }
+    let mut last = Value::Null;
+    for _ in 0..200 {
+        last = alice.expect("ack").await;
+    }
+    let last_id = format!("m:{}", last["message"]["msg_id"].as_str().unwrap());
+    let mut events = receiver.events_until(&last_id).await;
+    while events.len() < 200 {
+        // The catch-up may follow the newest message.
+        events.extend(receiver.next().await.events);
+        events.sort_by_key(|e| e["id"].as_str().unwrap().to_owned());
+        events.dedup_by_key(|e| e["id"].clone());
+    }
+    let mut seqs: Vec<u64> = events.iter().map(|e| e["message"]["seq"].as_u64().unwrap()).collect();
+    seqs.sort();
+    assert_eq!(seqs, (1..=200).collect::<Vec<u64>>(), "every message, once");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_hanging_or_huge_answering_receiver_blocks_nothing() {
     let mut receiver = Receiver::start(HANG, 0).await;
     let mut config = notify_config(&receiver.url);

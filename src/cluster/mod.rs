@@ -31,7 +31,13 @@ use redis::{Chan, RedisBus};
 /// Stored messages for the notification decider, and (from the archiver)
 /// who waits for the decision to be written (see `service::notify`).
 pub(crate) type DecideBatch = (Vec<StoredMessage>, Option<tokio::sync::oneshot::Sender<bool>>);
-pub(crate) type Decide = tokio::sync::mpsc::Sender<DecideBatch>;
+#[derive(Clone)]
+pub(crate) struct Decide {
+    pub(crate) tx: tokio::sync::mpsc::Sender<DecideBatch>,
+    /// Set when a batch did not fit in the queue: the decider then decides
+    /// again from its cursor (which it stops advancing meanwhile).
+    pub(crate) overflow: Arc<std::sync::atomic::AtomicBool>,
+}
 
 #[derive(Clone)]
 pub struct Bus {
@@ -433,8 +439,8 @@ impl Bus {
 /// Delivers committed batches through the one delivery sink
 /// ([`Hub::deliver`]), in commit order.
 /// After delivery, the batch goes to the notification decider (if any):
-/// one copy of each message, never waited for (a full queue leaves the
-/// decision to the replay at the next start).
+/// one copy of each message, never waited for (a full queue makes the
+/// decider catch up from its cursor in the database).
 struct HubSink(Arc<Hub>, Option<Decide>);
 
 impl CommitSink<Route> for HubSink {
@@ -445,12 +451,10 @@ impl CommitSink<Route> for HubSink {
             Acked { message, route }.deliver_on(&self.0);
         }
         if let (Some(decide), Some(copies)) = (&self.1, copies)
-            && let Err(e) = decide.try_send((copies, None))
+            && decide.tx.try_send((copies, None)).is_err()
+            && !decide.overflow.swap(true, std::sync::atomic::Ordering::AcqRel)
         {
-            tracing::warn!(
-                error = %e,
-                "the notification queue is full; these messages are decided at the next start"
-            );
+            tracing::warn!("the notification queue is full; the decider catches up from its cursor");
         }
     }
 

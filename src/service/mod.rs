@@ -123,8 +123,8 @@ impl Service {
         let files = Files::open(&config.uploads).await.map_err(|e| anyhow::anyhow!("uploads.dir: {e}"))?;
         let clustered = !config.cluster.redis_url.is_empty();
         let (decide, decisions) = if notify::enabled(&config.notify) {
-            let (tx, rx) = notify::queue(&config.notify);
-            (Some(tx), Some(rx))
+            let (tx, queue) = notify::queue(&config.notify);
+            (Some(tx), Some(queue))
         } else {
             (None, None)
         };
@@ -150,10 +150,18 @@ impl Service {
             let (bus, writer) = Bus::local(store.clone(), hub.clone(), config.database.batch_max, decide);
             (bus, Some(writer))
         };
-        let vapid = if config.notify.push {
-            Some(Arc::new(notify::push::Vapid::load(&config.notify, &store).await.context("web push")?))
-        } else {
-            None
+        // A database that refuses writes now (read-only) does not stop the
+        // start: without a kept VAPID key, Web Push is off for this run.
+        let vapid = match config.notify.push {
+            true => match notify::push::Vapid::load(&config.notify, &store).await {
+                Ok(v) => Some(Arc::new(v)),
+                Err(e) if config.notify.vapid_private_key.is_empty() => {
+                    tracing::warn!(error = %e, "no VAPID key could be kept: Web Push is off until the next start");
+                    None
+                }
+                Err(e) => return Err(e.context("web push")),
+            },
+            false => None,
         };
         let l = &config.limits;
         let limits_view = LimitsView {

@@ -151,7 +151,7 @@ async fn pass(bus: &RedisBus, claim_all: bool) -> Result<usize, String> {
             && !messages.is_empty()
         {
             let (done, decided) = oneshot::channel();
-            let sent = decide.send((messages.clone(), Some(done))).await.is_ok();
+            let sent = decide.tx.send((messages.clone(), Some(done))).await.is_ok();
             if sent && decided.await != Ok(true) {
                 return Err("the notification decision failed; the messages stay buffered".into());
             }

@@ -11,7 +11,9 @@
 //! default) takes DMs and mentions only. Once per user and message,
 //! however many sessions it has: the event id is `<msg_id>:<user id>`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -24,7 +26,10 @@ use crate::cluster::Bus;
 use crate::config::NotifyConfig;
 use crate::protocol::now_ms;
 use crate::protocol::server::{Conv, StoredMessage};
-use crate::store::{NewOutbox, Store, StoreError};
+use crate::store::{NewOutbox, Store, StoreError, Wanting};
+
+/// Who wants every message, by conversation (rooms and everyone), per batch.
+type Wanted = HashMap<Conv, Vec<Wanting>>;
 
 /// Where the one-node decider keeps the newest `msg_id` it decided.
 const CURSOR: &str = "cursor";
@@ -72,7 +77,13 @@ struct Candidate {
 }
 
 impl Decider {
-    pub(super) async fn run(self, mut rx: mpsc::Receiver<Batch>, one_node: bool, stop: CancellationToken) {
+    pub(super) async fn run(
+        self,
+        mut rx: mpsc::Receiver<Batch>,
+        overflow: Arc<AtomicBool>,
+        one_node: bool,
+        stop: CancellationToken,
+    ) {
         let mut newest: Option<Ulid> = None;
         let mut written: Option<Ulid> = None;
         let mut last_write = Instant::now();
@@ -91,6 +102,17 @@ impl Decider {
             let ok = self.decide_all(&messages).await;
             if let Some(done) = done {
                 let _ = done.send(ok);
+            }
+            if one_node && overflow.load(Ordering::Acquire) {
+                // Some batches did not fit in the queue: once it is empty,
+                // decide again from the cursor (not advanced meanwhile).
+                if rx.is_empty() {
+                    overflow.store(false, Ordering::Release);
+                    if let Err(e) = self.replay(&mut newest).await {
+                        tracing::warn!(error = %e, "could not catch up with the notifications");
+                    }
+                }
+                continue;
             }
             if one_node && ok {
                 newest = messages.iter().map(|m| m.msg_id).max().max(newest);
@@ -152,9 +174,11 @@ impl Decider {
         let mut failure = None;
         for attempt in 1..=3u32 {
             rows.clear();
+            // Who wants every message of a conversation, read once per batch.
+            let mut wanting = HashMap::new();
             let mut result = Ok(());
             for m in messages {
-                if let Err(e) = self.decide(m, &mut rows).await {
+                if let Err(e) = self.decide(m, &mut rows, &mut wanting).await {
                     result = Err(e);
                     break;
                 }
@@ -181,7 +205,12 @@ impl Decider {
     }
 
     /// The outbox rows one message owes.
-    async fn decide(&self, m: &StoredMessage, rows: &mut Vec<NewOutbox>) -> Result<(), StoreError> {
+    async fn decide(
+        &self,
+        m: &StoredMessage,
+        rows: &mut Vec<NewOutbox>,
+        wanting: &mut Wanted,
+    ) -> Result<(), StoreError> {
         let webhook = !self.config.webhook_url.is_empty();
         let message = serde_json::to_value(m).unwrap_or(Value::Null);
         if webhook && self.config.webhook_messages {
@@ -189,7 +218,7 @@ impl Decider {
             let body = json!({"id": id, "kind": "message", "message": message});
             rows.push(NewOutbox { id, channel: "webhook", target: String::new(), body: body.to_string() });
         }
-        for c in self.candidates(m).await? {
+        for c in self.candidates(m, wanting).await? {
             if c.id == *m.sender_id || !self.wants(m, &c).await? || self.present(&c).await? {
                 continue;
             }
@@ -222,7 +251,7 @@ impl Decider {
 
     /// Everyone the message may concern, each once, the strongest reason
     /// first (a DM, then a mention, then `all`).
-    async fn candidates(&self, m: &StoredMessage) -> Result<Vec<Candidate>, StoreError> {
+    async fn candidates(&self, m: &StoredMessage, wanting: &mut Wanted) -> Result<Vec<Candidate>, StoreError> {
         let mut out: Vec<Candidate> = Vec::new();
         let mut add = |c: Candidate| {
             if !out.iter().any(|o| o.id == c.id) {
@@ -249,13 +278,20 @@ impl Decider {
             }
             add(Candidate { id, nick: nick.to_string(), kind: Kind::Mention, settings: None });
         }
-        let all = match &m.conv {
-            Conv::Room(room) => Some((self.store.wanting_all(Some(room), 0).await?, Kind::Room)),
-            Conv::Everyone => Some((self.store.wanting_all(None, MAX_EVERYONE).await?, Kind::Everyone)),
-            Conv::Dm(..) => None,
+        let kind = match &m.conv {
+            Conv::Room(_) => Kind::Room,
+            Conv::Everyone => Kind::Everyone,
+            Conv::Dm(..) => return Ok(out),
         };
-        for (w, kind) in all.into_iter().flat_map(|(ws, k)| ws.into_iter().map(move |w| (w, k))) {
-            add(Candidate { id: w.owner, nick: w.nick, kind, settings: Some(w.settings) });
+        if !wanting.contains_key(&m.conv) {
+            let room = match &m.conv {
+                Conv::Room(room) => Some(&**room),
+                _ => None,
+            };
+            wanting.insert(m.conv.clone(), self.store.wanting_all(room, MAX_EVERYONE).await?);
+        }
+        for w in wanting.get(&m.conv).into_iter().flatten() {
+            add(Candidate { id: w.owner.clone(), nick: w.nick.clone(), kind, settings: Some(w.settings.clone()) });
         }
         Ok(out)
     }

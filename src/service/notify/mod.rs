@@ -40,8 +40,16 @@ pub(crate) fn enabled(config: &NotifyConfig) -> bool {
 }
 
 /// The decider's queue: created before the bus, which feeds it.
-pub(crate) fn queue(config: &NotifyConfig) -> (mpsc::Sender<Batch>, mpsc::Receiver<Batch>) {
-    mpsc::channel(config.queue.max(1))
+pub(crate) fn queue(config: &NotifyConfig) -> (crate::cluster::Decide, Queue) {
+    let (tx, rx) = mpsc::channel(config.queue.max(1));
+    let overflow = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    (crate::cluster::Decide { tx, overflow: overflow.clone() }, Queue { rx, overflow })
+}
+
+/// The decider's end of its queue.
+pub(crate) struct Queue {
+    rx: mpsc::Receiver<Batch>,
+    overflow: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Starts the decider (fed by `rx`) and the outbox workers. They stop on
@@ -51,14 +59,14 @@ pub(crate) fn start(
     node: String,
     store: Store,
     bus: Bus,
-    rx: mpsc::Receiver<Batch>,
+    queue: Queue,
     vapid: Option<Arc<push::Vapid>>,
     stop: CancellationToken,
 ) {
     let wake = Arc::new(Notify::new());
     let decider =
         decide::Decider { config: config.clone(), store: store.clone(), bus: bus.clone(), wake: wake.clone() };
-    tokio::spawn(decider.run(rx, !bus.clustered(), stop.clone()));
+    tokio::spawn(decider.run(queue.rx, queue.overflow, !bus.clustered(), stop.clone()));
     if let Some(vapid) = vapid {
         let wake = wake.clone();
         tokio::spawn(push::run(

@@ -60,8 +60,10 @@ impl Vapid {
     /// and kept there, once for the whole cluster, on first use).
     pub(crate) async fn load(config: &NotifyConfig, store: &Store) -> anyhow::Result<Vapid> {
         let encoded = if config.vapid_private_key.is_empty() {
-            let fresh = B64.encode(random_key().to_bytes());
-            store.notify_state_once(VAPID_KEY, &fresh).await?
+            match store.notify_state(VAPID_KEY).await? {
+                Some((kept, _)) => kept,
+                None => store.notify_state_once(VAPID_KEY, &B64.encode(random_key().to_bytes())).await?,
+            }
         } else {
             config.vapid_private_key.expose().to_owned()
         };
@@ -266,7 +268,9 @@ pub(super) async fn run(
     wake: Arc<Notify>,
     stop: CancellationToken,
 ) {
-    let lease_for = config.poll_interval * 3 + config.push_timeout * PASS as u32;
+    // Renewed before each push: a node that dies holds up the others for
+    // at most this long.
+    let lease_for = config.poll_interval * 3 + config.push_timeout * 2;
     loop {
         let now = now_ms();
         let holder =
@@ -280,6 +284,12 @@ pub(super) async fn run(
         };
         let busy = rows.len() == PASS;
         for row in rows {
+            if clustered {
+                let now = now_ms();
+                if !matches!(store.lease(LEASE, &node, now, now + lease_for.as_millis() as i64).await, Ok(true)) {
+                    break;
+                }
+            }
             let sub = match store.subscription(&row.target).await {
                 Ok(Some(s)) => s,
                 Ok(None) => {
