@@ -3,4 +3,5 @@
 //! wire into typed requests, calls [`crate::service`], and encodes what
 //! comes back; it has no rules of its own.
 
+pub(crate) mod socketio;
 pub(crate) mod ws;
