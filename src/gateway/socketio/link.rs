@@ -67,11 +67,6 @@ impl Link {
         }
     }
 
-    pub(super) fn reply_error(&self, ack: Option<u64>, e: &ProtoError) -> bool {
-        self.svc.metrics.error(e.code);
-        self.reply(ack, &encode(&ServerFrame::error(None, e)))
-    }
-
     /// Notes that the reply to the client's packet `id` is awaited.
     pub(super) fn await_ack(&mut self, id: u64) {
         if self.pending.len() >= MAX_PENDING_ACKS {

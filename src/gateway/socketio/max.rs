@@ -26,7 +26,8 @@ use super::Inbound;
 use super::codec;
 use super::link::{self, Link};
 use crate::protocol::client::Target;
-use crate::protocol::{ErrorCode, Name, ProtoError, ServerFrame, encode, now_ms};
+use crate::protocol::server::Frame;
+use crate::protocol::{ErrorCode, FrameId, Name, ProtoError, ServerFrame, encode, now_ms};
 use crate::service::{CloseReason, Hello, Outbound, Session};
 
 /// The `event` name that carries a `talk` to the other listeners (web and
@@ -80,7 +81,7 @@ pub(super) async fn run(mut link: Link, auth: Option<Value>, ip: IpAddr) {
             }
             inbound = link.inbound.recv() => {
                 let Some(inbound) = inbound else { break CloseReason::Normal };
-                if let Some(rx) = Box::pin(max.handle(&link, inbound)).await {
+                if let Some(rx) = Box::pin(max.handle(&mut link, inbound)).await {
                     out = Some(rx);
                 }
             }
@@ -120,49 +121,83 @@ struct Talk {
 
 impl Max {
     /// Handles one event; returns the session's queue if this opened it.
-    async fn handle(&mut self, link: &Link, inbound: Inbound) -> Option<Outbound> {
+    async fn handle(&mut self, link: &mut Link, inbound: Inbound) -> Option<Outbound> {
         let (name, args, ack) = match inbound {
             Inbound::Event { name, args, ack } => (name, args, ack),
             Inbound::Refused { error, ack } => {
-                link.reply_error(ack, &error);
+                self.respond(link, ack, &encode(&ServerFrame::error(ack_id(ack).as_ref(), &error)));
                 return None;
             }
         };
         if let Some(s) = &self.session {
             s.handle().heard(now_ms());
         }
+        let id = ack_id(ack);
         let arg = args.into_iter().next().unwrap_or(Value::Null);
         let mut opened = None;
         let result = match name.as_str() {
             "join" => match serde_json::from_value::<Join>(arg) {
-                Ok(j) => self.join(link, ack, &j.username, &mut opened).await,
+                Ok(j) => self.join(link, &j.username, &mut opened).await.map(|conversations| {
+                    let id = id.as_ref().map(|i| format!(",\"id\":{}", serde_json::to_string(i).unwrap_or_default()));
+                    let json = format!(
+                        "{{\"type\":\"listening\"{},\"conversations\":{}}}",
+                        id.unwrap_or_default(),
+                        Value::from(conversations)
+                    );
+                    Frame::from_json(json)
+                }),
                 Err(e) => Err(ProtoError::invalid(format!("join {{username, timestamp}}: {e}"))),
             },
             "talk" => match serde_json::from_value::<Talk>(arg) {
-                Ok(t) => self.talk(t).await.map(|()| {
-                    if ack.is_some() {
-                        link.reply(ack, &encode(&ServerFrame::ack(None)));
-                    }
-                }),
+                Ok(t) => self.talk(t).await.map(|()| encode(&ServerFrame::ack(id.as_ref()))),
                 Err(e) => Err(ProtoError::invalid(format!("talk {{conversation, timestamp, messageID}}: {e}"))),
             },
-            other => Err(ProtoError::new(ErrorCode::UnknownType, format!("`{other}` is not a /max event: join or talk"))),
+            other => {
+                Err(ProtoError::new(ErrorCode::UnknownType, format!("`{other}` is not a /max event: join or talk")))
+            }
         };
-        if let Err(e) = result {
-            link.reply_error(ack, &e);
+        let reply = match result {
+            // `talk` without a callback has no answer.
+            Ok(frame) if name == "talk" && ack.is_none() => {
+                drop(frame);
+                None
+            }
+            Ok(frame) => Some(frame),
+            Err(e) => {
+                link.svc.metrics.error(e.code);
+                Some(encode(&ServerFrame::error(id.as_ref(), &e)))
+            }
+        };
+        if let Some(frame) = reply {
+            self.respond(link, ack, &frame);
         }
         opened
     }
 
+    /// Answers: through the session's queue once there is one (so that the
+    /// answer comes after everything queued before it), else at once.
+    fn respond(&self, link: &mut Link, ack: Option<u64>, frame: &Frame) {
+        match &self.session {
+            Some(s) => {
+                if let Some(a) = ack {
+                    link.await_ack(a);
+                }
+                s.handle().send(frame);
+            }
+            None => {
+                link.reply(ack, frame);
+            }
+        }
+    }
+
     /// `join`: opens the guest session if there is none yet, joins every
-    /// room the user belongs to, answers `listening`.
+    /// room the user belongs to; returns them (`listening`).
     async fn join(
         &mut self,
         link: &Link,
-        ack: Option<u64>,
         username: &str,
         opened: &mut Option<Outbound>,
-    ) -> Result<(), ProtoError> {
+    ) -> Result<Vec<String>, ProtoError> {
         let nick = Name::nick(username)?;
         if self.session.is_none() {
             let hello = Hello { nick: Some(nick.clone()), password: None, token: None };
@@ -182,13 +217,7 @@ impl Max {
                 tracing::debug!(room = %room, code = ?e.code, "socket.io /max: not joined");
             }
         }
-        let conversations: Vec<String> = session.handle().rooms().iter().map(|r| r.name.to_string()).collect();
-        let listening = json!({ "conversations": conversations }).to_string();
-        match ack {
-            Some(id) => link.emit(codec::ack(link.path(), id, &listening)),
-            None => link.emit_event("listening", &listening),
-        };
-        Ok(())
+        Ok(session.handle().rooms().iter().map(|r| r.name.to_string()).collect())
     }
 
     /// `talk`: an `update` for the conversation's other members.
@@ -203,6 +232,10 @@ impl Max {
         let data = json!({ "timestamp": t.timestamp, "messageID": t.message_id });
         session.event(Target::Room(room), UPDATE, &data).await
     }
+}
+
+fn ack_id(ack: Option<u64>) -> Option<FrameId> {
+    ack.map(|a| FrameId::Int(a as i64))
 }
 
 fn bucket(l: &crate::config::Limits) -> DefaultDirectRateLimiter {
@@ -235,7 +268,7 @@ fn translate(ty: &str, frame: &str) -> Option<String> {
                 codec::event(path, "update", &update.to_string())
             })
         }
-        "error" | "notice" => Some(codec::event(path, ty, frame)),
+        "error" | "notice" | "listening" => Some(codec::event(path, ty, frame)),
         _ => None,
     }
 }

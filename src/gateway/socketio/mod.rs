@@ -54,7 +54,8 @@ const MAX_ATTACHMENTS: usize = 16;
 /// What the HTTP floor decides for a new Engine.IO connection: the
 /// client's address and the connection's place under the caps (held for
 /// its life), or a refusal.
-pub(crate) type Admit = Box<dyn Fn(&axum::http::request::Parts) -> Option<(IpAddr, Box<dyn Send + Sync>)> + Send + Sync>;
+pub(crate) type Admit =
+    Box<dyn Fn(&axum::http::request::Parts) -> Option<(IpAddr, Box<dyn Send + Sync>)> + Send + Sync>;
 
 /// The Engine.IO handler: routes each connection's packets to its
 /// namespace connections.
@@ -88,10 +89,17 @@ impl Ns {
 /// A client event for a namespace connection's task.
 #[derive(Debug)]
 pub(super) enum Inbound {
-    Event { name: String, args: Vec<Value>, ack: Option<u64> },
+    Event {
+        name: String,
+        args: Vec<Value>,
+        ack: Option<u64>,
+    },
     /// A packet refused at the door (binary attachments, bad JSON): an
     /// `error` for the client, nothing else.
-    Refused { error: ProtoError, ack: Option<u64> },
+    Refused {
+        error: ProtoError,
+        ack: Option<u64>,
+    },
 }
 
 /// One Engine.IO connection's state (Engine.IO keeps it in its socket).

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
-use crate::protocol::server::{ServerInfo, UserView};
 use crate::protocol::client::ParseError;
+use crate::protocol::server::{ServerInfo, UserView};
 use crate::protocol::{ClientFrame, ErrorCode, FrameId, Name, ProtoError, Request, ServerFrame, encode};
 use crate::service::messages::PageRequest;
 use crate::service::{Session, SessionHandle};
