@@ -522,3 +522,19 @@ async fn socketio_can_be_turned_off() {
     let r = reqwest::get(format!("http://{}/socket.io/?EIO=4&transport=polling", server.addr())).await.unwrap();
     assert_eq!(r.status(), 404);
 }
+
+#[tokio::test]
+async fn a_connection_that_opens_no_namespace_is_closed_after_the_hello_timeout() {
+    let mut c = config();
+    c.limits.hello_timeout = Duration::from_millis(300);
+    let server = start(c).await;
+    let mut idle = RawSio::connect(&server).await;
+    let mut prompt = RawSio::connect(&server).await;
+    prompt.send("40{\"nick\":\"prompt\"}").await;
+    assert!(prompt.recv().await.starts_with("40{"));
+    assert!(idle.closed().await);
+    // The one that connected a namespace in time stays.
+    assert_eq!(prompt.event().await.0, "welcome");
+    assert_eq!(prompt.event().await.0, "joined");
+    prompt.sync(1).await;
+}

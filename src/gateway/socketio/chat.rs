@@ -14,7 +14,7 @@ use super::link::{self, Link};
 use crate::gateway::ws::dispatch::Conn;
 use crate::protocol::client::ParseError;
 use crate::protocol::{ClientFrame, FrameId, ProtoError, now_ms};
-use crate::service::CloseReason;
+use crate::service::{CloseReason, Outbound};
 
 /// Every frame becomes an event of its `type`.
 fn as_event(path: &'static str) -> impl FnMut(&str, &str) -> Option<String> {
@@ -22,25 +22,11 @@ fn as_event(path: &'static str) -> impl FnMut(&str, &str) -> Option<String> {
 }
 
 pub(super) async fn run(mut link: Link, auth: Option<Value>, ip: IpAddr) {
+    // Boxed: the hello phase is short; the future the connection keeps for
+    // its whole life should not hold it (nor the end, below).
+    let Some((mut conn, mut out)) = Box::pin(open(&mut link, auth, ip)).await else { return };
     let svc = link.svc.clone();
-    let hello = match link::hello(auth.as_ref()) {
-        Ok(h) => h,
-        Err(e) => return link.refuse(&e),
-    };
-    let opened = tokio::select! {
-        r = svc.open(hello, ip) => r,
-        _ = svc.lifecycle.stop_reading.cancelled() => Err(ProtoError::new(
-            crate::protocol::ErrorCode::Unavailable, "the server is shutting down")),
-    };
-    let (session, mut out) = match opened {
-        Ok(ok) => ok,
-        Err(e) => return link.refuse(&e),
-    };
-    link.accept();
-    let mut conn = Conn::new(session);
     let handle = conn.handle().clone();
-    tracing::info!(session = handle.id, nick = %handle.nick(), %ip, "socket.io: connected");
-    Box::pin(conn.welcome(None)).await;
     let closed = handle.closed().clone();
     let reading = svc.lifecycle.readers.token();
     let reason = loop {
@@ -63,9 +49,42 @@ pub(super) async fn run(mut link: Link, auth: Option<Value>, ip: IpAddr) {
         }
     };
     drop(reading);
-    Box::pin(conn.session.end(reason)).await;
-    let path = link.path();
-    link.finish(out, &handle, reason, as_event(path)).await;
+    Box::pin(async move {
+        conn.session.end(reason).await;
+        let path = link.path();
+        link.finish(out, &handle, reason, as_event(path)).await;
+    })
+    .await;
+}
+
+/// The handshake's `auth` as `hello`: the session, welcomed and joined to
+/// the auto-join rooms; or `connect_error`.
+async fn open(link: &mut Link, auth: Option<Value>, ip: IpAddr) -> Option<(Conn, Outbound)> {
+    let svc = link.svc.clone();
+    let hello = match link::hello(auth.as_ref()) {
+        Ok(h) => h,
+        Err(e) => {
+            link.refuse(&e);
+            return None;
+        }
+    };
+    let opened = tokio::select! {
+        r = svc.open(hello, ip) => r,
+        _ = svc.lifecycle.stop_reading.cancelled() => Err(ProtoError::new(
+            crate::protocol::ErrorCode::Unavailable, "the server is shutting down")),
+    };
+    let (session, out) = match opened {
+        Ok(ok) => ok,
+        Err(e) => {
+            link.refuse(&e);
+            return None;
+        }
+    };
+    link.accept();
+    let mut conn = Conn::new(session);
+    tracing::info!(session = conn.handle().id, nick = %conn.handle().nick(), %ip, "socket.io: connected");
+    conn.welcome(None).await;
+    Some((conn, out))
 }
 
 /// The frame a client event stands for: `emit("say", {room, text}, cb)` is
@@ -100,4 +119,21 @@ fn frame(link: &mut Link, inbound: Inbound) -> Result<ClientFrame, ParseError> {
         None => fields.remove("id"),
     };
     ClientFrame::from_value(Value::Object(fields))
+}
+
+#[cfg(test)]
+mod sizes {
+    fn ret3<A, B, C, Fut, F: FnOnce(A, B, C) -> Fut>(_: &F) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// Each namespace connection keeps its task's future for its whole
+    /// life: its size is memory per connection.
+    #[test]
+    fn namespace_futures_are_small() {
+        let chat = ret3(&super::run);
+        let max = ret3(&super::super::max::run);
+        eprintln!("chat::run {chat}, max::run {max}, Link {}", std::mem::size_of::<super::Link>());
+        assert!(chat < 1536 && max < 1536, "chat {chat}, max {max}");
+    }
 }

@@ -39,11 +39,8 @@ pub(super) async fn run(mut link: Link, auth: Option<Value>, ip: IpAddr) {
     let mut max = Max { session: None, bucket: bucket(&svc.config.limits), ip };
     let mut out: Option<Outbound> = None;
     if auth.is_some() {
-        let hello = match link::hello(auth.as_ref()) {
-            Ok(h) => h,
-            Err(e) => return link.refuse(&e),
-        };
-        match svc.open(hello, ip).await {
+        // Boxed: the hello phase should not stay in the connection's future.
+        match Box::pin(open(&link, auth.as_ref(), ip)).await {
             Ok((session, rx)) => {
                 max.session = Some(session);
                 out = Some(rx);
@@ -90,12 +87,19 @@ pub(super) async fn run(mut link: Link, auth: Option<Value>, ip: IpAddr) {
     drop(reading);
     match (max.session.take(), out) {
         (Some(session), Some(out)) => {
-            let handle = session.handle().clone();
-            Box::pin(session.end(reason)).await;
-            link.finish(out, &handle, reason, translate).await;
+            Box::pin(async move {
+                let handle = session.handle().clone();
+                session.end(reason).await;
+                link.finish(out, &handle, reason, translate).await;
+            })
+            .await
         }
         _ => link.socket.data.remove(link.ns),
     }
+}
+
+async fn open(link: &Link, auth: Option<&Value>, ip: IpAddr) -> Result<(Session, Outbound), ProtoError> {
+    link.svc.open(link::hello(auth)?, ip).await
 }
 
 struct Max {

@@ -27,9 +27,10 @@ mod codec;
 mod link;
 mod max;
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use bytes::Bytes;
 use engineioxide::config::EngineIoConfig;
@@ -37,7 +38,8 @@ use engineioxide::handler::EngineIoHandler;
 use engineioxide::service::EngineIoService;
 use engineioxide::{DisconnectReason, Socket, Str};
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
 
 use crate::metrics::OpenConnection;
 use crate::protocol::ProtoError;
@@ -62,6 +64,11 @@ pub(crate) type Admit =
 pub(crate) struct Door {
     svc: Arc<Service>,
     admit: Admit,
+    /// New connections and when their hello timeout ends, oldest first
+    /// (one watcher task for all of them, not a timer task each).
+    waiting: Mutex<VecDeque<(Instant, Weak<EngineSocket>)>>,
+    arrived: Notify,
+    watching: OnceLock<()>,
 }
 
 impl fmt::Debug for Door {
@@ -148,7 +155,8 @@ pub(crate) fn service(svc: Arc<Service>, admit: Admit) -> EngineIoService<Door> 
         .ws_max_frame_size(usize::try_from(c.max_payload).unwrap_or(usize::MAX))
         .ws_read_buffer_size(svc.config.limits.ws_read_buffer)
         .build();
-    EngineIoService::with_config(Arc::new(Door { svc, admit }), config)
+    let door = Door { svc, admit, waiting: Mutex::default(), arrived: Notify::new(), watching: OnceLock::new() };
+    EngineIoService::with_config(Arc::new(door), config)
 }
 
 impl EngineIoHandler for Door {
@@ -167,19 +175,12 @@ impl EngineIoHandler for Door {
         }
         // A connection that never opens a namespace is closed after
         // `limits.hello_timeout`, as a WebSocket without `hello` is.
-        let (wait, weak) = (self.svc.config.limits.hello_timeout, Arc::downgrade(&socket));
-        let stop = self.svc.lifecycle.stop_reading.clone();
-        self.svc.lifecycle.tracker.spawn(async move {
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = stop.cancelled() => {}
-            }
-            if let Some(socket) = weak.upgrade()
-                && !socket.data.state().connected_once
-            {
-                tracing::info!(%ip, "socket.io: closed: no namespace connected within limits.hello_timeout");
-                socket.close(DisconnectReason::ClosingServer);
-            }
+        let deadline = Instant::now() + self.svc.config.limits.hello_timeout;
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner()).push_back((deadline, Arc::downgrade(&socket)));
+        self.arrived.notify_one();
+        self.watching.get_or_init(|| {
+            let door = Arc::downgrade(&self);
+            self.svc.lifecycle.tracker.spawn(hello_timeouts(door, self.svc.lifecycle.stop_reading.clone()));
         });
     }
 
@@ -240,6 +241,42 @@ impl EngineIoHandler for Door {
         drop(st);
         tracing::debug!(sid = %socket.id, "socket.io: binary message outside a binary packet: closing");
         socket.close(DisconnectReason::PacketParsingError);
+    }
+}
+
+/// Closes the connections that opened no namespace in time; one task for
+/// the door, until shutdown.
+async fn hello_timeouts(door: Weak<Door>, stop: tokio_util::sync::CancellationToken) {
+    loop {
+        let Some(d) = door.upgrade() else { return };
+        let next = d.waiting.lock().unwrap_or_else(|e| e.into_inner()).front().map(|(at, _)| *at);
+        let wait = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => d.arrived.notified().await,
+            }
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = wait => {}
+        }
+        let now = Instant::now();
+        loop {
+            let expired = {
+                let mut q = d.waiting.lock().unwrap_or_else(|e| e.into_inner());
+                match q.front() {
+                    Some((at, _)) if *at <= now => q.pop_front(),
+                    _ => None,
+                }
+            };
+            let Some((_, socket)) = expired else { break };
+            if let Some(socket) = socket.upgrade()
+                && !socket.data.state().connected_once
+            {
+                tracing::info!(sid = %socket.id, "socket.io: closed: no namespace connected within limits.hello_timeout");
+                socket.close(DisconnectReason::ClosingServer);
+            }
+        }
     }
 }
 
