@@ -538,3 +538,14 @@ async fn a_connection_that_opens_no_namespace_is_closed_after_the_hello_timeout(
     assert_eq!(prompt.event().await.0, "joined");
     prompt.sync(1).await;
 }
+
+#[tokio::test]
+async fn shutdown_sends_the_notice_and_closes() {
+    let server = start(config()).await;
+    let mut sio = RawSio::chat(&server, "sio").await;
+    let stopping = tokio::spawn(server.stop());
+    let (name, notice) = sio.event().await;
+    assert_eq!((name.as_str(), notice["code"].as_str()), ("notice", Some("shutdown")));
+    assert!(sio.closed().await);
+    stopping.await.unwrap();
+}

@@ -35,9 +35,10 @@ impl Link {
     }
 
     /// Writes one packet; `false` if Engine.IO's buffer is full (a slow
-    /// consumer) or the connection is gone.
+    /// consumer). A connection that is gone takes nothing, silently: its
+    /// end reaches the task through the inbound queue.
     pub(super) fn emit(&self, packet: String) -> bool {
-        self.socket.emit(packet).is_ok()
+        !matches!(self.socket.emit(packet), Err(tokio::sync::mpsc::error::TrySendError::Full(_)))
     }
 
     /// An event with one JSON argument.
