@@ -256,4 +256,17 @@ mod tests {
         assert_eq!(peek("{\"seq\":1,\"type\":\"ack\",\"id\":3}"), (Some("ack".into()), Some(3)));
         assert_eq!(peek("nonsense"), (None, None));
     }
+
+    proptest::proptest! {
+        /// Any text decodes to a packet or an error, never a panic; so
+        /// does any event payload.
+        #[test]
+        fn decoding_never_panics(msg in "\\PC{0,40}", digits in "[0-9]{0,25}", kind in "[0-9]") {
+            let _ = decode(&msg);
+            let _ = decode(&format!("{kind}{digits}-/ns,{digits}{msg}"));
+            let _ = decode(&format!("{kind}/{msg},{digits}[{msg}]"));
+            let _ = event_args(&msg);
+            let _ = peek(&msg);
+        }
+    }
 }

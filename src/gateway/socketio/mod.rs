@@ -310,14 +310,13 @@ impl Door {
         let (tx, rx) = mpsc::channel(self.svc.config.socketio.inbound_queue);
         let ip = {
             let mut st = socket.data.state();
-            if st.nsps.iter().any(|(n, _)| *n == ns) {
-                return; // connected already (or connecting): ignored, as Socket.IO does
-            }
+            // Connected already (or connecting): ignored, as Socket.IO does.
+            // No address: the connection was refused at its start.
+            let Some(ip) = st.ip.filter(|_| !st.nsps.iter().any(|(n, _)| *n == ns)) else { return };
             st.nsps.push((ns, tx));
             st.connected_once = true;
-            st.ip
+            ip
         };
-        let Some(ip) = ip else { return };
         let link = link::Link::new(self.svc.clone(), socket.clone(), ns, rx);
         let task = match ns {
             Ns::Chat => tokio::spawn(self.svc.lifecycle.tracker.track_future(chat::run(link, auth, ip))),
