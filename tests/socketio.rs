@@ -363,6 +363,9 @@ async fn unknown_namespaces_and_bad_auth_are_refused() {
     sio.send("40{\"nick\":\"fine\"}").await;
     assert!(sio.recv().await.starts_with("40{"));
     assert_eq!(sio.event().await.0, "welcome");
+    // Counted as a Socket.IO connection.
+    let metrics = reqwest::get(format!("http://{}/metrics", server.addr())).await.unwrap().text().await.unwrap();
+    assert!(metrics.lines().any(|l| l == "chat_connections{transport=\"socketio\"} 1"), "{metrics}");
 }
 
 #[tokio::test]
