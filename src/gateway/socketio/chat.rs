@@ -43,7 +43,7 @@ pub(super) async fn run(mut link: Link, auth: Option<Value>, ip: IpAddr) {
             inbound = link.inbound.recv() => {
                 let Some(inbound) = inbound else { break CloseReason::Normal };
                 handle.heard(now_ms());
-                let parsed = frame(&mut link, inbound);
+                let parsed = frame(&mut link, *inbound);
                 Box::pin(conn.request(parsed)).await;
             }
         }

@@ -20,13 +20,13 @@ pub(super) struct Link {
     pub(super) svc: Arc<Service>,
     pub(super) socket: Arc<EngineSocket>,
     pub(super) ns: Ns,
-    pub(super) inbound: mpsc::Receiver<Inbound>,
+    pub(super) inbound: mpsc::Receiver<Box<Inbound>>,
     /// Ack ids of client events whose reply frame is still to come.
     pending: Vec<u64>,
 }
 
 impl Link {
-    pub(super) fn new(svc: Arc<Service>, socket: Arc<EngineSocket>, ns: Ns, inbound: mpsc::Receiver<Inbound>) -> Link {
+    pub(super) fn new(svc: Arc<Service>, socket: Arc<EngineSocket>, ns: Ns, inbound: mpsc::Receiver<Box<Inbound>>) -> Link {
         Link { svc, socket, ns, inbound, pending: Vec::new() }
     }
 

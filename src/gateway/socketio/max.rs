@@ -78,7 +78,7 @@ pub(super) async fn run(mut link: Link, auth: Option<Value>, ip: IpAddr) {
             }
             inbound = link.inbound.recv() => {
                 let Some(inbound) = inbound else { break CloseReason::Normal };
-                if let Some(rx) = Box::pin(max.handle(&mut link, inbound)).await {
+                if let Some(rx) = Box::pin(max.handle(&mut link, *inbound)).await {
                     out = Some(rx);
                 }
             }

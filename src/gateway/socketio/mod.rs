@@ -118,7 +118,9 @@ pub(crate) struct Conn {
 #[derive(Default)]
 struct ConnState {
     /// The namespace connections open, and their tasks' queues.
-    nsps: Vec<(Ns, mpsc::Sender<Inbound>)>,
+    /// (Boxed events: the queue's first block of slots is allocated up
+    /// front, so a slot is a pointer.)
+    nsps: Vec<(Ns, mpsc::Sender<Box<Inbound>>)>,
     /// Whether any namespace connected (else the hello timeout closes it).
     connected_once: bool,
     /// Binary messages still to skip (attachments of a refused packet).
@@ -335,7 +337,7 @@ impl Door {
             tracing::debug!(sid = %socket.id, path, "socket.io: event for a namespace not connected: dropped");
             return;
         };
-        if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(inbound) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(Box::new(inbound)) {
             tracing::info!(sid = %socket.id, "socket.io: closed: events arrive faster than they are handled");
             socket.close(DisconnectReason::PacketParsingError);
         }
