@@ -26,7 +26,12 @@ pub(super) struct Link {
 }
 
 impl Link {
-    pub(super) fn new(svc: Arc<Service>, socket: Arc<EngineSocket>, ns: Ns, inbound: mpsc::Receiver<Box<Inbound>>) -> Link {
+    pub(super) fn new(
+        svc: Arc<Service>,
+        socket: Arc<EngineSocket>,
+        ns: Ns,
+        inbound: mpsc::Receiver<Box<Inbound>>,
+    ) -> Link {
         Link { svc, socket, ns, inbound, pending: Vec::new() }
     }
 
