@@ -31,6 +31,7 @@ pub struct Config {
     pub search: SearchConfig,
     pub notify: NotifyConfig,
     pub irc: IrcConfig,
+    pub socketio: SocketIoConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -334,6 +335,33 @@ pub struct NotifyConfig {
     pub queue: usize,
 }
 
+/// The Socket.IO door at `/socket.io/` (see `docs/socketio.md`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SocketIoConfig {
+    /// Whether `/socket.io/` answers at all.
+    pub enabled: bool,
+    /// Whether namespace `/max` (the cMaxtalk notification protocol) answers.
+    pub maxtalk: bool,
+    /// Largest Engine.IO message (WebSocket) or polling request body
+    /// (bytes); larger closes the connection. Announced to clients in the
+    /// handshake (`maxPayload`).
+    pub max_payload: u64,
+    /// Packets waiting to be written to one Socket.IO connection; when it
+    /// is full the session is a slow consumer and is closed, as a WebSocket
+    /// one is with 1013.
+    pub buffer: usize,
+    /// Events received on one namespace connection and not yet handled;
+    /// a client that sends more (a flood) is disconnected.
+    pub inbound_queue: usize,
+    /// Engine.IO heartbeat: the server pings this often, and drops a client
+    /// whose pong is later than `ping_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub ping_timeout: Duration,
+}
+
 /// Where uploaded files are kept.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -477,6 +505,15 @@ impl Config {
             if d.is_zero() {
                 return Err(ConfigError(format!("{key} must be longer than 0s")));
             }
+        }
+        let sio = &self.socketio;
+        if sio.max_payload < 1024 || sio.buffer == 0 || sio.inbound_queue == 0 {
+            return Err(ConfigError(
+                "socketio.max_payload must be at least 1024, socketio.buffer and socketio.inbound_queue above 0".into(),
+            ));
+        }
+        if sio.ping_interval.is_zero() || sio.ping_timeout.is_zero() {
+            return Err(ConfigError("socketio.ping_interval and socketio.ping_timeout must be longer than 0s".into()));
         }
         if l.history_default > l.history_max {
             return Err(ConfigError("limits.history_default must not exceed limits.history_max".into()));

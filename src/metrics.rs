@@ -46,6 +46,8 @@ struct Inner {
 struct Series {
     ws_connections_opened: Counter,
     ws_connections_open: Gauge,
+    sio_connections_opened: Counter,
+    sio_connections_open: Gauge,
     sessions: Gauge,
     rooms: Gauge,
     stored_room: Counter,
@@ -104,6 +106,8 @@ impl Metrics {
             Series {
                 ws_connections_opened: metrics::counter!("chat_connections_opened_total", "transport" => "websocket"),
                 ws_connections_open: metrics::gauge!("chat_connections", "transport" => "websocket"),
+                sio_connections_opened: metrics::counter!("chat_connections_opened_total", "transport" => "socketio"),
+                sio_connections_open: metrics::gauge!("chat_connections", "transport" => "socketio"),
                 sessions: metrics::gauge!("chat_sessions"),
                 rooms: metrics::gauge!("chat_rooms"),
                 stored_room: metrics::counter!("chat_messages_stored_total", "kind" => "room"),
@@ -128,6 +132,14 @@ impl Metrics {
         self.0.s.ws_connections_opened.increment(1);
         self.0.s.ws_connections_open.increment(1.0);
         OpenConnection(self.0.s.ws_connections_open.clone())
+    }
+
+    /// A Socket.IO (Engine.IO) connection was opened; it counts as open
+    /// until the guard is dropped.
+    pub fn socketio_connection_opened(&self) -> OpenConnection {
+        self.0.s.sio_connections_opened.increment(1);
+        self.0.s.sio_connections_open.increment(1.0);
+        OpenConnection(self.0.s.sio_connections_open.clone())
     }
 
     /// Messages that passed the durable step, by kind.

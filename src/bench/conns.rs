@@ -16,7 +16,9 @@ use super::sys::{check_fd_limit, on_own_runtime, rss_kib};
 #[derive(clap::Args, Debug, Clone)]
 pub struct ConnsArgs {
     /// Server WebSocket URL; give it several times to spread the
-    /// connections (connection i goes to url[i % n]).
+    /// connections (connection i goes to url[i % n]). A Socket.IO URL
+    /// (`ws://host:port/socket.io/?EIO=4&transport=websocket`) opens
+    /// Socket.IO sessions instead.
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws", num_args = 1)]
     pub(crate) url: Vec<String>,
     /// Also append the result's JSON line to this file (JSON Lines: a
@@ -186,7 +188,8 @@ fn rss_sum(pids: &[u32]) -> Result<Option<u64>> {
 }
 
 /// Keeps reading (and dropping) frames so tungstenite answers the server's
-/// pings, until told to stop or the server closes.
+/// pings (and, on Socket.IO, Engine.IO's `2` with `3`), until told to stop
+/// or the server closes.
 async fn hold(mut ws: Ws, mut stop: watch::Receiver<bool>) -> Outcome {
     loop {
         tokio::select! {
@@ -194,6 +197,9 @@ async fn hold(mut ws: Ws, mut stop: watch::Receiver<bool>) -> Outcome {
             m = ws.next() => match m {
                 Some(Ok(Message::Close(f))) => {
                     return Outcome::Dropped(f.map_or(0, |f| u16::from(f.code)));
+                }
+                Some(Ok(Message::Text(t))) if t.as_str() == "2" => {
+                    let _ = futures_util::SinkExt::send(&mut ws, Message::text("3")).await;
                 }
                 Some(Ok(_)) => {}
                 Some(Err(_)) | None => return Outcome::Dropped(0),

@@ -58,6 +58,12 @@ impl Target {
         })
     }
 
+    /// A Socket.IO URL (`ws://host/socket.io/?EIO=4&transport=websocket`):
+    /// sessions are opened through namespace `/` instead of `hello`.
+    pub(crate) fn is_socketio(&self) -> bool {
+        self.url.contains("/socket.io/")
+    }
+
     fn config(&self) -> WebSocketConfig {
         WebSocketConfig::default().read_buffer_size(self.read_buffer)
     }
@@ -84,6 +90,10 @@ impl Target {
     pub(crate) async fn session(&self, i: usize, nick: &str, room: Option<&str>) -> Result<Ws> {
         tokio::time::timeout(SETUP_TIMEOUT, async {
             let mut ws = self.connect(i).await?;
+            if self.is_socketio() {
+                socketio_session(&mut ws, nick, room).await?;
+                return Ok(ws);
+            }
             hello(&mut ws, nick).await?;
             if let Some(room) = room {
                 join(&mut ws, room).await?;
@@ -174,6 +184,42 @@ async fn join(ws: &mut Ws, room: &str) -> Result<()> {
         }
         other => other.map(drop),
     }
+}
+
+/// A Socket.IO session: the Engine.IO open packet, namespace `/` with
+/// `auth {nick}` until `welcome`, then `join` (as an event) until `joined`.
+async fn socketio_session(ws: &mut Ws, nick: &str, room: Option<&str>) -> Result<()> {
+    ws.send(Message::text(format!("40{}", json!({ "nick": nick })))).await?;
+    socketio_wait(ws, "welcome").await?;
+    if let Some(room) = room {
+        let join = json!(["join", {"room": room, "history": 0}]);
+        ws.send(Message::text(format!("42{join}"))).await?;
+        socketio_wait(ws, "joined").await?;
+    }
+    Ok(())
+}
+
+/// Reads Engine.IO messages until the event `want` (answering pings); a
+/// `connect_error` or an `error` event fails.
+async fn socketio_wait(ws: &mut Ws, want: &str) -> Result<()> {
+    while let Some(msg) = ws.next().await {
+        let text = match msg? {
+            Message::Text(t) => t,
+            Message::Close(f) => bail!("closed while waiting for {want}: {f:?}"),
+            _ => continue,
+        };
+        let text = text.as_str();
+        if text == "2" {
+            ws.send(Message::text("3")).await?;
+        } else if text.starts_with("44") {
+            bail!("connect_error: {text}");
+        } else if text.starts_with("42[\"error\"") {
+            bail!("error while waiting for {want}: {text}");
+        } else if text.starts_with(&format!("42[\"{want}\"")) {
+            return Ok(());
+        }
+    }
+    bail!("connection ended while waiting for {want}")
 }
 
 /// How the set-up phase went.

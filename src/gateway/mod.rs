@@ -5,4 +5,5 @@
 //! comes back; it has no rules of its own.
 
 pub(crate) mod irc;
+pub(crate) mod socketio;
 pub(crate) mod ws;

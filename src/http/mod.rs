@@ -75,6 +75,9 @@ pub(crate) fn router(app: Arc<App>) -> Router {
     if app.config.metrics.listen.is_empty() {
         router = router.route("/metrics", get(metrics));
     }
+    if app.config.socketio.enabled {
+        router = socketio_routes(router, &app);
+    }
     router
         .layer(middleware::from_fn_with_state(app.clone(), count_requests))
         // Outermost last: the host check, then JSON errors, then the body deadline.
@@ -82,6 +85,33 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .layer(middleware::from_fn(edge::json_errors))
         .layer(middleware::from_fn_with_state(app.clone(), edge::check_host))
         .with_state(app)
+}
+
+/// `/socket.io/`: the Socket.IO door ([`crate::gateway::socketio`]). A new
+/// Engine.IO connection passes the origin check and takes a connection
+/// permit, as a WebSocket does, held for its life.
+fn socketio_routes(router: Router<Arc<App>>, app: &Arc<App>) -> Router<Arc<App>> {
+    use crate::gateway::socketio;
+    let weak = Arc::downgrade(app);
+    let admit: socketio::Admit = Box::new(move |parts| {
+        let app = weak.upgrade()?;
+        let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()?.0;
+        let client = app.trusted_proxies.client(peer, &parts.headers);
+        if !upgrade::origin_allowed(&parts.headers, &app.config.auth.allowed_origins) {
+            tracing::warn!(addr = %client.socket_addr(), "socket.io connection refused: foreign origin");
+            return None;
+        }
+        let slot = parts.extensions.get::<conns::PermitSlot>().cloned();
+        match upgrade::upgrade_permit(&app, &client, slot) {
+            Ok(permit) => Some((client.ip, Box::new(permit) as Box<dyn Send + Sync>)),
+            Err(refused) => {
+                tracing::warn!(addr = %client.socket_addr(), ?refused, "socket.io connection refused: cap reached");
+                None
+            }
+        }
+    });
+    let svc = socketio::service(app.service().clone(), admit);
+    router.route_service(socketio::PATH, svc.clone()).route_service(&format!("{}/", socketio::PATH), svc)
 }
 
 /// `/metrics` alone, for `metrics.listen`.

@@ -106,7 +106,7 @@ fn handshake<'h>(method: &Method, headers: &'h HeaderMap) -> Result<&'h HeaderVa
 /// The connection's permit, taken over from the accept loop for the life
 /// of the WebSocket; through a trusted proxy it now counts towards the
 /// forwarded client's address too (on refusal it goes back to the slot).
-fn upgrade_permit(app: &App, client: &ClientAddr, slot: Option<PermitSlot>) -> Result<ConnPermit, Refused> {
+pub(super) fn upgrade_permit(app: &App, client: &ClientAddr, slot: Option<PermitSlot>) -> Result<ConnPermit, Refused> {
     let Some(mut permit) = slot.as_ref().and_then(PermitSlot::take) else {
         // Not served by the accept loop (or a second upgrade): count afresh.
         return app.conns.acquire(client.ip);
@@ -125,7 +125,7 @@ fn upgrade_permit(app: &App, client: &ClientAddr, slot: Option<PermitSlot>) -> R
 /// Cross-site WebSocket hijacking guard: a browser always sends `Origin`;
 /// it must be this server's own origin (same host as `Host`) or one of
 /// `auth.allowed_origins`. Clients that are not browsers send none.
-fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+pub(super) fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else { return true };
     let Ok(origin) = origin.to_str() else { return false };
     if allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {

@@ -144,6 +144,13 @@ impl ClientFrame {
         let no_id = |error| ParseError { id: None, error };
         let value: Value =
             serde_json::from_str(text).map_err(|e| no_id(ProtoError::bad_frame(format!("not valid JSON: {e}"))))?;
+        ClientFrame::from_value(value)
+    }
+
+    /// The same, from JSON already parsed (a Socket.IO event's argument,
+    /// with `type` set to the event's name).
+    pub fn from_value(value: Value) -> Result<ClientFrame, ParseError> {
+        let no_id = |error| ParseError { id: None, error };
         let Value::Object(map) = value else {
             return Err(no_id(ProtoError::bad_frame("a frame must be a JSON object")));
         };

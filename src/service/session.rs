@@ -134,10 +134,7 @@ impl Session {
     /// user's profile as its token tells it.
     pub(crate) async fn welcome(&self) -> Welcome {
         let svc = &self.svc;
-        let rooms: Vec<Name> = (svc.config.rooms.auto_join.iter())
-            .filter_map(|r| Name::room(r).ok())
-            .filter(|r| self.identity.may_enter(r))
-            .collect();
+        let rooms = self.welcome_rooms();
         let nick = self.handle.nick();
         if let Err(e) = svc.store.user_seen(nick.as_str(), now_ms()).await {
             tracing::debug!(error = %e, "could not record last_seen");
@@ -219,5 +216,39 @@ impl Session {
         if let Err(e) = svc.store.expire_sessions(&self.identity.id, until).await {
             tracing::warn!(error = %e, "could not end a guest's token");
         }
+    }
+}
+
+impl Session {
+    /// The rooms this user belongs to: those its site token names, those
+    /// it was made a member of (the API), and the auto-join rooms it may
+    /// enter (cMaxtalk's `join` listens to all of them).
+    pub(crate) async fn own_rooms(&self) -> Result<Vec<Name>, ProtoError> {
+        let mut rooms: Vec<Name> = Vec::new();
+        let mut add = |room: Name| {
+            if !rooms.iter().any(|r| r.key() == room.key()) {
+                rooms.push(room);
+            }
+        };
+        for room in self.identity.rooms.iter().flatten() {
+            add(room.clone());
+        }
+        for key in self.svc.store.member_rooms(&self.identity.id).await? {
+            if let Ok(room) = Name::room(&key) {
+                add(room);
+            }
+        }
+        for room in self.welcome_rooms() {
+            add(room);
+        }
+        Ok(rooms)
+    }
+
+    /// `rooms.auto_join`, the rooms of it this user may enter.
+    fn welcome_rooms(&self) -> Vec<Name> {
+        (self.svc.config.rooms.auto_join.iter())
+            .filter_map(|r| Name::room(r).ok())
+            .filter(|r| self.identity.may_enter(r))
+            .collect()
     }
 }

@@ -9,15 +9,17 @@ use std::sync::Arc;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
+use crate::protocol::client::ParseError;
 use crate::protocol::server::{ServerInfo, UserView};
 use crate::protocol::{ClientFrame, ErrorCode, FrameId, Name, ProtoError, Request, ServerFrame, encode};
 use crate::service::messages::PageRequest;
 use crate::service::social::SearchRequest;
 use crate::service::{Session, SessionHandle};
 
-/// One identified WebSocket connection's state, owned by its reader task.
-pub(super) struct Conn {
-    pub(super) session: Session,
+/// One identified connection's state, owned by its task (the WebSocket
+/// door's, and the Socket.IO door's for namespace `/`).
+pub(crate) struct Conn {
+    pub(crate) session: Session,
     /// `say`, `event`, `typing`.
     say_bucket: DefaultDirectRateLimiter,
     /// Every other frame.
@@ -30,19 +32,19 @@ fn bucket(rate: u32, burst: u32) -> DefaultDirectRateLimiter {
 }
 
 impl Conn {
-    pub(super) fn new(session: Session) -> Conn {
+    pub(crate) fn new(session: Session) -> Conn {
         let l = &session.service().config.limits;
         let (say_bucket, request_bucket) =
             (bucket(l.rate_per_sec, l.burst), bucket(l.requests_per_sec, l.requests_burst));
         Conn { session, say_bucket, request_bucket }
     }
 
-    pub(super) fn handle(&self) -> &Arc<SessionHandle> {
+    pub(crate) fn handle(&self) -> &Arc<SessionHandle> {
         self.session.handle()
     }
 
     /// Sends `welcome`, then joins the configured rooms the user may enter.
-    pub(super) async fn welcome(&mut self, id: Option<&FrameId>) {
+    pub(crate) async fn welcome(&mut self, id: Option<&FrameId>) {
         let welcome = self.session.welcome().await;
         let rooms: Vec<Arc<str>> = welcome.rooms.iter().map(|r| r.shown().clone()).collect();
         let svc = self.session.service().clone();
@@ -72,7 +74,7 @@ impl Conn {
 
     /// Joins the rooms the server admitted this session to (the API made
     /// its user a member), as if it had asked.
-    pub(super) async fn join_admitted(&mut self, rooms: Vec<Arc<str>>) {
+    pub(crate) async fn join_admitted(&mut self, rooms: Vec<Arc<str>>) {
         let rooms: Vec<Name> = rooms.iter().filter_map(|r| Name::room(r).ok()).collect();
         for e in self.session.join_all(&rooms, true).await {
             self.reply_error(None, &e);
@@ -81,7 +83,13 @@ impl Conn {
 
     /// Parses and handles one text frame.
     pub(super) async fn frame(&mut self, text: &str) {
-        match ClientFrame::parse(text) {
+        self.request(ClientFrame::parse(text)).await
+    }
+
+    /// Handles one parsed frame (or its parse error): the reply, if any,
+    /// goes to the session's queue.
+    pub(crate) async fn request(&mut self, parsed: Result<ClientFrame, ParseError>) {
+        match parsed {
             Ok(ClientFrame { id, request }) => {
                 let bare_ack = request.replies_with_bare_ack();
                 // Boxed: the work of one frame (store queries, the hook) is
@@ -96,11 +104,11 @@ impl Conn {
         }
     }
 
-    pub(super) fn reply(&self, frame: &ServerFrame<'_>) {
+    pub(crate) fn reply(&self, frame: &ServerFrame<'_>) {
         self.handle().send(&encode(frame));
     }
 
-    pub(super) fn reply_error(&self, id: Option<&FrameId>, e: &ProtoError) {
+    pub(crate) fn reply_error(&self, id: Option<&FrameId>, e: &ProtoError) {
         tracing::debug!(session = self.handle().id, code = ?e.code, message = %e.message, "request refused");
         self.session.service().metrics.error(e.code);
         self.reply(&ServerFrame::error(id, e));

@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 
-mod dispatch;
+pub(crate) mod dispatch;
 mod outbox;
 
 use crate::protocol::client::ParseError;

@@ -69,6 +69,8 @@ pub(super) struct Dialect {
     pub(super) remove_member: &'static str,
     /// room_key, nick_key → role.
     pub(super) member_role: &'static str,
+    /// member → the keys of the rooms it is a member of.
+    pub(super) member_rooms: &'static str,
     /// every named room.
     pub(super) list_rooms: &'static str,
     /// id, pending member: hands a pending grant to the id (a room where
@@ -178,6 +180,7 @@ pub(super) const SQLITE: Dialect = Dialect {
     upsert_member: "INSERT INTO room_members (room_key, member, role) VALUES (?, ?, ?) ON CONFLICT (room_key, member) DO UPDATE SET role = excluded.role",
     remove_member: "DELETE FROM room_members WHERE room_key = ? AND member = ?",
     member_role: "SELECT role FROM room_members WHERE room_key = ? AND member = ?",
+    member_rooms: "SELECT room_key FROM room_members WHERE member = ? ORDER BY room_key",
     list_rooms: "SELECT name, topic, private, managed FROM rooms ORDER BY name_key",
     claim_grants: "UPDATE OR IGNORE room_members SET member = ? WHERE member = ?",
     has_member_rows: "SELECT COUNT(*) FROM room_members WHERE member = ?",
@@ -250,6 +253,7 @@ pub(super) const POSTGRES: Dialect = Dialect {
     upsert_member: "INSERT INTO room_members (room_key, member, role) VALUES ($1, $2, $3) ON CONFLICT (room_key, member) DO UPDATE SET role = excluded.role",
     remove_member: "DELETE FROM room_members WHERE room_key = $1 AND member = $2",
     member_role: "SELECT role FROM room_members WHERE room_key = $1 AND member = $2",
+    member_rooms: "SELECT room_key FROM room_members WHERE member = $1 ORDER BY room_key",
     list_rooms: "SELECT name, topic, private, managed FROM rooms ORDER BY name_key",
     claim_grants: "UPDATE room_members SET member = $1 WHERE member = $2 AND NOT EXISTS (SELECT 1 FROM room_members r2 WHERE r2.room_key = room_members.room_key AND r2.member = $1)",
     has_member_rows: "SELECT COUNT(*) FROM room_members WHERE member = $1",
@@ -322,6 +326,7 @@ pub(super) const MYSQL: Dialect = Dialect {
     upsert_member: "INSERT INTO room_members (room_key, member, role) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE role = VALUES(role)",
     remove_member: "DELETE FROM room_members WHERE room_key = ? AND member = ?",
     member_role: "SELECT role FROM room_members WHERE room_key = ? AND member = ?",
+    member_rooms: "SELECT room_key FROM room_members WHERE member = ? ORDER BY room_key",
     list_rooms: "SELECT name, topic, private, managed FROM rooms ORDER BY name_key",
     claim_grants: "UPDATE IGNORE room_members SET member = ? WHERE member = ?",
     has_member_rows: "SELECT COUNT(*) FROM room_members WHERE member = ?",

@@ -157,4 +157,15 @@ impl SqlStore {
         });
         Ok(role.map(|r| Role::parse(&r)))
     }
+
+    /// The keys of the rooms `member` (a user id) is a member of.
+    pub(crate) async fn member_rooms(&self, member: &str) -> Result<Vec<String>, StoreError> {
+        Ok(on_pool!(self, |pool, sql| {
+            sqlx::query_scalar(sql.member_rooms)
+                .bind(member)
+                .fetch_all(pool)
+                .await
+                .context("listing a member's rooms")?
+        }))
+    }
 }
