@@ -201,12 +201,17 @@ async fn a_kick_removes_every_session_and_the_membership() {
         c.sync().await;
     }
 
-    moderator.send(json!({"type": "kick", "room": "den", "nick": "ALICE", "id": "k"})).await;
-    moderator.expect_json(presence("den", "alice", "leave")).await;
+    // With a comment: everyone sees who kicked, and why.
+    moderator.send(json!({"type": "kick", "room": "den", "nick": "ALICE", "comment": " spam ", "id": "k"})).await;
+    let kicked =
+        json!({"type": "presence", "room": "den", "nick": "alice", "event": "leave", "by": "mod", "reason": "spam"});
+    moderator.expect_json(kicked.clone()).await;
     moderator.expect_json(json!({"type": "ack", "id": "k"})).await;
-    bob.expect_json(presence("den", "alice", "leave")).await;
+    bob.expect_json(kicked).await;
     for alice in [&mut alice1, &mut alice2] {
-        alice.expect_json(left("den", "kicked", Some("mod"))).await;
+        alice
+            .expect_json(json!({"type": "left", "room": "den", "reason": "kicked", "by": "mod", "comment": "spam"}))
+            .await;
     }
     // Out of the room, and off the member list: no way back.
     refused(&mut alice1, json!({"type": "say", "room": "den", "text": "hey"}), "not_in_room").await;
@@ -239,9 +244,10 @@ async fn a_site_admin_kicks_from_a_public_room_and_the_user_may_return() {
     let [mut troll, mut witness] = <[Client; 2]>::try_from(clients).ok().unwrap();
 
     root.send(json!({"type": "kick", "room": "pub", "nick": "troll", "id": 1})).await;
-    root.expect_json(presence("pub", "troll", "leave")).await;
+    let kicked = json!({"type": "presence", "room": "pub", "nick": "troll", "event": "leave", "by": "root"});
+    root.expect_json(kicked.clone()).await;
     root.expect_json(json!({"type": "ack", "id": 1})).await;
-    witness.expect_json(presence("pub", "troll", "leave")).await;
+    witness.expect_json(kicked).await;
     troll.expect_json(left("pub", "kicked", Some("root"))).await;
     troll.sync().await;
 

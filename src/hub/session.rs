@@ -157,6 +157,9 @@ pub struct SessionHandle {
     /// user a member): its reader task joins them, as if asked.
     admitted: Mutex<Vec<Arc<str>>>,
     admit: Notify,
+    /// The text the user gave on quitting (IRC's QUIT message), for the
+    /// `quit` presence its rooms see.
+    parting: Mutex<Option<Arc<str>>>,
 }
 
 impl SessionHandle {
@@ -175,7 +178,18 @@ impl SessionHandle {
             watching: Mutex::default(),
             admitted: Mutex::default(),
             admit: Notify::new(),
+            parting: Mutex::default(),
         }
+    }
+
+    /// Sets the text the others see with this session's `quit`.
+    pub fn set_parting(&self, text: Arc<str>) {
+        *self.parting.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
+    }
+
+    /// The text set by [`SessionHandle::set_parting`], if any.
+    pub fn parting(&self) -> Option<Arc<str>> {
+        self.parting.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Asks the session's reader to join `room_key` (at most
