@@ -230,6 +230,8 @@ async fn operators_reasons_and_whowas() {
     dave.until(" 366 dave #fresh ").await;
     dave.send("KICK #fresh carol").await;
     dave.expect(" 482 dave #fresh :You're not channel operator").await;
+    dave.send("INVITE carol #fresh").await;
+    dave.expect(" 482 dave #fresh :You're not channel operator").await;
     bob.expect(":dave!dave@chat JOIN #fresh").await;
     carol.expect_json(presence("fresh", "dave", "join")).await;
 
@@ -253,6 +255,15 @@ async fn operators_reasons_and_whowas() {
     bob.send("KICK #fresh carol").await;
     bob.expect(":bob!bob@chat KICK #fresh carol :bob").await;
     carol.expect_json(json!({"type": "left", "room": "fresh", "reason": "kicked", "by": "bob"})).await;
+    // The operator invites (a public room: an invitation, no more).
+    bob.send("INVITE carol #fresh").await;
+    bob.expect(" 341 bob carol #fresh").await;
+    carol.expect_json(json!({"type": "invited", "room": "fresh", "by": "bob"})).await;
+    bob.send("INVITE dave #fresh").await;
+    bob.expect(" 341 bob dave #fresh").await;
+    dave.expect(":bob!bob@chat INVITE dave #fresh").await;
+    bob.send("INVITE nobody #fresh").await;
+    bob.expect(" 401 bob nobody :").await;
 
     // A web user who makes a room by joining it moderates it too.
     carol.join("webmade").await;

@@ -315,6 +315,11 @@ pub enum ServerFrame<'a> {
         topic: &'a str,
         by: &'a str,
     },
+    /// A moderator of `room` invites this user to it (IRC's INVITE).
+    Invited {
+        room: &'a str,
+        by: &'a str,
+    },
     Message(&'a StoredMessage),
     Ack {
         #[serde(skip_serializing_if = "Option::is_none")]

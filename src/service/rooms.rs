@@ -173,6 +173,25 @@ impl Session {
         svc.bus.set_topic(room.key(), topic, self.handle.nick().as_str()).await
     }
 
+    /// A moderator invites a user to a room it is in: the user's sessions
+    /// get `invited`. To a private room, the user is also added to its
+    /// members (and its sessions join it, as [`Service::add_member`]).
+    pub(crate) async fn invite(&mut self, room: &Name, nick: &Name) -> Result<(), ProtoError> {
+        let svc = self.svc.clone();
+        let joined = self.handle.joined(room.key()).ok_or_else(|| not_in_room(room))?;
+        if !joined.moderator {
+            return Err(forbidden(format!("only moderators invite to `{}`", joined.name)));
+        }
+        if svc.store.room(room.key()).await?.is_some_and(|r| r.private) {
+            svc.add_member(room, &Grantee::Nick(nick.clone()), Role::Member).await?;
+        } else if svc.bus.online(nick.key()).await?.is_none() {
+            return Err(ProtoError::new(ErrorCode::NoSuchUser, format!("`{nick}` is not here")));
+        }
+        let frame = encode(&ServerFrame::Invited { room: &joined.name, by: self.handle.nick().as_str() });
+        svc.bus.to_user(nick.key(), &frame, None).await?;
+        Ok(())
+    }
+
     /// The text the others see when this session quits (IRC's QUIT
     /// message; cut as [`Session::leave`]'s).
     pub(crate) fn quit_reason(&self, reason: &str) {

@@ -64,6 +64,10 @@ impl Irc {
                 }
             }
             "presence" => self.presence(v),
+            "invited" => {
+                let source = self.source(s(v, "by"));
+                push(&mut self.out, None, &source, "INVITE", &[&me, &chan_of(s(v, "room"))]);
+            }
             "topic" => {
                 let source = self.source(s(v, "by"));
                 push(&mut self.out, None, &source, "TOPIC", &[&chan_of(s(v, "room")), s(v, "topic")]);

@@ -629,11 +629,14 @@ impl Irc {
         let Ok(target) = Name::nick(nick) else {
             return self.num("401", &[nick, "No such nick/channel"]);
         };
-        let grantee = crate::service::rooms::Grantee::Nick(target);
-        match self.svc.add_member(&room, &grantee, crate::model::Role::Member).await {
-            Ok(_) => self.num("341", &[nick, chan]),
+        match self.session().invite(&room, &target).await {
+            Ok(()) => self.num("341", &[nick, chan]),
             Err(e) => {
-                let code = if e.code == ErrorCode::NoSuchUser { "401" } else { "" };
+                let code = match e.code {
+                    ErrorCode::NoSuchUser => "401",
+                    ErrorCode::Forbidden => "482",
+                    _ => "",
+                };
                 self.refuse(code, "INVITE", nick, &e);
             }
         }
