@@ -217,7 +217,7 @@ async fn operators_reasons_and_whowas() {
     bob.expect(" 353 bob = #fresh :@bob").await;
     bob.until(" 366 bob #fresh ").await;
     bob.send("MODE #fresh").await;
-    bob.expect(" 324 bob #fresh +").await;
+    assert!(bob.expect(" 324 bob #fresh ").await.ends_with(" #fresh +n"));
     // A web user who joins after is not a moderator.
     let mut carol = Client::in_rooms(&server, "carol", &["fresh"]).await;
     bob.expect(":carol!carol@chat JOIN #fresh").await;
@@ -299,6 +299,35 @@ async fn operators_reasons_and_whowas() {
     server.stop().await;
 }
 
+/// MODE shows each room's rules: who may set the topic, who may enter.
+#[tokio::test]
+async fn modes_show_the_room_rules() {
+    let mut config = common::auth_config();
+    config.irc.listen = "127.0.0.1:0".into();
+    let server = common::start(config).await;
+    let key = common::bearer(common::API_KEY);
+    for body in [json!({"name": "hall"}), json!({"name": "den", "private": true})] {
+        let r = common::http::post(server.addr(), "/api/rooms", &[("Authorization", &key)], &body).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let mut eve = Irc::register(&server, "eve", "").await;
+    for (chan, modes) in [("#hall", "+nt"), ("#den", "+int"), ("#nothing-yet", "")] {
+        eve.send(&format!("MODE {chan}")).await;
+        let line = eve.next().await.unwrap();
+        match modes {
+            "" => assert!(line.contains(&format!(" 403 eve {chan} ")), "{line}"),
+            _ => assert!(line.ends_with(&format!(" 324 eve {chan} {modes}")), "{line}"),
+        }
+    }
+    // Only moderators set the topic of #hall.
+    eve.send("JOIN #hall").await;
+    eve.until(" 366 eve #hall ").await;
+    eve.send("TOPIC #hall :mine").await;
+    eve.expect(" 482 eve #hall :").await;
+    eve.sync().await;
+    server.stop().await;
+}
+
 /// An account logs in with PASS, or SASL PLAIN; refusals are numerics.
 #[tokio::test]
 async fn accounts_register_and_refusals_are_numerics() {
@@ -377,7 +406,7 @@ async fn accounts_register_and_refusals_are_numerics() {
     e.send("KICK #lobby carol").await;
     e.expect(" 482 dave #lobby :You're not channel operator").await;
     e.send("MODE #lobby").await;
-    e.expect(" 324 dave #lobby +nt").await;
+    assert!(e.expect(" 324 dave #lobby ").await.ends_with(" #lobby +n"), "anyone sets the topic here");
     e.sync().await;
     c.sync().await;
     server.stop().await;

@@ -396,6 +396,22 @@ impl Service {
         Ok(kicked)
     }
 
+    /// A room's rules as IRC modes show them: `+n` always (only those in a
+    /// room speak in it), `+t` when only moderators set the topic (made
+    /// through the API, or private), `+i` when private. `no_such_room` if
+    /// it is neither live nor stored.
+    pub(crate) async fn room_modes(&self, room: &Name) -> Result<&'static str, ProtoError> {
+        let record = self.store.room(room.key()).await?;
+        if record.is_none() && self.bus.room_name(room.key()).await?.is_none() {
+            return Err(ProtoError::new(ErrorCode::NoSuchRoom, "no such room"));
+        }
+        Ok(match record {
+            Some(r) if r.private => "+int",
+            Some(r) if r.managed => "+nt",
+            _ => "+n",
+        })
+    }
+
     /// The room a message for `room` goes to: its name as shown (live, else
     /// stored), or `no_such_room`.
     pub(crate) async fn room_name(&self, room: &Name) -> Result<(Arc<str>, Option<RoomRecord>), ProtoError> {

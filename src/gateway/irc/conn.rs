@@ -570,16 +570,13 @@ impl Irc {
             return self.num("221", &["+i"]);
         }
         let Some((chan, room)) = self.chan_param(line, 0) else { return };
-        let private = match self.svc.room_name(&room).await {
-            Ok((_, record)) => record.is_some_and(|r| r.private),
+        let modes = match self.svc.room_modes(&room).await {
+            Ok(modes) => modes,
             Err(e) => return self.refuse("403", "MODE", chan, &e),
         };
         let joined = self.session().handle().joined(room.key());
         match line.param(1) {
-            None => {
-                let modes = if private { "+int" } else { "+nt" };
-                self.num("324", &[chan, modes]);
-            }
+            None => self.num("324", &[chan, modes]),
             Some(m) if m.trim_start_matches(['+', '-']).starts_with('b') && line.params.len() == 2 => {
                 self.num("368", &[chan, "End of channel ban list"])
             }
