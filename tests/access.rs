@@ -261,6 +261,38 @@ async fn a_site_admin_kicks_from_a_public_room_and_the_user_may_return() {
     root.sync().await;
 }
 
+/// Whoever makes a room by joining it (nobody in it, not made through the
+/// API) moderates it from then on: kicks, and deletes what is said after,
+/// not the history the room had before.
+#[tokio::test]
+async fn a_room_made_by_joining_is_moderated_by_its_maker() {
+    let server = start(auth_config()).await;
+    let (mut carol, _) = Client::hello(&server, "carol").await;
+    carol.join("games").await;
+    let old = carol.say("games", "old").await["message"]["msg_id"].as_str().unwrap().to_string();
+    carol.send(json!({"type": "leave", "room": "games", "reason": "brb"})).await;
+    carol.expect("left").await;
+    // Empty again: dave makes it anew, and moderates it.
+    let (mut dave, _) = Client::hello(&server, "dave").await;
+    dave.join("games").await;
+    carol.join("games").await;
+    dave.expect_json(presence("games", "carol", "join")).await;
+    let new = carol.say("games", "new").await["message"]["msg_id"].as_str().unwrap().to_string();
+    dave.expect("message").await;
+    refused(&mut dave, json!({"type": "delete", "msg_id": old}), "forbidden").await;
+    refused(&mut carol, json!({"type": "kick", "room": "games", "nick": "dave"}), "forbidden").await;
+    dave.send(json!({"type": "delete", "msg_id": new, "id": "d"})).await;
+    dave.expect_json(json!({"type": "ack", "id": "d"})).await;
+    assert_eq!(carol.recv().await, json!({"type": "deleted", "msg_id": new, "room": "games"}));
+    dave.send(json!({"type": "kick", "room": "games", "nick": "carol", "id": "k"})).await;
+    dave.expect_json(json!({"type": "presence", "room": "games", "nick": "carol", "event": "leave", "by": "dave"}))
+        .await;
+    dave.expect_json(json!({"type": "ack", "id": "k"})).await;
+    carol.expect_json(left("games", "kicked", Some("dave"))).await;
+    carol.sync().await;
+    dave.sync().await;
+}
+
 #[tokio::test]
 async fn moderators_delete_any_message_but_edit_only_their_own() {
     let server = start(auth_config()).await;

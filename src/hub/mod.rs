@@ -315,7 +315,8 @@ impl Hub {
             r.send(&frame, |s| s.nick().key() != me);
         }
         if let Added::New { .. } = added {
-            session.rooms().push(RoomRef { key: room.key().clone(), name: r.name.clone(), moderator });
+            let (key, name) = (room.key().clone(), r.name.clone());
+            session.rooms().push(RoomRef { key, name, moderator, moderates_after: 0 });
         }
         JoinStart {
             name: r.name.clone(),
@@ -421,6 +422,7 @@ impl Hub {
             for s in &e.sessions {
                 for r in s.rooms().iter_mut().filter(|r| &*r.key == room_key) {
                     r.moderator = moderator;
+                    r.moderates_after = 0;
                 }
             }
         }

@@ -85,6 +85,10 @@ pub struct RoomRef {
     pub name: Arc<str>,
     /// May kick, delete anyone's message and set the topic here.
     pub moderator: bool,
+    /// Moderates only messages after this seq (0: all). A room's creator
+    /// (by joining it) moderates what is said from then on, not the
+    /// history the room had before.
+    pub moderates_after: u64,
 }
 
 /// A user as all its sessions share it (a user may have several sessions).

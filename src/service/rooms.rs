@@ -61,6 +61,7 @@ impl Session {
                 && let Some(r) = self.handle.rooms().iter_mut().find(|r| *r.key == **key)
             {
                 r.moderator = true;
+                r.moderates_after = start.seq;
             }
         }
         let query = match since {
