@@ -284,6 +284,15 @@ async fn a_room_made_by_joining_is_moderated_by_its_maker() {
     dave.send(json!({"type": "delete", "msg_id": new, "id": "d"})).await;
     dave.expect_json(json!({"type": "ack", "id": "d"})).await;
     assert_eq!(carol.recv().await, json!({"type": "deleted", "msg_id": new, "room": "games"}));
+    // A leave's reason: trimmed, no control characters, cut at limits.max_topic.
+    let long = format!("  bye\u{7}{}  ", "x".repeat(600));
+    carol.send(json!({"type": "leave", "room": "games", "reason": long})).await;
+    carol.expect("left").await;
+    let reason: String = format!("bye{}", "x".repeat(600)).chars().take(512).collect();
+    dave.expect_json(json!({"type": "presence", "room": "games", "nick": "carol", "event": "leave", "reason": reason}))
+        .await;
+    carol.join("games").await;
+    dave.expect_json(presence("games", "carol", "join")).await;
     dave.send(json!({"type": "kick", "room": "games", "nick": "carol", "id": "k"})).await;
     dave.expect_json(json!({"type": "presence", "room": "games", "nick": "carol", "event": "leave", "by": "dave"}))
         .await;
