@@ -405,6 +405,8 @@ pub struct IrcConfig {
     /// lines per second it may send after (flood control delays, never drops).
     pub flood_burst: u32,
     pub flood_per_sec: u32,
+    /// Users who left remembered for WHOWAS (newest first, bounded).
+    pub whowas: usize,
 }
 
 /// A secret string: never printed by `Debug` or `Display`.

@@ -170,7 +170,7 @@ impl Server {
             tracing::info!(addr = %at, "metrics listening");
         }
         let mut irc_addrs = [None, None];
-        let directory = Arc::new(gateway::irc::Directory::default());
+        let directory = Arc::new(gateway::irc::Directory::new(app.service().config.irc.whowas));
         for (i, (listener, tls)) in irc.into_iter().enumerate() {
             let Some(listener) = listener else { continue };
             let at = listener.local_addr()?;

@@ -201,12 +201,17 @@ async fn a_kick_removes_every_session_and_the_membership() {
         c.sync().await;
     }
 
-    moderator.send(json!({"type": "kick", "room": "den", "nick": "ALICE", "id": "k"})).await;
-    moderator.expect_json(presence("den", "alice", "leave")).await;
+    // With a comment: everyone sees who kicked, and why.
+    moderator.send(json!({"type": "kick", "room": "den", "nick": "ALICE", "comment": " spam ", "id": "k"})).await;
+    let kicked =
+        json!({"type": "presence", "room": "den", "nick": "alice", "event": "leave", "by": "mod", "reason": "spam"});
+    moderator.expect_json(kicked.clone()).await;
     moderator.expect_json(json!({"type": "ack", "id": "k"})).await;
-    bob.expect_json(presence("den", "alice", "leave")).await;
+    bob.expect_json(kicked).await;
     for alice in [&mut alice1, &mut alice2] {
-        alice.expect_json(left("den", "kicked", Some("mod"))).await;
+        alice
+            .expect_json(json!({"type": "left", "room": "den", "reason": "kicked", "by": "mod", "comment": "spam"}))
+            .await;
     }
     // Out of the room, and off the member list: no way back.
     refused(&mut alice1, json!({"type": "say", "room": "den", "text": "hey"}), "not_in_room").await;
@@ -239,9 +244,10 @@ async fn a_site_admin_kicks_from_a_public_room_and_the_user_may_return() {
     let [mut troll, mut witness] = <[Client; 2]>::try_from(clients).ok().unwrap();
 
     root.send(json!({"type": "kick", "room": "pub", "nick": "troll", "id": 1})).await;
-    root.expect_json(presence("pub", "troll", "leave")).await;
+    let kicked = json!({"type": "presence", "room": "pub", "nick": "troll", "event": "leave", "by": "root"});
+    root.expect_json(kicked.clone()).await;
     root.expect_json(json!({"type": "ack", "id": 1})).await;
-    witness.expect_json(presence("pub", "troll", "leave")).await;
+    witness.expect_json(kicked).await;
     troll.expect_json(left("pub", "kicked", Some("root"))).await;
     troll.sync().await;
 
@@ -253,6 +259,47 @@ async fn a_site_admin_kicks_from_a_public_room_and_the_user_may_return() {
     refused(&mut witness, json!({"type": "kick", "room": "pub", "nick": "troll"}), "forbidden").await;
     troll.sync().await;
     root.sync().await;
+}
+
+/// Whoever makes a room by joining it (nobody in it, not made through the
+/// API) moderates it from then on: kicks, and deletes what is said after,
+/// not the history the room had before.
+#[tokio::test]
+async fn a_room_made_by_joining_is_moderated_by_its_maker() {
+    let server = start(auth_config()).await;
+    let (mut carol, _) = Client::hello(&server, "carol").await;
+    carol.join("games").await;
+    let old = carol.say("games", "old").await["message"]["msg_id"].as_str().unwrap().to_string();
+    carol.send(json!({"type": "leave", "room": "games", "reason": "brb"})).await;
+    carol.expect("left").await;
+    // Empty again: dave makes it anew, and moderates it.
+    let (mut dave, _) = Client::hello(&server, "dave").await;
+    dave.join("games").await;
+    carol.join("games").await;
+    dave.expect_json(presence("games", "carol", "join")).await;
+    let new = carol.say("games", "new").await["message"]["msg_id"].as_str().unwrap().to_string();
+    dave.expect("message").await;
+    refused(&mut dave, json!({"type": "delete", "msg_id": old}), "forbidden").await;
+    refused(&mut carol, json!({"type": "kick", "room": "games", "nick": "dave"}), "forbidden").await;
+    dave.send(json!({"type": "delete", "msg_id": new, "id": "d"})).await;
+    dave.expect_json(json!({"type": "ack", "id": "d"})).await;
+    assert_eq!(carol.recv().await, json!({"type": "deleted", "msg_id": new, "room": "games"}));
+    // A leave's reason: trimmed, no control characters, cut at limits.max_topic.
+    let long = format!("  bye\u{7}{}  ", "x".repeat(600));
+    carol.send(json!({"type": "leave", "room": "games", "reason": long})).await;
+    carol.expect("left").await;
+    let reason: String = format!("bye{}", "x".repeat(600)).chars().take(512).collect();
+    dave.expect_json(json!({"type": "presence", "room": "games", "nick": "carol", "event": "leave", "reason": reason}))
+        .await;
+    carol.join("games").await;
+    dave.expect_json(presence("games", "carol", "join")).await;
+    dave.send(json!({"type": "kick", "room": "games", "nick": "carol", "id": "k"})).await;
+    dave.expect_json(json!({"type": "presence", "room": "games", "nick": "carol", "event": "leave", "by": "dave"}))
+        .await;
+    dave.expect_json(json!({"type": "ack", "id": "k"})).await;
+    carol.expect_json(left("games", "kicked", Some("dave"))).await;
+    carol.sync().await;
+    dave.sync().await;
 }
 
 #[tokio::test]

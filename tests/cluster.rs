@@ -894,3 +894,38 @@ async fn a_member_added_through_the_api_joins_on_every_node() {
     guest.expect_json(json!({"type": "pong", "id": "p"})).await;
     cluster.finish().await;
 }
+
+/// Whoever makes a room by joining it moderates it, whatever node the
+/// others are on: its kick, with a comment, reaches the kicked user and the
+/// members on every node; a leave's reason too.
+#[tokio::test]
+async fn a_rooms_maker_kicks_across_nodes_with_a_comment() {
+    let Some(cluster) = Cluster::start("a_rooms_maker_kicks_across_nodes_with_a_comment", 2, |_| {}).await else {
+        return;
+    };
+    let [mut dave, mut alice, mut bob] = gather(&cluster, "arena", [(1, "dave"), (2, "alice"), (2, "bob")]).await;
+    // alice joined a room someone else made: not a moderator.
+    alice.send(json!({"type": "kick", "room": "arena", "nick": "bob", "id": "x"})).await;
+    alice.expect_error("forbidden").await;
+
+    dave.send(json!({"type": "kick", "room": "arena", "nick": "alice", "comment": "out", "id": "k"})).await;
+    let kicked =
+        json!({"type": "presence", "room": "arena", "nick": "alice", "event": "leave", "by": "dave", "reason": "out"});
+    alice
+        .expect_json(json!({"type": "left", "room": "arena", "reason": "kicked", "by": "dave", "comment": "out"}))
+        .await;
+    bob.expect_json(kicked.clone()).await;
+    // dave's ack and the presence from alice's node, in either order.
+    let mut got = vec![dave.recv().await, dave.recv().await];
+    got.sort_by_key(|v| v["type"].to_string());
+    assert_eq!(got, [json!({"type": "ack", "id": "k"}), kicked]);
+
+    bob.send(json!({"type": "leave", "room": "arena", "reason": "bored", "id": "l"})).await;
+    bob.expect_json(json!({"type": "left", "id": "l", "room": "arena"})).await;
+    dave.expect_json(json!({"type": "presence", "room": "arena", "nick": "bob", "event": "leave", "reason": "bored"}))
+        .await;
+    for c in [&mut dave, &mut alice, &mut bob] {
+        c.sync().await;
+    }
+    cluster.finish().await;
+}

@@ -128,7 +128,8 @@ async fn irc_user_chats_with_a_web_user() {
     let replay = bob.expect(" :alice!alice@chat PRIVMSG #lobby :before you came").await;
     assert!(replay.starts_with("@time=20") && replay.contains("Z;msgid="), "{replay}");
     bob.expect(":bob!bob@chat JOIN ##dev").await;
-    bob.expect(" 353 bob = ##dev :bob").await;
+    // bob made ##dev by joining it: its operator.
+    bob.expect(" 353 bob = ##dev :@bob").await;
     bob.expect(" 366 bob ##dev ").await;
     alice.expect_json(presence("lobby", "bob", "join")).await;
 
@@ -198,8 +199,132 @@ async fn irc_user_chats_with_a_web_user() {
     bob.send("QUIT :bye now").await;
     bob.expect("ERROR :Closing Link: chat (Quit: bye now)").await;
     assert_eq!(bob.next().await, None, "closed after ERROR");
-    alice.expect_json(presence("lobby", "bob", "quit")).await;
+    let quit = json!({"type": "presence", "room": "lobby", "nick": "bob", "event": "quit", "reason": "bye now"});
+    alice.expect_json(quit).await;
     alice.sync().await;
+    server.stop().await;
+}
+
+/// Whoever makes a room by joining it moderates it (on IRC and on the web);
+/// PART, QUIT and KICK texts reach both sides; WHOWAS remembers who left.
+#[tokio::test]
+async fn operators_reasons_and_whowas() {
+    let server = common::start(irc_config()).await;
+    // An IRC user makes #fresh by joining it: its operator.
+    let mut bob = Irc::register(&server, "bob", "").await;
+    bob.send("JOIN #fresh").await;
+    bob.expect(":bob!bob@chat JOIN #fresh").await;
+    bob.expect(" 353 bob = #fresh :@bob").await;
+    bob.until(" 366 bob #fresh ").await;
+    bob.send("MODE #fresh").await;
+    assert!(bob.expect(" 324 bob #fresh ").await.ends_with(" #fresh +n"));
+    // A web user who joins after is not a moderator.
+    let mut carol = Client::in_rooms(&server, "carol", &["fresh"]).await;
+    bob.expect(":carol!carol@chat JOIN #fresh").await;
+    carol.send(json!({"type": "kick", "room": "fresh", "nick": "bob", "id": "k"})).await;
+    carol.expect_error("forbidden").await;
+    let mut dave = Irc::register(&server, "dave", "").await;
+    dave.send("JOIN #fresh").await;
+    let names = dave.until(" 353 dave = #fresh :").await.0;
+    assert!(!names.contains("@dave"), "{names}");
+    dave.until(" 366 dave #fresh ").await;
+    dave.send("KICK #fresh carol").await;
+    dave.expect(" 482 dave #fresh :You're not channel operator").await;
+    dave.send("INVITE carol #fresh").await;
+    dave.expect(" 482 dave #fresh :You're not channel operator").await;
+    bob.expect(":dave!dave@chat JOIN #fresh").await;
+    carol.expect_json(presence("fresh", "dave", "join")).await;
+
+    // PART with a reason: the others see it, on IRC and on the web.
+    dave.send("PART #fresh :gone fishing").await;
+    dave.expect(":dave!dave@chat PART #fresh :gone fishing").await;
+    bob.expect(":dave!dave@chat PART #fresh :gone fishing").await;
+    let part = json!({"type": "presence", "room": "fresh", "nick": "dave", "event": "leave", "reason": "gone fishing"});
+    carol.expect_json(part).await;
+    // The operator kicks, with a comment, then without (the kicker's nick).
+    dave.send("JOIN #fresh").await;
+    dave.until(" 366 dave #fresh ").await;
+    bob.expect(":dave!dave@chat JOIN #fresh").await;
+    carol.expect_json(presence("fresh", "dave", "join")).await;
+    bob.send("KICK #fresh dave :behave").await;
+    bob.expect(":bob!bob@chat KICK #fresh dave :behave").await;
+    dave.expect(":bob!bob@chat KICK #fresh dave :behave").await;
+    let kick =
+        json!({"type": "presence", "room": "fresh", "nick": "dave", "event": "leave", "by": "bob", "reason": "behave"});
+    carol.expect_json(kick).await;
+    bob.send("KICK #fresh carol").await;
+    bob.expect(":bob!bob@chat KICK #fresh carol :bob").await;
+    carol.expect_json(json!({"type": "left", "room": "fresh", "reason": "kicked", "by": "bob"})).await;
+    // The operator invites (a public room: an invitation, no more).
+    bob.send("INVITE carol #fresh").await;
+    bob.expect(" 341 bob carol #fresh").await;
+    carol.expect_json(json!({"type": "invited", "room": "fresh", "by": "bob"})).await;
+    bob.send("INVITE dave #fresh").await;
+    bob.expect(" 341 bob dave #fresh").await;
+    dave.expect(":bob!bob@chat INVITE dave #fresh").await;
+    bob.send("INVITE nobody #fresh").await;
+    bob.expect(" 401 bob nobody :").await;
+
+    // A web user who makes a room by joining it moderates it too.
+    carol.join("webmade").await;
+    bob.send("JOIN #webmade").await;
+    let names = bob.until(" 353 bob = #webmade :").await.0;
+    assert!(!names.contains("@bob"), "{names}");
+    bob.until(" 366 bob #webmade ").await;
+    carol.expect_json(presence("webmade", "bob", "join")).await;
+    carol.send(json!({"type": "kick", "room": "webmade", "nick": "bob", "id": "k2"})).await;
+    carol
+        .expect_json(json!({"type": "presence", "room": "webmade", "nick": "bob", "event": "leave", "by": "carol"}))
+        .await;
+    carol.expect_json(json!({"type": "ack", "id": "k2"})).await;
+    bob.expect(":carol!carol@chat KICK #webmade bob :carol").await;
+
+    // QUIT with a reason; WHOWAS remembers dave's user and real names.
+    dave.send("JOIN #fresh").await;
+    dave.until(" 366 dave #fresh ").await;
+    bob.expect(":dave!dave@chat JOIN #fresh").await;
+    dave.send("QUIT :so long").await;
+    dave.expect("ERROR :Closing Link: chat (Quit: so long)").await;
+    bob.expect(":dave!dave@chat QUIT :so long").await;
+    bob.send("WHOWAS dave").await;
+    bob.expect(" 314 bob dave dave chat * :dave here").await;
+    bob.expect(" 369 bob dave :End of WHOWAS").await;
+    bob.send("WHOWAS nobody 1").await;
+    bob.expect(" 406 bob nobody :There was no such nickname").await;
+    bob.expect(" 369 bob nobody :End of WHOWAS").await;
+    bob.send("WHOWAS").await;
+    bob.expect(" 431 bob :No nickname given").await;
+    bob.sync().await;
+    carol.sync().await;
+    server.stop().await;
+}
+
+/// MODE shows each room's rules: who may set the topic, who may enter.
+#[tokio::test]
+async fn modes_show_the_room_rules() {
+    let mut config = common::auth_config();
+    config.irc.listen = "127.0.0.1:0".into();
+    let server = common::start(config).await;
+    let key = common::bearer(common::API_KEY);
+    for body in [json!({"name": "hall"}), json!({"name": "den", "private": true})] {
+        let r = common::http::post(server.addr(), "/api/rooms", &[("Authorization", &key)], &body).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let mut eve = Irc::register(&server, "eve", "").await;
+    for (chan, modes) in [("#hall", "+nt"), ("#den", "+int"), ("#nothing-yet", "")] {
+        eve.send(&format!("MODE {chan}")).await;
+        let line = eve.next().await.unwrap();
+        match modes {
+            "" => assert!(line.contains(&format!(" 403 eve {chan} ")), "{line}"),
+            _ => assert!(line.ends_with(&format!(" 324 eve {chan} {modes}")), "{line}"),
+        }
+    }
+    // Only moderators set the topic of #hall.
+    eve.send("JOIN #hall").await;
+    eve.until(" 366 eve #hall ").await;
+    eve.send("TOPIC #hall :mine").await;
+    eve.expect(" 482 eve #hall :").await;
+    eve.sync().await;
     server.stop().await;
 }
 
@@ -281,7 +406,7 @@ async fn accounts_register_and_refusals_are_numerics() {
     e.send("KICK #lobby carol").await;
     e.expect(" 482 dave #lobby :You're not channel operator").await;
     e.send("MODE #lobby").await;
-    e.expect(" 324 dave #lobby +nt").await;
+    assert!(e.expect(" 324 dave #lobby ").await.ends_with(" #lobby +n"), "anyone sets the topic here");
     e.sync().await;
     c.sync().await;
     server.stop().await;
@@ -450,7 +575,8 @@ async fn irssi_chats_with_a_web_user() {
     alice.say("lobby", "hi ian, from the web").await;
     tmux.shows("alice> hi ian, from the web").await;
     tmux.keys("/quit leaving");
-    alice.expect_json(presence("lobby", "ian", "quit")).await;
+    let quit = json!({"type": "presence", "room": "lobby", "nick": "ian", "event": "quit", "reason": "leaving"});
+    alice.expect_json(quit).await;
     server.stop().await;
 }
 

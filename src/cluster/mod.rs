@@ -20,7 +20,7 @@ use crate::hub::Outbound;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::hub::{Acked, Hub, JoinStart, Online, RoomRef, Route, SessionHandle, SessionId};
+use crate::hub::{Acked, Hub, JoinStart, Online, Parting, RoomRef, Route, SessionHandle, SessionId};
 use crate::model::Identity;
 use crate::protocol::server::{Conv, Frame, MemberView, Place, RoomSummary, StoredMessage};
 use crate::protocol::{Name, ProtoError};
@@ -151,22 +151,28 @@ impl Bus {
 
     /// Leaves a room; `event` is what the others see. Returns the room's
     /// name if the session was in it.
-    pub async fn leave(&self, session: &Arc<SessionHandle>, room_key: &str, event: &str) -> Option<Arc<str>> {
+    pub async fn leave(&self, session: &Arc<SessionHandle>, room_key: &str, how: Parting<'_>) -> Option<Arc<str>> {
         match &self.kind {
-            BusKind::Local(_) => self.hub.leave(session, room_key, event),
-            BusKind::Redis(r) => r.leave(session, room_key, event).await,
+            BusKind::Local(_) => self.hub.leave(session, room_key, how),
+            BusKind::Redis(r) => r.leave(session, room_key, how).await,
         }
     }
 
     /// Removes a user's sessions from a room, everywhere. Returns how many
     /// sessions were in it.
-    pub async fn kick(&self, room_key: &str, nick_key: &str, by: &str) -> Result<usize, ProtoError> {
+    pub async fn kick(
+        &self,
+        room_key: &str,
+        nick_key: &str,
+        by: &str,
+        comment: Option<&str>,
+    ) -> Result<usize, ProtoError> {
         match &self.kind {
-            BusKind::Local(_) => Ok(self.hub.kick(room_key, nick_key, by).len()),
+            BusKind::Local(_) => Ok(self.hub.kick(room_key, nick_key, by, comment).len()),
             BusKind::Redis(r) => {
                 let n = r.sessions_in(room_key, nick_key).await?;
                 if n > 0 {
-                    let env = envelope::envelope(Kind::Kick, &r.node, None, room_key, by, "");
+                    let env = envelope::envelope(Kind::Kick, &r.node, None, room_key, by, comment.unwrap_or(""));
                     r.send(Some(Chan::User(nick_key.into())), env).await?;
                 }
                 Ok(n)

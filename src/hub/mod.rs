@@ -31,6 +31,21 @@ use room::{Added, Room};
 pub(crate) use session::{CloseReason, RoomRef, SessionHandle, SessionId, Shown, UserState};
 use watchers::Watcher;
 
+/// How a user leaves a room, as the others see it: a `presence` frame's
+/// `event` (`leave` or `quit`), with the text the user gave (or a kick's
+/// comment) and, for a kick, who kicked.
+#[derive(Clone, Copy, Debug)]
+pub struct Parting<'a> {
+    pub event: &'a str,
+    pub reason: Option<&'a str>,
+    pub by: Option<&'a str>,
+}
+
+impl Parting<'static> {
+    pub const LEAVE: Parting<'static> = Parting { event: "leave", reason: None, by: None };
+    pub const QUIT: Parting<'static> = Parting { event: "quit", reason: None, by: None };
+}
+
 struct UserEntry {
     state: Arc<UserState>,
     sessions: Vec<Arc<SessionHandle>>,
@@ -224,8 +239,10 @@ impl Hub {
             return;
         }
         let rooms = std::mem::take(&mut *session.rooms());
+        let reason = session.parting();
+        let quit = Parting { reason: reason.as_deref(), ..Parting::QUIT };
         for r in rooms {
-            self.leave_room(session, &r.key, "quit");
+            self.leave_room(session, &r.key, quit);
         }
         let watching = std::mem::take(&mut *session.watching());
         for key in watching {
@@ -287,12 +304,19 @@ impl Hub {
         if let Added::New { first_of_user: true } = added
             && self.announce
         {
-            let frame = encode(&ServerFrame::Presence { room: &r.name, nick: session.nick().as_str(), event: "join" });
+            let frame = encode(&ServerFrame::Presence {
+                room: &r.name,
+                nick: session.nick().as_str(),
+                event: "join",
+                reason: None,
+                by: None,
+            });
             let me = session.nick().key();
             r.send(&frame, |s| s.nick().key() != me);
         }
         if let Added::New { .. } = added {
-            session.rooms().push(RoomRef { key: room.key().clone(), name: r.name.clone(), moderator });
+            let (key, name) = (room.key().clone(), r.name.clone());
+            session.rooms().push(RoomRef { key, name, moderator, moderates_after: 0 });
         }
         JoinStart {
             name: r.name.clone(),
@@ -313,23 +337,25 @@ impl Hub {
 
     /// Leaves a room. `event` is what the others see: `leave`, `quit`, or
     /// `kicked`. Returns the room's name if the session was in it.
-    pub fn leave(&self, session: &Arc<SessionHandle>, room_key: &str, event: &str) -> Option<Arc<str>> {
+    pub fn leave(&self, session: &Arc<SessionHandle>, room_key: &str, how: Parting<'_>) -> Option<Arc<str>> {
         let left = {
             let mut rooms = session.rooms();
             let i = rooms.iter().position(|r| &*r.key == room_key)?;
             rooms.swap_remove(i)
         };
-        self.leave_room(session, room_key, event);
+        self.leave_room(session, room_key, how);
         Some(left.name)
     }
 
-    fn leave_room(&self, session: &SessionHandle, room_key: &str, event: &str) {
+    fn leave_room(&self, session: &SessionHandle, room_key: &str, how: Parting<'_>) {
         let Some(room) = self.room(room_key) else {
             return;
         };
         let mut r = lock(&room);
         if r.remove(session.id) == Some(true) && self.announcing() {
-            let frame = encode(&ServerFrame::Presence { room: &r.name, nick: session.nick().as_str(), event });
+            let nick = session.nick().as_str();
+            let (event, reason, by) = (how.event, how.reason, how.by);
+            let frame = encode(&ServerFrame::Presence { room: &r.name, nick, event, reason, by });
             r.send(&frame, |_| true);
         }
         let empty = r.is_empty();
@@ -354,15 +380,16 @@ impl Hub {
     /// Removes every session of a user from a room: each gets `left` with
     /// `reason: "kicked"` and `by`; the others see the user leave. Returns
     /// the sessions removed.
-    pub fn kick(&self, room_key: &str, nick_key: &str, by: &str) -> Vec<Arc<SessionHandle>> {
+    pub fn kick(&self, room_key: &str, nick_key: &str, by: &str, comment: Option<&str>) -> Vec<Arc<SessionHandle>> {
         let sessions: Vec<Arc<SessionHandle>> = match self.users.get(nick_key) {
             Some(e) => e.sessions.clone(),
             None => return Vec::new(),
         };
         let mut kicked = Vec::new();
         for s in sessions {
-            if let Some(name) = self.leave(&s, room_key, "leave") {
-                s.send(&encode(&ServerFrame::Left { id: None, room: &name, reason: Some("kicked"), by: Some(by) }));
+            if let Some(name) = self.leave(&s, room_key, Parting { reason: comment, by: Some(by), ..Parting::LEAVE }) {
+                let (reason, by) = (Some("kicked"), Some(by));
+                s.send(&encode(&ServerFrame::Left { id: None, room: &name, reason, by, comment }));
                 kicked.push(s);
             }
         }
@@ -377,7 +404,8 @@ impl Hub {
             let mut r = lock(&room);
             (r.name.clone(), r.drain())
         };
-        let frame = encode(&ServerFrame::Left { id: None, room: &name, reason: Some("destroyed"), by: None });
+        let frame =
+            encode(&ServerFrame::Left { id: None, room: &name, reason: Some("destroyed"), by: None, comment: None });
         for s in &sessions {
             s.rooms().retain(|r| &*r.key != room_key);
             s.send(&frame);
@@ -394,6 +422,7 @@ impl Hub {
             for s in &e.sessions {
                 for r in s.rooms().iter_mut().filter(|r| &*r.key == room_key) {
                     r.moderator = moderator;
+                    r.moderates_after = 0;
                 }
             }
         }

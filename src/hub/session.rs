@@ -85,6 +85,10 @@ pub struct RoomRef {
     pub name: Arc<str>,
     /// May kick, delete anyone's message and set the topic here.
     pub moderator: bool,
+    /// Moderates only messages after this seq (0: all). A room's creator
+    /// (by joining it) moderates what is said from then on, not the
+    /// history the room had before.
+    pub moderates_after: u64,
 }
 
 /// A user as all its sessions share it (a user may have several sessions).
@@ -157,6 +161,9 @@ pub struct SessionHandle {
     /// user a member): its reader task joins them, as if asked.
     admitted: Mutex<Vec<Arc<str>>>,
     admit: Notify,
+    /// The text the user gave on quitting (IRC's QUIT message), for the
+    /// `quit` presence its rooms see.
+    parting: Mutex<Option<Arc<str>>>,
 }
 
 impl SessionHandle {
@@ -175,7 +182,18 @@ impl SessionHandle {
             watching: Mutex::default(),
             admitted: Mutex::default(),
             admit: Notify::new(),
+            parting: Mutex::default(),
         }
+    }
+
+    /// Sets the text the others see with this session's `quit`.
+    pub fn set_parting(&self, text: Arc<str>) {
+        *self.parting.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
+    }
+
+    /// The text set by [`SessionHandle::set_parting`], if any.
+    pub fn parting(&self) -> Option<Arc<str>> {
+        self.parting.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Asks the session's reader to join `room_key` (at most

@@ -41,6 +41,8 @@ pub enum Request {
     },
     Leave {
         room: Name,
+        /// What the others see with the user's `leave` (optional).
+        reason: Option<String>,
     },
     Rooms,
     Who {
@@ -54,6 +56,8 @@ pub enum Request {
     Kick {
         room: Name,
         nick: Name,
+        /// What the kicked user and the others see with the kick (optional).
+        comment: Option<String>,
     },
     Say {
         target: Target,
@@ -192,11 +196,15 @@ impl Fields {
                 since: self.opt_u64("since")?,
                 history: self.opt_u64("history")?,
             },
-            "leave" => Request::Leave { room: self.room("room")? },
+            "leave" => Request::Leave { room: self.room("room")?, reason: self.opt_str("reason")?.map(str::to_owned) },
             "rooms" => Request::Rooms,
             "who" => Request::Who { room: self.room("room")? },
             "topic" => Request::Topic { room: self.room("room")?, topic: self.req_str("topic")?.to_owned() },
-            "kick" => Request::Kick { room: self.room("room")?, nick: nick_in("nick", self.req_str("nick")?)? },
+            "kick" => Request::Kick {
+                room: self.room("room")?,
+                nick: nick_in("nick", self.req_str("nick")?)?,
+                comment: self.opt_str("comment")?.map(str::to_owned),
+            },
             "say" => Request::Say {
                 target: self.target("to", true)?,
                 text: self.opt_str("text")?.unwrap_or("").to_owned(),

@@ -296,6 +296,9 @@ pub enum ServerFrame<'a> {
         reason: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         by: Option<&'a str>,
+        /// A kick's comment, when the moderator gave one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        comment: Option<&'a str>,
     },
     Rooms {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -313,6 +316,11 @@ pub enum ServerFrame<'a> {
     Topic {
         room: &'a str,
         topic: &'a str,
+        by: &'a str,
+    },
+    /// A moderator of `room` invites this user to it (IRC's INVITE).
+    Invited {
+        room: &'a str,
         by: &'a str,
     },
     Message(&'a StoredMessage),
@@ -381,6 +389,13 @@ pub enum ServerFrame<'a> {
         room: &'a str,
         nick: &'a str,
         event: &'a str,
+        /// On `leave` and `quit`: the text the user gave (IRC's PART and
+        /// QUIT messages), or a kick's comment.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'a str>,
+        /// On a `leave` that is a kick: the moderator who kicked.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        by: Option<&'a str>,
     },
     /// A user's shown profile changed: to its own sessions (no `room`), and
     /// to each room its sessions are in.

@@ -145,7 +145,10 @@ impl Service {
             return Err(no_such_message(msg_id));
         }
         let moderates = match &msg.conv {
-            Conv::Room(key) => session.and_then(|s| s.joined(key)).is_some_and(|r| r.moderator) || who.admin,
+            Conv::Room(key) => {
+                let here = session.and_then(|s| s.joined(key));
+                here.is_some_and(|r| r.moderator && msg.seq > r.moderates_after) || who.admin
+            }
             Conv::Everyone => who.admin,
             Conv::Dm(..) => false,
         };

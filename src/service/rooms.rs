@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::access::{forbidden, no_such_room, not_in_room};
 use super::{Caller, Service, Session};
+use crate::hub::Parting;
 use crate::model::{HistoryQuery, Page, Role, RoomRecord};
 use crate::protocol::server::{Conv, MemberView, RoomSummary};
 use crate::protocol::{ErrorCode, FrameId, Name, ProtoError, ServerFrame, encode};
@@ -48,7 +49,21 @@ impl Session {
             return Err(no_such_room(room));
         }
         let moderator = svc.may_enter(&self.identity, room, record.as_ref()).await?;
+        // A room not made through the API (none, or made by joining: its
+        // record only keeps its history) and not configured is made by
+        // this join if nobody is in it.
+        let unowned = !record.as_ref().is_some_and(|r| r.managed) && !configured;
         let start = svc.bus.join_begin(&self.handle, room, record, moderator).await?;
+        // Whoever creates a room by joining it moderates it while in it.
+        if unowned && !start.already && !moderator {
+            let me = self.handle.nick().as_str();
+            if start.members.iter().all(|m| m.nick.eq_ignore_ascii_case(me))
+                && let Some(r) = self.handle.rooms().iter_mut().find(|r| *r.key == **key)
+            {
+                r.moderator = true;
+                r.moderates_after = start.seq;
+            }
+        }
         let query = match since {
             Some(since) => HistoryQuery {
                 after: Some(since),
@@ -73,7 +88,7 @@ impl Session {
                 }
                 Err(e) => {
                     if !start.already {
-                        svc.bus.leave(&self.handle, key, "leave").await;
+                        svc.bus.leave(&self.handle, key, Parting::LEAVE).await;
                     }
                     return Err(e.into());
                 }
@@ -92,9 +107,13 @@ impl Session {
         Ok(())
     }
 
-    /// Leaves `room`; returns its name as shown.
-    pub(crate) async fn leave(&mut self, room: &Name) -> Result<Arc<str>, ProtoError> {
-        let name = self.svc.bus.leave(&self.handle, room.key(), "leave").await.ok_or_else(|| not_in_room(room))?;
+    /// Leaves `room`, with the text the others see with it (at most
+    /// `limits.max_topic` characters; longer is cut); returns its name as
+    /// shown.
+    pub(crate) async fn leave(&mut self, room: &Name, reason: Option<&str>) -> Result<Arc<str>, ProtoError> {
+        let reason = self.svc.parting_text(reason);
+        let how = Parting { reason: reason.as_deref(), ..Parting::LEAVE };
+        let name = self.svc.bus.leave(&self.handle, room.key(), how).await.ok_or_else(|| not_in_room(room))?;
         self.typing.retain(|(c, _)| *c != Conv::Room(room.key().clone()));
         Ok(name)
     }
@@ -155,9 +174,37 @@ impl Session {
         svc.bus.set_topic(room.key(), topic, self.handle.nick().as_str()).await
     }
 
-    /// A moderator removes a user's sessions from a room; from a private
-    /// room, also from its member list, so that it cannot come back.
-    pub(crate) async fn kick(&mut self, room: &Name, nick: &Name) -> Result<(), ProtoError> {
+    /// A moderator invites a user to a room it is in: the user's sessions
+    /// get `invited`. To a private room, the user is also added to its
+    /// members (and its sessions join it, as [`Service::add_member`]).
+    pub(crate) async fn invite(&mut self, room: &Name, nick: &Name) -> Result<(), ProtoError> {
+        let svc = self.svc.clone();
+        let joined = self.handle.joined(room.key()).ok_or_else(|| not_in_room(room))?;
+        if !joined.moderator {
+            return Err(forbidden(format!("only moderators invite to `{}`", joined.name)));
+        }
+        if svc.store.room(room.key()).await?.is_some_and(|r| r.private) {
+            svc.add_member(room, &Grantee::Nick(nick.clone()), Role::Member).await?;
+        } else if svc.bus.online(nick.key()).await?.is_none() {
+            return Err(ProtoError::new(ErrorCode::NoSuchUser, format!("`{nick}` is not here")));
+        }
+        let frame = encode(&ServerFrame::Invited { room: &joined.name, by: self.handle.nick().as_str() });
+        svc.bus.to_user(nick.key(), &frame, None).await?;
+        Ok(())
+    }
+
+    /// The text the others see when this session quits (IRC's QUIT
+    /// message; cut as [`Session::leave`]'s).
+    pub(crate) fn quit_reason(&self, reason: &str) {
+        if let Some(text) = self.svc.parting_text(Some(reason)) {
+            self.handle.set_parting(text.into());
+        }
+    }
+
+    /// A moderator removes a user's sessions from a room, with an optional
+    /// comment (cut as [`Session::leave`]'s reason); from a private room,
+    /// also from its member list, so that it cannot come back.
+    pub(crate) async fn kick(&mut self, room: &Name, nick: &Name, comment: Option<&str>) -> Result<(), ProtoError> {
         let svc = &self.svc;
         let joined = self.handle.joined(room.key()).ok_or_else(|| not_in_room(room))?;
         if !joined.moderator {
@@ -168,7 +215,8 @@ impl Session {
             Some(user) if record.is_some_and(|r| r.private) => svc.store.remove_member(room.key(), &user.id).await?,
             _ => false,
         };
-        let kicked = svc.bus.kick(room.key(), nick.key(), self.handle.nick().as_str()).await?;
+        let comment = svc.parting_text(comment);
+        let kicked = svc.bus.kick(room.key(), nick.key(), self.handle.nick().as_str(), comment.as_deref()).await?;
         if kicked == 0 && !removed {
             return Err(ProtoError::new(ErrorCode::NotInRoom, format!("`{nick}` is not in `{}`", joined.name)));
         }
@@ -205,6 +253,15 @@ fn room_exists() -> ProtoError {
 }
 
 impl Service {
+    /// A leave, quit or kick text as the others see it: trimmed, control
+    /// characters dropped, at most `limits.max_topic` characters; none if
+    /// empty.
+    fn parting_text(&self, text: Option<&str>) -> Option<String> {
+        let max = self.config.limits.max_topic;
+        let text: String = text?.trim().chars().filter(|c| !c.is_control()).take(max).collect();
+        (!text.is_empty()).then_some(text)
+    }
+
     /// Named and live rooms; private ones only for API keys.
     pub(crate) async fn list_rooms(&self, caller: &Caller) -> Result<Vec<RoomSummary>, ProtoError> {
         let stored = self.store.list_rooms().await?;
@@ -333,11 +390,27 @@ impl Service {
     pub(crate) async fn remove_member(&self, room: &Name, nick: &Name) -> Result<usize, ProtoError> {
         let member = self.grantee(nick).await?;
         let listed = self.store.remove_member(room.key(), &member).await?;
-        let kicked = self.bus.kick(room.key(), nick.key(), crate::model::ids::SERVER).await?;
+        let kicked = self.bus.kick(room.key(), nick.key(), crate::model::ids::SERVER, None).await?;
         if !listed && kicked == 0 {
             return Err(ProtoError::new(ErrorCode::NotInRoom, "that user is neither a member nor in the room"));
         }
         Ok(kicked)
+    }
+
+    /// A room's rules as IRC modes show them: `+n` always (only those in a
+    /// room speak in it), `+t` when only moderators set the topic (made
+    /// through the API, or private), `+i` when private. `no_such_room` if
+    /// it is neither live nor stored.
+    pub(crate) async fn room_modes(&self, room: &Name) -> Result<&'static str, ProtoError> {
+        let record = self.store.room(room.key()).await?;
+        if record.is_none() && self.bus.room_name(room.key()).await?.is_none() {
+            return Err(ProtoError::new(ErrorCode::NoSuchRoom, "no such room"));
+        }
+        Ok(match record {
+            Some(r) if r.private => "+int",
+            Some(r) if r.managed => "+nt",
+            _ => "+n",
+        })
     }
 
     /// The room a message for `room` goes to: its name as shown (live, else

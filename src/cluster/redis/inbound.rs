@@ -63,8 +63,9 @@ impl RedisBus {
                 self.hub.to_user(user, &frame(), except);
             }
             (Some(("u", user)), Kind::Kick) => {
-                let sessions = self.hub.kick(e.a, user, e.b);
-                self.after_leaving(e.a, sessions, "leave");
+                let comment = Some(e.payload).filter(|c| !c.is_empty());
+                let sessions = self.hub.kick(e.a, user, e.b, comment);
+                self.after_leaving(e.a, sessions, e.b, comment);
             }
             (Some(("u", user)), Kind::Moderator) => {
                 self.hub.set_moderator(e.a, user, e.b == "1");
@@ -83,18 +84,21 @@ impl RedisBus {
         }
     }
 
-    /// Sessions this node removed from a room (kicked): unregister them,
-    /// telling the members when a user's last session left.
-    fn after_leaving(&self, room_key: &str, sessions: Vec<Arc<SessionHandle>>, event: &'static str) {
+    /// Sessions this node removed from a room (kicked by `by`): unregister
+    /// them, telling the members (with `by` and the comment) when a user's
+    /// last session left.
+    fn after_leaving(&self, room_key: &str, sessions: Vec<Arc<SessionHandle>>, by: &str, comment: Option<&str>) {
         if sessions.is_empty() {
             return;
         }
         let Some(bus) = self.me() else { return };
         let room_key: Arc<str> = room_key.into();
+        let (by, comment) = (by.to_owned(), comment.map(str::to_owned));
         tokio::spawn(async move {
             let name = room_key.clone();
+            let how = Parting { reason: comment.as_deref(), by: Some(&by), ..Parting::LEAVE };
             for s in sessions {
-                let _ = bus.unregister_member(&s, &room_key, &name, Some(event)).await;
+                let _ = bus.unregister_member(&s, &room_key, &name, Some(how)).await;
             }
             bus.unsubscribe(Chan::Room(room_key));
         });

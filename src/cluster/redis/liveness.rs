@@ -50,7 +50,7 @@ impl RedisBus {
                 return false;
             }
             if session.joined(&r.key).is_none() || !self.hub.has_session(session.id) {
-                let _ = self.unregister_member(session, &r.key, &r.name, Some("leave")).await;
+                let _ = self.unregister_member(session, &r.key, &r.name, Some(Parting::LEAVE)).await;
             }
         }
         // Gone while it was being registered: its own disconnect may have
@@ -134,7 +134,7 @@ impl RedisBus {
         let mut pipe = redis::pipe();
         for t in left.chunks_exact(3) {
             let (key, name, nick) = (&t[0], &t[1], &t[2]);
-            let presence = encode(&ServerFrame::Presence { room: name, nick, event: "quit" });
+            let presence = encode(&ServerFrame::Presence { room: name, nick, event: "quit", reason: None, by: None });
             let env = envelope::envelope(Kind::Frame, &self.node, None, &nick.to_ascii_lowercase(), "", &presence);
             pipe.publish(self.chan_name(&Chan::Room(key.as_str().into())), env);
         }

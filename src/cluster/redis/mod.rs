@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::envelope::{self, Envelope, Kind, RS};
 use crate::config::ClusterConfig;
-use crate::hub::{Acked, Fanout, Hub, JoinStart, Online, Route, SessionHandle, SessionId};
+use crate::hub::{Acked, Fanout, Hub, JoinStart, Online, Parting, Route, SessionHandle, SessionId};
 use crate::protocol::server::{Conv, Frame, MemberView, ServerFrame, StoredMessage, encode};
 use crate::protocol::{Name, ProtoError, now_ms};
 use crate::store::{HistoryQuery, NewMessage, Page, RoomRecord, Store, StoreError};

@@ -55,8 +55,10 @@ impl RedisBus {
         if self.hub.hushed() {
             return; // shutting down: `shutdown` unregisters every session at once
         }
+        let reason = session.parting();
+        let quit = Parting { reason: reason.as_deref(), ..Parting::QUIT };
         for r in rooms {
-            if self.unregister_member(session, &r.key, &r.name, Some("quit")).await.is_err() {
+            if self.unregister_member(session, &r.key, &r.name, Some(quit)).await.is_err() {
                 self.dirty.store(true, Ordering::Relaxed);
             }
             self.unsubscribe(Chan::Room(r.key));
@@ -135,7 +137,13 @@ impl RedisBus {
             joined_at: now_ms(),
         })
         .unwrap_or_default();
-        let presence = encode(&ServerFrame::Presence { room: room_name, nick: nick.as_str(), event: "join" });
+        let presence = encode(&ServerFrame::Presence {
+            room: room_name,
+            nick: nick.as_str(),
+            event: "join",
+            reason: None,
+            by: None,
+        });
         let env = envelope::envelope(Kind::Frame, &self.node, None, nick.key(), "", &presence);
         let mut inv = self.scripts.join.prepare_invoke();
         inv.key(self.key(&format!("rs:{room_key}:{}", nick.key())))
@@ -163,14 +171,15 @@ impl RedisBus {
         session: &SessionHandle,
         room_key: &str,
         room_name: &str,
-        event: Option<&str>,
+        how: Option<Parting<'_>>,
     ) -> Result<(), ProtoError> {
         let nick = session.nick();
-        let env = match event {
-            Some(event) => {
+        let env = match how {
+            Some(Parting { event, reason, by }) => {
                 // Not to the user itself: it may be back in the room by the
                 // time this arrives.
-                let presence = encode(&ServerFrame::Presence { room: room_name, nick: nick.as_str(), event });
+                let presence =
+                    encode(&ServerFrame::Presence { room: room_name, nick: nick.as_str(), event, reason, by });
                 envelope::envelope(Kind::Frame, &self.node, None, nick.key(), "", &presence)
             }
             None => String::new(),
@@ -216,7 +225,7 @@ impl RedisBus {
                 if !start.already {
                     // The script may have run (a timeout): undo it, or
                     // leave it to the next reconciliation.
-                    self.hub.leave(session, key, "leave");
+                    self.hub.leave(session, key, Parting::LEAVE);
                     if self.unregister_member(session, key, &start.name, None).await.is_err() {
                         self.dirty.store(true, Ordering::Relaxed);
                     }
@@ -227,9 +236,9 @@ impl RedisBus {
         }
     }
 
-    pub async fn leave(&self, session: &Arc<SessionHandle>, room_key: &str, event: &str) -> Option<Arc<str>> {
-        let name = self.hub.leave(session, room_key, event)?;
-        if self.unregister_member(session, room_key, &name, Some(event)).await.is_err() {
+    pub async fn leave(&self, session: &Arc<SessionHandle>, room_key: &str, how: Parting<'_>) -> Option<Arc<str>> {
+        let name = self.hub.leave(session, room_key, how)?;
+        if self.unregister_member(session, room_key, &name, Some(how)).await.is_err() {
             self.dirty.store(true, Ordering::Relaxed);
         }
         self.unsubscribe(Chan::Room(room_key.into()));

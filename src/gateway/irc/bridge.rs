@@ -51,8 +51,10 @@ impl Irc {
                 let chan = chan_of(room);
                 match v.get("by").and_then(Value::as_str) {
                     Some(by) => {
+                        // A kick's comment is the kicker's nick by default (RFC 2812).
                         let source = self.source(by);
-                        push(&mut self.out, None, &source, "KICK", &[&chan, &me, "kicked"]);
+                        let comment = v.get("comment").and_then(Value::as_str).unwrap_or(by);
+                        push(&mut self.out, None, &source, "KICK", &[&chan, &me, comment]);
                     }
                     None => {
                         let source = self.source(&me);
@@ -62,6 +64,10 @@ impl Irc {
                 }
             }
             "presence" => self.presence(v),
+            "invited" => {
+                let source = self.source(s(v, "by"));
+                push(&mut self.out, None, &source, "INVITE", &[&me, &chan_of(s(v, "room"))]);
+            }
             "topic" => {
                 let source = self.source(s(v, "by"));
                 push(&mut self.out, None, &source, "TOPIC", &[&chan_of(s(v, "room")), s(v, "topic")]);
@@ -181,6 +187,7 @@ impl Irc {
         let key: Arc<str> = nick.to_ascii_lowercase().into();
         let source = self.source(nick);
         let chan_key = room.to_ascii_lowercase();
+        let reason = v.get("reason").and_then(Value::as_str);
         match s(v, "event") {
             "join" => {
                 if let Some(c) = self.chans.get_mut(chan_key.as_str())
@@ -203,14 +210,23 @@ impl Irc {
                     }
                 }
                 if seen {
-                    push(&mut self.out, None, &source, "QUIT", &["Quit"]);
+                    push(&mut self.out, None, &source, "QUIT", &[reason.unwrap_or("Quit")]);
                 }
             }
             _ => {
                 if let Some(c) = self.chans.get_mut(chan_key.as_str()) {
                     c.members.retain(|m| *m != key);
                 }
-                push(&mut self.out, None, &source, "PART", &[&chan_of(room)]);
+                let chan = chan_of(room);
+                match (v.get("by").and_then(Value::as_str), reason) {
+                    // A kick: the comment is the kicker's nick by default.
+                    (Some(by), _) => {
+                        let kicker = self.source(by);
+                        push(&mut self.out, None, &kicker, "KICK", &[&chan, nick, reason.unwrap_or(by)]);
+                    }
+                    (None, Some(reason)) => push(&mut self.out, None, &source, "PART", &[&chan, reason]),
+                    (None, None) => push(&mut self.out, None, &source, "PART", &[&chan]),
+                }
             }
         }
     }

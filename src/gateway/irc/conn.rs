@@ -158,6 +158,9 @@ impl Irc {
             }
             "PONG" => return,
             "QUIT" => {
+                if let (Some(reason), Some(session)) = (line.param(0), &self.session) {
+                    session.quit_reason(reason);
+                }
                 self.ending = Some(Ending::Quit(line.param(0).unwrap_or("Client quit").to_owned()));
                 return;
             }
@@ -251,14 +254,7 @@ impl Irc {
                 self.num("391", &[&host, &jiff::Timestamp::now().to_string()]);
             }
             "USERHOST" | "ISON" => self.ison(line).await,
-            "WHOWAS" => match line.param(0) {
-                None => self.num("431", &["No nickname given"]),
-                Some(n) => {
-                    let n = n.to_owned();
-                    self.num("406", &[&n, "There was no such nickname"]);
-                    self.num("369", &[&n, "End of WHOWAS"]);
-                }
-            },
+            "WHOWAS" => self.whowas(line),
             _ => self.num("421", &[cmd, "Unknown command"]),
         }
     }
@@ -271,7 +267,7 @@ impl Irc {
             let keys: Vec<Arc<str>> = self.session().handle().rooms().iter().map(|r| r.key.clone()).collect();
             for key in keys {
                 if let Ok(room) = Name::room(&key) {
-                    let _ = self.session().leave(&room).await;
+                    let _ = self.session().leave(&room, None).await;
                 }
             }
             return;
@@ -318,7 +314,7 @@ impl Irc {
                 self.num("403", &[chan, "No such channel"]);
                 continue;
             };
-            match self.session().leave(&room).await {
+            match self.session().leave(&room, line.param(1)).await {
                 Ok(name) => {
                     self.chans.remove(room.key());
                     let me = self.me();
@@ -574,16 +570,13 @@ impl Irc {
             return self.num("221", &["+i"]);
         }
         let Some((chan, room)) = self.chan_param(line, 0) else { return };
-        let private = match self.svc.room_name(&room).await {
-            Ok((_, record)) => record.is_some_and(|r| r.private),
+        let modes = match self.svc.room_modes(&room).await {
+            Ok(modes) => modes,
             Err(e) => return self.refuse("403", "MODE", chan, &e),
         };
         let joined = self.session().handle().joined(room.key());
         match line.param(1) {
-            None => {
-                let modes = if private { "+int" } else { "+nt" };
-                self.num("324", &[chan, modes]);
-            }
+            None => self.num("324", &[chan, modes]),
             Some(m) if m.trim_start_matches(['+', '-']).starts_with('b') && line.params.len() == 2 => {
                 self.num("368", &[chan, "End of channel ban list"])
             }
@@ -610,7 +603,7 @@ impl Irc {
         let Ok(target) = Name::nick(nick) else {
             return self.num("401", &[nick, "No such nick/channel"]);
         };
-        if let Err(e) = self.session().kick(&room, &target).await {
+        if let Err(e) = self.session().kick(&room, &target, line.param(2)).await {
             let code = match e.code {
                 ErrorCode::NotInRoom => "441",
                 ErrorCode::Forbidden => "482",
@@ -633,17 +626,38 @@ impl Irc {
         let Ok(target) = Name::nick(nick) else {
             return self.num("401", &[nick, "No such nick/channel"]);
         };
-        let grantee = crate::service::rooms::Grantee::Nick(target);
-        match self.svc.add_member(&room, &grantee, crate::model::Role::Member).await {
-            Ok(_) => self.num("341", &[nick, chan]),
+        match self.session().invite(&room, &target).await {
+            Ok(()) => self.num("341", &[nick, chan]),
             Err(e) => {
-                let code = if e.code == ErrorCode::NoSuchUser { "401" } else { "" };
+                let code = match e.code {
+                    ErrorCode::NoSuchUser => "401",
+                    ErrorCode::Forbidden => "482",
+                    _ => "",
+                };
                 self.refuse(code, "INVITE", nick, &e);
             }
         }
     }
 
     /// ISON and USERHOST: which of the nicks are here.
+    /// WHOWAS nick [count]: the users who left holding `nick`, newest first
+    /// (a count of 0 or less, or none: all that are remembered).
+    fn whowas(&mut self, line: &Line) {
+        let Some(nick) = line.param(0).filter(|n| !n.is_empty()).map(str::to_owned) else {
+            return self.num("431", &["No nickname given"]);
+        };
+        let count = line.param(1).and_then(|c| c.parse::<i64>().ok()).map_or(0, |c| c.max(0) as usize);
+        let found = self.directory.whowas(&nick, count);
+        if found.is_empty() {
+            self.num("406", &[&nick, "There was no such nickname"]);
+        }
+        let host = self.host.clone();
+        for g in found {
+            self.num("314", &[&g.nick, &g.user, &host, "*", &g.real]);
+        }
+        self.num("369", &[&nick, "End of WHOWAS"]);
+    }
+
     async fn ison(&mut self, line: &Line) {
         let mut here = Vec::new();
         for n in line.params.iter().flat_map(|p| p.split(' ')).filter(|n| !n.is_empty()).take(16) {

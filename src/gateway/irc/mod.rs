@@ -70,9 +70,21 @@ pub(crate) fn tls_acceptor(cert: &str, key: &str) -> anyhow::Result<TlsAcceptor>
 
 /// What IRC clients on this node said of themselves that the service does
 /// not keep: the USER name and real name (WHOIS), the AWAY message (301).
-/// By case-folded nick; an entry lives as long as its connection.
-#[derive(Default)]
-pub(crate) struct Directory(dashmap::DashMap<Arc<str>, Entry>);
+/// By case-folded nick; an entry lives as long as its connection. Then it
+/// goes to the WHOWAS list: the latest `irc.whowas` users who left.
+pub(crate) struct Directory {
+    live: dashmap::DashMap<Arc<str>, Entry>,
+    gone: std::sync::Mutex<std::collections::VecDeque<Gone>>,
+    gone_max: usize,
+}
+
+/// A user who left, for WHOWAS.
+#[derive(Clone)]
+pub(super) struct Gone {
+    pub(super) nick: String,
+    pub(super) user: String,
+    pub(super) real: String,
+}
 
 #[derive(Clone, Default)]
 pub(super) struct Entry {
@@ -82,19 +94,37 @@ pub(super) struct Entry {
 }
 
 impl Directory {
+    pub(crate) fn new(whowas: usize) -> Directory {
+        Directory { live: Default::default(), gone: Default::default(), gone_max: whowas }
+    }
     pub(super) fn get(&self, nick_key: &str) -> Option<Entry> {
-        self.0.get(nick_key).map(|e| e.clone())
+        self.live.get(nick_key).map(|e| e.clone())
     }
     pub(super) fn set(&self, nick_key: Arc<str>, entry: Entry) {
-        self.0.insert(nick_key, entry);
+        self.live.insert(nick_key, entry);
     }
     pub(super) fn set_away(&self, nick_key: &str, away: Option<String>) {
-        if let Some(mut e) = self.0.get_mut(nick_key) {
+        if let Some(mut e) = self.live.get_mut(nick_key) {
             e.away = away;
         }
     }
-    pub(super) fn remove(&self, nick_key: &str) {
-        self.0.remove(nick_key);
+    /// The user `nick` left: remembered for WHOWAS.
+    pub(super) fn remove(&self, nick: &str, nick_key: &str) {
+        let Some((_, e)) = self.live.remove(nick_key) else { return };
+        if self.gone_max == 0 {
+            return;
+        }
+        let mut gone = self.gone.lock().unwrap_or_else(|e| e.into_inner());
+        if gone.len() >= self.gone_max {
+            gone.pop_back();
+        }
+        gone.push_front(Gone { nick: nick.to_owned(), user: e.user, real: e.real });
+    }
+    /// WHOWAS: the latest `count` (0 = all) users who held `nick`, newest first.
+    pub(super) fn whowas(&self, nick: &str, count: usize) -> Vec<Gone> {
+        let gone = self.gone.lock().unwrap_or_else(|e| e.into_inner());
+        let found = gone.iter().filter(|g| g.nick.eq_ignore_ascii_case(nick)).cloned();
+        if count == 0 { found.collect() } else { found.take(count).collect() }
     }
 }
 
@@ -169,7 +199,7 @@ where
     if let Some(session) = irc.session.take() {
         let handle = session.handle().clone();
         if irc.registered {
-            irc.directory.remove(handle.nick().key());
+            irc.directory.remove(handle.nick().as_str(), handle.nick().key());
         }
         tracing::info!(session = handle.id, nick = %handle.nick(), %peer, "irc: disconnected");
         Box::pin(session.end(reason)).await;

@@ -131,9 +131,9 @@ impl Conn {
         match request {
             Request::Hello { .. } => Err(ProtoError::invalid("already identified: `hello` may be sent only once")),
             Request::Join { room, since, history } => s.join(id, &room, since, history).await,
-            Request::Leave { room } => {
-                let name = s.leave(&room).await?;
-                self.reply(&ServerFrame::Left { id, room: &name, reason: None, by: None });
+            Request::Leave { room, reason } => {
+                let name = s.leave(&room, reason.as_deref()).await?;
+                self.reply(&ServerFrame::Left { id, room: &name, reason: None, by: None, comment: None });
                 Ok(())
             }
             Request::Rooms => {
@@ -153,8 +153,8 @@ impl Conn {
                 self.reply(&ServerFrame::ack(id));
                 Ok(())
             }
-            Request::Kick { room, nick } => {
-                s.kick(&room, &nick).await?;
+            Request::Kick { room, nick, comment } => {
+                s.kick(&room, &nick, comment.as_deref()).await?;
                 self.reply(&ServerFrame::ack(id));
                 Ok(())
             }
