@@ -636,3 +636,59 @@ async fn irc_over_tls() {
     assert_eq!(first, ":chat 001 sec :Welcome to the chat IRC network, sec!sec@chat\r\n");
     server.stop().await;
 }
+
+/// An INVITE only ever adds: a moderator of a private room invited to it
+/// by another stays a moderator (it may still kick).
+#[tokio::test]
+async fn an_invite_never_demotes_a_moderator() {
+    let mut config = common::auth_config();
+    config.irc.listen = "127.0.0.1:0".into();
+    let server = common::start(config).await;
+    let key = common::bearer(common::API_KEY);
+    for nick in ["mod1", "mod2"] {
+        let r = common::http::post(
+            server.addr(),
+            "/api/register",
+            &[],
+            &json!({"nick": nick, "password": "horse-battery"}),
+        )
+        .await;
+        assert!(r.status < 300, "{}", r.body);
+    }
+    let r = common::http::post(
+        server.addr(),
+        "/api/rooms",
+        &[("Authorization", &key)],
+        &json!({"name": "den", "private": true}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    for nick in ["mod1", "mod2"] {
+        let body = json!({"nick": nick, "role": "moderator"});
+        let r = common::http::post(server.addr(), "/api/rooms/den/members", &[("Authorization", &key)], &body).await;
+        assert!(r.status < 300, "{}", r.body);
+    }
+
+    let mut one = Irc::connect(&server).await;
+    one.nick = "mod1".into();
+    one.send("PASS horse-battery").await;
+    one.send("NICK mod1").await;
+    one.send("USER mod1 0 * :one").await;
+    one.until(" 376 mod1 ").await;
+    one.send("JOIN #den").await;
+    one.until(" 366 mod1 #den ").await;
+    let (mut two, _) = Client::hello_with(&server, json!({"nick": "mod2", "password": "horse-battery"})).await;
+    two.join("den").await;
+    one.expect(":mod2!mod2@chat JOIN #den").await;
+
+    one.send("INVITE mod2 #den").await;
+    one.expect(" 341 mod1 mod2 #den").await;
+    two.expect_json(json!({"type": "invited", "room": "den", "by": "mod1"})).await;
+    // Still a moderator: mod2 kicks mod1.
+    two.send(json!({"type": "kick", "room": "den", "nick": "mod1", "id": "k"})).await;
+    two.expect_json(json!({"type": "presence", "room": "den", "nick": "mod1", "event": "leave", "by": "mod2"})).await;
+    two.expect_json(json!({"type": "ack", "id": "k"})).await;
+    one.expect(":mod2!mod2@chat KICK #den mod1 :mod2").await;
+    two.sync().await;
+    server.stop().await;
+}

@@ -675,6 +675,12 @@ async fn push_subscriptions_are_checked() {
     let api = bearer(common::API_KEY);
     let r = common::http::post(addr, "/api/me/push", &[("authorization", api.as_str())], &good).await;
     assert_eq!(r.status, 403);
+    // A guest has no push subscriptions (its id is never used again).
+    let (_guest, welcome) = Client::hello(&server, "passerby").await;
+    let guest = bearer(welcome["token"].as_str().unwrap());
+    let r = common::http::post(addr, "/api/me/push", &[("authorization", guest.as_str())], &good).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("guests"), "{}", r.body);
     let cases: Vec<(Value, &str)> = vec![
         (with("not a url"), "not a URL"),
         (with("ftp://push.example.org/x"), "https://"),

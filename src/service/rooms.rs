@@ -184,7 +184,12 @@ impl Session {
             return Err(forbidden(format!("only moderators invite to `{}`", joined.name)));
         }
         if svc.store.room(room.key()).await?.is_some_and(|r| r.private) {
-            svc.add_member(room, &Grantee::Nick(nick.clone()), Role::Member).await?;
+            // A member already (a moderator, say) keeps its role: an invite
+            // only ever adds.
+            let member = svc.grantee(nick).await?;
+            if svc.store.member_role(room.key(), &member).await?.is_none() {
+                svc.add_member(room, &Grantee::Nick(nick.clone()), Role::Member).await?;
+            }
         } else if svc.bus.online(nick.key()).await?.is_none() {
             return Err(ProtoError::new(ErrorCode::NoSuchUser, format!("`{nick}` is not here")));
         }

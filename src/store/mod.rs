@@ -26,7 +26,7 @@ pub(crate) use crate::model::{
     Account, HistoryQuery, NewMessage, Page, ProfileUpdate, Role, RoomRecord, SearchQuery, SearchScope, UploadRecord,
 };
 pub use error::StoreError;
-pub(crate) use sql::notify::{NewOutbox, PushSubscription, Wanting};
+pub(crate) use sql::notify::{NewOutbox, OutboxRow, PushSubscription, Wanting};
 pub(crate) use writer::{CommitSink, Writer};
 
 /// A database URL fit for logs: any password replaced by `***`.

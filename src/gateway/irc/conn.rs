@@ -17,6 +17,10 @@ use crate::service::{Outbound, Service, Session};
 pub(super) const CAPS: [&str; 7] =
     ["server-time", "message-tags", "echo-message", "sasl", "away-notify", "multi-prefix", "cap-notify"];
 
+/// PINGs answered after this client's messages in flight: at most this many
+/// wait (see the `PING` command).
+const MAX_HELD_PONGS: usize = 16;
+
 /// Capabilities a client enabled.
 #[derive(Default)]
 pub(super) struct Caps {
@@ -150,7 +154,11 @@ impl Irc {
                 if self.unacked > 0 {
                     // After this client's messages in flight are delivered
                     // (their acks): a PING then orders what others see.
-                    self.held_pongs.push(token.to_owned());
+                    // A few are enough to order anything; more are dropped
+                    // (a client PINGing in a loop holds no memory).
+                    if self.held_pongs.len() < MAX_HELD_PONGS {
+                        self.held_pongs.push(token.to_owned());
+                    }
                     return;
                 }
                 let host = self.host.clone();

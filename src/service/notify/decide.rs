@@ -103,13 +103,19 @@ impl Decider {
             if let Some(done) = done {
                 let _ = done.send(ok);
             }
+            if one_node && !ok {
+                // Not written (the database refused three times): decide
+                // it again from the cursor, which stops advancing until then.
+                overflow.store(true, Ordering::Release);
+            }
             if one_node && overflow.load(Ordering::Acquire) {
                 // Some batches did not fit in the queue: once it is empty,
                 // decide again from the cursor (not advanced meanwhile).
                 if rx.is_empty() {
                     overflow.store(false, Ordering::Release);
                     if let Err(e) = self.replay(&mut newest).await {
-                        tracing::warn!(error = %e, "could not catch up with the notifications");
+                        tracing::warn!(error = %e, "could not catch up with the notifications; trying again with the next batch");
+                        overflow.store(true, Ordering::Release);
                     }
                 }
                 continue;

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::NotifyConfig;
 use crate::protocol::now_ms;
-use crate::store::{PushSubscription, Store};
+use crate::store::{OutboxRow, PushSubscription, Store};
 
 const LEASE: &str = "lease:push";
 /// Where a generated VAPID key is kept.
@@ -36,6 +36,8 @@ const VAPID_KEY: &str = "vapid_private_key";
 pub(crate) const MAX_ENDPOINT: usize = 2048;
 /// Pushes sent in one pass of the worker.
 const PASS: usize = 50;
+/// Pushes in flight at once (of one pass of [`PASS`] rows).
+const PUSH_CONCURRENCY: usize = 16;
 
 /// The server's VAPID key pair.
 pub(crate) struct Vapid {
@@ -160,17 +162,29 @@ fn public_ip(ip: IpAddr) -> bool {
                 || v4.is_multicast()
                 || v4.is_documentation()
                 || o[0] == 0
-                || (o[0] == 100 && (64..128).contains(&o[1])))
+                || (o[0] == 100 && (64..128).contains(&o[1]))
+                // IETF protocol assignments, benchmarking, reserved.
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+                || (o[0] == 198 && (o[1] & 0xfe) == 18)
+                || o[0] >= 240)
         }
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => public_ip(IpAddr::V4(v4)),
             None => {
                 let s = v6.segments();
+                // Prefixes that carry or reach an IPv4 address (NAT64,
+                // 6to4, Teredo, IPv4-compatible) are refused whole, as are
+                // unique-local, link-local and site-local.
                 !(v6.is_loopback()
                     || v6.is_unspecified()
                     || v6.is_multicast()
                     || (s[0] & 0xfe00) == 0xfc00
-                    || (s[0] & 0xffc0) == 0xfe80)
+                    || (s[0] & 0xffc0) == 0xfe80
+                    || (s[0] & 0xffc0) == 0xfec0
+                    || (s[0] == 0x64 && s[1] == 0xff9b)
+                    || s[0] == 0x2002
+                    || (s[0] == 0x2001 && s[1] == 0)
+                    || s[..6].iter().all(|&x| x == 0))
             }
         },
     }
@@ -234,6 +248,8 @@ async fn send(config: &NotifyConfig, vapid: &Vapid, sub: &PushSubscription, payl
     let client = reqwest::Client::builder()
         .timeout(config.push_timeout)
         .redirect(reqwest::redirect::Policy::none())
+        // A proxy would resolve the host itself, past the check above.
+        .no_proxy()
         .resolve_to_addrs(&host, &addrs)
         .build();
     let Ok(client) = client else { return Outcome::Failed("cannot make an HTTP client".into()) };
@@ -254,6 +270,58 @@ async fn send(config: &NotifyConfig, vapid: &Vapid, sub: &PushSubscription, payl
         Ok(r) => Outcome::Failed(format!("answered {}", r.status().as_u16())),
         Err(e) if e.is_timeout() => Outcome::Failed("no answer in time".into()),
         Err(_) => Outcome::Failed("request failed".into()),
+    }
+}
+
+/// Sends one due push and records the outcome (sent, gone, or retried
+/// with backoff; dropped after `notify.push_max_attempts`).
+async fn push_one(
+    config: &NotifyConfig,
+    node: &str,
+    clustered: bool,
+    lease_for: std::time::Duration,
+    store: &Store,
+    vapid: &Vapid,
+    row: OutboxRow,
+) {
+    if clustered {
+        let now = now_ms();
+        if !matches!(store.lease(LEASE, node, now, now + lease_for.as_millis() as i64).await, Ok(true)) {
+            return;
+        }
+    }
+    let sub = match store.subscription(&row.target).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            let _ = store.outbox_done(&[row.n]).await;
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read a push subscription");
+            return;
+        }
+    };
+    match send(config, vapid, &sub, &row.body).await {
+        Outcome::Sent => {
+            metrics::counter!("chat_notify_pushes_total").increment(1);
+            let _ = store.outbox_done(&[row.n]).await;
+        }
+        Outcome::Gone => {
+            tracing::info!(subscription = %sub.id, "the push service says the subscription is gone; removed");
+            let _ = store.remove_subscription(&sub.id).await;
+        }
+        Outcome::Failed(why) => {
+            metrics::counter!("chat_notify_push_failures_total").increment(1);
+            let attempts = row.attempts.saturating_add(1);
+            if attempts >= i64::from(config.push_max_attempts) {
+                tracing::warn!(error = %why, event = %row.id, attempts, "push failed; dropped");
+                let _ = store.outbox_done(&[row.n]).await;
+            } else {
+                let delay = super::backoff(config.retry_base, config.retry_max, attempts as u32);
+                tracing::debug!(error = %why, event = %row.id, retry_in = ?delay, "push failed");
+                let _ = store.outbox_retry(row.n, now_ms() + delay.as_millis() as i64, &why).await;
+            }
+        }
     }
 }
 
@@ -283,50 +351,15 @@ pub(super) async fn run(
             _ => Vec::new(),
         };
         let busy = rows.len() == PASS;
-        for row in rows {
-            if clustered {
-                let now = now_ms();
-                if !matches!(store.lease(LEASE, &node, now, now + lease_for.as_millis() as i64).await, Ok(true)) {
-                    break;
-                }
-            }
-            let sub = match store.subscription(&row.target).await {
-                Ok(Some(s)) => s,
-                Ok(None) => {
-                    let _ = store.outbox_done(&[row.n]).await;
-                    continue;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read a push subscription");
-                    break;
-                }
-            };
-            let outcome = tokio::select! {
-                o = send(&config, &vapid, &sub, &row.body) => o,
-                _ = stop.cancelled() => return,
-            };
-            match outcome {
-                Outcome::Sent => {
-                    metrics::counter!("chat_notify_pushes_total").increment(1);
-                    let _ = store.outbox_done(&[row.n]).await;
-                }
-                Outcome::Gone => {
-                    tracing::info!(subscription = %sub.id, "the push service says the subscription is gone; removed");
-                    let _ = store.remove_subscription(&sub.id).await;
-                }
-                Outcome::Failed(why) => {
-                    metrics::counter!("chat_notify_push_failures_total").increment(1);
-                    let attempts = row.attempts.saturating_add(1);
-                    if attempts >= i64::from(config.push_max_attempts) {
-                        tracing::warn!(error = %why, event = %row.id, attempts, "push failed; dropped");
-                        let _ = store.outbox_done(&[row.n]).await;
-                    } else {
-                        let delay = super::backoff(config.retry_base, config.retry_max, attempts as u32);
-                        tracing::debug!(error = %why, event = %row.id, retry_in = ?delay, "push failed");
-                        let _ = store.outbox_retry(row.n, now_ms() + delay.as_millis() as i64, &why).await;
-                    }
-                }
-            }
+        // Several at once: one slow or silent push service (up to
+        // `push_timeout` a call, retried) holds up only its own pushes.
+        let pushes =
+            futures_util::StreamExt::for_each_concurrent(futures_util::stream::iter(rows), PUSH_CONCURRENCY, |row| {
+                push_one(&config, &node, clustered, lease_for, &store, &vapid, row)
+            });
+        tokio::select! {
+            () = pushes => {}
+            _ = stop.cancelled() => return,
         }
         if busy {
             continue;
@@ -357,10 +390,18 @@ mod tests {
             "fc00::1",
             "fe80::1",
             "::ffff:127.0.0.1",
+            "198.18.0.1",
+            "240.0.0.1",
+            "192.0.0.8",
+            "64:ff9b::a00:1",
+            "2002:a00:1::1",
+            "2001:0:4136:e378::1",
+            "fec0::1",
+            "::a00:1",
         ] {
             assert!(!public_ip(bad.parse().unwrap()), "{bad}");
         }
-        for good in ["8.8.8.8", "2001:4860:4860::8888"] {
+        for good in ["8.8.8.8", "2001:4860:4860::8888", "2606:4700::1111", "1.1.1.1"] {
             assert!(public_ip(good.parse().unwrap()), "{good}");
         }
     }

@@ -27,6 +27,11 @@ impl Service {
         auth: &str,
     ) -> Result<String, ProtoError> {
         let Caller::User(me) = caller else { return Err(forbidden("only a user has push subscriptions")) };
+        if me.is_guest() {
+            // A guest's id is never used again: its subscriptions would
+            // only pile up.
+            return Err(forbidden("push notifications are for accounts and site users, not guests"));
+        }
         self.push_key()?;
         Keys::parse(p256dh, auth).map_err(ProtoError::invalid)?;
         check_endpoint(endpoint, self.config.notify.allow_insecure_push).await.map_err(ProtoError::invalid)?;

@@ -68,6 +68,11 @@ struct Sql {
     delete_sub_rows: &'static str,
 }
 
+/// Outbox rows in one `INSERT`: 6 bound values each, well under SQLite's
+/// 32,766 and PostgreSQL's and MySQL's 65,535 bound values per statement
+/// (a cluster batch of 1,000 messages may decide tens of thousands of rows).
+const OUTBOX_ROWS_PER_STATEMENT: usize = 1_000;
+
 const SQLITE: Sql = Sql {
     insert_prefix: "INSERT OR IGNORE INTO notify_outbox (id, channel, target, body, due_at, created_at) ",
     insert_suffix: "",
@@ -134,26 +139,27 @@ impl SqlStore {
         }
     }
 
-    /// Writes outbox rows in one statement; a row whose id is there
-    /// already is skipped (a decision made twice writes each event once).
+    /// Writes outbox rows, [`OUTBOX_ROWS_PER_STATEMENT`] per statement; a
+    /// row whose id is there already is skipped (a decision made twice
+    /// writes each event once, so a batch cut short by an error can be
+    /// written again whole).
     pub(crate) async fn outbox_put(&self, rows: &[NewOutbox], now: i64) -> Result<(), StoreError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
         let n = self.nsql();
-        on_pool!(self, |pool, _sql| {
-            let mut q = QueryBuilder::new(n.insert_prefix);
-            q.push_values(rows, |mut b, r| {
-                b.push_bind(r.id.clone())
-                    .push_bind(r.channel)
-                    .push_bind(r.target.clone())
-                    .push_bind(r.body.clone())
-                    .push_bind(now)
-                    .push_bind(now);
+        for rows in rows.chunks(OUTBOX_ROWS_PER_STATEMENT) {
+            on_pool!(self, |pool, _sql| {
+                let mut q = QueryBuilder::new(n.insert_prefix);
+                q.push_values(rows, |mut b, r| {
+                    b.push_bind(r.id.clone())
+                        .push_bind(r.channel)
+                        .push_bind(r.target.clone())
+                        .push_bind(r.body.clone())
+                        .push_bind(now)
+                        .push_bind(now);
+                });
+                q.push(n.insert_suffix);
+                q.build().execute(pool).await.context("writing notifications")?;
             });
-            q.push(n.insert_suffix);
-            q.build().execute(pool).await.context("writing notifications")?;
-        });
+        }
         Ok(())
     }
 
