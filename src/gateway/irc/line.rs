@@ -110,6 +110,17 @@ impl Line {
     }
 }
 
+/// What a line costs of the flood budget: the number of targets (at most
+/// 4, TARGMAX) of a `PRIVMSG` or `NOTICE`, else 1.
+pub(super) fn flood_cost(line: &[u8]) -> u32 {
+    let Some(line) = std::str::from_utf8(line).ok().and_then(Line::parse) else { return 1 };
+    if !matches!(line.command.as_str(), "PRIVMSG" | "NOTICE") {
+        return 1;
+    }
+    let targets = line.param(0).map_or(0, |t| t.split(',').filter(|t| !t.is_empty()).take(4).count());
+    targets.max(1) as u32
+}
+
 /// Appends one line to `out`: `[@tags ]:source command params… :last`,
 /// CR LF. The last parameter is written as a trailing one when it is
 /// empty, has a space or starts with `:`, and always for the commands
@@ -195,6 +206,15 @@ mod tests {
         // Tags have their own allowance.
         let mut tagged = format!("@a={} PRIVMSG #x :hi\n", "v".repeat(4000)).into_bytes();
         assert!(matches!(next_line(&mut tagged, &mut d), Next::Line(_)));
+    }
+
+    #[test]
+    fn a_message_costs_one_per_target() {
+        assert_eq!(flood_cost(b"PRIVMSG #a,#b,bob :hi"), 3);
+        assert_eq!(flood_cost(b"@t=1 :me notice #a,#b,#c,#d,#e,#f :hi"), 4);
+        assert_eq!(flood_cost(b"PRIVMSG #a :hi"), 1);
+        assert_eq!(flood_cost(b"JOIN #a,#b,#c"), 1);
+        assert_eq!(flood_cost(b"\xff\xfe"), 1);
     }
 
     #[test]

@@ -282,7 +282,14 @@ where
                 }
                 Next::Line(l) => l,
             };
-            if let Err(not_until) = flood.check() {
+            // A message to several targets costs one per target, so the
+            // budget caps messages as well as lines.
+            let cost = nz(line::flood_cost(&text));
+            let checked = match flood.check_n(cost) {
+                Ok(checked) => checked,
+                Err(_) => flood.check(), // a cost above the burst: one line's
+            };
+            if let Err(not_until) = checked {
                 // Over budget: this line waits (it is put back), and so does the socket.
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
                 let mut back = text;
