@@ -330,6 +330,10 @@ pub struct NotifyConfig {
     /// last decided one are decided again (events are deduplicated by id).
     #[serde(with = "humantime_serde")]
     pub replay_margin: Duration,
+    /// One node: the decider waits this long after a stored message to
+    /// decide everything stored meanwhile at once (0s: each batch alone).
+    #[serde(with = "humantime_serde")]
+    pub gather: Duration,
     /// Stored messages waiting for the decision; when it is full, the
     /// decider catches up from its cursor in the database (logged).
     pub queue: usize,

@@ -76,6 +76,9 @@ struct Candidate {
     settings: Option<String>,
 }
 
+/// Most messages decided together after a `notify.gather` wait.
+const GATHER_MAX: usize = 4096;
+
 impl Decider {
     pub(super) async fn run(
         self,
@@ -98,7 +101,21 @@ impl Decider {
                 next = rx.recv() => next,
                 _ = stop.cancelled() => rx.try_recv().ok(),
             };
-            let Some((messages, done)) = next else { break };
+            let Some((mut messages, done)) = next else { break };
+            if one_node && done.is_none() && !self.config.gather.is_zero() {
+                // Decide what arrived within `notify.gather` at once: the
+                // queries for who wants every message run once per
+                // conversation of the whole lot, not once per message.
+                tokio::select! {
+                    _ = tokio::time::sleep(self.config.gather) => {}
+                    _ = stop.cancelled() => {}
+                }
+                while messages.len() < GATHER_MAX
+                    && let Ok((more, None)) = rx.try_recv()
+                {
+                    messages.extend(more);
+                }
+            }
             let ok = self.decide_all(&messages).await;
             if let Some(done) = done {
                 let _ = done.send(ok);
@@ -218,7 +235,8 @@ impl Decider {
         wanting: &mut Wanted,
     ) -> Result<(), StoreError> {
         let webhook = !self.config.webhook_url.is_empty();
-        let message = serde_json::to_value(m).unwrap_or(Value::Null);
+        // The message as the webhook shows it, made only if one is posted.
+        let message = if webhook { serde_json::to_value(m).unwrap_or(Value::Null) } else { Value::Null };
         if webhook && self.config.webhook_messages {
             let id = format!("m:{}", m.msg_id);
             let body = json!({"id": id, "kind": "message", "message": message});

@@ -72,10 +72,10 @@ fn like_escape(s: &str) -> String {
 
 /// SQLite, PostgreSQL: most queued messages one indexing transaction takes (it holds
 /// the write lock: the writer waits for it, so it stays short).
-const INDEX_BATCH: i64 = 1000;
+const INDEX_BATCH: i64 = 256;
 
 /// SQLite, PostgreSQL: how often the background indexer looks at the queue.
-pub(super) const INDEX_EVERY: Duration = Duration::from_millis(500);
+pub(super) const INDEX_EVERY: Duration = Duration::from_millis(100);
 
 /// SQLite: indexes the messages queued in `messages_fts_pending` (see
 /// migrations/sqlite/0007), in transactions of at most [`INDEX_BATCH`],
