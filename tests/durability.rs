@@ -41,16 +41,8 @@ async fn spawn_server(db: &str) -> (Child, SocketAddr) {
         .kill_on_drop(true)
         .spawn()
         .expect("spawn chat");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if tokio::net::TcpStream::connect(addr).await.is_ok()
-            && common::http::get(addr, "/healthz", &[]).await.status == 200
-        {
-            return (child, addr);
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the server did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await; // polling a process we do not control
-    }
+    common::wait_healthy(addr).await;
+    (child, addr)
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;

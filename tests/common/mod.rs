@@ -465,3 +465,14 @@ impl Client {
         Client::hello_with(server, json!({"token": token})).await
     }
 }
+
+/// Waits until a server in another process answers `/healthz` (at most
+/// 30 s): a process we do not control is polled.
+pub async fn wait_healthy(addr: std::net::SocketAddr) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !(tokio::net::TcpStream::connect(addr).await.is_ok() && http::get(addr, "/healthz", &[]).await.status == 200)
+    {
+        assert!(tokio::time::Instant::now() < deadline, "the server did not start");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
