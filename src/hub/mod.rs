@@ -63,6 +63,9 @@ pub struct JoinStart {
     pub already: bool,
     /// The room is secret (`+s`).
     pub secret: bool,
+    /// Who set the topic and when (ms; "" and 0: not known).
+    pub topic_by: Arc<str>,
+    pub topic_at: i64,
 }
 
 /// Online state of a user, for `status` frames.
@@ -334,6 +337,8 @@ impl Hub {
             members: r.member_views(room.key()),
             already: matches!(added, Added::Already),
             secret: r.gate.secret,
+            topic_by: r.topic_by.clone(),
+            topic_at: r.topic_at,
         }
     }
 
@@ -516,6 +521,7 @@ impl Hub {
         let room = self.room(room_key)?;
         let mut r = lock(&room);
         r.topic = topic;
+        (r.topic_by, r.topic_at) = (by.into(), now_ms());
         let frame = encode(&ServerFrame::Topic { room: &r.name, topic: &r.topic, by });
         r.send(&frame, |_| true);
         Some(r.name.clone())

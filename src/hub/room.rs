@@ -12,6 +12,10 @@ use crate::protocol::server::{Frame, MemberView};
 pub struct Room {
     pub name: Arc<str>,
     pub topic: Arc<str>,
+    /// Who set the topic and when (ms), if it was set while the room was
+    /// live here ("" and 0 otherwise).
+    pub topic_by: Arc<str>,
+    pub topic_at: i64,
     /// The `seq` of the newest message handed to the members.
     pub last_seq: u64,
     /// Created private through the API: not listed by `rooms`.
@@ -99,6 +103,8 @@ impl Room {
         Room {
             name,
             topic,
+            topic_by: "".into(),
+            topic_at: 0,
             last_seq,
             private: false,
             gate: Gate::default(),

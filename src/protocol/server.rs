@@ -316,6 +316,11 @@ pub enum ServerFrame<'a> {
         /// The room is secret (`+s`); omitted when not.
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         secret: bool,
+        /// Who set the topic, and when (ms); omitted when not known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        topic_by: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        topic_at: Option<i64>,
     },
     Left {
         #[serde(skip_serializing_if = "Option::is_none")]

@@ -102,6 +102,9 @@ impl Service {
     /// A room's settings and bans. `no_such_room` if it is neither live
     /// nor stored.
     pub(crate) async fn room_settings(&self, room: &Name) -> Result<ModesView, ProtoError> {
+        if !self.room_open(room).await? {
+            return Err(super::access::no_such_room(room));
+        }
         let (name, record) = self.room_name(room).await?;
         let record = match record {
             Some(r) => Some(r),
@@ -200,7 +203,8 @@ impl Session {
             }
             _ => {}
         }
-        if !changes.is_empty() {
+        // (Bans alone need the room's row too: a join reads them with it.)
+        if !changes.is_empty() || !bans.is_empty() {
             svc.store.set_room_modes(key, &name, private, &modes).await?;
         }
         // Bans: each stored at once (a cap on how many).

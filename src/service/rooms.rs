@@ -128,6 +128,8 @@ impl Session {
             history: &page.messages,
             more: page.more,
             secret: start.secret,
+            topic_by: Some(&*start.topic_by).filter(|b| !b.is_empty()),
+            topic_at: Some(start.topic_at).filter(|at| *at > 0),
         });
         svc.hub.join_finish(&self.handle, key, &joined, start.seq);
         Ok(())
@@ -441,6 +443,15 @@ impl Service {
             return Err(ProtoError::new(ErrorCode::NotInRoom, "that user is neither a member nor in the room"));
         }
         Ok(kicked)
+    }
+
+    /// Whether a room exists as IRC sees a channel: live, or made through
+    /// the API (a room made by joining ends when its last member leaves).
+    pub(crate) async fn room_open(&self, room: &Name) -> Result<bool, ProtoError> {
+        if self.bus.room_name(room.key()).await?.is_some() {
+            return Ok(true);
+        }
+        Ok(self.store.room(room.key()).await?.is_some_and(|r| r.managed))
     }
 
     /// The room a message for `room` goes to: its name as shown (live, else

@@ -149,6 +149,11 @@ impl Irc {
         let topic = s(v, "topic");
         if !topic.is_empty() {
             self.num("332", &[&chan, topic]);
+            let at = v.get("topic_at").and_then(Value::as_i64);
+            if let (Some(by), Some(at)) = (v.get("topic_by").and_then(Value::as_str), at) {
+                let by = self.source(by);
+                self.num("333", &[&chan, &by, &(at / 1000).to_string()]);
+            }
         }
         let key = room.to_ascii_lowercase();
         let flag = |m: &Value, k: &str| m.get(k).and_then(Value::as_bool) == Some(true);

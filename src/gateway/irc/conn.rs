@@ -697,7 +697,9 @@ impl Irc {
             return;
         }
         match self.session().handle().joined(room.key()) {
-            None if self.svc.room_name(&room).await.is_err() => return self.num("403", &[chan, "No such channel"]),
+            None if !self.svc.room_open(&room).await.unwrap_or(true) => {
+                return self.num("403", &[chan, "No such channel"]);
+            }
             None => return self.num("442", &[chan, "You're not on that channel"]),
             Some(r) if !r.moderator => return self.num("482", &[chan, "You're not channel operator"]),
             Some(_) => {}
@@ -732,7 +734,9 @@ impl Irc {
             return self.num("461", &["KICK", "Not enough parameters"]);
         };
         match self.session().handle().joined(room.key()) {
-            None if self.svc.room_name(&room).await.is_err() => return self.num("403", &[chan, "No such channel"]),
+            None if !self.svc.room_open(&room).await.unwrap_or(true) => {
+                return self.num("403", &[chan, "No such channel"]);
+            }
             None => return self.num("442", &[chan, "You're not on that channel"]),
             Some(r) if !r.moderator => return self.num("482", &[chan, "You're not channel operator"]),
             Some(_) => {}
