@@ -20,30 +20,9 @@ pub(crate) const MAX_KEY: usize = 23;
 /// Longest ban mask, in bytes.
 pub(crate) const MAX_MASK: usize = 128;
 
-/// A change of a room's settings; `None` (or empty) leaves a setting as
-/// it is.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct ModeChange {
-    pub(crate) moderated: Option<bool>,
-    pub(crate) topic_lock: Option<bool>,
-    pub(crate) invite_only: Option<bool>,
-    pub(crate) secret: Option<bool>,
-    /// `Some(None)`: remove the key.
-    pub(crate) key: Option<Option<String>>,
-    /// `Some(None)` or `Some(Some(0))`: no limit.
-    pub(crate) limit: Option<Option<u32>>,
-    /// Masks to ban (true) or unban (false), in order.
-    pub(crate) bans: Vec<(bool, String)>,
-    /// Members to make (true) or unmake (false) moderators (`op`) or voiced
-    /// (`voice`), in order.
-    pub(crate) roles: Vec<(RoleMode, bool, Name)>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum RoleMode {
-    Op,
-    Voice,
-}
+/// A change of a room's settings (the protocol's `mode` `set`).
+pub(crate) type ModeChange = crate::protocol::client::ModeSet;
+pub(crate) use crate::protocol::client::RoleMode;
 
 fn item(mode: &'static str, on: bool, arg: Option<String>) -> ModeItem {
     ModeItem { mode, on, arg }
