@@ -712,7 +712,10 @@ impl Irc {
                     self.svc.metrics.error(e.code);
                     self.num("441", &[&nick, chan, "They aren't on that channel"]);
                 }
-                (ErrorCode::NoSuchUser, _) => self.refuse("401", "MODE", chan, &e),
+                (ErrorCode::NoSuchUser, _) => {
+                    let nick = e.message.split('`').nth(1).unwrap_or("*").to_owned();
+                    self.refuse("401", "MODE", &nick, &e);
+                }
                 (ErrorCode::Forbidden, _) => self.refuse("482", "MODE", chan, &e),
                 (ErrorCode::TooLarge, Some("ban_list_full")) => {
                     self.svc.metrics.error(e.code);
