@@ -53,7 +53,15 @@ impl Irc {
         c.send("CAP END").await;
         c.expect(&format!(" 001 {nick} :Welcome")).await;
         let (isupport, _) = c.until(&format!(" 005 {nick} ")).await;
-        for token in ["CASEMAPPING=ascii", "CHANTYPES=#", "NICKLEN=32", "CHANNELLEN=", "PREFIX=(ov)@+", "CHANMODES=b,k,l,imnst", "TARGMAX="] {
+        for token in [
+            "CASEMAPPING=ascii",
+            "CHANTYPES=#",
+            "NICKLEN=32",
+            "CHANNELLEN=",
+            "PREFIX=(ov)@+",
+            "CHANMODES=b,k,l,imnst",
+            "TARGMAX=",
+        ] {
             assert!(isupport.contains(token), "ISUPPORT without {token}: {isupport}");
         }
         c.until(&format!(" 251 {nick} ")).await;
@@ -710,7 +718,9 @@ async fn channel_modes_are_room_rules_for_every_door() {
     carol.send("JOIN #m").await;
     carol.until(" 366 carol #m ").await;
     bob.expect(":carol!carol@chat JOIN #m").await;
-    let mut wes = Client::in_rooms(&server, "wes", &["m"]).await;
+    // A web client that shows roles asks for them in `hello`.
+    let (mut wes, _) = Client::hello_with(&server, json!({"nick": "wes", "member_roles": true})).await;
+    wes.join("m").await;
     bob.expect(":wes!wes@chat JOIN #m").await;
     carol.expect(":wes!wes@chat JOIN #m").await;
 
@@ -776,7 +786,7 @@ async fn channel_modes_are_room_rules_for_every_door() {
     carol.expect(":bob!bob@chat MODE #m +kl sesame 3").await;
     wes.expect_json(json!({"type": "mode", "room": "m", "by": "bob", "changes": [
         {"mode": "key", "on": true, "arg": "sesame"}, {"mode": "limit", "on": true, "arg": "3"}]}))
-    .await;
+        .await;
     bob.send("MODE #m").await;
     assert!(bob.expect(" 324 bob #m ").await.ends_with(" #m +kln sesame 3"));
     let mut dave = Irc::register(&server, "dave", "").await;
@@ -862,8 +872,9 @@ async fn room_settings_are_stored() {
     config.irc.listen = "127.0.0.1:0".into();
     let server = common::start(config.clone()).await;
     let key = common::bearer(common::API_KEY);
-    let r = common::http::post(server.addr(), "/api/register", &[], &json!({"nick": "mo", "password": "horse-battery"}))
-        .await;
+    let r =
+        common::http::post(server.addr(), "/api/register", &[], &json!({"nick": "mo", "password": "horse-battery"}))
+            .await;
     assert!(r.status < 300, "{}", r.body);
     let r = common::http::post(server.addr(), "/api/rooms", &[("Authorization", &key)], &json!({"name": "hall"})).await;
     assert_eq!(r.status, 201, "{}", r.body);

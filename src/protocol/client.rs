@@ -67,7 +67,17 @@ impl ModeSet {
     /// (masks), `op`, `deop`, `voice`, `devoice` (nicks).
     fn parse(set: &Map<String, Value>) -> Result<ModeSet, ProtoError> {
         const KNOWN: [&str; 12] = [
-            "moderated", "topic_lock", "invite_only", "secret", "key", "limit", "ban", "unban", "op", "deop", "voice",
+            "moderated",
+            "topic_lock",
+            "invite_only",
+            "secret",
+            "key",
+            "limit",
+            "ban",
+            "unban",
+            "op",
+            "deop",
+            "voice",
             "devoice",
         ];
         if let Some(k) = set.keys().find(|k| !KNOWN.contains(&k.as_str())) {
@@ -114,9 +124,12 @@ impl ModeSet {
         for (name, on) in [("ban", true), ("unban", false)] {
             m.bans.extend(list(name)?.into_iter().map(|mask| (on, mask)));
         }
-        for (name, mode, on) in
-            [("op", RoleMode::Op, true), ("deop", RoleMode::Op, false), ("voice", RoleMode::Voice, true), ("devoice", RoleMode::Voice, false)]
-        {
+        for (name, mode, on) in [
+            ("op", RoleMode::Op, true),
+            ("deop", RoleMode::Op, false),
+            ("voice", RoleMode::Voice, true),
+            ("devoice", RoleMode::Voice, false),
+        ] {
             for nick in list(name)? {
                 m.roles.push((mode, on, nick_in(name, &nick)?));
             }
@@ -135,6 +148,8 @@ pub enum Request {
         nick: Option<Name>,
         password: Option<String>,
         token: Option<String>,
+        /// Member lists say who moderates and who is voiced.
+        member_roles: bool,
     },
     Join {
         room: Name,
@@ -299,6 +314,7 @@ impl Fields {
                 nick: self.opt_str("nick")?.map(Name::nick).transpose()?,
                 password: self.opt_str("password")?.map(str::to_owned),
                 token: self.opt_str("token")?.map(str::to_owned),
+                member_roles: self.opt_bool("member_roles")?.unwrap_or(false),
             },
             "join" => Request::Join {
                 room: self.room("room")?,

@@ -40,9 +40,7 @@ pub(crate) struct ModesView {
 /// Checks a key: 1 to 23 printable ASCII characters, no spaces.
 pub(crate) fn check_key(key: &str) -> Result<(), ProtoError> {
     if key.is_empty() || key.len() > MAX_KEY || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ProtoError::invalid(format!(
-            "a key is 1 to {MAX_KEY} printable ASCII characters without spaces"
-        )));
+        return Err(ProtoError::invalid(format!("a key is 1 to {MAX_KEY} printable ASCII characters without spaces")));
     }
     Ok(())
 }

@@ -78,7 +78,8 @@ impl Session {
         // record only keeps its history) and not configured is made by
         // this join if nobody is in it.
         let unowned = !record.as_ref().is_some_and(|r| r.managed) && !configured;
-        let start = svc.bus.join_begin(&self.handle, room, record, role).await?;
+        let mut start = svc.bus.join_begin(&self.handle, room, record, role).await?;
+        self.member_list(&mut start.members);
         // Whoever creates a room by joining it moderates it while in it.
         if unowned && !start.already && !moderator {
             let me = self.handle.nick().as_str();
@@ -177,7 +178,10 @@ impl Session {
             svc.may_look_into(&Caller::User(self.identity.clone()), in_room, room, private).await?;
         }
         match svc.bus.who(room.key()).await? {
-            Some((name, topic, members)) => Ok(RoomView { name, topic, members }),
+            Some((name, topic, mut members)) => {
+                self.member_list(&mut members);
+                Ok(RoomView { name, topic, members })
+            }
             // Created through the API, and empty now.
             None => match svc.store.room(room.key()).await? {
                 Some(r) if r.managed => Ok(RoomView { name: r.name, topic: r.topic, members: Vec::new() }),

@@ -613,7 +613,9 @@ impl Irc {
                         flags.push('l');
                         args.push(view.modes.limit.to_string());
                     }
-                    for (on, c) in [(view.modes.moderated, 'm'), (true, 'n'), (view.modes.secret, 's'), (view.topic_locked, 't')] {
+                    for (on, c) in
+                        [(view.modes.moderated, 'm'), (true, 'n'), (view.modes.secret, 's'), (view.topic_locked, 't')]
+                    {
                         if on {
                             flags.push(c);
                         }
@@ -641,14 +643,18 @@ impl Irc {
                 },
                 'k' => match (on, args.next()) {
                     (true, Some(k)) => change.key = Some(Some(k.to_owned())),
-                    (true, None) => return self.num("696", &[chan, "k", "*", "You must specify a parameter for the key mode"]),
+                    (true, None) => {
+                        return self.num("696", &[chan, "k", "*", "You must specify a parameter for the key mode"]);
+                    }
                     (false, _) => change.key = Some(None),
                 },
                 'l' if !on => change.limit = Some(None),
                 'l' => match args.next().map(|a| (a, a.parse::<u32>())) {
                     Some((_, Ok(n))) if n > 0 => change.limit = Some(Some(n)),
                     Some((a, _)) => return self.num("696", &[chan, "l", a, "The limit is a whole number from 1"]),
-                    None => return self.num("696", &[chan, "l", "*", "You must specify a parameter for the limit mode"]),
+                    None => {
+                        return self.num("696", &[chan, "l", "*", "You must specify a parameter for the limit mode"]);
+                    }
                 },
                 'o' | 'v' => {
                     let Some(nick) = args.next() else { continue };
@@ -670,7 +676,11 @@ impl Irc {
         }
         for c in unknown {
             let c = c.to_string();
-            let text = if c == "n" { "Only members speak in a channel here: -n is not supported" } else { "is unknown mode char to me" };
+            let text = if c == "n" {
+                "Only members speak in a channel here: -n is not supported"
+            } else {
+                "is unknown mode char to me"
+            };
             self.num("472", &[&c, text]);
         }
         if list_bans {

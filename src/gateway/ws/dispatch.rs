@@ -130,7 +130,9 @@ impl Conn {
         let s = &mut self.session;
         match request {
             Request::Hello { .. } => Err(ProtoError::invalid("already identified: `hello` may be sent only once")),
-            Request::Join { room, since, history, key } => s.join_keyed(id, &room, since, history, key.as_deref()).await,
+            Request::Join { room, since, history, key } => {
+                s.join_keyed(id, &room, since, history, key.as_deref()).await
+            }
             Request::Mode { room, set: None } => {
                 let v = s.modes(&room).await?;
                 let bans: Vec<BanView> =

@@ -31,7 +31,8 @@ impl SqlStore {
                         topic_lock: r.try_get::<Option<bool>, _>(6).corrupt("rooms", "topic_lock")?,
                         secret: r.try_get::<bool, _>(7).corrupt("rooms", "secret")?,
                         key: r.try_get::<String, _>(8).corrupt("rooms", "join_key")?.into(),
-                        limit: r.try_get::<i64, _>(9).corrupt("rooms", "member_limit")?.clamp(0, u32::MAX as i64) as u32,
+                        limit: r.try_get::<i64, _>(9).corrupt("rooms", "member_limit")?.clamp(0, u32::MAX as i64)
+                            as u32,
                     },
                     bans: Vec::new(),
                 }),
