@@ -950,7 +950,7 @@ async fn room_settings_hold_on_every_node() {
     if other.is_empty() {
         other.push(alice.expect("mode").await);
     }
-    assert_eq!(other, [changed.clone()]);
+    assert_eq!(other, std::slice::from_ref(&changed));
     bob.expect_json(changed).await;
     bob.send(json!({"type": "say", "room": "agora", "text": "may I?", "id": "s"})).await;
     assert_eq!(bob.expect_error("forbidden").await["reason"], "moderated");
@@ -966,7 +966,7 @@ async fn room_settings_hold_on_every_node() {
     if other.is_empty() {
         other.push(alice.expect("mode").await);
     }
-    assert_eq!(other, [voiced.clone()]);
+    assert_eq!(other, std::slice::from_ref(&voiced));
     bob.expect_json(voiced).await;
     bob.send(json!({"type": "say", "room": "agora", "text": "now I may", "id": "s2"})).await;
     let (ack, _) = bob.until("ack").await;
