@@ -927,6 +927,20 @@ async fn room_settings_are_stored() {
     ivy.expect(":ivy!ivy@chat TOPIC #hall :open topic").await;
     ivy.send("MODE #hall").await;
     assert!(ivy.expect(" 324 ivy #hall ").await.ends_with(" #hall +klmn k3y 9"));
+    // Over HTTP: the API key (or a moderator) changes them; a guest may not.
+    let key = common::bearer(common::API_KEY);
+    let path = "/api/rooms/hall";
+    let r = common::http::patch(server.addr(), path, &[("Authorization", &key)], &json!({"moderated": "no"})).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = common::http::patch(server.addr(), path, &[("Authorization", &key)], &json!({"moderated": false})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json(), json!({"room": "hall", "changes": [{"mode": "moderated", "on": false}]}));
+    ivy.expect(":server!server@chat MODE #hall -m").await;
+    ivy.send("PRIVMSG #hall :hi now").await;
     ivy.sync().await;
+    let (_, welcome) = Client::hello(&server, "nobody").await;
+    let guest = common::bearer(welcome["token"].as_str().unwrap());
+    let r = common::http::patch(server.addr(), path, &[("Authorization", &guest)], &json!({"secret": true})).await;
+    assert_eq!(r.status, 403, "{}", r.body);
     server.stop().await;
 }

@@ -65,7 +65,7 @@ impl ModeSet {
     /// `secret` (booleans), `key` (a string, or null to remove), `limit` (a
     /// positive integer, or null to remove), and lists `ban`, `unban`
     /// (masks), `op`, `deop`, `voice`, `devoice` (nicks).
-    fn parse(set: &Map<String, Value>) -> Result<ModeSet, ProtoError> {
+    pub fn parse(set: &Map<String, Value>) -> Result<ModeSet, ProtoError> {
         const KNOWN: [&str; 12] = [
             "moderated",
             "topic_lock",

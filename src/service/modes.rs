@@ -114,13 +114,49 @@ impl Session {
     /// every node, and told to its members as a `mode` frame. Returns what
     /// changed (a setting already so is left out).
     pub(crate) async fn set_modes(&mut self, room: &Name, change: ModeChange) -> Result<Vec<ModeItem>, ProtoError> {
-        let svc = self.svc.clone();
-        let key = room.key();
-        let joined = self.handle.joined(key).ok_or_else(|| not_in_room(room))?;
+        let joined = self.handle.joined(room.key()).ok_or_else(|| not_in_room(room))?;
         if !joined.moderator {
             return Err(forbidden(format!("only moderators change the settings of `{}`", joined.name)));
         }
-        let name = joined.name;
+        let by = self.handle.nick().as_str().to_owned();
+        self.svc.apply_modes(room, joined.name, &by, change).await
+    }
+}
+
+impl Service {
+    /// `PATCH /api/rooms/{room}`: an API key, a site admin or a stored
+    /// moderator of the room changes its settings (told as by `server`, or
+    /// by the user's nick).
+    pub(crate) async fn patch_room(
+        &self,
+        caller: &super::Caller,
+        room: &Name,
+        change: ModeChange,
+    ) -> Result<Vec<ModeItem>, ProtoError> {
+        self.may_destroy(caller, room).await.map_err(|_| forbidden("only moderators change a room's settings"))?;
+        if !self.room_open(room).await? {
+            return Err(super::access::no_such_room(room));
+        }
+        let (name, _) = self.room_name(room).await?;
+        let by = match caller {
+            super::Caller::User(user) => user.nick.as_str().to_owned(),
+            _ => crate::model::ids::SERVER.to_owned(),
+        };
+        self.apply_modes(room, name, &by, change).await
+    }
+
+    /// Applies a change of a room's settings (the caller may make it):
+    /// stored, applied on every node, and told to its members as a `mode`
+    /// frame. Returns what changed (a setting already so is left out).
+    async fn apply_modes(
+        &self,
+        room: &Name,
+        name: Arc<str>,
+        by: &str,
+        change: ModeChange,
+    ) -> Result<Vec<ModeItem>, ProtoError> {
+        let svc = self;
+        let key = room.key();
         // Everything is checked before anything changes.
         if let Some(Some(k)) = &change.key {
             check_key(k)?;
@@ -188,7 +224,6 @@ impl Session {
         let mut bans_changed = false;
         if !bans.is_empty() {
             let mut stored: Vec<String> = svc.store.room_bans(key).await?.into_iter().map(|b| b.mask).collect();
-            let by = self.handle.nick().as_str().to_owned();
             for (on, mask) in bans {
                 if on {
                     if stored.contains(&mask) {
@@ -202,7 +237,7 @@ impl Session {
                         )
                         .because("ban_list_full"));
                     }
-                    let ban = Ban { mask: mask.clone(), set_by: by.clone(), set_at: now_ms() };
+                    let ban = Ban { mask: mask.clone(), set_by: by.to_owned(), set_at: now_ms() };
                     if svc.store.add_ban(key, &ban).await? {
                         stored.push(mask.clone());
                         changes.push(item("ban", true, Some(mask)));
@@ -258,7 +293,6 @@ impl Session {
             changes.push(item(label, *on, Some(online.nick.to_string())));
         }
         if !changes.is_empty() {
-            let by = self.handle.nick().as_str();
             let frame = encode(&ServerFrame::Mode { room: &name, by, changes: &changes });
             svc.bus.to_room(key, &frame, Except::Nobody).await?;
             tracing::info!(room = %name, by, changes = changes.len(), "room settings changed");
