@@ -53,8 +53,8 @@ impl Service {
         let role = if who.admin { Some(Role::Moderator) } else { role };
         let Some(record) = record else { return self.hooked(who, room, role).await };
         if role != Some(Role::Moderator) {
-            let mask = self.user_mask(who.nick.as_str());
-            if record.bans.iter().any(|b| crate::hub::wildcard(b.as_bytes(), mask.to_ascii_lowercase().as_bytes())) {
+            let mask = self.user_mask(who.nick.as_str()).to_ascii_lowercase();
+            if record.bans.iter().any(|b| crate::hub::wildcard(b.as_bytes(), mask.as_bytes())) {
                 return Err(forbidden(format!("you are banned from `{room}`")).because("banned"));
             }
             if record.private && role.is_none() {
