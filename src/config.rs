@@ -138,6 +138,8 @@ pub struct Limits {
 pub struct RoomsConfig {
     pub auto_join: Vec<String>,
     pub create_on_join: bool,
+    /// Most ban masks a room keeps.
+    pub max_bans: usize,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

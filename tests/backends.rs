@@ -278,3 +278,59 @@ async fn terminate(admin: &mut sqlx::PgConnection, db: &str) {
     .await
     .unwrap();
 }
+
+/// Room settings (docs/protocol.md, `mode`) are stored on every backend:
+/// a room made through the API keeps them across a restart; a room made by
+/// joining loses them when it is made again.
+#[tokio::test]
+async fn room_settings_are_stored_on_every_backend() {
+    for b in backends::all("room_settings_are_stored_on_every_backend").await {
+        let kind = b.kind;
+        let mut config = config_for(&b);
+        config.auth.api_keys = vec![chat::config::Secret::new(API_KEY)];
+        let server = start(config.clone()).await;
+        let key = bearer(API_KEY);
+        let r = http::post(server.addr(), "/api/rooms", &[("Authorization", &key)], &json!({"name": "Hall"})).await;
+        assert_eq!(r.status, 201, "{kind:?}: {}", r.body);
+        let set = json!({"moderated": true, "topic_lock": false, "invite_only": true, "secret": true,
+            "key": "k3y", "limit": 7, "ban": ["troll", "*!*@elsewhere"]});
+        let r = http::patch(server.addr(), "/api/rooms/hall", &[("Authorization", &key)], &set).await;
+        assert_eq!(r.status, 200, "{kind:?}: {}", r.body);
+        let r = http::patch(server.addr(), "/api/rooms/hall", &[("Authorization", &key)], &json!({"unban": ["troll"]}))
+            .await;
+        assert_eq!(r.status, 200, "{kind:?}: {}", r.body);
+        // A room made by joining: its creator sets it, then it ends.
+        let (mut ann, _) = Client::hello(&server, "ann").await;
+        ann.join("fresh").await;
+        let set = json!({"moderated": true, "key": "x", "ban": ["bob"]});
+        ann.send(json!({"type": "mode", "room": "fresh", "set": set, "id": "m"})).await;
+        ann.until("ack").await;
+        server.stop().await;
+
+        let server = start(config).await;
+        let (mut ann, _) = Client::hello(&server, "ann").await;
+        ann.send(json!({"type": "mode", "room": "hall", "id": "r"})).await;
+        let mut modes = ann.expect("modes").await;
+        modes["bans"][0]["at"] = json!(0);
+        assert_eq!(
+            modes,
+            json!({"type": "modes", "id": "r", "room": "Hall", "moderated": true, "topic_lock": false,
+                "invite_only": true, "secret": true, "key": "*", "limit": 7,
+                "bans": [{"mask": "*!*@elsewhere", "by": "server", "at": 0}]}),
+            "{kind:?}"
+        );
+        ann.send(json!({"type": "join", "room": "hall", "key": "k3y", "id": "j"})).await;
+        assert_eq!(ann.expect_error("forbidden").await["reason"], "invite_only", "{kind:?}");
+        // Made again by joining: no key, no ban, not moderated.
+        ann.join("fresh").await;
+        ann.send(json!({"type": "mode", "room": "fresh", "id": "f"})).await;
+        let modes = ann.expect("modes").await;
+        assert_eq!(
+            modes,
+            json!({"type": "modes", "id": "f", "room": "fresh", "moderated": false, "topic_lock": false,
+                "invite_only": false, "secret": false, "bans": []}),
+            "{kind:?}"
+        );
+        server.stop().await;
+    }
+}

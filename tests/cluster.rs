@@ -929,3 +929,50 @@ async fn a_rooms_maker_kicks_across_nodes_with_a_comment() {
     }
     cluster.finish().await;
 }
+
+/// A room's settings changed on one node hold on the others: `+m` stops a
+/// member on another node until it is voiced (its role travels to its
+/// node), and a ban stops a join there.
+#[tokio::test]
+async fn room_settings_hold_on_every_node() {
+    let Some(cluster) = Cluster::start("room_settings_hold_on_every_node", 2, |_| {}).await else {
+        return;
+    };
+    // alice makes #agora by joining it on n1: its moderator.
+    let [mut alice, mut bob] = gather(&cluster, "agora", [(1, "alice"), (2, "bob")]).await;
+    let set = json!({"type": "mode", "room": "agora", "set": {"moderated": true, "ban": ["carol"]}, "id": "m"});
+    alice.send(set).await;
+    let changed = json!({"type": "mode", "room": "agora", "by": "alice", "changes": [
+        {"mode": "moderated", "on": true}, {"mode": "ban", "on": true, "arg": "carol!*@*"}]});
+    // (The `mode` frame goes round Redis: it may come after the `ack`.)
+    let (ack, mut other) = alice.until("ack").await;
+    assert_eq!(ack, json!({"type": "ack", "id": "m"}));
+    if other.is_empty() {
+        other.push(alice.expect("mode").await);
+    }
+    assert_eq!(other, std::slice::from_ref(&changed));
+    bob.expect_json(changed).await;
+    bob.send(json!({"type": "say", "room": "agora", "text": "may I?", "id": "s"})).await;
+    assert_eq!(bob.expect_error("forbidden").await["reason"], "moderated");
+    let mut carol = cluster.hello(2, "carol").await;
+    carol.send(json!({"type": "join", "room": "agora", "id": "j"})).await;
+    assert_eq!(carol.expect_error("forbidden").await["reason"], "banned");
+
+    alice.send(json!({"type": "mode", "room": "agora", "set": {"voice": ["bob"]}, "id": "v"})).await;
+    let voiced = json!({"type": "mode", "room": "agora", "by": "alice", "changes": [
+        {"mode": "voice", "on": true, "arg": "bob"}]});
+    let (ack, mut other) = alice.until("ack").await;
+    assert_eq!(ack, json!({"type": "ack", "id": "v"}));
+    if other.is_empty() {
+        other.push(alice.expect("mode").await);
+    }
+    assert_eq!(other, std::slice::from_ref(&voiced));
+    bob.expect_json(voiced).await;
+    bob.send(json!({"type": "say", "room": "agora", "text": "now I may", "id": "s2"})).await;
+    let (ack, _) = bob.until("ack").await;
+    assert_eq!(ack["message"]["text"], "now I may", "{ack}");
+    let (msg, _) = alice.until("message").await;
+    assert_eq!(msg["text"], "now I may", "{msg}");
+    carol.sync().await;
+    cluster.finish().await;
+}

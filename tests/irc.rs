@@ -53,7 +53,15 @@ impl Irc {
         c.send("CAP END").await;
         c.expect(&format!(" 001 {nick} :Welcome")).await;
         let (isupport, _) = c.until(&format!(" 005 {nick} ")).await;
-        for token in ["CASEMAPPING=ascii", "CHANTYPES=#", "NICKLEN=32", "CHANNELLEN=", "PREFIX=(o)@", "TARGMAX="] {
+        for token in [
+            "CASEMAPPING=ascii",
+            "CHANTYPES=#",
+            "NICKLEN=32",
+            "CHANNELLEN=",
+            "PREFIX=(ov)@+",
+            "CHANMODES=b,k,l,imnst",
+            "TARGMAX=",
+        ] {
             assert!(isupport.contains(token), "ISUPPORT without {token}: {isupport}");
         }
         c.until(&format!(" 251 {nick} ")).await;
@@ -122,7 +130,8 @@ async fn irc_user_chats_with_a_web_user() {
     bob.send("JOIN #lobby,##dev").await;
     bob.expect(":bob!bob@chat JOIN #lobby").await;
     let names = bob.expect(" 353 bob = #lobby :").await;
-    assert!(names.ends_with(":alice bob") || names.ends_with(":bob alice"), "{names}");
+    // alice made #lobby by joining it: its operator, which others see too.
+    assert!(names.ends_with(":@alice bob") || names.ends_with(":bob @alice"), "{names}");
     bob.expect(" 366 bob #lobby :End of /NAMES list").await;
     // The recent history, with the time it was said.
     let replay = bob.expect(" :alice!alice@chat PRIVMSG #lobby :before you came").await;
@@ -162,7 +171,7 @@ async fn irc_user_chats_with_a_web_user() {
     bob.send("WHO #lobby").await;
     let (_, who) = bob.until(" 315 bob #lobby :End of WHO list").await;
     assert_eq!(who.len(), 2, "{who:?}");
-    assert!(who.iter().any(|l| l.contains(" 352 bob #lobby alice chat chat alice H :0 alice")), "{who:?}");
+    assert!(who.iter().any(|l| l.contains(" 352 bob #lobby alice chat chat alice H@ :0 alice")), "{who:?}");
     bob.send("LIST").await;
     bob.expect(" 321 bob Channel :Users  Name").await;
     let (_, list) = bob.until(" 323 bob :End of /LIST").await;
@@ -311,7 +320,7 @@ async fn modes_show_the_room_rules() {
         assert_eq!(r.status, 201, "{}", r.body);
     }
     let mut eve = Irc::register(&server, "eve", "").await;
-    for (chan, modes) in [("#hall", "+nt"), ("#den", "+int"), ("#nothing-yet", "")] {
+    for (chan, modes) in [("#hall", "+nt"), ("#den", "+inst"), ("#nothing-yet", "")] {
         eve.send(&format!("MODE {chan}")).await;
         let line = eve.next().await.unwrap();
         match modes {
@@ -690,5 +699,248 @@ async fn an_invite_never_demotes_a_moderator() {
     two.expect_json(json!({"type": "ack", "id": "k"})).await;
     one.expect(":mod2!mod2@chat KICK #den mod1 :mod2").await;
     two.sync().await;
+    server.stop().await;
+}
+
+/// Channel modes set over IRC are rules of the room for every door: a web
+/// user is stopped by `+m` (until voiced), `+k`, `+l`, `+b` and `+i` as an
+/// IRC user is; every change is one MODE line to the channel and one `mode`
+/// frame to web members; NAMES shows `@` and `+` for others.
+#[tokio::test]
+async fn channel_modes_are_room_rules_for_every_door() {
+    let mut config = irc_config();
+    config.rooms.max_bans = 2;
+    let server = common::start(config).await;
+    let mut bob = Irc::register(&server, "bob", "").await;
+    bob.send("JOIN #m").await;
+    bob.until(" 366 bob #m ").await;
+    let mut carol = Irc::register(&server, "carol", "").await;
+    carol.send("JOIN #m").await;
+    carol.until(" 366 carol #m ").await;
+    bob.expect(":carol!carol@chat JOIN #m").await;
+    // A web client that shows roles asks for them in `hello`.
+    let (mut wes, _) = Client::hello_with(&server, json!({"nick": "wes", "member_roles": true})).await;
+    wes.join("m").await;
+    bob.expect(":wes!wes@chat JOIN #m").await;
+    carol.expect(":wes!wes@chat JOIN #m").await;
+
+    // +m: only moderators and voiced members speak, on IRC and on the web.
+    bob.send("MODE #m +m").await;
+    bob.expect(":bob!bob@chat MODE #m +m").await;
+    carol.expect(":bob!bob@chat MODE #m +m").await;
+    wes.expect_json(json!({"type": "mode", "room": "m", "by": "bob", "changes": [{"mode": "moderated", "on": true}]}))
+        .await;
+    carol.send("PRIVMSG #m :hello?").await;
+    carol.expect(" 404 carol #m :").await;
+    wes.send(json!({"type": "say", "room": "m", "text": "me too?", "id": "s1"})).await;
+    let e = wes.expect_error("forbidden").await;
+    assert_eq!(e["reason"], "moderated", "{e}");
+    bob.send("MODE #m +v carol").await;
+    bob.expect(":bob!bob@chat MODE #m +v carol").await;
+    carol.expect(":bob!bob@chat MODE #m +v carol").await;
+    wes.expect("mode").await;
+    carol.send("PRIVMSG #m :now I may").await;
+    bob.expect(":carol!carol@chat PRIVMSG #m :now I may").await;
+    wes.expect_json(room_msg("m", 1, "carol", "now I may")).await;
+    wes.send(json!({"type": "who", "room": "m", "id": "w"})).await;
+    let who = wes.expect("room_status").await;
+    let roles: Vec<(String, bool, bool)> = who["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["nick"].as_str().unwrap().to_owned(), m["moderator"] == true, m["voiced"] == true))
+        .collect();
+    assert_eq!(
+        roles,
+        [("bob".into(), true, false), ("carol".into(), false, true), ("wes".into(), false, false)],
+        "{who}"
+    );
+    carol.send("NAMES #m").await;
+    let names = carol.expect(" 353 carol = #m :").await;
+    assert!(names.ends_with(":@bob +carol wes"), "{names}");
+    carol.expect(" 366 carol #m ").await;
+    bob.send("MODE #m -m").await;
+    bob.expect(":bob!bob@chat MODE #m -m").await;
+    carol.expect(":bob!bob@chat MODE #m -m").await;
+    wes.expect("mode").await;
+
+    // Refusals: not an operator, unknown letters, bad parameters, no such channel.
+    carol.send("MODE #m +s").await;
+    carol.expect(" 482 carol #m :").await;
+    bob.send("MODE #m +x").await;
+    bob.expect(" 472 bob x :").await;
+    bob.send("MODE #m +l many").await;
+    bob.expect(" 696 bob #m l many :").await;
+    bob.send("MODE #m +k :two words").await;
+    bob.expect(" 696 bob #m k * :").await;
+    bob.send("MODE #nowhere +m").await;
+    bob.expect(" 403 bob #nowhere :").await;
+    bob.send("MODE #m +o nobody").await;
+    bob.expect(" 401 bob nobody :").await;
+    bob.send("MODE #m +v dave").await;
+    bob.expect(" 401 bob dave :").await;
+
+    // +k and +l, shown by MODE #m; a key is needed on the web too.
+    bob.send("MODE #m +kl sesame 3").await;
+    bob.expect(":bob!bob@chat MODE #m +kl sesame 3").await;
+    carol.expect(":bob!bob@chat MODE #m +kl sesame 3").await;
+    wes.expect_json(json!({"type": "mode", "room": "m", "by": "bob", "changes": [
+        {"mode": "key", "on": true, "arg": "sesame"}, {"mode": "limit", "on": true, "arg": "3"}]}))
+        .await;
+    bob.send("MODE #m").await;
+    assert!(bob.expect(" 324 bob #m ").await.ends_with(" #m +kln sesame 3"));
+    let mut dave = Irc::register(&server, "dave", "").await;
+    dave.send("JOIN #m").await;
+    dave.expect(" 475 dave #m :").await;
+    dave.send("JOIN #m wrong").await;
+    dave.expect(" 475 dave #m :").await;
+    dave.send("JOIN #m sesame").await;
+    dave.expect(" 471 dave #m :").await;
+    let (mut wen, _) = Client::hello(&server, "wen").await;
+    wen.send(json!({"type": "join", "room": "m", "key": "sesame", "id": "j"})).await;
+    assert_eq!(wen.expect_error("forbidden").await["reason"], "full");
+    bob.send("MODE #m -l").await;
+    bob.expect(":bob!bob@chat MODE #m -l").await;
+    carol.expect(":bob!bob@chat MODE #m -l").await;
+    wes.expect("mode").await;
+    wen.send(json!({"type": "join", "room": "m", "id": "j2"})).await;
+    assert_eq!(wen.expect_error("forbidden").await["reason"], "key");
+    wen.send(json!({"type": "join", "room": "m", "key": "sesame", "id": "j3"})).await;
+    wen.expect("joined").await;
+    for c in [&mut bob, &mut carol] {
+        c.expect(":wen!wen@chat JOIN #m").await;
+    }
+    wes.expect_json(presence("m", "wen", "join")).await;
+    bob.send("MODE #m -k *").await;
+    bob.expect(":bob!bob@chat MODE #m -k *").await;
+    carol.expect(":bob!bob@chat MODE #m -k *").await;
+    wes.expect("mode").await;
+    wen.expect("mode").await;
+
+    // +b: a ban list with a cap; a banned web user may not join, a banned
+    // member may not speak.
+    bob.send("MODE #m +b dave").await;
+    bob.expect(":bob!bob@chat MODE #m +b dave!*@*").await;
+    bob.send("MODE #m +b WES!*@*").await;
+    bob.expect(":bob!bob@chat MODE #m +b wes!*@*").await;
+    bob.send("MODE #m +b x!*@*").await;
+    bob.expect(" 478 bob #m b :").await;
+    bob.send("MODE #m b").await;
+    bob.expect(" 367 bob #m dave!*@* bob ").await;
+    bob.expect(" 367 bob #m wes!*@* bob ").await;
+    bob.expect(" 368 bob #m :").await;
+    dave.send("JOIN #m").await;
+    dave.expect(" 474 dave #m :").await;
+    wes.until("mode").await;
+    wes.until("mode").await;
+    wes.send(json!({"type": "say", "room": "m", "text": "banned?", "id": "s2"})).await;
+    assert_eq!(wes.expect_error("forbidden").await["reason"], "banned");
+    bob.send("MODE #m -b dave!*@*").await;
+    bob.until(":bob!bob@chat MODE #m -b dave!*@*").await;
+    dave.send("JOIN #m").await;
+    dave.expect(":dave!dave@chat JOIN #m").await;
+    dave.until(" 366 dave #m ").await;
+
+    // +i: only the invited come in; +o by a nick goes to the user holding it.
+    bob.send("MODE #m +i").await;
+    bob.until(":bob!bob@chat MODE #m +i").await;
+    let mut eve = Irc::register(&server, "eve", "").await;
+    eve.send("JOIN #m").await;
+    eve.expect(" 473 eve #m :").await;
+    bob.send("INVITE eve #m").await;
+    bob.until(" 341 bob eve #m").await;
+    eve.expect(":bob!bob@chat INVITE eve #m").await;
+    eve.send("JOIN #m").await;
+    eve.expect(":eve!eve@chat JOIN #m").await;
+    eve.until(" 366 eve #m ").await;
+    bob.send("MODE #m +o carol").await;
+    bob.until(":bob!bob@chat MODE #m +o carol").await;
+    carol.until(":bob!bob@chat MODE #m +o carol").await;
+    carol.send("KICK #m eve").await;
+    carol.until(":carol!carol@chat KICK #m eve :carol").await;
+    bob.until(":carol!carol@chat KICK #m eve :carol").await;
+    eve.until(":carol!carol@chat KICK #m eve :carol").await;
+    bob.sync().await;
+    server.stop().await;
+}
+
+/// A room made through the API keeps its settings across a restart; a
+/// moderator changes them with a WebSocket `mode` frame and reads them back.
+#[tokio::test]
+async fn room_settings_are_stored() {
+    let mut config = common::auth_config();
+    config.irc.listen = "127.0.0.1:0".into();
+    let server = common::start(config.clone()).await;
+    let key = common::bearer(common::API_KEY);
+    let r =
+        common::http::post(server.addr(), "/api/register", &[], &json!({"nick": "mo", "password": "horse-battery"}))
+            .await;
+    assert!(r.status < 300, "{}", r.body);
+    let r = common::http::post(server.addr(), "/api/rooms", &[("Authorization", &key)], &json!({"name": "hall"})).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let body = json!({"nick": "mo", "role": "moderator"});
+    let r = common::http::post(server.addr(), "/api/rooms/hall/members", &[("Authorization", &key)], &body).await;
+    assert!(r.status < 300, "{}", r.body);
+    let (mut mo, _) = Client::hello_with(&server, json!({"nick": "mo", "password": "horse-battery"})).await;
+    mo.join("hall").await;
+    // Bad settings change nothing.
+    for (set, why) in [
+        (json!({"limit": 0}), "positive"),
+        (json!({"key": "a b"}), "key"),
+        (json!({"colour": "red"}), "colour"),
+        (json!({"ban": [""]}), "mask"),
+    ] {
+        mo.send(json!({"type": "mode", "room": "hall", "set": set, "id": "bad"})).await;
+        let e = mo.expect_error("invalid").await;
+        assert!(e["message"].as_str().unwrap().contains(why), "{e}");
+    }
+    let set = json!({"moderated": true, "topic_lock": false, "limit": 9, "key": "k3y", "ban": ["troll"]});
+    mo.send(json!({"type": "mode", "room": "hall", "set": set, "id": "m"})).await;
+    let (changed, _) = mo.until("mode").await;
+    assert_eq!(changed["changes"].as_array().unwrap().len(), 5, "{changed}");
+    mo.expect_json(json!({"type": "ack", "id": "m"})).await;
+    let (mut guest, _) = Client::hello(&server, "guest").await;
+    guest.send(json!({"type": "mode", "room": "hall", "set": {"secret": true}, "id": "g"})).await;
+    guest.expect_error("not_in_room").await;
+    server.stop().await;
+
+    let server = common::start(config).await;
+    let (mut mo, _) = Client::hello_with(&server, json!({"nick": "mo", "password": "horse-battery"})).await;
+    mo.send(json!({"type": "mode", "room": "hall", "id": "r"})).await;
+    let mut modes = mo.expect("modes").await;
+    modes["bans"][0]["at"] = json!(0);
+    assert_eq!(
+        modes,
+        json!({"type": "modes", "id": "r", "room": "hall", "moderated": true, "topic_lock": false,
+            "invite_only": false, "secret": false, "key": "*", "limit": 9,
+            "bans": [{"mask": "troll!*@*", "by": "mo", "at": 0}]})
+    );
+    let mut troll = Irc::register(&server, "troll", "").await;
+    troll.send("JOIN #hall k3y").await;
+    troll.expect(" 474 troll #hall :").await;
+    let mut ivy = Irc::register(&server, "ivy", "").await;
+    ivy.send("JOIN #hall k3y").await;
+    ivy.until(" 366 ivy #hall ").await;
+    ivy.send("PRIVMSG #hall :hi").await;
+    ivy.expect(" 404 ivy #hall :").await;
+    ivy.send("TOPIC #hall :open topic").await;
+    ivy.expect(":ivy!ivy@chat TOPIC #hall :open topic").await;
+    ivy.send("MODE #hall").await;
+    assert!(ivy.expect(" 324 ivy #hall ").await.ends_with(" #hall +klmn k3y 9"));
+    // Over HTTP: the API key (or a moderator) changes them; a guest may not.
+    let key = common::bearer(common::API_KEY);
+    let path = "/api/rooms/hall";
+    let r = common::http::patch(server.addr(), path, &[("Authorization", &key)], &json!({"moderated": "no"})).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = common::http::patch(server.addr(), path, &[("Authorization", &key)], &json!({"moderated": false})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json(), json!({"room": "hall", "changes": [{"mode": "moderated", "on": false}]}));
+    ivy.expect(":server!server@chat MODE #hall -m").await;
+    ivy.send("PRIVMSG #hall :hi now").await;
+    ivy.sync().await;
+    let (_, welcome) = Client::hello(&server, "nobody").await;
+    let guest = common::bearer(welcome["token"].as_str().unwrap());
+    let r = common::http::patch(server.addr(), path, &[("Authorization", &guest)], &json!({"secret": true})).await;
+    assert_eq!(r.status, 403, "{}", r.body);
     server.stop().await;
 }

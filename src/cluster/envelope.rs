@@ -56,6 +56,13 @@ pub enum Kind {
     /// The channel's user, if its id is `b`, joins room key `a` (the API
     /// made it a member).
     Admit,
+    /// The channel's room's live settings changed: the payload is two
+    /// characters `1` or `0` (moderated, secret), then a line per ban mask.
+    Gate,
+    /// The channel's user's roles in room key `a`, if its id is `b`: the
+    /// payload is two characters, moderator then voiced, each `1`, `0` or
+    /// `-` (unchanged).
+    Role,
     /// Several room messages for the channel, in `seq` order (the payload:
     /// their envelopes, separated by [`GS`]); `a` and `b` are empty.
     Batch,
@@ -74,6 +81,8 @@ impl Kind {
             Kind::Destroy => 'x',
             Kind::Moderator => 'o',
             Kind::Admit => 'j',
+            Kind::Gate => 'g',
+            Kind::Role => 'v',
             Kind::Batch => 'b',
         }
     }
@@ -90,6 +99,8 @@ impl Kind {
             "x" => Kind::Destroy,
             "o" => Kind::Moderator,
             "j" => Kind::Admit,
+            "g" => Kind::Gate,
+            "v" => Kind::Role,
             "b" => Kind::Batch,
             _ => return None,
         })

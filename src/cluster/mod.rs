@@ -20,8 +20,8 @@ use crate::hub::Outbound;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::hub::{Acked, Hub, JoinStart, Online, Parting, RoomRef, Route, SessionHandle, SessionId};
-use crate::model::Identity;
+use crate::hub::{Acked, Gate, Hub, JoinStart, Online, Parting, RoomRef, Route, SessionHandle, SessionId};
+use crate::model::{Identity, Role};
 use crate::protocol::server::{Conv, Frame, MemberView, Place, RoomSummary, StoredMessage};
 use crate::protocol::{Name, ProtoError};
 use crate::store::{CommitSink, HistoryQuery, NewMessage, Page, RoomRecord, Store, StoreError, Writer};
@@ -141,11 +141,11 @@ impl Bus {
         session: &Arc<SessionHandle>,
         room: &Name,
         record: Option<RoomRecord>,
-        moderator: bool,
+        role: Option<Role>,
     ) -> Result<JoinStart, ProtoError> {
         match &self.kind {
-            BusKind::Local(_) => Ok(self.hub.join_begin(session, room, record, moderator)),
-            BusKind::Redis(r) => r.join_begin(session, room, record, moderator).await,
+            BusKind::Local(_) => Ok(self.hub.join_begin(session, room, record, role)),
+            BusKind::Redis(r) => r.join_begin(session, room, record, role).await,
         }
     }
 
@@ -199,6 +199,59 @@ impl Bus {
                 let env =
                     envelope::envelope(Kind::Moderator, &r.node, None, room_key, if moderator { "1" } else { "0" }, "");
                 r.send(Some(Chan::User(nick_key.into())), env).await
+            }
+        }
+    }
+
+    /// Sets user `id`'s roles (holding `nick_key`) in a room, for its
+    /// sessions in it on every node (`None`: unchanged).
+    pub async fn set_role(
+        &self,
+        room_key: &str,
+        nick_key: &str,
+        id: &str,
+        moderator: Option<bool>,
+        voiced: Option<bool>,
+    ) -> Result<(), ProtoError> {
+        match &self.kind {
+            BusKind::Local(_) => {
+                self.hub.set_role(room_key, nick_key, id, moderator, voiced);
+                Ok(())
+            }
+            BusKind::Redis(r) => {
+                let flag = |f: Option<bool>| match f {
+                    Some(true) => '1',
+                    Some(false) => '0',
+                    None => '-',
+                };
+                let flags: String = [flag(moderator), flag(voiced)].into_iter().collect();
+                let env = envelope::envelope(Kind::Role, &r.node, None, room_key, id, &flags);
+                r.send(Some(Chan::User(nick_key.into())), env).await
+            }
+        }
+    }
+
+    /// A live room's settings that `say` checks changed: every node's copy
+    /// follows (here at once, then on the other nodes).
+    pub async fn set_gate(&self, room_key: &str, gate: Gate) -> Result<(), ProtoError> {
+        let payload = match &self.kind {
+            BusKind::Redis(_) => {
+                let flag = |f: bool| if f { '1' } else { '0' };
+                let mut p: String = [flag(gate.moderated), flag(gate.secret)].into_iter().collect();
+                for b in gate.bans.iter() {
+                    p.push('\n');
+                    p.push_str(b);
+                }
+                p
+            }
+            BusKind::Local(_) => String::new(),
+        };
+        self.hub.set_gate(room_key, gate);
+        match &self.kind {
+            BusKind::Local(_) => Ok(()),
+            BusKind::Redis(r) => {
+                let env = envelope::envelope(Kind::Gate, &r.node, None, "", "", &payload);
+                r.send(Some(Chan::Room(room_key.into())), env).await
             }
         }
     }
@@ -440,6 +493,25 @@ impl Bus {
             r.abort();
         }
     }
+}
+
+/// A [`Kind::Gate`] payload read back.
+pub(crate) fn gate_from(payload: &str) -> Gate {
+    let mut lines = payload.split('\n');
+    let flags = lines.next().unwrap_or("").as_bytes();
+    let (moderated, secret) = (flags.first() == Some(&b'1'), flags.get(1) == Some(&b'1'));
+    Gate { moderated, secret, bans: lines.filter(|l| !l.is_empty()).map(Into::into).collect() }
+}
+
+/// A [`Kind::Role`] payload read back: moderator, voiced.
+pub(crate) fn role_flags(payload: &str) -> (Option<bool>, Option<bool>) {
+    let flag = |c: Option<u8>| match c {
+        Some(b'1') => Some(true),
+        Some(b'0') => Some(false),
+        _ => None,
+    };
+    let b = payload.as_bytes();
+    (flag(b.first().copied()), flag(b.get(1).copied()))
 }
 
 /// Delivers committed batches through the one delivery sink

@@ -51,7 +51,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/api/me/push", post(accounts::add_push))
         .route("/api/me/push/{id}", delete(accounts::remove_push))
         .route("/api/rooms", get(rooms::list).post(rooms::create))
-        .route("/api/rooms/{room}", get(rooms::status).delete(rooms::destroy))
+        .route("/api/rooms/{room}", get(rooms::status).patch(rooms::patch).delete(rooms::destroy))
         .route("/api/rooms/{room}/members", post(rooms::add_member))
         .route("/api/rooms/{room}/members/{nick}", delete(rooms::remove_member))
         .route("/api/rooms/{room}/messages", get(api::room_messages).post(rooms::publish))

@@ -81,6 +81,25 @@ pub(crate) async fn status(
     .into_response())
 }
 
+/// `PATCH /api/rooms/{room}` with a `mode` frame's `set` object: changes
+/// the room's settings (API keys, site admins, or a user who moderates the
+/// room); members get a `mode` frame. → `{room, changes}`.
+pub(crate) async fn patch(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(room): Path<String>,
+    Body(body): Body<serde_json::Value>,
+) -> Result<Response> {
+    let caller = caller(&app, &headers).await?;
+    let room = room_name(&room)?;
+    let serde_json::Value::Object(set) = body else {
+        return Err(crate::protocol::ProtoError::invalid("the body must be an object of settings").into());
+    };
+    let change = crate::protocol::client::ModeSet::parse(&set)?;
+    let changes = app.patch_room(&caller, &room, change).await?;
+    Ok(Json(json!({"room": room.as_str(), "changes": changes})).into_response())
+}
+
 /// `DELETE /api/rooms/{room}`: members are told (`left`, reason
 /// `destroyed`) and removed; the messages stay for transcripts. API keys,
 /// or a user who moderates the room.

@@ -22,12 +22,13 @@ use dashmap::DashMap;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use crate::model::{Identity, RoomRecord};
+use crate::model::{Identity, Role, RoomRecord};
 use crate::protocol::server::{Frame, MemberView, RoomSummary};
 use crate::protocol::{ErrorCode, Name, ProtoError, ServerFrame, encode, now_ms};
 pub(crate) use deliver::{Acked, Fanout, Route, acknowledge};
 pub(crate) use outbound::Outbound;
 use room::{Added, Room};
+pub(crate) use room::{Gate, wildcard};
 pub(crate) use session::{CloseReason, RoomRef, SessionHandle, SessionId, Shown, UserState};
 use watchers::Watcher;
 
@@ -60,6 +61,11 @@ pub struct JoinStart {
     pub seq: u64,
     pub members: Vec<MemberView>,
     pub already: bool,
+    /// The room is secret (`+s`).
+    pub secret: bool,
+    /// Who set the topic and when (ms; "" and 0: not known).
+    pub topic_by: Arc<str>,
+    pub topic_at: i64,
 }
 
 /// Online state of a user, for `status` frames.
@@ -287,7 +293,7 @@ impl Hub {
         session: &Arc<SessionHandle>,
         room: &Name,
         record: Option<RoomRecord>,
-        moderator: bool,
+        role: Option<Role>,
     ) -> JoinStart {
         let now = now_ms();
         // Hold the shard while entering, so an emptied room cannot be
@@ -297,6 +303,11 @@ impl Hub {
             let name = if rec.name.is_empty() { room.shown().clone() } else { rec.name };
             let mut room = Room::new(name, rec.topic, rec.last_seq);
             room.private = rec.private;
+            room.gate = Gate {
+                moderated: rec.modes.moderated,
+                secret: rec.modes.secret,
+                bans: rec.bans.iter().map(|b| b.as_str().into()).collect(),
+            };
             Arc::new(Mutex::new(room))
         });
         let mut r = lock(&entry);
@@ -316,14 +327,18 @@ impl Hub {
         }
         if let Added::New { .. } = added {
             let (key, name) = (room.key().clone(), r.name.clone());
-            session.rooms().push(RoomRef { key, name, moderator, moderates_after: 0 });
+            let (moderator, voiced) = (role == Some(Role::Moderator), role == Some(Role::Voice));
+            session.rooms().push(RoomRef { key, name, moderator, voiced, moderates_after: 0 });
         }
         JoinStart {
             name: r.name.clone(),
             topic: r.topic.clone(),
             seq: r.last_seq,
-            members: r.member_views(),
+            members: r.member_views(room.key()),
             already: matches!(added, Added::Already),
+            secret: r.gate.secret,
+            topic_by: r.topic_by.clone(),
+            topic_at: r.topic_at,
         }
     }
 
@@ -428,6 +443,40 @@ impl Hub {
         }
     }
 
+    /// Sets a user's roles in a room (`+o`, `+v`), for its sessions here in
+    /// it now, if the user holding `nick_key` is `id` (roles belong to ids).
+    pub fn set_role(&self, room_key: &str, nick_key: &str, id: &str, moderator: Option<bool>, voiced: Option<bool>) {
+        if let Some(e) = self.users.get(nick_key)
+            && *e.state.identity == *id
+        {
+            for s in &e.sessions {
+                for r in s.rooms().iter_mut().filter(|r| &*r.key == room_key) {
+                    if let Some(m) = moderator {
+                        r.moderator = m;
+                        r.moderates_after = 0;
+                    }
+                    if let Some(v) = voiced {
+                        r.voiced = v;
+                    }
+                }
+            }
+        }
+    }
+
+    /// What `say` checks in a live room (moderated, bans).
+    pub fn gate(&self, room_key: &str) -> Option<Gate> {
+        let room = self.room(room_key)?;
+        let gate = lock(&room).gate.clone();
+        Some(gate)
+    }
+
+    /// Replaces a live room's [`Gate`] (its settings changed).
+    pub fn set_gate(&self, room_key: &str, gate: Gate) {
+        if let Some(room) = self.room(room_key) {
+            lock(&room).gate = gate;
+        }
+    }
+
     /// Sends a frame to the room's member sessions for which `to` is true.
     /// Returns false if the room is not live.
     pub fn to_room(&self, room_key: &str, frame: &Frame, to: impl FnMut(&SessionHandle) -> bool) -> bool {
@@ -444,7 +493,7 @@ impl Hub {
     pub fn who(&self, room_key: &str) -> Option<(Arc<str>, Arc<str>, Vec<MemberView>)> {
         let room = self.room(room_key)?;
         let r = lock(&room);
-        Some((r.name.clone(), r.topic.clone(), r.member_views()))
+        Some((r.name.clone(), r.topic.clone(), r.member_views(room_key)))
     }
 
     /// Every live room with its number of users, by name (private ones
@@ -472,6 +521,7 @@ impl Hub {
         let room = self.room(room_key)?;
         let mut r = lock(&room);
         r.topic = topic;
+        (r.topic_by, r.topic_at) = (by.into(), now_ms());
         let frame = encode(&ServerFrame::Topic { room: &r.name, topic: &r.topic, by });
         r.send(&frame, |_| true);
         Some(r.name.clone())

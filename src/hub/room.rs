@@ -12,10 +12,17 @@ use crate::protocol::server::{Frame, MemberView};
 pub struct Room {
     pub name: Arc<str>,
     pub topic: Arc<str>,
+    /// Who set the topic and when (ms), if it was set while the room was
+    /// live here ("" and 0 otherwise).
+    pub topic_by: Arc<str>,
+    pub topic_at: i64,
     /// The `seq` of the newest message handed to the members.
     pub last_seq: u64,
     /// Created private through the API: not listed by `rooms`.
     pub private: bool,
+    /// What `say` checks without the database (kept in step on every node,
+    /// see [`super::Hub::set_gate`]).
+    pub gate: Gate,
     members: Vec<Member>,
     users: HashMap<Arc<str>, RoomUser>,
 }
@@ -38,6 +45,51 @@ struct RoomUser {
     sessions: u32,
 }
 
+/// The room settings every node keeps live: moderated (`+m`) and the ban
+/// masks (`+b`, case-folded), which `say` checks; secret (`+s`), which
+/// `joined` shows.
+#[derive(Clone, Debug, Default)]
+pub struct Gate {
+    pub moderated: bool,
+    pub secret: bool,
+    pub bans: Arc<[Arc<str>]>,
+}
+
+impl Gate {
+    /// Whether `nick!user@host` (any case) matches a ban.
+    pub fn banned(&self, source: &str) -> bool {
+        if self.bans.is_empty() {
+            return false;
+        }
+        let source = source.to_ascii_lowercase();
+        self.bans.iter().any(|m| wildcard(m.as_bytes(), source.as_bytes()))
+    }
+}
+
+/// Whether `text` matches `pattern`, where `*` is any run of characters
+/// and `?` any one (iterative, linear in practice: no backtracking blow-up).
+pub fn wildcard(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while t < text.len() {
+        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == text[t]) {
+            p += 1;
+            t += 1;
+        } else if p < pattern.len() && pattern[p] == b'*' {
+            star = Some(p);
+            mark = t;
+            p += 1;
+        } else if let Some(s) = star {
+            p = s + 1;
+            mark += 1;
+            t = mark;
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
 /// What [`Room::add`] did.
 pub enum Added {
     /// A new member; `first_of_user` when no other session of its user is in.
@@ -48,7 +100,17 @@ pub enum Added {
 
 impl Room {
     pub fn new(name: Arc<str>, topic: Arc<str>, last_seq: u64) -> Room {
-        Room { name, topic, last_seq, private: false, members: Vec::new(), users: HashMap::new() }
+        Room {
+            name,
+            topic,
+            topic_by: "".into(),
+            topic_at: 0,
+            last_seq,
+            private: false,
+            gate: Gate::default(),
+            members: Vec::new(),
+            users: HashMap::new(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -136,11 +198,22 @@ impl Room {
     }
 
     /// The members as `joined` and `room_status` list them, one per user.
-    pub fn member_views(&self) -> Vec<MemberView> {
+    pub fn member_views(&self, room_key: &str) -> Vec<MemberView> {
+        // A user's role here, from its sessions' view of the room (lock
+        // order: the room, then a session's rooms).
+        let mut roles: HashMap<&str, (bool, bool)> = HashMap::new();
+        for m in &self.members {
+            if let Some(r) = m.session.rooms().iter().find(|r| &*r.key == room_key) {
+                let e = roles.entry(m.session.nick().key()).or_default();
+                e.0 |= r.moderator;
+                e.1 |= r.voiced;
+            }
+        }
         let mut v: Vec<MemberView> = self
             .users
-            .values()
-            .map(|u| {
+            .iter()
+            .map(|(key, u)| {
+                let (moderator, voiced) = roles.get(&**key).copied().unwrap_or_default();
                 let shown = u.user.shown();
                 MemberView {
                     nick: u.user.nick.shown().clone(),
@@ -149,10 +222,29 @@ impl Room {
                     status: shown.status,
                     joined_at: u.joined_at,
                     away: u.user.away.load(Ordering::Relaxed),
+                    moderator,
+                    voiced,
                 }
             })
             .collect();
         v.sort_by(|a, b| a.joined_at.cmp(&b.joined_at).then_with(|| a.nick.cmp(&b.nick)));
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wildcard;
+
+    #[test]
+    fn masks_match_with_wildcards() {
+        let m = |p: &str, t: &str| wildcard(p.as_bytes(), t.as_bytes());
+        assert!(m("bar!*@*", "bar!bar@chat"));
+        assert!(m("*!*@*", "x!y@z"));
+        assert!(m("b?r!*", "bar!bar@chat"));
+        assert!(!m("bar!*@*", "barbar!barbar@chat"));
+        assert!(!m("bar", "bar!bar@chat"));
+        assert!(m("*a*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaab"));
+        assert!(!m("*a*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
     }
 }

@@ -85,6 +85,8 @@ pub struct RoomRef {
     pub name: Arc<str>,
     /// May kick, delete anyone's message and set the topic here.
     pub moderator: bool,
+    /// May speak when the room is moderated (`+v`).
+    pub voiced: bool,
     /// Moderates only messages after this seq (0: all). A room's creator
     /// (by joining it) moderates what is said from then on, not the
     /// history the room had before.

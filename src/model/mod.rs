@@ -7,5 +7,6 @@ pub mod records;
 
 pub use identity::{Identity, IdentityKind};
 pub use records::{
-    Account, HistoryQuery, NewMessage, Page, ProfileUpdate, Role, RoomRecord, SearchQuery, SearchScope, UploadRecord,
+    Account, Ban, HistoryQuery, NewMessage, Page, ProfileUpdate, Role, RoomModes, RoomRecord, SearchQuery, SearchScope,
+    UploadRecord,
 };

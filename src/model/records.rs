@@ -76,6 +76,55 @@ pub struct RoomRecord {
     pub private: bool,
     /// Created through the API: only moderators set the topic.
     pub managed: bool,
+    /// Its settings (IRC's channel modes).
+    pub modes: RoomModes,
+    /// Its ban masks, read by the service for a join (the store's `room`
+    /// leaves this empty: see `room_bans`).
+    pub bans: Vec<String>,
+}
+
+/// A room's stored settings, for every door (IRC shows them as channel
+/// modes). Invite-only (`+i`) is [`RoomRecord::private`].
+#[derive(Clone, Default, PartialEq)]
+pub struct RoomModes {
+    /// `+m`: only moderators and voiced members say anything.
+    pub moderated: bool,
+    /// `+t`: only moderators set the topic. `None`: the default (locked in
+    /// a room made through the API or private, open in one made by joining).
+    pub topic_lock: Option<bool>,
+    /// `+s`: left out of room lists, `LIST` and `WHOIS` for non-members.
+    pub secret: bool,
+    /// `+k`: joining needs this key (empty: none). Never logged.
+    pub key: Arc<str>,
+    /// `+l`: most users in the room at once (0: no limit).
+    pub limit: u32,
+}
+
+impl std::fmt::Debug for RoomModes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoomModes")
+            .field("moderated", &self.moderated)
+            .field("topic_lock", &self.topic_lock)
+            .field("secret", &self.secret)
+            .field("key", &if self.key.is_empty() { "" } else { "<set>" })
+            .field("limit", &self.limit)
+            .finish()
+    }
+}
+
+impl RoomRecord {
+    /// Whether only moderators set the topic.
+    pub fn topic_locked(&self) -> bool {
+        self.modes.topic_lock.unwrap_or(self.managed || self.private)
+    }
+}
+
+/// A ban (`+b`): a case-folded `nick!user@host` mask with `*` and `?`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ban {
+    pub mask: String,
+    pub set_by: String,
+    pub set_at: i64,
 }
 
 /// A users row: an account if it has a password hash, else a nick seen.
@@ -113,6 +162,8 @@ pub struct ProfileUpdate {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     Member,
+    /// May speak in a moderated room (`+v`).
+    Voice,
     Moderator,
 }
 
@@ -120,11 +171,16 @@ impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Member => "member",
+            Role::Voice => "voice",
             Role::Moderator => "moderator",
         }
     }
     pub fn parse(s: &str) -> Role {
-        if s == "moderator" { Role::Moderator } else { Role::Member }
+        match s {
+            "moderator" => Role::Moderator,
+            "voice" => Role::Voice,
+            _ => Role::Member,
+        }
     }
 }
 

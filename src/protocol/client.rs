@@ -23,6 +23,121 @@ pub enum Target {
     Everyone,
 }
 
+/// A change of a room's settings (`mode` `set`); `None` (or empty)
+/// leaves a setting as it is.
+#[derive(Clone, Debug, Default)]
+pub struct ModeSet {
+    pub moderated: Option<bool>,
+    pub topic_lock: Option<bool>,
+    pub invite_only: Option<bool>,
+    pub secret: Option<bool>,
+    /// `Some(None)`: remove the key.
+    pub key: Option<Option<String>>,
+    /// `Some(None)`: no limit.
+    pub limit: Option<Option<u32>>,
+    /// Masks to ban (true) or unban (false), in order.
+    pub bans: Vec<(bool, String)>,
+    /// Members to make (true) or unmake (false) moderators or voiced.
+    pub roles: Vec<(RoleMode, bool, Name)>,
+}
+
+/// The two roles a `mode` change gives or takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoleMode {
+    Op,
+    Voice,
+}
+
+impl ModeSet {
+    /// Whether it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.moderated.is_none()
+            && self.topic_lock.is_none()
+            && self.invite_only.is_none()
+            && self.secret.is_none()
+            && self.key.is_none()
+            && self.limit.is_none()
+            && self.bans.is_empty()
+            && self.roles.is_empty()
+    }
+
+    /// `set` of a `mode` frame: `moderated`, `topic_lock`, `invite_only`,
+    /// `secret` (booleans), `key` (a string, or null to remove), `limit` (a
+    /// positive integer, or null to remove), and lists `ban`, `unban`
+    /// (masks), `op`, `deop`, `voice`, `devoice` (nicks).
+    pub fn parse(set: &Map<String, Value>) -> Result<ModeSet, ProtoError> {
+        const KNOWN: [&str; 12] = [
+            "moderated",
+            "topic_lock",
+            "invite_only",
+            "secret",
+            "key",
+            "limit",
+            "ban",
+            "unban",
+            "op",
+            "deop",
+            "voice",
+            "devoice",
+        ];
+        if let Some(k) = set.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+            let shown: String = k.chars().take(64).collect();
+            return Err(ProtoError::invalid(format!("`set` has no setting `{shown}`")));
+        }
+        let flag = |name: &str| match set.get(name) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(ProtoError::invalid(format!("`set.{name}` must be true or false"))),
+        };
+        let list = |name: &str| -> Result<Vec<String>, ProtoError> {
+            match set.get(name) {
+                None => Ok(Vec::new()),
+                Some(Value::Array(items)) if items.len() <= 64 => items
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| ProtoError::invalid(format!("`set.{name}` must be a list of strings"))),
+                Some(_) => Err(ProtoError::invalid(format!("`set.{name}` must be a list of at most 64 strings"))),
+            }
+        };
+        let mut m = ModeSet {
+            moderated: flag("moderated")?,
+            topic_lock: flag("topic_lock")?,
+            invite_only: flag("invite_only")?,
+            secret: flag("secret")?,
+            ..ModeSet::default()
+        };
+        m.key = match set.get("key") {
+            None => None,
+            Some(Value::Null) => Some(None),
+            Some(Value::String(k)) => Some(Some(k.clone())),
+            Some(_) => return Err(ProtoError::invalid("`set.key` must be a string or null")),
+        };
+        m.limit = match set.get("limit") {
+            None => None,
+            Some(Value::Null) => Some(None),
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|n| (1..=u32::MAX as u64).contains(&n)) => {
+                Some(n.as_u64().map(|n| n as u32))
+            }
+            Some(_) => return Err(ProtoError::invalid("`set.limit` must be a positive integer or null")),
+        };
+        for (name, on) in [("ban", true), ("unban", false)] {
+            m.bans.extend(list(name)?.into_iter().map(|mask| (on, mask)));
+        }
+        for (name, mode, on) in [
+            ("op", RoleMode::Op, true),
+            ("deop", RoleMode::Op, false),
+            ("voice", RoleMode::Voice, true),
+            ("devoice", RoleMode::Voice, false),
+        ] {
+            for nick in list(name)? {
+                m.roles.push((mode, on, nick_in(name, &nick)?));
+            }
+        }
+        Ok(m)
+    }
+}
+
 /// A conversation named by a `history` or `read` frame: a room, the DM
 /// conversation `with` a user, or the everyone stream.
 pub type ConvRef = Target;
@@ -33,11 +148,20 @@ pub enum Request {
         nick: Option<Name>,
         password: Option<String>,
         token: Option<String>,
+        /// Member lists say who moderates and who is voiced.
+        member_roles: bool,
     },
     Join {
         room: Name,
         since: Option<u64>,
         history: Option<u64>,
+        /// The room's key, if it has one (`+k`).
+        key: Option<String>,
+    },
+    /// Reads a room's settings (`set` absent), or changes them.
+    Mode {
+        room: Name,
+        set: Option<ModeSet>,
     },
     Leave {
         room: Name,
@@ -190,11 +314,21 @@ impl Fields {
                 nick: self.opt_str("nick")?.map(Name::nick).transpose()?,
                 password: self.opt_str("password")?.map(str::to_owned),
                 token: self.opt_str("token")?.map(str::to_owned),
+                member_roles: self.opt_bool("member_roles")?.unwrap_or(false),
             },
             "join" => Request::Join {
                 room: self.room("room")?,
                 since: self.opt_u64("since")?,
                 history: self.opt_u64("history")?,
+                key: self.opt_str("key")?.map(str::to_owned),
+            },
+            "mode" => Request::Mode {
+                room: self.room("room")?,
+                set: match self.0.get("set") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::Object(set)) => Some(ModeSet::parse(set)?),
+                    Some(_) => return Err(ProtoError::invalid("`set` must be an object")),
+                },
             },
             "leave" => Request::Leave { room: self.room("room")?, reason: self.opt_str("reason")?.map(str::to_owned) },
             "rooms" => Request::Rooms,

@@ -82,11 +82,19 @@ pub struct ProtoError {
     pub message: String,
     /// Only for `rate_limited`.
     pub retry_after_ms: Option<u64>,
+    /// For a `forbidden` by a room setting: which (`banned`, `key`, `full`,
+    /// `invite_only`, `moderated`); see docs/protocol.md "mode".
+    pub reason: Option<&'static str>,
 }
 
 impl ProtoError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ProtoError { code, message: message.into(), retry_after_ms: None }
+        ProtoError { code, message: message.into(), retry_after_ms: None, reason: None }
+    }
+    /// The same error, saying which room setting refused.
+    pub fn because(mut self, reason: &'static str) -> Self {
+        self.reason = Some(reason);
+        self
     }
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Invalid, message)

@@ -175,6 +175,12 @@ pub struct MemberView {
     pub status: Arc<str>,
     pub joined_at: i64,
     pub away: bool,
+    /// Moderates the room (one node: shown; omitted when false).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub moderator: bool,
+    /// May speak when the room is moderated (`+v`; omitted when false).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub voiced: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -214,6 +220,26 @@ pub struct LimitsView {
     /// Whether `say` to everyone is allowed (`chat.allow_everyone`): a
     /// client shows "Everyone" only when it is.
     pub allow_everyone: bool,
+}
+
+/// One setting that changed, as members are told (`mode` frame `changes`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ModeItem {
+    /// `moderated`, `topic_lock`, `invite_only`, `secret`, `key`, `limit`,
+    /// `ban`, `op` or `voice`.
+    pub mode: &'static str,
+    pub on: bool,
+    /// The key, limit, mask or nick.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arg: Option<String>,
+}
+
+/// A ban as `modes` lists it.
+#[derive(Clone, Debug, Serialize)]
+pub struct BanView {
+    pub mask: String,
+    pub by: String,
+    pub at: i64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -287,6 +313,14 @@ pub enum ServerFrame<'a> {
         seq: u64,
         history: &'a [StoredMessage],
         more: bool,
+        /// The room is secret (`+s`); omitted when not.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        secret: bool,
+        /// Who set the topic, and when (ms); omitted when not known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        topic_by: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        topic_at: Option<i64>,
     },
     Left {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -317,6 +351,29 @@ pub enum ServerFrame<'a> {
         room: &'a str,
         topic: &'a str,
         by: &'a str,
+    },
+    /// A moderator changed `room`'s settings (see docs/protocol.md "mode").
+    Mode {
+        room: &'a str,
+        by: &'a str,
+        changes: &'a [ModeItem],
+    },
+    /// A room's settings, the answer to `mode` without `set`.
+    Modes {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a FrameId>,
+        room: &'a str,
+        moderated: bool,
+        topic_lock: bool,
+        invite_only: bool,
+        secret: bool,
+        /// The key (`*` for those not in the room); omitted when none.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        key: Option<&'a str>,
+        /// Omitted when none.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+        bans: &'a [BanView],
     },
     /// A moderator of `room` invites this user to it (IRC's INVITE).
     Invited {
@@ -421,6 +478,9 @@ pub enum ServerFrame<'a> {
         message: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
         retry_after_ms: Option<u64>,
+        /// Which room setting refused (see docs/protocol.md "mode").
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'static str>,
     },
     Notice {
         code: &'a str,
@@ -430,7 +490,7 @@ pub enum ServerFrame<'a> {
 
 impl<'a> ServerFrame<'a> {
     pub fn error(id: Option<&'a FrameId>, e: &'a ProtoError) -> Self {
-        ServerFrame::Error { id, code: e.code, message: &e.message, retry_after_ms: e.retry_after_ms }
+        ServerFrame::Error { id, code: e.code, message: &e.message, retry_after_ms: e.retry_after_ms, reason: e.reason }
     }
     pub fn ack(id: Option<&'a FrameId>) -> Self {
         ServerFrame::Ack { id, message: None }

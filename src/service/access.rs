@@ -29,31 +29,64 @@ pub(crate) fn no_such_message(msg_id: Ulid) -> ProtoError {
 }
 
 impl Service {
-    /// Whether `who` may enter `room` (token `rooms` claim, private room
-    /// membership, the authorization hook); if so, whether it moderates
-    /// the room.
+    /// Whether `who` (its session holding `nick`) may enter `room` (token
+    /// `rooms` claim, the room's settings: bans, invite-only (private:
+    /// members only), key, member limit; the authorization hook); if so,
+    /// its role there (a site admin moderates every room). A moderator
+    /// passes every setting; a member (invited) passes invite-only.
+    /// `record.bans` holds the room's bans.
     pub(crate) async fn may_enter(
         &self,
         who: &Identity,
         room: &Name,
         record: Option<&RoomRecord>,
-    ) -> Result<bool, ProtoError> {
+        key: Option<&str>,
+    ) -> Result<Option<Role>, ProtoError> {
         if !who.may_enter(room) {
             return Err(forbidden(format!("your token does not allow the room `{room}`")));
         }
-        // Memberships and roles belong to user ids; a guest proves no claim
-        // to its nick, so it holds none (else a guest could take an offline
-        // site user's nick and enter its private rooms, or moderate).
-        let role = if who.is_guest() { None } else { self.store.member_role(room.key(), &who.id).await? };
-        if record.is_some_and(|r| r.private) && role.is_none() && !who.admin {
-            return Err(forbidden(format!("`{room}` is private: members only")));
+        // Memberships and roles belong to user ids. A guest's id is its own
+        // (`g-<ulid>`): only what was granted to that id (an invite, `+o`,
+        // `+v`), never a grant to its nick (pending grants are for the site
+        // user of that nick).
+        let role = self.store.member_role(room.key(), &who.id).await?;
+        let role = if who.admin { Some(Role::Moderator) } else { role };
+        let Some(record) = record else { return self.hooked(who, room, role).await };
+        if role != Some(Role::Moderator) {
+            let mask = self.user_mask(who.nick.as_str()).to_ascii_lowercase();
+            if record.bans.iter().any(|b| crate::hub::wildcard(b.as_bytes(), mask.as_bytes())) {
+                return Err(forbidden(format!("you are banned from `{room}`")).because("banned"));
+            }
+            if record.private && role.is_none() {
+                return Err(forbidden(format!("`{room}` is private: members only")).because("invite_only"));
+            }
+            let want = record.modes.key.as_bytes();
+            if !want.is_empty() {
+                use subtle::ConstantTimeEq;
+                let given = key.unwrap_or("").as_bytes();
+                if !bool::from(want.ct_eq(given)) {
+                    return Err(forbidden(format!("`{room}` needs a key")).because("key"));
+                }
+            }
+            let limit = record.modes.limit as usize;
+            if limit > 0 {
+                let members = self.bus.who(room.key()).await?.map(|(_, _, m)| m).unwrap_or_default();
+                let here = members.iter().any(|m| m.nick.eq_ignore_ascii_case(who.nick.as_str()));
+                if !here && members.len() >= limit {
+                    return Err(forbidden(format!("`{room}` is full ({limit} users)")).because("full"));
+                }
+            }
         }
+        self.hooked(who, room, role).await
+    }
+
+    async fn hooked(&self, who: &Identity, room: &Name, role: Option<Role>) -> Result<Option<Role>, ProtoError> {
         if let Some(hook) = &self.hook
             && !hook.allows(who, room, "join").await
         {
             return Err(forbidden(format!("you may not join `{room}`")));
         }
-        Ok(who.admin || role == Some(Role::Moderator))
+        Ok(role)
     }
 
     /// Whether a user may say something in `room`: its session is in the
@@ -65,7 +98,20 @@ impl Service {
         session: &SessionHandle,
         room: &Name,
     ) -> Result<Arc<str>, ProtoError> {
-        let name = session.joined_room(room.key()).ok_or_else(|| not_in_room(room))?;
+        let here = session.joined(room.key()).ok_or_else(|| not_in_room(room))?;
+        let name = here.name;
+        // The room's settings, from the hub's copy (no database here).
+        if !here.moderator
+            && let Some(gate) = self.hub.gate(room.key())
+        {
+            if !gate.bans.is_empty() && gate.banned(&self.user_mask(session.nick().as_str())) {
+                return Err(forbidden(format!("you are banned from `{name}`")).because("banned"));
+            }
+            if gate.moderated && !here.voiced {
+                return Err(forbidden(format!("`{name}` is moderated: only moderators and voiced members speak"))
+                    .because("moderated"));
+            }
+        }
         if let Some(hook) = &self.hook
             && !hook.allows(who, room, "say").await
         {

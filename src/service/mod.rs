@@ -27,6 +27,7 @@ mod hook;
 mod images;
 pub(crate) mod mentions;
 pub(crate) mod messages;
+pub(crate) mod modes;
 pub(crate) mod notify;
 mod page;
 pub(crate) mod rooms;

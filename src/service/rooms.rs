@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::access::{forbidden, no_such_room, not_in_room};
 use super::{Caller, Service, Session};
 use crate::hub::Parting;
-use crate::model::{HistoryQuery, Page, Role, RoomRecord};
+use crate::model::{HistoryQuery, Page, Role, RoomModes, RoomRecord};
 use crate::protocol::server::{Conv, MemberView, RoomSummary};
 use crate::protocol::{ErrorCode, FrameId, Name, ProtoError, ServerFrame, encode};
 
@@ -29,8 +29,21 @@ impl Session {
         since: Option<u64>,
         history: Option<u64>,
     ) -> Result<(), ProtoError> {
+        self.join_keyed(id, room, since, history, None).await
+    }
+
+    /// [`Session::join`] with the room's key, if it has one (`+k`).
+    pub(crate) async fn join_keyed(
+        &mut self,
+        id: Option<&FrameId>,
+        room: &Name,
+        since: Option<u64>,
+        history: Option<u64>,
+        join_key: Option<&str>,
+    ) -> Result<(), ProtoError> {
         let svc = self.svc.clone();
-        let (key, limits) = (room.key(), &svc.config.limits);
+        let (room_key, limits) = (room.key(), &svc.config.limits);
+        let key = room_key;
         let already = self.handle.joined_room(key).is_some();
         if !already && self.handle.rooms().len() >= limits.max_rooms_per_session {
             return Err(forbidden(format!(
@@ -38,9 +51,20 @@ impl Session {
                 limits.max_rooms_per_session
             )));
         }
-        let record = svc.store.room(key).await?;
+        let mut record = svc.store.room(key).await?;
         // Rooms named in `rooms.auto_join` exist by configuration.
         let configured = svc.config.rooms.auto_join.iter().any(|r| r.eq_ignore_ascii_case(key));
+        if let Some(r) = &mut record {
+            r.bans = svc.store.room_bans(key).await?.into_iter().map(|b| b.mask).collect();
+            // A room made by joining is its members' while it lives (as an
+            // IRC channel): made again, it starts without the settings,
+            // bans and members it had.
+            let set = r.private || r.modes != RoomModes::default() || !r.bans.is_empty();
+            if set && !r.managed && !configured && svc.bus.room_name(key).await?.is_none() {
+                svc.store.reset_room(key, &r.name).await?;
+                (r.private, r.modes, r.bans) = (false, RoomModes::default(), Vec::new());
+            }
+        }
         if record.is_none()
             && !svc.config.rooms.create_on_join
             && !configured
@@ -48,12 +72,14 @@ impl Session {
         {
             return Err(no_such_room(room));
         }
-        let moderator = svc.may_enter(&self.identity, room, record.as_ref()).await?;
+        let role = svc.may_enter(&self.identity, room, record.as_ref(), join_key).await?;
+        let moderator = role == Some(Role::Moderator);
         // A room not made through the API (none, or made by joining: its
         // record only keeps its history) and not configured is made by
         // this join if nobody is in it.
         let unowned = !record.as_ref().is_some_and(|r| r.managed) && !configured;
-        let start = svc.bus.join_begin(&self.handle, room, record, moderator).await?;
+        let mut start = svc.bus.join_begin(&self.handle, room, record, role).await?;
+        self.member_list(&mut start.members);
         // Whoever creates a room by joining it moderates it while in it.
         if unowned && !start.already && !moderator {
             let me = self.handle.nick().as_str();
@@ -102,6 +128,9 @@ impl Session {
             seq: start.seq,
             history: &page.messages,
             more: page.more,
+            secret: start.secret,
+            topic_by: Some(&*start.topic_by).filter(|b| !b.is_empty()),
+            topic_at: Some(start.topic_at).filter(|at| *at > 0),
         });
         svc.hub.join_finish(&self.handle, key, &joined, start.seq);
         Ok(())
@@ -122,14 +151,20 @@ impl Session {
     pub(crate) async fn rooms(&self) -> Result<Vec<RoomSummary>, ProtoError> {
         let svc = &self.svc;
         let mut rooms = svc.bus.room_list().await?;
+        let stored = svc.store.list_rooms().await?;
         // Rooms created through the API exist with no members too.
-        for r in svc.store.list_rooms().await?.into_iter().filter(|r| r.managed) {
+        for r in stored.iter().filter(|r| r.managed) {
             if !rooms.iter().any(|l| l.name.eq_ignore_ascii_case(&r.name)) {
-                let (name, topic, private) = (r.name, r.topic, r.private);
+                let (name, topic, private) = (r.name.clone(), r.topic.clone(), r.private);
                 rooms.push(RoomSummary { name, topic, members: 0, private });
             }
         }
-        rooms.retain(|r| !r.private);
+        // Secret rooms (`+s`; private ones made through the API are) only
+        // for those in them.
+        rooms.retain(|l| {
+            let secret = stored.iter().any(|r| r.modes.secret && r.name.eq_ignore_ascii_case(&l.name));
+            !secret || self.handle.joined(&l.name.to_ascii_lowercase()).is_some()
+        });
         Ok(rooms)
     }
 
@@ -139,11 +174,14 @@ impl Session {
         let svc = &self.svc;
         let in_room = self.handle.joined(room.key()).is_some();
         if !in_room && !self.identity.admin {
-            let private = svc.store.room(room.key()).await?.is_some_and(|r| r.private);
+            let private = svc.store.room(room.key()).await?.is_some_and(|r| r.private || r.modes.secret);
             svc.may_look_into(&Caller::User(self.identity.clone()), in_room, room, private).await?;
         }
         match svc.bus.who(room.key()).await? {
-            Some((name, topic, members)) => Ok(RoomView { name, topic, members }),
+            Some((name, topic, mut members)) => {
+                self.member_list(&mut members);
+                Ok(RoomView { name, topic, members })
+            }
             // Created through the API, and empty now.
             None => match svc.store.room(room.key()).await? {
                 Some(r) if r.managed => Ok(RoomView { name: r.name, topic: r.topic, members: Vec::new() }),
@@ -158,7 +196,7 @@ impl Session {
         let joined = self.handle.joined(room.key()).ok_or_else(|| not_in_room(room))?;
         let name = joined.name;
         let record = svc.store.room(room.key()).await?;
-        if record.is_some_and(|r| r.managed || r.private) && !joined.moderator {
+        if record.is_some_and(|r| r.topic_locked()) && !joined.moderator {
             return Err(forbidden(format!("only moderators set the topic of `{name}`")));
         }
         let max = svc.config.limits.max_topic;
@@ -185,10 +223,19 @@ impl Session {
         }
         if svc.store.room(room.key()).await?.is_some_and(|r| r.private) {
             // A member already (a moderator, say) keeps its role: an invite
-            // only ever adds.
-            let member = svc.grantee(nick).await?;
+            // only ever adds. The invitee is the user holding the nick now
+            // (a guest too: its own id), else the nick's owner.
+            let online = svc.bus.online(nick.key()).await?;
+            let member = match &online {
+                Some(o) => o.id.to_string(),
+                None => svc.grantee(nick).await?,
+            };
             if svc.store.member_role(room.key(), &member).await?.is_none() {
-                svc.add_member(room, &Grantee::Nick(nick.clone()), Role::Member).await?;
+                if crate::model::ids::is_guest(&member) {
+                    svc.store.set_member(room.key(), &member, Role::Member).await?;
+                } else {
+                    svc.add_member(room, &Grantee::Nick(nick.clone()), Role::Member).await?;
+                }
             }
         } else if svc.bus.online(nick.key()).await?.is_none() {
             return Err(ProtoError::new(ErrorCode::NoSuchUser, format!("`{nick}` is not here")));
@@ -273,7 +320,7 @@ impl Service {
         let live = self.bus.room_list().await?;
         let mut rooms = Vec::new();
         for r in &stored {
-            if r.private && !caller.is_api_key() {
+            if r.modes.secret && !caller.is_api_key() {
                 continue;
             }
             let members = live.iter().find(|l| l.name.eq_ignore_ascii_case(&r.name)).map_or(0, |l| l.members);
@@ -402,20 +449,13 @@ impl Service {
         Ok(kicked)
     }
 
-    /// A room's rules as IRC modes show them: `+n` always (only those in a
-    /// room speak in it), `+t` when only moderators set the topic (made
-    /// through the API, or private), `+i` when private. `no_such_room` if
-    /// it is neither live nor stored.
-    pub(crate) async fn room_modes(&self, room: &Name) -> Result<&'static str, ProtoError> {
-        let record = self.store.room(room.key()).await?;
-        if record.is_none() && self.bus.room_name(room.key()).await?.is_none() {
-            return Err(ProtoError::new(ErrorCode::NoSuchRoom, "no such room"));
+    /// Whether a room exists as IRC sees a channel: live, or made through
+    /// the API (a room made by joining ends when its last member leaves).
+    pub(crate) async fn room_open(&self, room: &Name) -> Result<bool, ProtoError> {
+        if self.bus.room_name(room.key()).await?.is_some() {
+            return Ok(true);
         }
-        Ok(match record {
-            Some(r) if r.private => "+int",
-            Some(r) if r.managed => "+nt",
-            _ => "+n",
-        })
+        Ok(self.store.room(room.key()).await?.is_some_and(|r| r.managed))
     }
 
     /// The room a message for `room` goes to: its name as shown (live, else

@@ -39,6 +39,9 @@ pub(crate) struct Session {
     /// `welcome.token`: a session token for this user's HTTP calls, and for
     /// a guest the way back to the same identity (another tab, a reload).
     token: Option<String>,
+    /// Whether member lists (`joined`, `who`) say who moderates and who is
+    /// voiced: for the doors that show it (IRC's `@` and `+`).
+    pub(super) member_roles: bool,
 }
 
 impl Service {
@@ -84,7 +87,7 @@ impl Service {
             }
             None => self.new_session_token(&identity).await.ok(),
         };
-        let session = Session { svc: self.clone(), handle, identity, typing: Vec::new(), token };
+        let session = Session { svc: self.clone(), handle, identity, typing: Vec::new(), token, member_roles: false };
         Ok((session, rx))
     }
 
@@ -118,6 +121,20 @@ pub(crate) struct Welcome {
 }
 
 impl Session {
+    /// Member lists from now on say who moderates and who is voiced.
+    pub(crate) fn show_member_roles(&mut self) {
+        self.member_roles = true;
+    }
+
+    /// Leaves the roles out of a member list unless this session shows them.
+    pub(super) fn member_list(&self, members: &mut [crate::protocol::server::MemberView]) {
+        if !self.member_roles {
+            for m in members {
+                (m.moderator, m.voiced) = (false, false);
+            }
+        }
+    }
+
     pub(crate) fn handle(&self) -> &Arc<SessionHandle> {
         &self.handle
     }

@@ -23,7 +23,8 @@ use std::sync::Arc;
 use crate::config::Config;
 
 pub(crate) use crate::model::{
-    Account, HistoryQuery, NewMessage, Page, ProfileUpdate, Role, RoomRecord, SearchQuery, SearchScope, UploadRecord,
+    Account, Ban, HistoryQuery, NewMessage, Page, ProfileUpdate, Role, RoomModes, RoomRecord, SearchQuery, SearchScope,
+    UploadRecord,
 };
 pub use error::StoreError;
 pub(crate) use sql::notify::{NewOutbox, OutboxRow, PushSubscription, Wanting};

@@ -98,7 +98,7 @@ fn norm_in_place(v: &mut Value) {
                     ("msg_id", Value::String(s)) if s.len() == 26 && s.chars().all(|c| c.is_ascii_alphanumeric()) => {
                         *val = json!(ID)
                     }
-                    ("sent_at" | "joined_at" | "edited_at" | "last_seen", Value::Number(n))
+                    ("sent_at" | "joined_at" | "edited_at" | "last_seen" | "topic_at", Value::Number(n))
                         if n.as_i64().is_some_and(|t| t > 1_600_000_000_000) =>
                     {
                         *val = json!(MS)

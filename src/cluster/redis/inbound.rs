@@ -48,6 +48,15 @@ impl RedisBus {
                 self.hub.set_topic(room, e.payload.into(), e.a);
             }
             (Some(("r", _)), Kind::Topic) => {}
+            // Applied at once by the node that set it (see `Bus::set_gate`).
+            (Some(("r", room)), Kind::Gate) if e.node != self.node => {
+                self.hub.set_gate(room, crate::cluster::gate_from(e.payload));
+            }
+            (Some(("r", _)), Kind::Gate) => {}
+            (Some(("u", user)), Kind::Role) => {
+                let (m, v) = crate::cluster::role_flags(e.payload);
+                self.hub.set_role(e.a, user, e.b, m, v);
+            }
             (Some(("r", room)), Kind::Destroy) => {
                 let sessions = self.hub.destroy(room);
                 self.forget_members(room, sessions);

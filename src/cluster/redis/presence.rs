@@ -2,6 +2,7 @@
 //! release.lua, join.lua, leave.lua, who.lua, away.lua, destroy.lua).
 
 use super::*;
+use crate::model::Role;
 
 /// A member as the room's members hash keeps it.
 #[derive(Serialize, Deserialize)]
@@ -207,9 +208,9 @@ impl RedisBus {
         session: &Arc<SessionHandle>,
         room: &Name,
         record: Option<RoomRecord>,
-        moderator: bool,
+        role: Option<Role>,
     ) -> Result<JoinStart, ProtoError> {
-        let mut start = self.hub.join_begin(session, room, record, moderator);
+        let mut start = self.hub.join_begin(session, room, record, role);
         let key = room.key();
         let registered = async {
             self.subscribe(Chan::Room(key.clone())).await?;
@@ -320,6 +321,10 @@ fn member_views(flat: &[String], away: &[String]) -> Vec<MemberView> {
                 status: r.status,
                 joined_at: r.joined_at,
                 away,
+                // Roles live in each node's sessions: not in the cluster's
+                // member lists.
+                moderator: false,
+                voiced: false,
             })
         })
         .collect();

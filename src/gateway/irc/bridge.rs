@@ -68,6 +68,7 @@ impl Irc {
                 let source = self.source(s(v, "by"));
                 push(&mut self.out, None, &source, "INVITE", &[&me, &chan_of(s(v, "room"))]);
             }
+            "mode" => self.mode_frame(v),
             "topic" => {
                 let source = self.source(s(v, "by"));
                 push(&mut self.out, None, &source, "TOPIC", &[&chan_of(s(v, "room")), s(v, "topic")]);
@@ -148,12 +149,14 @@ impl Irc {
         let topic = s(v, "topic");
         if !topic.is_empty() {
             self.num("332", &[&chan, topic]);
+            let at = v.get("topic_at").and_then(Value::as_i64);
+            if let (Some(by), Some(at)) = (v.get("topic_by").and_then(Value::as_str), at) {
+                let by = self.source(by);
+                self.num("333", &[&chan, &by, &(at / 1000).to_string()]);
+            }
         }
-        let moderator = self
-            .session
-            .as_ref()
-            .and_then(|s| s.handle().joined(&room.to_ascii_lowercase()))
-            .is_some_and(|r| r.moderator);
+        let key = room.to_ascii_lowercase();
+        let flag = |m: &Value, k: &str| m.get(k).and_then(Value::as_bool) == Some(true);
         let names: Vec<String> = v
             .get("members")
             .and_then(Value::as_array)
@@ -161,14 +164,14 @@ impl Irc {
                 m.iter()
                     .map(|m| {
                         let nick = s(m, "nick");
-                        let op = moderator && nick.eq_ignore_ascii_case(&me);
-                        format!("{}{nick}", if op { "@" } else { "" })
+                        format!("{}{nick}", self.prefix_of(&key, nick, flag(m, "moderator"), flag(m, "voiced")))
                     })
                     .collect()
             })
             .unwrap_or_default();
+        let symbol = if flag(v, "secret") { "@" } else { "=" };
         for chunk in names.chunks(40) {
-            self.num("353", &["=", &chan, &chunk.join(" ")]);
+            self.num("353", &[symbol, &chan, &chunk.join(" ")]);
         }
         self.num("366", &[&chan, "End of /NAMES list"]);
         if self.caps.away_notify {
@@ -180,6 +183,43 @@ impl Irc {
                 self.message(m);
             }
         }
+    }
+
+    /// A `mode` frame: one MODE line (`+mo-v bob carol`).
+    fn mode_frame(&mut self, v: &Value) {
+        let (mut flags, mut args) = (String::new(), Vec::new());
+        let mut sign = None;
+        for c in v.get("changes").and_then(Value::as_array).into_iter().flatten() {
+            let on = c.get("on").and_then(Value::as_bool) == Some(true);
+            let letter = match s(c, "mode") {
+                "moderated" => 'm',
+                "topic_lock" => 't',
+                "invite_only" => 'i',
+                "secret" => 's',
+                "key" => 'k',
+                "limit" => 'l',
+                "ban" => 'b',
+                "op" => 'o',
+                "voice" => 'v',
+                _ => continue,
+            };
+            if sign != Some(on) {
+                flags.push(if on { '+' } else { '-' });
+                sign = Some(on);
+            }
+            flags.push(letter);
+            if let Some(arg) = c.get("arg").and_then(Value::as_str) {
+                args.push(arg.to_owned());
+            }
+        }
+        if flags.is_empty() {
+            return;
+        }
+        let source = self.source(s(v, "by"));
+        let chan = chan_of(s(v, "room"));
+        let mut params: Vec<&str> = vec![&chan, &flags];
+        params.extend(args.iter().map(String::as_str));
+        push(&mut self.out, None, &source, "MODE", &params);
     }
 
     fn presence(&mut self, v: &Value) {

@@ -11,6 +11,7 @@ use super::Directory;
 use super::line::{Line, push};
 use crate::protocol::client::Target;
 use crate::protocol::{ErrorCode, Name, ProtoError};
+use crate::service::modes::{ModeChange, RoleMode};
 use crate::service::{Outbound, Service, Session};
 
 /// The capabilities offered (`CAP LS`).
@@ -281,7 +282,9 @@ impl Irc {
             return;
         }
         let history = self.svc.config.irc.history_on_join as u64;
+        let mut keys = line.param(1).unwrap_or("").split(',');
         for chan in list.split(',').filter(|c| !c.is_empty()) {
+            let key = keys.next().filter(|k| !k.is_empty());
             let Some(room) = room_of(chan) else {
                 self.num("403", &[chan, "No such channel"]);
                 continue;
@@ -290,11 +293,14 @@ impl Irc {
                 continue;
             }
             // `joined` comes through the queue: it becomes JOIN, 353, 366.
-            if let Err(e) = Box::pin(self.session().join(None, &room, None, Some(history))).await {
-                let code = match e.code {
-                    ErrorCode::NoSuchRoom | ErrorCode::Invalid => "403",
-                    ErrorCode::Forbidden if e.message.contains("at most") => "405",
-                    ErrorCode::Forbidden | ErrorCode::Unauthorized => "473",
+            if let Err(e) = Box::pin(self.session().join_keyed(None, &room, None, Some(history), key)).await {
+                let code = match (e.code, e.reason) {
+                    (ErrorCode::NoSuchRoom | ErrorCode::Invalid, _) => "403",
+                    (ErrorCode::Forbidden, Some("banned")) => "474",
+                    (ErrorCode::Forbidden, Some("key")) => "475",
+                    (ErrorCode::Forbidden, Some("full")) => "471",
+                    (ErrorCode::Forbidden, _) if e.message.contains("at most") => "405",
+                    (ErrorCode::Forbidden | ErrorCode::Unauthorized, _) => "473",
                     _ => "",
                 };
                 self.refuse(code, "JOIN", chan, &e);
@@ -442,12 +448,20 @@ impl Irc {
         }
     }
 
-    /// The prefix shown before a member's nick: `@` for this user where
-    /// it is a moderator (the only moderator this door can tell).
-    fn prefix_of(&mut self, room: &Name, nick: &str) -> &'static str {
-        let me = self.me();
-        let mod_here = self.session().handle().joined(room.key()).is_some_and(|r| r.moderator);
-        if mod_here && nick.eq_ignore_ascii_case(&me) { "@" } else { "" }
+    /// The prefix shown before a member's nick: `@` for a moderator, `+`
+    /// for a voiced member (both with `multi-prefix`). This user's own role
+    /// is its session's; others' come with the member list (one node).
+    pub(super) fn prefix_of(&self, room_key: &str, nick: &str, moderator: bool, voiced: bool) -> &'static str {
+        let (moderator, voiced) = match self.session.as_ref().and_then(|s| s.handle().joined(room_key)) {
+            Some(r) if nick.eq_ignore_ascii_case(&self.me()) => (r.moderator, r.voiced),
+            _ => (moderator, voiced),
+        };
+        match (moderator, voiced) {
+            (true, true) if self.caps.multi_prefix => "@+",
+            (true, _) => "@",
+            (false, true) => "+",
+            (false, false) => "",
+        }
     }
 
     async fn names(&mut self, line: &Line) {
@@ -462,10 +476,12 @@ impl Irc {
                 let shown = chan_of(&view.name);
                 let mut names = Vec::with_capacity(view.members.len());
                 for m in &view.members {
-                    names.push(format!("{}{}", self.prefix_of(&room, &m.nick), m.nick));
+                    names.push(format!("{}{}", self.prefix_of(room.key(), &m.nick, m.moderator, m.voiced), m.nick));
                 }
+                let secret = self.session().modes(&room).await.is_ok_and(|v| v.modes.secret);
+                let symbol = if secret { "@" } else { "=" };
                 for chunk in names.chunks(40) {
-                    self.num("353", &["=", &shown, &chunk.join(" ")]);
+                    self.num("353", &[symbol, &shown, &chunk.join(" ")]);
                 }
                 self.num("366", &[&shown, "End of /NAMES list"]);
                 continue;
@@ -481,7 +497,8 @@ impl Irc {
             if let Ok(view) = self.session().who(&room).await {
                 let shown = chan_of(&view.name);
                 for m in &view.members {
-                    let flags = format!("{}{}", if m.away { "G" } else { "H" }, self.prefix_of(&room, &m.nick));
+                    let prefix = self.prefix_of(room.key(), &m.nick, m.moderator, m.voiced);
+                    let flags = format!("{}{}", if m.away { "G" } else { "H" }, prefix);
                     let real = format!("0 {}", m.display_name);
                     self.num("352", &[&shown, &m.nick, &host, &host, &m.nick, &flags, &real]);
                 }
@@ -578,22 +595,149 @@ impl Irc {
             return self.num("221", &["+i"]);
         }
         let Some((chan, room)) = self.chan_param(line, 0) else { return };
-        let modes = match self.svc.room_modes(&room).await {
-            Ok(modes) => modes,
-            Err(e) => return self.refuse("403", "MODE", chan, &e),
+        let Some(modestring) = line.param(1) else {
+            return match self.session().modes(&room).await {
+                Ok(view) => {
+                    let shown = chan_of(&view.name);
+                    let mut flags = String::from("+");
+                    let mut args: Vec<String> = Vec::new();
+                    for (on, c) in [(view.invite_only, 'i'), (!view.modes.key.is_empty(), 'k')] {
+                        if on {
+                            flags.push(c);
+                        }
+                    }
+                    if !view.modes.key.is_empty() {
+                        args.push(view.modes.key.to_string());
+                    }
+                    if view.modes.limit > 0 {
+                        flags.push('l');
+                        args.push(view.modes.limit.to_string());
+                    }
+                    for (on, c) in
+                        [(view.modes.moderated, 'm'), (true, 'n'), (view.modes.secret, 's'), (view.topic_locked, 't')]
+                    {
+                        if on {
+                            flags.push(c);
+                        }
+                    }
+                    let mut params: Vec<&str> = vec![&shown, &flags];
+                    params.extend(args.iter().map(String::as_str));
+                    self.num("324", &params);
+                }
+                Err(e) => self.refuse("403", "MODE", chan, &e),
+            };
         };
-        let joined = self.session().handle().joined(room.key());
-        match line.param(1) {
-            None => self.num("324", &[chan, modes]),
-            Some(m) if m.trim_start_matches(['+', '-']).starts_with('b') && line.params.len() == 2 => {
-                self.num("368", &[chan, "End of channel ban list"])
+        // Parse every change first; `b` alone lists the bans.
+        let mut change = ModeChange::default();
+        let mut args = line.params.iter().skip(2).map(String::as_str);
+        let mut on = true;
+        let mut list_bans = false;
+        let mut unknown: Vec<char> = Vec::new();
+        for c in modestring.chars() {
+            match c {
+                '+' => on = true,
+                '-' => on = false,
+                'b' => match args.next() {
+                    Some(mask) => change.bans.push((on, mask.to_owned())),
+                    None => list_bans = true,
+                },
+                'k' => match (on, args.next()) {
+                    (true, Some(k)) => change.key = Some(Some(k.to_owned())),
+                    (true, None) => {
+                        return self.num("696", &[chan, "k", "*", "You must specify a parameter for the key mode"]);
+                    }
+                    (false, _) => change.key = Some(None),
+                },
+                'l' if !on => change.limit = Some(None),
+                'l' => match args.next().map(|a| (a, a.parse::<u32>())) {
+                    Some((_, Ok(n))) if n > 0 => change.limit = Some(Some(n)),
+                    Some((a, _)) => return self.num("696", &[chan, "l", a, "The limit is a whole number from 1"]),
+                    None => {
+                        return self.num("696", &[chan, "l", "*", "You must specify a parameter for the limit mode"]);
+                    }
+                },
+                'o' | 'v' => {
+                    let Some(nick) = args.next() else { continue };
+                    let Ok(nick) = Name::nick(nick) else {
+                        self.num("401", &[nick, "No such nick/channel"]);
+                        continue;
+                    };
+                    let mode = if c == 'o' { RoleMode::Op } else { RoleMode::Voice };
+                    change.roles.push((mode, on, nick));
+                }
+                'i' => change.invite_only = Some(on),
+                'm' => change.moderated = Some(on),
+                's' => change.secret = Some(on),
+                't' => change.topic_lock = Some(on),
+                // Only those in a room speak in it: always `+n`.
+                'n' if on => {}
+                _ => unknown.push(c),
             }
-            Some(_) => match joined {
-                None => self.num("442", &[chan, "You're not on that channel"]),
-                Some(r) if !r.moderator => self.num("482", &[chan, "You're not channel operator"]),
-                // Roles and privacy are set through the HTTP API.
-                Some(_) => self.num("472", &[line.param(1).unwrap_or(""), "Modes are set through the web API here"]),
-            },
+        }
+        for c in unknown {
+            let c = c.to_string();
+            let text = if c == "n" {
+                "Only members speak in a channel here: -n is not supported"
+            } else {
+                "is unknown mode char to me"
+            };
+            self.num("472", &[&c, text]);
+        }
+        if list_bans {
+            match self.session().modes(&room).await {
+                Ok(view) => {
+                    let shown = chan_of(&view.name);
+                    for b in &view.bans {
+                        self.num("367", &[&shown, &b.mask, &b.set_by, &(b.set_at / 1000).to_string()]);
+                    }
+                    self.num("368", &[&shown, "End of channel ban list"]);
+                }
+                Err(e) => return self.refuse("403", "MODE", chan, &e),
+            }
+        }
+        let empty = change.moderated.is_none()
+            && change.topic_lock.is_none()
+            && change.invite_only.is_none()
+            && change.secret.is_none()
+            && change.key.is_none()
+            && change.limit.is_none()
+            && change.bans.is_empty()
+            && change.roles.is_empty();
+        if empty {
+            return;
+        }
+        match self.session().handle().joined(room.key()) {
+            None if !self.svc.room_open(&room).await.unwrap_or(true) => {
+                return self.num("403", &[chan, "No such channel"]);
+            }
+            None => return self.num("442", &[chan, "You're not on that channel"]),
+            Some(r) if !r.moderator => return self.num("482", &[chan, "You're not channel operator"]),
+            Some(_) => {}
+        }
+        // The MODE line comes back through the queue (the `mode` frame).
+        if let Err(e) = self.session().set_modes(&room, change).await {
+            match (e.code, e.reason) {
+                (ErrorCode::NotInRoom, _) => {
+                    let nick = e.message.split('`').nth(1).unwrap_or("*").to_owned();
+                    self.svc.metrics.error(e.code);
+                    self.num("441", &[&nick, chan, "They aren't on that channel"]);
+                }
+                (ErrorCode::NoSuchUser, _) => {
+                    let nick = e.message.split('`').nth(1).unwrap_or("*").to_owned();
+                    self.refuse("401", "MODE", &nick, &e);
+                }
+                (ErrorCode::Forbidden, _) => self.refuse("482", "MODE", chan, &e),
+                (ErrorCode::TooLarge, Some("ban_list_full")) => {
+                    self.svc.metrics.error(e.code);
+                    self.num("478", &[chan, "b", &e.message]);
+                }
+                (ErrorCode::Invalid, _) => {
+                    self.svc.metrics.error(e.code);
+                    let which = if e.message.contains("key") { "k" } else { "b" };
+                    self.num("696", &[chan, which, "*", &e.message]);
+                }
+                _ => self.refuse("", "MODE", chan, &e),
+            }
         }
     }
 
@@ -603,7 +747,9 @@ impl Irc {
             return self.num("461", &["KICK", "Not enough parameters"]);
         };
         match self.session().handle().joined(room.key()) {
-            None if self.svc.room_name(&room).await.is_err() => return self.num("403", &[chan, "No such channel"]),
+            None if !self.svc.room_open(&room).await.unwrap_or(true) => {
+                return self.num("403", &[chan, "No such channel"]);
+            }
             None => return self.num("442", &[chan, "You're not on that channel"]),
             Some(r) if !r.moderator => return self.num("482", &[chan, "You're not channel operator"]),
             Some(_) => {}

@@ -54,7 +54,8 @@ impl Irc {
                 None => (None, None),
             };
             match Box::pin(self.svc.open(Hello { nick: Some(name), password, token }, self.ip)).await {
-                Ok((session, rx)) => {
+                Ok((mut session, rx)) => {
+                    session.show_member_roles();
                     self.session = Some(session);
                     self.rx = Some(rx);
                 }
@@ -98,12 +99,12 @@ impl Irc {
             "AWAYLEN=200",
             "CASEMAPPING=ascii",
             "CHANLIMIT=#:100",
-            "CHANMODES=,,,int",
+            "CHANMODES=b,k,l,imnst",
             "CHANNELLEN=65",
             "CHANTYPES=#",
-            "MODES=1",
+            "MODES=6",
             "NICKLEN=32",
-            "PREFIX=(o)@",
+            "PREFIX=(ov)@+",
             "TARGMAX=PRIVMSG:4,NOTICE:4,JOIN:,PART:,NAMES:1,WHOIS:1,KICK:1",
             &network,
             &topiclen,
@@ -221,8 +222,9 @@ impl Irc {
         };
         let hello = Hello { nick: Some(nick), password: Some(password), token: None };
         match Box::pin(self.svc.open(hello, self.ip)).await {
-            Ok((session, rx)) => {
+            Ok((mut session, rx)) => {
                 let me = session.handle().nick().as_str().to_owned();
+                session.show_member_roles();
                 self.session = Some(session);
                 self.rx = Some(rx);
                 let source = self.source(&me);

@@ -10,7 +10,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::protocol::client::ParseError;
-use crate::protocol::server::{ServerInfo, UserView};
+use crate::protocol::server::{BanView, ServerInfo, UserView};
 use crate::protocol::{ClientFrame, ErrorCode, FrameId, Name, ProtoError, Request, ServerFrame, encode};
 use crate::service::messages::PageRequest;
 use crate::service::social::SearchRequest;
@@ -130,7 +130,31 @@ impl Conn {
         let s = &mut self.session;
         match request {
             Request::Hello { .. } => Err(ProtoError::invalid("already identified: `hello` may be sent only once")),
-            Request::Join { room, since, history } => s.join(id, &room, since, history).await,
+            Request::Join { room, since, history, key } => {
+                s.join_keyed(id, &room, since, history, key.as_deref()).await
+            }
+            Request::Mode { room, set: None } => {
+                let v = s.modes(&room).await?;
+                let bans: Vec<BanView> =
+                    v.bans.into_iter().map(|b| BanView { mask: b.mask, by: b.set_by, at: b.set_at }).collect();
+                self.reply(&ServerFrame::Modes {
+                    id,
+                    room: &v.name,
+                    moderated: v.modes.moderated,
+                    topic_lock: v.topic_locked,
+                    invite_only: v.invite_only,
+                    secret: v.modes.secret,
+                    key: Some(&*v.modes.key).filter(|k| !k.is_empty()),
+                    limit: Some(v.modes.limit).filter(|l| *l > 0),
+                    bans: &bans,
+                });
+                Ok(())
+            }
+            Request::Mode { room, set: Some(set) } => {
+                s.set_modes(&room, set).await?;
+                self.reply(&ServerFrame::ack(id));
+                Ok(())
+            }
             Request::Leave { room, reason } => {
                 let name = s.leave(&room, reason.as_deref()).await?;
                 self.reply(&ServerFrame::Left { id, room: &name, reason: None, by: None, comment: None });

@@ -282,9 +282,14 @@ async fn identify(
                 app.metrics.error(error.code);
                 encode(&ServerFrame::error(id.as_ref(), &error))
             }
-            Ok(ClientFrame { id, request: Request::Hello { nick, password, token } }) => {
+            Ok(ClientFrame { id, request: Request::Hello { nick, password, token, member_roles } }) => {
                 match app.open(Hello { nick, password, token }, ip).await {
-                    Ok((session, rx)) => return Ok((Conn::new(session), rx, id)),
+                    Ok((mut session, rx)) => {
+                        if member_roles {
+                            session.show_member_roles();
+                        }
+                        return Ok((Conn::new(session), rx, id));
+                    }
                     Err(e) => {
                         app.metrics.error(e.code);
                         encode(&ServerFrame::error(id.as_ref(), &e))

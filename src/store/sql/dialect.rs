@@ -55,7 +55,7 @@ pub(super) struct Dialect {
     pub(super) claim_owner: &'static str,
     /// token_hash, now → nick_key.
     pub(super) session_user: &'static str,
-    /// name_key, name, topic, private, managed, created_at.
+    /// name_key, name, topic, private, managed, created_at, secret.
     pub(super) insert_room: &'static str,
     /// name_key.
     pub(super) delete_room: &'static str,
@@ -73,6 +73,19 @@ pub(super) struct Dialect {
     pub(super) member_rooms: &'static str,
     /// every named room.
     pub(super) list_rooms: &'static str,
+    /// name_key, name, created_at: a row for a room made by joining (it
+    /// keeps the settings), unless there is one.
+    pub(super) ensure_room: &'static str,
+    /// moderated, topic_lock, private, secret, join_key, member_limit, name_key.
+    pub(super) set_room_modes: &'static str,
+    /// room_key → mask, set_by, set_at, oldest first.
+    pub(super) room_bans: &'static str,
+    /// room_key, mask, set_by, set_at: unless it is there already.
+    pub(super) add_ban: &'static str,
+    /// room_key, mask.
+    pub(super) remove_ban: &'static str,
+    /// room_key: a destroyed room's bans.
+    pub(super) delete_bans: &'static str,
     /// id, pending member: hands a pending grant to the id (a room where
     /// the id is a member already keeps the id's own row).
     pub(super) claim_grants: &'static str,
@@ -158,7 +171,7 @@ pub(super) const SQLITE: Dialect = Dialect {
     message: concat!("SELECT ", message_columns!(), "WHERE m.msg_id = ?"),
     edit: "UPDATE messages SET text = ?, edited_at = ? WHERE msg_id = ? AND deleted = FALSE",
     delete: "UPDATE messages SET text = '', deleted = TRUE WHERE msg_id = ?",
-    room: "SELECT r.name, r.topic, (SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conv = ?), r.private, r.managed \
+    room: "SELECT r.name, r.topic, (SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conv = ?), r.private, r.managed, r.moderated, r.topic_lock, r.secret, r.join_key, r.member_limit \
            FROM rooms r WHERE r.name_key = ?",
     upsert_topic: "INSERT INTO rooms (name_key, name, topic, created_at) VALUES (?, ?, ?, ?) \
                    ON CONFLICT (name_key) DO UPDATE SET topic = excluded.topic",
@@ -173,7 +186,7 @@ pub(super) const SQLITE: Dialect = Dialect {
     insert_session: "INSERT INTO auth_sessions (token_hash, user_id, nick, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
     claim_owner: "UPDATE users SET owner = ? WHERE nick_key = ? AND owner IS NULL",
     session_user: "SELECT user_id, nick FROM auth_sessions WHERE token_hash = ? AND expires_at > ?",
-    insert_room: "INSERT INTO rooms (name_key, name, topic, private, managed, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+    insert_room: "INSERT INTO rooms (name_key, name, topic, private, managed, created_at, secret) VALUES (?, ?, ?, ?, ?, ?, ?)",
     delete_room: "DELETE FROM rooms WHERE name_key = ?",
     delete_messages: "DELETE FROM messages WHERE conv = ?",
     delete_members: "DELETE FROM room_members WHERE room_key = ?",
@@ -181,7 +194,13 @@ pub(super) const SQLITE: Dialect = Dialect {
     remove_member: "DELETE FROM room_members WHERE room_key = ? AND member = ?",
     member_role: "SELECT role FROM room_members WHERE room_key = ? AND member = ?",
     member_rooms: "SELECT room_key FROM room_members WHERE member = ? ORDER BY room_key",
-    list_rooms: "SELECT name, topic, private, managed FROM rooms ORDER BY name_key",
+    list_rooms: "SELECT name, topic, private, managed, secret FROM rooms ORDER BY name_key",
+    ensure_room: "INSERT OR IGNORE INTO rooms (name_key, name, created_at) VALUES (?, ?, ?)",
+    set_room_modes: "UPDATE rooms SET moderated = ?, topic_lock = ?, private = ?, secret = ?, join_key = ?, member_limit = ? WHERE name_key = ?",
+    room_bans: "SELECT mask, set_by, set_at FROM room_bans WHERE room_key = ? ORDER BY set_at, mask",
+    add_ban: "INSERT OR IGNORE INTO room_bans (room_key, mask, set_by, set_at) VALUES (?, ?, ?, ?)",
+    remove_ban: "DELETE FROM room_bans WHERE room_key = ? AND mask = ?",
+    delete_bans: "DELETE FROM room_bans WHERE room_key = ?",
     claim_grants: "UPDATE OR IGNORE room_members SET member = ? WHERE member = ?",
     has_member_rows: "SELECT COUNT(*) FROM room_members WHERE member = ?",
     delete_member_rows: "DELETE FROM room_members WHERE member = ?",
@@ -231,7 +250,7 @@ pub(super) const POSTGRES: Dialect = Dialect {
     message: concat!("SELECT ", message_columns!(), "WHERE m.msg_id = $1"),
     edit: "UPDATE messages SET text = $1, edited_at = $2 WHERE msg_id = $3 AND deleted = FALSE",
     delete: "UPDATE messages SET text = '', deleted = TRUE WHERE msg_id = $1",
-    room: "SELECT r.name, r.topic, (SELECT COALESCE(MAX(seq), 0)::BIGINT FROM messages WHERE conv = $1), r.private, r.managed \
+    room: "SELECT r.name, r.topic, (SELECT COALESCE(MAX(seq), 0)::BIGINT FROM messages WHERE conv = $1), r.private, r.managed, r.moderated, r.topic_lock, r.secret, r.join_key, r.member_limit \
            FROM rooms r WHERE r.name_key = $2",
     upsert_topic: "INSERT INTO rooms (name_key, name, topic, created_at) VALUES ($1, $2, $3, $4) \
                    ON CONFLICT (name_key) DO UPDATE SET topic = excluded.topic",
@@ -246,7 +265,7 @@ pub(super) const POSTGRES: Dialect = Dialect {
     insert_session: "INSERT INTO auth_sessions (token_hash, user_id, nick, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
     claim_owner: "UPDATE users SET owner = $1 WHERE nick_key = $2 AND owner IS NULL",
     session_user: "SELECT user_id, nick FROM auth_sessions WHERE token_hash = $1 AND expires_at > $2",
-    insert_room: "INSERT INTO rooms (name_key, name, topic, private, managed, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    insert_room: "INSERT INTO rooms (name_key, name, topic, private, managed, created_at, secret) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     delete_room: "DELETE FROM rooms WHERE name_key = $1",
     delete_messages: "DELETE FROM messages WHERE conv = $1",
     delete_members: "DELETE FROM room_members WHERE room_key = $1",
@@ -254,7 +273,13 @@ pub(super) const POSTGRES: Dialect = Dialect {
     remove_member: "DELETE FROM room_members WHERE room_key = $1 AND member = $2",
     member_role: "SELECT role FROM room_members WHERE room_key = $1 AND member = $2",
     member_rooms: "SELECT room_key FROM room_members WHERE member = $1 ORDER BY room_key",
-    list_rooms: "SELECT name, topic, private, managed FROM rooms ORDER BY name_key",
+    list_rooms: "SELECT name, topic, private, managed, secret FROM rooms ORDER BY name_key",
+    ensure_room: "INSERT INTO rooms (name_key, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (name_key) DO NOTHING",
+    set_room_modes: "UPDATE rooms SET moderated = $1, topic_lock = $2, private = $3, secret = $4, join_key = $5, member_limit = $6 WHERE name_key = $7",
+    room_bans: "SELECT mask, set_by, set_at FROM room_bans WHERE room_key = $1 ORDER BY set_at, mask",
+    add_ban: "INSERT INTO room_bans (room_key, mask, set_by, set_at) VALUES ($1, $2, $3, $4) ON CONFLICT (room_key, mask) DO NOTHING",
+    remove_ban: "DELETE FROM room_bans WHERE room_key = $1 AND mask = $2",
+    delete_bans: "DELETE FROM room_bans WHERE room_key = $1",
     claim_grants: "UPDATE room_members SET member = $1 WHERE member = $2 AND NOT EXISTS (SELECT 1 FROM room_members r2 WHERE r2.room_key = room_members.room_key AND r2.member = $1)",
     has_member_rows: "SELECT COUNT(*) FROM room_members WHERE member = $1",
     delete_member_rows: "DELETE FROM room_members WHERE member = $1",
@@ -304,7 +329,7 @@ pub(super) const MYSQL: Dialect = Dialect {
     message: concat!("SELECT ", message_columns!(), "WHERE m.msg_id = ?"),
     edit: "UPDATE messages SET text = ?, edited_at = ? WHERE msg_id = ? AND deleted = FALSE",
     delete: "UPDATE messages SET text = '', deleted = TRUE WHERE msg_id = ?",
-    room: "SELECT r.name, r.topic, (SELECT CAST(COALESCE(MAX(seq), 0) AS SIGNED) FROM messages WHERE conv = ?), r.private, r.managed \
+    room: "SELECT r.name, r.topic, (SELECT CAST(COALESCE(MAX(seq), 0) AS SIGNED) FROM messages WHERE conv = ?), r.private, r.managed, r.moderated, r.topic_lock, r.secret, r.join_key, r.member_limit \
            FROM rooms r WHERE r.name_key = ?",
     upsert_topic: "INSERT INTO rooms (name_key, name, topic, created_at) VALUES (?, ?, ?, ?) \
                    ON DUPLICATE KEY UPDATE topic = VALUES(topic)",
@@ -319,7 +344,7 @@ pub(super) const MYSQL: Dialect = Dialect {
     insert_session: "INSERT INTO auth_sessions (token_hash, user_id, nick, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
     claim_owner: "UPDATE users SET owner = ? WHERE nick_key = ? AND owner IS NULL",
     session_user: "SELECT user_id, nick FROM auth_sessions WHERE token_hash = ? AND expires_at > ?",
-    insert_room: "INSERT INTO rooms (name_key, name, topic, private, managed, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+    insert_room: "INSERT INTO rooms (name_key, name, topic, private, managed, created_at, secret) VALUES (?, ?, ?, ?, ?, ?, ?)",
     delete_room: "DELETE FROM rooms WHERE name_key = ?",
     delete_messages: "DELETE FROM messages WHERE conv = ?",
     delete_members: "DELETE FROM room_members WHERE room_key = ?",
@@ -327,7 +352,13 @@ pub(super) const MYSQL: Dialect = Dialect {
     remove_member: "DELETE FROM room_members WHERE room_key = ? AND member = ?",
     member_role: "SELECT role FROM room_members WHERE room_key = ? AND member = ?",
     member_rooms: "SELECT room_key FROM room_members WHERE member = ? ORDER BY room_key",
-    list_rooms: "SELECT name, topic, private, managed FROM rooms ORDER BY name_key",
+    list_rooms: "SELECT name, topic, private, managed, secret FROM rooms ORDER BY name_key",
+    ensure_room: "INSERT IGNORE INTO rooms (name_key, name, topic, created_at) VALUES (?, ?, '', ?)",
+    set_room_modes: "UPDATE rooms SET moderated = ?, topic_lock = ?, private = ?, secret = ?, join_key = ?, member_limit = ? WHERE name_key = ?",
+    room_bans: "SELECT mask, set_by, set_at FROM room_bans WHERE room_key = ? ORDER BY set_at, mask",
+    add_ban: "INSERT IGNORE INTO room_bans (room_key, mask, set_by, set_at) VALUES (?, ?, ?, ?)",
+    remove_ban: "DELETE FROM room_bans WHERE room_key = ? AND mask = ?",
+    delete_bans: "DELETE FROM room_bans WHERE room_key = ?",
     claim_grants: "UPDATE IGNORE room_members SET member = ? WHERE member = ?",
     has_member_rows: "SELECT COUNT(*) FROM room_members WHERE member = ?",
     delete_member_rows: "DELETE FROM room_members WHERE member = ?",

@@ -6,7 +6,7 @@ use sqlx::Row;
 use super::SqlStore;
 use crate::protocol::server::Conv;
 use crate::store::error::{Context, Corrupt};
-use crate::store::{Role, RoomRecord, StoreError};
+use crate::store::{Ban, Role, RoomModes, RoomRecord, StoreError};
 
 impl SqlStore {
     /// The room's stored name, topic and latest `seq`, if it was ever used.
@@ -26,6 +26,15 @@ impl SqlStore {
                     last_seq: r.try_get::<i64, _>(2).corrupt("rooms", "last seq")? as u64,
                     private: r.try_get::<bool, _>(3).corrupt("rooms", "private")?,
                     managed: r.try_get::<bool, _>(4).corrupt("rooms", "managed")?,
+                    modes: RoomModes {
+                        moderated: r.try_get::<bool, _>(5).corrupt("rooms", "moderated")?,
+                        topic_lock: r.try_get::<Option<bool>, _>(6).corrupt("rooms", "topic_lock")?,
+                        secret: r.try_get::<bool, _>(7).corrupt("rooms", "secret")?,
+                        key: r.try_get::<String, _>(8).corrupt("rooms", "join_key")?.into(),
+                        limit: r.try_get::<i64, _>(9).corrupt("rooms", "member_limit")?.clamp(0, u32::MAX as i64)
+                            as u32,
+                    },
+                    bans: Vec::new(),
                 }),
                 None => None,
             }
@@ -70,6 +79,7 @@ impl SqlStore {
                 .bind(private)
                 .bind(managed)
                 .bind(at)
+                .bind(private)
                 .execute(pool)
                 .await;
             match r {
@@ -88,6 +98,7 @@ impl SqlStore {
         let conv = Conv::Room(key.into()).storage_key();
         on_pool!(self, |pool, sql| {
             sqlx::query(sql.delete_members).bind(key).execute(pool).await.context("deleting a room's members")?;
+            sqlx::query(sql.delete_bans).bind(key).execute(pool).await.context("deleting a room's bans")?;
             let reactions = sqlx::query(sql.delete_conv_reactions).bind(&conv).execute(pool).await;
             reactions.context("deleting a room's reactions")?;
             let gone = sqlx::query(sql.delete_messages)
@@ -102,18 +113,20 @@ impl SqlStore {
 
     /// Every named room (created through the API or given a topic).
     pub(crate) async fn list_rooms(&self) -> Result<Vec<RoomRecord>, StoreError> {
-        let rows: Vec<(String, String, bool, bool)> = on_pool!(self, |pool, sql| sqlx::query_as(sql.list_rooms)
+        let rows: Vec<(String, String, bool, bool, bool)> = on_pool!(self, |pool, sql| sqlx::query_as(sql.list_rooms)
             .fetch_all(pool)
             .await
             .context("listing rooms")?);
         Ok(rows
             .into_iter()
-            .map(|(name, topic, private, managed)| RoomRecord {
+            .map(|(name, topic, private, managed, secret)| RoomRecord {
                 name: name.into(),
                 topic: topic.into(),
                 last_seq: 0,
                 private,
                 managed,
+                modes: RoomModes { secret, ..Default::default() },
+                bans: Vec::new(),
             })
             .collect())
     }
@@ -167,5 +180,84 @@ impl SqlStore {
                 .await
                 .context("listing a member's rooms")?
         }))
+    }
+
+    // ---- settings (modes) and bans --------------------------------------------------
+
+    /// Stores a room's settings and invite-only flag (`private`), making
+    /// its row if it had none (a room made by joining).
+    pub(crate) async fn set_room_modes(
+        &self,
+        key: &str,
+        name: &str,
+        private: bool,
+        modes: &RoomModes,
+    ) -> Result<(), StoreError> {
+        let at = crate::protocol::now_ms();
+        on_pool!(self, |pool, sql| {
+            sqlx::query(sql.ensure_room)
+                .bind(key)
+                .bind(name)
+                .bind(at)
+                .execute(pool)
+                .await
+                .context("making a room's row")?;
+            sqlx::query(sql.set_room_modes)
+                .bind(modes.moderated)
+                .bind(modes.topic_lock)
+                .bind(private)
+                .bind(modes.secret)
+                .bind(&*modes.key)
+                .bind(i64::from(modes.limit))
+                .bind(key)
+                .execute(pool)
+                .await
+                .context("setting a room's modes")?;
+        });
+        Ok(())
+    }
+
+    /// Forgets a room's settings, bans and members (a room made by joining
+    /// that is made again: see `Session::join`).
+    pub(crate) async fn reset_room(&self, key: &str, name: &str) -> Result<(), StoreError> {
+        self.set_room_modes(key, name, false, &RoomModes::default()).await?;
+        on_pool!(self, |pool, sql| {
+            sqlx::query(sql.delete_bans).bind(key).execute(pool).await.context("deleting a room's bans")?;
+            sqlx::query(sql.delete_members).bind(key).execute(pool).await.context("deleting a room's members")?;
+        });
+        Ok(())
+    }
+
+    /// A room's bans, oldest first.
+    pub(crate) async fn room_bans(&self, key: &str) -> Result<Vec<Ban>, StoreError> {
+        let rows: Vec<(String, String, i64)> = on_pool!(self, |pool, sql| sqlx::query_as(sql.room_bans)
+            .bind(key)
+            .fetch_all(pool)
+            .await
+            .context("reading a room's bans")?);
+        Ok(rows.into_iter().map(|(mask, set_by, set_at)| Ban { mask, set_by, set_at }).collect())
+    }
+
+    /// Adds a ban; false if the mask was banned already.
+    pub(crate) async fn add_ban(&self, key: &str, ban: &Ban) -> Result<bool, StoreError> {
+        on_pool!(self, |pool, sql| {
+            let r = sqlx::query(sql.add_ban)
+                .bind(key)
+                .bind(&ban.mask)
+                .bind(&ban.set_by)
+                .bind(ban.set_at)
+                .execute(pool)
+                .await
+                .context("adding a ban")?;
+            Ok(r.rows_affected() > 0)
+        })
+    }
+
+    /// Removes a ban; false if there was none.
+    pub(crate) async fn remove_ban(&self, key: &str, mask: &str) -> Result<bool, StoreError> {
+        on_pool!(self, |pool, sql| {
+            let r = sqlx::query(sql.remove_ban).bind(key).bind(mask).execute(pool).await.context("removing a ban")?;
+            Ok(r.rows_affected() > 0)
+        })
     }
 }
