@@ -96,17 +96,18 @@ fn socketio_routes(router: Router<Arc<App>>, app: &Arc<App>) -> Router<Arc<App>>
     use crate::gateway::socketio::{self, Transport};
     let weak = Arc::downgrade(app);
     let admit: socketio::Admit = Box::new(move |headers, extensions, transport| {
-        let unavailable = || error_response(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, "shutting down");
+        let unavailable =
+            || Box::new(error_response(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, "shutting down"));
         let app = weak.upgrade().ok_or_else(unavailable)?;
         let peer = extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().ok_or_else(unavailable)?.0;
         let client = app.trusted_proxies.client(peer, headers);
         if !upgrade::origin_allowed(headers, &app.config.auth.allowed_origins) {
             tracing::warn!(addr = %client.socket_addr(), "socket.io connection refused: foreign origin");
-            return Err(error_response(
+            return Err(Box::new(error_response(
                 StatusCode::FORBIDDEN,
                 ErrorCode::Forbidden,
                 "this page's origin may not connect (see auth.allowed_origins)",
-            ));
+            )));
         }
         let permit = match transport {
             Transport::Polling => app.conns.acquire(client.ip),
@@ -122,7 +123,7 @@ fn socketio_routes(router: Router<Arc<App>>, app: &Arc<App>) -> Router<Arc<App>>
                     conns::Refused::Total => (StatusCode::SERVICE_UNAVAILABLE, "too many connections"),
                     conns::Refused::PerIp => (StatusCode::TOO_MANY_REQUESTS, "too many connections from this address"),
                 };
-                Err(error_response(status, ErrorCode::TooManyConnections, msg))
+                Err(Box::new(error_response(status, ErrorCode::TooManyConnections, msg)))
             }
         }
     });

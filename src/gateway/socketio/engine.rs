@@ -168,7 +168,13 @@ pub(super) fn new_sid() -> String {
 }
 
 /// The open packet: the connection's id and the heartbeat and size rules.
-pub(super) fn open_packet(sid: &str, upgrades: bool, ping_interval_ms: u128, ping_timeout_ms: u128, max: u64) -> String {
+pub(super) fn open_packet(
+    sid: &str,
+    upgrades: bool,
+    ping_interval_ms: u128,
+    ping_timeout_ms: u128,
+    max: u64,
+) -> String {
     let upgrades: &[&str] = if upgrades { &["websocket"] } else { &[] };
     let open = serde_json::json!({
         "sid": sid,

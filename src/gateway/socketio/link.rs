@@ -26,12 +26,7 @@ pub(super) struct Link {
 }
 
 impl Link {
-    pub(super) fn new(
-        svc: Arc<Service>,
-        socket: Arc<Engine>,
-        ns: Ns,
-        inbound: mpsc::Receiver<Box<Inbound>>,
-    ) -> Link {
+    pub(super) fn new(svc: Arc<Service>, socket: Arc<Engine>, ns: Ns, inbound: mpsc::Receiver<Box<Inbound>>) -> Link {
         Link { svc, socket, ns, inbound, pending: Vec::new() }
     }
 

@@ -58,7 +58,11 @@ const MAX_ATTACHMENTS: usize = 16;
 /// address and the connection's place under the caps (held for its life,
 /// whatever requests carry it), or the response that refuses it.
 pub(crate) type Admit = Box<
-    dyn Fn(&axum::http::HeaderMap, &axum::http::Extensions, Transport) -> Result<(IpAddr, Box<dyn Send + Sync>), axum::response::Response>
+    dyn Fn(
+            &axum::http::HeaderMap,
+            &axum::http::Extensions,
+            Transport,
+        ) -> Result<(IpAddr, Box<dyn Send + Sync>), Box<axum::response::Response>>
         + Send
         + Sync,
 >;
@@ -168,10 +172,13 @@ impl Door {
         headers: &axum::http::HeaderMap,
         extensions: &axum::http::Extensions,
         transport: Transport,
-    ) -> Result<Arc<Engine>, axum::response::Response> {
+    ) -> Result<Arc<Engine>, Box<axum::response::Response>> {
         let (ip, permit) = (self.admit)(headers, extensions, transport)?;
-        let engine =
-            Arc::new(Engine::new(engine::new_sid(), self.svc.config.socketio.buffer, transport == Transport::WebSocket));
+        let engine = Arc::new(Engine::new(
+            engine::new_sid(),
+            self.svc.config.socketio.buffer,
+            transport == Transport::WebSocket,
+        ));
         {
             let mut st = engine.data.state();
             st.ip = Some(ip);

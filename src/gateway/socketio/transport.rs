@@ -17,6 +17,7 @@
 //! `POST` over `socketio.max_payload`.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -61,16 +62,16 @@ fn refuse(code: u8, message: &str) -> Response {
     (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-fn query(q: Option<&str>) -> Result<Query<'_>, Response> {
+fn query(q: Option<&str>) -> Result<Query<'_>, Box<Response>> {
     let q = q.unwrap_or("");
     let param = |name: &str| q.split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='));
     if param("EIO") != Some("4") {
-        return Err(refuse(5, "Unsupported protocol version"));
+        return Err(Box::new(refuse(5, "Unsupported protocol version")));
     }
     let transport = match param("transport") {
         Some("polling") => Transport::Polling,
         Some("websocket") => Transport::WebSocket,
-        _ => return Err(refuse(0, "Transport unknown")),
+        _ => return Err(Box::new(refuse(0, "Transport unknown"))),
     };
     Ok(Query { transport, sid: param("sid") })
 }
@@ -84,7 +85,7 @@ impl Door {
     pub(crate) async fn serve(self: Arc<Self>, mut req: Request) -> Response {
         let q = match query(req.uri().query()) {
             Ok(q) => q,
-            Err(refused) => return refused,
+            Err(refused) => return *refused,
         };
         let engine = match q.sid {
             None => None,
@@ -101,7 +102,7 @@ impl Door {
             (Method::GET, Transport::WebSocket, engine) => {
                 let key = match handshake(req.headers()) {
                     Ok(key) => key,
-                    Err(refused) => return refused,
+                    Err(refused) => return *refused,
                 };
                 let Some(upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
                     return refuse(3, "Bad request");
@@ -111,7 +112,7 @@ impl Door {
                     Some(engine) => Upgrade::Probe(engine),
                     None => match self.connect_engine(req.headers(), req.extensions(), Transport::WebSocket) {
                         Ok(engine) => Upgrade::Open(engine),
-                        Err(refused) => return refused,
+                        Err(refused) => return *refused,
                     },
                 };
                 let tracker = self.svc.lifecycle.tracker.clone();
@@ -128,7 +129,7 @@ impl Door {
     fn open_polling(self: &Arc<Self>, req: &Request) -> Response {
         let engine = match self.connect_engine(req.headers(), req.extensions(), Transport::Polling) {
             Ok(engine) => engine,
-            Err(refused) => return refused,
+            Err(refused) => return *refused,
         };
         self.sessions.insert(engine.sid.clone(), engine.clone());
         let open = self.open_packet(&engine.sid, true);
@@ -152,26 +153,36 @@ impl Door {
     /// took it over (whose task pings from then on).
     async fn heartbeat(self: Arc<Self>, engine: Arc<Engine>) {
         let (interval, timeout) = (self.svc.config.socketio.ping_interval, self.svc.config.socketio.ping_timeout);
+        let stop = self.svc.lifecycle.stop_reading.clone();
+        let mut stopping = false;
+        let mut pinged = false;
+        let mut next = Instant::now() + interval;
         loop {
             tokio::select! {
                 _ = engine.closed() => break,
-                _ = tokio::time::sleep(interval) => {}
-            }
-            if engine.is_websocket() {
-                return;
-            }
-            engine.pong.store(false, std::sync::atomic::Ordering::Release);
-            engine.control("2");
-            tokio::select! {
-                _ = engine.closed() => break,
-                _ = tokio::time::sleep(timeout) => {}
-            }
-            if engine.is_websocket() {
-                return;
-            }
-            if !engine.pong.load(std::sync::atomic::Ordering::Acquire) {
-                tracing::debug!(sid = %engine.sid, "socket.io: no pong within socketio.ping_timeout: closing");
-                break;
+                _ = stop.cancelled(), if !stopping => {
+                    stopping = true;
+                    if at_stop(&engine) {
+                        break;
+                    }
+                }
+                _ = tokio::time::sleep_until(next) => {
+                    if engine.is_websocket() {
+                        return;
+                    }
+                    if !pinged {
+                        engine.pong.store(false, Ordering::Release);
+                        engine.control("2");
+                        pinged = true;
+                        next = Instant::now() + timeout;
+                    } else if engine.pong.load(Ordering::Acquire) {
+                        pinged = false;
+                        next = Instant::now() + interval.saturating_sub(timeout);
+                    } else {
+                        tracing::debug!(sid = %engine.sid, "socket.io: no pong within socketio.ping_timeout: closing");
+                        break;
+                    }
+                }
             }
         }
         self.disconnect(&engine);
@@ -186,7 +197,7 @@ impl Door {
             // The client is to pause polling: let this request go.
             return plain("6".into());
         }
-        if engine.polling.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        if engine.polling.swap(true, Ordering::AcqRel) {
             tracing::debug!(sid = %engine.sid, "socket.io: a second polling GET at once: closing");
             self.disconnect(&engine);
             return refuse(3, "Bad request");
@@ -195,7 +206,7 @@ impl Door {
         struct Waiting<'a>(&'a Engine);
         impl Drop for Waiting<'_> {
             fn drop(&mut self) {
-                self.0.polling.store(false, std::sync::atomic::Ordering::Release);
+                self.0.polling.store(false, Ordering::Release);
             }
         }
         let _waiting = Waiting(&engine);
@@ -235,7 +246,7 @@ impl Door {
             match packet {
                 Ok(Packet::Message(msg)) => self.on_message(msg, &engine),
                 Ok(Packet::Binary(data)) => self.on_binary(data.into(), &engine),
-                Ok(Packet::Ping(_) | Packet::Pong(_)) => engine.pong.store(true, std::sync::atomic::Ordering::Release),
+                Ok(Packet::Ping(_) | Packet::Pong(_)) => engine.pong.store(true, Ordering::Release),
                 Ok(Packet::Noop) => {}
                 Ok(Packet::Close) => {
                     self.disconnect(&engine);
@@ -323,6 +334,8 @@ impl Door {
     /// peer left (or the socket broke), so that nothing more is written.
     async fn run(self: &Arc<Self>, engine: &Arc<Engine>, socket: &mut Ws) -> bool {
         let (interval, timeout) = (self.svc.config.socketio.ping_interval, self.svc.config.socketio.ping_timeout);
+        let stop = self.svc.lifecycle.stop_reading.clone();
+        let mut stopping = false;
         let mut pinged: Option<Instant> = None;
         let mut next = Instant::now() + interval;
         // Packets that polling left, or that came during the upgrade.
@@ -331,6 +344,12 @@ impl Door {
             tokio::select! {
                 biased;
                 _ = engine.closed() => return false,
+                _ = stop.cancelled(), if !stopping => {
+                    stopping = true;
+                    if at_stop(engine) {
+                        return false;
+                    }
+                }
                 _ = engine.wake.notified() => {
                     let batch = engine.take_all();
                     if batch.is_empty() {
@@ -366,7 +385,7 @@ impl Door {
                         Ok(Packet::Message(msg)) => self.on_message(msg, engine),
                         Ok(Packet::Binary(data)) => self.on_binary(data.into(), engine),
                         Ok(Packet::Pong(_) | Packet::Ping(_)) => {
-                            engine.pong.store(true, std::sync::atomic::Ordering::Release);
+                            engine.pong.store(true, Ordering::Release);
                             if let Some(at) = pinged.take() {
                                 next = at + interval;
                             }
@@ -389,6 +408,16 @@ impl Door {
             }
         }
     }
+}
+
+/// At shutdown: whether the connection should end now, having no namespace
+/// connection (those that have one end it after their session's notice).
+fn at_stop(engine: &Engine) -> bool {
+    let idle = engine.data.state().nsps.is_empty();
+    if idle {
+        tracing::debug!(sid = %engine.sid, "socket.io: shutdown: closing a connection without a namespace");
+    }
+    idle
 }
 
 /// What a WebSocket request is for.
@@ -417,7 +446,7 @@ async fn probe_upgrade(engine: &Engine, socket: &mut Ws) -> Result<(), &'static 
             // engine.io-client may probe again, or answer a ping that
             // polling delivered.
             "2probe" => socket.send(Message::text("3probe")).await.map_err(|_| "socket closed")?,
-            "3" => engine.pong.store(true, std::sync::atomic::Ordering::Release),
+            "3" => engine.pong.store(true, Ordering::Release),
             _ => return Err("neither upgrade nor probe"),
         }
     }
@@ -437,7 +466,7 @@ async fn next_text(socket: &mut Ws) -> Result<tokio_tungstenite::tungstenite::Ut
 
 /// Checks a WebSocket opening handshake (RFC 6455 section 4.2.1) and
 /// returns its key.
-fn handshake(headers: &HeaderMap) -> Result<HeaderValue, Response> {
+fn handshake(headers: &HeaderMap) -> Result<HeaderValue, Box<Response>> {
     let has_token = |name: header::HeaderName, token: &str| {
         headers
             .get_all(name)
@@ -446,12 +475,12 @@ fn handshake(headers: &HeaderMap) -> Result<HeaderValue, Response> {
             .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
     };
     if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
-        return Err(refuse(3, "Bad request"));
+        return Err(Box::new(refuse(3, "Bad request")));
     }
     if headers.get(header::SEC_WEBSOCKET_VERSION).is_none_or(|v| v.as_bytes() != b"13") {
-        return Err(refuse(3, "Bad request"));
+        return Err(Box::new(refuse(3, "Bad request")));
     }
-    headers.get(header::SEC_WEBSOCKET_KEY).cloned().ok_or_else(|| refuse(3, "Bad request"))
+    headers.get(header::SEC_WEBSOCKET_KEY).cloned().ok_or_else(|| Box::new(refuse(3, "Bad request")))
 }
 
 fn switching(key: &HeaderValue) -> Response {
