@@ -286,3 +286,22 @@ async fn polling_upgrades_to_websocket() {
     assert_eq!(norm(quit), presence("lobby", "up", "quit"));
     web.sync().await;
 }
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_connections_without_a_namespace() {
+    let mut c = config();
+    c.server.shutdown_grace = Duration::from_secs(30);
+    c.limits.hello_timeout = Duration::from_secs(30);
+    let server = start(c).await;
+    // Long-polling (a GET waiting), and a WebSocket, neither in a namespace.
+    let p = Polling::open(&server).await;
+    let waiting = tokio::spawn(async move { p.get().await });
+    let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", server.addr());
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert!(recv(&mut ws).await.starts_with("0{"));
+    let stopped = tokio::time::timeout(Duration::from_secs(5), server.stop()).await;
+    assert!(stopped.is_ok(), "the server waited for idle Engine.IO connections");
+    assert_eq!(waiting.await.unwrap(), (200, "1".into()), "the waiting GET learns of the close");
+    let end = tokio::time::timeout(WAIT, ws.next()).await.expect("closed");
+    assert!(matches!(end, None | Some(Ok(Message::Close(_))) | Some(Err(_))), "{end:?}");
+}

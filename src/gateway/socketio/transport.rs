@@ -410,10 +410,11 @@ impl Door {
     }
 }
 
-/// At shutdown: whether the connection should end now, having no namespace
-/// connection (those that have one end it after their session's notice).
+/// At shutdown: whether the connection should end now, having never
+/// connected a namespace (one that did ends with its session, after the
+/// session's notice).
 fn at_stop(engine: &Engine) -> bool {
-    let idle = engine.data.state().nsps.is_empty();
+    let idle = !engine.data.state().connected_once;
     if idle {
         tracing::debug!(sid = %engine.sid, "socket.io: shutdown: closing a connection without a namespace");
     }
