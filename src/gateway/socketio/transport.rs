@@ -500,6 +500,24 @@ fn switching(key: &HeaderValue) -> Response {
 mod tests {
     use super::*;
 
+    fn ret2<A, B, Fut, F: FnOnce(A, B) -> Fut>(_: &F) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    fn ret3<A, B, C, Fut, F: FnOnce(A, B, C) -> Fut>(_: &F) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// A connection keeps its transport task's future for its whole life:
+    /// its size is memory per connection.
+    #[test]
+    fn transport_futures_are_small() {
+        let ws = ret3(&Door::websocket);
+        let heartbeat = ret2(&Door::heartbeat);
+        eprintln!("websocket {ws}, heartbeat {heartbeat}, Engine {}", std::mem::size_of::<Engine>());
+        assert!(ws < 1536 && heartbeat < 512, "websocket {ws}, heartbeat {heartbeat}");
+    }
+
     #[test]
     fn queries() {
         let q = query(Some("EIO=4&transport=polling&t=abc&sid=XYZ")).ok().unwrap();
