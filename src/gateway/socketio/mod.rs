@@ -2,8 +2,9 @@
 //! v3/v4, and the other languages' clients of protocol v5) over WebSocket
 //! or HTTP long-polling. The Engine.IO v4 transport under it is ours
 //! ([`engine`], [`transport`]): handshake, both transports and the upgrade
-//! between them, heartbeats, payload limits; a Socket.IO-over-WebSocket
-//! connection is one task, as a `/ws` one is. The Socket.IO packets on top
+//! between them, heartbeats, payload limits; the Engine.IO side of a
+//! connection over WebSocket is one task, as a `/ws` one is (and each
+//! namespace connection one more). The Socket.IO packets on top
 //! are decoded here ([`codec`]): each namespace connection is a session of
 //! our own hub, opened with [`Service::open`] like a WebSocket's `hello`,
 //! so users, rooms, history, limits, durability and the cluster are the
