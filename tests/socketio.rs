@@ -142,6 +142,14 @@ async fn chat_namespace_over_long_polling() {
     script.succeeds().await;
 }
 
+#[tokio::test]
+async fn long_polling_upgrades_to_websocket_without_losing_a_message() {
+    let server = start(config()).await;
+    let env = [("CHAT_URL", url(&server))];
+    let Some(script) = Script::node("upgrade.mjs", &env) else { return };
+    script.succeeds().await;
+}
+
 fn bee_token() -> String {
     let mut claims = claims("site-bee", "bee");
     claims.rooms = Some(vec!["lobby".into(), "conv-a".into()]);

@@ -22,7 +22,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{any, delete, get, post};
 use rust_embed::RustEmbed;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -88,30 +88,48 @@ pub(crate) fn router(app: Arc<App>) -> Router {
 }
 
 /// `/socket.io/`: the Socket.IO door ([`crate::gateway::socketio`]). A new
-/// Engine.IO connection passes the origin check and takes a connection
-/// permit, as a WebSocket does, held for its life.
+/// Engine.IO connection passes the origin check and takes its place under
+/// the connection caps, held for its life: a WebSocket takes over its TCP
+/// connection's permit (as `/ws` does); a polling connection counts once,
+/// afresh, however many requests (and TCP connections) carry it.
 fn socketio_routes(router: Router<Arc<App>>, app: &Arc<App>) -> Router<Arc<App>> {
-    use crate::gateway::socketio;
+    use crate::gateway::socketio::{self, Transport};
     let weak = Arc::downgrade(app);
-    let admit: socketio::Admit = Box::new(move |parts| {
-        let app = weak.upgrade()?;
-        let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()?.0;
-        let client = app.trusted_proxies.client(peer, &parts.headers);
-        if !upgrade::origin_allowed(&parts.headers, &app.config.auth.allowed_origins) {
+    let admit: socketio::Admit = Box::new(move |headers, extensions, transport| {
+        let unavailable =
+            || Box::new(error_response(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, "shutting down"));
+        let app = weak.upgrade().ok_or_else(unavailable)?;
+        let peer = extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().ok_or_else(unavailable)?.0;
+        let client = app.trusted_proxies.client(peer, headers);
+        if !upgrade::origin_allowed(headers, &app.config.auth.allowed_origins) {
             tracing::warn!(addr = %client.socket_addr(), "socket.io connection refused: foreign origin");
-            return None;
+            return Err(Box::new(error_response(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                "this page's origin may not connect (see auth.allowed_origins)",
+            )));
         }
-        let slot = parts.extensions.get::<conns::PermitSlot>().cloned();
-        match upgrade::upgrade_permit(&app, &client, slot) {
-            Ok(permit) => Some((client.ip, Box::new(permit) as Box<dyn Send + Sync>)),
+        let permit = match transport {
+            Transport::Polling => app.conns.acquire(client.ip),
+            Transport::WebSocket => {
+                upgrade::upgrade_permit(&app, &client, extensions.get::<conns::PermitSlot>().cloned())
+            }
+        };
+        match permit {
+            Ok(permit) => Ok((client.ip, Box::new(permit) as Box<dyn Send + Sync>)),
             Err(refused) => {
                 tracing::warn!(addr = %client.socket_addr(), ?refused, "socket.io connection refused: cap reached");
-                None
+                let (status, msg) = match refused {
+                    conns::Refused::Total => (StatusCode::SERVICE_UNAVAILABLE, "too many connections"),
+                    conns::Refused::PerIp => (StatusCode::TOO_MANY_REQUESTS, "too many connections from this address"),
+                };
+                Err(Box::new(error_response(status, ErrorCode::TooManyConnections, msg)))
             }
         }
     });
-    let svc = socketio::service(app.service().clone(), admit);
-    router.route_service(socketio::PATH, svc.clone()).route_service(&format!("{}/", socketio::PATH), svc)
+    let door = socketio::door(app.service().clone(), admit);
+    let serve = move |req: Request| door.clone().serve(req);
+    router.route(socketio::PATH, any(serve.clone())).route(&format!("{}/", socketio::PATH), any(serve))
 }
 
 /// `/metrics` alone, for `metrics.listen`.

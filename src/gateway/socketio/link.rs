@@ -1,5 +1,5 @@
 //! One namespace connection, as its task sees it: packets out (into
-//! Engine.IO's bounded buffer), events in (from the door), the acks the
+//! the connection's bounded buffer), events in (from the door), the acks the
 //! client waits for, and the end.
 
 use std::sync::Arc;
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use super::{EngineSocket, Inbound, Ns, codec};
+use super::{Engine, Inbound, Ns, codec};
 use crate::protocol::server::Frame;
 use crate::protocol::{ProtoError, ServerFrame, encode};
 use crate::service::{CloseReason, Hello, Outbound, Service, SessionHandle};
@@ -18,7 +18,7 @@ const MAX_PENDING_ACKS: usize = 64;
 
 pub(super) struct Link {
     pub(super) svc: Arc<Service>,
-    pub(super) socket: Arc<EngineSocket>,
+    pub(super) socket: Arc<Engine>,
     pub(super) ns: Ns,
     pub(super) inbound: mpsc::Receiver<Box<Inbound>>,
     /// Ack ids of client events whose reply frame is still to come.
@@ -26,12 +26,7 @@ pub(super) struct Link {
 }
 
 impl Link {
-    pub(super) fn new(
-        svc: Arc<Service>,
-        socket: Arc<EngineSocket>,
-        ns: Ns,
-        inbound: mpsc::Receiver<Box<Inbound>>,
-    ) -> Link {
+    pub(super) fn new(svc: Arc<Service>, socket: Arc<Engine>, ns: Ns, inbound: mpsc::Receiver<Box<Inbound>>) -> Link {
         Link { svc, socket, ns, inbound, pending: Vec::new() }
     }
 
@@ -39,11 +34,11 @@ impl Link {
         self.ns.path()
     }
 
-    /// Writes one packet; `false` if Engine.IO's buffer is full (a slow
-    /// consumer). A connection that is gone takes nothing, silently: its
-    /// end reaches the task through the inbound queue.
+    /// Writes one packet; `false` if the connection's buffer is full (a
+    /// slow consumer). A connection that is gone takes nothing, silently:
+    /// its end reaches the task through the inbound queue.
     pub(super) fn emit(&self, packet: String) -> bool {
-        !matches!(self.socket.emit(packet), Err(tokio::sync::mpsc::error::TrySendError::Full(_)))
+        self.socket.emit(packet).is_ok()
     }
 
     /// An event with one JSON argument.
@@ -115,7 +110,7 @@ impl Link {
                 ok = self.emit(packet);
             }
         }
-        // Handed to Engine.IO: no longer queued in the hub's budget.
+        // Handed to the transport: no longer queued in the hub's budget.
         handle.unqueued(bytes);
         ok
     }
@@ -165,7 +160,7 @@ impl Link {
         tracing::info!(session = handle.id, nick = %handle.nick(), reason = reason.text(), "socket.io: disconnected");
         // The whole Engine.IO connection closes (its client reconnects),
         // as a WebSocket closes with its code.
-        self.socket.close(engineioxide::DisconnectReason::ClosingServer);
+        self.socket.close();
     }
 }
 

@@ -1,31 +1,33 @@
 //! The Socket.IO door at `/socket.io/`: Socket.IO clients (the JS client
 //! v3/v4, and the other languages' clients of protocol v5) over WebSocket
-//! or HTTP long-polling. `engineioxide` (socketioxide's Engine.IO layer)
-//! is the transport: handshake, both transports and the upgrade between
-//! them, heartbeats, payload limits. The Socket.IO packets on top are
-//! decoded here ([`codec`]): each namespace connection is a session of our
-//! own hub, opened with [`Service::open`] like a WebSocket's `hello`, so
-//! users, rooms, history, limits, durability and the cluster are the same
-//! for every door. socketioxide's own layer (its namespaces, rooms and
-//! adapter) is not used: its `connect_error` carries only a message, where
-//! the contract gives clients `{code, message}`.
+//! or HTTP long-polling. The Engine.IO v4 transport under it is ours
+//! ([`engine`], [`transport`]): handshake, both transports and the upgrade
+//! between them, heartbeats, payload limits; the Engine.IO side of a
+//! connection over WebSocket is one task, as a `/ws` one is (and each
+//! namespace connection one more). The Socket.IO packets on top
+//! are decoded here ([`codec`]): each namespace connection is a session of
+//! our own hub, opened with [`Service::open`] like a WebSocket's `hello`,
+//! so users, rooms, history, limits, durability and the cluster are the
+//! same for every door.
 //!
 //! - [`chat`]: namespace `/`, the chat protocol as events.
 //! - [`max`]: namespace `/max`, the cMaxtalk notification protocol.
 //! - [`link`]: what the two share: one namespace connection's packets in
 //!   and out, and its end.
 //!
-//! Engine.IO calls [`Door`] synchronously for each message; a namespace
-//! connection's own task does the work, fed through a bounded queue
-//! (`socketio.inbound_queue`: a client that outruns it is disconnected).
-//! Packets out go into Engine.IO's bounded per-connection buffer
+//! The transport calls [`Door`] synchronously for each message; a
+//! namespace connection's own task does the work, fed through a bounded
+//! queue (`socketio.inbound_queue`: a client that outruns it is
+//! disconnected). Packets out go into the connection's bounded queue
 //! (`socketio.buffer`): full means a slow consumer, and the session is
 //! closed as a WebSocket one is with 1013.
 
 mod chat;
 mod codec;
+mod engine;
 mod link;
 mod max;
+mod transport;
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -33,10 +35,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use bytes::Bytes;
-use engineioxide::config::EngineIoConfig;
-use engineioxide::handler::EngineIoHandler;
-use engineioxide::service::EngineIoService;
-use engineioxide::{DisconnectReason, Socket, Str};
+use dashmap::DashMap;
 use serde_json::Value;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
@@ -45,6 +44,8 @@ use crate::metrics::OpenConnection;
 use crate::protocol::ProtoError;
 use crate::service::Service;
 use codec::Kind;
+use engine::Engine;
+pub(crate) use transport::Transport;
 
 /// Where Socket.IO is served.
 pub(crate) const PATH: &str = "/socket.io";
@@ -53,20 +54,30 @@ pub(crate) const PATH: &str = "/socket.io";
 /// counted so that they can be skipped).
 const MAX_ATTACHMENTS: usize = 16;
 
-/// What the HTTP floor decides for a new Engine.IO connection: the
-/// client's address and the connection's place under the caps (held for
-/// its life), or a refusal.
-pub(crate) type Admit =
-    Box<dyn Fn(&axum::http::request::Parts) -> Option<(IpAddr, Box<dyn Send + Sync>)> + Send + Sync>;
+/// What the HTTP floor decides for a new Engine.IO connection (its
+/// request's headers and extensions, and its transport): the client's
+/// address and the connection's place under the caps (held for its life,
+/// whatever requests carry it), or the response that refuses it.
+pub(crate) type Admit = Box<
+    dyn Fn(
+            &axum::http::HeaderMap,
+            &axum::http::Extensions,
+            Transport,
+        ) -> Result<(IpAddr, Box<dyn Send + Sync>), Box<axum::response::Response>>
+        + Send
+        + Sync,
+>;
 
-/// The Engine.IO handler: routes each connection's packets to its
-/// namespace connections.
+/// The door: serves the Engine.IO requests and routes each connection's
+/// packets to its namespace connections.
 pub(crate) struct Door {
     svc: Arc<Service>,
     admit: Admit,
+    /// The connections that polling requests can name (by `sid`).
+    sessions: DashMap<Box<str>, Arc<Engine>>,
     /// New connections and when their hello timeout ends, oldest first
     /// (one watcher task for all of them, not a timer task each).
-    waiting: Mutex<VecDeque<(Instant, Weak<EngineSocket>)>>,
+    waiting: Mutex<VecDeque<(Instant, Weak<Engine>)>>,
     arrived: Notify,
     watching: OnceLock<()>,
 }
@@ -109,7 +120,7 @@ pub(super) enum Inbound {
     },
 }
 
-/// One Engine.IO connection's state (Engine.IO keeps it in its socket).
+/// One Engine.IO connection's Socket.IO state.
 #[derive(Default)]
 pub(crate) struct Conn {
     state: Mutex<ConnState>,
@@ -142,35 +153,35 @@ impl Conn {
     }
 }
 
-pub(crate) type EngineSocket = Socket<Conn>;
-
-/// The service to mount at [`PATH`] (and `PATH/`).
-pub(crate) fn service(svc: Arc<Service>, admit: Admit) -> EngineIoService<Door> {
-    let c = &svc.config.socketio;
-    let config = EngineIoConfig::builder()
-        .req_path(PATH)
-        .ping_interval(c.ping_interval)
-        .ping_timeout(c.ping_timeout)
-        .max_buffer_size(c.buffer)
-        .max_payload(c.max_payload)
-        .ws_max_message_size(usize::try_from(c.max_payload).unwrap_or(usize::MAX))
-        .ws_max_frame_size(usize::try_from(c.max_payload).unwrap_or(usize::MAX))
-        .ws_read_buffer_size(svc.config.limits.ws_read_buffer)
-        .build();
-    let door = Door { svc, admit, waiting: Mutex::default(), arrived: Notify::new(), watching: OnceLock::new() };
-    EngineIoService::with_config(Arc::new(door), config)
+/// The door to mount at [`PATH`] (and `PATH/`): see [`Door::serve`].
+pub(crate) fn door(svc: Arc<Service>, admit: Admit) -> Arc<Door> {
+    Arc::new(Door {
+        svc,
+        admit,
+        sessions: DashMap::new(),
+        waiting: Mutex::default(),
+        arrived: Notify::new(),
+        watching: OnceLock::new(),
+    })
 }
 
-impl EngineIoHandler for Door {
-    type Data = Conn;
-
-    fn on_connect(self: Arc<Self>, socket: Arc<EngineSocket>) {
-        let Some((ip, permit)) = (self.admit)(&socket.req_parts) else {
-            socket.close(DisconnectReason::ClosingServer);
-            return;
-        };
+impl Door {
+    /// A new Engine.IO connection: admitted (origin, caps), counted, and
+    /// under the hello timeout. `Err` is the refusal's response.
+    fn connect_engine(
+        self: &Arc<Self>,
+        headers: &axum::http::HeaderMap,
+        extensions: &axum::http::Extensions,
+        transport: Transport,
+    ) -> Result<Arc<Engine>, Box<axum::response::Response>> {
+        let (ip, permit) = (self.admit)(headers, extensions, transport)?;
+        let engine = Arc::new(Engine::new(
+            engine::new_sid(),
+            self.svc.config.socketio.buffer,
+            transport == Transport::WebSocket,
+        ));
         {
-            let mut st = socket.data.state();
+            let mut st = engine.data.state();
             st.ip = Some(ip);
             st.permit = Some(permit);
             st.open = Some(self.svc.metrics.socketio_connection_opened());
@@ -178,33 +189,38 @@ impl EngineIoHandler for Door {
         // A connection that never opens a namespace is closed after
         // `limits.hello_timeout`, as a WebSocket without `hello` is.
         let deadline = Instant::now() + self.svc.config.limits.hello_timeout;
-        self.waiting.lock().unwrap_or_else(|e| e.into_inner()).push_back((deadline, Arc::downgrade(&socket)));
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner()).push_back((deadline, Arc::downgrade(&engine)));
         self.arrived.notify_one();
         self.watching.get_or_init(|| {
-            let door = Arc::downgrade(&self);
+            let door = Arc::downgrade(self);
             self.svc.lifecycle.tracker.spawn(hello_timeouts(door, self.svc.lifecycle.stop_reading.clone()));
         });
+        Ok(engine)
     }
 
-    fn on_disconnect(&self, socket: Arc<EngineSocket>, _reason: DisconnectReason) {
-        let mut st = socket.data.state();
-        // The namespace tasks see their queue end and end their sessions.
+    /// The connection ended (whoever ended it; again is harmless): polling
+    /// can no longer name it, its namespace tasks see their queues end and
+    /// end their sessions, its place under the caps is free.
+    fn disconnect(&self, engine: &Engine) {
+        engine.close();
+        self.sessions.remove(&engine.sid);
+        let mut st = engine.data.state();
         st.nsps.clear();
         st.permit = None;
         st.open = None;
     }
 
-    fn on_message(self: &Arc<Self>, msg: Str, socket: Arc<EngineSocket>) {
-        let packet = match codec::decode(&msg) {
+    fn on_message(self: &Arc<Self>, msg: &str, socket: &Arc<Engine>) {
+        let packet = match codec::decode(msg) {
             Ok(p) => p,
             Err(codec::Malformed(why)) => {
-                tracing::debug!(sid = %socket.id, why, "socket.io: malformed packet: closing");
-                socket.close(DisconnectReason::PacketParsingError);
+                tracing::debug!(sid = %socket.sid, why, "socket.io: malformed packet: closing");
+                socket.close();
                 return;
             }
         };
         match packet.kind {
-            Kind::Connect => self.connect(&socket, packet.nsp, packet.data),
+            Kind::Connect => self.connect(socket, packet.nsp, packet.data),
             Kind::Disconnect => {
                 if let Some(ns) = self.namespace(packet.nsp) {
                     socket.data.remove(ns);
@@ -215,34 +231,34 @@ impl EngineIoHandler for Door {
                     Ok((name, args)) => Inbound::Event { name, args, ack: packet.ack },
                     Err(error) => Inbound::Refused { error, ack: packet.ack },
                 };
-                self.route(&socket, packet.nsp, inbound);
+                self.route(socket, packet.nsp, inbound);
             }
             Kind::BinaryEvent | Kind::BinaryAck => {
                 if packet.attachments > MAX_ATTACHMENTS {
-                    socket.close(DisconnectReason::PacketParsingError);
+                    socket.close();
                     return;
                 }
                 socket.data.state().skip_binaries += packet.attachments;
                 if packet.kind == Kind::BinaryEvent {
                     let error = ProtoError::bad_frame("binary attachments are not accepted: send JSON");
-                    self.route(&socket, packet.nsp, Inbound::Refused { error, ack: packet.ack });
+                    self.route(socket, packet.nsp, Inbound::Refused { error, ack: packet.ack });
                 }
             }
             // Acks of server events: the server asks for none.
             Kind::Ack => {}
-            Kind::ConnectError => socket.close(DisconnectReason::PacketParsingError),
+            Kind::ConnectError => socket.close(),
         }
     }
 
-    fn on_binary(self: &Arc<Self>, _data: Bytes, socket: Arc<EngineSocket>) {
+    fn on_binary(&self, _data: Bytes, socket: &Engine) {
         let mut st = socket.data.state();
         if st.skip_binaries > 0 {
             st.skip_binaries -= 1;
             return;
         }
         drop(st);
-        tracing::debug!(sid = %socket.id, "socket.io: binary message outside a binary packet: closing");
-        socket.close(DisconnectReason::PacketParsingError);
+        tracing::debug!(sid = %socket.sid, "socket.io: binary message outside a binary packet: closing");
+        socket.close();
     }
 }
 
@@ -275,8 +291,8 @@ async fn hello_timeouts(door: Weak<Door>, stop: tokio_util::sync::CancellationTo
             if let Some(socket) = socket.upgrade()
                 && !socket.data.state().connected_once
             {
-                tracing::info!(sid = %socket.id, "socket.io: closed: no namespace connected within limits.hello_timeout");
-                socket.close(DisconnectReason::ClosingServer);
+                tracing::info!(sid = %socket.sid, "socket.io: closed: no namespace connected within limits.hello_timeout");
+                socket.close();
             }
         }
     }
@@ -292,7 +308,7 @@ impl Door {
     }
 
     /// `CONNECT` to a namespace: its task opens the session.
-    fn connect(&self, socket: &Arc<EngineSocket>, path: &str, data: &str) {
+    fn connect(&self, socket: &Arc<Engine>, path: &str, data: &str) {
         let Some(ns) = self.namespace(path) else {
             let _ = socket.emit(codec::connect_error(path, "invalid", "Invalid namespace"));
             return;
@@ -330,16 +346,16 @@ impl Door {
     /// Hands a client event to its namespace connection's task. An event
     /// for a namespace not connected is dropped (as Socket.IO does); one
     /// the task cannot keep up with ends the connection (a flood).
-    fn route(&self, socket: &Arc<EngineSocket>, path: &str, inbound: Inbound) {
+    fn route(&self, socket: &Arc<Engine>, path: &str, inbound: Inbound) {
         let Some(ns) = self.namespace(path) else { return };
         let tx = socket.data.state().nsps.iter().find(|(n, _)| *n == ns).map(|(_, tx)| tx.clone());
         let Some(tx) = tx else {
-            tracing::debug!(sid = %socket.id, path, "socket.io: event for a namespace not connected: dropped");
+            tracing::debug!(sid = %socket.sid, path, "socket.io: event for a namespace not connected: dropped");
             return;
         };
         if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(Box::new(inbound)) {
-            tracing::info!(sid = %socket.id, "socket.io: closed: events arrive faster than they are handled");
-            socket.close(DisconnectReason::PacketParsingError);
+            tracing::info!(sid = %socket.sid, "socket.io: closed: events arrive faster than they are handled");
+            socket.close();
         }
     }
 }

@@ -1,0 +1,532 @@
+//! Engine.IO's two transports, as HTTP sees them: [`Door::serve`] answers
+//! every request under `/socket.io/`.
+//!
+//! - `GET ?EIO=4&transport=polling`: a new connection (the open packet);
+//!   then `GET …&sid=` waits for packets (one at a time: a second one
+//!   closes the connection), `POST …&sid=` sends them. Its heartbeat is a
+//!   small task of its own.
+//! - `GET ?EIO=4&transport=websocket`: a new connection over a WebSocket;
+//!   with `&sid=`, the upgrade of a polling one (`2probe`, `3probe`, `5`).
+//!   Either way one task serves it: reads, writes the queued packets,
+//!   pings.
+//!
+//! Errors are engine.io's: 400 with `{"code","message"}` for an unknown
+//! transport (0), session (1), handshake method (2), a request that does
+//! not fit the connection (3), a protocol version other than 4 (5, so
+//! Engine.IO v3 clients, socket.io-client 2.x, are refused); 413 for a
+//! `POST` over `socketio.max_payload`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+use super::Door;
+use super::engine::{self, Engine, Packet};
+
+/// How a connection is carried (what the admission counts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// Long-polling: the connection outlives its requests, and counts once
+    /// under the caps for its life, whatever requests carry it.
+    Polling,
+    /// A WebSocket: the upgraded TCP connection's own place under the caps.
+    WebSocket,
+}
+
+type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// How long a WebSocket's last packets and close may take.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// A request's Engine.IO parameters.
+struct Query<'a> {
+    transport: Transport,
+    sid: Option<&'a str>,
+}
+
+/// engine.io's error answer: 400 and `{"code","message"}`.
+fn refuse(code: u8, message: &str) -> Response {
+    let body = serde_json::json!({ "code": code, "message": message }).to_string();
+    (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn query(q: Option<&str>) -> Result<Query<'_>, Box<Response>> {
+    let q = q.unwrap_or("");
+    let param = |name: &str| q.split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='));
+    if param("EIO") != Some("4") {
+        return Err(Box::new(refuse(5, "Unsupported protocol version")));
+    }
+    let transport = match param("transport") {
+        Some("polling") => Transport::Polling,
+        Some("websocket") => Transport::WebSocket,
+        _ => return Err(Box::new(refuse(0, "Transport unknown"))),
+    };
+    Ok(Query { transport, sid: param("sid") })
+}
+
+fn plain(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=UTF-8")], body).into_response()
+}
+
+impl Door {
+    /// Every request under `/socket.io/`.
+    pub(crate) async fn serve(self: Arc<Self>, mut req: Request) -> Response {
+        let q = match query(req.uri().query()) {
+            Ok(q) => q,
+            Err(refused) => return *refused,
+        };
+        let engine = match q.sid {
+            None => None,
+            Some(sid) => match self.sessions.get(sid) {
+                Some(e) => Some(e.clone()),
+                None => return refuse(1, "Session ID unknown"),
+            },
+        };
+        let method = req.method().clone();
+        match (method, q.transport, engine) {
+            (Method::GET, Transport::Polling, None) => self.open_polling(&req),
+            (Method::GET, Transport::Polling, Some(engine)) => self.poll(engine).await,
+            (Method::POST, Transport::Polling, Some(engine)) => self.post(engine, req.into_body()).await,
+            (Method::GET, Transport::WebSocket, engine) => {
+                let key = match handshake(req.headers()) {
+                    Ok(key) => key,
+                    Err(refused) => return *refused,
+                };
+                let Some(upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+                    return refuse(3, "Bad request");
+                };
+                let engine = match engine {
+                    Some(engine) if engine.is_websocket() || engine.is_upgrading() => return refuse(3, "Bad request"),
+                    Some(engine) => Upgrade::Probe(engine),
+                    None => match self.connect_engine(req.headers(), req.extensions(), Transport::WebSocket) {
+                        Ok(engine) => Upgrade::Open(engine),
+                        Err(refused) => return *refused,
+                    },
+                };
+                let tracker = self.svc.lifecycle.tracker.clone();
+                tokio::spawn(tracker.track_future(self.websocket(engine, upgrade)));
+                switching(&key)
+            }
+            (_, _, None) => refuse(2, "Bad handshake method"),
+            _ => refuse(3, "Bad request"),
+        }
+    }
+
+    // ---- long-polling ----------------------------------------------------------------------
+
+    fn open_polling(self: &Arc<Self>, req: &Request) -> Response {
+        let engine = match self.connect_engine(req.headers(), req.extensions(), Transport::Polling) {
+            Ok(engine) => engine,
+            Err(refused) => return *refused,
+        };
+        self.sessions.insert(engine.sid.clone(), engine.clone());
+        let open = self.open_packet(&engine.sid, true);
+        let tracker = self.svc.lifecycle.tracker.clone();
+        tokio::spawn(tracker.track_future(self.clone().heartbeat(engine)));
+        plain(open)
+    }
+
+    fn open_packet(&self, sid: &str, upgrades: bool) -> String {
+        let c = &self.svc.config.socketio;
+        engine::open_packet(sid, upgrades, c.ping_interval.as_millis(), c.ping_timeout.as_millis(), c.max_payload)
+    }
+
+    fn max_payload(&self) -> usize {
+        usize::try_from(self.svc.config.socketio.max_payload).unwrap_or(usize::MAX)
+    }
+
+    /// A polling connection's heartbeat: a ping every `ping_interval`, a
+    /// pong within `ping_timeout` or the connection ends. Ends when the
+    /// connection does (and then ends it for good), or when a WebSocket
+    /// took it over (whose task pings from then on).
+    async fn heartbeat(self: Arc<Self>, engine: Arc<Engine>) {
+        let (interval, timeout) = (self.svc.config.socketio.ping_interval, self.svc.config.socketio.ping_timeout);
+        let stop = self.svc.lifecycle.stop_reading.clone();
+        let mut stopping = false;
+        let mut pinged = false;
+        let mut next = Instant::now() + interval;
+        loop {
+            tokio::select! {
+                _ = engine.closed() => break,
+                _ = stop.cancelled(), if !stopping => {
+                    stopping = true;
+                    if at_stop(&engine) {
+                        break;
+                    }
+                }
+                _ = tokio::time::sleep_until(next) => {
+                    if engine.is_websocket() {
+                        return;
+                    }
+                    if !pinged {
+                        engine.pong.store(false, Ordering::Release);
+                        engine.control("2");
+                        pinged = true;
+                        next = Instant::now() + timeout;
+                    } else if engine.pong.load(Ordering::Acquire) {
+                        pinged = false;
+                        next = Instant::now() + interval.saturating_sub(timeout);
+                    } else {
+                        tracing::debug!(sid = %engine.sid, "socket.io: no pong within socketio.ping_timeout: closing");
+                        break;
+                    }
+                }
+            }
+        }
+        self.disconnect(&engine);
+    }
+
+    /// `GET` with a `sid`: the packets queued, once there are some.
+    async fn poll(&self, engine: Arc<Engine>) -> Response {
+        if engine.is_websocket() {
+            return refuse(3, "Bad request");
+        }
+        if engine.is_upgrading() {
+            // The client is to pause polling: let this request go.
+            return plain("6".into());
+        }
+        if engine.polling.swap(true, Ordering::AcqRel) {
+            tracing::debug!(sid = %engine.sid, "socket.io: a second polling GET at once: closing");
+            self.disconnect(&engine);
+            return refuse(3, "Bad request");
+        }
+        /// Lets the next `GET` in, however this one ends.
+        struct Waiting<'a>(&'a Engine);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.polling.store(false, Ordering::Release);
+            }
+        }
+        let _waiting = Waiting(&engine);
+        let max = self.max_payload();
+        loop {
+            if let Some(payload) = engine.take_payload(max) {
+                return plain(payload);
+            }
+            if engine.is_closed() {
+                return plain("1".into());
+            }
+            tokio::select! {
+                _ = engine.wake.notified() => {}
+                _ = engine.closed() => {}
+            }
+        }
+    }
+
+    /// `POST` with a `sid`: the client's packets, handled in order.
+    async fn post(self: &Arc<Self>, engine: Arc<Engine>, body: Body) -> Response {
+        if engine.is_websocket() {
+            return refuse(3, "Bad request");
+        }
+        let body = match axum::body::to_bytes(body, self.max_payload()).await {
+            Ok(b) => b,
+            Err(_) => {
+                tracing::debug!(sid = %engine.sid, "socket.io: polling body over socketio.max_payload: closing");
+                self.disconnect(&engine);
+                return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+            }
+        };
+        let Ok(text) = std::str::from_utf8(&body) else {
+            self.disconnect(&engine);
+            return refuse(3, "Bad request");
+        };
+        for packet in engine::decode_payload(text) {
+            match packet {
+                Ok(Packet::Message(msg)) => self.on_message(msg, &engine),
+                Ok(Packet::Binary(data)) => self.on_binary(data.into(), &engine),
+                Ok(Packet::Ping(_) | Packet::Pong(_)) => engine.pong.store(true, Ordering::Release),
+                Ok(Packet::Noop) => {}
+                Ok(Packet::Close) => {
+                    self.disconnect(&engine);
+                    break;
+                }
+                Ok(Packet::Upgrade) | Err(_) => {
+                    tracing::debug!(sid = %engine.sid, ?packet, "socket.io: bad polling packet: closing");
+                    self.disconnect(&engine);
+                    return refuse(3, "Bad request");
+                }
+            }
+            if engine.is_closed() {
+                break;
+            }
+        }
+        ([(header::CONTENT_TYPE, "text/html")], "ok").into_response()
+    }
+
+    // ---- WebSocket -------------------------------------------------------------------------
+
+    /// One WebSocket connection's task: the probe of an upgrade or the open
+    /// packet, then reading, writing and pinging until the end.
+    async fn websocket(self: Arc<Self>, upgrade: Upgrade, on_upgrade: hyper::upgrade::OnUpgrade) {
+        let (engine, probe) = match upgrade {
+            Upgrade::Open(e) => (e, false),
+            Upgrade::Probe(e) => (e, true),
+        };
+        let c = &self.svc.config.socketio;
+        let max = self.max_payload();
+        let config = WebSocketConfig::default()
+            .read_buffer_size(self.svc.config.limits.ws_read_buffer)
+            .write_buffer_size(self.svc.config.limits.ws_write_buffer)
+            .max_message_size(Some(max))
+            .max_frame_size(Some(max));
+        let mut socket = match on_upgrade.await {
+            Ok(io) => WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, Some(config)).await,
+            Err(e) => {
+                tracing::debug!(sid = %engine.sid, error = %e, "socket.io: upgrade failed");
+                if !probe {
+                    self.disconnect(&engine);
+                }
+                return;
+            }
+        };
+        if probe {
+            let probed = tokio::select! {
+                r = tokio::time::timeout(c.ping_timeout, Box::pin(probe_upgrade(&engine, &mut socket))) => {
+                    r.unwrap_or(Err("timed out"))
+                }
+                _ = engine.closed() => Err("the connection closed"),
+            };
+            match probed {
+                Ok(()) => {}
+                // A second WebSocket for a connection already upgrading:
+                // only this one goes.
+                Err("already upgrading") => return,
+                Err(why) => {
+                    tracing::debug!(sid = %engine.sid, why, "socket.io: upgrade failed: closing");
+                    self.disconnect(&engine);
+                    let _ = tokio::time::timeout(CLOSE_WAIT, socket.close(None)).await;
+                    return;
+                }
+            }
+        } else if socket.send(Message::text(self.open_packet(&engine.sid, false))).await.is_err() {
+            self.disconnect(&engine);
+            return;
+        }
+        let peer_gone = self.run(&engine, &mut socket).await;
+        self.disconnect(&engine);
+        if peer_gone {
+            return;
+        }
+        // What was queued before the close (the shutdown notice), then the
+        // close frame; briefly.
+        let _ = tokio::time::timeout(CLOSE_WAIT, async {
+            for packet in engine.take_all() {
+                socket.feed(Message::text(packet)).await?;
+            }
+            socket.close(None).await
+        })
+        .await;
+    }
+
+    /// Reads, writes and pings until the connection ends; `true` if the
+    /// peer left (or the socket broke), so that nothing more is written.
+    async fn run(self: &Arc<Self>, engine: &Arc<Engine>, socket: &mut Ws) -> bool {
+        let (interval, timeout) = (self.svc.config.socketio.ping_interval, self.svc.config.socketio.ping_timeout);
+        let stop = self.svc.lifecycle.stop_reading.clone();
+        let mut stopping = false;
+        let mut pinged: Option<Instant> = None;
+        let mut next = Instant::now() + interval;
+        // Packets that polling left, or that came during the upgrade.
+        engine.wake.notify_one();
+        loop {
+            tokio::select! {
+                biased;
+                _ = engine.closed() => return false,
+                _ = stop.cancelled(), if !stopping => {
+                    stopping = true;
+                    if at_stop(engine) {
+                        return false;
+                    }
+                }
+                _ = engine.wake.notified() => {
+                    let batch = engine.take_all();
+                    if batch.is_empty() {
+                        continue;
+                    }
+                    let write = async {
+                        for packet in batch {
+                            socket.feed(Message::text(packet)).await?;
+                        }
+                        socket.flush().await
+                    };
+                    // A peer that does not read holds this write; its
+                    // buffer fills, and the session closes it.
+                    tokio::select! {
+                        r = write => if r.is_err() { return true },
+                        _ = engine.closed() => return true,
+                    }
+                }
+                _ = tokio::time::sleep_until(next) => {
+                    if pinged.is_some() {
+                        tracing::debug!(sid = %engine.sid, "socket.io: no pong within socketio.ping_timeout: closing");
+                        return false;
+                    }
+                    if socket.send(Message::text("2")).await.is_err() {
+                        return true;
+                    }
+                    let now = Instant::now();
+                    pinged = Some(now);
+                    next = now + timeout;
+                }
+                msg = socket.next() => match msg {
+                    Some(Ok(Message::Text(text))) => match engine::decode(&text) {
+                        Ok(Packet::Message(msg)) => self.on_message(msg, engine),
+                        Ok(Packet::Binary(data)) => self.on_binary(data.into(), engine),
+                        Ok(Packet::Pong(_) | Packet::Ping(_)) => {
+                            engine.pong.store(true, Ordering::Release);
+                            if let Some(at) = pinged.take() {
+                                next = at + interval;
+                            }
+                        }
+                        Ok(Packet::Noop) => {}
+                        Ok(Packet::Close) => return true,
+                        Ok(Packet::Upgrade) | Err(_) => {
+                            tracing::debug!(sid = %engine.sid, "socket.io: not an Engine.IO packet: closing");
+                            return false;
+                        }
+                    },
+                    Some(Ok(Message::Binary(data))) => self.on_binary(data, engine),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                    Some(Ok(Message::Close(_))) | None => return true,
+                    Some(Err(e)) => {
+                        tracing::debug!(sid = %engine.sid, error = %e, "socket.io: websocket error: closing");
+                        return true;
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// At shutdown: whether the connection should end now, having never
+/// connected a namespace (one that did ends with its session, after the
+/// session's notice).
+fn at_stop(engine: &Engine) -> bool {
+    let idle = !engine.data.state().connected_once;
+    if idle {
+        tracing::debug!(sid = %engine.sid, "socket.io: shutdown: closing a connection without a namespace");
+    }
+    idle
+}
+
+/// What a WebSocket request is for.
+enum Upgrade {
+    /// A new connection.
+    Open(Arc<Engine>),
+    /// The upgrade of a polling connection.
+    Probe(Arc<Engine>),
+}
+
+/// The upgrade's probe: `2probe` → `3probe`, a noop to the polling `GET`
+/// (the client pauses polling), then `5`: the WebSocket carries the
+/// connection from now on.
+async fn probe_upgrade(engine: &Engine, socket: &mut Ws) -> Result<(), &'static str> {
+    if next_text(socket).await?.as_str() != "2probe" {
+        return Err("no probe");
+    }
+    if !engine.start_upgrade() {
+        return Err("already upgrading");
+    }
+    socket.send(Message::text("3probe")).await.map_err(|_| "socket closed")?;
+    engine.control("6");
+    loop {
+        match next_text(socket).await?.as_str() {
+            "5" => break,
+            // engine.io-client may probe again, or answer a ping that
+            // polling delivered.
+            "2probe" => socket.send(Message::text("3probe")).await.map_err(|_| "socket closed")?,
+            "3" => engine.pong.store(true, Ordering::Release),
+            _ => return Err("neither upgrade nor probe"),
+        }
+    }
+    engine.upgraded();
+    Ok(())
+}
+
+async fn next_text(socket: &mut Ws) -> Result<tokio_tungstenite::tungstenite::Utf8Bytes, &'static str> {
+    loop {
+        match socket.next().await {
+            Some(Ok(Message::Text(t))) => return Ok(t),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            _ => return Err("not a text frame"),
+        }
+    }
+}
+
+/// Checks a WebSocket opening handshake (RFC 6455 section 4.2.1) and
+/// returns its key.
+fn handshake(headers: &HeaderMap) -> Result<HeaderValue, Box<Response>> {
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
+        return Err(Box::new(refuse(3, "Bad request")));
+    }
+    if headers.get(header::SEC_WEBSOCKET_VERSION).is_none_or(|v| v.as_bytes() != b"13") {
+        return Err(Box::new(refuse(3, "Bad request")));
+    }
+    headers.get(header::SEC_WEBSOCKET_KEY).cloned().ok_or_else(|| Box::new(refuse(3, "Bad request")))
+}
+
+fn switching(key: &HeaderValue) -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = response.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ret2<A, B, Fut, F: FnOnce(A, B) -> Fut>(_: &F) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    fn ret3<A, B, C, Fut, F: FnOnce(A, B, C) -> Fut>(_: &F) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// A connection keeps its transport task's future for its whole life:
+    /// its size is memory per connection.
+    #[test]
+    fn transport_futures_are_small() {
+        let ws = ret3(&Door::websocket);
+        let heartbeat = ret2(&Door::heartbeat);
+        eprintln!("websocket {ws}, heartbeat {heartbeat}, Engine {}", std::mem::size_of::<Engine>());
+        assert!(ws < 1536 && heartbeat < 512, "websocket {ws}, heartbeat {heartbeat}");
+    }
+
+    #[test]
+    fn queries() {
+        let q = query(Some("EIO=4&transport=polling&t=abc&sid=XYZ")).ok().unwrap();
+        assert_eq!((q.transport, q.sid), (Transport::Polling, Some("XYZ")));
+        let q = query(Some("transport=websocket&EIO=4")).ok().unwrap();
+        assert_eq!((q.transport, q.sid), (Transport::WebSocket, None));
+        for bad in [None, Some("EIO=3&transport=polling"), Some("EIO=4"), Some("EIO=4&transport=flash")] {
+            let r = query(bad).err().unwrap();
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad:?}");
+        }
+    }
+}
