@@ -14,7 +14,19 @@
 //! - `n-<nick>`: not a user but a membership granted to a nick that nobody
 //!   owns yet; only the site user of that nick claims it.
 
-use ulid::Ulid;
+use std::sync::Mutex;
+
+use ulid::{Generator, Ulid};
+
+/// A new message's id. Ids made by one process increase, also within a
+/// millisecond, so messages stored in the same millisecond keep the order
+/// they were made in wherever the order falls back to the id (search
+/// results across conversations, `before` paging).
+pub fn new_message() -> Ulid {
+    static IDS: Mutex<Generator> = Mutex::new(Generator::new());
+    let mut ids = IDS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    ids.generate().unwrap_or_else(|overflow| overflow.commit_overflow_random())
+}
 
 /// The id of the site user with this `sub`.
 pub fn site(sub: &str) -> String {

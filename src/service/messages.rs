@@ -10,7 +10,7 @@ use super::access::{forbidden, no_such_message, no_such_room};
 use super::page::cap_page;
 use super::{Caller, Service, Session};
 use crate::hub::Route;
-use crate::model::{HistoryQuery, NewMessage, Page};
+use crate::model::{HistoryQuery, NewMessage, Page, ids};
 use crate::protocol::server::{Conv, Place, StoredMessage};
 use crate::protocol::{ErrorCode, FrameId, Name, ProtoError, ServerFrame, Target, encode, now_ms};
 
@@ -86,17 +86,17 @@ impl Service {
         // The server speaks as `server` (a nick nobody may take); a named
         // user's message is theirs (they may edit it) if they own the nick.
         let (from, sender_id): (Arc<str>, Arc<str>) = match from {
-            None => ("server".into(), crate::model::ids::SERVER.into()),
+            None => ("server".into(), ids::SERVER.into()),
             Some(n) => match self.user_of(n).await? {
                 Some(u) => (u.nick, u.id),
                 None => (n.shown().clone(), format!("l-{}", n.key()).into()),
             },
         };
         let (name, _) = self.room_name(room).await?;
-        let msg_id = Ulid::generate();
+        let msg_id = ids::new_message();
         let mentions = self.mentions(&text).await?;
         let attachments =
-            self.attach(attachments, [crate::model::ids::SERVER, &sender_id], &msg_id.to_string()).await?;
+            self.attach(attachments, [ids::SERVER, &sender_id], &msg_id.to_string()).await?;
         let msg = NewMessage {
             msg_id,
             conv,
@@ -202,7 +202,7 @@ impl Session {
         };
         let mentions = svc.mentions(&text).await?;
         // Last of the checks: the uploads are taken for this message.
-        let msg_id = Ulid::generate();
+        let msg_id = ids::new_message();
         let me: &str = &self.identity.id;
         let attachments = svc.attach(&attachments, [me, me], &msg_id.to_string()).await?;
         let clear_typing = self.stop_typing(&typing_key);
