@@ -105,8 +105,10 @@ pub(super) const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// Moves the SQLite WAL into the database file once a second, on a pool
 /// connection of its own. PASSIVE never waits for or blocks the writer, so
-/// the fsync it does is never in a message's path; the writer's commits
-/// only append to the WAL.
+/// the fsync it does is never in a message's path. Under steady load it
+/// never catches up with the writer either (commits land while it copies),
+/// so a file database's writer also checkpoints between its own batches,
+/// which lets its next commit start the WAL over (`Appender::checkpoint`).
 async fn checkpoints(pool: SqlitePool) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
