@@ -19,6 +19,14 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// SQLite refused while the writer's own connection was doing `what`
+    /// (see `sql::appender`).
+    #[error("storage unavailable: {what}: {source}")]
+    Sqlite {
+        what: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
     /// The first connection got no answer at all within `after`.
     #[error("storage unavailable: no answer within {after:?}")]
     NoAnswer { after: Duration },

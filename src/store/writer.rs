@@ -1,9 +1,10 @@
 //! The batching writer: the durable step every message passes before anyone
-//! receives it. One task takes everything queued (up to `batch_max`),
-//! stores it in one step — an idle writer commits at once, a busy one
-//! commits many messages per step (group commit) — and then hands the
-//! committed batch, in `seq` order, to a [`CommitSink`]. Because one task
-//! does this in order, receivers see each conversation's `seq` ascending.
+//! receives it. One task (on a SQLite file, one thread of its own) takes
+//! everything queued (up to `batch_max`), stores it in one step — an idle
+//! writer commits at once, a busy one commits many messages per step (group
+//! commit) — and then hands the committed batch, in `seq` order, to a
+//! [`CommitSink`]. Because one writer does this in order, receivers see each
+//! conversation's `seq` ascending.
 //!
 //! Each message travels with a payload `T` that the store never looks at
 //! (the hub puts the reply route there).
@@ -11,6 +12,7 @@
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::sql::Appender;
 use super::{NewMessage, Store, StoreError};
 use crate::protocol::server::StoredMessage;
 
@@ -47,11 +49,33 @@ impl<T> Clone for Writer<T> {
 const QUEUE: usize = 8192;
 
 impl<T: Send + 'static> Writer<T> {
-    /// Starts the writer task. It ends when every `Writer` handle is dropped
-    /// and the queue is drained.
+    /// Starts the writer. It ends when every `Writer` handle is dropped
+    /// and the queue is drained. On a SQLite file it is a thread of its own
+    /// that runs each batch's statements itself (see `sql::appender`);
+    /// elsewhere a task that awaits the pool.
     pub fn start(store: Store, batch_max: usize, sink: impl CommitSink<T>) -> (Writer<T>, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(run(store, batch_max, rx, sink));
+        let task = match store.appender() {
+            Some(appender) => {
+                let (done, ended) = oneshot::channel();
+                let runtime = tokio::runtime::Handle::current();
+                let thread = std::thread::Builder::new().name("chat-sqlite-writer".into()).spawn(move || {
+                    // Delivery may need the runtime (spawning, timers).
+                    let _runtime = runtime.enter();
+                    run_on_thread(store, appender, batch_max, rx, sink);
+                    let _ = done.send(());
+                });
+                if let Err(e) = thread {
+                    // No thread, no writer: every submit now fails (the
+                    // queue's receiver is gone), as at shutdown.
+                    tracing::error!(error = %e, "cannot start the SQLite writer thread");
+                }
+                tokio::spawn(async move {
+                    let _ = ended.await;
+                })
+            }
+            None => tokio::spawn(run(store, batch_max, rx, sink)),
+        };
         (Writer { tx }, task)
     }
 
@@ -74,36 +98,184 @@ impl<T: Send + 'static> Writer<T> {
     }
 }
 
-async fn run<T>(store: Store, batch_max: usize, mut rx: mpsc::Receiver<Job<T>>, sink: impl CommitSink<T>) {
-    let mut jobs = Vec::with_capacity(batch_max);
-    while rx.recv_many(&mut jobs, batch_max).await > 0 {
-        let mut messages = Vec::with_capacity(jobs.len());
-        let mut payloads = Vec::with_capacity(jobs.len());
-        let mut flushes = Vec::new();
+/// One batch taken off the queue: its messages, their payloads, and the
+/// flushes to answer once they are handed on.
+struct Batch<T> {
+    messages: Vec<NewMessage>,
+    payloads: Vec<T>,
+    flushes: Vec<oneshot::Sender<()>>,
+}
+
+impl<T> Batch<T> {
+    fn take(jobs: &mut Vec<Job<T>>) -> Batch<T> {
+        let mut batch = Batch {
+            messages: Vec::with_capacity(jobs.len()),
+            payloads: Vec::with_capacity(jobs.len()),
+            flushes: Vec::new(),
+        };
         for job in jobs.drain(..) {
             match job {
                 Job::Message(m, p) => {
-                    messages.push(m);
-                    payloads.push(p);
+                    batch.messages.push(m);
+                    batch.payloads.push(p);
                 }
-                Job::Flush(done) => flushes.push(done),
+                Job::Flush(done) => batch.flushes.push(done),
             }
         }
-        if !messages.is_empty() {
-            let began = std::time::Instant::now();
-            let result = store.append(messages).await;
+        batch
+    }
+
+    /// Hands the outcome of storing `messages` to the sink, then answers the flushes.
+    fn done(
+        self,
+        store: &Store,
+        began: std::time::Instant,
+        result: Option<Result<Vec<StoredMessage>, StoreError>>,
+        sink: &impl CommitSink<T>,
+    ) {
+        if let Some(result) = result {
             sink.durable_step(began.elapsed(), result.is_ok());
             store.record(&result);
             match result {
-                Ok(stored) => sink.committed(stored.into_iter().zip(payloads).collect()),
+                Ok(stored) => sink.committed(stored.into_iter().zip(self.payloads).collect()),
                 Err(e) => {
-                    tracing::warn!(error = %e, count = payloads.len(), "could not store messages");
-                    sink.failed(payloads, &e);
+                    tracing::warn!(error = %e, count = self.payloads.len(), "could not store messages");
+                    sink.failed(self.payloads, &e);
                 }
             }
         }
-        for done in flushes {
+        for done in self.flushes {
             let _ = done.send(());
         }
+    }
+}
+
+async fn run<T>(store: Store, batch_max: usize, mut rx: mpsc::Receiver<Job<T>>, sink: impl CommitSink<T>) {
+    let mut jobs = Vec::with_capacity(batch_max);
+    while rx.recv_many(&mut jobs, batch_max).await > 0 {
+        let mut batch = Batch::take(&mut jobs);
+        let began = std::time::Instant::now();
+        let result = match batch.messages.is_empty() {
+            true => None,
+            false => Some(store.append(std::mem::take(&mut batch.messages)).await),
+        };
+        batch.done(&store, began, result, &sink);
+    }
+}
+
+/// The writer on its own thread (SQLite file): the thread sleeps on the
+/// queue, stores what it takes on its own connection and delivers it, so a
+/// batch costs one wake-up of this thread and no other hand-off.
+fn run_on_thread<T>(
+    store: Store,
+    mut appender: Appender,
+    batch_max: usize,
+    mut rx: mpsc::Receiver<Job<T>>,
+    sink: impl CommitSink<T>,
+) {
+    let mut jobs = Vec::with_capacity(batch_max);
+    while rx.blocking_recv_many(&mut jobs, batch_max) > 0 {
+        let mut batch = Batch::take(&mut jobs);
+        let began = std::time::Instant::now();
+        let result = match batch.messages.is_empty() {
+            true => None,
+            false => Some(store.append_blocking(&mut appender, std::mem::take(&mut batch.messages))),
+        };
+        batch.done(&store, began, result, &sink);
+        appender.checkpoint(rx.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::protocol::server::Conv;
+    use crate::store::HistoryQuery;
+
+    /// Keeps what the writer hands on: `(room, seq, text)` per message.
+    #[derive(Clone, Default)]
+    struct Seen(std::sync::Arc<Mutex<Vec<(String, u64, String)>>>);
+
+    impl CommitSink<()> for Seen {
+        fn committed(&self, batch: Vec<(StoredMessage, ())>) {
+            let mut seen = self.0.lock().unwrap();
+            seen.extend(batch.into_iter().map(|(m, ())| (m.conv.storage_key(), m.seq, m.text)));
+        }
+        fn failed(&self, _batch: Vec<()>, error: &StoreError) {
+            panic!("not stored: {error}");
+        }
+    }
+
+    fn say(room: &str, text: &str) -> NewMessage {
+        NewMessage {
+            msg_id: ulid::Ulid::generate(),
+            conv: Conv::Room(room.into()),
+            room: Some(room.into()),
+            to: None,
+            from: "Alice".into(),
+            sender_id: "a-alice".into(),
+            text: text.into(),
+            attachments: vec![],
+            mentions: vec!["Bob".into()],
+            sent_at: 1_700_000_000_000,
+            reply_to: None,
+        }
+    }
+
+    async fn open(url: &str) -> Store {
+        let mut config = Config::default();
+        config.database.url = url.into();
+        Store::open(&config).await.expect("open")
+    }
+
+    /// On a SQLite file the writer is a thread with its own connection:
+    /// each room is numbered from 1 in submit order, what it hands on is
+    /// what the pool reads back, and a new server on the same file goes on
+    /// from the stored seq.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sqlite_file_is_numbered_stored_and_continued() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("chat.db").display());
+        let store = open(&url).await;
+        assert!(store.appender().is_some(), "a file database has a writer thread");
+        let seen = Seen::default();
+        let (writer, task) = Writer::start(store.clone(), 256, seen.clone());
+        for (room, text) in [("a", "a1"), ("b", "b1"), ("a", "a2"), ("a", "a3"), ("b", "b2")] {
+            writer.submit(say(room, text), ()).await.unwrap();
+        }
+        writer.flush().await;
+        let got = seen.0.lock().unwrap().clone();
+        let want = [("r:a", 1, "a1"), ("r:b", 1, "b1"), ("r:a", 2, "a2"), ("r:a", 3, "a3"), ("r:b", 2, "b2")];
+        let want: Vec<_> = want.iter().map(|(c, s, t)| (c.to_string(), *s, t.to_string())).collect();
+        assert_eq!(got, want);
+        let q = HistoryQuery { before: None, after: None, upto: None, limit: 10 };
+        let page = store.history(&Conv::Room("a".into()), q).await.unwrap();
+        let texts: Vec<_> = page.messages.iter().map(|m| (m.seq, m.text.as_str(), m.mentions.len())).collect();
+        assert_eq!(texts, [(1, "a1", 1), (2, "a2", 1), (3, "a3", 1)]);
+        drop(writer);
+        task.await.unwrap();
+        drop(store);
+
+        let store = open(&url).await;
+        let seen = Seen::default();
+        let (writer, _task) = Writer::start(store.clone(), 256, seen.clone());
+        writer.submit(say("a", "a4"), ()).await.unwrap();
+        writer.flush().await;
+        assert_eq!(*seen.0.lock().unwrap(), [("r:a".to_string(), 4, "a4".to_string())]);
+    }
+
+    /// `memory://` keeps the task that writes through the pool.
+    #[tokio::test]
+    async fn memory_keeps_the_pool_writer() {
+        let store = open("memory://").await;
+        assert!(store.appender().is_none());
+        let seen = Seen::default();
+        let (writer, _task) = Writer::start(store.clone(), 256, seen.clone());
+        writer.submit(say("a", "a1"), ()).await.unwrap();
+        writer.flush().await;
+        assert_eq!(*seen.0.lock().unwrap(), [("r:a".to_string(), 1, "a1".to_string())]);
     }
 }

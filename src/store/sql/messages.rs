@@ -34,16 +34,7 @@ impl SqlStore {
                 next.insert(m.conv.clone(), self.last_seq(&m.conv).await?);
             }
         }
-        let stored: Vec<StoredMessage> = batch
-            .into_iter()
-            .map(|m| {
-                let seq = next.get_mut(&m.conv).map(|s| {
-                    *s += 1;
-                    *s
-                });
-                m.stored(seq.unwrap_or(1))
-            })
-            .collect();
+        let stored = number(batch, &mut next);
         let mut inserted = self.insert(&stored, false).await;
         if inserted.as_ref().is_err_and(read_only_connection) {
             // A SQLite connection opened while the file was read-only stays
@@ -223,6 +214,21 @@ impl SqlStore {
         });
         self.message(msg_id).await
     }
+}
+
+/// Numbers a batch in order: `next` holds each conversation's latest `seq`
+/// before the batch, and after it, the batch's last.
+pub(super) fn number(batch: Vec<NewMessage>, next: &mut HashMap<Conv, u64>) -> Vec<StoredMessage> {
+    batch
+        .into_iter()
+        .map(|m| {
+            let seq = next.get_mut(&m.conv).map(|s| {
+                *s += 1;
+                *s
+            });
+            m.stored(seq.unwrap_or(1))
+        })
+        .collect()
 }
 
 /// A `messages` row (columns in the order the queries select them) as a [`StoredMessage`].

@@ -59,6 +59,8 @@ macro_rules! on_pool {
 // After `on_pool!`: a macro is visible only below its definition.
 #[macro_use]
 mod dialect;
+mod appender;
+pub(crate) use appender::Appender;
 mod messages;
 pub(crate) mod notify;
 mod rooms;
@@ -78,10 +80,13 @@ pub struct SqlStore {
     indexer: Option<tokio::task::JoinHandle<()>>,
     /// When writing last failed: older connections are reopened.
     health: Arc<Health>,
-    /// SQLite: the connection the writer task keeps for its appends (see
+    /// SQLite in memory: the connection the writer task keeps for its appends (see
     /// `SqlStore::append_on_kept`); `None` until the first append, after a
     /// failed one, or always when the pool has a single connection.
     writer: Option<tokio::sync::Mutex<Option<sqlx::pool::PoolConnection<sqlx::Sqlite>>>>,
+    /// A SQLite file database: the writer appends on a connection of its
+    /// own thread instead (see [`appender`]).
+    sqlite_file: Option<appender::SqliteFile>,
 }
 
 impl Drop for SqlStore {
@@ -96,12 +101,14 @@ impl Drop for SqlStore {
 }
 
 /// How often the SQLite WAL is checkpointed.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+pub(super) const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// Moves the SQLite WAL into the database file once a second, on a pool
 /// connection of its own. PASSIVE never waits for or blocks the writer, so
-/// the fsync it does is never in a message's path; the writer's commits
-/// only append to the WAL.
+/// the fsync it does is never in a message's path. Under steady load it
+/// never catches up with the writer either (commits land while it copies),
+/// so a file database's writer also checkpoints between its own batches,
+/// which lets its next commit start the WAL over (`Appender::checkpoint`).
 async fn checkpoints(pool: SqlitePool) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -125,6 +132,7 @@ impl SqlStore {
         let timeout = Duration::from_secs(5);
         let max = config.max_connections;
         let health = Arc::new(Health::default());
+        let mut sqlite_file = None;
         // A connection opened before the last failed write is closed, not
         // reused: a fresh one takes its place (see `health`).
         macro_rules! renewing {
@@ -152,6 +160,13 @@ impl SqlStore {
                 .pragma("wal_autocheckpoint", "0");
             if let Some(dir) = options.get_filename().parent().filter(|d| !memory && !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { dir: dir.to_owned(), source })?;
+            }
+            if !memory {
+                sqlite_file = Some(appender::SqliteFile {
+                    path: options.get_filename().to_owned(),
+                    full_sync: config.sqlite_full_sync,
+                    busy_timeout: config.busy_timeout,
+                });
             }
             let pool = renewing!(SqlitePoolOptions::new())
                 .max_connections(max)
@@ -191,9 +206,12 @@ impl SqlStore {
             Pool::Sqlite(p) if !memory => Some(tokio::spawn(checkpoints(p.clone()))),
             _ => None,
         };
-        // A pool of one connection cannot lend it to the writer for good.
-        let writer = (matches!(pool, Pool::Sqlite(_)) && max > 1).then(tokio::sync::Mutex::default);
-        let mut store = SqlStore { pool, seqs: Mutex::default(), checkpointer, indexer: None, health, writer };
+        // A pool of one connection cannot lend it to the writer for good;
+        // a file database's writer has a connection of its own (`sqlite_file`).
+        let writer =
+            (matches!(pool, Pool::Sqlite(_)) && sqlite_file.is_none() && max > 1).then(tokio::sync::Mutex::default);
+        let mut store =
+            SqlStore { pool, seqs: Mutex::default(), checkpointer, indexer: None, health, writer, sqlite_file };
         store.migrate().await?;
         store.indexer = match &store.pool {
             Pool::Sqlite(p) => Some(tokio::spawn(social::indexer(Pool::Sqlite(p.clone())))),
