@@ -262,15 +262,20 @@ async fn polling_upgrades_to_websocket() {
     // The waiting GET is let go with a noop (a ping may come with it).
     let noop = tokio::time::timeout(WAIT, waiting).await.expect("the GET ends").unwrap();
     assert!(noop.split('\x1e').any(|p| p == "6"), "{noop}");
-    // While upgrading, polling gets noops at once.
+    // While upgrading, polling gets noops at once, even with a message
+    // waiting: it is the WebSocket's, once upgraded.
+    web.say("lobby", "in between").await;
     assert_eq!(p.get().await, (200, "6".into()));
     ws.send(Message::text("5")).await.unwrap();
-    // The WebSocket carries the connection now: an ack, and a message.
-    ws.send(Message::text("421[\"ping\"]")).await.unwrap();
+    // The WebSocket carries the connection now: the message said in
+    // between, once, then an ack, and a message.
     let mut got = recv(&mut ws).await;
     while got == "6" {
         got = recv(&mut ws).await;
     }
+    assert!(got.starts_with("42[\"message\"") && got.contains("in between"), "{got}");
+    ws.send(Message::text("421[\"ping\"]")).await.unwrap();
+    let got = recv(&mut ws).await;
     assert!(got.starts_with("431[{\"type\":\"pong\""), "{got}");
     web.say("lobby", "over the websocket").await;
     let m = recv(&mut ws).await;
@@ -304,4 +309,191 @@ async fn shutdown_does_not_wait_for_connections_without_a_namespace() {
     assert_eq!(waiting.await.unwrap(), (200, "1".into()), "the waiting GET learns of the close");
     let end = tokio::time::timeout(WAIT, ws.next()).await.expect("closed");
     assert!(matches!(end, None | Some(Ok(Message::Close(_))) | Some(Err(_))), "{end:?}");
+}
+
+/// A `POST` whose headers arrived and whose body is being read (the
+/// server asked for it with `100 Continue`), `sent` bytes of it so far.
+async fn partial_post(server: &RunningServer, sid: &str, body: &str, sent: usize) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let head = format!(
+        "POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain\r\n\
+         Content-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        server.addr(),
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    while !got.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut b)).await.expect("100 Continue").unwrap();
+        assert_eq!(n, 1, "closed: {}", String::from_utf8_lossy(&got));
+        got.push(b[0]);
+    }
+    assert!(got.starts_with(b"HTTP/1.1 100"), "{}", String::from_utf8_lossy(&got));
+    tcp.write_all(&body.as_bytes()[..sent]).await.unwrap();
+    tcp
+}
+
+/// The rest of a [`partial_post`]'s body, and the response's status line.
+async fn finish_post(mut tcp: tokio::net::TcpStream, body: &str, sent: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tcp.write_all(&body.as_bytes()[sent..]).await.unwrap();
+    let mut got = Vec::new();
+    while !got.windows(2).any(|w| w == b"\r\n") {
+        let mut b = [0u8; 256];
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut b)).await.expect("a response").unwrap();
+        assert!(n > 0, "closed without a response");
+        got.extend_from_slice(&b[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    text.lines().next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_connect_whose_body_ends_after_the_close_opens_no_session() {
+    let server = start(config()).await;
+    let mut web = web_user(&server, "web").await;
+    let p = Polling::open(&server).await;
+    let body = format!("40{}", json!({"nick": "victim"}));
+    let slow = partial_post(&server, &p.sid, &body, 6).await;
+    // A second POST while the first is read is refused, and ends the
+    // connection (as engine.io does).
+    let r = p.http.post(&p.url).body("1").send().await.unwrap();
+    assert_eq!(engine_error(r).await, (400, json!({"code": 3, "message": "Bad request"})));
+    let r = p.http.get(&p.url).send().await.unwrap();
+    assert_eq!(engine_error(r).await, (400, json!({"code": 1, "message": "Session ID unknown"})));
+    // The first body's `CONNECT` comes too late: no session opens.
+    let status = finish_post(slow, &body, 6).await;
+    assert!(status.starts_with("HTTP/1.1 "), "{status}");
+    // The nick is free, and the lobby sees one join: the real one's.
+    let _victim = Polling::chat(&server, "victim").await;
+    web.expect_json(presence("lobby", "victim", "join")).await;
+    web.sync().await;
+}
+
+#[tokio::test]
+async fn a_probe_holds_its_place_under_the_caps() {
+    let mut c = config();
+    // This client's keep-alive TCP connection, its polling connection, and
+    // the probe's TCP connection.
+    c.limits.max_connections_per_ip = 3;
+    let server = start(c).await;
+    let http = reqwest::Client::new();
+    let p = Polling::open_with(&server, http.clone()).await.unwrap();
+    let ws_url = format!("ws://{}/socket.io/?EIO=4&transport=websocket&sid={}", server.addr(), p.sid);
+    let (_probe, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    assert_eq!(Polling::open_with(&server, http.clone()).await.err(), Some(reqwest::StatusCode::TOO_MANY_REQUESTS));
+}
+
+#[tokio::test]
+async fn one_probe_at_a_time_and_a_failed_one_leaves_polling_working() {
+    let server = start(config()).await;
+    let mut web = web_user(&server, "web").await;
+    let mut p = Polling::chat(&server, "poller").await;
+    web.expect_json(presence("lobby", "poller", "join")).await;
+    let ws_url = format!("ws://{}/socket.io/?EIO=4&transport=websocket&sid={}", server.addr(), p.sid);
+    let (mut probe, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    // A second WebSocket for the same connection is refused meanwhile.
+    match tokio_tungstenite::connect_async(&ws_url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 400),
+        other => panic!("a second probe: {other:?}"),
+    }
+    // A probe that fails (here: no `2probe`) closes only its WebSocket.
+    probe.send(Message::text("nonsense")).await.unwrap();
+    let end = tokio::time::timeout(WAIT, probe.next()).await.expect("the probe closed");
+    assert!(matches!(end, None | Some(Ok(Message::Close(_))) | Some(Err(_))), "{end:?}");
+    // Polling goes on: a message arrives, and the client can still post.
+    web.say("lobby", "still polling").await;
+    let m = p.next().await;
+    assert!(m.starts_with("42[\"message\"") && m.contains("still polling"), "{m}");
+    assert_eq!(p.post("421[\"ping\"]").await, 200);
+    assert!(p.next().await.starts_with("431[{\"type\":\"pong\""));
+    // And another probe may try.
+    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    ws.send(Message::text("2probe")).await.unwrap();
+    assert_eq!(recv(&mut ws).await, "3probe");
+    web.sync().await;
+}
+
+/// Packets of a polling `GET` after the first: all of them, pings left out,
+/// until the close packet; `None` if a `GET` is refused first.
+async fn drain_until_close(p: &Polling) -> Option<Vec<String>> {
+    let mut got = Vec::new();
+    loop {
+        let (status, body) = p.get().await;
+        if status != 200 {
+            return None;
+        }
+        for packet in body.split('\x1e') {
+            if packet == "1" {
+                return Some(got);
+            }
+            if packet != "2" {
+                got.push(packet.to_owned());
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_closed_polling_connection_delivers_its_last_packets_then_the_close() {
+    let mut c = config();
+    c.socketio.buffer = 4;
+    let server = start(c).await;
+    let mut web = web_user(&server, "web").await;
+    let p = Polling::chat(&server, "slow").await;
+    web.expect_json(presence("lobby", "slow", "join")).await;
+    // Six messages for a buffer of four, no GET: a slow consumer, closed.
+    for i in 0..6 {
+        web.say("lobby", &format!("m{i}")).await;
+    }
+    web.expect_json(presence("lobby", "slow", "quit")).await;
+    // Its client still gets what was queued, in order, then the close.
+    let got = drain_until_close(&p).await.expect("the last packets, not a refusal");
+    let texts: Vec<String> = got
+        .iter()
+        .map(|m| {
+            let v: Value = serde_json::from_str(m.strip_prefix("42").unwrap_or_else(|| panic!("{m}"))).unwrap();
+            assert_eq!(v[0], "message", "{m}");
+            v[1]["text"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(texts, ["m0", "m1", "m2", "m3"]);
+    // Then the sid names nothing.
+    let r = p.http.get(&p.url).send().await.unwrap();
+    assert_eq!(engine_error(r).await, (400, json!({"code": 1, "message": "Session ID unknown"})));
+    web.sync().await;
+}
+
+#[tokio::test]
+async fn a_polling_client_that_takes_nothing_is_bounded_in_bytes() {
+    let mut c = config();
+    // Room for about four of these messages, in the hub and in the
+    // connection's queue each; far more in messages.
+    c.limits.outbound_bytes = 4096;
+    c.socketio.buffer = 1024;
+    let server = start(c).await;
+    let mut web = web_user(&server, "web").await;
+    let p = Polling::chat(&server, "hoarder").await;
+    web.expect_json(presence("lobby", "hoarder", "join")).await;
+    let text = "x".repeat(1000);
+    let mut quit = None;
+    for _ in 0..20 {
+        web.send(json!({"type": "say", "room": "lobby", "text": text, "id": "say"})).await;
+        loop {
+            let v = web.recv().await;
+            match v["type"].as_str() {
+                Some("ack") => break,
+                Some("presence") => quit = Some(v),
+                _ => {}
+            }
+        }
+        if quit.is_some() {
+            break;
+        }
+    }
+    let quit = quit.expect("dropped before twenty 1 KB messages were queued for a client that takes none");
+    assert_eq!(norm(quit), presence("lobby", "hoarder", "quit"));
+    drop(p);
 }
