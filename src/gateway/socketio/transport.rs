@@ -110,7 +110,7 @@ impl Door {
                 let engine = match engine {
                     // One WebSocket at a time may ask to take a polling
                     // connection over.
-                    Some(engine) if !engine.start_probe() => return refuse(3, "Bad request"),
+                    Some(engine) if engine.is_closed() || !engine.start_probe() => return refuse(3, "Bad request"),
                     // The probe holds its TCP connection's place under the
                     // caps (the connection's own once upgraded).
                     Some(engine) => match (self.admit)(req.headers(), req.extensions(), Transport::WebSocket) {
