@@ -352,6 +352,27 @@ async fn finish_post(mut tcp: tokio::net::TcpStream, body: &str, sent: usize) ->
 
 #[tokio::test]
 async fn a_connect_whose_body_ends_after_the_close_opens_no_session() {
+    let mut c = config();
+    c.limits.hello_timeout = Duration::from_secs(1);
+    let server = start(c).await;
+    let mut web = web_user(&server, "web").await;
+    let p = Polling::open(&server).await;
+    let body = format!("40{}", json!({"nick": "victim"}));
+    let slow = partial_post(&server, &p.sid, &body, 6).await;
+    // The connection ends while the body comes (here: no namespace within
+    // the hello timeout); a waiting GET learns of it.
+    assert_eq!(p.get().await, (200, "1".into()));
+    // The body's `CONNECT` comes too late: no session opens.
+    let status = finish_post(slow, &body, 6).await;
+    assert!(status.starts_with("HTTP/1.1 "), "{status}");
+    // The nick is free, and the lobby sees one join: the real one's.
+    let _victim = Polling::chat(&server, "victim").await;
+    web.expect_json(presence("lobby", "victim", "join")).await;
+    web.sync().await;
+}
+
+#[tokio::test]
+async fn a_post_during_another_is_refused_and_closes_the_connection() {
     let server = start(config()).await;
     let mut web = web_user(&server, "web").await;
     let p = Polling::open(&server).await;
@@ -387,18 +408,28 @@ async fn a_probe_holds_its_place_under_the_caps() {
 }
 
 #[tokio::test]
-async fn one_probe_at_a_time_and_a_failed_one_leaves_polling_working() {
+async fn a_second_probe_at_once_is_refused() {
+    let server = start(config()).await;
+    let p = Polling::open(&server).await;
+    let ws_url = format!("ws://{}/socket.io/?EIO=4&transport=websocket&sid={}", server.addr(), p.sid);
+    let (mut probe, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    match tokio_tungstenite::connect_async(&ws_url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 400),
+        other => panic!("a second probe: {:?}", other.map(|(_, r)| r.status())),
+    }
+    // The first one goes on.
+    probe.send(Message::text("2probe")).await.unwrap();
+    assert_eq!(recv(&mut probe).await, "3probe");
+}
+
+#[tokio::test]
+async fn a_failed_probe_leaves_polling_working() {
     let server = start(config()).await;
     let mut web = web_user(&server, "web").await;
     let mut p = Polling::chat(&server, "poller").await;
     web.expect_json(presence("lobby", "poller", "join")).await;
     let ws_url = format!("ws://{}/socket.io/?EIO=4&transport=websocket&sid={}", server.addr(), p.sid);
     let (mut probe, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
-    // A second WebSocket for the same connection is refused meanwhile.
-    match tokio_tungstenite::connect_async(&ws_url).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 400),
-        other => panic!("a second probe: {other:?}"),
-    }
     // A probe that fails (here: no `2probe`) closes only its WebSocket.
     probe.send(Message::text("nonsense")).await.unwrap();
     let end = tokio::time::timeout(WAIT, probe.next()).await.expect("the probe closed");
@@ -508,4 +539,27 @@ async fn a_polling_client_that_takes_nothing_is_bounded_in_bytes() {
     let quit = quit.expect("dropped before twenty 1 KB messages were queued for a client that takes none");
     assert_eq!(norm(quit), presence("lobby", "hoarder", "quit"));
     drop(p);
+}
+
+#[tokio::test]
+async fn a_polling_body_that_does_not_arrive_in_time_gets_408() {
+    use tokio::io::AsyncReadExt;
+    let mut c = config();
+    c.server.request_body_timeout = Duration::from_secs(1);
+    let server = start(c).await;
+    let p = Polling::open(&server).await;
+    let body = format!("40{}", json!({"nick": "late"}));
+    let mut slow = partial_post(&server, &p.sid, &body, 6).await;
+    let mut got = Vec::new();
+    while !got.windows(2).any(|w| w == b"\r\n") {
+        let mut b = [0u8; 256];
+        let n = tokio::time::timeout(WAIT, slow.read(&mut b)).await.expect("a response").unwrap();
+        assert!(n > 0, "closed without a response");
+        got.extend_from_slice(&b[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
+    // And the connection is closed.
+    let r = p.http.get(&p.url).send().await.unwrap();
+    assert_eq!(engine_error(r).await, (400, json!({"code": 1, "message": "Session ID unknown"})));
 }

@@ -339,7 +339,11 @@ impl Door {
                 Ok(chunk) => buf.extend_from_slice(&chunk),
                 Err(e) if (self.body_timed_out)(&e) => {
                     tracing::debug!("socket.io: polling body timed out: closing");
-                    let r = (StatusCode::REQUEST_TIMEOUT, [(header::CONNECTION, "close")], "the request body did not arrive in time");
+                    let r = (
+                        StatusCode::REQUEST_TIMEOUT,
+                        [(header::CONNECTION, "close")],
+                        "the request body did not arrive in time",
+                    );
                     return Err(r.into_response());
                 }
                 Err(e) => {
