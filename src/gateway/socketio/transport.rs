@@ -466,9 +466,10 @@ impl Door {
                     // A peer that does not read holds this write (and
                     // nothing is read meanwhile): it has `ping_timeout`, as
                     // for a pong, unless its buffer fills first and the
-                    // session closes it.
+                    // session closes it. (Boxed: a write lives only while
+                    // it runs, the connection's future for its whole life.)
                     tokio::select! {
-                        r = tokio::time::timeout(timeout, write) => match r {
+                        r = Box::pin(tokio::time::timeout(timeout, write)) => match r {
                             Ok(Ok(())) => engine.written(bytes),
                             Ok(Err(_)) => return true,
                             Err(_) => {
@@ -485,7 +486,8 @@ impl Door {
                         return false;
                     }
                     // The ping too: a peer that takes nothing is gone.
-                    if !matches!(tokio::time::timeout(timeout, socket.send(Message::text("2"))).await, Ok(Ok(()))) {
+                    let ping = Box::pin(tokio::time::timeout(timeout, socket.send(Message::text("2"))));
+                    if !matches!(ping.await, Ok(Ok(()))) {
                         return true;
                     }
                     let now = Instant::now();
