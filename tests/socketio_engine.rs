@@ -563,3 +563,38 @@ async fn a_polling_body_that_does_not_arrive_in_time_gets_408() {
     let r = p.http.get(&p.url).send().await.unwrap();
     assert_eq!(engine_error(r).await, (400, json!({"code": 1, "message": "Session ID unknown"})));
 }
+
+#[tokio::test]
+async fn a_websocket_client_that_stops_reading_is_dropped() {
+    let mut c = config();
+    c.socketio.ping_interval = Duration::from_secs(1);
+    c.socketio.ping_timeout = Duration::from_secs(1);
+    c.limits.rate_per_sec = 1000;
+    c.limits.burst = 1000;
+    let server = start(c).await;
+    let mut web = web_user(&server, "web").await;
+    // A client with a small receive window, so that what it does not read
+    // soon fills it and the server's writes wait.
+    let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+    tcp.set_recv_buffer_size(4096).unwrap();
+    let tcp = tcp.connect(server.addr()).await.unwrap();
+    let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", server.addr());
+    let (mut ws, _) = tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(tcp)).await.unwrap();
+    assert!(recv(&mut ws).await.starts_with("0{"));
+    ws.send(Message::text(format!("40{}", json!({"nick": "deaf"})))).await.unwrap();
+    assert!(recv(&mut ws).await.starts_with("40{\"sid\""));
+    web.expect_json(presence("lobby", "deaf", "join")).await;
+    // It reads no more; the room talks (less than the byte budgets hold),
+    // then falls silent: the stuck write (or the missing pong) drops it.
+    let text = "x".repeat(3000);
+    let mut quit = None;
+    for _ in 0..100 {
+        quit = quit.or(say_noting_presence(&mut web, &text).await);
+    }
+    let quit = match quit {
+        Some(q) => q,
+        None => web.recv().await,
+    };
+    assert_eq!(norm(quit), presence("lobby", "deaf", "quit"));
+    drop(ws);
+}
