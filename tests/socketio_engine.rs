@@ -567,10 +567,10 @@ async fn a_polling_body_that_does_not_arrive_in_time_gets_408() {
 #[tokio::test]
 async fn a_websocket_client_that_stops_reading_is_dropped() {
     let mut c = config();
-    c.socketio.ping_interval = Duration::from_secs(1);
+    c.socketio.ping_interval = Duration::from_secs(3);
     c.socketio.ping_timeout = Duration::from_secs(1);
-    c.limits.rate_per_sec = 1000;
-    c.limits.burst = 1000;
+    c.limits.rate_per_sec = 10_000;
+    c.limits.burst = 10_000;
     let server = start(c).await;
     let mut web = web_user(&server, "web").await;
     // A client with a small receive window, so that what it does not read
@@ -584,11 +584,12 @@ async fn a_websocket_client_that_stops_reading_is_dropped() {
     ws.send(Message::text(format!("40{}", json!({"nick": "deaf"})))).await.unwrap();
     assert!(recv(&mut ws).await.starts_with("40{\"sid\""));
     web.expect_json(presence("lobby", "deaf", "join")).await;
-    // It reads no more; the room talks (less than the byte budgets hold),
-    // then falls silent: the stuck write (or the missing pong) drops it.
+    // It reads no more; the room talks (3 MB: more than the TCP buffers
+    // hold, less than the byte budgets), then falls silent: the write that
+    // waits for it, not the session's buffer, drops it.
     let text = "x".repeat(3000);
     let mut quit = None;
-    for _ in 0..100 {
+    for _ in 0..1000 {
         quit = quit.or(say_noting_presence(&mut web, &text).await);
     }
     let quit = match quit {
