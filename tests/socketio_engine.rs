@@ -579,7 +579,8 @@ async fn a_websocket_client_that_stops_reading_is_dropped() {
     tcp.set_recv_buffer_size(4096).unwrap();
     let tcp = tcp.connect(server.addr()).await.unwrap();
     let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", server.addr());
-    let (mut ws, _) = tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(tcp)).await.unwrap();
+    let (mut ws, _) =
+        tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(tcp)).await.unwrap();
     assert!(recv(&mut ws).await.starts_with("0{"));
     ws.send(Message::text(format!("40{}", json!({"nick": "deaf"})))).await.unwrap();
     assert!(recv(&mut ws).await.starts_with("40{\"sid\""));

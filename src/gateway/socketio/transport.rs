@@ -196,17 +196,21 @@ impl Door {
             }
         }
         self.disconnect(&engine);
-        self.linger(&engine, timeout).await;
+        // Boxed: the end should not weigh on the future a connection keeps.
+        Box::pin(self.linger(&engine, timeout)).await;
     }
 
-    /// A closed polling connection with packets left (the shutdown notice,
-    /// a `connect_error`): a `GET` may take them, and the close, for
-    /// `ping_timeout`; then the `sid` is forgotten.
+    /// A closed polling connection with packets left (a slow consumer's
+    /// last ones, a `connect_error`): a `GET` may take them, and the close,
+    /// for `ping_timeout`; then the `sid` is forgotten. Not at shutdown
+    /// (which would wait for it; a `GET` waiting then still gets them).
     async fn linger(&self, engine: &Engine, timeout: Duration) {
+        let stop = &self.svc.lifecycle.stop_reading;
         let until = Instant::now() + timeout;
-        while self.sessions.contains_key(&engine.sid) {
+        while self.sessions.contains_key(&engine.sid) && !stop.is_cancelled() {
             tokio::select! {
                 _ = engine.wake.notified() => {}
+                _ = stop.cancelled() => break,
                 _ = tokio::time::sleep_until(until) => break,
             }
         }
