@@ -2,19 +2,23 @@
 //! every request under `/socket.io/`.
 //!
 //! - `GET ?EIO=4&transport=polling`: a new connection (the open packet);
-//!   then `GET …&sid=` waits for packets (one at a time: a second one
-//!   closes the connection), `POST …&sid=` sends them. Its heartbeat is a
-//!   small task of its own.
+//!   then `GET …&sid=` waits for packets, `POST …&sid=` sends them (one
+//!   of each at a time: a second one closes the connection). Its heartbeat
+//!   is a small task of its own, which also keeps a closed connection's
+//!   last packets for a `GET` a while.
 //! - `GET ?EIO=4&transport=websocket`: a new connection over a WebSocket;
-//!   with `&sid=`, the upgrade of a polling one (`2probe`, `3probe`, `5`).
+//!   with `&sid=`, the upgrade of a polling one (`2probe`, `3probe`, `5`;
+//!   one WebSocket at a time, holding its TCP connection's place under the
+//!   caps; one that fails before `2probe` leaves polling as it was).
 //!   Either way one task serves it: reads, writes the queued packets,
-//!   pings.
+//!   pings; a write the peer does not take within `ping_timeout` ends it.
 //!
 //! Errors are engine.io's: 400 with `{"code","message"}` for an unknown
 //! transport (0), session (1), handshake method (2), a request that does
 //! not fit the connection (3), a protocol version other than 4 (5, so
 //! Engine.IO v3 clients, socket.io-client 2.x, are refused); 413 for a
-//! `POST` over `socketio.max_payload`.
+//! `POST` over `socketio.max_payload`, 408 for one whose body does not
+//! arrive within `server.request_body_timeout`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
