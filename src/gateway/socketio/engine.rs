@@ -356,6 +356,16 @@ mod tests {
     }
 
     #[test]
+    fn logs_name_a_connection_without_its_sid() {
+        let (a, b) = (new_sid(), new_sid());
+        let (ta, tb) = (Engine::new(a.clone(), 1, 1, false).tag(), Engine::new(b, 1, 1, false).tag());
+        assert_eq!(ta.len(), 8);
+        assert!(!a.contains(&ta) && !ta.contains(&a[..8]), "{ta} {a}");
+        assert_ne!(ta, tb);
+        assert_eq!(ta, Engine::new(a, 1, 1, false).tag(), "the same connection, the same tag");
+    }
+
+    #[test]
     fn open_packet_is_engine_io_v4() {
         let p = open_packet("abc", true, 25_000, 20_000, 65_536);
         let v: serde_json::Value = serde_json::from_str(p.strip_prefix('0').unwrap()).unwrap();
