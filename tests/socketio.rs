@@ -445,8 +445,13 @@ async fn huge_payloads_close_the_connection() {
     let open = client.get(&base).send().await.unwrap().text().await.unwrap();
     let sid =
         serde_json::from_str::<Value>(open.strip_prefix('0').unwrap()).unwrap()["sid"].as_str().unwrap().to_owned();
-    let post = client.post(format!("{base}&sid={sid}")).body(format!("40{}", "y".repeat(20_000))).send().await.unwrap();
-    assert!(post.status().is_client_error(), "{}", post.status());
+    let url = format!("{base}&sid={sid}");
+    let post = client.post(&url).body(format!("40{}", "y".repeat(20_000))).send().await.unwrap();
+    assert_eq!(post.status(), reqwest::StatusCode::PAYLOAD_TOO_LARGE);
+    // And that closed the connection: its sid names nothing now.
+    let r = client.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::BAD_REQUEST);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"code": 1, "message": "Session ID unknown"}));
     other.sync(1).await;
 }
 

@@ -127,7 +127,7 @@ fn socketio_routes(router: Router<Arc<App>>, app: &Arc<App>) -> Router<Arc<App>>
             }
         }
     });
-    let door = socketio::door(app.service().clone(), admit);
+    let door = socketio::door(app.service().clone(), admit, edge::timed_out);
     let serve = move |req: Request| door.clone().serve(req);
     router.route(socketio::PATH, any(serve.clone())).route(&format!("{}/", socketio::PATH), any(serve))
 }

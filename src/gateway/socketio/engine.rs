@@ -8,10 +8,12 @@
 //! long-polling a request or response body holds several, separated by
 //! `\x1e`, a binary one as `b` and its base64.
 //!
-//! The packets waiting to go out are one bounded queue (`socketio.buffer`)
-//! whichever transport carries them: a `GET` takes them (polling), or the
-//! connection's WebSocket task writes them; after an upgrade the
-//! WebSocket takes what polling left. Full means a slow consumer.
+//! The packets waiting to go out are one queue, bounded in messages
+//! (`socketio.buffer`) and in bytes (`limits.outbound_bytes`), whichever
+//! transport carries them: a `GET` takes them (polling), or the
+//! connection's WebSocket task writes them (their bytes count until
+//! written); after an upgrade the WebSocket takes what polling left. Full
+//! means a slow consumer.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -28,26 +30,42 @@ pub(super) const SEPARATOR: char = '\x1e';
 
 /// Which transport carries the connection.
 const POLLING: u8 = 0;
+/// A WebSocket asked to take over, and has not sent `2probe` yet: polling
+/// goes on; no other WebSocket may ask.
+const PROBING: u8 = 1;
 /// Probed by a WebSocket: polling `GET`s get a noop at once.
-const UPGRADING: u8 = 1;
-const WEBSOCKET: u8 = 2;
+const UPGRADING: u8 = 2;
+const WEBSOCKET: u8 = 3;
 
 /// One Engine.IO connection.
 pub(crate) struct Engine {
     pub(super) sid: Box<str>,
     /// The Socket.IO state over it (namespace connections, caps).
     pub(super) data: Conn,
-    out: Mutex<VecDeque<String>>,
+    out: Mutex<Out>,
     /// Most messages `out` holds; control packets pass over it.
     capacity: usize,
+    /// Most bytes `out` holds (and a WebSocket's batch being written); one
+    /// message larger than that still goes to an empty queue.
+    max_bytes: usize,
     /// Something was queued (or the transport changed).
     pub(super) wake: Notify,
     closed: CancellationToken,
     transport: AtomicU8,
     /// A polling `GET` is waiting.
     pub(super) polling: AtomicBool,
+    /// A polling `POST` is being read or handled.
+    pub(super) posting: AtomicBool,
     /// A pong (or any ping) came since the last ping.
     pub(super) pong: AtomicBool,
+}
+
+/// The packets waiting to go out, and their bytes (with those of a
+/// WebSocket batch taken and not yet written).
+#[derive(Default)]
+struct Out {
+    q: VecDeque<String>,
+    bytes: usize,
 }
 
 /// Why a message was not queued.
@@ -58,22 +76,33 @@ pub(super) enum Full {
 }
 
 impl Engine {
-    pub(super) fn new(sid: String, capacity: usize, websocket: bool) -> Engine {
+    pub(super) fn new(sid: String, capacity: usize, max_bytes: usize, websocket: bool) -> Engine {
         Engine {
             sid: sid.into_boxed_str(),
             data: Conn::default(),
-            out: Mutex::new(VecDeque::new()),
+            out: Mutex::default(),
             capacity,
+            max_bytes,
             wake: Notify::new(),
             closed: CancellationToken::new(),
             transport: AtomicU8::new(if websocket { WEBSOCKET } else { POLLING }),
             polling: AtomicBool::new(false),
+            posting: AtomicBool::new(false),
             pong: AtomicBool::new(true),
         }
     }
 
-    fn queue(&self) -> MutexGuard<'_, VecDeque<String>> {
+    fn queue(&self) -> MutexGuard<'_, Out> {
         self.out.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A short tag for logs: the `sid` is a bearer secret (whoever knows
+    /// it can poll the connection), so it is never logged itself.
+    pub(super) fn tag(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.sid.hash(&mut h);
+        format!("{:08x}", h.finish() as u32)
     }
 
     /// Queues a Socket.IO packet as an Engine.IO message. A connection that
@@ -82,14 +111,16 @@ impl Engine {
         if self.is_closed() {
             return Ok(());
         }
-        let mut q = self.queue();
-        if q.len() >= self.capacity {
+        let mut out = self.queue();
+        let len = packet.len() + 1;
+        if out.q.len() >= self.capacity || (out.bytes > 0 && out.bytes.saturating_add(len) > self.max_bytes) {
             return Err(Full::Full);
         }
         // The codec leaves room: this seldom reallocates.
         packet.insert(0, '4');
-        q.push_back(packet);
-        drop(q);
+        out.q.push_back(packet);
+        out.bytes += len;
+        drop(out);
         self.wake.notify_one();
         Ok(())
     }
@@ -97,32 +128,52 @@ impl Engine {
     /// Queues a control packet (ping, noop), past the buffer's bound: the
     /// heartbeat and the upgrade queue one at a time.
     pub(super) fn control(&self, packet: &'static str) {
-        self.queue().push_back(packet.to_owned());
+        let mut out = self.queue();
+        out.q.push_back(packet.to_owned());
+        out.bytes += packet.len();
+        drop(out);
         self.wake.notify_one();
     }
 
-    /// Everything queued, oldest first.
-    pub(super) fn take_all(&self) -> VecDeque<String> {
-        std::mem::take(&mut *self.queue())
+    /// Everything queued, oldest first, and its bytes; they count until
+    /// [`written`](Self::written) says they are gone.
+    pub(super) fn take_all(&self) -> (VecDeque<String>, usize) {
+        let q = std::mem::take(&mut self.queue().q);
+        let bytes = q.iter().map(String::len).sum();
+        (q, bytes)
+    }
+
+    /// A batch from [`take_all`](Self::take_all) was written (or dropped).
+    pub(super) fn written(&self, bytes: usize) {
+        let mut out = self.queue();
+        out.bytes = out.bytes.saturating_sub(bytes);
+    }
+
+    /// Whether nothing is queued.
+    pub(super) fn drained(&self) -> bool {
+        self.queue().q.is_empty()
     }
 
     /// A polling response body: the queued packets joined by `\x1e`, as
     /// many as fit `max` bytes (at least one); `None` if none is queued.
     pub(super) fn take_payload(&self, max: usize) -> Option<String> {
-        let mut q = self.queue();
-        let first = q.pop_front()?;
+        let mut out = self.queue();
+        let first = out.q.pop_front()?;
+        let mut taken = first.len();
         let mut body = first;
-        while let Some(next) = q.front() {
+        while let Some(next) = out.q.front() {
             if body.len() + 1 + next.len() > max {
                 break;
             }
+            taken += next.len();
             body.push(SEPARATOR);
             body.push_str(next);
-            q.pop_front();
+            out.q.pop_front();
         }
-        if q.is_empty() {
+        out.bytes = out.bytes.saturating_sub(taken);
+        if out.q.is_empty() {
             // An idle connection holds no buffer.
-            *q = VecDeque::new();
+            out.q = VecDeque::new();
         }
         Some(body)
     }
@@ -149,10 +200,22 @@ impl Engine {
         self.transport.load(Ordering::Acquire) == UPGRADING
     }
 
-    /// A WebSocket probe for this polling connection: `false` if one is
-    /// already under way or done.
+    /// A WebSocket asks to take this polling connection over: `false` if
+    /// one already does (or did).
+    pub(super) fn start_probe(&self) -> bool {
+        self.transport.compare_exchange(POLLING, PROBING, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    /// The probing WebSocket failed before `2probe`: polling it stays, and
+    /// another WebSocket may ask.
+    pub(super) fn probe_failed(&self) {
+        let _ = self.transport.compare_exchange(PROBING, POLLING, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// The probing WebSocket sent `2probe`: polling pauses (`false` if the
+    /// connection is not probing).
     pub(super) fn start_upgrade(&self) -> bool {
-        self.transport.compare_exchange(POLLING, UPGRADING, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        self.transport.compare_exchange(PROBING, UPGRADING, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
     /// The client sent `5`: the WebSocket carries everything from now on.
@@ -261,7 +324,7 @@ mod tests {
 
     #[test]
     fn payloads_fit_the_limit_and_keep_order() {
-        let e = Engine::new("s".into(), 4, false);
+        let e = Engine::new("s".into(), 4, 1 << 20, false);
         assert_eq!(e.take_payload(100), None);
         e.emit("2[\"a\"]".into()).unwrap();
         e.emit("2[\"b\"]".into()).unwrap();
@@ -274,6 +337,32 @@ mod tests {
         e.close();
         assert_eq!(e.emit("late".into()), Ok(()));
         assert_eq!(e.take_payload(20), None, "a closed connection takes nothing");
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_bytes_until_written() {
+        let e = Engine::new("s".into(), 100, 100, true);
+        e.emit("x".repeat(200)).unwrap();
+        assert_eq!(e.emit("y".into()), Err(Full::Full), "one large message fills it");
+        let (batch, bytes) = e.take_all();
+        assert_eq!((batch.len(), bytes), (1, 201));
+        assert_eq!(e.emit("y".into()), Err(Full::Full), "a batch taken counts until written");
+        e.written(bytes);
+        e.emit("a".repeat(59)).unwrap();
+        e.emit("b".repeat(39)).unwrap();
+        assert_eq!(e.emit("c".into()), Err(Full::Full), "100 bytes queued");
+        assert!(e.take_payload(1000).is_some());
+        e.emit("c".into()).unwrap();
+    }
+
+    #[test]
+    fn logs_name_a_connection_without_its_sid() {
+        let (a, b) = (new_sid(), new_sid());
+        let (ta, tb) = (Engine::new(a.clone(), 1, 1, false).tag(), Engine::new(b, 1, 1, false).tag());
+        assert_eq!(ta.len(), 8);
+        assert!(!a.contains(&ta) && !ta.contains(&a[..8]), "{ta} {a}");
+        assert_ne!(ta, tb);
+        assert_eq!(ta, Engine::new(a, 1, 1, false).tag(), "the same connection, the same tag");
     }
 
     #[test]

@@ -68,11 +68,17 @@ pub(crate) type Admit = Box<
         + Sync,
 >;
 
+/// Whether a request body's error is the HTTP floor's body deadline
+/// (`server.request_body_timeout`).
+pub(crate) type BodyTimedOut = fn(&(dyn std::error::Error + 'static)) -> bool;
+
 /// The door: serves the Engine.IO requests and routes each connection's
 /// packets to its namespace connections.
 pub(crate) struct Door {
     svc: Arc<Service>,
     admit: Admit,
+    /// Whether a request body's error is the HTTP floor's body deadline.
+    body_timed_out: BodyTimedOut,
     /// The connections that polling requests can name (by `sid`).
     sessions: DashMap<Box<str>, Arc<Engine>>,
     /// New connections and when their hello timeout ends, oldest first
@@ -154,10 +160,11 @@ impl Conn {
 }
 
 /// The door to mount at [`PATH`] (and `PATH/`): see [`Door::serve`].
-pub(crate) fn door(svc: Arc<Service>, admit: Admit) -> Arc<Door> {
+pub(crate) fn door(svc: Arc<Service>, admit: Admit, body_timed_out: BodyTimedOut) -> Arc<Door> {
     Arc::new(Door {
         svc,
         admit,
+        body_timed_out,
         sessions: DashMap::new(),
         waiting: Mutex::default(),
         arrived: Notify::new(),
@@ -178,6 +185,7 @@ impl Door {
         let engine = Arc::new(Engine::new(
             engine::new_sid(),
             self.svc.config.socketio.buffer,
+            self.svc.config.limits.outbound_bytes,
             transport == Transport::WebSocket,
         ));
         {
@@ -198,14 +206,19 @@ impl Door {
         Ok(engine)
     }
 
-    /// The connection ended (whoever ended it; again is harmless): polling
-    /// can no longer name it, its namespace tasks see their queues end and
-    /// end their sessions, its place under the caps is free.
+    /// The connection ended (whoever ended it; again is harmless): its
+    /// namespace tasks see their queues end and end their sessions (and no
+    /// namespace connects any more), its place under the caps is free.
+    /// Polling can no longer name it, unless packets are left for a `GET`
+    /// to take (see [`Door::linger`]).
     fn disconnect(&self, engine: &Engine) {
         engine.close();
-        self.sessions.remove(&engine.sid);
+        if engine.is_websocket() || engine.drained() {
+            self.sessions.remove(&engine.sid);
+        }
         let mut st = engine.data.state();
         st.nsps.clear();
+        st.ip = None;
         st.permit = None;
         st.open = None;
     }
@@ -214,7 +227,7 @@ impl Door {
         let packet = match codec::decode(msg) {
             Ok(p) => p,
             Err(codec::Malformed(why)) => {
-                tracing::debug!(sid = %socket.sid, why, "socket.io: malformed packet: closing");
+                tracing::debug!(conn = %socket.tag(), why, "socket.io: malformed packet: closing");
                 socket.close();
                 return;
             }
@@ -257,7 +270,7 @@ impl Door {
             return;
         }
         drop(st);
-        tracing::debug!(sid = %socket.sid, "socket.io: binary message outside a binary packet: closing");
+        tracing::debug!(conn = %socket.tag(), "socket.io: binary message outside a binary packet: closing");
         socket.close();
     }
 }
@@ -291,7 +304,7 @@ async fn hello_timeouts(door: Weak<Door>, stop: tokio_util::sync::CancellationTo
             if let Some(socket) = socket.upgrade()
                 && !socket.data.state().connected_once
             {
-                tracing::info!(sid = %socket.sid, "socket.io: closed: no namespace connected within limits.hello_timeout");
+                tracing::info!(conn = %socket.tag(), "socket.io: closed: no namespace connected within limits.hello_timeout");
                 socket.close();
             }
         }
@@ -329,7 +342,12 @@ impl Door {
         let ip = {
             let mut st = socket.data.state();
             // Connected already (or connecting): ignored, as Socket.IO does.
-            // No address: the connection was refused at its start.
+            // No address: the connection ended (or was refused at its
+            // start). Checked under the lock `disconnect` takes, so that no
+            // session opens on a connection that has ended.
+            if socket.is_closed() {
+                return;
+            }
             let Some(ip) = st.ip.filter(|_| !st.nsps.iter().any(|(n, _)| *n == ns)) else { return };
             st.nsps.push((ns, tx));
             st.connected_once = true;
@@ -350,11 +368,11 @@ impl Door {
         let Some(ns) = self.namespace(path) else { return };
         let tx = socket.data.state().nsps.iter().find(|(n, _)| *n == ns).map(|(_, tx)| tx.clone());
         let Some(tx) = tx else {
-            tracing::debug!(sid = %socket.sid, path, "socket.io: event for a namespace not connected: dropped");
+            tracing::debug!(conn = %socket.tag(), path, "socket.io: event for a namespace not connected: dropped");
             return;
         };
         if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(Box::new(inbound)) {
-            tracing::info!(sid = %socket.sid, "socket.io: closed: events arrive faster than they are handled");
+            tracing::info!(conn = %socket.tag(), "socket.io: closed: events arrive faster than they are handled");
             socket.close();
         }
     }

@@ -2,19 +2,23 @@
 //! every request under `/socket.io/`.
 //!
 //! - `GET ?EIO=4&transport=polling`: a new connection (the open packet);
-//!   then `GET …&sid=` waits for packets (one at a time: a second one
-//!   closes the connection), `POST …&sid=` sends them. Its heartbeat is a
-//!   small task of its own.
+//!   then `GET …&sid=` waits for packets, `POST …&sid=` sends them (one
+//!   of each at a time: a second one closes the connection). Its heartbeat
+//!   is a small task of its own, which also keeps a closed connection's
+//!   last packets for a `GET` a while.
 //! - `GET ?EIO=4&transport=websocket`: a new connection over a WebSocket;
-//!   with `&sid=`, the upgrade of a polling one (`2probe`, `3probe`, `5`).
+//!   with `&sid=`, the upgrade of a polling one (`2probe`, `3probe`, `5`;
+//!   one WebSocket at a time, holding its TCP connection's place under the
+//!   caps; one that fails before `2probe` leaves polling as it was).
 //!   Either way one task serves it: reads, writes the queued packets,
-//!   pings.
+//!   pings; a write the peer does not take within `ping_timeout` ends it.
 //!
 //! Errors are engine.io's: 400 with `{"code","message"}` for an unknown
 //! transport (0), session (1), handshake method (2), a request that does
 //! not fit the connection (3), a protocol version other than 4 (5, so
 //! Engine.IO v3 clients, socket.io-client 2.x, are refused); 413 for a
-//! `POST` over `socketio.max_payload`.
+//! `POST` over `socketio.max_payload`, 408 for one whose body does not
+//! arrive within `server.request_body_timeout`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -108,8 +112,18 @@ impl Door {
                     return refuse(3, "Bad request");
                 };
                 let engine = match engine {
-                    Some(engine) if engine.is_websocket() || engine.is_upgrading() => return refuse(3, "Bad request"),
-                    Some(engine) => Upgrade::Probe(engine),
+                    // One WebSocket at a time may ask to take a polling
+                    // connection over.
+                    Some(engine) if engine.is_closed() || !engine.start_probe() => return refuse(3, "Bad request"),
+                    // The probe holds its TCP connection's place under the
+                    // caps (the connection's own once upgraded).
+                    Some(engine) => match (self.admit)(req.headers(), req.extensions(), Transport::WebSocket) {
+                        Ok((_, permit)) => Upgrade::Probe(engine, permit),
+                        Err(refused) => {
+                            engine.probe_failed();
+                            return *refused;
+                        }
+                    },
                     None => match self.connect_engine(req.headers(), req.extensions(), Transport::WebSocket) {
                         Ok(engine) => Upgrade::Open(engine),
                         Err(refused) => return *refused,
@@ -179,13 +193,32 @@ impl Door {
                         pinged = false;
                         next = Instant::now() + interval.saturating_sub(timeout);
                     } else {
-                        tracing::debug!(sid = %engine.sid, "socket.io: no pong within socketio.ping_timeout: closing");
+                        tracing::debug!(conn = %engine.tag(), "socket.io: no pong within socketio.ping_timeout: closing");
                         break;
                     }
                 }
             }
         }
         self.disconnect(&engine);
+        // Boxed: the end should not weigh on the future a connection keeps.
+        Box::pin(self.linger(&engine, timeout)).await;
+    }
+
+    /// A closed polling connection with packets left (a slow consumer's
+    /// last ones, a `connect_error`): a `GET` may take them, and the close,
+    /// for `ping_timeout`; then the `sid` is forgotten. Not at shutdown
+    /// (which would wait for it; a `GET` waiting then still gets them).
+    async fn linger(&self, engine: &Engine, timeout: Duration) {
+        let stop = &self.svc.lifecycle.stop_reading;
+        let until = Instant::now() + timeout;
+        while self.sessions.contains_key(&engine.sid) && !stop.is_cancelled() {
+            tokio::select! {
+                _ = engine.wake.notified() => {}
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep_until(until) => break,
+            }
+        }
+        self.sessions.remove(&engine.sid);
     }
 
     /// `GET` with a `sid`: the packets queued, once there are some.
@@ -198,7 +231,7 @@ impl Door {
             return plain("6".into());
         }
         if engine.polling.swap(true, Ordering::AcqRel) {
-            tracing::debug!(sid = %engine.sid, "socket.io: a second polling GET at once: closing");
+            tracing::debug!(conn = %engine.tag(), "socket.io: a second polling GET at once: closing");
             self.disconnect(&engine);
             return refuse(3, "Bad request");
         }
@@ -212,10 +245,17 @@ impl Door {
         let _waiting = Waiting(&engine);
         let max = self.max_payload();
         loop {
-            if let Some(payload) = engine.take_payload(max) {
+            if let Some(mut payload) = engine.take_payload(max) {
+                if engine.is_closed() && engine.drained() {
+                    // The last packets, then the close.
+                    payload.push(engine::SEPARATOR);
+                    payload.push('1');
+                    self.forget(&engine);
+                }
                 return plain(payload);
             }
             if engine.is_closed() {
+                self.forget(&engine);
                 return plain("1".into());
             }
             tokio::select! {
@@ -225,17 +265,41 @@ impl Door {
         }
     }
 
-    /// `POST` with a `sid`: the client's packets, handled in order.
+    /// A closed polling connection's last packets were taken: its `sid`
+    /// names nothing from now on.
+    fn forget(&self, engine: &Engine) {
+        self.sessions.remove(&engine.sid);
+        engine.wake.notify_one();
+    }
+
+    /// `POST` with a `sid`: the client's packets, handled in order (one
+    /// `POST` at a time: a second one closes the connection).
     async fn post(self: &Arc<Self>, engine: Arc<Engine>, body: Body) -> Response {
         if engine.is_websocket() {
             return refuse(3, "Bad request");
         }
-        let body = match axum::body::to_bytes(body, self.max_payload()).await {
+        if engine.is_closed() {
+            // Closed, its last packets not yet taken: it takes no more.
+            return refuse(1, "Session ID unknown");
+        }
+        if engine.posting.swap(true, Ordering::AcqRel) {
+            tracing::debug!(conn = %engine.tag(), "socket.io: a second polling POST at once: closing");
+            self.disconnect(&engine);
+            return refuse(3, "Bad request");
+        }
+        /// Lets the next `POST` in, however this one ends.
+        struct Posting<'a>(&'a Engine);
+        impl Drop for Posting<'_> {
+            fn drop(&mut self) {
+                self.0.posting.store(false, Ordering::Release);
+            }
+        }
+        let _posting = Posting(&engine);
+        let body = match self.read_body(body).await {
             Ok(b) => b,
-            Err(_) => {
-                tracing::debug!(sid = %engine.sid, "socket.io: polling body over socketio.max_payload: closing");
+            Err(refused) => {
                 self.disconnect(&engine);
-                return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+                return refused;
             }
         };
         let Ok(text) = std::str::from_utf8(&body) else {
@@ -243,6 +307,11 @@ impl Door {
             return refuse(3, "Bad request");
         };
         for packet in engine::decode_payload(text) {
+            // Closed (by another request, a timeout) while this body came:
+            // none of it counts.
+            if engine.is_closed() {
+                break;
+            }
             match packet {
                 Ok(Packet::Message(msg)) => self.on_message(msg, &engine),
                 Ok(Packet::Binary(data)) => self.on_binary(data.into(), &engine),
@@ -253,16 +322,45 @@ impl Door {
                     break;
                 }
                 Ok(Packet::Upgrade) | Err(_) => {
-                    tracing::debug!(sid = %engine.sid, ?packet, "socket.io: bad polling packet: closing");
+                    tracing::debug!(conn = %engine.tag(), ?packet, "socket.io: bad polling packet: closing");
                     self.disconnect(&engine);
                     return refuse(3, "Bad request");
                 }
             }
-            if engine.is_closed() {
-                break;
-            }
         }
         ([(header::CONTENT_TYPE, "text/html")], "ok").into_response()
+    }
+
+    /// A `POST`'s body, at most `socketio.max_payload`; else 413, or 408 if
+    /// it did not arrive within `server.request_body_timeout`, or 400 if
+    /// the client gave up.
+    async fn read_body(&self, body: Body) -> Result<Vec<u8>, Response> {
+        let max = self.max_payload();
+        let mut stream = body.into_data_stream();
+        let mut buf = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(chunk) if buf.len() + chunk.len() > max => {
+                    tracing::debug!("socket.io: polling body over socketio.max_payload: closing");
+                    return Err(StatusCode::PAYLOAD_TOO_LARGE.into_response());
+                }
+                Ok(chunk) => buf.extend_from_slice(&chunk),
+                Err(e) if (self.body_timed_out)(&e) => {
+                    tracing::debug!("socket.io: polling body timed out: closing");
+                    let r = (
+                        StatusCode::REQUEST_TIMEOUT,
+                        [(header::CONNECTION, "close")],
+                        "the request body did not arrive in time",
+                    );
+                    return Err(r.into_response());
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "socket.io: polling body failed: closing");
+                    return Err(refuse(3, "Bad request"));
+                }
+            }
+        }
+        Ok(buf)
     }
 
     // ---- WebSocket -------------------------------------------------------------------------
@@ -271,8 +369,8 @@ impl Door {
     /// packet, then reading, writing and pinging until the end.
     async fn websocket(self: Arc<Self>, upgrade: Upgrade, on_upgrade: hyper::upgrade::OnUpgrade) {
         let (engine, probe) = match upgrade {
-            Upgrade::Open(e) => (e, false),
-            Upgrade::Probe(e) => (e, true),
+            Upgrade::Open(e) => (e, None),
+            Upgrade::Probe(e, permit) => (e, Some(permit)),
         };
         let c = &self.svc.config.socketio;
         let max = self.max_payload();
@@ -284,35 +382,47 @@ impl Door {
         let mut socket = match on_upgrade.await {
             Ok(io) => WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, Some(config)).await,
             Err(e) => {
-                tracing::debug!(sid = %engine.sid, error = %e, "socket.io: upgrade failed");
-                if !probe {
-                    self.disconnect(&engine);
+                tracing::debug!(conn = %engine.tag(), error = %e, "socket.io: upgrade failed");
+                match probe {
+                    Some(_) => engine.probe_failed(),
+                    None => self.disconnect(&engine),
                 }
                 return;
             }
         };
-        if probe {
+        if let Some(permit) = probe {
             let probed = tokio::select! {
                 r = tokio::time::timeout(c.ping_timeout, Box::pin(probe_upgrade(&engine, &mut socket))) => {
                     r.unwrap_or(Err("timed out"))
                 }
                 _ = engine.closed() => Err("the connection closed"),
             };
-            match probed {
-                Ok(()) => {}
-                // A second WebSocket for a connection already upgrading:
-                // only this one goes.
-                Err("already upgrading") => return,
-                Err(why) => {
-                    tracing::debug!(sid = %engine.sid, why, "socket.io: upgrade failed: closing");
+            if let Err(why) = probed {
+                // Before `2probe` only the WebSocket goes (polling goes on,
+                // as engine.io-client expects); once polling paused, the
+                // connection goes.
+                if engine.is_upgrading() {
+                    tracing::debug!(conn = %engine.tag(), why, "socket.io: upgrade failed: closing");
                     self.disconnect(&engine);
-                    let _ = tokio::time::timeout(CLOSE_WAIT, socket.close(None)).await;
-                    return;
+                } else {
+                    tracing::debug!(conn = %engine.tag(), why, "socket.io: upgrade probe failed: polling goes on");
+                    engine.probe_failed();
                 }
+                let _ = tokio::time::timeout(CLOSE_WAIT, socket.close(None)).await;
+                return;
             }
-        } else if socket.send(Message::text(self.open_packet(&engine.sid, false))).await.is_err() {
-            self.disconnect(&engine);
-            return;
+            // The connection's place under the caps is now its WebSocket's
+            // (the polling one is let go), unless it ended meanwhile.
+            let mut st = engine.data.state();
+            if !engine.is_closed() {
+                st.permit = Some(permit);
+            }
+        } else {
+            let open = Message::text(self.open_packet(&engine.sid, false));
+            if !matches!(tokio::time::timeout(c.ping_timeout, socket.send(open)).await, Ok(Ok(()))) {
+                self.disconnect(&engine);
+                return;
+            }
         }
         let peer_gone = self.run(&engine, &mut socket).await;
         self.disconnect(&engine);
@@ -322,7 +432,7 @@ impl Door {
         // What was queued before the close (the shutdown notice), then the
         // close frame; briefly.
         let _ = tokio::time::timeout(CLOSE_WAIT, async {
-            for packet in engine.take_all() {
+            for packet in engine.take_all().0 {
                 socket.feed(Message::text(packet)).await?;
             }
             socket.close(None).await
@@ -351,7 +461,7 @@ impl Door {
                     }
                 }
                 _ = engine.wake.notified() => {
-                    let batch = engine.take_all();
+                    let (batch, bytes) = engine.take_all();
                     if batch.is_empty() {
                         continue;
                     }
@@ -361,19 +471,31 @@ impl Door {
                         }
                         socket.flush().await
                     };
-                    // A peer that does not read holds this write; its
-                    // buffer fills, and the session closes it.
+                    // A peer that does not read holds this write (and
+                    // nothing is read meanwhile): it has `ping_timeout`, as
+                    // for a pong, unless its buffer fills first and the
+                    // session closes it. (Boxed: a write lives only while
+                    // it runs, the connection's future for its whole life.)
                     tokio::select! {
-                        r = write => if r.is_err() { return true },
+                        r = Box::pin(tokio::time::timeout(timeout, write)) => match r {
+                            Ok(Ok(())) => engine.written(bytes),
+                            Ok(Err(_)) => return true,
+                            Err(_) => {
+                                tracing::debug!(conn = %engine.tag(), "socket.io: a write took over socketio.ping_timeout: closing");
+                                return true;
+                            }
+                        },
                         _ = engine.closed() => return true,
                     }
                 }
                 _ = tokio::time::sleep_until(next) => {
                     if pinged.is_some() {
-                        tracing::debug!(sid = %engine.sid, "socket.io: no pong within socketio.ping_timeout: closing");
+                        tracing::debug!(conn = %engine.tag(), "socket.io: no pong within socketio.ping_timeout: closing");
                         return false;
                     }
-                    if socket.send(Message::text("2")).await.is_err() {
+                    // The ping too: a peer that takes nothing is gone.
+                    let ping = Box::pin(tokio::time::timeout(timeout, socket.send(Message::text("2"))));
+                    if !matches!(ping.await, Ok(Ok(()))) {
                         return true;
                     }
                     let now = Instant::now();
@@ -393,7 +515,7 @@ impl Door {
                         Ok(Packet::Noop) => {}
                         Ok(Packet::Close) => return true,
                         Ok(Packet::Upgrade) | Err(_) => {
-                            tracing::debug!(sid = %engine.sid, "socket.io: not an Engine.IO packet: closing");
+                            tracing::debug!(conn = %engine.tag(), "socket.io: not an Engine.IO packet: closing");
                             return false;
                         }
                     },
@@ -401,7 +523,7 @@ impl Door {
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                     Some(Ok(Message::Close(_))) | None => return true,
                     Some(Err(e)) => {
-                        tracing::debug!(sid = %engine.sid, error = %e, "socket.io: websocket error: closing");
+                        tracing::debug!(conn = %engine.tag(), error = %e, "socket.io: websocket error: closing");
                         return true;
                     }
                 },
@@ -416,7 +538,7 @@ impl Door {
 fn at_stop(engine: &Engine) -> bool {
     let idle = !engine.data.state().connected_once;
     if idle {
-        tracing::debug!(sid = %engine.sid, "socket.io: shutdown: closing a connection without a namespace");
+        tracing::debug!(conn = %engine.tag(), "socket.io: shutdown: closing a connection without a namespace");
     }
     idle
 }
@@ -425,8 +547,9 @@ fn at_stop(engine: &Engine) -> bool {
 enum Upgrade {
     /// A new connection.
     Open(Arc<Engine>),
-    /// The upgrade of a polling connection.
-    Probe(Arc<Engine>),
+    /// The upgrade of a polling connection, and the place under the caps
+    /// of the WebSocket's TCP connection.
+    Probe(Arc<Engine>, Box<dyn Send + Sync>),
 }
 
 /// The upgrade's probe: `2probe` → `3probe`, a noop to the polling `GET`
@@ -437,7 +560,7 @@ async fn probe_upgrade(engine: &Engine, socket: &mut Ws) -> Result<(), &'static 
         return Err("no probe");
     }
     if !engine.start_upgrade() {
-        return Err("already upgrading");
+        return Err("not probing");
     }
     socket.send(Message::text("3probe")).await.map_err(|_| "socket closed")?;
     engine.control("6");

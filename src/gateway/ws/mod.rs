@@ -163,9 +163,15 @@ async fn run(
                     return Ok(CloseReason::Idle);
                 }
                 // Not while a batch is half written: the ping would land
-                // inside a frame.
-                if idle && socket.send(Message::Ping(Default::default())).await.is_err() {
-                    return Err(CloseReason::Normal);
+                // inside a frame. Nothing is read while it is written: a
+                // peer that takes nothing for `limits.idle_timeout` is gone.
+                if idle {
+                    let ping = socket.send(Message::Ping(Default::default()));
+                    match tokio::time::timeout(limits.idle_timeout, ping).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return Err(CloseReason::Normal),
+                        Err(_) => return Err(CloseReason::Idle),
+                    }
                 }
                 continue;
             }
