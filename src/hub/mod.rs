@@ -77,6 +77,18 @@ pub struct Online {
     pub away: bool,
 }
 
+/// A change of a user's roles in a room (see [`Hub::set_role`]); `None`:
+/// unchanged.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RoleChange {
+    pub moderator: Option<bool>,
+    pub voiced: Option<bool>,
+    /// A new moderator moderates the room's whole history (a stored
+    /// moderator of a room made through the API), not only what is said
+    /// from now on.
+    pub whole_history: bool,
+}
+
 pub struct Hub {
     sessions: DashMap<SessionId, Arc<SessionHandle>>,
     users: DashMap<Arc<str>, UserEntry>,
@@ -329,12 +341,15 @@ impl Hub {
             let (key, name) = (room.key().clone(), r.name.clone());
             let (moderator, voiced) = (role == Some(Role::Moderator), role == Some(Role::Voice));
             session.rooms().push(RoomRef { key, name, moderator, voiced, moderates_after: 0 });
+            if moderator || voiced {
+                r.recount_roles(room.key(), session.nick().key());
+            }
         }
         JoinStart {
             name: r.name.clone(),
             topic: r.topic.clone(),
             seq: r.last_seq,
-            members: r.member_views(room.key()),
+            members: r.member_views(),
             already: matches!(added, Added::Already),
             secret: r.gate.secret,
             topic_by: r.topic_by.clone(),
@@ -367,7 +382,11 @@ impl Hub {
             return;
         };
         let mut r = lock(&room);
-        if r.remove(session.id) == Some(true) && self.announcing() {
+        let last = r.remove(session.id);
+        if last == Some(false) {
+            r.recount_roles(room_key, session.nick().key());
+        }
+        if last == Some(true) && self.announcing() {
             let nick = session.nick().as_str();
             let (event, reason, by) = (how.event, how.reason, how.by);
             let frame = encode(&ServerFrame::Presence { room: &r.name, nick, event, reason, by });
@@ -434,33 +453,79 @@ impl Hub {
         if let Some(e) = self.users.get(nick_key)
             && !e.state.guest
         {
+            let mut voiced = false;
             for s in &e.sessions {
                 for r in s.rooms().iter_mut().filter(|r| &*r.key == room_key) {
                     r.moderator = moderator;
                     r.moderates_after = 0;
+                    voiced |= r.voiced;
                 }
             }
+            drop(e);
+            self.show_roles(room_key, nick_key, moderator, voiced);
         }
+    }
+
+    /// Lists a user's roles in a live room as they are now.
+    fn show_roles(&self, room_key: &str, nick_key: &str, moderator: bool, voiced: bool) {
+        if let Some(room) = self.room(room_key) {
+            lock(&room).show_roles(nick_key, moderator, voiced);
+        }
+    }
+
+    /// The session that made a room by joining it moderates it, from `seq`
+    /// on (not the history the room had before).
+    pub fn made_by(&self, session: &SessionHandle, room_key: &str, seq: u64) {
+        let mut voiced = false;
+        {
+            let mut rooms = session.rooms();
+            let Some(r) = rooms.iter_mut().find(|r| &*r.key == room_key) else { return };
+            r.moderator = true;
+            r.moderates_after = seq;
+            voiced |= r.voiced;
+        }
+        self.show_roles(room_key, session.nick().key(), true, voiced);
     }
 
     /// Sets a user's roles in a room (`+o`, `+v`), for its sessions here in
     /// it now, if the user holding `nick_key` is `id` (roles belong to ids).
-    pub fn set_role(&self, room_key: &str, nick_key: &str, id: &str, moderator: Option<bool>, voiced: Option<bool>) {
-        if let Some(e) = self.users.get(nick_key)
-            && *e.state.identity == *id
+    /// A new moderator moderates the messages said from now on (the room's
+    /// history too when `change.whole_history`: a stored moderator); one
+    /// already moderating keeps what it moderated.
+    pub fn set_role(&self, room_key: &str, nick_key: &str, id: &str, change: RoleChange) {
+        let now_seq = match self.room(room_key) {
+            Some(room) => lock(&room).last_seq,
+            None => return,
+        };
+        let (mut moderator, mut voiced) = (false, false);
         {
+            let Some(e) = self.users.get(nick_key) else { return };
+            if *e.state.identity != *id {
+                return;
+            }
             for s in &e.sessions {
                 for r in s.rooms().iter_mut().filter(|r| &*r.key == room_key) {
-                    if let Some(m) = moderator {
-                        r.moderator = m;
-                        r.moderates_after = 0;
+                    match change.moderator {
+                        Some(true) if change.whole_history => {
+                            r.moderator = true;
+                            r.moderates_after = 0;
+                        }
+                        Some(true) if !r.moderator => {
+                            r.moderator = true;
+                            r.moderates_after = now_seq;
+                        }
+                        Some(m) => r.moderator = m,
+                        None => {}
                     }
-                    if let Some(v) = voiced {
+                    if let Some(v) = change.voiced {
                         r.voiced = v;
                     }
+                    moderator |= r.moderator;
+                    voiced |= r.voiced;
                 }
             }
         }
+        self.show_roles(room_key, nick_key, moderator, voiced);
     }
 
     /// What `say` checks in a live room (moderated, bans).
@@ -493,7 +558,7 @@ impl Hub {
     pub fn who(&self, room_key: &str) -> Option<(Arc<str>, Arc<str>, Vec<MemberView>)> {
         let room = self.room(room_key)?;
         let r = lock(&room);
-        Some((r.name.clone(), r.topic.clone(), r.member_views(room_key)))
+        Some((r.name.clone(), r.topic.clone(), r.member_views()))
     }
 
     /// Every live room with its number of users, by name (private ones

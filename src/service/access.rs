@@ -98,11 +98,28 @@ impl Service {
         session: &SessionHandle,
         room: &Name,
     ) -> Result<Arc<str>, ProtoError> {
-        let here = session.joined(room.key()).ok_or_else(|| not_in_room(room))?;
+        session.joined(room.key()).ok_or_else(|| not_in_room(room))?;
+        let name = self.may_speak_here(session, room.key())?;
+        if let Some(hook) = &self.hook
+            && !hook.allows(who, room, "say").await
+        {
+            return Err(forbidden(format!("you may not speak in `{room}`")));
+        }
+        Ok(name)
+    }
+
+    /// Whether a session may be heard in `room` (say, edit, typing, an
+    /// event, a reaction): it is in the room, and the room's settings
+    /// allow it (a banned user is silent; in a moderated room, only
+    /// moderators and voiced members speak), from the hub's copy: no
+    /// database here. Returns the room's name as shown.
+    pub(crate) fn may_speak_here(&self, session: &SessionHandle, room: &str) -> Result<Arc<str>, ProtoError> {
+        let here = session
+            .joined(room)
+            .ok_or_else(|| ProtoError::new(ErrorCode::NotInRoom, format!("you are not in `{room}`: join it first")))?;
         let name = here.name;
-        // The room's settings, from the hub's copy (no database here).
         if !here.moderator
-            && let Some(gate) = self.hub.gate(room.key())
+            && let Some(gate) = self.hub.gate(room)
         {
             if !gate.bans.is_empty() && gate.banned(&self.user_mask(session.nick().as_str())) {
                 return Err(forbidden(format!("you are banned from `{name}`")).because("banned"));
@@ -112,12 +129,40 @@ impl Service {
                     .because("moderated"));
             }
         }
-        if let Some(hook) = &self.hook
-            && !hook.allows(who, room, "say").await
-        {
-            return Err(forbidden(format!("you may not speak in `{room}`")));
-        }
         Ok(name)
+    }
+
+    /// [`Service::may_speak_here`] for a room the session may have left
+    /// (an edit): if it is not in it, from the stored settings, bans and
+    /// role.
+    pub(crate) async fn may_still_speak(
+        &self,
+        who: &Identity,
+        session: &SessionHandle,
+        room: &str,
+    ) -> Result<(), ProtoError> {
+        if session.joined(room).is_some() {
+            return self.may_speak_here(session, room).map(|_| ());
+        }
+        if who.admin {
+            return Ok(());
+        }
+        let role = self.store.member_role(room, &who.id).await?;
+        if role == Some(Role::Moderator) {
+            return Ok(());
+        }
+        let Some(record) = self.store.room(room).await? else { return Ok(()) };
+        let name = if record.name.is_empty() { room } else { &*record.name };
+        let mask = self.user_mask(who.nick.as_str()).to_ascii_lowercase();
+        let bans = self.store.room_bans(room).await?;
+        if bans.iter().any(|b| crate::hub::wildcard(b.mask.as_bytes(), mask.as_bytes())) {
+            return Err(forbidden(format!("you are banned from `{name}`")).because("banned"));
+        }
+        if record.modes.moderated && role != Some(Role::Voice) {
+            return Err(forbidden(format!("`{name}` is moderated: only moderators and voiced members speak"))
+                .because("moderated"));
+        }
+        Ok(())
     }
 
     /// Whether a caller may see a room's topic, members and (over HTTP)

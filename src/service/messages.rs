@@ -265,7 +265,12 @@ impl Session {
     pub(crate) async fn edit(&mut self, msg_id: Ulid, text: &str) -> Result<(), ProtoError> {
         let svc = &self.svc;
         let text = svc.check_text(text, false)?;
-        svc.changeable_message(&self.identity, Some(&self.handle), msg_id, false).await?;
+        let msg = svc.changeable_message(&self.identity, Some(&self.handle), msg_id, false).await?;
+        // Only where this user may still speak (not banned; voiced in a
+        // moderated room).
+        if let Conv::Room(key) = &msg.conv {
+            svc.may_still_speak(&self.identity, &self.handle, key).await?;
+        }
         let at = now_ms();
         let msg = svc.store.edit(msg_id, &text, at).await?.ok_or_else(|| no_such_message(msg_id))?;
         let id = msg.msg_id.to_string();

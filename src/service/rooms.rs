@@ -83,11 +83,8 @@ impl Session {
         // Whoever creates a room by joining it moderates it while in it.
         if unowned && !start.already && !moderator {
             let me = self.handle.nick().as_str();
-            if start.members.iter().all(|m| m.nick.eq_ignore_ascii_case(me))
-                && let Some(r) = self.handle.rooms().iter_mut().find(|r| *r.key == **key)
-            {
-                r.moderator = true;
-                r.moderates_after = start.seq;
+            if start.members.iter().all(|m| m.nick.eq_ignore_ascii_case(me)) {
+                svc.hub.made_by(&self.handle, key, start.seq);
             }
         }
         let query = match since {

@@ -136,6 +136,9 @@ impl Session {
                 let room = msg.room.as_deref().unwrap_or(key);
                 return Err(ProtoError::new(ErrorCode::NotInRoom, format!("join `{room}` to react there")));
             }
+            Conv::Room(key) => {
+                svc.may_speak_here(&self.handle, key)?;
+            }
             Conv::Dm(a, b) if a != me && b != me => return Err(no_such_message(msg_id)),
             Conv::Everyone if !svc.config.chat.allow_everyone => {
                 return Err(forbidden("messages to everyone are disabled here"));

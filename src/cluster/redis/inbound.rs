@@ -54,8 +54,7 @@ impl RedisBus {
             }
             (Some(("r", _)), Kind::Gate) => {}
             (Some(("u", user)), Kind::Role) => {
-                let (m, v) = crate::cluster::role_flags(e.payload);
-                self.hub.set_role(e.a, user, e.b, m, v);
+                self.hub.set_role(e.a, user, e.b, crate::cluster::role_flags(e.payload));
             }
             (Some(("r", room)), Kind::Destroy) => {
                 let sessions = self.hub.destroy(room);
