@@ -1125,3 +1125,48 @@ async fn silenced_members_are_silent_at_every_door() {
     bob.sync().await;
     server.stop().await;
 }
+
+/// A closed room (keyed, secret) is read only by its members: history over
+/// WebSocket and HTTP, its status over HTTP, a search in it; a banned user
+/// reads nothing there, even of an open room.
+#[tokio::test]
+async fn closed_rooms_are_read_only_by_those_in_them() {
+    let server = common::start(irc_config()).await;
+    let (mut bob, _) = Client::hello(&server, "bob").await;
+    bob.join("den").await;
+    bob.say("den", "den talk").await;
+    let (mut carol, welcome) = Client::hello(&server, "carol").await;
+    let token = common::bearer(welcome["token"].as_str().unwrap());
+    let auth = [("Authorization", token.as_str())];
+    // Open: carol reads it.
+    carol.send(json!({"type": "history", "room": "den", "id": "h"})).await;
+    assert_eq!(carol.expect("history").await["messages"][0]["text"], "den talk");
+    assert_eq!(common::http::get(server.addr(), "/api/rooms/den", &auth).await.status, 200);
+    for (set, unset, reason) in [
+        (json!({"key": "sesame"}), json!({"key": null}), json!(null)),
+        (json!({"secret": true}), json!({"secret": false}), json!(null)),
+        (json!({"ban": ["carol"]}), json!({"unban": ["carol!*@*"]}), json!("banned")),
+    ] {
+        bob.send(json!({"type": "mode", "room": "den", "set": set, "id": "m"})).await;
+        bob.expect("mode").await;
+        bob.expect_json(json!({"type": "ack", "id": "m"})).await;
+        carol.send(json!({"type": "history", "room": "den", "id": "h"})).await;
+        let e = carol.expect_error("forbidden").await;
+        assert_eq!(e["reason"], reason, "{set}: {e}");
+        carol.send(json!({"type": "search", "q": "talk", "room": "den", "id": "s"})).await;
+        carol.expect_error("forbidden").await;
+        for path in ["/api/rooms/den", "/api/rooms/den/messages"] {
+            let r = common::http::get(server.addr(), path, &auth).await;
+            assert_eq!(r.status, 403, "{set} {path}: {}", r.body);
+        }
+        // Its members read it.
+        bob.send(json!({"type": "history", "room": "den", "id": "h"})).await;
+        assert_eq!(bob.expect("history").await["messages"][0]["text"], "den talk");
+        bob.send(json!({"type": "mode", "room": "den", "set": unset, "id": "u"})).await;
+        bob.expect("mode").await;
+        bob.expect_json(json!({"type": "ack", "id": "u"})).await;
+        carol.send(json!({"type": "history", "room": "den", "id": "h"})).await;
+        assert_eq!(carol.expect("history").await["messages"][0]["text"], "den talk");
+    }
+    server.stop().await;
+}

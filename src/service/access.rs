@@ -28,6 +28,61 @@ pub(crate) fn no_such_message(msg_id: Ulid) -> ProtoError {
     ProtoError::new(ErrorCode::NoSuchMessage, format!("no message `{msg_id}`"))
 }
 
+/// Who reads a room (see [`may_read`]).
+pub(crate) struct Reader<'a> {
+    pub(crate) id: &'a str,
+    /// The nick it holds now (bans match it).
+    pub(crate) nick: &'a str,
+    /// A site admin (reads every room).
+    pub(crate) admin: bool,
+}
+
+/// What [`may_read`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Readable {
+    Yes,
+    /// The room is closed (private, secret or keyed) and the reader is not
+    /// a member.
+    Closed,
+    /// A ban matches the reader.
+    Banned,
+}
+
+/// The one rule for reading a room (its history over WebSocket and HTTP,
+/// `GET /api/rooms/{room}`, `who`, search, mention notifications): a
+/// room is closed when it is private (invite-only), secret or keyed. An
+/// API key (`None`), a site admin, a session in the room, or a moderator
+/// of it read it; otherwise a banned user reads nothing there, and a
+/// closed room only its members (a stored role). `record`: the room's
+/// stored record (`None`: not stored, open). The search SQL applies the
+/// same rule for closed rooms (see `store::sql::social`).
+pub(crate) async fn may_read(
+    store: &crate::store::Store,
+    host: &str,
+    reader: Option<Reader<'_>>,
+    room: &str,
+    record: Option<&RoomRecord>,
+    in_room: bool,
+) -> Result<Readable, crate::store::StoreError> {
+    let (Some(reader), Some(record)) = (reader, record) else { return Ok(Readable::Yes) };
+    if in_room || reader.admin {
+        return Ok(Readable::Yes);
+    }
+    let role = store.member_role(room, reader.id).await?;
+    if role == Some(Role::Moderator) {
+        return Ok(Readable::Yes);
+    }
+    let bans = store.room_bans(room).await?;
+    if !bans.is_empty() {
+        let mask = format!("{0}!{0}@{host}", reader.nick).to_ascii_lowercase();
+        if bans.iter().any(|b| crate::hub::wildcard(b.mask.as_bytes(), mask.as_bytes())) {
+            return Ok(Readable::Banned);
+        }
+    }
+    let closed = record.private || record.modes.secret || !record.modes.key.is_empty();
+    Ok(if closed && role.is_none() { Readable::Closed } else { Readable::Yes })
+}
+
 impl Service {
     /// Whether `who` (its session holding `nick`) may enter `room` (token
     /// `rooms` claim, the room's settings: bans, invite-only (private:
@@ -165,33 +220,26 @@ impl Service {
         Ok(())
     }
 
-    /// Whether a caller may see a room's topic, members and (over HTTP)
-    /// messages: anyone if it is public; if private, an API key, a site
-    /// admin, a session in it, or a member.
-    pub(crate) async fn may_look_into(
+    /// [`may_read`] for a caller: `Ok` if it may read `room` (its
+    /// history, members, messages found by search), else `forbidden` (with
+    /// `reason` `banned` for a banned user). `in_room`: a session of the
+    /// caller is in it.
+    pub(crate) async fn may_read_room(
         &self,
         caller: &Caller,
         in_room: bool,
         room: &Name,
-        private: bool,
+        record: Option<&RoomRecord>,
     ) -> Result<(), ProtoError> {
-        let Caller::User(user) = caller else { return Ok(()) };
-        if !private || in_room || user.admin {
-            return Ok(());
+        let reader = match caller {
+            Caller::User(u) => Some(Reader { id: &u.id, nick: u.nick.as_str(), admin: u.admin }),
+            Caller::ApiKey => None,
+        };
+        match may_read(&self.store, &self.host(), reader, room.key(), record, in_room).await? {
+            Readable::Yes => Ok(()),
+            Readable::Banned => Err(forbidden(format!("you are banned from `{room}`")).because("banned")),
+            Readable::Closed => Err(forbidden(format!("`{room}` is closed: only its members read it"))),
         }
-        match self.store.member_role(room.key(), &user.id).await? {
-            Some(_) => Ok(()),
-            None => Err(forbidden(format!("`{room}` is private: members only"))),
-        }
-    }
-
-    /// [`Service::may_look_into`] for the HTTP API, which words a refusal
-    /// as "this room is private".
-    pub(crate) async fn may_read_room(&self, caller: &Caller, room: &Name, private: bool) -> Result<(), ProtoError> {
-        self.may_look_into(caller, false, room, private).await.map_err(|e| match e.code {
-            ErrorCode::Forbidden => forbidden("this room is private"),
-            _ => e,
-        })
     }
 
     /// Whether `who` may destroy `room`: an API key, a site admin, or a

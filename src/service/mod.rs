@@ -208,6 +208,7 @@ impl Service {
                 rx,
                 service.vapid.clone(),
                 service.lifecycle.close_all.clone(),
+                service.host(),
             );
         }
         uploads::spawn_sweep(

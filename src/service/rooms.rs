@@ -171,8 +171,8 @@ impl Session {
         let svc = &self.svc;
         let in_room = self.handle.joined(room.key()).is_some();
         if !in_room && !self.identity.admin {
-            let private = svc.store.room(room.key()).await?.is_some_and(|r| r.private || r.modes.secret);
-            svc.may_look_into(&Caller::User(self.identity.clone()), in_room, room, private).await?;
+            let record = svc.store.room(room.key()).await?;
+            svc.may_read_room(&Caller::User(self.identity.clone()), in_room, room, record.as_ref()).await?;
         }
         match svc.bus.who(room.key()).await? {
             Some((name, topic, mut members)) => {
@@ -382,7 +382,7 @@ impl Service {
             return Err(ProtoError::new(ErrorCode::NoSuchRoom, "no such room"));
         };
         let private = record.as_ref().is_some_and(|r| r.private);
-        self.may_read_room(caller, room, private).await?;
+        self.may_read_room(caller, false, room, record.as_ref()).await?;
         let members = live.map(|(_, _, m)| m).unwrap_or_default();
         // The newest message's seq (in a cluster it may still be buffered in
         // Redis, not yet in the database).

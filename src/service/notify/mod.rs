@@ -62,10 +62,11 @@ pub(crate) fn start(
     queue: Queue,
     vapid: Option<Arc<push::Vapid>>,
     stop: CancellationToken,
+    host: String,
 ) {
     let wake = Arc::new(Notify::new());
     let decider =
-        decide::Decider { config: config.clone(), store: store.clone(), bus: bus.clone(), wake: wake.clone() };
+        decide::Decider { config: config.clone(), store: store.clone(), bus: bus.clone(), wake: wake.clone(), host };
     tokio::spawn(decider.run(queue.rx, queue.overflow, !bus.clustered(), stop.clone()));
     if let Some(vapid) = vapid {
         let wake = wake.clone();
