@@ -1170,3 +1170,27 @@ async fn closed_rooms_are_read_only_by_those_in_them() {
     }
     server.stop().await;
 }
+
+/// Sending `join` again while in the room (a resync) answers `joined`
+/// whatever the room's settings became since (a key, invite-only, a ban).
+#[tokio::test]
+async fn joining_again_is_a_resync_whatever_the_settings() {
+    let server = common::start(irc_config()).await;
+    let (mut bob, _) = Client::hello(&server, "bob").await;
+    bob.join("r").await;
+    let (mut carol, _) = Client::hello(&server, "carol").await;
+    carol.join("r").await;
+    bob.expect_json(presence("r", "carol", "join")).await;
+    bob.send(json!({"type": "mode", "room": "r", "set": {"key": "sesame", "invite_only": true, "ban": ["carol"]},
+        "id": "m"}))
+        .await;
+    bob.expect("mode").await;
+    bob.expect_json(json!({"type": "ack", "id": "m"})).await;
+    carol.expect("mode").await;
+    carol.send(json!({"type": "join", "room": "r", "since": 0, "id": "again"})).await;
+    let joined = carol.expect("joined").await;
+    assert_eq!(joined["id"], "again", "{joined}");
+    bob.sync().await;
+
+    server.stop().await;
+}

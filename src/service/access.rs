@@ -84,9 +84,9 @@ pub(crate) async fn may_read(
 }
 
 impl Service {
-    /// Whether `who` (its session holding `nick`) may enter `room` (token
-    /// `rooms` claim, the room's settings: bans, invite-only (private:
-    /// members only), key, member limit; the authorization hook); if so,
+    /// Whether `who` (its session holding `nick`) may enter `room` by the
+    /// room's settings (bans, invite-only (private: members only), key,
+    /// member limit; [`Service::may_come`] was asked before); if so,
     /// its role there (a site admin moderates every room). A moderator
     /// passes every setting; a member (invited) passes invite-only.
     /// `record.bans` holds the room's bans.
@@ -97,16 +97,13 @@ impl Service {
         record: Option<&RoomRecord>,
         key: Option<&str>,
     ) -> Result<Option<Role>, ProtoError> {
-        if !who.may_enter(room) {
-            return Err(forbidden(format!("your token does not allow the room `{room}`")));
-        }
         // Memberships and roles belong to user ids. A guest's id is its own
         // (`g-<ulid>`): only what was granted to that id (an invite, `+o`,
         // `+v`), never a grant to its nick (pending grants are for the site
         // user of that nick).
         let role = self.store.member_role(room.key(), &who.id).await?;
         let role = if who.admin { Some(Role::Moderator) } else { role };
-        let Some(record) = record else { return self.hooked(who, room, role).await };
+        let Some(record) = record else { return Ok(role) };
         if role != Some(Role::Moderator) {
             let mask = self.user_mask(who.nick.as_str()).to_ascii_lowercase();
             if record.bans.iter().any(|b| crate::hub::wildcard(b.as_bytes(), mask.as_bytes())) {
@@ -132,16 +129,22 @@ impl Service {
                 }
             }
         }
-        self.hooked(who, room, role).await
+        Ok(role)
     }
 
-    async fn hooked(&self, who: &Identity, room: &Name, role: Option<Role>) -> Result<Option<Role>, ProtoError> {
+    /// Whether `who` may come into `room` at all, whatever its settings:
+    /// its token's `rooms` claim and the authorization hook. Asked before
+    /// [`Service::may_enter`], before a join changes anything.
+    pub(crate) async fn may_come(&self, who: &Identity, room: &Name) -> Result<(), ProtoError> {
+        if !who.may_enter(room) {
+            return Err(forbidden(format!("your token does not allow the room `{room}`")));
+        }
         if let Some(hook) = &self.hook
             && !hook.allows(who, room, "join").await
         {
             return Err(forbidden(format!("you may not join `{room}`")));
         }
-        Ok(role)
+        Ok(())
     }
 
     /// Whether a user may say something in `room`: its session is in the

@@ -51,10 +51,18 @@ impl Session {
                 limits.max_rooms_per_session
             )));
         }
+        // Who may come at all (the token's `rooms` claim, the hook) is
+        // asked before anything changes; a session in the room already
+        // (a resync) is not asked again, nor checked by the room's settings.
+        if !already {
+            svc.may_come(&self.identity, room).await?;
+        }
         let mut record = svc.store.room(key).await?;
         // Rooms named in `rooms.auto_join` exist by configuration.
         let configured = svc.config.rooms.auto_join.iter().any(|r| r.eq_ignore_ascii_case(key));
-        if let Some(r) = &mut record {
+        if let Some(r) = &mut record
+            && !already
+        {
             r.bans = svc.store.room_bans(key).await?.into_iter().map(|b| b.mask).collect();
             // A room made by joining is its members' while it lives (as an
             // IRC channel): made again, it starts without the settings,
@@ -72,7 +80,10 @@ impl Session {
         {
             return Err(no_such_room(room));
         }
-        let role = svc.may_enter(&self.identity, room, record.as_ref(), join_key).await?;
+        let role = match already {
+            true => None,
+            false => svc.may_enter(&self.identity, room, record.as_ref(), join_key).await?,
+        };
         let moderator = role == Some(Role::Moderator);
         // A room not made through the API (none, or made by joining: its
         // record only keeps its history) and not configured is made by
