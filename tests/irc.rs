@@ -1194,3 +1194,47 @@ async fn joining_again_is_a_resync_whatever_the_settings() {
 
     server.stop().await;
 }
+
+/// Two moderators changing different settings at the same moment both
+/// get their change: neither overwrites the other's with what it read.
+#[tokio::test]
+async fn simultaneous_mode_changes_both_stay() {
+    let server = common::start(irc_config()).await;
+    let mut bob = Irc::register(&server, "bob", "").await;
+    bob.send("JOIN #c").await;
+    bob.until(" 366 bob #c ").await;
+    let mut carol = Irc::register(&server, "carol", "").await;
+    carol.send("JOIN #c").await;
+    carol.until(" 366 carol #c ").await;
+    bob.expect(":carol!carol@chat JOIN #c").await;
+    bob.send("MODE #c +o carol").await;
+    bob.expect(":bob!bob@chat MODE #c +o carol").await;
+    carol.expect(":bob!bob@chat MODE #c +o carol").await;
+    let letters = |line: &str| {
+        let modes = line.split(" #c ").nth(1).unwrap_or_default();
+        let mut l: Vec<char> = modes.split(' ').next().unwrap_or_default().chars().filter(|c| *c != '+').collect();
+        l.sort();
+        l.into_iter().collect::<String>()
+    };
+    for round in 0..20 {
+        let (on, want) = if round % 2 == 0 { ('+', "kmn") } else { ('-', "n") };
+        let key = if on == '+' { " sesame" } else { " *" };
+        bob.send(&format!("MODE #c {on}m")).await;
+        carol.send(&format!("MODE #c {on}k{key}")).await;
+        // Each sees both lines, in either order.
+        for c in [&mut bob, &mut carol] {
+            let (mut m, mut k) = (false, false);
+            while !(m && k) {
+                let line = c.next().await.unwrap();
+                m |= line.contains(&format!(":bob!bob@chat MODE #c {on}m"));
+                k |= line.contains(&format!(":carol!carol@chat MODE #c {on}k"));
+            }
+        }
+        bob.send("MODE #c").await;
+        let line = bob.expect(" 324 bob #c ").await;
+        assert_eq!(letters(&line), want, "round {round}: {line}");
+    }
+    bob.sync().await;
+    carol.sync().await;
+    server.stop().await;
+}

@@ -289,7 +289,8 @@ impl Service {
         // Everything checked: now stored. (Bans alone need the room's row
         // too: a join reads them with it.)
         if !changes.is_empty() || !ban_changes.is_empty() {
-            svc.store.set_room_modes(key, &name, private, &modes).await?;
+            let private = (private != was_private).then_some(private);
+            svc.store.change_room_modes(key, &name, private, &was, &modes).await?;
         }
         for (on, mask) in ban_changes {
             let done = if on {
