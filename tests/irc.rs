@@ -1238,3 +1238,29 @@ async fn simultaneous_mode_changes_both_stay() {
     carol.sync().await;
     server.stop().await;
 }
+
+/// A key or a ban mask that IRC could not carry (starting with `:`, a
+/// comma in a key) is refused over the WebSocket, and nothing changes:
+/// IRC members still read every MODE line whole.
+#[tokio::test]
+async fn keys_and_masks_stay_valid_irc() {
+    let server = common::start(irc_config()).await;
+    let (mut wes, _) = Client::hello(&server, "wes").await;
+    wes.join("q").await;
+    let mut ian = Irc::register(&server, "ian", "").await;
+    ian.send("JOIN #q").await;
+    ian.until(" 366 ian #q ").await;
+    wes.expect_json(presence("q", "ian", "join")).await;
+    for set in [json!({"key": ":x", "limit": 3}), json!({"key": "a,b"}), json!({"ban": [":x"]})] {
+        wes.send(json!({"type": "mode", "room": "q", "set": set, "id": "bad"})).await;
+        let e = wes.expect_error("invalid").await;
+        assert_eq!(e["id"], "bad", "{set}: {e}");
+    }
+    wes.send(json!({"type": "mode", "room": "q", "set": {"key": "x:y", "limit": 3}, "id": "ok"})).await;
+    ian.expect(":wes!wes@chat MODE #q +kl x:y 3").await;
+    ian.send("MODE #q").await;
+    assert!(ian.expect(" 324 ian #q ").await.ends_with(" #q +kln x:y 3"));
+    wes.expect("mode").await;
+    wes.expect_json(json!({"type": "ack", "id": "ok"})).await;
+    server.stop().await;
+}

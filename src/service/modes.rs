@@ -37,21 +37,36 @@ pub(crate) struct ModesView {
     pub(crate) bans: Vec<Ban>,
 }
 
-/// Checks a key: 1 to 23 printable ASCII characters, no spaces.
+/// Checks a key: 1 to 23 printable ASCII characters, no spaces, no
+/// commas, not starting with `:` (IRC could not carry it).
 pub(crate) fn check_key(key: &str) -> Result<(), ProtoError> {
-    if key.is_empty() || key.len() > MAX_KEY || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ProtoError::invalid(format!("a key is 1 to {MAX_KEY} printable ASCII characters without spaces")));
+    if key.is_empty()
+        || key.len() > MAX_KEY
+        || !key.bytes().all(|b| b.is_ascii_graphic())
+        || key.contains(',')
+        || key.starts_with(':')
+    {
+        return Err(ProtoError::invalid(format!(
+            "a key is 1 to {MAX_KEY} printable ASCII characters without spaces or commas, not starting with `:`"
+        )));
     }
     Ok(())
 }
 
 /// A ban mask as stored: case-folded, `nick` completed to `nick!*@*` and
-/// `user@host` to `*!user@host`. Invalid: empty, too long, spaces or
-/// control characters, not ASCII.
+/// `user@host` to `*!user@host`. Invalid: empty, too long, spaces, commas
+/// or control characters, not ASCII, starting with `:` (IRC could not
+/// carry it).
 pub(crate) fn normal_mask(mask: &str) -> Result<String, ProtoError> {
-    if mask.is_empty() || mask.len() > MAX_MASK || !mask.bytes().all(|b| b.is_ascii_graphic()) || mask.contains(',') {
+    if mask.is_empty()
+        || mask.len() > MAX_MASK
+        || !mask.bytes().all(|b| b.is_ascii_graphic())
+        || mask.contains(',')
+        || mask.starts_with(':')
+    {
         return Err(ProtoError::invalid(format!(
-            "a ban mask is `nick!user@host` (wildcards `*` and `?`), at most {MAX_MASK} ASCII characters"
+            "a ban mask is `nick!user@host` (wildcards `*` and `?`), at most {MAX_MASK} ASCII characters, \
+             not starting with `:`"
         )));
     }
     let mask = mask.to_ascii_lowercase();
