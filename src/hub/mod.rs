@@ -61,6 +61,8 @@ pub struct JoinStart {
     pub seq: u64,
     pub members: Vec<MemberView>,
     pub already: bool,
+    /// This join made the room live in this process (from `record`).
+    pub created: bool,
     /// The room is secret (`+s`).
     pub secret: bool,
     /// Who set the topic and when (ms; "" and 0: not known).
@@ -308,9 +310,11 @@ impl Hub {
         role: Option<Role>,
     ) -> JoinStart {
         let now = now_ms();
+        let mut created = false;
         // Hold the shard while entering, so an emptied room cannot be
         // removed between finding it and entering it.
         let entry = self.rooms.entry(room.key().clone()).or_insert_with(|| {
+            created = true;
             let rec = record.unwrap_or_default();
             let name = if rec.name.is_empty() { room.shown().clone() } else { rec.name };
             let mut room = Room::new(name, rec.topic, rec.last_seq);
@@ -351,6 +355,7 @@ impl Hub {
             seq: r.last_seq,
             members: r.member_views(),
             already: matches!(added, Added::Already),
+            created,
             secret: r.gate.secret,
             topic_by: r.topic_by.clone(),
             topic_at: r.topic_at,
@@ -538,8 +543,31 @@ impl Hub {
     /// Replaces a live room's [`Gate`] (its settings changed).
     pub fn set_gate(&self, room_key: &str, gate: Gate) {
         if let Some(room) = self.room(room_key) {
-            lock(&room).gate = gate;
+            let mut r = lock(&room);
+            r.gate = gate;
+            r.gate_gen += 1;
         }
+    }
+
+    /// How many times a live room's [`Gate`] was replaced.
+    pub fn gate_gen(&self, room_key: &str) -> Option<u64> {
+        let room = self.room(room_key)?;
+        let seen = lock(&room).gate_gen;
+        Some(seen)
+    }
+
+    /// [`Hub::set_gate`] unless the gate was replaced since `seen` (by a
+    /// newer change): a gate read from the database after subscribing to
+    /// the room's changes. Returns whether it was set.
+    pub fn set_gate_if(&self, room_key: &str, gate: Gate, seen: u64) -> bool {
+        let Some(room) = self.room(room_key) else { return false };
+        let mut r = lock(&room);
+        if r.gate_gen != seen {
+            return false;
+        }
+        r.gate = gate;
+        r.gate_gen += 1;
+        true
     }
 
     /// Sends a frame to the room's member sessions for which `to` is true.

@@ -23,6 +23,8 @@ pub struct Room {
     /// What `say` checks without the database (kept in step on every node,
     /// see [`super::Hub::set_gate`]).
     pub gate: Gate,
+    /// How many times `gate` was replaced (see [`super::Hub::set_gate_if`]).
+    pub gate_gen: u64,
     members: Vec<Member>,
     users: HashMap<Arc<str>, RoomUser>,
 }
@@ -113,6 +115,7 @@ impl Room {
             last_seq,
             private: false,
             gate: Gate::default(),
+            gate_gen: 0,
             members: Vec::new(),
             users: HashMap::new(),
         }
