@@ -218,6 +218,9 @@ impl Bus {
                 Ok(())
             }
             BusKind::Redis(r) => {
+                // Here at once (before the change is acknowledged), then on
+                // the other nodes (the same change again here: no effect).
+                self.hub.set_role(room_key, nick_key, id, change);
                 let flag = |f: Option<bool>| match f {
                     Some(true) => '1',
                     Some(false) => '0',
