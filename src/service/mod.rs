@@ -202,13 +202,12 @@ impl Service {
         if let Some(rx) = decisions {
             notify::start(
                 &service.config.notify,
-                service.node.clone(),
+                notify::Names { node: service.node.clone(), host: service.host() },
                 service.store.clone(),
                 service.bus.clone(),
                 rx,
                 service.vapid.clone(),
                 service.lifecycle.close_all.clone(),
-                service.host(),
             );
         }
         uploads::spawn_sweep(
