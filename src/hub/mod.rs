@@ -666,3 +666,55 @@ impl Hub {
         changed
     }
 }
+
+#[cfg(test)]
+mod bench {
+    use std::time::Instant;
+
+    use super::*;
+
+    /// What listing a room's members costs, with roles kept on the room
+    /// (now) and read from every member session under the room's lock (as
+    /// before): `cargo test --lib hub::bench -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn listing_members_locks_no_session() {
+        let (users, rooms_each) = (1_000, 20);
+        let hub = Hub::new(64, true);
+        let big = Name::room("big").unwrap();
+        let mut sessions = Vec::new();
+        for i in 0..users {
+            let id = Identity::guest(Name::nick(&format!("u{i}")).unwrap(), format!("g-{i}"));
+            let (s, _out) = hub.connect(&id, CancellationToken::new()).unwrap();
+            for r in 0..rooms_each - 1 {
+                hub.join_begin(&s, &Name::room(&format!("r{r}")).unwrap(), None, None);
+            }
+            hub.join_begin(&s, &big, None, if i % 10 == 0 { Some(Role::Voice) } else { None });
+            sessions.push(s);
+        }
+        let runs = 50;
+        let t = Instant::now();
+        for _ in 0..runs {
+            assert_eq!(hub.who("big").unwrap().2.len(), users);
+        }
+        let now = t.elapsed() / runs;
+        // The loop member_views ran before, under the room's lock.
+        let room = hub.room("big").unwrap();
+        let t = Instant::now();
+        for _ in 0..runs {
+            let r = lock(&room);
+            let mut roles: std::collections::HashMap<&str, (bool, bool)> = std::collections::HashMap::new();
+            for m in &sessions {
+                if let Some(rr) = m.rooms().iter().find(|rr| &*rr.key == "big") {
+                    let e = roles.entry(m.nick().key()).or_default();
+                    e.0 |= rr.moderator;
+                    e.1 |= rr.voiced;
+                }
+            }
+            assert_eq!(roles.len(), users);
+            assert_eq!(r.member_views().len(), users);
+        }
+        let before = t.elapsed() / runs;
+        println!("who of a room of {users} users, each in {rooms_each} rooms: {now:?} now, {before:?} before");
+    }
+}
