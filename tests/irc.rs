@@ -1264,34 +1264,3 @@ async fn keys_and_masks_stay_valid_irc() {
     wes.expect_json(json!({"type": "ack", "id": "ok"})).await;
     server.stop().await;
 }
-
-/// A closed (here invite-only) channel's ban list is empty to outsiders;
-/// an open one's they read.
-#[tokio::test]
-async fn outsiders_do_not_see_closed_rooms_settings() {
-    let server = common::start(irc_config()).await;
-    let mut bob = Irc::register(&server, "bob", "").await;
-    bob.send("JOIN #s").await;
-    bob.until(" 366 bob #s ").await;
-    bob.send("JOIN #i").await;
-    bob.until(" 366 bob #i ").await;
-    bob.send("MODE #s +s").await;
-    bob.expect(":bob!bob@chat MODE #s +s").await;
-    bob.send("MODE #i +ib troll").await;
-    bob.expect(":bob!bob@chat MODE #i +ib troll!*@*").await;
-    let mut out = Irc::register(&server, "out", "").await;
-    bob.send("MODE #s +b spam").await;
-    bob.expect(":bob!bob@chat MODE #s +b spam!*@*").await;
-    bob.send("MODE #s -s").await;
-    bob.expect(":bob!bob@chat MODE #s -s").await;
-    out.send("MODE #s b").await;
-    out.expect(" 367 out #s spam!*@* bob ").await;
-    out.expect(" 368 out #s :").await;
-    out.send("MODE #i b").await;
-    out.expect(" 368 out #i :").await;
-    bob.send("MODE #i b").await;
-    bob.expect(" 367 bob #i troll!*@* bob ").await;
-    bob.expect(" 368 bob #i :").await;
-    out.sync().await;
-    server.stop().await;
-}

@@ -116,20 +116,12 @@ impl Service {
 
 impl Session {
     /// A room's settings (anyone may read them, to learn why a join is
-    /// refused; the key only those in it). A closed room's (invite-only,
-    /// secret, keyed) ban list only those who may read the room.
+    /// refused; the key only those in it).
     pub(crate) async fn modes(&self, room: &Name) -> Result<ModesView, ProtoError> {
         let member = self.handle.joined(room.key()).is_some();
         let mut view = self.svc.room_settings(room).await?;
         if !member && !view.modes.key.is_empty() {
             view.modes.key = "*".into();
-        }
-        if !member && (view.invite_only || view.modes.secret || !view.modes.key.is_empty()) {
-            let record = self.svc.store.room(room.key()).await?;
-            let caller = super::Caller::User(self.identity.clone());
-            if self.svc.may_read_room(&caller, false, room, record.as_ref()).await.is_err() {
-                view.bans.clear();
-            }
         }
         Ok(view)
     }
