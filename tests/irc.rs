@@ -944,3 +944,323 @@ async fn room_settings_are_stored() {
     assert_eq!(r.status, 403, "{}", r.body);
     server.stop().await;
 }
+
+/// `+o` in a room made by joining never gives its earlier history: the
+/// maker (who moderates what is said after it made the room) opping itself
+/// again, or a friend it ops, may not delete what was said before; both
+/// may delete what is said since.
+#[tokio::test]
+async fn an_op_in_a_room_made_by_joining_moderates_only_what_comes_after() {
+    let server = common::start(irc_config()).await;
+    let (mut alice, _) = Client::hello(&server, "alice").await;
+    alice.join("h").await;
+    let old = alice.say("h", "old news").await["message"]["msg_id"].clone();
+    alice.send(json!({"type": "leave", "room": "h"})).await;
+    alice.expect("left").await;
+    let (mut mallory, _) = Client::hello(&server, "mallory").await;
+    mallory.join("h").await;
+    let (mut eve, _) = Client::hello(&server, "eve").await;
+    eve.join("h").await;
+    mallory.expect_json(presence("h", "eve", "join")).await;
+    mallory.send(json!({"type": "mode", "room": "h", "set": {"op": ["mallory", "eve"]}, "id": "o"})).await;
+    for c in [&mut mallory, &mut eve] {
+        let (mode, _) = c.until("mode").await;
+        assert_eq!(
+            mode["changes"],
+            json!([{"mode": "op", "on": true, "arg": "mallory"},
+            {"mode": "op", "on": true, "arg": "eve"}])
+        );
+    }
+    mallory.expect_json(json!({"type": "ack", "id": "o"})).await;
+    for c in [&mut mallory, &mut eve] {
+        c.send(json!({"type": "delete", "msg_id": old, "id": "d"})).await;
+        c.expect_error("forbidden").await;
+    }
+    let new = mallory.say("h", "new").await["message"]["msg_id"].clone();
+    eve.expect("message").await;
+    eve.send(json!({"type": "delete", "msg_id": new, "id": "d2"})).await;
+    eve.expect_json(json!({"type": "ack", "id": "d2"})).await;
+    assert_eq!(mallory.expect("deleted").await["msg_id"], new);
+    alice.send(json!({"type": "history", "room": "h", "id": "hist"})).await;
+    let h = alice.expect("history").await;
+    assert_eq!(h["messages"][0]["text"], "old news", "{h}");
+    assert_eq!(h["messages"][0]["deleted"], json!(null), "{h}");
+    server.stop().await;
+}
+
+/// `-v` leaves a stored moderator a moderator, `-o` leaves a voiced member
+/// voiced: a role is changed from the one held.
+#[tokio::test]
+async fn devoicing_a_moderator_keeps_the_moderator() {
+    let server = common::start(common::auth_config()).await;
+    let key = common::bearer(common::API_KEY);
+    let r =
+        common::http::post(server.addr(), "/api/register", &[], &json!({"nick": "mo", "password": "horse-battery"}))
+            .await;
+    assert!(r.status < 300, "{}", r.body);
+    let r = common::http::post(server.addr(), "/api/rooms", &[("Authorization", &key)], &json!({"name": "hall"})).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let body = json!({"nick": "mo", "role": "moderator"});
+    let r = common::http::post(server.addr(), "/api/rooms/hall/members", &[("Authorization", &key)], &body).await;
+    assert!(r.status < 300, "{}", r.body);
+    let (mut mo, welcome) = Client::hello_with(&server, json!({"nick": "mo", "password": "horse-battery"})).await;
+    let mine = common::bearer(welcome["token"].as_str().unwrap());
+    mo.join("hall").await;
+    let path = "/api/rooms/hall";
+    let r = common::http::patch(server.addr(), path, &[("Authorization", &key)], &json!({"devoice": ["mo"]})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    mo.expect("mode").await;
+    // Still a stored moderator: may change the settings over HTTP.
+    let r = common::http::patch(server.addr(), path, &[("Authorization", &mine)], &json!({"moderated": true})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json(), json!({"room": "hall", "changes": [{"mode": "moderated", "on": true}]}));
+    mo.expect_json(json!({"type": "mode", "room": "hall", "by": "mo",
+        "changes": [{"mode": "moderated", "on": true}]}))
+        .await;
+    server.stop().await;
+}
+
+/// A change that cannot be made in full changes nothing: no setting
+/// stored, no `mode` line, speech as before.
+#[tokio::test]
+async fn a_refused_mode_change_changes_nothing() {
+    let mut config = irc_config();
+    config.rooms.max_bans = 2;
+    let server = common::start(config).await;
+    let mut bob = Irc::register(&server, "bob", "").await;
+    bob.send("JOIN #m").await;
+    bob.until(" 366 bob #m ").await;
+    let mut carol = Irc::register(&server, "carol", "").await;
+    carol.send("JOIN #m").await;
+    carol.until(" 366 carol #m ").await;
+    bob.expect(":carol!carol@chat JOIN #m").await;
+    // +v of someone not here.
+    bob.send("MODE #m +mv dave").await;
+    bob.expect(" 401 bob dave :").await;
+    bob.send("MODE #m").await;
+    let modes = bob.expect(" 324 bob #m ").await;
+    assert!(modes.ends_with(" #m +n"), "{modes}");
+    carol.send("PRIVMSG #m :still open").await;
+    bob.expect(":carol!carol@chat PRIVMSG #m :still open").await;
+    // More bans than the cap, with another setting.
+    bob.send("MODE #m +b x").await;
+    bob.expect(":bob!bob@chat MODE #m +b x!*@*").await;
+    carol.expect(":bob!bob@chat MODE #m +b x!*@*").await;
+    bob.send("MODE #m +mbb a b").await;
+    bob.expect(" 478 bob #m b :").await;
+    bob.send("MODE #m").await;
+    let modes = bob.expect(" 324 bob #m ").await;
+    assert!(modes.ends_with(" #m +n"), "{modes}");
+    bob.send("MODE #m b").await;
+    bob.expect(" 367 bob #m x!*@* bob ").await;
+    bob.expect(" 368 bob #m :").await;
+    carol.send("PRIVMSG #m :and still").await;
+    bob.expect(":carol!carol@chat PRIVMSG #m :and still").await;
+    // A swap within the cap is fine.
+    bob.send("MODE #m -b+bb x a b").await;
+    bob.expect(":bob!bob@chat MODE #m -b+bb x!*@* a!*@* b!*@*").await;
+    carol.expect(":bob!bob@chat MODE #m -b+bb x!*@* a!*@* b!*@*").await;
+    carol.sync().await;
+    server.stop().await;
+}
+
+/// A banned member, or one without voice in a moderated room, is silent
+/// at every door: `typing`, `event`, `react` and `edit` are refused and
+/// the others see nothing; kicked and banned, it edits nothing either.
+#[tokio::test]
+async fn silenced_members_are_silent_at_every_door() {
+    let server = common::start(irc_config()).await;
+    let mut bob = Irc::register(&server, "bob", "").await;
+    bob.send("JOIN #g").await;
+    bob.until(" 366 bob #g ").await;
+    let (mut wes, _) = Client::hello(&server, "wes").await;
+    wes.join("g").await;
+    bob.expect(":wes!wes@chat JOIN #g").await;
+    let (mut wade, _) = Client::hello(&server, "wade").await;
+    wade.join("g").await;
+    wes.expect_json(presence("g", "wade", "join")).await;
+    bob.expect(":wade!wade@chat JOIN #g").await;
+    let mine = wes.say("g", "mine").await["message"]["msg_id"].clone();
+    wade.expect("message").await;
+    bob.expect(":wes!wes@chat PRIVMSG #g :mine").await;
+    bob.send("PRIVMSG #g :hello").await;
+    let theirs = wes.expect("message").await["msg_id"].clone();
+    wade.expect("message").await;
+
+    let tries = || {
+        [
+            json!({"type": "typing", "room": "g", "active": true, "id": "t"}),
+            json!({"type": "event", "room": "g", "name": "move", "data": {"x": 1}, "id": "e"}),
+            json!({"type": "react", "msg_id": theirs, "emoji": "👍", "on": true, "id": "r"}),
+            json!({"type": "edit", "msg_id": mine, "text": "rewritten", "id": "ed"}),
+        ]
+    };
+    bob.send("MODE #g +m").await;
+    bob.expect(":bob!bob@chat MODE #g +m").await;
+    wes.expect("mode").await;
+    wade.expect("mode").await;
+    for frame in tries() {
+        wes.send(frame.clone()).await;
+        let e = wes.expect_error("forbidden").await;
+        assert_eq!(e["reason"], "moderated", "{frame} {e}");
+    }
+    wade.sync().await;
+    bob.send("MODE #g -m+b wes").await;
+    bob.expect(":bob!bob@chat MODE #g -m+b wes!*@*").await;
+    wes.expect("mode").await;
+    wade.expect("mode").await;
+    for frame in tries() {
+        wes.send(frame.clone()).await;
+        let e = wes.expect_error("forbidden").await;
+        assert_eq!(e["reason"], "banned", "{frame} {e}");
+    }
+    wade.sync().await;
+    bob.send("KICK #g wes").await;
+    bob.expect(":bob!bob@chat KICK #g wes :bob").await;
+    wes.until("left").await;
+    wade.until("presence").await;
+    wes.send(json!({"type": "edit", "msg_id": mine, "text": "rewritten", "id": "ed2"})).await;
+    assert_eq!(wes.expect_error("forbidden").await["reason"], "banned");
+    wade.sync().await;
+    bob.sync().await;
+    server.stop().await;
+}
+
+/// A closed room (keyed, secret) is read only by its members: history over
+/// WebSocket and HTTP, its status over HTTP, a search in it; a banned user
+/// reads nothing there, even of an open room.
+#[tokio::test]
+async fn closed_rooms_are_read_only_by_those_in_them() {
+    let server = common::start(irc_config()).await;
+    let (mut bob, _) = Client::hello(&server, "bob").await;
+    bob.join("den").await;
+    bob.say("den", "den talk").await;
+    let (mut carol, welcome) = Client::hello(&server, "carol").await;
+    let token = common::bearer(welcome["token"].as_str().unwrap());
+    let auth = [("Authorization", token.as_str())];
+    // Open: carol reads it.
+    carol.send(json!({"type": "history", "room": "den", "id": "h"})).await;
+    assert_eq!(carol.expect("history").await["messages"][0]["text"], "den talk");
+    assert_eq!(common::http::get(server.addr(), "/api/rooms/den", &auth).await.status, 200);
+    for (set, unset, reason) in [
+        (json!({"key": "sesame"}), json!({"key": null}), json!(null)),
+        (json!({"secret": true}), json!({"secret": false}), json!(null)),
+        (json!({"ban": ["carol"]}), json!({"unban": ["carol!*@*"]}), json!("banned")),
+    ] {
+        bob.send(json!({"type": "mode", "room": "den", "set": set, "id": "m"})).await;
+        bob.expect("mode").await;
+        bob.expect_json(json!({"type": "ack", "id": "m"})).await;
+        carol.send(json!({"type": "history", "room": "den", "id": "h"})).await;
+        let e = carol.expect_error("forbidden").await;
+        assert_eq!(e["reason"], reason, "{set}: {e}");
+        carol.send(json!({"type": "search", "q": "talk", "room": "den", "id": "s"})).await;
+        carol.expect_error("forbidden").await;
+        for path in ["/api/rooms/den", "/api/rooms/den/messages"] {
+            let r = common::http::get(server.addr(), path, &auth).await;
+            assert_eq!(r.status, 403, "{set} {path}: {}", r.body);
+        }
+        // Its members read it.
+        bob.send(json!({"type": "history", "room": "den", "id": "h"})).await;
+        assert_eq!(bob.expect("history").await["messages"][0]["text"], "den talk");
+        bob.send(json!({"type": "mode", "room": "den", "set": unset, "id": "u"})).await;
+        bob.expect("mode").await;
+        bob.expect_json(json!({"type": "ack", "id": "u"})).await;
+        carol.send(json!({"type": "history", "room": "den", "id": "h"})).await;
+        assert_eq!(carol.expect("history").await["messages"][0]["text"], "den talk");
+    }
+    server.stop().await;
+}
+
+/// Sending `join` again while in the room (a resync) answers `joined`
+/// whatever the room's settings became since (a key, invite-only, a ban).
+#[tokio::test]
+async fn joining_again_is_a_resync_whatever_the_settings() {
+    let server = common::start(irc_config()).await;
+    let (mut bob, _) = Client::hello(&server, "bob").await;
+    bob.join("r").await;
+    let (mut carol, _) = Client::hello(&server, "carol").await;
+    carol.join("r").await;
+    bob.expect_json(presence("r", "carol", "join")).await;
+    bob.send(json!({"type": "mode", "room": "r", "set": {"key": "sesame", "invite_only": true, "ban": ["carol"]},
+        "id": "m"}))
+        .await;
+    bob.expect("mode").await;
+    bob.expect_json(json!({"type": "ack", "id": "m"})).await;
+    carol.expect("mode").await;
+    carol.send(json!({"type": "join", "room": "r", "since": 0, "id": "again"})).await;
+    let joined = carol.expect("joined").await;
+    assert_eq!(joined["id"], "again", "{joined}");
+    bob.sync().await;
+
+    server.stop().await;
+}
+
+/// Two moderators changing different settings at the same moment both
+/// get their change: neither overwrites the other's with what it read.
+#[tokio::test]
+async fn simultaneous_mode_changes_both_stay() {
+    let server = common::start(irc_config()).await;
+    let mut bob = Irc::register(&server, "bob", "").await;
+    bob.send("JOIN #c").await;
+    bob.until(" 366 bob #c ").await;
+    let mut carol = Irc::register(&server, "carol", "").await;
+    carol.send("JOIN #c").await;
+    carol.until(" 366 carol #c ").await;
+    bob.expect(":carol!carol@chat JOIN #c").await;
+    bob.send("MODE #c +o carol").await;
+    bob.expect(":bob!bob@chat MODE #c +o carol").await;
+    carol.expect(":bob!bob@chat MODE #c +o carol").await;
+    let letters = |line: &str| {
+        let modes = line.split(" #c ").nth(1).unwrap_or_default();
+        let mut l: Vec<char> = modes.split(' ').next().unwrap_or_default().chars().filter(|c| *c != '+').collect();
+        l.sort();
+        l.into_iter().collect::<String>()
+    };
+    for round in 0..20 {
+        let (on, want) = if round % 2 == 0 { ('+', "kmn") } else { ('-', "n") };
+        let key = if on == '+' { " sesame" } else { " *" };
+        bob.send(&format!("MODE #c {on}m")).await;
+        carol.send(&format!("MODE #c {on}k{key}")).await;
+        // Each sees both lines, in either order.
+        for c in [&mut bob, &mut carol] {
+            let (mut m, mut k) = (false, false);
+            while !(m && k) {
+                let line = c.next().await.unwrap();
+                m |= line.contains(&format!(":bob!bob@chat MODE #c {on}m"));
+                k |= line.contains(&format!(":carol!carol@chat MODE #c {on}k"));
+            }
+        }
+        bob.send("MODE #c").await;
+        let line = bob.expect(" 324 bob #c ").await;
+        assert_eq!(letters(&line), want, "round {round}: {line}");
+    }
+    bob.sync().await;
+    carol.sync().await;
+    server.stop().await;
+}
+
+/// A key or a ban mask that IRC could not carry (starting with `:`, a
+/// comma in a key) is refused over the WebSocket, and nothing changes:
+/// IRC members still read every MODE line whole.
+#[tokio::test]
+async fn keys_and_masks_stay_valid_irc() {
+    let server = common::start(irc_config()).await;
+    let (mut wes, _) = Client::hello(&server, "wes").await;
+    wes.join("q").await;
+    let mut ian = Irc::register(&server, "ian", "").await;
+    ian.send("JOIN #q").await;
+    ian.until(" 366 ian #q ").await;
+    wes.expect_json(presence("q", "ian", "join")).await;
+    for set in [json!({"key": ":x", "limit": 3}), json!({"key": "a,b"}), json!({"ban": [":x"]})] {
+        wes.send(json!({"type": "mode", "room": "q", "set": set, "id": "bad"})).await;
+        let e = wes.expect_error("invalid").await;
+        assert_eq!(e["id"], "bad", "{set}: {e}");
+    }
+    wes.send(json!({"type": "mode", "room": "q", "set": {"key": "x:y", "limit": 3}, "id": "ok"})).await;
+    ian.expect(":wes!wes@chat MODE #q +kl x:y 3").await;
+    ian.send("MODE #q").await;
+    assert!(ian.expect(" 324 ian #q ").await.ends_with(" #q +kln x:y 3"));
+    wes.expect("mode").await;
+    wes.expect_json(json!({"type": "ack", "id": "ok"})).await;
+    server.stop().await;
+}

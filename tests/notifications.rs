@@ -708,3 +708,30 @@ async fn push_subscriptions_are_checked() {
     assert_eq!(bob.request(json!({"type":"ping","id":1})).await["type"], "pong");
     server.stop().await;
 }
+
+/// A mention in a closed room (keyed or secret) or in one that bans the
+/// user notifies nobody who may not read the room; in an open room it does.
+#[tokio::test]
+async fn mentions_reach_only_those_who_may_read_the_room() {
+    let mut receiver = Receiver::start(OK, 0).await;
+    let server = common::start(notify_config(&receiver.url)).await;
+    gone(&server, "bob", None).await;
+    gone(&server, "zed", None).await;
+    let (mut alice, _) = site(&server, "alice").await;
+    for (room, set) in
+        [("den", json!({"key": "sesame"})), ("vault", json!({"secret": true})), ("pit", json!({"ban": ["bob"]}))]
+    {
+        alice.join(room).await;
+        alice.send(json!({"type": "mode", "room": room, "set": set, "id": room})).await;
+        alice.expect("mode").await;
+        alice.expect_json(json!({"type": "ack", "id": room})).await;
+        alice.say(room, &format!("@bob in {room}")).await;
+    }
+    alice.join("lobby").await;
+    alice.say("lobby", "@bob in lobby").await;
+    let last = alice.say_to("zed", "end").await;
+    let end_id = format!("{}:s-sub-zed", last["message"]["msg_id"].as_str().unwrap());
+    let events = receiver.events_until(&end_id).await;
+    assert_eq!(summary(&events), [s("mention", "bob", "@bob in lobby"), s("dm", "zed", "end")]);
+    server.stop().await;
+}

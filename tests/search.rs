@@ -421,3 +421,32 @@ async fn search_works_on_an_in_memory_database() {
     }
     assert_eq!(seen, (0..300).rev().collect::<Vec<u32>>());
 }
+
+/// A closed room's messages (keyed, secret) are found only by those in it
+/// (and API keys), on every backend.
+#[tokio::test]
+async fn search_leaves_out_closed_rooms() {
+    for b in backends::all("search_leaves_out_closed_rooms").await {
+        let kind = b.kind;
+        let server = start(config_for(&b)).await;
+        let (mut alice, _) = site_user(&server, "a", "alice").await;
+        let (mut bob, _) = site_user(&server, "b", "bob").await;
+        for (room, set) in [("keyed", json!({"key": "sesame"})), ("hush", json!({"secret": true})), ("open", json!({}))]
+        {
+            alice.join(room).await;
+            if set != json!({}) {
+                alice.send(json!({"type": "mode", "room": room, "set": set, "id": room})).await;
+                alice.expect("mode").await;
+                alice.expect_json(json!({"type": "ack", "id": room})).await;
+            }
+            alice.say(room, &format!("{room} otter")).await;
+        }
+        let (found, ..) = search(&mut alice, json!({"q":"otter"})).await;
+        assert_eq!(found, ["open otter", "hush otter", "keyed otter"], "{kind:?}");
+        let (found, ..) = search(&mut bob, json!({"q":"otter"})).await;
+        assert_eq!(found, ["open otter"], "{kind:?}");
+        let (status, v) = api_search(&server, API_KEY, "q=otter").await;
+        assert_eq!((status, texts(&v["messages"]).len()), (200, 3), "{kind:?}: {v}");
+        server.stop().await;
+    }
+}

@@ -20,7 +20,7 @@ use crate::hub::Outbound;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::hub::{Acked, Gate, Hub, JoinStart, Online, Parting, RoomRef, Route, SessionHandle, SessionId};
+use crate::hub::{Acked, Gate, Hub, JoinStart, Online, Parting, RoleChange, RoomRef, Route, SessionHandle, SessionId};
 use crate::model::{Identity, Role};
 use crate::protocol::server::{Conv, Frame, MemberView, Place, RoomSummary, StoredMessage};
 use crate::protocol::{Name, ProtoError};
@@ -204,27 +204,30 @@ impl Bus {
     }
 
     /// Sets user `id`'s roles (holding `nick_key`) in a room, for its
-    /// sessions in it on every node (`None`: unchanged).
+    /// sessions in it on every node (see [`Hub::set_role`]).
     pub async fn set_role(
         &self,
         room_key: &str,
         nick_key: &str,
         id: &str,
-        moderator: Option<bool>,
-        voiced: Option<bool>,
+        change: RoleChange,
     ) -> Result<(), ProtoError> {
         match &self.kind {
             BusKind::Local(_) => {
-                self.hub.set_role(room_key, nick_key, id, moderator, voiced);
+                self.hub.set_role(room_key, nick_key, id, change);
                 Ok(())
             }
             BusKind::Redis(r) => {
+                // Here at once (before the change is acknowledged), then on
+                // the other nodes (the same change again here: no effect).
+                self.hub.set_role(room_key, nick_key, id, change);
                 let flag = |f: Option<bool>| match f {
                     Some(true) => '1',
                     Some(false) => '0',
                     None => '-',
                 };
-                let flags: String = [flag(moderator), flag(voiced)].into_iter().collect();
+                let whole = if change.whole_history { '1' } else { '0' };
+                let flags: String = [flag(change.moderator), flag(change.voiced), whole].into_iter().collect();
                 let env = envelope::envelope(Kind::Role, &r.node, None, room_key, id, &flags);
                 r.send(Some(Chan::User(nick_key.into())), env).await
             }
@@ -504,14 +507,18 @@ pub(crate) fn gate_from(payload: &str) -> Gate {
 }
 
 /// A [`Kind::Role`] payload read back: moderator, voiced.
-pub(crate) fn role_flags(payload: &str) -> (Option<bool>, Option<bool>) {
+pub(crate) fn role_flags(payload: &str) -> RoleChange {
     let flag = |c: Option<u8>| match c {
         Some(b'1') => Some(true),
         Some(b'0') => Some(false),
         _ => None,
     };
     let b = payload.as_bytes();
-    (flag(b.first().copied()), flag(b.get(1).copied()))
+    RoleChange {
+        moderator: flag(b.first().copied()),
+        voiced: flag(b.get(1).copied()),
+        whole_history: b.get(2) == Some(&b'1'),
+    }
 }
 
 /// Delivers committed batches through the one delivery sink

@@ -71,7 +71,7 @@ pub(crate) async fn search(
         None => None,
     };
     let Some(q) = p.q else { return Err(ApiError::invalid("`q` is missing")) };
-    let page = app.search(&caller, |_| false, &SearchRequest { q, conv, limit: p.limit, before }).await?;
+    let page = app.search(&caller, &[], &SearchRequest { q, conv, limit: p.limit, before }).await?;
     Ok(Json(json!({"messages": page.messages, "more": page.more})).into_response())
 }
 

@@ -61,6 +61,8 @@ pub struct JoinStart {
     pub seq: u64,
     pub members: Vec<MemberView>,
     pub already: bool,
+    /// This join made the room live in this process (from `record`).
+    pub created: bool,
     /// The room is secret (`+s`).
     pub secret: bool,
     /// Who set the topic and when (ms; "" and 0: not known).
@@ -75,6 +77,18 @@ pub struct Online {
     /// The user id of the identity holding the nick now.
     pub id: Arc<str>,
     pub away: bool,
+}
+
+/// A change of a user's roles in a room (see [`Hub::set_role`]); `None`:
+/// unchanged.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RoleChange {
+    pub moderator: Option<bool>,
+    pub voiced: Option<bool>,
+    /// A new moderator moderates the room's whole history (a stored
+    /// moderator of a room made through the API), not only what is said
+    /// from now on.
+    pub whole_history: bool,
 }
 
 pub struct Hub {
@@ -296,9 +310,11 @@ impl Hub {
         role: Option<Role>,
     ) -> JoinStart {
         let now = now_ms();
+        let mut created = false;
         // Hold the shard while entering, so an emptied room cannot be
         // removed between finding it and entering it.
         let entry = self.rooms.entry(room.key().clone()).or_insert_with(|| {
+            created = true;
             let rec = record.unwrap_or_default();
             let name = if rec.name.is_empty() { room.shown().clone() } else { rec.name };
             let mut room = Room::new(name, rec.topic, rec.last_seq);
@@ -329,13 +345,17 @@ impl Hub {
             let (key, name) = (room.key().clone(), r.name.clone());
             let (moderator, voiced) = (role == Some(Role::Moderator), role == Some(Role::Voice));
             session.rooms().push(RoomRef { key, name, moderator, voiced, moderates_after: 0 });
+            if moderator || voiced {
+                r.recount_roles(room.key(), session.nick().key());
+            }
         }
         JoinStart {
             name: r.name.clone(),
             topic: r.topic.clone(),
             seq: r.last_seq,
-            members: r.member_views(room.key()),
+            members: r.member_views(),
             already: matches!(added, Added::Already),
+            created,
             secret: r.gate.secret,
             topic_by: r.topic_by.clone(),
             topic_at: r.topic_at,
@@ -367,7 +387,11 @@ impl Hub {
             return;
         };
         let mut r = lock(&room);
-        if r.remove(session.id) == Some(true) && self.announcing() {
+        let last = r.remove(session.id);
+        if last == Some(false) {
+            r.recount_roles(room_key, session.nick().key());
+        }
+        if last == Some(true) && self.announcing() {
             let nick = session.nick().as_str();
             let (event, reason, by) = (how.event, how.reason, how.by);
             let frame = encode(&ServerFrame::Presence { room: &r.name, nick, event, reason, by });
@@ -434,33 +458,79 @@ impl Hub {
         if let Some(e) = self.users.get(nick_key)
             && !e.state.guest
         {
+            let mut voiced = false;
             for s in &e.sessions {
                 for r in s.rooms().iter_mut().filter(|r| &*r.key == room_key) {
                     r.moderator = moderator;
                     r.moderates_after = 0;
+                    voiced |= r.voiced;
                 }
             }
+            drop(e);
+            self.show_roles(room_key, nick_key, moderator, voiced);
         }
+    }
+
+    /// Lists a user's roles in a live room as they are now.
+    fn show_roles(&self, room_key: &str, nick_key: &str, moderator: bool, voiced: bool) {
+        if let Some(room) = self.room(room_key) {
+            lock(&room).show_roles(nick_key, moderator, voiced);
+        }
+    }
+
+    /// The session that made a room by joining it moderates it, from `seq`
+    /// on (not the history the room had before).
+    pub fn made_by(&self, session: &SessionHandle, room_key: &str, seq: u64) {
+        let mut voiced = false;
+        {
+            let mut rooms = session.rooms();
+            let Some(r) = rooms.iter_mut().find(|r| &*r.key == room_key) else { return };
+            r.moderator = true;
+            r.moderates_after = seq;
+            voiced |= r.voiced;
+        }
+        self.show_roles(room_key, session.nick().key(), true, voiced);
     }
 
     /// Sets a user's roles in a room (`+o`, `+v`), for its sessions here in
     /// it now, if the user holding `nick_key` is `id` (roles belong to ids).
-    pub fn set_role(&self, room_key: &str, nick_key: &str, id: &str, moderator: Option<bool>, voiced: Option<bool>) {
-        if let Some(e) = self.users.get(nick_key)
-            && *e.state.identity == *id
+    /// A new moderator moderates the messages said from now on (the room's
+    /// history too when `change.whole_history`: a stored moderator); one
+    /// already moderating keeps what it moderated.
+    pub fn set_role(&self, room_key: &str, nick_key: &str, id: &str, change: RoleChange) {
+        let now_seq = match self.room(room_key) {
+            Some(room) => lock(&room).last_seq,
+            None => return,
+        };
+        let (mut moderator, mut voiced) = (false, false);
         {
+            let Some(e) = self.users.get(nick_key) else { return };
+            if *e.state.identity != *id {
+                return;
+            }
             for s in &e.sessions {
                 for r in s.rooms().iter_mut().filter(|r| &*r.key == room_key) {
-                    if let Some(m) = moderator {
-                        r.moderator = m;
-                        r.moderates_after = 0;
+                    match change.moderator {
+                        Some(true) if change.whole_history => {
+                            r.moderator = true;
+                            r.moderates_after = 0;
+                        }
+                        Some(true) if !r.moderator => {
+                            r.moderator = true;
+                            r.moderates_after = now_seq;
+                        }
+                        Some(m) => r.moderator = m,
+                        None => {}
                     }
-                    if let Some(v) = voiced {
+                    if let Some(v) = change.voiced {
                         r.voiced = v;
                     }
+                    moderator |= r.moderator;
+                    voiced |= r.voiced;
                 }
             }
         }
+        self.show_roles(room_key, nick_key, moderator, voiced);
     }
 
     /// What `say` checks in a live room (moderated, bans).
@@ -473,8 +543,31 @@ impl Hub {
     /// Replaces a live room's [`Gate`] (its settings changed).
     pub fn set_gate(&self, room_key: &str, gate: Gate) {
         if let Some(room) = self.room(room_key) {
-            lock(&room).gate = gate;
+            let mut r = lock(&room);
+            r.gate = gate;
+            r.gate_gen += 1;
         }
+    }
+
+    /// How many times a live room's [`Gate`] was replaced.
+    pub fn gate_gen(&self, room_key: &str) -> Option<u64> {
+        let room = self.room(room_key)?;
+        let seen = lock(&room).gate_gen;
+        Some(seen)
+    }
+
+    /// [`Hub::set_gate`] unless the gate was replaced since `seen` (by a
+    /// newer change): a gate read from the database after subscribing to
+    /// the room's changes. Returns whether it was set.
+    pub fn set_gate_if(&self, room_key: &str, gate: Gate, seen: u64) -> bool {
+        let Some(room) = self.room(room_key) else { return false };
+        let mut r = lock(&room);
+        if r.gate_gen != seen {
+            return false;
+        }
+        r.gate = gate;
+        r.gate_gen += 1;
+        true
     }
 
     /// Sends a frame to the room's member sessions for which `to` is true.
@@ -493,7 +586,7 @@ impl Hub {
     pub fn who(&self, room_key: &str) -> Option<(Arc<str>, Arc<str>, Vec<MemberView>)> {
         let room = self.room(room_key)?;
         let r = lock(&room);
-        Some((r.name.clone(), r.topic.clone(), r.member_views(room_key)))
+        Some((r.name.clone(), r.topic.clone(), r.member_views()))
     }
 
     /// Every live room with its number of users, by name (private ones
@@ -571,5 +664,57 @@ impl Hub {
             self.notify_watchers(&session.user, true, now_ms());
         }
         changed
+    }
+}
+
+#[cfg(test)]
+mod bench {
+    use std::time::Instant;
+
+    use super::*;
+
+    /// What listing a room's members costs, with roles kept on the room
+    /// (now) and read from every member session under the room's lock (as
+    /// before): `cargo test --lib hub::bench -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn listing_members_locks_no_session() {
+        let (users, rooms_each) = (1_000, 20);
+        let hub = Hub::new(64, true);
+        let big = Name::room("big").unwrap();
+        let mut sessions = Vec::new();
+        for i in 0..users {
+            let id = Identity::guest(Name::nick(&format!("u{i}")).unwrap(), format!("g-{i}"));
+            let (s, _out) = hub.connect(&id, CancellationToken::new()).unwrap();
+            for r in 0..rooms_each - 1 {
+                hub.join_begin(&s, &Name::room(&format!("r{r}")).unwrap(), None, None);
+            }
+            hub.join_begin(&s, &big, None, if i % 10 == 0 { Some(Role::Voice) } else { None });
+            sessions.push(s);
+        }
+        let runs = 50;
+        let t = Instant::now();
+        for _ in 0..runs {
+            assert_eq!(hub.who("big").unwrap().2.len(), users);
+        }
+        let now = t.elapsed() / runs;
+        // The loop member_views ran before, under the room's lock.
+        let room = hub.room("big").unwrap();
+        let t = Instant::now();
+        for _ in 0..runs {
+            let r = lock(&room);
+            let mut roles: std::collections::HashMap<&str, (bool, bool)> = std::collections::HashMap::new();
+            for m in &sessions {
+                if let Some(rr) = m.rooms().iter().find(|rr| &*rr.key == "big") {
+                    let e = roles.entry(m.nick().key()).or_default();
+                    e.0 |= rr.moderator;
+                    e.1 |= rr.voiced;
+                }
+            }
+            assert_eq!(roles.len(), users);
+            assert_eq!(r.member_views().len(), users);
+        }
+        let before = t.elapsed() / runs;
+        println!("who of a room of {users} users, each in {rooms_each} rooms: {now:?} now, {before:?} before");
     }
 }

@@ -23,6 +23,8 @@ pub struct Room {
     /// What `say` checks without the database (kept in step on every node,
     /// see [`super::Hub::set_gate`]).
     pub gate: Gate,
+    /// How many times `gate` was replaced (see [`super::Hub::set_gate_if`]).
+    pub gate_gen: u64,
     members: Vec<Member>,
     users: HashMap<Arc<str>, RoomUser>,
 }
@@ -43,6 +45,11 @@ struct RoomUser {
     user: Arc<UserState>,
     joined_at: i64,
     sessions: u32,
+    /// Its roles here, as its sessions' [`super::RoomRef`]s hold them (any
+    /// session moderating or voiced), kept in step by the hub so that
+    /// listing the members locks no session.
+    moderator: bool,
+    voiced: bool,
 }
 
 /// The room settings every node keeps live: moderated (`+m`) and the ban
@@ -108,6 +115,7 @@ impl Room {
             last_seq,
             private: false,
             gate: Gate::default(),
+            gate_gen: 0,
             members: Vec::new(),
             users: HashMap::new(),
         }
@@ -133,6 +141,8 @@ impl Room {
             user: session.user.clone(),
             joined_at: now,
             sessions: 0,
+            moderator: false,
+            voiced: false,
         });
         entry.sessions += 1;
         Added::New { first_of_user: entry.sessions == 1 }
@@ -197,23 +207,33 @@ impl Room {
         self.members.drain(..).map(|m| m.session).collect()
     }
 
-    /// The members as `joined` and `room_status` list them, one per user.
-    pub fn member_views(&self, room_key: &str) -> Vec<MemberView> {
-        // A user's role here, from its sessions' view of the room (lock
-        // order: the room, then a session's rooms).
-        let mut roles: HashMap<&str, (bool, bool)> = HashMap::new();
-        for m in &self.members {
+    /// Sets a user's roles as listed (see [`RoomUser`]).
+    pub fn show_roles(&mut self, nick_key: &str, moderator: bool, voiced: bool) {
+        if let Some(u) = self.users.get_mut(nick_key) {
+            (u.moderator, u.voiced) = (moderator, voiced);
+        }
+    }
+
+    /// Recomputes a user's listed roles from its sessions still here (one
+    /// of them left). Locks only that user's sessions (lock order: the
+    /// room, then a session's rooms).
+    pub fn recount_roles(&mut self, room_key: &str, nick_key: &str) {
+        let (mut moderator, mut voiced) = (false, false);
+        for m in self.members.iter().filter(|m| &**m.session.nick().key() == nick_key) {
             if let Some(r) = m.session.rooms().iter().find(|r| &*r.key == room_key) {
-                let e = roles.entry(m.session.nick().key()).or_default();
-                e.0 |= r.moderator;
-                e.1 |= r.voiced;
+                moderator |= r.moderator;
+                voiced |= r.voiced;
             }
         }
+        self.show_roles(nick_key, moderator, voiced);
+    }
+
+    /// The members as `joined` and `room_status` list them, one per user.
+    pub fn member_views(&self) -> Vec<MemberView> {
         let mut v: Vec<MemberView> = self
             .users
-            .iter()
-            .map(|(key, u)| {
-                let (moderator, voiced) = roles.get(&**key).copied().unwrap_or_default();
+            .values()
+            .map(|u| {
                 let shown = u.user.shown();
                 MemberView {
                     nick: u.user.nick.shown().clone(),
@@ -222,8 +242,8 @@ impl Room {
                     status: shown.status,
                     joined_at: u.joined_at,
                     away: u.user.away.load(Ordering::Relaxed),
-                    moderator,
-                    voiced,
+                    moderator: u.moderator,
+                    voiced: u.voiced,
                 }
             })
             .collect();

@@ -207,10 +207,11 @@ pub struct UploadRecord {
 pub enum SearchScope {
     /// One conversation (the caller may read it: checked before).
     Conv(crate::protocol::server::Conv),
-    /// Everything a caller may read: every public room and the messages to
-    /// everyone; the private rooms `member` belongs to (every room if
-    /// `all_rooms`); the direct messages of `user_id` (none if `None`).
-    Readable { user_id: Option<Arc<str>>, member: Option<Arc<str>>, all_rooms: bool },
+    /// Everything a caller may read: every open room and the messages to
+    /// everyone; the closed (private, secret or keyed) rooms `member`
+    /// belongs to or the caller is in (`in_rooms`, their keys); every room
+    /// if `all_rooms`; the direct messages of `user_id` (none if `None`).
+    Readable { user_id: Option<Arc<str>>, member: Option<Arc<str>>, in_rooms: Vec<Arc<str>>, all_rooms: bool },
 }
 
 /// A search: the query's words (see `protocol::social::search_words`),

@@ -28,10 +28,65 @@ pub(crate) fn no_such_message(msg_id: Ulid) -> ProtoError {
     ProtoError::new(ErrorCode::NoSuchMessage, format!("no message `{msg_id}`"))
 }
 
+/// Who reads a room (see [`may_read`]).
+pub(crate) struct Reader<'a> {
+    pub(crate) id: &'a str,
+    /// The nick it holds now (bans match it).
+    pub(crate) nick: &'a str,
+    /// A site admin (reads every room).
+    pub(crate) admin: bool,
+}
+
+/// What [`may_read`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Readable {
+    Yes,
+    /// The room is closed (private, secret or keyed) and the reader is not
+    /// a member.
+    Closed,
+    /// A ban matches the reader.
+    Banned,
+}
+
+/// The one rule for reading a room (its history over WebSocket and HTTP,
+/// `GET /api/rooms/{room}`, `who`, search, mention notifications): a
+/// room is closed when it is private (invite-only), secret or keyed. An
+/// API key (`None`), a site admin, a session in the room, or a moderator
+/// of it read it; otherwise a banned user reads nothing there, and a
+/// closed room only its members (a stored role). `record`: the room's
+/// stored record (`None`: not stored, open). The search SQL applies the
+/// same rule for closed rooms (see `store::sql::social`).
+pub(crate) async fn may_read(
+    store: &crate::store::Store,
+    host: &str,
+    reader: Option<Reader<'_>>,
+    room: &str,
+    record: Option<&RoomRecord>,
+    in_room: bool,
+) -> Result<Readable, crate::store::StoreError> {
+    let (Some(reader), Some(record)) = (reader, record) else { return Ok(Readable::Yes) };
+    if in_room || reader.admin {
+        return Ok(Readable::Yes);
+    }
+    let role = store.member_role(room, reader.id).await?;
+    if role == Some(Role::Moderator) {
+        return Ok(Readable::Yes);
+    }
+    let bans = store.room_bans(room).await?;
+    if !bans.is_empty() {
+        let mask = format!("{0}!{0}@{host}", reader.nick).to_ascii_lowercase();
+        if bans.iter().any(|b| crate::hub::wildcard(b.mask.as_bytes(), mask.as_bytes())) {
+            return Ok(Readable::Banned);
+        }
+    }
+    let closed = record.private || record.modes.secret || !record.modes.key.is_empty();
+    Ok(if closed && role.is_none() { Readable::Closed } else { Readable::Yes })
+}
+
 impl Service {
-    /// Whether `who` (its session holding `nick`) may enter `room` (token
-    /// `rooms` claim, the room's settings: bans, invite-only (private:
-    /// members only), key, member limit; the authorization hook); if so,
+    /// Whether `who` (its session holding `nick`) may enter `room` by the
+    /// room's settings (bans, invite-only (private: members only), key,
+    /// member limit; [`Service::may_come`] was asked before); if so,
     /// its role there (a site admin moderates every room). A moderator
     /// passes every setting; a member (invited) passes invite-only.
     /// `record.bans` holds the room's bans.
@@ -42,16 +97,13 @@ impl Service {
         record: Option<&RoomRecord>,
         key: Option<&str>,
     ) -> Result<Option<Role>, ProtoError> {
-        if !who.may_enter(room) {
-            return Err(forbidden(format!("your token does not allow the room `{room}`")));
-        }
         // Memberships and roles belong to user ids. A guest's id is its own
         // (`g-<ulid>`): only what was granted to that id (an invite, `+o`,
         // `+v`), never a grant to its nick (pending grants are for the site
         // user of that nick).
         let role = self.store.member_role(room.key(), &who.id).await?;
         let role = if who.admin { Some(Role::Moderator) } else { role };
-        let Some(record) = record else { return self.hooked(who, room, role).await };
+        let Some(record) = record else { return Ok(role) };
         if role != Some(Role::Moderator) {
             let mask = self.user_mask(who.nick.as_str()).to_ascii_lowercase();
             if record.bans.iter().any(|b| crate::hub::wildcard(b.as_bytes(), mask.as_bytes())) {
@@ -77,16 +129,22 @@ impl Service {
                 }
             }
         }
-        self.hooked(who, room, role).await
+        Ok(role)
     }
 
-    async fn hooked(&self, who: &Identity, room: &Name, role: Option<Role>) -> Result<Option<Role>, ProtoError> {
+    /// Whether `who` may come into `room` at all, whatever its settings:
+    /// its token's `rooms` claim and the authorization hook. Asked before
+    /// [`Service::may_enter`], before a join changes anything.
+    pub(crate) async fn may_come(&self, who: &Identity, room: &Name) -> Result<(), ProtoError> {
+        if !who.may_enter(room) {
+            return Err(forbidden(format!("your token does not allow the room `{room}`")));
+        }
         if let Some(hook) = &self.hook
             && !hook.allows(who, room, "join").await
         {
             return Err(forbidden(format!("you may not join `{room}`")));
         }
-        Ok(role)
+        Ok(())
     }
 
     /// Whether a user may say something in `room`: its session is in the
@@ -98,11 +156,28 @@ impl Service {
         session: &SessionHandle,
         room: &Name,
     ) -> Result<Arc<str>, ProtoError> {
-        let here = session.joined(room.key()).ok_or_else(|| not_in_room(room))?;
+        session.joined(room.key()).ok_or_else(|| not_in_room(room))?;
+        let name = self.may_speak_here(session, room.key())?;
+        if let Some(hook) = &self.hook
+            && !hook.allows(who, room, "say").await
+        {
+            return Err(forbidden(format!("you may not speak in `{room}`")));
+        }
+        Ok(name)
+    }
+
+    /// Whether a session may be heard in `room` (say, edit, typing, an
+    /// event, a reaction): it is in the room, and the room's settings
+    /// allow it (a banned user is silent; in a moderated room, only
+    /// moderators and voiced members speak), from the hub's copy: no
+    /// database here. Returns the room's name as shown.
+    pub(crate) fn may_speak_here(&self, session: &SessionHandle, room: &str) -> Result<Arc<str>, ProtoError> {
+        let here = session
+            .joined(room)
+            .ok_or_else(|| ProtoError::new(ErrorCode::NotInRoom, format!("you are not in `{room}`: join it first")))?;
         let name = here.name;
-        // The room's settings, from the hub's copy (no database here).
         if !here.moderator
-            && let Some(gate) = self.hub.gate(room.key())
+            && let Some(gate) = self.hub.gate(room)
         {
             if !gate.bans.is_empty() && gate.banned(&self.user_mask(session.nick().as_str())) {
                 return Err(forbidden(format!("you are banned from `{name}`")).because("banned"));
@@ -112,41 +187,62 @@ impl Service {
                     .because("moderated"));
             }
         }
-        if let Some(hook) = &self.hook
-            && !hook.allows(who, room, "say").await
-        {
-            return Err(forbidden(format!("you may not speak in `{room}`")));
-        }
         Ok(name)
     }
 
-    /// Whether a caller may see a room's topic, members and (over HTTP)
-    /// messages: anyone if it is public; if private, an API key, a site
-    /// admin, a session in it, or a member.
-    pub(crate) async fn may_look_into(
+    /// [`Service::may_speak_here`] for a room the session may have left
+    /// (an edit): if it is not in it, from the stored settings, bans and
+    /// role.
+    pub(crate) async fn may_still_speak(
+        &self,
+        who: &Identity,
+        session: &SessionHandle,
+        room: &str,
+    ) -> Result<(), ProtoError> {
+        if session.joined(room).is_some() {
+            return self.may_speak_here(session, room).map(|_| ());
+        }
+        if who.admin {
+            return Ok(());
+        }
+        let role = self.store.member_role(room, &who.id).await?;
+        if role == Some(Role::Moderator) {
+            return Ok(());
+        }
+        let Some(record) = self.store.room(room).await? else { return Ok(()) };
+        let name = if record.name.is_empty() { room } else { &*record.name };
+        let mask = self.user_mask(who.nick.as_str()).to_ascii_lowercase();
+        let bans = self.store.room_bans(room).await?;
+        if bans.iter().any(|b| crate::hub::wildcard(b.mask.as_bytes(), mask.as_bytes())) {
+            return Err(forbidden(format!("you are banned from `{name}`")).because("banned"));
+        }
+        if record.modes.moderated && role != Some(Role::Voice) {
+            return Err(forbidden(format!("`{name}` is moderated: only moderators and voiced members speak"))
+                .because("moderated"));
+        }
+        Ok(())
+    }
+
+    /// [`may_read`] for a caller: `Ok` if it may read `room` (its
+    /// history, members, messages found by search), else `forbidden` (with
+    /// `reason` `banned` for a banned user). `in_room`: a session of the
+    /// caller is in it.
+    pub(crate) async fn may_read_room(
         &self,
         caller: &Caller,
         in_room: bool,
         room: &Name,
-        private: bool,
+        record: Option<&RoomRecord>,
     ) -> Result<(), ProtoError> {
-        let Caller::User(user) = caller else { return Ok(()) };
-        if !private || in_room || user.admin {
-            return Ok(());
+        let reader = match caller {
+            Caller::User(u) => Some(Reader { id: &u.id, nick: u.nick.as_str(), admin: u.admin }),
+            Caller::ApiKey => None,
+        };
+        match may_read(&self.store, &self.host(), reader, room.key(), record, in_room).await? {
+            Readable::Yes => Ok(()),
+            Readable::Banned => Err(forbidden(format!("you are banned from `{room}`")).because("banned")),
+            Readable::Closed => Err(forbidden(format!("`{room}` is closed: only its members read it"))),
         }
-        match self.store.member_role(room.key(), &user.id).await? {
-            Some(_) => Ok(()),
-            None => Err(forbidden(format!("`{room}` is private: members only"))),
-        }
-    }
-
-    /// [`Service::may_look_into`] for the HTTP API, which words a refusal
-    /// as "this room is private".
-    pub(crate) async fn may_read_room(&self, caller: &Caller, room: &Name, private: bool) -> Result<(), ProtoError> {
-        self.may_look_into(caller, false, room, private).await.map_err(|e| match e.code {
-            ErrorCode::Forbidden => forbidden("this room is private"),
-            _ => e,
-        })
     }
 
     /// Whether `who` may destroy `room`: an API key, a site admin, or a

@@ -126,8 +126,8 @@ impl Service {
         room: &Name,
         request: &PageRequest,
     ) -> Result<Page, ProtoError> {
-        let private = self.store.room(room.key()).await?.is_some_and(|r| r.private);
-        self.may_read_room(caller, room, private).await?;
+        let record = self.store.room(room.key()).await?;
+        self.may_read_room(caller, false, room, record.as_ref()).await?;
         if request.before.is_some() && request.after.is_some() {
             return Err(ProtoError::invalid("give `before` or `after`, not both"));
         }
@@ -227,17 +227,16 @@ impl Session {
         result
     }
 
-    /// A page of a conversation's history: a room's (a private one only
-    /// for its members in it), a DM's with a nick, or everyone's.
+    /// A page of a conversation's history: a room's (see
+    /// [`super::access::may_read`]), a DM's with a nick, or everyone's.
     pub(crate) async fn history(&self, conv: &Target, request: &PageRequest) -> Result<(Where, Page), ProtoError> {
         let svc = &self.svc;
         let query = svc.history_query(request)?;
         let (conv, place) = match conv {
             Target::Room(r) => {
                 let record = svc.store.room(r.key()).await?;
-                if record.as_ref().is_some_and(|rec| rec.private) && self.handle.joined(r.key()).is_none() {
-                    return Err(forbidden(format!("`{r}` is private: join it to read it")));
-                }
+                let caller = Caller::User(self.identity.clone());
+                svc.may_read_room(&caller, self.handle.joined(r.key()).is_some(), r, record.as_ref()).await?;
                 let name = match (svc.bus.room_name(r.key()).await?, record) {
                     (Some(n), _) => n,
                     (None, Some(rec)) => rec.name,
@@ -265,7 +264,12 @@ impl Session {
     pub(crate) async fn edit(&mut self, msg_id: Ulid, text: &str) -> Result<(), ProtoError> {
         let svc = &self.svc;
         let text = svc.check_text(text, false)?;
-        svc.changeable_message(&self.identity, Some(&self.handle), msg_id, false).await?;
+        let msg = svc.changeable_message(&self.identity, Some(&self.handle), msg_id, false).await?;
+        // Only where this user may still speak (not banned; voiced in a
+        // moderated room).
+        if let Conv::Room(key) = &msg.conv {
+            svc.may_still_speak(&self.identity, &self.handle, key).await?;
+        }
         let at = now_ms();
         let msg = svc.store.edit(msg_id, &text, at).await?.ok_or_else(|| no_such_message(msg_id))?;
         let id = msg.msg_id.to_string();

@@ -110,6 +110,9 @@ pub(crate) struct Service {
     login_throttle: LoginThrottle,
     /// The VAPID key pair (Web Push), when `notify.push` is on.
     vapid: Option<Arc<notify::push::Vapid>>,
+    /// Changes of one room's settings on this node run one at a time (by
+    /// a hash of the room's key: a few rooms share a lock).
+    settings_locks: Box<[tokio::sync::Mutex<()>]>,
 }
 
 impl Service {
@@ -193,12 +196,13 @@ impl Service {
             store,
             files,
             vapid,
+            settings_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
             config,
         };
         if let Some(rx) = decisions {
             notify::start(
                 &service.config.notify,
-                service.node.clone(),
+                notify::Names { node: service.node.clone(), host: service.host() },
                 service.store.clone(),
                 service.bus.clone(),
                 rx,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::access::{forbidden, not_in_room};
 use super::{Service, Session};
 use crate::cluster::Except;
-use crate::hub::Gate;
+use crate::hub::{Gate, RoleChange};
 use crate::model::{Ban, Role, RoomModes};
 pub(crate) use crate::protocol::server::ModeItem;
 use crate::protocol::{ErrorCode, Name, ProtoError, ServerFrame, encode, now_ms};
@@ -37,21 +37,36 @@ pub(crate) struct ModesView {
     pub(crate) bans: Vec<Ban>,
 }
 
-/// Checks a key: 1 to 23 printable ASCII characters, no spaces.
+/// Checks a key: 1 to 23 printable ASCII characters, no spaces, no
+/// commas, not starting with `:` (IRC could not carry it).
 pub(crate) fn check_key(key: &str) -> Result<(), ProtoError> {
-    if key.is_empty() || key.len() > MAX_KEY || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ProtoError::invalid(format!("a key is 1 to {MAX_KEY} printable ASCII characters without spaces")));
+    if key.is_empty()
+        || key.len() > MAX_KEY
+        || !key.bytes().all(|b| b.is_ascii_graphic())
+        || key.contains(',')
+        || key.starts_with(':')
+    {
+        return Err(ProtoError::invalid(format!(
+            "a key is 1 to {MAX_KEY} printable ASCII characters without spaces or commas, not starting with `:`"
+        )));
     }
     Ok(())
 }
 
 /// A ban mask as stored: case-folded, `nick` completed to `nick!*@*` and
-/// `user@host` to `*!user@host`. Invalid: empty, too long, spaces or
-/// control characters, not ASCII.
+/// `user@host` to `*!user@host`. Invalid: empty, too long, spaces, commas
+/// or control characters, not ASCII, starting with `:` (IRC could not
+/// carry it).
 pub(crate) fn normal_mask(mask: &str) -> Result<String, ProtoError> {
-    if mask.is_empty() || mask.len() > MAX_MASK || !mask.bytes().all(|b| b.is_ascii_graphic()) || mask.contains(',') {
+    if mask.is_empty()
+        || mask.len() > MAX_MASK
+        || !mask.bytes().all(|b| b.is_ascii_graphic())
+        || mask.contains(',')
+        || mask.starts_with(':')
+    {
         return Err(ProtoError::invalid(format!(
-            "a ban mask is `nick!user@host` (wildcards `*` and `?`), at most {MAX_MASK} ASCII characters"
+            "a ban mask is `nick!user@host` (wildcards `*` and `?`), at most {MAX_MASK} ASCII characters, \
+             not starting with `:`"
         )));
     }
     let mask = mask.to_ascii_lowercase();
@@ -100,7 +115,8 @@ impl Service {
 }
 
 impl Session {
-    /// A room's settings (anyone may read them; the key only those in it).
+    /// A room's settings (anyone may read them, to learn why a join is
+    /// refused; the key only those in it).
     pub(crate) async fn modes(&self, room: &Name) -> Result<ModesView, ProtoError> {
         let member = self.handle.joined(room.key()).is_some();
         let mut view = self.svc.room_settings(room).await?;
@@ -165,6 +181,13 @@ impl Service {
         for (on, mask) in &change.bans {
             bans.push((*on, normal_mask(mask)?));
         }
+        // One change of this room's settings at a time here: each reads
+        // what the one before stored.
+        let _one = {
+            use std::hash::{BuildHasher, BuildHasherDefault};
+            let hash = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(&**key);
+            svc.settings_locks[hash as usize % svc.settings_locks.len()].lock().await
+        };
         let record = svc.store.room(key).await?.unwrap_or_default();
         let (was, was_private, was_locked) = (record.modes.clone(), record.private, record.topic_locked());
         let mut modes = was.clone();
@@ -216,79 +239,114 @@ impl Service {
             }
             _ => {}
         }
-        // (Bans alone need the room's row too: a join reads them with it.)
-        if !changes.is_empty() || !bans.is_empty() {
-            svc.store.set_room_modes(key, &name, private, &modes).await?;
-        }
-        // Bans: each stored at once (a cap on how many).
-        let mut bans_changed = false;
-        if !bans.is_empty() {
-            let mut stored: Vec<String> = svc.store.room_bans(key).await?.into_iter().map(|b| b.mask).collect();
-            for (on, mask) in bans {
-                if on {
-                    if stored.contains(&mask) {
-                        continue;
-                    }
-                    let max = svc.config.rooms.max_bans;
-                    if stored.len() >= max {
-                        return Err(ProtoError::new(
-                            ErrorCode::TooLarge,
-                            format!("`{name}` has {max} bans, the most it may keep: remove one first"),
-                        )
-                        .because("ban_list_full"));
-                    }
-                    let ban = Ban { mask: mask.clone(), set_by: by.to_owned(), set_at: now_ms() };
-                    if svc.store.add_ban(key, &ban).await? {
-                        stored.push(mask.clone());
-                        changes.push(item("ban", true, Some(mask)));
-                        bans_changed = true;
-                    }
-                } else if svc.store.remove_ban(key, &mask).await? {
-                    stored.retain(|m| *m != mask);
-                    changes.push(item("ban", false, Some(mask)));
-                    bans_changed = true;
-                }
+        // Bans: what would change, and the cap on how many a room keeps.
+        let stored: Vec<String> = svc.store.room_bans(key).await?.into_iter().map(|b| b.mask).collect();
+        let mut after = stored.clone();
+        let mut ban_changes: Vec<(bool, String)> = Vec::new();
+        for (on, mask) in bans {
+            match (on, after.contains(&mask)) {
+                (true, false) => after.push(mask.clone()),
+                (false, true) => after.retain(|m| *m != mask),
+                _ => continue,
+            }
+            ban_changes.retain(|(_, m)| *m != mask);
+            if stored.contains(&mask) != on {
+                ban_changes.push((on, mask));
             }
         }
-        if bans_changed || modes.moderated != was.moderated || modes.secret != was.secret {
-            let stored = svc.store.room_bans(key).await?;
-            let gate = Gate {
-                moderated: modes.moderated,
-                secret: modes.secret,
-                bans: stored.iter().map(|b| b.mask.as_str().into()).collect(),
-            };
-            svc.bus.set_gate(key, gate).await?;
+        let max = svc.config.rooms.max_bans;
+        if after.len() > max && after.len() > stored.len() {
+            return Err(ProtoError::new(
+                ErrorCode::TooLarge,
+                format!("`{name}` has {max} bans, the most it may keep: remove one first"),
+            )
+            .because("ban_list_full"));
         }
         // Roles: by the user id holding the nick now, and only for a user
-        // in the room.
+        // in the room. A role is changed from the one held: `-v` leaves a
+        // moderator one, `-o` a voiced member voiced.
+        let members = match svc.bus.who(key).await? {
+            Some((_, _, members)) => members,
+            None => Vec::new(),
+        };
+        struct Target<'a> {
+            mode: RoleMode,
+            on: bool,
+            nick: &'a Name,
+            online: crate::hub::Online,
+            held: Option<Role>,
+            new: Option<Role>,
+        }
+        let mut roles: Vec<Target> = Vec::new();
         for (mode, on, nick) in &change.roles {
             let Some(online) = svc.bus.online(nick.key()).await? else {
                 return Err(ProtoError::new(ErrorCode::NoSuchUser, format!("`{nick}` is not here")));
             };
-            let in_room = match svc.bus.who(key).await? {
-                Some((_, _, members)) => members.iter().any(|m| m.nick.eq_ignore_ascii_case(nick.as_str())),
-                None => false,
-            };
-            if !in_room {
+            if !members.iter().any(|m| m.nick.eq_ignore_ascii_case(nick.as_str())) {
                 return Err(ProtoError::new(ErrorCode::NotInRoom, format!("`{nick}` is not in `{name}`")));
             }
-            let role = if record.managed { svc.store.member_role(key, &online.id).await? } else { None };
-            let new = match (mode, on) {
-                (RoleMode::Op, true) => Role::Moderator,
-                (RoleMode::Voice, true) if role == Some(Role::Moderator) => Role::Moderator,
-                (RoleMode::Voice, true) => Role::Voice,
-                (RoleMode::Op, false) | (RoleMode::Voice, false) => Role::Member,
+            // The role held, as changed by the items before this one.
+            let held = match roles.iter().rev().find(|r| r.online.id == online.id) {
+                Some(r) => r.new,
+                None if record.managed => svc.store.member_role(key, &online.id).await?,
+                None => None,
             };
+            let new = match (mode, on, held) {
+                (RoleMode::Op, true, _) => Some(Role::Moderator),
+                (RoleMode::Op, false, Some(Role::Moderator)) => Some(Role::Member),
+                (RoleMode::Voice, true, Some(Role::Moderator)) => Some(Role::Moderator),
+                (RoleMode::Voice, true, _) => Some(Role::Voice),
+                (RoleMode::Voice, false, Some(Role::Voice)) => Some(Role::Member),
+                (_, false, held) => held,
+            };
+            roles.push(Target { mode: *mode, on: *on, nick, online, held, new });
+        }
+
+        // Everything checked: now stored. (Bans alone need the room's row
+        // too: a join reads them with it.)
+        if !changes.is_empty() || !ban_changes.is_empty() {
+            let private = (private != was_private).then_some(private);
+            svc.store.change_room_modes(key, &name, private, &was, &modes).await?;
+        }
+        for (on, mask) in ban_changes {
+            let done = if on {
+                let ban = Ban { mask: mask.clone(), set_by: by.to_owned(), set_at: now_ms() };
+                svc.store.add_ban(key, &ban).await?
+            } else {
+                svc.store.remove_ban(key, &mask).await?
+            };
+            if done {
+                changes.push(item("ban", on, Some(mask)));
+            }
+        }
+        let bans_changed = changes.iter().any(|c| c.mode == "ban");
+        if bans_changed || modes.moderated != was.moderated || modes.secret != was.secret {
+            // From what is stored now (another change may have come between).
+            let fresh = svc.store.room(key).await?.unwrap_or_default();
+            let stored = svc.store.room_bans(key).await?;
+            let gate = Gate {
+                moderated: fresh.modes.moderated,
+                secret: fresh.modes.secret,
+                bans: stored.iter().map(|b| b.mask.as_str().into()).collect(),
+            };
+            svc.bus.set_gate(key, gate).await?;
+        }
+        for Target { mode, on, nick, online, held, new } in &roles {
             // In a room made by joining, roles last while it lives (see
             // `Session::join`); in one made through the API they are kept.
-            if record.managed && role != Some(new) {
-                svc.store.set_member(key, &online.id, new).await?;
+            if record.managed
+                && let Some(new) = new
+                && held != &Some(*new)
+            {
+                svc.store.set_member(key, &online.id, *new).await?;
             }
-            let (m, v) = match mode {
-                RoleMode::Op => (Some(*on), None),
-                RoleMode::Voice => (None, Some(*on)),
+            let change = match mode {
+                // A stored moderator moderates the room's whole history; one
+                // made in a room made by joining, what is said from now on.
+                RoleMode::Op => RoleChange { moderator: Some(*on), voiced: None, whole_history: record.managed && *on },
+                RoleMode::Voice => RoleChange { moderator: None, voiced: Some(*on), whole_history: false },
             };
-            svc.bus.set_role(key, nick.key(), &online.id, m, v).await?;
+            svc.bus.set_role(key, nick.key(), &online.id, change).await?;
             let label = if *mode == RoleMode::Op { "op" } else { "voice" };
             changes.push(item(label, *on, Some(online.nick.to_string())));
         }

@@ -51,10 +51,18 @@ impl Session {
                 limits.max_rooms_per_session
             )));
         }
+        // Who may come at all (the token's `rooms` claim, the hook) is
+        // asked before anything changes; a session in the room already
+        // (a resync) is not asked again, nor checked by the room's settings.
+        if !already {
+            svc.may_come(&self.identity, room).await?;
+        }
         let mut record = svc.store.room(key).await?;
         // Rooms named in `rooms.auto_join` exist by configuration.
         let configured = svc.config.rooms.auto_join.iter().any(|r| r.eq_ignore_ascii_case(key));
-        if let Some(r) = &mut record {
+        if let Some(r) = &mut record
+            && !already
+        {
             r.bans = svc.store.room_bans(key).await?.into_iter().map(|b| b.mask).collect();
             // A room made by joining is its members' while it lives (as an
             // IRC channel): made again, it starts without the settings,
@@ -72,7 +80,10 @@ impl Session {
         {
             return Err(no_such_room(room));
         }
-        let role = svc.may_enter(&self.identity, room, record.as_ref(), join_key).await?;
+        let role = match already {
+            true => None,
+            false => svc.may_enter(&self.identity, room, record.as_ref(), join_key).await?,
+        };
         let moderator = role == Some(Role::Moderator);
         // A room not made through the API (none, or made by joining: its
         // record only keeps its history) and not configured is made by
@@ -83,11 +94,8 @@ impl Session {
         // Whoever creates a room by joining it moderates it while in it.
         if unowned && !start.already && !moderator {
             let me = self.handle.nick().as_str();
-            if start.members.iter().all(|m| m.nick.eq_ignore_ascii_case(me))
-                && let Some(r) = self.handle.rooms().iter_mut().find(|r| *r.key == **key)
-            {
-                r.moderator = true;
-                r.moderates_after = start.seq;
+            if start.members.iter().all(|m| m.nick.eq_ignore_ascii_case(me)) {
+                svc.hub.made_by(&self.handle, key, start.seq);
             }
         }
         let query = match since {
@@ -174,8 +182,8 @@ impl Session {
         let svc = &self.svc;
         let in_room = self.handle.joined(room.key()).is_some();
         if !in_room && !self.identity.admin {
-            let private = svc.store.room(room.key()).await?.is_some_and(|r| r.private || r.modes.secret);
-            svc.may_look_into(&Caller::User(self.identity.clone()), in_room, room, private).await?;
+            let record = svc.store.room(room.key()).await?;
+            svc.may_read_room(&Caller::User(self.identity.clone()), in_room, room, record.as_ref()).await?;
         }
         match svc.bus.who(room.key()).await? {
             Some((name, topic, mut members)) => {
@@ -385,7 +393,7 @@ impl Service {
             return Err(ProtoError::new(ErrorCode::NoSuchRoom, "no such room"));
         };
         let private = record.as_ref().is_some_and(|r| r.private);
-        self.may_read_room(caller, room, private).await?;
+        self.may_read_room(caller, false, room, record.as_ref()).await?;
         let members = live.map(|(_, _, m)| m).unwrap_or_default();
         // The newest message's seq (in a cluster it may still be buffered in
         // Redis, not yet in the database).

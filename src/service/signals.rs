@@ -48,7 +48,8 @@ impl Session {
         let (svc, me) = (&self.svc, self.handle.nick().clone());
         let conv = match &target {
             Target::Room(r) => {
-                let name = self.handle.joined_room(r.key()).ok_or_else(|| not_in_room(r))?;
+                self.handle.joined_room(r.key()).ok_or_else(|| not_in_room(r))?;
+                let name = svc.may_speak_here(&self.handle, r.key())?;
                 let origin = Origin { room: Some(&name), from: None };
                 let frame = encode(&ServerFrame::Typing { origin, nick: me.as_str(), active });
                 svc.bus.to_room(r.key(), &frame, Except::User(me.key())).await?;
@@ -94,7 +95,8 @@ impl Session {
         }
         match &target {
             Target::Room(r) => {
-                let room = self.handle.joined_room(r.key()).ok_or_else(|| not_in_room(r))?;
+                self.handle.joined_room(r.key()).ok_or_else(|| not_in_room(r))?;
+                let room = svc.may_speak_here(&self.handle, r.key())?;
                 let origin = Origin { room: Some(&room), from: None };
                 let frame = encode(&ServerFrame::Event { origin, nick: me.as_str(), name, data });
                 svc.bus.to_room(r.key(), &frame, Except::Session(self.handle.id)).await?;

@@ -58,9 +58,10 @@ impl Service {
     pub(crate) async fn search(
         &self,
         caller: &Caller,
-        in_room: impl Fn(&str) -> bool,
+        in_rooms: &[Arc<str>],
         r: &SearchRequest,
     ) -> Result<Page, ProtoError> {
+        let in_room = |key: &str| in_rooms.iter().any(|k| **k == *key);
         let cfg = &self.config.search;
         let n = r.q.chars().count();
         if n > cfg.max_query_chars {
@@ -84,11 +85,12 @@ impl Service {
             None => SearchScope::Readable {
                 user_id: me.map(|u| u.id.clone()),
                 member: me.map(|u| u.id.clone()),
+                in_rooms: in_rooms.to_vec(),
                 all_rooms: me.is_none_or(|u| u.admin),
             },
             Some(Target::Room(room)) => {
-                let private = self.store.room(room.key()).await?.is_some_and(|rec| rec.private);
-                self.may_look_into(caller, in_room(room.key()), room, private).await?;
+                let record = self.store.room(room.key()).await?;
+                self.may_read_room(caller, in_room(room.key()), room, record.as_ref()).await?;
                 SearchScope::Conv(Conv::Room(room.key().clone()))
             }
             Some(Target::User(u)) => {
@@ -136,6 +138,9 @@ impl Session {
                 let room = msg.room.as_deref().unwrap_or(key);
                 return Err(ProtoError::new(ErrorCode::NotInRoom, format!("join `{room}` to react there")));
             }
+            Conv::Room(key) => {
+                svc.may_speak_here(&self.handle, key)?;
+            }
             Conv::Dm(a, b) if a != me && b != me => return Err(no_such_message(msg_id)),
             Conv::Everyone if !svc.config.chat.allow_everyone => {
                 return Err(forbidden("messages to everyone are disabled here"));
@@ -165,6 +170,7 @@ impl Session {
     /// as a member, DMs only its own).
     pub(crate) async fn search(&self, r: &SearchRequest) -> Result<Page, ProtoError> {
         let caller = Caller::User(self.identity.clone());
-        self.svc.search(&caller, |key| self.handle.joined(key).is_some(), r).await
+        let in_rooms: Vec<Arc<str>> = self.handle.rooms().iter().map(|r| r.key.clone()).collect();
+        self.svc.search(&caller, &in_rooms, r).await
     }
 }

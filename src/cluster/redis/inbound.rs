@@ -53,10 +53,11 @@ impl RedisBus {
                 self.hub.set_gate(room, crate::cluster::gate_from(e.payload));
             }
             (Some(("r", _)), Kind::Gate) => {}
-            (Some(("u", user)), Kind::Role) => {
-                let (m, v) = crate::cluster::role_flags(e.payload);
-                self.hub.set_role(e.a, user, e.b, m, v);
+            // Applied at once by the node that set it (see `Bus::set_role`).
+            (Some(("u", user)), Kind::Role) if e.node != self.node => {
+                self.hub.set_role(e.a, user, e.b, crate::cluster::role_flags(e.payload));
             }
+            (Some(("u", _)), Kind::Role) => {}
             (Some(("r", room)), Kind::Destroy) => {
                 let sessions = self.hub.destroy(room);
                 self.forget_members(room, sessions);

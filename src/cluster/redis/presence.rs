@@ -220,6 +220,9 @@ impl RedisBus {
             Ok((seq, members)) => {
                 start.seq = start.seq.max(seq);
                 start.members = members;
+                if start.created {
+                    self.refresh_gate(key).await;
+                }
                 Ok(start)
             }
             Err(e) => {
@@ -234,6 +237,31 @@ impl RedisBus {
                 }
                 Err(e)
             }
+        }
+    }
+
+    /// A room made live here read its settings before this node heard the
+    /// room's changes: one made in between (on another node) would be lost.
+    /// Read again now that the node hears them; a change heard meanwhile
+    /// is newer and stays.
+    async fn refresh_gate(&self, room_key: &str) {
+        let Some(seen) = self.hub.gate_gen(room_key) else { return };
+        let read = async {
+            let record = self.store.room(room_key).await?;
+            let bans = self.store.room_bans(room_key).await?;
+            Ok::<_, crate::store::StoreError>((record, bans))
+        };
+        match read.await {
+            Ok((record, bans)) => {
+                let modes = record.map(|r| r.modes).unwrap_or_default();
+                let gate = crate::hub::Gate {
+                    moderated: modes.moderated,
+                    secret: modes.secret,
+                    bans: bans.iter().map(|b| b.mask.as_str().into()).collect(),
+                };
+                self.hub.set_gate_if(room_key, gate, seen);
+            }
+            Err(e) => tracing::warn!(room = room_key, error = %e, "could not read a room's settings again"),
         }
     }
 

@@ -26,6 +26,7 @@ use crate::cluster::Bus;
 use crate::config::NotifyConfig;
 use crate::protocol::now_ms;
 use crate::protocol::server::{Conv, StoredMessage};
+use crate::service::access::{Readable, Reader, may_read};
 use crate::store::{NewOutbox, Store, StoreError, Wanting};
 
 /// Who wants every message, by conversation (rooms and everyone), per batch.
@@ -45,6 +46,8 @@ pub(super) struct Decider {
     pub(super) store: Store,
     pub(super) bus: Bus,
     pub(super) wake: Arc<Notify>,
+    /// The server's name as a host (ban masks).
+    pub(super) host: String,
 }
 
 /// Why a user is notified, as the event's `kind` names it.
@@ -291,8 +294,12 @@ impl Decider {
         for nick in &m.mentions {
             let Some(id) = self.holder(nick).await? else { continue };
             if let Conv::Room(room) = &m.conv {
-                let private = self.store.room(room).await?.is_some_and(|r| r.private);
-                if private && self.store.member_role(room, &id).await?.is_none() {
+                // Only one who may read the room hears of it (not in it
+                // now: a closed room's members; nobody banned).
+                let record = self.store.room(room).await?;
+                let reader = Reader { id: &id, nick, admin: false };
+                if may_read(&self.store, &self.host, Some(reader), room, record.as_ref(), false).await? != Readable::Yes
+                {
                     continue;
                 }
             }

@@ -52,11 +52,19 @@ pub(crate) struct Queue {
     overflow: Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// This server as the notifiers name it.
+pub(crate) struct Names {
+    /// The node's id (outbox leases).
+    pub(crate) node: String,
+    /// The server's name as a host (ban masks: see `access::may_read`).
+    pub(crate) host: String,
+}
+
 /// Starts the decider (fed by `rx`) and the outbox workers. They stop on
 /// `stop` (the decider when its queue closes).
 pub(crate) fn start(
     config: &NotifyConfig,
-    node: String,
+    Names { node, host }: Names,
     store: Store,
     bus: Bus,
     queue: Queue,
@@ -65,7 +73,7 @@ pub(crate) fn start(
 ) {
     let wake = Arc::new(Notify::new());
     let decider =
-        decide::Decider { config: config.clone(), store: store.clone(), bus: bus.clone(), wake: wake.clone() };
+        decide::Decider { config: config.clone(), store: store.clone(), bus: bus.clone(), wake: wake.clone(), host };
     tokio::spawn(decider.run(queue.rx, queue.overflow, !bus.clustered(), stop.clone()));
     if let Some(vapid) = vapid {
         let wake = wake.clone();

@@ -217,6 +217,47 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Stores the settings that differ between `was` and `now` (and
+    /// `private` if given), leaving the others as they are stored: a
+    /// change of another setting made meanwhile (on another node) stays.
+    pub(crate) async fn change_room_modes(
+        &self,
+        key: &str,
+        name: &str,
+        private: Option<bool>,
+        was: &RoomModes,
+        now: &RoomModes,
+    ) -> Result<(), StoreError> {
+        let at = crate::protocol::now_ms();
+        let changed = |a: bool, b: bool| (a != b).then_some(b);
+        let moderated = changed(was.moderated, now.moderated);
+        let topic_lock = if was.topic_lock != now.topic_lock { now.topic_lock } else { None };
+        let secret = changed(was.secret, now.secret);
+        let join_key = (was.key != now.key).then(|| now.key.to_string());
+        let limit = (was.limit != now.limit).then_some(i64::from(now.limit));
+        on_pool!(self, |pool, sql| {
+            sqlx::query(sql.ensure_room)
+                .bind(key)
+                .bind(name)
+                .bind(at)
+                .execute(pool)
+                .await
+                .context("making a room's row")?;
+            sqlx::query(sql.change_room_modes)
+                .bind(moderated)
+                .bind(topic_lock)
+                .bind(private)
+                .bind(secret)
+                .bind(join_key.as_deref())
+                .bind(limit)
+                .bind(key)
+                .execute(pool)
+                .await
+                .context("changing a room's modes")?;
+        });
+        Ok(())
+    }
+
     /// Forgets a room's settings, bans and members (a room made by joining
     /// that is made again: see `Session::join`).
     pub(crate) async fn reset_room(&self, key: &str, name: &str) -> Result<(), StoreError> {

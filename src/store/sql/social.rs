@@ -247,7 +247,7 @@ impl SqlStore {
                         SearchScope::Conv(conv) => {
                             b.push(" AND m.conv = ").push_bind(conv.storage_key());
                         }
-                        SearchScope::Readable { user_id, member, all_rooms } => {
+                        SearchScope::Readable { user_id, member, in_rooms, all_rooms } => {
                             b.push(" AND (m.conv = 'e'");
                             if let Some(id) = user_id {
                                 let id = like_escape(id);
@@ -257,8 +257,18 @@ impl SqlStore {
                             b.push(" OR (m.conv LIKE 'r:%'");
                             if !all_rooms {
                                 let (pre, post) = sql.room_conv;
-                                b.push(" AND (NOT EXISTS (SELECT 1 FROM rooms r WHERE r.private AND ");
+                                // Closed rooms (see `service::access::may_read`).
+                                b.push(" AND (NOT EXISTS (SELECT 1 FROM rooms r WHERE ");
+                                b.push("(r.private OR r.secret OR r.join_key <> '') AND ");
                                 b.push(pre).push("r.name_key").push(post).push(" = m.conv)");
+                                if !in_rooms.is_empty() {
+                                    b.push(" OR m.conv IN (");
+                                    let mut list = b.separated(", ");
+                                    for key in in_rooms {
+                                        list.push_bind(format!("r:{key}"));
+                                    }
+                                    b.push(")");
+                                }
                                 if let Some(member) = member {
                                     b.push(" OR EXISTS (SELECT 1 FROM room_members rm WHERE rm.member = ");
                                     b.push_bind(member.to_string()).push(" AND ");
