@@ -95,8 +95,7 @@ impl Service {
         let (name, _) = self.room_name(room).await?;
         let msg_id = ids::new_message();
         let mentions = self.mentions(&text).await?;
-        let attachments =
-            self.attach(attachments, [ids::SERVER, &sender_id], &msg_id.to_string()).await?;
+        let attachments = self.attach(attachments, [ids::SERVER, &sender_id], &msg_id.to_string()).await?;
         let msg = NewMessage {
             msg_id,
             conv,
