@@ -7,11 +7,9 @@
 use std::sync::Arc;
 
 use axum::Extension;
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::Response;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::App;
@@ -19,6 +17,7 @@ use super::conns::{ConnPermit, PermitSlot, Refused};
 use super::edge::ClientAddr;
 use super::error::error_response;
 use crate::gateway::ws;
+use crate::gateway::ws::handshake;
 use crate::protocol::ErrorCode;
 
 /// `GET /ws`.
@@ -30,7 +29,7 @@ pub(crate) async fn upgrade(
     headers: HeaderMap,
     on_upgrade: Option<Extension<hyper::upgrade::OnUpgrade>>,
 ) -> Response {
-    let key = match handshake(&method, &headers) {
+    let key = match handshake::check(&method, &headers) {
         Ok(key) => key,
         Err((status, msg)) => {
             let code =
@@ -70,37 +69,7 @@ pub(crate) async fn upgrade(
         .max_frame_size(Some(l.max_frame_bytes));
     let svc = app.service().clone();
     tokio::spawn(svc.lifecycle.tracker.track_future(ws::serve(svc.clone(), on_upgrade, config, addr, permit)));
-    let mut response = Response::new(Body::empty());
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = response.headers_mut();
-    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
-        h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
-    }
-    response.into_response()
-}
-
-/// Checks an HTTP/1.1 WebSocket opening handshake (RFC 6455 section 4.2.1)
-/// and returns its `Sec-WebSocket-Key`, or the status that refuses it.
-fn handshake<'h>(method: &Method, headers: &'h HeaderMap) -> Result<&'h HeaderValue, (StatusCode, &'static str)> {
-    let has_token = |name: header::HeaderName, token: &str| {
-        headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-    };
-    if method != Method::GET {
-        return Err((StatusCode::METHOD_NOT_ALLOWED, "a WebSocket handshake is a GET"));
-    }
-    if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
-        return Err((StatusCode::UPGRADE_REQUIRED, "this is a WebSocket endpoint: send `Upgrade: websocket`"));
-    }
-    if headers.get(header::SEC_WEBSOCKET_VERSION).is_none_or(|v| v.as_bytes() != b"13") {
-        return Err((StatusCode::BAD_REQUEST, "`Sec-WebSocket-Version` must be 13"));
-    }
-    headers.get(header::SEC_WEBSOCKET_KEY).ok_or((StatusCode::BAD_REQUEST, "`Sec-WebSocket-Key` is missing"))
+    handshake::switching_protocols(key)
 }
 
 /// The connection's permit, taken over from the accept loop for the life

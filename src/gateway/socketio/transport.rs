@@ -26,18 +26,18 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::Door;
 use super::engine::{self, Engine, Packet};
+use crate::gateway::ws::handshake;
 
 /// How a connection is carried (what the admission counts).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,9 +104,8 @@ impl Door {
             (Method::GET, Transport::Polling, Some(engine)) => self.poll(engine).await,
             (Method::POST, Transport::Polling, Some(engine)) => self.post(engine, req.into_body()).await,
             (Method::GET, Transport::WebSocket, engine) => {
-                let key = match handshake(req.headers()) {
-                    Ok(key) => key,
-                    Err(refused) => return *refused,
+                let Ok(key) = handshake::check(&Method::GET, req.headers()).cloned() else {
+                    return refuse(3, "Bad request");
                 };
                 let Some(upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
                     return refuse(3, "Bad request");
@@ -131,7 +130,7 @@ impl Door {
                 };
                 let tracker = self.svc.lifecycle.tracker.clone();
                 tokio::spawn(tracker.track_future(self.websocket(engine, upgrade)));
-                switching(&key)
+                handshake::switching_protocols(&key)
             }
             (_, _, None) => refuse(2, "Bad handshake method"),
             _ => refuse(3, "Bad request"),
@@ -586,37 +585,6 @@ async fn next_text(socket: &mut Ws) -> Result<tokio_tungstenite::tungstenite::Ut
             _ => return Err("not a text frame"),
         }
     }
-}
-
-/// Checks a WebSocket opening handshake (RFC 6455 section 4.2.1) and
-/// returns its key.
-fn handshake(headers: &HeaderMap) -> Result<HeaderValue, Box<Response>> {
-    let has_token = |name: header::HeaderName, token: &str| {
-        headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-    };
-    if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
-        return Err(Box::new(refuse(3, "Bad request")));
-    }
-    if headers.get(header::SEC_WEBSOCKET_VERSION).is_none_or(|v| v.as_bytes() != b"13") {
-        return Err(Box::new(refuse(3, "Bad request")));
-    }
-    headers.get(header::SEC_WEBSOCKET_KEY).cloned().ok_or_else(|| Box::new(refuse(3, "Bad request")))
-}
-
-fn switching(key: &HeaderValue) -> Response {
-    let mut response = Response::new(Body::empty());
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = response.headers_mut();
-    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
-        h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
-    }
-    response
 }
 
 #[cfg(test)]

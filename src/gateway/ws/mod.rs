@@ -26,6 +26,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 
 pub(crate) mod dispatch;
+pub(crate) mod handshake;
 mod outbox;
 
 use crate::protocol::client::ParseError;
