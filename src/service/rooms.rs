@@ -69,7 +69,7 @@ impl Session {
             // bans and members it had.
             let set = r.private || r.modes != RoomModes::default() || !r.bans.is_empty();
             if set && !r.managed && !configured && svc.bus.room_name(key).await?.is_none() {
-                svc.store.reset_room(key, &r.name).await?;
+                svc.store.reset_room(key).await?;
                 (r.private, r.modes, r.bans) = (false, RoomModes::default(), Vec::new());
             }
         }

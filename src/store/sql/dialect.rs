@@ -77,7 +77,7 @@ pub(super) struct Dialect {
     /// keeps the settings), unless there is one.
     pub(super) ensure_room: &'static str,
     /// moderated, topic_lock, private, secret, join_key, member_limit, name_key.
-    pub(super) set_room_modes: &'static str,
+    pub(super) reset_room_modes: &'static str,
     /// The same, each NULL leaving its column as it is.
     pub(super) change_room_modes: &'static str,
     /// room_key → mask, set_by, set_at, oldest first.
@@ -198,7 +198,7 @@ pub(super) const SQLITE: Dialect = Dialect {
     member_rooms: "SELECT room_key FROM room_members WHERE member = ? ORDER BY room_key",
     list_rooms: "SELECT name, topic, private, managed, secret FROM rooms ORDER BY name_key",
     ensure_room: "INSERT OR IGNORE INTO rooms (name_key, name, created_at) VALUES (?, ?, ?)",
-    set_room_modes: "UPDATE rooms SET moderated = ?, topic_lock = ?, private = ?, secret = ?, join_key = ?, member_limit = ? WHERE name_key = ?",
+    reset_room_modes: "UPDATE rooms SET moderated = FALSE, topic_lock = NULL, private = FALSE, secret = FALSE, join_key = '', member_limit = 0 WHERE name_key = ?",
     change_room_modes: "UPDATE rooms SET moderated = COALESCE(?, moderated), topic_lock = COALESCE(?, topic_lock), private = COALESCE(?, private), secret = COALESCE(?, secret), join_key = COALESCE(?, join_key), member_limit = COALESCE(?, member_limit) WHERE name_key = ?",
     room_bans: "SELECT mask, set_by, set_at FROM room_bans WHERE room_key = ? ORDER BY set_at, mask",
     add_ban: "INSERT OR IGNORE INTO room_bans (room_key, mask, set_by, set_at) VALUES (?, ?, ?, ?)",
@@ -278,7 +278,7 @@ pub(super) const POSTGRES: Dialect = Dialect {
     member_rooms: "SELECT room_key FROM room_members WHERE member = $1 ORDER BY room_key",
     list_rooms: "SELECT name, topic, private, managed, secret FROM rooms ORDER BY name_key",
     ensure_room: "INSERT INTO rooms (name_key, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (name_key) DO NOTHING",
-    set_room_modes: "UPDATE rooms SET moderated = $1, topic_lock = $2, private = $3, secret = $4, join_key = $5, member_limit = $6 WHERE name_key = $7",
+    reset_room_modes: "UPDATE rooms SET moderated = FALSE, topic_lock = NULL, private = FALSE, secret = FALSE, join_key = '', member_limit = 0 WHERE name_key = $1",
     change_room_modes: "UPDATE rooms SET moderated = COALESCE($1, moderated), topic_lock = COALESCE($2, topic_lock), private = COALESCE($3, private), secret = COALESCE($4, secret), join_key = COALESCE($5, join_key), member_limit = COALESCE($6, member_limit) WHERE name_key = $7",
     room_bans: "SELECT mask, set_by, set_at FROM room_bans WHERE room_key = $1 ORDER BY set_at, mask",
     add_ban: "INSERT INTO room_bans (room_key, mask, set_by, set_at) VALUES ($1, $2, $3, $4) ON CONFLICT (room_key, mask) DO NOTHING",
@@ -358,7 +358,7 @@ pub(super) const MYSQL: Dialect = Dialect {
     member_rooms: "SELECT room_key FROM room_members WHERE member = ? ORDER BY room_key",
     list_rooms: "SELECT name, topic, private, managed, secret FROM rooms ORDER BY name_key",
     ensure_room: "INSERT IGNORE INTO rooms (name_key, name, topic, created_at) VALUES (?, ?, '', ?)",
-    set_room_modes: "UPDATE rooms SET moderated = ?, topic_lock = ?, private = ?, secret = ?, join_key = ?, member_limit = ? WHERE name_key = ?",
+    reset_room_modes: "UPDATE rooms SET moderated = FALSE, topic_lock = NULL, private = FALSE, secret = FALSE, join_key = '', member_limit = 0 WHERE name_key = ?",
     change_room_modes: "UPDATE rooms SET moderated = COALESCE(?, moderated), topic_lock = COALESCE(?, topic_lock), private = COALESCE(?, private), secret = COALESCE(?, secret), join_key = COALESCE(?, join_key), member_limit = COALESCE(?, member_limit) WHERE name_key = ?",
     room_bans: "SELECT mask, set_by, set_at FROM room_bans WHERE room_key = ? ORDER BY set_at, mask",
     add_ban: "INSERT IGNORE INTO room_bans (room_key, mask, set_by, set_at) VALUES (?, ?, ?, ?)",

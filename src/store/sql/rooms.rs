@@ -184,39 +184,6 @@ impl SqlStore {
 
     // ---- settings (modes) and bans --------------------------------------------------
 
-    /// Stores a room's settings and invite-only flag (`private`), making
-    /// its row if it had none (a room made by joining).
-    pub(crate) async fn set_room_modes(
-        &self,
-        key: &str,
-        name: &str,
-        private: bool,
-        modes: &RoomModes,
-    ) -> Result<(), StoreError> {
-        let at = crate::protocol::now_ms();
-        on_pool!(self, |pool, sql| {
-            sqlx::query(sql.ensure_room)
-                .bind(key)
-                .bind(name)
-                .bind(at)
-                .execute(pool)
-                .await
-                .context("making a room's row")?;
-            sqlx::query(sql.set_room_modes)
-                .bind(modes.moderated)
-                .bind(modes.topic_lock)
-                .bind(private)
-                .bind(modes.secret)
-                .bind(&*modes.key)
-                .bind(i64::from(modes.limit))
-                .bind(key)
-                .execute(pool)
-                .await
-                .context("setting a room's modes")?;
-        });
-        Ok(())
-    }
-
     /// Stores the settings that differ between `was` and `now` (and
     /// `private` if given), leaving the others as they are stored: a
     /// change of another setting made meanwhile (on another node) stays.
@@ -260,9 +227,9 @@ impl SqlStore {
 
     /// Forgets a room's settings, bans and members (a room made by joining
     /// that is made again: see `Session::join`).
-    pub(crate) async fn reset_room(&self, key: &str, name: &str) -> Result<(), StoreError> {
-        self.set_room_modes(key, name, false, &RoomModes::default()).await?;
+    pub(crate) async fn reset_room(&self, key: &str) -> Result<(), StoreError> {
         on_pool!(self, |pool, sql| {
+            sqlx::query(sql.reset_room_modes).bind(key).execute(pool).await.context("resetting a room's modes")?;
             sqlx::query(sql.delete_bans).bind(key).execute(pool).await.context("deleting a room's bans")?;
             sqlx::query(sql.delete_members).bind(key).execute(pool).await.context("deleting a room's members")?;
         });
