@@ -8,11 +8,21 @@
 //!
 //! Each message travels with a payload `T` that the store never looks at
 //! (the hub puts the reply route there).
+//!
+//! On a SQLite file, a message that finds the writer idle (nothing queued,
+//! the connection free) is stored and delivered by its sender's task right
+//! away, on the writer's connection: waking the writer's thread for it
+//! and having the thread wake the recipients' tasks was most of what a
+//! message cost at light load. Anything else queues, and the thread commits
+//! it in order; see [`Direct`].
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::sql::Appender;
+use super::sql::{Appender, NotStored};
 use super::{NewMessage, Store, StoreError};
 use crate::protocol::server::StoredMessage;
 
@@ -30,16 +40,75 @@ enum Job<T> {
     Message(NewMessage, T),
     /// Answered once everything queued before it is committed and handed on.
     Flush(oneshot::Sender<()>),
+    /// Wakes the thread for its housekeeping, the search index and the
+    /// WAL's restart (messages stored directly never pass the thread,
+    /// which does it between its batches).
+    Housekeeping,
 }
 
 /// The handle that queues messages for the writer task.
 pub struct Writer<T> {
     tx: mpsc::Sender<Job<T>>,
+    /// On a SQLite file: what the writer's thread shares with submitters.
+    direct: Option<Arc<Direct<T>>>,
 }
 
 impl<T> Clone for Writer<T> {
     fn clone(&self) -> Self {
-        Writer { tx: self.tx.clone() }
+        Writer { tx: self.tx.clone(), direct: self.direct.clone() }
+    }
+}
+
+/// The SQLite writer's connection and sink, shared by its thread and the
+/// submitters. A submitter stores its message itself when the writer is
+/// idle: no message queued or being stored (`queued` is zero) and the
+/// connection free (`try_lock`), and only if no other connection holds
+/// the file's write lock (it does not wait: that would stall a runtime
+/// worker). Otherwise it queues. `queued` counts messages from their
+/// submit until the thread has handed them on, under the connection's
+/// lock, so a message stored directly never overtakes one queued before
+/// it, and each session's messages keep their order.
+struct Direct<T> {
+    /// False with `database.sqlite_full_sync`: a commit then waits for the
+    /// disk, which a runtime worker must not.
+    now: bool,
+    store: Store,
+    appender: Mutex<Appender>,
+    sink: Arc<dyn CommitSink<T>>,
+    queued: AtomicUsize,
+}
+
+impl<T: 'static> Direct<T> {
+    fn appender(&self) -> MutexGuard<'_, Appender> {
+        self.appender.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stores and hands on `msg` now if the writer is idle; gives it back
+    /// otherwise (to be queued).
+    fn try_now(&self, msg: NewMessage, payload: T, tx: &mpsc::Sender<Job<T>>) -> Option<(NewMessage, T)> {
+        if !self.now || self.queued.load(Ordering::Acquire) != 0 {
+            return Some((msg, payload));
+        }
+        let mut appender = match self.appender.try_lock() {
+            Ok(appender) => appender,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Some((msg, payload)),
+        };
+        if self.queued.load(Ordering::Acquire) != 0 {
+            return Some((msg, payload));
+        }
+        let began = std::time::Instant::now();
+        let result = match self.store.append_blocking(&mut appender, vec![msg], false) {
+            Err(NotStored::Busy(mut batch)) => return batch.pop().map(|msg| (msg, payload)),
+            Err(NotStored::Failed(e)) => Err(e),
+            Ok(stored) => Ok(stored),
+        };
+        let batch = Batch { messages: Vec::new(), payloads: vec![payload], flushes: Vec::new() };
+        batch.done(&self.store, began, Some(result), &*self.sink);
+        if appender.ask_housekeeping() {
+            let _ = tx.try_send(Job::Housekeeping);
+        }
+        None
     }
 }
 
@@ -55,14 +124,23 @@ impl<T: Send + 'static> Writer<T> {
     /// elsewhere a task that awaits the pool.
     pub fn start(store: Store, batch_max: usize, sink: impl CommitSink<T>) -> (Writer<T>, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
+        let mut direct = None;
         let task = match store.appender() {
             Some(appender) => {
+                let shared = Arc::new(Direct {
+                    now: !appender.syncs_each_commit(),
+                    store,
+                    appender: Mutex::new(appender),
+                    sink: Arc::new(sink),
+                    queued: AtomicUsize::new(0),
+                });
+                direct = Some(shared.clone());
                 let (done, ended) = oneshot::channel();
                 let runtime = tokio::runtime::Handle::current();
                 let thread = std::thread::Builder::new().name("chat-sqlite-writer".into()).spawn(move || {
                     // Delivery may need the runtime (spawning, timers).
                     let _runtime = runtime.enter();
-                    run_on_thread(store, appender, batch_max, rx, sink);
+                    run_on_thread(&shared, batch_max, rx);
                     let _ = done.send(());
                 });
                 if let Err(e) = thread {
@@ -76,15 +154,31 @@ impl<T: Send + 'static> Writer<T> {
             }
             None => tokio::spawn(run(store, batch_max, rx, sink)),
         };
-        (Writer { tx }, task)
+        (Writer { tx, direct }, task)
     }
 
-    /// Queues a message; waits only while the queue is full. Returns the
-    /// payload back if the writer is gone (shutting down).
+    /// Stores and hands on the message now if the writer is idle (see
+    /// [`Direct`]), or queues it; waits only while the queue is full.
+    /// Returns the payload back if the writer is gone (shutting down).
     pub async fn submit(&self, msg: NewMessage, payload: T) -> Result<(), T> {
+        let Some(direct) = &self.direct else {
+            return self.queue(msg, payload).await;
+        };
+        let Some((msg, payload)) = direct.try_now(msg, payload, &self.tx) else {
+            return Ok(());
+        };
+        direct.queued.fetch_add(1, Ordering::AcqRel);
+        let queued = self.queue(msg, payload).await;
+        if queued.is_err() {
+            direct.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+        queued
+    }
+
+    async fn queue(&self, msg: NewMessage, payload: T) -> Result<(), T> {
         self.tx.send(Job::Message(msg, payload)).await.map_err(|e| match e.0 {
             Job::Message(_, payload) => payload,
-            Job::Flush(_) => unreachable!("submit sends messages only"),
+            Job::Flush(_) | Job::Housekeeping => unreachable!("submit sends messages only"),
         })
     }
 
@@ -120,6 +214,7 @@ impl<T> Batch<T> {
                     batch.payloads.push(p);
                 }
                 Job::Flush(done) => batch.flushes.push(done),
+                Job::Housekeeping => {}
             }
         }
         batch
@@ -131,7 +226,7 @@ impl<T> Batch<T> {
         store: &Store,
         began: std::time::Instant,
         result: Option<Result<Vec<StoredMessage>, StoreError>>,
-        sink: &impl CommitSink<T>,
+        sink: &(impl CommitSink<T> + ?Sized),
     ) {
         if let Some(result) = result {
             sink.durable_step(began.elapsed(), result.is_ok());
@@ -166,23 +261,28 @@ async fn run<T>(store: Store, batch_max: usize, mut rx: mpsc::Receiver<Job<T>>, 
 /// The writer on its own thread (SQLite file): the thread sleeps on the
 /// queue, stores what it takes on its own connection and delivers it, so a
 /// batch costs one wake-up of this thread and no other hand-off.
-fn run_on_thread<T>(
-    store: Store,
-    mut appender: Appender,
-    batch_max: usize,
-    mut rx: mpsc::Receiver<Job<T>>,
-    sink: impl CommitSink<T>,
-) {
+fn run_on_thread<T: 'static>(direct: &Direct<T>, batch_max: usize, mut rx: mpsc::Receiver<Job<T>>) {
     let mut jobs = Vec::with_capacity(batch_max);
     while rx.blocking_recv_many(&mut jobs, batch_max) > 0 {
         let mut batch = Batch::take(&mut jobs);
+        let count = batch.messages.len();
+        let mut appender = direct.appender();
         let began = std::time::Instant::now();
         let result = match batch.messages.is_empty() {
             true => None,
-            false => Some(store.append_blocking(&mut appender, std::mem::take(&mut batch.messages))),
+            false => {
+                Some(direct.store.append_blocking(&mut appender, std::mem::take(&mut batch.messages), true).map_err(
+                    |e| match e {
+                        NotStored::Failed(e) => e,
+                        NotStored::Busy(_) => unreachable!("an append that waits is never busy"),
+                    },
+                ))
+            }
         };
-        batch.done(&store, began, result, &sink);
-        appender.checkpoint(rx.is_empty());
+        batch.done(&direct.store, began, result, &*direct.sink);
+        // Handed on: direct stores may go ahead of nothing now.
+        direct.queued.fetch_sub(count, Ordering::AcqRel);
+        appender.housekeeping(|| rx.is_empty());
     }
 }
 
@@ -265,6 +365,76 @@ mod tests {
         writer.submit(say("a", "a4"), ()).await.unwrap();
         writer.flush().await;
         assert_eq!(*seen.0.lock().unwrap(), [("r:a".to_string(), 4, "a4".to_string())]);
+    }
+
+    /// A message stored directly by a submitter never waits for another
+    /// connection's write lock (it would stall a runtime worker for up to
+    /// `busy_timeout`): it queues, and the thread stores it once the lock
+    /// is free.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_locked_file_queues_instead_of_blocking_the_submitter() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.database.url = format!("sqlite://{}", dir.path().join("chat.db").display());
+        config.database.busy_timeout = std::time::Duration::from_secs(600);
+        let store = Store::open(&config).await.unwrap();
+        let seen = Seen::default();
+        let (writer, _task) = Writer::start(store.clone(), 256, seen.clone());
+        writer.submit(say("a", "a1"), ()).await.unwrap();
+        assert_eq!(seen.0.lock().unwrap().len(), 1, "an idle writer stores at once");
+
+        let other = rusqlite::Connection::open(dir.path().join("chat.db")).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        // Returns while the other connection holds the lock (waiting for it
+        // would take ten minutes), and nothing is delivered yet.
+        writer.submit(say("a", "a2"), ()).await.unwrap();
+        writer.submit(say("a", "a3"), ()).await.unwrap();
+        assert_eq!(seen.0.lock().unwrap().len(), 1);
+        other.execute_batch("COMMIT").unwrap();
+        writer.flush().await;
+        let got: Vec<_> = seen.0.lock().unwrap().iter().map(|(_, seq, text)| (*seq, text.clone())).collect();
+        assert_eq!(got, [(1, "a1".to_string()), (2, "a2".to_string()), (3, "a3".to_string())]);
+    }
+
+    /// Sessions submitting at once, some messages stored directly and some
+    /// queued: each conversation is numbered without a gap in the order it
+    /// is handed on, and each sender's messages keep their order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_senders_keep_their_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&format!("sqlite://{}", dir.path().join("chat.db").display())).await;
+        let seen = Seen::default();
+        let (writer, _task) = Writer::start(store.clone(), 256, seen.clone());
+        let senders: Vec<_> = (0..4)
+            .map(|k| {
+                let writer = writer.clone();
+                tokio::spawn(async move {
+                    for i in 0..300 {
+                        // Each sender in a room of its own and in one they share.
+                        let room = if i % 2 == 0 { format!("own{k}") } else { "shared".into() };
+                        writer.submit(say(&room, &format!("{k}:{i}")), ()).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for s in senders {
+            s.await.unwrap();
+        }
+        writer.flush().await;
+        let got = seen.0.lock().unwrap().clone();
+        assert_eq!(got.len(), 1200);
+        let mut next: std::collections::HashMap<String, u64> = Default::default();
+        let mut last: std::collections::HashMap<String, usize> = Default::default();
+        for (conv, seq, text) in got {
+            let want = next.entry(conv.clone()).or_insert(0);
+            *want += 1;
+            assert_eq!(seq, *want, "{conv} numbered in the order handed on");
+            let (k, i) = text.split_once(':').unwrap();
+            let i: usize = i.parse().unwrap();
+            if let Some(prev) = last.insert(k.to_string(), i) {
+                assert!(i > prev, "sender {k}: {i} handed on after {prev}");
+            }
+        }
     }
 
     /// `memory://` keeps the task that writes through the pool.

@@ -16,10 +16,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags};
 
 use super::SqlStore;
 use super::dialect::SQLITE;
+use super::social::{INDEX_EVERY, INDEX_SQLITE, UNQUEUE_SQLITE};
 use crate::protocol::server::{Conv, StoredMessage};
 use crate::store::{NewMessage, StoreError};
 
@@ -39,6 +40,12 @@ pub(crate) struct Appender {
     conn: Option<Connection>,
     /// When this connection last checkpointed (see [`Appender::checkpoint`]).
     checkpointed: Instant,
+    /// When this connection last indexed for search (see [`Appender::index`]).
+    indexed: Instant,
+    /// Whether the last indexing step left messages in the queue.
+    index_more: bool,
+    /// Whether the writer's thread was woken for its housekeeping already.
+    asked: bool,
 }
 
 /// How long the writer's checkpoint waits for other connections.
@@ -51,12 +58,29 @@ const CHECKPOINT_WAIT: Duration = Duration::from_millis(20);
 /// seconds it stays out of it, and the WAL stays at ten seconds of commits.
 const RESTART_EVERY: Duration = Duration::from_secs(10);
 
+/// Most queued messages one indexing step of the writer takes: the step
+/// holds the writer (a message arriving meanwhile waits for it), so it
+/// stays short; steps follow each other while nothing else waits.
+const INDEX_STEP: i64 = 64;
+
 /// One row's placeholders, after `insert_messages`' column list.
 const ROW: &str = "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 impl Appender {
     pub(super) fn new(file: SqliteFile) -> Appender {
-        Appender { file, conn: None, checkpointed: Instant::now() }
+        Appender {
+            file,
+            conn: None,
+            checkpointed: Instant::now(),
+            indexed: Instant::now(),
+            index_more: false,
+            asked: false,
+        }
+    }
+
+    /// Whether each commit waits for the disk (`database.sqlite_full_sync`).
+    pub(crate) fn syncs_each_commit(&self) -> bool {
+        self.file.full_sync
     }
 
     fn open(&self) -> rusqlite::Result<Connection> {
@@ -87,38 +111,86 @@ impl Appender {
         Ok(seq as u64)
     }
 
-    /// Inserts numbered messages, all or nothing: one statement per row,
-    /// prepared once; a batch of several in one transaction.
+    /// Starts the write transaction (`BEGIN IMMEDIATE`: the file's write
+    /// lock). `wait`: for as long as `busy_timeout` when another connection
+    /// writes; otherwise not at all (the error is then `DatabaseBusy`).
+    fn begin(&mut self, wait: bool) -> rusqlite::Result<()> {
+        let timeout = if wait { self.file.busy_timeout } else { Duration::ZERO };
+        let conn = self.conn()?;
+        conn.busy_timeout(timeout)?;
+        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        Ok(())
+    }
+
+    /// Inserts numbered messages and commits the transaction [`Appender::begin`]
+    /// started: one statement per row, prepared once.
     fn insert(&mut self, messages: &[StoredMessage]) -> rusqlite::Result<()> {
         let conn = self.conn()?;
-        let tx = (messages.len() > 1)
-            .then(|| Transaction::new_unchecked(conn, TransactionBehavior::Immediate))
-            .transpose()?;
-        {
-            let mut insert = conn.prepare_cached(&format!("{}{ROW}", SQLITE.insert_messages))?;
-            for m in messages {
-                let attachments = serde_json::to_string(&m.attachments).unwrap_or_else(|_| "[]".into());
-                let mentions = (!m.mentions.is_empty()).then(|| serde_json::to_string(&m.mentions).unwrap_or_default());
-                insert.execute(rusqlite::params![
-                    m.msg_id.to_string(),
-                    m.conv.storage_key(),
-                    m.seq as i64,
-                    m.room.as_deref(),
-                    &*m.from,
-                    m.to.as_deref(),
-                    &m.text,
-                    attachments,
-                    m.sent_at,
-                    &*m.sender_id,
-                    m.reply_to.as_ref().map(|r| r.msg_id.to_string()),
-                    mentions,
-                ])?;
+        let mut insert = conn.prepare_cached(&format!("{}{ROW}", SQLITE.insert_messages))?;
+        for m in messages {
+            let attachments = serde_json::to_string(&m.attachments).unwrap_or_else(|_| "[]".into());
+            let mentions = (!m.mentions.is_empty()).then(|| serde_json::to_string(&m.mentions).unwrap_or_default());
+            insert.execute(rusqlite::params![
+                m.msg_id.to_string(),
+                m.conv.storage_key(),
+                m.seq as i64,
+                m.room.as_deref(),
+                &*m.from,
+                m.to.as_deref(),
+                &m.text,
+                attachments,
+                m.sent_at,
+                &*m.sender_id,
+                m.reply_to.as_ref().map(|r| r.msg_id.to_string()),
+                mentions,
+            ])?;
+        }
+        conn.prepare_cached("COMMIT")?.execute([])?;
+        Ok(())
+    }
+
+    /// Whether the writer's thread should wake for its housekeeping (the
+    /// search index, the WAL's restart: see [`Appender::housekeeping`]),
+    /// said once until it has run: the thread does it only between its
+    /// own batches, and messages stored directly never pass the thread.
+    pub(crate) fn ask_housekeeping(&mut self) -> bool {
+        let due = !self.asked && (self.index_due() || self.checkpointed.elapsed() >= RESTART_EVERY);
+        self.asked |= due;
+        due
+    }
+
+    fn index_due(&self) -> bool {
+        self.index_more || self.indexed.elapsed() >= INDEX_EVERY
+    }
+
+    /// The writer's thread between batches: indexes queued messages for
+    /// search, a short step at a time while nothing waits, then restarts
+    /// the WAL if that is due.
+    pub(crate) fn housekeeping(&mut self, queue_empty: impl Fn() -> bool) {
+        self.asked = false;
+        while queue_empty() && self.index_due() {
+            self.indexed = Instant::now();
+            match self.index() {
+                Ok(more) => self.index_more = more,
+                Err(e) => {
+                    tracing::debug!(error = %e, "indexing new messages for search failed; retrying later");
+                    self.index_more = false;
+                    self.conn = None;
+                }
             }
         }
-        match tx {
-            Some(tx) => tx.commit(),
-            None => Ok(()),
-        }
+        self.checkpoint(queue_empty());
+    }
+
+    /// Indexes the first [`INDEX_STEP`] queued messages for search (see
+    /// migrations/sqlite/0007) in one transaction; says whether more wait.
+    fn index(&mut self) -> rusqlite::Result<bool> {
+        self.begin(true)?;
+        let conn = self.conn()?;
+        let indexed = conn.prepare_cached(INDEX_SQLITE)?.execute([i64::MAX, INDEX_STEP])?;
+        conn.prepare_cached(UNQUEUE_SQLITE)?.execute([i64::MAX, INDEX_STEP])?;
+        conn.prepare_cached("COMMIT")?.execute([])?;
+        Ok(indexed as i64 == INDEX_STEP)
     }
 }
 
@@ -132,7 +204,7 @@ impl Appender {
     /// up under steady load: the WAL then grows without end, and each
     /// commit extends the file, which ext4 zeroes and allocates page by
     /// page: a tenth of the server's CPU at 2,000 messages a second.)
-    pub(crate) fn checkpoint(&mut self, queue_empty: bool) {
+    fn checkpoint(&mut self, queue_empty: bool) {
         let since = self.checkpointed.elapsed();
         if since < RESTART_EVERY || (!queue_empty && since < RESTART_EVERY * 2) {
             return;
@@ -169,18 +241,35 @@ fn read_only(e: &rusqlite::Error) -> bool {
 
 impl SqlStore {
     /// The appender of a SQLite file database, for the writer's thread;
-    /// `None` on other backends and on `memory://`.
+    /// `None` on other backends and on `memory://`. The thread indexes for
+    /// search from now on (see [`Appender::housekeeping`]), so the pool's
+    /// indexer stops.
     pub(crate) fn appender(&self) -> Option<Appender> {
-        self.sqlite_file.clone().map(Appender::new)
+        let appender = self.sqlite_file.clone().map(Appender::new);
+        if let (Some(_), Some(indexer)) = (&appender, &self.indexer) {
+            indexer.abort();
+        }
+        appender
     }
 
     /// [`SqlStore::append`] on the appender's connection, on the calling
-    /// thread (which blocks until the batch is committed).
+    /// thread (which blocks until the batch is committed). Unless `wait`,
+    /// a database another connection is writing to is not waited for: the
+    /// batch comes back untouched ([`NotStored::Busy`]).
     pub(crate) fn append_blocking(
         &self,
         appender: &mut Appender,
         batch: Vec<NewMessage>,
-    ) -> Result<Vec<StoredMessage>, StoreError> {
+        wait: bool,
+    ) -> Result<Vec<StoredMessage>, NotStored> {
+        if let Err(e) = self.begin(appender, wait) {
+            if !wait && e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) {
+                return Err(NotStored::Busy(batch));
+            }
+            appender.conn = None;
+            return Err(NotStored::Failed(unavailable("starting a write")(e)));
+        }
+        // Inside the transaction: nobody else appends messages meanwhile.
         let mut next: HashMap<Conv, u64> = HashMap::new();
         for m in &batch {
             if !next.contains_key(&m.conv) {
@@ -190,8 +279,9 @@ impl SqlStore {
                     None => match appender.newest_seq(&m.conv) {
                         Ok(seq) => seq,
                         Err(e) => {
+                            // Dropping the connection rolls the transaction back.
                             appender.conn = None;
-                            return Err(unavailable("reading the newest seq")(e));
+                            return Err(NotStored::Failed(unavailable("reading the newest seq")(e)));
                         }
                     },
                 };
@@ -201,11 +291,12 @@ impl SqlStore {
         let stored = super::messages::number(batch, &mut next);
         let mut inserted = appender.insert(&stored);
         if inserted.as_ref().is_err_and(read_only) {
-            // Opened while the file was read-only: it stays so. Retire it
-            // (and the pool's connections) and try once more on a fresh one.
+            // Written on a connection opened while the file was read-only:
+            // it stays so. Retire it (and the pool's connections) and try
+            // once more on a fresh one.
             appender.conn = None;
             self.health.failed();
-            inserted = appender.insert(&stored);
+            inserted = appender.begin(true).and_then(|()| appender.insert(&stored));
         }
         match inserted {
             Ok(()) => {
@@ -217,8 +308,86 @@ impl SqlStore {
                 // anew, on a fresh connection.
                 appender.conn = None;
                 self.seqs().clear();
-                Err(unavailable("storing messages")(e))
+                Err(NotStored::Failed(unavailable("storing messages")(e)))
             }
         }
+    }
+
+    /// [`Appender::begin`], once more on a fresh connection if the first
+    /// one turns out read-only (opened while the file was).
+    fn begin(&self, appender: &mut Appender, wait: bool) -> rusqlite::Result<()> {
+        let begun = appender.begin(wait);
+        if begun.as_ref().is_err_and(read_only) {
+            appender.conn = None;
+            self.health.failed();
+            return appender.begin(wait);
+        }
+        begun
+    }
+}
+
+/// Why [`SqlStore::append_blocking`] stored nothing.
+pub(crate) enum NotStored {
+    /// Another connection was writing and the caller would not wait:
+    /// nothing was done, and here is the batch.
+    Busy(Vec<NewMessage>),
+    /// The write failed (or may have: see `storing messages`).
+    Failed(StoreError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::store::Store;
+
+    fn say(text: &str) -> NewMessage {
+        NewMessage {
+            msg_id: ulid::Ulid::generate(),
+            conv: Conv::Room("a".into()),
+            room: Some("a".into()),
+            to: None,
+            from: "Alice".into(),
+            sender_id: "a-alice".into(),
+            text: text.into(),
+            attachments: vec![],
+            mentions: vec![],
+            sent_at: 1_700_000_000_000,
+            reply_to: None,
+        }
+    }
+
+    fn count(appender: &mut Appender, sql: &str) -> i64 {
+        appender.conn().unwrap().query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// The writer's housekeeping indexes what it stored, a step at a time,
+    /// and only while nothing waits for it.
+    #[tokio::test]
+    async fn housekeeping_indexes_in_steps_while_nothing_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.database.url = format!("sqlite://{}", dir.path().join("chat.db").display());
+        let store = Store::open(&config).await.unwrap();
+        let mut appender = store.appender().unwrap();
+        let batch: Vec<_> = (0..100).map(|i| say(&format!("hello {i}"))).collect();
+        let Ok(stored) = store.append_blocking(&mut appender, batch, true) else { panic!("not stored") };
+        assert_eq!(stored.len(), 100);
+        let pending = "SELECT count(*) FROM messages_fts_pending";
+        let found = "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'hello'";
+        assert_eq!(count(&mut appender, pending), 100);
+
+        appender.indexed = Instant::now() - INDEX_EVERY;
+        assert!(appender.ask_housekeeping(), "due: a wake-up is asked for");
+        assert!(!appender.ask_housekeeping(), "asked once");
+        // Something waits: nothing is indexed.
+        appender.housekeeping(|| false);
+        assert_eq!(count(&mut appender, pending), 100);
+        appender.indexed = Instant::now() - INDEX_EVERY;
+        // Nothing waits: every step until the queue is empty.
+        appender.housekeeping(|| true);
+        assert_eq!(count(&mut appender, pending), 0);
+        assert_eq!(count(&mut appender, found), 100);
+        assert!(!appender.ask_housekeeping(), "indexed just now");
     }
 }

@@ -60,7 +60,7 @@ macro_rules! on_pool {
 #[macro_use]
 mod dialect;
 mod appender;
-pub(crate) use appender::Appender;
+pub(crate) use appender::{Appender, NotStored};
 mod messages;
 pub(crate) mod notify;
 mod rooms;

@@ -74,6 +74,12 @@ fn like_escape(s: &str) -> String {
 /// the write lock: the writer waits for it, so it stays short).
 const INDEX_BATCH: i64 = 256;
 
+/// SQLite: indexes the first of the queued messages up to an id (`?`), at most `?` of them.
+pub(super) const INDEX_SQLITE: &str = "INSERT INTO messages_fts (rowid, text) SELECT m.rowid, m.text FROM messages m \
+    JOIN (SELECT id FROM messages_fts_pending WHERE id <= ? ORDER BY id LIMIT ?) p ON m.rowid = p.id";
+/// SQLite: takes the messages [`INDEX_SQLITE`] indexed off the queue (same parameters).
+pub(super) const UNQUEUE_SQLITE: &str = "DELETE FROM messages_fts_pending WHERE id IN (SELECT id FROM messages_fts_pending WHERE id <= ? ORDER BY id LIMIT ?)";
+
 /// SQLite, PostgreSQL: how often the background indexer looks at the queue.
 pub(super) const INDEX_EVERY: Duration = Duration::from_millis(100);
 
@@ -94,22 +100,8 @@ pub(super) async fn index_pending(pool: &SqlitePool) -> Result<(), sqlx::Error> 
         }
         // IMMEDIATE: the write lock first, so the batch read is the batch removed.
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(
-            "INSERT INTO messages_fts (rowid, text) SELECT m.rowid, m.text FROM messages m \
-             JOIN (SELECT id FROM messages_fts_pending WHERE id <= ? ORDER BY id LIMIT ?) p ON m.rowid = p.id",
-        )
-        .bind(last)
-        .bind(INDEX_BATCH)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "DELETE FROM messages_fts_pending WHERE id IN \
-             (SELECT id FROM messages_fts_pending WHERE id <= ? ORDER BY id LIMIT ?)",
-        )
-        .bind(last)
-        .bind(INDEX_BATCH)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(INDEX_SQLITE).bind(last).bind(INDEX_BATCH).execute(&mut *tx).await?;
+        sqlx::query(UNQUEUE_SQLITE).bind(last).bind(INDEX_BATCH).execute(&mut *tx).await?;
         tx.commit().await?;
     }
 }
@@ -147,7 +139,9 @@ pub(super) async fn index_pending_pg(pool: &PgPool) -> Result<(), sqlx::Error> {
 }
 
 /// The background indexer (SQLite, PostgreSQL), on a pool connection of
-/// its own.
+/// its own. On a SQLite file whose writer runs on its own thread, that
+/// thread indexes instead (see `appender`), and this task is stopped: two
+/// connections taking turns at the write lock made the writer wait.
 pub(super) async fn indexer(pool: Pool) {
     let mut tick = tokio::time::interval(INDEX_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
