@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
@@ -30,6 +31,8 @@ pub(crate) struct SqliteFile {
     pub(super) path: PathBuf,
     pub(super) full_sync: bool,
     pub(super) busy_timeout: Duration,
+    /// When the background checkpointer last finished a pass (`checkpoints`).
+    pub(super) passive_done: Arc<Mutex<Option<Instant>>>,
 }
 
 /// The writer thread's connection: opened on the first append, dropped
@@ -53,10 +56,17 @@ const CHECKPOINT_WAIT: Duration = Duration::from_millis(20);
 
 /// How often the writer starts the WAL over. The checkpoint holds the
 /// writer while it copies what the background checkpointer has not copied
-/// yet and syncs the database file (tens of milliseconds on a slow disk):
-/// once a second, that pause reached the light-load p99; once every ten
-/// seconds it stays out of it, and the WAL stays at ten seconds of commits.
+/// yet and syncs the database file: once a second, that pause reached the
+/// light-load p99; once every ten seconds it stays out of it, and the WAL
+/// stays at ten seconds of commits.
 const RESTART_EVERY: Duration = Duration::from_secs(10);
+
+/// The writer restarts the WAL only this soon after the background
+/// checkpointer finished a pass: what is left to copy and sync is then a
+/// few milliseconds of commits, not up to a second of them (which held the
+/// writer for tens of milliseconds). If that moment never comes, it
+/// restarts anyway after [`RESTART_EVERY`] three times over.
+const CAUGHT_UP: Duration = Duration::from_millis(200);
 
 /// Most queued messages one indexing step of the writer takes: the step
 /// holds the writer (a message arriving meanwhile waits for it), so it
@@ -154,9 +164,17 @@ impl Appender {
     /// said once until it has run: the thread does it only between its
     /// own batches, and messages stored directly never pass the thread.
     pub(crate) fn ask_housekeeping(&mut self) -> bool {
-        let due = !self.asked && (self.index_due() || self.checkpointed.elapsed() >= RESTART_EVERY);
+        let due = !self.asked && (self.index_due() || self.restart_due());
         self.asked |= due;
         due
+    }
+
+    /// Whether the WAL should start over now (see [`CAUGHT_UP`]).
+    fn restart_due(&self) -> bool {
+        let since = self.checkpointed.elapsed();
+        let passive = *self.file.passive_done.lock().unwrap_or_else(|e| e.into_inner());
+        let caught_up = passive.is_some_and(|done| done > self.checkpointed && done.elapsed() < CAUGHT_UP);
+        since >= RESTART_EVERY * 3 || (since >= RESTART_EVERY && caught_up)
     }
 
     fn index_due(&self) -> bool {
@@ -196,8 +214,9 @@ impl Appender {
 
 impl Appender {
     /// Copies the WAL into the database between two batches, at most once
-    /// per [`RESTART_EVERY`], and only when nothing waits in the queue
-    /// (unless twice that went by). Done here, between this thread's
+    /// per [`RESTART_EVERY`], right after the background checkpointer's
+    /// pass (see [`CAUGHT_UP`]) and only when nothing waits in the queue
+    /// (unless three times that went by). Done here, between this thread's
     /// own commits, the checkpoint catches up with the whole WAL, so the
     /// next commit starts the WAL file over instead of appending to it.
     /// (The background checkpointer runs between commits and never catches
@@ -205,8 +224,7 @@ impl Appender {
     /// commit extends the file, which ext4 zeroes and allocates page by
     /// page: a tenth of the server's CPU at 2,000 messages a second.)
     fn checkpoint(&mut self, queue_empty: bool) {
-        let since = self.checkpointed.elapsed();
-        if since < RESTART_EVERY || (!queue_empty && since < RESTART_EVERY * 2) {
+        if !self.restart_due() || (!queue_empty && self.checkpointed.elapsed() < RESTART_EVERY * 3) {
             return;
         }
         self.checkpointed = Instant::now();

@@ -109,13 +109,15 @@ pub(super) const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// never catches up with the writer either (commits land while it copies),
 /// so a file database's writer also checkpoints between its own batches,
 /// which lets its next commit start the WAL over (`Appender::checkpoint`).
-async fn checkpoints(pool: SqlitePool) {
+/// Each finished pass is noted in `done`, for the writer's restart.
+async fn checkpoints(pool: SqlitePool, done: Arc<Mutex<Option<std::time::Instant>>>) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
-            tracing::debug!(error = %e, "WAL checkpoint failed; retrying later");
+        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            Ok(_) => *done.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now()),
+            Err(e) => tracing::debug!(error = %e, "WAL checkpoint failed; retrying later"),
         }
     }
 }
@@ -133,6 +135,7 @@ impl SqlStore {
         let max = config.max_connections;
         let health = Arc::new(Health::default());
         let mut sqlite_file = None;
+        let passive_done = Arc::new(Mutex::new(None));
         // A connection opened before the last failed write is closed, not
         // reused: a fresh one takes its place (see `health`).
         macro_rules! renewing {
@@ -166,6 +169,7 @@ impl SqlStore {
                     path: options.get_filename().to_owned(),
                     full_sync: config.sqlite_full_sync,
                     busy_timeout: config.busy_timeout,
+                    passive_done: passive_done.clone(),
                 });
             }
             let pool = renewing!(SqlitePoolOptions::new())
@@ -203,7 +207,7 @@ impl SqlStore {
             return Err(StoreError::UnsupportedUrl { url: redact_url(url) });
         };
         let checkpointer = match &pool {
-            Pool::Sqlite(p) if !memory => Some(tokio::spawn(checkpoints(p.clone()))),
+            Pool::Sqlite(p) if !memory => Some(tokio::spawn(checkpoints(p.clone(), passive_done))),
             _ => None,
         };
         // A pool of one connection cannot lend it to the writer for good;
