@@ -7,6 +7,7 @@
 //! unacknowledged entries are claimed by another node once they have been
 //! idle for `cluster.node_timeout`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -80,12 +81,16 @@ async fn pass(bus: &RedisBus, claim_all: bool) -> Result<usize, String> {
         None
     };
     let mut total = 0;
+    // Entries per read: a log entry holds a batch of messages (see
+    // publish.lua), so reads are sized by how many the last one held, to
+    // take about `sync_batch` messages each time.
+    let mut count = batch;
     loop {
         // This node's own unfinished entries first (a failed commit), then
         // entries a dead (or, when settling, any) node left, then new ones.
-        let mut entries = read(bus, &mut conn, &log, "0", batch).await?;
+        let mut entries = read(bus, &mut conn, &log, "0", count).await?;
         if entries.is_empty() {
-            let opts = StreamAutoClaimOptions::default().count(batch);
+            let opts = StreamAutoClaimOptions::default().count(count);
             let claimed: redis::streams::StreamAutoClaimReply = conn
                 .xautoclaim_options(&log, GROUP, &bus.node, min_idle.as_millis() as u64, "0-0", opts)
                 .await
@@ -93,7 +98,7 @@ async fn pass(bus: &RedisBus, claim_all: bool) -> Result<usize, String> {
             entries = claimed.claimed;
         }
         if entries.is_empty() {
-            entries = read(bus, &mut conn, &log, ">", batch).await?;
+            entries = read(bus, &mut conn, &log, ">", count).await?;
         }
         if entries.is_empty() {
             return Ok(total);
@@ -104,38 +109,24 @@ async fn pass(bus: &RedisBus, claim_all: bool) -> Result<usize, String> {
         let mut messages: Vec<StoredMessage> = Vec::with_capacity(n);
         let mut dead: Vec<(&str, String)> = Vec::new();
         for e in &entries {
-            // An entry deleted from the log holds nothing: nothing to store.
-            if let Some(frame) = e.get::<String>("m") {
-                match buffer::decode_entry(e) {
+            for (frame, conv, sender) in buffer::log_messages(e) {
+                match buffer::decode(&frame, conv.as_deref(), sender.as_deref()) {
                     Some(m) => messages.push(m),
                     None => dead.push((e.id.as_str(), frame)),
                 }
             }
         }
+        let held = messages.len() + dead.len();
         drop_destroyed(bus, &mut conn, &mut messages).await?;
-        if let Err(e) = bus.store.archive(&messages).await {
-            // One bad row must not hold up the rest forever: find it, if
-            // the database is there at all.
-            bus.store.ping().await.map_err(|_| e.to_string())?;
-            let mut good = Vec::with_capacity(messages.len());
-            for m in messages {
-                match bus.store.archive(std::slice::from_ref(&m)).await {
-                    Ok(()) => good.push(m),
-                    Err(e) => {
-                        let id = entries
-                            .iter()
-                            .find(|x| x.get::<String>("m").is_some_and(|f| f.contains(&m.msg_id.to_string())));
-                        tracing::error!(msg_id = %m.msg_id, error = %e, "the database refuses a message; moved to the dead-letter stream");
-                        if let Some(x) = id {
-                            dead.push((x.id.as_str(), x.get::<String>("m").unwrap_or_default()));
-                        }
-                        let _: redis::RedisResult<()> =
-                            conn.xdel(bus.key(&format!("h:{}", m.conv.storage_key())), &[format!("{}-1", m.seq)]).await;
-                    }
-                }
-            }
-            messages = good;
+        // At most `sync_batch` messages per transaction.
+        let mut archived = Vec::with_capacity(messages.len());
+        let mut rest = messages;
+        while !rest.is_empty() {
+            let tail = rest.split_off(rest.len().min(batch));
+            let chunk = std::mem::replace(&mut rest, tail);
+            archived.extend(archive(bus, &mut conn, &entries, chunk, &mut dead).await?);
         }
+        let messages = archived;
         if !dead.is_empty() {
             let mut pipe = redis::pipe();
             for (id, frame) in &dead {
@@ -157,17 +148,60 @@ async fn pass(bus: &RedisBus, claim_all: bool) -> Result<usize, String> {
             }
         }
         let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+        // Each conversation's archived entries leave its stream in one XDEL.
+        let mut streams: HashMap<String, Vec<String>> = HashMap::new();
+        for m in &messages {
+            streams.entry(m.conv.storage_key()).or_default().push(format!("{}-1", m.seq));
+        }
         let mut pipe = redis::pipe();
         pipe.atomic().xack(&log, GROUP, &ids).xdel(&log, &ids);
-        for m in &messages {
-            pipe.xdel(bus.key(&format!("h:{}", m.conv.storage_key())), &[format!("{}-1", m.seq)]);
+        for (conv, seqs) in &streams {
+            pipe.xdel(bus.key(&format!("h:{conv}")), seqs);
         }
         let _: () = pipe.query_async(&mut conn).await.map_err(|e| bus.failed(&e).message)?;
-        total += n;
-        if n < batch && !claim_all || past_start {
+        total += held;
+        let asked = count;
+        count = (batch / held.div_ceil(n).max(1)).max(1);
+        if n < asked && !claim_all || past_start {
             return Ok(total);
         }
     }
+}
+
+/// Stores one transaction's worth of messages; if the database refuses
+/// them, one by one, moving those it refuses to `dead` (and out of their
+/// conversation's stream). Returns the stored ones.
+async fn archive<'e>(
+    bus: &RedisBus,
+    conn: &mut redis::aio::MultiplexedConnection,
+    entries: &'e [StreamId],
+    messages: Vec<StoredMessage>,
+    dead: &mut Vec<(&'e str, String)>,
+) -> Result<Vec<StoredMessage>, String> {
+    let Err(e) = bus.store.archive(&messages).await else { return Ok(messages) };
+    // One bad row must not hold up the rest forever: find it, if the
+    // database is there at all.
+    bus.store.ping().await.map_err(|_| e.to_string())?;
+    let mut good = Vec::with_capacity(messages.len());
+    for m in messages {
+        match bus.store.archive(std::slice::from_ref(&m)).await {
+            Ok(()) => good.push(m),
+            Err(e) => {
+                tracing::error!(msg_id = %m.msg_id, error = %e, "the database refuses a message; moved to the dead-letter stream");
+                let id = m.msg_id.to_string();
+                let found = entries.iter().find_map(|x| {
+                    let frame = buffer::log_messages(x).into_iter().map(|(f, ..)| f).find(|f| f.contains(&id))?;
+                    Some((x.id.as_str(), frame))
+                });
+                if let Some(found) = found {
+                    dead.push(found);
+                }
+                let _: redis::RedisResult<()> =
+                    conn.xdel(bus.key(&format!("h:{}", m.conv.storage_key())), &[format!("{}-1", m.seq)]).await;
+            }
+        }
+    }
+    Ok(good)
 }
 
 /// A stream entry id as (ms, seq), for comparisons.

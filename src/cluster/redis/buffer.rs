@@ -29,6 +29,21 @@ struct Wire {
     reply_to: Option<Box<ReplyRef>>,
 }
 
+/// What one log entry holds: a batch of messages, in order, each as its
+/// frame, conversation key and sender id (fields `m`, `c`, `u` for the
+/// first, then `m1`, `c1`, `u1`, `m2`, ...: see publish.lua). An entry
+/// deleted from the log holds none.
+pub fn log_messages(entry: &redis::streams::StreamId) -> Vec<(String, Option<String>, Option<String>)> {
+    let mut out = Vec::new();
+    let Some(first) = entry.get::<String>("m") else { return out };
+    out.push((first, entry.get("c"), entry.get("u")));
+    for i in 1.. {
+        let Some(frame) = entry.get::<String>(&format!("m{i}")) else { break };
+        out.push((frame, entry.get(&format!("c{i}")), entry.get(&format!("u{i}"))));
+    }
+    out
+}
+
 /// A buffer entry back as a message; `None` if it holds none.
 pub fn decode_entry(entry: &redis::streams::StreamId) -> Option<StoredMessage> {
     let frame: String = entry.get("m")?;

@@ -144,6 +144,7 @@ impl RedisBus {
                 for acked in stored {
                     self.await_fanout(acked);
                 }
+                self.release_acks(messages::ACK_WAIT);
             }
             Err(Outcome::NotStored(e)) => {
                 for m in ready {
