@@ -83,8 +83,9 @@ async fn pass(bus: &RedisBus, claim_all: bool) -> Result<usize, String> {
     let mut total = 0;
     // Entries per read: a log entry holds a batch of messages (see
     // publish.lua), so reads are sized by how many the last one held, to
-    // take about `sync_batch` messages each time.
-    let mut count = batch;
+    // take about `sync_batch` messages each time; the first assumes full
+    // batches (a read's reply and its transaction stay that size).
+    let mut count = batch.div_ceil(bus.config.publish_batch.max(1));
     loop {
         // This node's own unfinished entries first (a failed commit), then
         // entries a dead (or, when settling, any) node left, then new ones.
