@@ -139,6 +139,32 @@ mod tests {
     }
 
     #[test]
+    fn a_log_entry_holds_its_batch_in_order() {
+        let field = |k: &str, v: &str| (k.to_owned(), redis::Value::BulkString(v.as_bytes().to_vec()));
+        let mut entry = redis::streams::StreamId { id: "1-0".into(), ..Default::default() };
+        entry.map = [
+            field("m", "f0"),
+            field("c", "r:a"),
+            field("u", "a-x"),
+            field("m1", "f1"),
+            field("c1", "r:b"),
+            field("m2", "f2"),
+            field("c2", "r:a"),
+            field("u2", "a-z"),
+        ]
+        .into_iter()
+        .collect();
+        let got = log_messages(&entry);
+        let want = [("f0", Some("r:a"), Some("a-x")), ("f1", Some("r:b"), None), ("f2", Some("r:a"), Some("a-z"))];
+        assert_eq!(got.len(), want.len());
+        for ((f, c, u), (wf, wc, wu)) in got.iter().zip(want) {
+            assert_eq!((f.as_str(), c.as_deref(), u.as_deref()), (wf, wc, wu));
+        }
+        entry.map.clear();
+        assert!(log_messages(&entry).is_empty(), "an entry deleted from the log holds nothing");
+    }
+
+    #[test]
     fn other_frames_are_not_messages() {
         assert_eq!(decode(r#"{"type":"pong"}"#, Some("e"), None), None);
         assert_eq!(decode("not json", Some("e"), None), None);
