@@ -23,6 +23,15 @@ use crate::protocol::server::StoredMessage;
 
 const GROUP: &str = "archivers";
 
+/// The log stream (`P:logb`): one entry per published batch (see
+/// publish.lua).
+pub(super) const LOG: &str = "logb";
+/// The log of nodes from before batches had an entry of their own: one
+/// message per entry. Still archived, so that a cluster upgraded one node
+/// at a time loses nothing (older nodes never read [`LOG`], whose entries
+/// they would take for one message each).
+const LEGACY_LOG: &str = "log";
+
 pub(super) async fn run(bus: Arc<RedisBus>, mut requests: mpsc::UnboundedReceiver<oneshot::Sender<bool>>) {
     let mut tick = tokio::time::interval(bus.config.sync_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -40,7 +49,7 @@ pub(super) async fn run(bus: Arc<RedisBus>, mut requests: mpsc::UnboundedReceive
             waiting.push(done);
         }
         let ok = bus.up.load(Ordering::Acquire)
-            && match pass(&bus, claim_all).await {
+            && match archive_logs(&bus, claim_all).await {
                 Ok(n) => {
                     if n > 0 {
                         tracing::debug!(messages = n, "archived");
@@ -58,12 +67,25 @@ pub(super) async fn run(bus: Arc<RedisBus>, mut requests: mpsc::UnboundedReceive
     }
 }
 
-/// Archives until the log has nothing more for this node. `claim_all`:
-/// also take entries other nodes hold, however recently (a settle).
-async fn pass(bus: &RedisBus, claim_all: bool) -> Result<usize, String> {
+/// Archives what both logs hold for this node (the legacy one only if it
+/// exists: only older nodes make it).
+async fn archive_logs(bus: &RedisBus, claim_all: bool) -> Result<usize, String> {
+    let mut n = pass(bus, claim_all, &bus.key(LOG)).await?;
+    let legacy = bus.key(LEGACY_LOG);
     let mut conn = bus.conn().map_err(|e: ProtoError| e.message)?;
-    let log = bus.key("log");
-    let created: Result<(), _> = conn.xgroup_create_mkstream(&log, GROUP, "0").await;
+    let there: bool = conn.exists(&legacy).await.map_err(|e| bus.failed(&e).message)?;
+    if there {
+        n += pass(bus, claim_all, &legacy).await?;
+    }
+    Ok(n)
+}
+
+/// Archives until the log `log` has nothing more for this node.
+/// `claim_all`: also take entries other nodes hold, however recently (a
+/// settle).
+async fn pass(bus: &RedisBus, claim_all: bool, log: &str) -> Result<usize, String> {
+    let mut conn = bus.conn().map_err(|e: ProtoError| e.message)?;
+    let created: Result<(), _> = conn.xgroup_create_mkstream(log, GROUP, "0").await;
     if let Err(e) = created
         && e.code() != Some("BUSYGROUP")
     {
@@ -75,7 +97,7 @@ async fn pass(bus: &RedisBus, claim_all: bool) -> Result<usize, String> {
     // coming (it would never end under steady traffic).
     let until: Option<String> = if claim_all {
         let newest: redis::streams::StreamRangeReply =
-            conn.xrevrange_count(&log, "+", "-", 1).await.map_err(|e| bus.failed(&e).message)?;
+            conn.xrevrange_count(log, "+", "-", 1).await.map_err(|e| bus.failed(&e).message)?;
         newest.ids.first().map(|e| e.id.clone())
     } else {
         None
@@ -89,17 +111,17 @@ async fn pass(bus: &RedisBus, claim_all: bool) -> Result<usize, String> {
     loop {
         // This node's own unfinished entries first (a failed commit), then
         // entries a dead (or, when settling, any) node left, then new ones.
-        let mut entries = read(bus, &mut conn, &log, "0", count).await?;
+        let mut entries = read(bus, &mut conn, log, "0", count).await?;
         if entries.is_empty() {
             let opts = StreamAutoClaimOptions::default().count(count);
             let claimed: redis::streams::StreamAutoClaimReply = conn
-                .xautoclaim_options(&log, GROUP, &bus.node, min_idle.as_millis() as u64, "0-0", opts)
+                .xautoclaim_options(log, GROUP, &bus.node, min_idle.as_millis() as u64, "0-0", opts)
                 .await
                 .map_err(|e| bus.failed(&e).message)?;
             entries = claimed.claimed;
         }
         if entries.is_empty() {
-            entries = read(bus, &mut conn, &log, ">", count).await?;
+            entries = read(bus, &mut conn, log, ">", count).await?;
         }
         if entries.is_empty() {
             return Ok(total);
@@ -155,7 +177,7 @@ async fn pass(bus: &RedisBus, claim_all: bool) -> Result<usize, String> {
             streams.entry(m.conv.storage_key()).or_default().push(format!("{}-1", m.seq));
         }
         let mut pipe = redis::pipe();
-        pipe.atomic().xack(&log, GROUP, &ids).xdel(&log, &ids);
+        pipe.atomic().xack(log, GROUP, &ids).xdel(log, &ids);
         for (conv, seqs) in &streams {
             pipe.xdel(bus.key(&format!("h:{conv}")), seqs);
         }
@@ -254,12 +276,14 @@ async fn read(
 /// oldest of them (for the metrics); None when Redis does not answer.
 pub(crate) async fn backlog(bus: &RedisBus) -> Option<(u64, Duration)> {
     let mut conn = bus.conn().ok()?;
-    let log = bus.key("log");
-    let len: u64 = conn.xlen(&log).await.ok()?;
-    let oldest: redis::streams::StreamRangeReply = conn.xrange_count(&log, "-", "+", 1).await.ok()?;
-    let age = oldest.ids.first().map_or(Duration::ZERO, |e| {
-        let (ms, _) = stream_id(&e.id);
-        Duration::from_millis((crate::protocol::now_ms() as u64).saturating_sub(ms))
-    });
+    let (mut len, mut age) = (0, Duration::ZERO);
+    for log in [bus.key(LOG), bus.key(LEGACY_LOG)] {
+        len += conn.xlen::<_, u64>(&log).await.ok()?;
+        let oldest: redis::streams::StreamRangeReply = conn.xrange_count(&log, "-", "+", 1).await.ok()?;
+        if let Some(e) = oldest.ids.first() {
+            let (ms, _) = stream_id(&e.id);
+            age = age.max(Duration::from_millis((crate::protocol::now_ms() as u64).saturating_sub(ms)));
+        }
+    }
     Some((len, age))
 }
