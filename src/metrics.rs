@@ -278,7 +278,10 @@ fn describe() {
     describe_counter!("chat_errors_total", "Error frames sent to clients, by code.");
     describe_counter!("chat_http_requests_total", "HTTP requests, by route and status.");
     describe_gauge!("chat_redis_up", "1 when the cluster's Redis answers a ping, else 0.");
-    describe_gauge!("chat_archiver_backlog_messages", "Messages buffered in Redis, not yet in the database.");
+    describe_gauge!(
+        "chat_archiver_backlog_messages",
+        "Redis log entries (a published batch of messages each) not yet in the database."
+    );
     describe_gauge!("chat_archiver_lag_seconds", "Age of the oldest message not yet in the database.");
 }
 

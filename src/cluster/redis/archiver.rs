@@ -7,6 +7,7 @@
 //! unacknowledged entries are claimed by another node once they have been
 //! idle for `cluster.node_timeout`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -21,6 +22,15 @@ use crate::protocol::ProtoError;
 use crate::protocol::server::StoredMessage;
 
 const GROUP: &str = "archivers";
+
+/// The log stream (`P:logb`): one entry per published batch (see
+/// publish.lua).
+pub(super) const LOG: &str = "logb";
+/// The log of nodes from before batches had an entry of their own: one
+/// message per entry. Still archived, so that a cluster upgraded one node
+/// at a time loses nothing (older nodes never read [`LOG`], whose entries
+/// they would take for one message each).
+const LEGACY_LOG: &str = "log";
 
 pub(super) async fn run(bus: Arc<RedisBus>, mut requests: mpsc::UnboundedReceiver<oneshot::Sender<bool>>) {
     let mut tick = tokio::time::interval(bus.config.sync_interval);
@@ -39,7 +49,7 @@ pub(super) async fn run(bus: Arc<RedisBus>, mut requests: mpsc::UnboundedReceive
             waiting.push(done);
         }
         let ok = bus.up.load(Ordering::Acquire)
-            && match pass(&bus, claim_all).await {
+            && match archive_logs(&bus, claim_all).await {
                 Ok(n) => {
                     if n > 0 {
                         tracing::debug!(messages = n, "archived");
@@ -57,12 +67,25 @@ pub(super) async fn run(bus: Arc<RedisBus>, mut requests: mpsc::UnboundedReceive
     }
 }
 
-/// Archives until the log has nothing more for this node. `claim_all`:
-/// also take entries other nodes hold, however recently (a settle).
-async fn pass(bus: &RedisBus, claim_all: bool) -> Result<usize, String> {
+/// Archives what both logs hold for this node (the legacy one only if it
+/// exists: only older nodes make it).
+async fn archive_logs(bus: &RedisBus, claim_all: bool) -> Result<usize, String> {
+    let mut n = pass(bus, claim_all, &bus.key(LOG)).await?;
+    let legacy = bus.key(LEGACY_LOG);
     let mut conn = bus.conn().map_err(|e: ProtoError| e.message)?;
-    let log = bus.key("log");
-    let created: Result<(), _> = conn.xgroup_create_mkstream(&log, GROUP, "0").await;
+    let there: bool = conn.exists(&legacy).await.map_err(|e| bus.failed(&e).message)?;
+    if there {
+        n += pass(bus, claim_all, &legacy).await?;
+    }
+    Ok(n)
+}
+
+/// Archives until the log `log` has nothing more for this node.
+/// `claim_all`: also take entries other nodes hold, however recently (a
+/// settle).
+async fn pass(bus: &RedisBus, claim_all: bool, log: &str) -> Result<usize, String> {
+    let mut conn = bus.conn().map_err(|e: ProtoError| e.message)?;
+    let created: Result<(), _> = conn.xgroup_create_mkstream(log, GROUP, "0").await;
     if let Err(e) = created
         && e.code() != Some("BUSYGROUP")
     {
@@ -74,26 +97,31 @@ async fn pass(bus: &RedisBus, claim_all: bool) -> Result<usize, String> {
     // coming (it would never end under steady traffic).
     let until: Option<String> = if claim_all {
         let newest: redis::streams::StreamRangeReply =
-            conn.xrevrange_count(&log, "+", "-", 1).await.map_err(|e| bus.failed(&e).message)?;
+            conn.xrevrange_count(log, "+", "-", 1).await.map_err(|e| bus.failed(&e).message)?;
         newest.ids.first().map(|e| e.id.clone())
     } else {
         None
     };
     let mut total = 0;
+    // Entries per read: a log entry holds a batch of messages (see
+    // publish.lua), so reads are sized by how many the last one held, to
+    // take about `sync_batch` messages each time; the first assumes full
+    // batches (a read's reply and its transaction stay that size).
+    let mut count = batch.div_ceil(bus.config.publish_batch.max(1));
     loop {
         // This node's own unfinished entries first (a failed commit), then
         // entries a dead (or, when settling, any) node left, then new ones.
-        let mut entries = read(bus, &mut conn, &log, "0", batch).await?;
+        let mut entries = read(bus, &mut conn, log, "0", count).await?;
         if entries.is_empty() {
-            let opts = StreamAutoClaimOptions::default().count(batch);
+            let opts = StreamAutoClaimOptions::default().count(count);
             let claimed: redis::streams::StreamAutoClaimReply = conn
-                .xautoclaim_options(&log, GROUP, &bus.node, min_idle.as_millis() as u64, "0-0", opts)
+                .xautoclaim_options(log, GROUP, &bus.node, min_idle.as_millis() as u64, "0-0", opts)
                 .await
                 .map_err(|e| bus.failed(&e).message)?;
             entries = claimed.claimed;
         }
         if entries.is_empty() {
-            entries = read(bus, &mut conn, &log, ">", batch).await?;
+            entries = read(bus, &mut conn, log, ">", count).await?;
         }
         if entries.is_empty() {
             return Ok(total);
@@ -104,38 +132,24 @@ async fn pass(bus: &RedisBus, claim_all: bool) -> Result<usize, String> {
         let mut messages: Vec<StoredMessage> = Vec::with_capacity(n);
         let mut dead: Vec<(&str, String)> = Vec::new();
         for e in &entries {
-            // An entry deleted from the log holds nothing: nothing to store.
-            if let Some(frame) = e.get::<String>("m") {
-                match buffer::decode_entry(e) {
+            for (frame, conv, sender) in buffer::log_messages(e) {
+                match buffer::decode(&frame, conv.as_deref(), sender.as_deref()) {
                     Some(m) => messages.push(m),
                     None => dead.push((e.id.as_str(), frame)),
                 }
             }
         }
+        let held = messages.len() + dead.len();
         drop_destroyed(bus, &mut conn, &mut messages).await?;
-        if let Err(e) = bus.store.archive(&messages).await {
-            // One bad row must not hold up the rest forever: find it, if
-            // the database is there at all.
-            bus.store.ping().await.map_err(|_| e.to_string())?;
-            let mut good = Vec::with_capacity(messages.len());
-            for m in messages {
-                match bus.store.archive(std::slice::from_ref(&m)).await {
-                    Ok(()) => good.push(m),
-                    Err(e) => {
-                        let id = entries
-                            .iter()
-                            .find(|x| x.get::<String>("m").is_some_and(|f| f.contains(&m.msg_id.to_string())));
-                        tracing::error!(msg_id = %m.msg_id, error = %e, "the database refuses a message; moved to the dead-letter stream");
-                        if let Some(x) = id {
-                            dead.push((x.id.as_str(), x.get::<String>("m").unwrap_or_default()));
-                        }
-                        let _: redis::RedisResult<()> =
-                            conn.xdel(bus.key(&format!("h:{}", m.conv.storage_key())), &[format!("{}-1", m.seq)]).await;
-                    }
-                }
-            }
-            messages = good;
+        // At most `sync_batch` messages per transaction.
+        let mut archived = Vec::with_capacity(messages.len());
+        let mut rest = messages;
+        while !rest.is_empty() {
+            let tail = rest.split_off(rest.len().min(batch));
+            let chunk = std::mem::replace(&mut rest, tail);
+            archived.extend(archive(bus, &mut conn, &entries, chunk, &mut dead).await?);
         }
+        let messages = archived;
         if !dead.is_empty() {
             let mut pipe = redis::pipe();
             for (id, frame) in &dead {
@@ -157,17 +171,60 @@ async fn pass(bus: &RedisBus, claim_all: bool) -> Result<usize, String> {
             }
         }
         let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
-        let mut pipe = redis::pipe();
-        pipe.atomic().xack(&log, GROUP, &ids).xdel(&log, &ids);
+        // Each conversation's archived entries leave its stream in one XDEL.
+        let mut streams: HashMap<String, Vec<String>> = HashMap::new();
         for m in &messages {
-            pipe.xdel(bus.key(&format!("h:{}", m.conv.storage_key())), &[format!("{}-1", m.seq)]);
+            streams.entry(m.conv.storage_key()).or_default().push(format!("{}-1", m.seq));
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic().xack(log, GROUP, &ids).xdel(log, &ids);
+        for (conv, seqs) in &streams {
+            pipe.xdel(bus.key(&format!("h:{conv}")), seqs);
         }
         let _: () = pipe.query_async(&mut conn).await.map_err(|e| bus.failed(&e).message)?;
-        total += n;
-        if n < batch && !claim_all || past_start {
+        total += held;
+        let asked = count;
+        count = (batch / held.div_ceil(n).max(1)).max(1);
+        if n < asked && !claim_all || past_start {
             return Ok(total);
         }
     }
+}
+
+/// Stores one transaction's worth of messages; if the database refuses
+/// them, one by one, moving those it refuses to `dead` (and out of their
+/// conversation's stream). Returns the stored ones.
+async fn archive<'e>(
+    bus: &RedisBus,
+    conn: &mut redis::aio::MultiplexedConnection,
+    entries: &'e [StreamId],
+    messages: Vec<StoredMessage>,
+    dead: &mut Vec<(&'e str, String)>,
+) -> Result<Vec<StoredMessage>, String> {
+    let Err(e) = bus.store.archive(&messages).await else { return Ok(messages) };
+    // One bad row must not hold up the rest forever: find it, if the
+    // database is there at all.
+    bus.store.ping().await.map_err(|_| e.to_string())?;
+    let mut good = Vec::with_capacity(messages.len());
+    for m in messages {
+        match bus.store.archive(std::slice::from_ref(&m)).await {
+            Ok(()) => good.push(m),
+            Err(e) => {
+                tracing::error!(msg_id = %m.msg_id, error = %e, "the database refuses a message; moved to the dead-letter stream");
+                let id = m.msg_id.to_string();
+                let found = entries.iter().find_map(|x| {
+                    let frame = buffer::log_messages(x).into_iter().map(|(f, ..)| f).find(|f| f.contains(&id))?;
+                    Some((x.id.as_str(), frame))
+                });
+                if let Some(found) = found {
+                    dead.push(found);
+                }
+                let _: redis::RedisResult<()> =
+                    conn.xdel(bus.key(&format!("h:{}", m.conv.storage_key())), &[format!("{}-1", m.seq)]).await;
+            }
+        }
+    }
+    Ok(good)
 }
 
 /// A stream entry id as (ms, seq), for comparisons.
@@ -219,12 +276,14 @@ async fn read(
 /// oldest of them (for the metrics); None when Redis does not answer.
 pub(crate) async fn backlog(bus: &RedisBus) -> Option<(u64, Duration)> {
     let mut conn = bus.conn().ok()?;
-    let log = bus.key("log");
-    let len: u64 = conn.xlen(&log).await.ok()?;
-    let oldest: redis::streams::StreamRangeReply = conn.xrange_count(&log, "-", "+", 1).await.ok()?;
-    let age = oldest.ids.first().map_or(Duration::ZERO, |e| {
-        let (ms, _) = stream_id(&e.id);
-        Duration::from_millis((crate::protocol::now_ms() as u64).saturating_sub(ms))
-    });
+    let (mut len, mut age) = (0, Duration::ZERO);
+    for log in [bus.key(LOG), bus.key(LEGACY_LOG)] {
+        len += conn.xlen::<_, u64>(&log).await.ok()?;
+        let oldest: redis::streams::StreamRangeReply = conn.xrange_count(&log, "-", "+", 1).await.ok()?;
+        if let Some(e) = oldest.ids.first() {
+            let (ms, _) = stream_id(&e.id);
+            age = age.max(Duration::from_millis((crate::protocol::now_ms() as u64).saturating_sub(ms)));
+        }
+    }
     Some((len, age))
 }

@@ -29,6 +29,21 @@ struct Wire {
     reply_to: Option<Box<ReplyRef>>,
 }
 
+/// What one log entry holds: a batch of messages, in order, each as its
+/// frame, conversation key and sender id (fields `m`, `c`, `u` for the
+/// first, then `m1`, `c1`, `u1`, `m2`, ...: see publish.lua). An entry
+/// deleted from the log holds none.
+pub fn log_messages(entry: &redis::streams::StreamId) -> Vec<(String, Option<String>, Option<String>)> {
+    let mut out = Vec::new();
+    let Some(first) = entry.get::<String>("m") else { return out };
+    out.push((first, entry.get("c"), entry.get("u")));
+    for i in 1.. {
+        let Some(frame) = entry.get::<String>(&format!("m{i}")) else { break };
+        out.push((frame, entry.get(&format!("c{i}")), entry.get(&format!("u{i}"))));
+    }
+    out
+}
+
 /// A buffer entry back as a message; `None` if it holds none.
 pub fn decode_entry(entry: &redis::streams::StreamId) -> Option<StoredMessage> {
     let frame: String = entry.get("m")?;
@@ -121,6 +136,32 @@ mod tests {
             let conv = stored.conv.storage_key();
             assert_eq!(decode(&frame, Some(&conv), Some("a-alice")), Some(stored));
         }
+    }
+
+    #[test]
+    fn a_log_entry_holds_its_batch_in_order() {
+        let field = |k: &str, v: &str| (k.to_owned(), redis::Value::BulkString(v.as_bytes().to_vec()));
+        let mut entry = redis::streams::StreamId { id: "1-0".into(), ..Default::default() };
+        entry.map = [
+            field("m", "f0"),
+            field("c", "r:a"),
+            field("u", "a-x"),
+            field("m1", "f1"),
+            field("c1", "r:b"),
+            field("m2", "f2"),
+            field("c2", "r:a"),
+            field("u2", "a-z"),
+        ]
+        .into_iter()
+        .collect();
+        let got = log_messages(&entry);
+        let want = [("f0", Some("r:a"), Some("a-x")), ("f1", Some("r:b"), None), ("f2", Some("r:a"), Some("a-z"))];
+        assert_eq!(got.len(), want.len());
+        for ((f, c, u), (wf, wc, wu)) in got.iter().zip(want) {
+            assert_eq!((f.as_str(), c.as_deref(), u.as_deref()), (wf, wc, wu));
+        }
+        entry.map.clear();
+        assert!(log_messages(&entry).is_empty(), "an entry deleted from the log holds nothing");
     }
 
     #[test]

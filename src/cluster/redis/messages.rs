@@ -155,7 +155,8 @@ impl RedisBus {
     /// A stored message's `ack` waits until this node's subscriber has
     /// handed the message to the local recipients (the one delivery sink,
     /// [`Hub::deliver`], then acks), unless this node hosts none of them:
-    /// then there is nothing to wait for.
+    /// then there is nothing to wait for. (Senders that waited too long are
+    /// released once per batch by its publisher, and by the heartbeat.)
     pub(super) fn await_fanout(&self, acked: Acked) {
         let msg = &acked.message;
         let hosted = match &msg.conv {
@@ -172,8 +173,6 @@ impl RedisBus {
             return acknowledge(acked.message, acked.route);
         }
         acks.waiting.insert(msg.msg_id, (acked, Instant::now()));
-        drop(acks);
-        self.release_acks(ACK_WAIT);
     }
 
     /// The subscriber fanned out a message this node published: its sender
@@ -203,9 +202,14 @@ impl RedisBus {
     /// Acknowledges every sender that has waited longer than `late`.
     pub(super) fn release_acks(&self, late: Duration) {
         let released: Vec<Acked> = {
+            let now = Instant::now();
             let mut acks = self.acks.lock().unwrap_or_else(|e| e.into_inner());
-            let old: Vec<Ulid> =
-                acks.waiting.iter().filter(|(_, (_, at))| at.elapsed() >= late).map(|(id, _)| *id).collect();
+            let old: Vec<Ulid> = acks
+                .waiting
+                .iter()
+                .filter(|(_, (_, at))| now.saturating_duration_since(*at) >= late)
+                .map(|(id, _)| *id)
+                .collect();
             old.iter().filter_map(|id| acks.waiting.remove(id)).map(|(a, _)| a).collect()
         };
         for a in released {

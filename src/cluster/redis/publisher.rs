@@ -144,6 +144,7 @@ impl RedisBus {
                 for acked in stored {
                     self.await_fanout(acked);
                 }
+                self.release_acks(messages::ACK_WAIT);
             }
             Err(Outcome::NotStored(e)) => {
                 for m in ready {
@@ -182,7 +183,7 @@ impl RedisBus {
             return Err(Outcome::NotStored(ProtoError::unavailable()));
         }
         let mut inv = self.scripts.publish.prepare_invoke();
-        inv.key(self.key("log")).arg(&self.batch_head);
+        inv.key(self.key(archiver::LOG)).arg(&self.batch_head);
         for m in ready {
             inv.key(&m.counter).key(&m.stream).key(&m.fate);
             inv.arg(floors.get(&m.conv).map_or("", String::as_str))

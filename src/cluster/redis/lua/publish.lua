@@ -1,11 +1,15 @@
 -- The durable step of a batch of messages, in one atomic step. For each
--- message, in order: take its conversation's next seq, append it to the
--- buffer (the log the archivers read, and the conversation's own stream
--- that history reads), and publish it to the nodes that host its
--- recipients. A channel's room messages go out in one PUBLISH at the end
--- (one envelope, or a batch envelope of several in seq order: see
--- src/cluster/envelope.rs); direct messages and messages to everyone go
--- out one by one, as they come.
+-- message, in order: take its conversation's next seq, append it to its
+-- conversation's own stream (the one history reads), and publish it to the
+-- nodes that host its recipients. The batch's stored messages go into the
+-- log stream (the one the archivers read) as one entry, in order: fields
+-- m, c, u for the first (its frame, conversation key and sender id), then
+-- m1, c1, u1, m2, ... (see `buffer::log_messages`). A channel's room
+-- messages go out in one PUBLISH (one envelope, or a batch envelope of
+-- several in seq order: see src/cluster/envelope.rs); direct messages and
+-- messages to everyone go out one by one, in order. Every write comes
+-- before every PUBLISH: each counter is set once, to its conversation's
+-- last seq, then the log entry is added, then the messages go out.
 -- KEYS: 1 the log stream; then three per message: its conversation's seq
 --       counter, its conversation's stream, its fate (set by fence.lua
 --       when its first attempt's outcome was unknown: this late attempt
@@ -23,41 +27,40 @@
 -- and the messages of that conversation get -1 (the others 0): the caller
 -- retries the batch with the seqs to start from.
 local GS = '\29'
-local msgs = {}
+local count = (#KEYS - 1) / 3
+-- Where each message's arguments start in ARGV (no table per message).
+local at = {}
 local a = 2
-for i = 1, (#KEYS - 1) / 3 do
-  local k = 2 + (i - 1) * 3
-  local m = {
-    counter = KEYS[k], stream = KEYS[k + 1], fate = KEYS[k + 2],
-    floor = ARGV[a], before = ARGV[a + 1], after = ARGV[a + 2], head = ARGV[a + 3],
-    mid = ARGV[a + 4], conv = ARGV[a + 5], sender = ARGV[a + 6], room = ARGV[a + 7] == '1',
-    channels = {},
-  }
-  local n = tonumber(ARGV[a + 8])
-  for j = 1, n do
-    m.channels[j] = ARGV[a + 8 + j]
-  end
-  a = a + 9 + n
-  msgs[i] = m
+for i = 1, count do
+  at[i] = a
+  a = a + 9 + tonumber(ARGV[a + 8])
 end
 
--- Reading only: which messages are fenced off, where each counter stands.
+-- Reading only: which messages are fenced off (rare: one EXISTS for the
+-- batch, then one per message only if any is), where each counter stands.
+local fates = {}
+for i = 1, count do
+  fates[i] = KEYS[i * 3 + 1]
+end
+local fenced = count > 0 and redis.call('EXISTS', unpack(fates)) > 0
 local last = {}
 local result = {}
 local missing = false
-for i, m in ipairs(msgs) do
+for i = 1, count do
   result[i] = 0
-  if redis.call('EXISTS', m.fate) == 1 then
+  local counter = KEYS[i * 3 - 1]
+  if fenced and redis.call('EXISTS', fates[i]) == 1 then
     result[i] = -2
   else
-    if last[m.counter] == nil then
-      local v = redis.call('GET', m.counter)
-      if not v and m.floor ~= '' then
-        v = m.floor
+    if last[counter] == nil then
+      local v = redis.call('GET', counter)
+      local floor = ARGV[at[i]]
+      if not v and floor ~= '' then
+        v = floor
       end
-      last[m.counter] = v
+      last[counter] = v
     end
-    if not last[m.counter] then
+    if not last[counter] then
       result[i] = -1
       missing = true
     end
@@ -69,34 +72,66 @@ end
 
 local groups = {}
 local order = {}
-for i, m in ipairs(msgs) do
+local direct = {}
+local log = {}
+local counters = {}
+local logged = 0
+for i = 1, count do
   if result[i] == 0 then
-    local seq = tonumber(last[m.counter]) + 1
-    local frame = m.before .. seq .. m.after
+    local counter = KEYS[i * 3 - 1]
+    local a = at[i]
+    local conv, sender = ARGV[a + 5], ARGV[a + 6]
+    local seq = tonumber(last[counter]) + 1
+    local s = tostring(seq)
+    local frame = ARGV[a + 1] .. s .. ARGV[a + 2]
     -- The one write that can fail (an entry id not above the stream's
     -- last) comes first: a message it refuses has written nothing.
-    local added = redis.pcall('XADD', m.stream, seq .. '-1', 'm', frame, 'c', m.conv, 'u', m.sender)
+    local added = redis.pcall('XADD', KEYS[i * 3], s .. '-1', 'm', frame, 'c', conv, 'u', sender)
     if type(added) == 'table' and added.err then
       result[i] = -3
     else
-      last[m.counter] = seq
-      redis.call('SET', m.counter, seq)
-      redis.call('XADD', KEYS[1], '*', 'm', frame, 'c', m.conv, 'u', m.sender)
-      local envelope = m.head .. seq .. m.mid .. frame
-      for _, c in ipairs(m.channels) do
-        if m.room then
-          if not groups[c] then
-            groups[c] = {}
+      if not counters[counter] then
+        counters[#counters + 1] = counter
+        counters[counter] = true
+      end
+      last[counter] = s
+      local tag = logged == 0 and '' or tostring(logged)
+      logged = logged + 1
+      local n = #log
+      log[n + 1] = 'm' .. tag
+      log[n + 2] = frame
+      log[n + 3] = 'c' .. tag
+      log[n + 4] = conv
+      log[n + 5] = 'u' .. tag
+      log[n + 6] = sender
+      local envelope = ARGV[a + 3] .. s .. ARGV[a + 4] .. frame
+      local room = ARGV[a + 7] == '1'
+      for j = 1, tonumber(ARGV[a + 8]) do
+        local c = ARGV[a + 8 + j]
+        if room then
+          local g = groups[c]
+          if not g then
+            g = {}
+            groups[c] = g
             order[#order + 1] = c
           end
-          table.insert(groups[c], envelope)
+          g[#g + 1] = envelope
         else
-          redis.call('PUBLISH', c, envelope)
+          direct[#direct + 1] = {c, envelope}
         end
       end
       result[i] = seq
     end
   end
+end
+for _, k in ipairs(counters) do
+  redis.call('SET', k, last[k])
+end
+if #log > 0 then
+  redis.call('XADD', KEYS[1], '*', unpack(log))
+end
+for _, d in ipairs(direct) do
+  redis.call('PUBLISH', d[1], d[2])
 end
 for _, c in ipairs(order) do
   local g = groups[c]
