@@ -151,6 +151,8 @@ impl Server {
         let app = Arc::new(App::new(Arc::new(service)));
         let trigger = CancellationToken::new();
         tokio::spawn(app.metrics.clone().upkeep(trigger.clone()));
+        // The WebSocket door's pings (one timer for all its connections).
+        app.lifecycle.tracker.spawn(gateway::ws::pinger(app.service().clone()));
 
         let router = http::router(app.clone());
         let http = tokio::spawn(http::serve::serve(app.clone(), listener, router, trigger.clone()));
@@ -189,7 +191,7 @@ impl Server {
             //    everyone (the listener stops accepting meanwhile).
             let life = &app.lifecycle;
             app.hush();
-            life.stop_reading.cancel();
+            app.stop_reading();
             // 2. Messages already accepted are stored, delivered and acked:
             //    first every reader finishes the frame in hand (it may be
             //    about to publish), then the bus is flushed.

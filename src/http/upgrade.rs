@@ -10,7 +10,6 @@ use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::App;
 use super::conns::{ConnPermit, PermitSlot, Refused};
@@ -61,14 +60,8 @@ pub(crate) async fn upgrade(
             return error_response(status, ErrorCode::TooManyConnections, msg);
         }
     };
-    let l = &app.config.limits;
-    let config = WebSocketConfig::default()
-        .read_buffer_size(l.ws_read_buffer)
-        .write_buffer_size(l.ws_write_buffer)
-        .max_message_size(Some(l.max_frame_bytes))
-        .max_frame_size(Some(l.max_frame_bytes));
     let svc = app.service().clone();
-    tokio::spawn(svc.lifecycle.tracker.track_future(ws::serve(svc.clone(), on_upgrade, config, addr, permit)));
+    tokio::spawn(svc.lifecycle.tracker.track_future(ws::serve(svc.clone(), on_upgrade, addr, permit)));
     handshake::switching_protocols(key)
 }
 

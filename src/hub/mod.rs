@@ -112,6 +112,12 @@ pub struct Hub {
     metrics: Metrics,
 }
 
+/// The empty status line, shared.
+fn no_status() -> Arc<str> {
+    static EMPTY: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| "".into());
+    EMPTY.clone()
+}
+
 fn lock(room: &Mutex<Room>) -> MutexGuard<'_, Room> {
     room.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -151,6 +157,22 @@ impl Hub {
     /// From now on, sessions leave silently (see `quiet`).
     pub fn hush(&self) {
         self.quiet.store(true, Ordering::Relaxed);
+    }
+
+    /// Wakes every session's connection (see [`SessionHandle::wake`]).
+    pub fn wake_all(&self) {
+        for s in self.sessions.iter() {
+            s.wake();
+        }
+    }
+
+    /// Nudges the sessions whose id is `slice` modulo `slices` (see
+    /// [`SessionHandle::nudge`]): one slice per tick, so that each session
+    /// is nudged once every `slices` ticks and the pings are spread.
+    pub fn nudge(&self, slice: u64, slices: u64) {
+        for s in self.sessions.iter().filter(|s| *s.key() % slices == slice) {
+            s.nudge();
+        }
     }
 
     /// Whether sessions now leave silently (shutting down).
@@ -207,9 +229,11 @@ impl Hub {
                 nick.clone(),
                 identity.id.clone(),
                 Shown {
-                    display_name: identity.display_name.as_deref().unwrap_or(nick.as_str()).into(),
+                    // The nick's own string when there is no other name, and
+                    // one empty status for all: no copies per user.
+                    display_name: identity.display_name.as_deref().map_or_else(|| nick.shown().clone(), Into::into),
                     avatar: identity.avatar.as_deref().map(Into::into),
-                    status: "".into(),
+                    status: no_status(),
                 },
                 identity.is_guest(),
                 identity.admin,
@@ -223,6 +247,9 @@ impl Hub {
             SessionHandle::new(id, entry.state.clone(), self.outbound_queue, closed)
                 .with_byte_budget(self.outbound_bytes),
         );
+        // Exactly: a user has one session, or a few (as a session's rooms,
+        // see `join_begin`).
+        entry.sessions.reserve_exact(1);
         entry.sessions.push(session.clone());
         let came_online = entry.sessions.len() == 1;
         let state = entry.state.clone();
@@ -264,7 +291,7 @@ impl Hub {
         for r in rooms {
             self.leave_room(session, &r.key, quit);
         }
-        let watching = std::mem::take(&mut *session.watching());
+        let watching = session.take_watching();
         for key in watching {
             self.remove_watcher(&key, session.id);
         }
@@ -344,7 +371,12 @@ impl Hub {
         if let Added::New { .. } = added {
             let (key, name) = (room.key().clone(), r.name.clone());
             let (moderator, voiced) = (role == Some(Role::Moderator), role == Some(Role::Voice));
-            session.rooms().push(RoomRef { key, name, moderator, voiced, moderates_after: 0 });
+            // Exactly: most sessions are in one room or a few, for their
+            // whole life (a first push would make room for four).
+            let mut rooms = session.rooms();
+            rooms.reserve_exact(1);
+            rooms.push(RoomRef { key, name, moderator, voiced, moderates_after: 0 });
+            drop(rooms);
             if moderator || voiced {
                 r.recount_roles(room.key(), session.nick().key());
             }

@@ -145,7 +145,7 @@ pub struct SessionHandle {
     /// closes the session with 1013 (see [`SessionHandle::send`]).
     pub(super) queue: Mutex<Queue>,
     /// Most frames the queue holds (`limits.outbound_queue`).
-    queue_cap: usize,
+    queue_cap: u32,
     /// Bytes of the frames queued and not yet written to the socket.
     queued_bytes: AtomicUsize,
     /// Most bytes `queued_bytes` may reach (`limits.outbound_bytes`);
@@ -157,19 +157,36 @@ pub struct SessionHandle {
     last_heard: AtomicI64,
     /// The rooms this session is in.
     rooms: Mutex<Vec<RoomRef>>,
+    /// What few sessions ever have (see [`Rare`]): boxed at first use, so
+    /// that the many that never watch nor quit with a message do not carry
+    /// it (this handle lives as long as the connection).
+    rare: Mutex<Option<Box<Rare>>>,
+    /// Wakes the connection's task: rooms were admitted, the session was
+    /// closed, a ping is due, or the server stops reading. One wait for all
+    /// of them (each is state the task reads when woken), so that an idle
+    /// connection's future holds one waiter, not one per signal.
+    wake: Notify,
+    /// Set by [`nudge`](Self::nudge): time for the connection's ping and
+    /// idle check (see [`take_ping_due`](Self::take_ping_due)).
+    ping_due: AtomicBool,
+}
+
+/// A session's seldom-used state.
+#[derive(Debug, Default)]
+pub struct Rare {
     /// Case-folded nicks this session watches.
-    watching: Mutex<Vec<Arc<str>>>,
+    pub watching: Vec<Arc<str>>,
     /// Rooms the session is to join at the server's word (the API made its
     /// user a member): its reader task joins them, as if asked.
-    admitted: Mutex<Vec<Arc<str>>>,
-    admit: Notify,
+    admitted: Vec<Arc<str>>,
     /// The text the user gave on quitting (IRC's QUIT message), for the
     /// `quit` presence its rooms see.
-    parting: Mutex<Option<Arc<str>>>,
+    parting: Option<Arc<str>>,
 }
 
 impl SessionHandle {
     pub fn new(id: SessionId, user: Arc<UserState>, queue_cap: usize, closed: CancellationToken) -> Self {
+        let queue_cap = u32::try_from(queue_cap).unwrap_or(u32::MAX);
         SessionHandle {
             id,
             user,
@@ -181,43 +198,79 @@ impl SessionHandle {
             closed,
             last_heard: AtomicI64::new(crate::protocol::now_ms()),
             rooms: Mutex::default(),
-            watching: Mutex::default(),
-            admitted: Mutex::default(),
-            admit: Notify::new(),
-            parting: Mutex::default(),
+            rare: Mutex::default(),
+            wake: Notify::new(),
+            ping_due: AtomicBool::new(false),
         }
     }
 
     /// Sets the text the others see with this session's `quit`.
     pub fn set_parting(&self, text: Arc<str>) {
-        *self.parting.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
+        self.rare(|r| r.parting = Some(text));
     }
 
     /// The text set by [`SessionHandle::set_parting`], if any.
     pub fn parting(&self) -> Option<Arc<str>> {
-        self.parting.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.rare_lock().as_ref().and_then(|r| r.parting.clone())
+    }
+
+    fn rare_lock(&self) -> MutexGuard<'_, Option<Box<Rare>>> {
+        self.rare.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Changes the seldom-used state (boxing it at first use).
+    pub fn rare<R>(&self, f: impl FnOnce(&mut Rare) -> R) -> R {
+        f(self.rare_lock().get_or_insert_default())
     }
 
     /// Asks the session's reader to join `room_key` (at most
     /// [`MAX_ADMITTED`] waiting; more are dropped).
     pub fn admit(&self, room_key: &str) {
-        let mut rooms = self.admitted.lock().unwrap_or_else(|e| e.into_inner());
-        if rooms.len() < MAX_ADMITTED && !rooms.iter().any(|r| &**r == room_key) {
-            rooms.push(room_key.into());
-        }
-        drop(rooms);
-        self.admit.notify_one();
+        self.rare(|r| {
+            if r.admitted.len() < MAX_ADMITTED && !r.admitted.iter().any(|r| &**r == room_key) {
+                r.admitted.push(room_key.into());
+            }
+        });
+        self.wake.notify_one();
     }
 
     /// Waits until rooms were admitted, and takes them.
     pub async fn admitted(&self) -> Vec<Arc<str>> {
         loop {
-            let rooms = std::mem::take(&mut *self.admitted.lock().unwrap_or_else(|e| e.into_inner()));
+            let rooms = self.take_admitted();
             if !rooms.is_empty() {
                 return rooms;
             }
-            self.admit.notified().await;
+            self.wake.notified().await;
         }
+    }
+
+    /// The rooms admitted since the last call (see [`admit`](Self::admit)).
+    pub fn take_admitted(&self) -> Vec<Arc<str>> {
+        self.rare_lock().as_mut().map(|r| std::mem::take(&mut r.admitted)).unwrap_or_default()
+    }
+
+    /// Waits for the next wake-up (see `wake`); a wake-up given while
+    /// nobody waited is kept for the next wait.
+    pub async fn woken(&self) {
+        self.wake.notified().await
+    }
+
+    /// Wakes the connection's task without a reason of its own (the server
+    /// stops reading: the task checks the server's state).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Time for the connection's ping and idle check.
+    pub fn nudge(&self) {
+        self.ping_due.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    /// Whether a ping is due (see [`nudge`](Self::nudge)); clears it.
+    pub fn take_ping_due(&self) -> bool {
+        self.ping_due.swap(false, Ordering::AcqRel)
     }
 
     /// Caps the bytes queued for this session (see [`send`](Self::send)).
@@ -247,7 +300,7 @@ impl SessionHandle {
             self.close(CloseReason::SlowConsumer);
             return false;
         }
-        match Queue::push(&self.queue, frame.clone(), self.queue_cap) {
+        match Queue::push(&self.queue, frame.clone(), self.queue_cap as usize) {
             Ok(()) => true,
             Err(Refused::Full) => {
                 self.unqueued(len);
@@ -272,6 +325,7 @@ impl SessionHandle {
     pub fn close(&self, reason: CloseReason) {
         let _ = self.close_reason.compare_exchange(0, reason as u8, Ordering::AcqRel, Ordering::Acquire);
         self.closed.cancel();
+        self.wake.notify_one();
     }
 
     /// The reason given to [`close`](Self::close), if any.
@@ -308,7 +362,13 @@ impl SessionHandle {
         self.rooms().iter().find(|r| &*r.key == key).map(|r| r.name.clone())
     }
 
-    pub fn watching(&self) -> MutexGuard<'_, Vec<Arc<str>>> {
-        self.watching.lock().unwrap_or_else(|e| e.into_inner())
+    /// The nicks this session watches (a copy).
+    pub fn watching(&self) -> Vec<Arc<str>> {
+        self.rare_lock().as_ref().map(|r| r.watching.clone()).unwrap_or_default()
+    }
+
+    /// Takes the watch list (the session is leaving).
+    pub fn take_watching(&self) -> Vec<Arc<str>> {
+        self.rare_lock().as_mut().map(|r| std::mem::take(&mut r.watching)).unwrap_or_default()
     }
 }

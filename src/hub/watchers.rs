@@ -45,31 +45,34 @@ impl Hub {
     /// Adds nicks to the session's watch list (at most `max` in all; all or
     /// nothing). Returns the nicks newly or already watched.
     pub(crate) fn watch(&self, session: &Arc<SessionHandle>, nicks: &[Name], max: usize) -> Result<(), ProtoError> {
-        let mut watching = session.watching();
-        let mut new: Vec<&Arc<str>> = nicks.iter().map(|n| n.key()).filter(|k| !watching.contains(k)).collect();
-        new.sort();
-        new.dedup();
-        if watching.len() + new.len() > max {
-            return Err(ProtoError::invalid(format!("`nicks`: a session may watch at most {max} nicks")));
-        }
-        for key in new {
-            watching.push(key.clone());
-            self.watchers
-                .entry(key.clone())
-                .or_default()
-                .push(Watcher { session: session.clone(), told: AtomicU8::new(0) });
-        }
-        Ok(())
+        session.rare(|rare| {
+            let watching = &mut rare.watching;
+            let mut new: Vec<&Arc<str>> = nicks.iter().map(|n| n.key()).filter(|k| !watching.contains(k)).collect();
+            new.sort();
+            new.dedup();
+            if watching.len() + new.len() > max {
+                return Err(ProtoError::invalid(format!("`nicks`: a session may watch at most {max} nicks")));
+            }
+            for key in new {
+                watching.push(key.clone());
+                self.watchers
+                    .entry(key.clone())
+                    .or_default()
+                    .push(Watcher { session: session.clone(), told: AtomicU8::new(0) });
+            }
+            Ok(())
+        })
     }
 
     pub(crate) fn unwatch(&self, session: &SessionHandle, nicks: &[Name]) {
-        let mut watching = session.watching();
-        for n in nicks {
-            if let Some(i) = watching.iter().position(|k| k == n.key()) {
-                watching.swap_remove(i);
-                self.remove_watcher(n.key(), session.id);
+        session.rare(|rare| {
+            for n in nicks {
+                if let Some(i) = rare.watching.iter().position(|k| k == n.key()) {
+                    rare.watching.swap_remove(i);
+                    self.remove_watcher(n.key(), session.id);
+                }
             }
-        }
+        })
     }
 
     pub(super) fn remove_watcher(&self, key: &str, id: SessionId) {

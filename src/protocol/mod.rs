@@ -182,7 +182,11 @@ impl Name {
             };
             return Err(ProtoError::invalid(format!("`{what}` must be {rule}")));
         }
-        Ok(Name { shown: raw.into(), key: raw.to_ascii_lowercase().into() })
+        // One string for both when the name is lower case already.
+        let shown: Arc<str> = raw.into();
+        let key =
+            if raw.bytes().any(|b| b.is_ascii_uppercase()) { raw.to_ascii_lowercase().into() } else { shown.clone() };
+        Ok(Name { shown, key })
     }
 
     /// The spelling to show.

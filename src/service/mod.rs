@@ -276,6 +276,20 @@ impl Service {
         self.hub.hush();
     }
 
+    /// Shutdown: connections stop reading frames. Those that wait on their
+    /// session's wake-up rather than on `lifecycle.stop_reading` (the
+    /// WebSocket door's) are woken to see it.
+    pub(crate) fn stop_reading(&self) {
+        self.lifecycle.stop_reading.cancel();
+        self.hub.wake_all();
+    }
+
+    /// Tells one slice of the sessions that their ping is due (see
+    /// [`crate::hub::Hub::nudge`]).
+    pub(crate) fn nudge_sessions(&self, slice: u64, slices: u64) {
+        self.hub.nudge(slice, slices);
+    }
+
     /// Waits until every message accepted so far is stored and delivered.
     pub(crate) async fn flush(&self) {
         self.bus.flush().await;

@@ -139,8 +139,10 @@ impl Session {
         &self.handle
     }
 
-    pub(crate) fn token(&self) -> Option<&str> {
-        self.token.as_deref()
+    /// The token for `welcome` (taken: nothing needs it after, and an idle
+    /// session should not keep it).
+    pub(crate) fn take_token(&mut self) -> Option<String> {
+        self.token.take()
     }
 
     pub(crate) fn service(&self) -> &Arc<Service> {

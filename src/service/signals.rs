@@ -124,7 +124,7 @@ impl Session {
         let svc = &self.svc;
         // Asked again about a nick it watches, a session is answered even if
         // nothing changed.
-        let before: Vec<Arc<str>> = self.handle.watching().clone();
+        let before: Vec<Arc<str>> = self.handle.watching();
         svc.hub.watch(&self.handle, nicks, svc.config.limits.max_watch)?;
         let mut seen: Vec<&Arc<str>> = Vec::with_capacity(nicks.len());
         for nick in nicks {

@@ -3,11 +3,8 @@
 //! service's. A call's `Err` becomes an `error` frame echoing the request's
 //! `id`; the connection stays usable.
 
-use std::num::NonZeroU32;
-use std::sync::Arc;
-
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use crate::protocol::client::ParseError;
 use crate::protocol::server::{BanView, ServerInfo, UserView};
@@ -20,23 +17,45 @@ use crate::service::{Session, SessionHandle};
 /// door's, and the Socket.IO door's for namespace `/`).
 pub(crate) struct Conn {
     pub(crate) session: Session,
-    /// `say`, `event`, `typing`.
-    say_bucket: DefaultDirectRateLimiter,
-    /// Every other frame.
-    request_bucket: DefaultDirectRateLimiter,
+    /// `say`, `event`, `typing`, `react` (`limits.rate_per_sec`, `limits.burst`).
+    say_bucket: Bucket,
+    /// Every other frame (`limits.requests_per_sec`, `limits.requests_burst`).
+    request_bucket: Bucket,
 }
 
-fn bucket(rate: u32, burst: u32) -> DefaultDirectRateLimiter {
-    let nz = |n: u32| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
-    RateLimiter::direct(Quota::per_second(nz(rate)).allow_burst(nz(burst)))
+/// A rate bucket: GCRA, as `governor` does it, in 8 bytes (each connection
+/// keeps two for its whole life; the rate and burst are the server's).
+/// Holds when the next frame would be on time at the steady rate, in
+/// nanoseconds since [`epoch`]; 0 before the first frame.
+#[derive(Default)]
+struct Bucket(u64);
+
+impl Bucket {
+    /// Takes one frame at `now` (ns since [`epoch`]), or says how long
+    /// until one would be allowed.
+    fn check(&mut self, rate: u32, burst: u32, now: u64) -> Result<(), Duration> {
+        // One frame's worth of time, and how far ahead of the steady rate
+        // a burst may run.
+        let t = (1_000_000_000 / u64::from(rate.max(1))).max(1);
+        let tau = t * u64::from(burst.max(1) - 1);
+        let earliest = self.0.saturating_sub(tau);
+        if now < earliest {
+            return Err(Duration::from_nanos(earliest - now));
+        }
+        self.0 = self.0.max(now) + t;
+        Ok(())
+    }
+}
+
+/// Nanoseconds since the first call (the buckets' clock).
+fn epoch() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
 impl Conn {
     pub(crate) fn new(session: Session) -> Conn {
-        let l = &session.service().config.limits;
-        let (say_bucket, request_bucket) =
-            (bucket(l.rate_per_sec, l.burst), bucket(l.requests_per_sec, l.requests_burst));
-        Conn { session, say_bucket, request_bucket }
+        Conn { session, say_bucket: Bucket::default(), request_bucket: Bucket::default() }
     }
 
     pub(crate) fn handle(&self) -> &Arc<SessionHandle> {
@@ -48,6 +67,7 @@ impl Conn {
         let welcome = self.session.welcome().await;
         let rooms: Vec<Arc<str>> = welcome.rooms.iter().map(|r| r.shown().clone()).collect();
         let svc = self.session.service().clone();
+        let token = self.session.take_token();
         let handle = self.handle();
         let (nick, user) = (handle.nick(), &handle.user);
         let shown = user.shown();
@@ -63,7 +83,7 @@ impl Conn {
                 admin: user.admin,
             },
             rooms: &rooms,
-            token: self.session.token(),
+            token: token.as_deref(),
             server: ServerInfo { name: &svc.config.server.name, version: env!("CARGO_PKG_VERSION"), node: &svc.node },
             limits: &svc.limits_view,
         });
@@ -115,14 +135,14 @@ impl Conn {
     }
 
     async fn dispatch(&mut self, id: Option<&FrameId>, request: Request) -> Result<(), ProtoError> {
-        let bucket = match request {
+        let l = &self.session.service().config.limits;
+        let checked = match request {
             Request::Say { .. } | Request::Event { .. } | Request::Typing { .. } | Request::React { .. } => {
-                &self.say_bucket
+                self.say_bucket.check(l.rate_per_sec, l.burst, epoch())
             }
-            _ => &self.request_bucket,
+            _ => self.request_bucket.check(l.requests_per_sec, l.requests_burst, epoch()),
         };
-        if let Err(not_until) = bucket.check() {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
+        if let Err(wait) = checked {
             let mut e = ProtoError::new(ErrorCode::RateLimited, "too many frames: slow down");
             e.retry_after_ms = Some(wait.as_millis().max(1) as u64);
             return Err(e);
@@ -226,5 +246,36 @@ impl Conn {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Bucket;
+
+    /// A burst goes through at once; then one frame per `1/rate`; a refusal
+    /// says when the next frame would be on time.
+    #[test]
+    fn bucket_allows_a_burst_then_the_rate() {
+        const MS: u64 = 1_000_000;
+        let mut b = Bucket::default();
+        let now = 5_000 * MS;
+        for i in 0..3 {
+            assert!(b.check(10, 3, now).is_ok(), "frame {i} of the burst");
+        }
+        assert_eq!(b.check(10, 3, now), Err(std::time::Duration::from_millis(100)));
+        assert_eq!(b.check(10, 3, now + 60 * MS), Err(std::time::Duration::from_millis(40)));
+        assert!(b.check(10, 3, now + 100 * MS).is_ok());
+        assert!(b.check(10, 3, now + 100 * MS).is_err());
+        // Idle for long: the whole burst again, no more.
+        let later = now + 10_000 * MS;
+        for i in 0..3 {
+            assert!(b.check(10, 3, later).is_ok(), "frame {i} of the second burst");
+        }
+        assert!(b.check(10, 3, later).is_err());
+        // A zero rate or burst counts as 1.
+        let mut z = Bucket::default();
+        assert!(z.check(0, 0, now).is_ok());
+        assert_eq!(z.check(0, 0, now), Err(std::time::Duration::from_secs(1)));
     }
 }

@@ -47,36 +47,65 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 const CLOSE_WAIT_SLOW: Duration = Duration::from_secs(10);
 
 /// The life of one connection, from the handshake's answer to the close.
-/// `_permit` is its place under the connection caps, held until the end.
-pub(crate) async fn serve<P: Send>(
+/// `permit` is its place under the connection caps, held until the end.
+///
+/// Not an `async fn`: that would keep each argument twice in the future
+/// (as given, and moved into the body), and the connection keeps its
+/// future for its whole life.
+#[allow(clippy::manual_async_fn)] // see above: on purpose
+pub(crate) fn serve<P: Send>(
     app: Arc<Service>,
     upgrade: hyper::upgrade::OnUpgrade,
-    config: WebSocketConfig,
     addr: SocketAddr,
-    _permit: P,
-) {
-    let _open = app.metrics.connection_opened();
-    let mut socket = match upgrade.await {
-        Ok(upgraded) => {
-            let gate = outbox::Gate::new(TokioIo::new(upgraded));
-            WebSocketStream::from_raw_socket(gate, Role::Server, Some(config)).await
-        }
-        Err(e) => {
-            tracing::debug!(%addr, error = %e, "upgrade failed");
-            return;
-        }
+    permit: P,
+) -> impl Future<Output = ()> + Send {
+    async move {
+        let _open = app.metrics.connection_opened();
+        let mut socket = match upgrade.await {
+            Ok(upgraded) => {
+                let gate = outbox::Gate::new(TokioIo::new(upgraded));
+                let l = &app.config.limits;
+                let config = WebSocketConfig::default()
+                    .read_buffer_size(l.ws_read_buffer)
+                    .write_buffer_size(l.ws_write_buffer)
+                    .max_message_size(Some(l.max_frame_bytes))
+                    .max_frame_size(Some(l.max_frame_bytes));
+                // Boxed: setting the stream up is a future as large as the
+                // stream itself.
+                Box::pin(WebSocketStream::from_raw_socket(gate, Role::Server, Some(config))).await
+            }
+            Err(e) => {
+                tracing::debug!(%addr, error = %e, "upgrade failed");
+                return;
+            }
+        };
+        // Boxed: the hello phase (its timer included) is short.
+        let Some((mut conn, mut rx)) = Box::pin(hello(&app, addr, &mut socket)).await else { return };
+        let session = conn.handle().clone();
+        let reading = app.lifecycle.readers.token();
+        let mut outbox = Outbox::default();
+        let (reason, socket_done) = match run(&mut conn, &mut socket, &mut rx, &mut outbox, &app).await {
+            Ok(reason) => (reason, false),
+            Err(reason) => (reason, true),
+        };
+        drop(reading);
+        Box::pin(conn.session.end(reason)).await;
+        let reason = session.close_reason().unwrap_or(reason);
+        tracing::info!(session = session.id, nick = %session.nick(), reason = reason.text(), "disconnected");
+        Box::pin(close(socket, rx, outbox, &session, socket_done)).await;
+        drop(permit);
+    }
+}
+
+/// The hello phase: the session identified (within
+/// `limits.hello_timeout`) and welcomed; or the connection closed.
+async fn hello(app: &Arc<Service>, addr: SocketAddr, socket: &mut Socket) -> Option<(Conn, Outbound)> {
+    let identified = tokio::select! {
+        r = identify(app, addr.ip(), socket) => r,
+        _ = tokio::time::sleep(app.config.limits.hello_timeout) => Err(CloseReason::Policy),
+        _ = app.lifecycle.stop_reading.cancelled() => Err(CloseReason::Shutdown),
     };
-    // Boxed: the hello phase (its timer included) is short; the memory the
-    // connection keeps for its whole life should not include it.
-    let identified = Box::pin(async {
-        tokio::select! {
-            r = identify(&app, addr.ip(), &mut socket) => r,
-            _ = tokio::time::sleep(app.config.limits.hello_timeout) => Err(CloseReason::Policy),
-            _ = app.lifecycle.stop_reading.cancelled() => Err(CloseReason::Shutdown),
-        }
-    })
-    .await;
-    let (mut conn, mut rx, hello_id) = match identified {
+    let (mut conn, rx, hello_id) = match identified {
         Ok(ok) => ok,
         Err(reason) => {
             if reason == CloseReason::Policy {
@@ -84,25 +113,14 @@ pub(crate) async fn serve<P: Send>(
             } else {
                 tracing::debug!(%addr, reason = reason.text(), "closed before hello");
             }
-            let _ = tokio::time::timeout(CLOSE_WAIT, Box::pin(send_close(&mut socket, reason))).await;
-            return;
+            let _ = tokio::time::timeout(CLOSE_WAIT, send_close(socket, reason)).await;
+            return None;
         }
     };
-    let session = conn.handle().clone();
+    let session = conn.handle();
     tracing::info!(session = session.id, nick = %session.nick(), %addr, "connected");
-    Box::pin(conn.welcome(hello_id.as_ref())).await;
-    drop(hello_id);
-    let reading = app.lifecycle.readers.token();
-    let mut outbox = Outbox::default();
-    let (reason, socket_done) = match run(&mut conn, &mut socket, &mut rx, &mut outbox, &app).await {
-        Ok(reason) => (reason, false),
-        Err(reason) => (reason, true),
-    };
-    drop(reading);
-    Box::pin(conn.session.end(reason)).await;
-    let reason = session.close_reason().unwrap_or(reason);
-    tracing::info!(session = session.id, nick = %session.nick(), reason = reason.text(), "disconnected");
-    Box::pin(close(socket, rx, outbox, &session, socket_done)).await;
+    conn.welcome(hello_id.as_ref()).await;
+    Some((conn, rx))
 }
 
 /// What the socket did.
@@ -138,42 +156,53 @@ async fn run(
     app: &Service,
 ) -> Result<CloseReason, CloseReason> {
     let session = conn.handle().clone();
-    let closed = session.closed().clone();
     let limits = &app.config.limits;
-    let mut ping = tokio::time::interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
-    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let idle_ms = limits.idle_timeout.as_millis() as i64;
+    // Pings no more often than `limits.ping_interval` (less the pinger's
+    // tick, its jitter): the first one an interval after the start.
+    let ping_ms = limits.ping_interval.saturating_sub(pinger_tick(limits.ping_interval)).as_millis() as i64;
+    let mut pinged = now_ms();
     loop {
+        // Signals are state, read when woken (see `SessionHandle::wake`):
+        // a close, the server's stop, admitted rooms, a ping due.
+        if session.closed().is_cancelled() {
+            return Ok(session.close_reason().unwrap_or(CloseReason::Shutdown));
+        }
+        if app.lifecycle.stop_reading.is_cancelled() {
+            return Ok(CloseReason::Shutdown);
+        }
+        let rooms = session.take_admitted();
+        if !rooms.is_empty() {
+            Box::pin(conn.join_admitted(rooms)).await;
+            continue;
+        }
         let idle = outbox.is_empty();
+        if session.take_ping_due() {
+            let now = now_ms();
+            if session.silent_for(now) > idle_ms {
+                return Ok(CloseReason::Idle);
+            }
+            // Not while a batch is half written: the ping would land
+            // inside a frame. Nothing is read while it is written: a
+            // peer that takes nothing for `limits.idle_timeout` is gone.
+            if idle && now - pinged >= ping_ms {
+                pinged = now;
+                // Boxed: its timer and the frame live only while it is sent.
+                let ping = socket.send(Message::Ping(Default::default()));
+                match Box::pin(tokio::time::timeout(limits.idle_timeout, ping)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return Err(CloseReason::Normal),
+                    Err(_) => return Err(CloseReason::Idle),
+                }
+            }
+        }
         let incoming = tokio::select! {
             biased;
-            _ = closed.cancelled() => return Ok(session.close_reason().unwrap_or(CloseReason::Shutdown)),
-            _ = app.lifecycle.stop_reading.cancelled() => return Ok(CloseReason::Shutdown),
+            () = session.woken() => continue,
             // Everything queued becomes the next batch (the queue's Vec
             // itself: an idle connection then holds no buffer).
             batch = rx.recv(), if idle => {
                 outbox.fill(batch);
-                continue;
-            }
-            rooms = session.admitted() => {
-                Box::pin(conn.join_admitted(rooms)).await;
-                continue;
-            }
-            _ = ping.tick() => {
-                if session.silent_for(now_ms()) > idle_ms {
-                    return Ok(CloseReason::Idle);
-                }
-                // Not while a batch is half written: the ping would land
-                // inside a frame. Nothing is read while it is written: a
-                // peer that takes nothing for `limits.idle_timeout` is gone.
-                if idle {
-                    let ping = socket.send(Message::Ping(Default::default()));
-                    match tokio::time::timeout(limits.idle_timeout, ping).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => return Err(CloseReason::Normal),
-                        Err(_) => return Err(CloseReason::Idle),
-                    }
-                }
                 continue;
             }
             io = io(socket, outbox) => match io {
@@ -196,6 +225,29 @@ async fn run(
             Err(CloseReason::Normal) => return Err(CloseReason::Normal),
             // The peer's fault: this side closes, with its code.
             Err(reason) => return Ok(reason),
+        }
+    }
+}
+
+/// Slices of the sessions the pinger nudges in turn, one per tick.
+const PING_SLICES: u32 = 16;
+
+fn pinger_tick(ping_interval: Duration) -> Duration {
+    (ping_interval / PING_SLICES).max(Duration::from_millis(1))
+}
+
+/// The server's one ping timer (instead of one per connection): every
+/// `limits.ping_interval`, each session is nudged once, in slices spread
+/// over the interval, and its connection pings and checks the peer's
+/// silence. Ends when the server stops reading.
+pub(crate) async fn pinger(app: Arc<Service>) {
+    let tick = pinger_tick(app.config.limits.ping_interval);
+    let mut ticks = tokio::time::interval_at(Instant::now() + tick, tick);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    for slice in (0..u64::from(PING_SLICES)).cycle() {
+        tokio::select! {
+            _ = app.lifecycle.stop_reading.cancelled() => return,
+            _ = ticks.tick() => app.nudge_sessions(slice, PING_SLICES.into()),
         }
     }
 }
@@ -371,26 +423,34 @@ async fn send_close(socket: &mut Socket, reason: CloseReason) {
 #[cfg(test)]
 mod sizes {
     /// The size of the future an async fn returns, from its type alone.
+    fn ret4<A, B, C, D, Fut, F: FnOnce(A, B, C, D) -> Fut>(_: &F) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
     fn ret5<A, B, C, D, E, Fut, F: FnOnce(A, B, C, D, E) -> Fut>(_: &F) -> usize {
         std::mem::size_of::<Fut>()
     }
 
     /// Each connection keeps its one future for its whole life: its size
     /// is memory per connection. Keep it small (rarely used, large states
-    /// belong in a Box).
+    /// belong in a Box; so do the futures of rare or short steps, whose
+    /// room the connection's future would otherwise keep).
     #[test]
     fn connection_future_is_small() {
-        let serve = ret5(&super::serve::<crate::http::conns::ConnPermit>);
+        let serve = ret4(&super::serve::<crate::http::conns::ConnPermit>);
         eprintln!(
-            "serve future {serve}, Conn {} Identity {} limiter {} Socket {} Message {}",
+            "serve future {serve} (run {}), Conn {} Identity {} Socket {} Outbox {} SessionHandle {} UserState {}",
+            ret5(&super::run),
             std::mem::size_of::<super::Conn>(),
             std::mem::size_of::<crate::model::Identity>(),
-            std::mem::size_of::<governor::DefaultDirectRateLimiter>(),
             std::mem::size_of::<super::Socket>(),
-            std::mem::size_of::<super::Message>(),
+            std::mem::size_of::<super::Outbox>(),
+            std::mem::size_of::<crate::hub::SessionHandle>(),
+            std::mem::size_of::<crate::hub::UserState>(),
         );
-        // Reader and writer together (they were two futures of < 2,048 and
-        // < 1,024 bytes before they became one task).
-        assert!(serve < 2304, "serve future: {serve} bytes");
+        // The task cell is the future and ~100 bytes of tokio's, rounded up
+        // to 128 bytes: under 1,152 it fits jemalloc's 1,280-byte class
+        // (it was 2,560 before issue 13's fourth pass: docs/performance.md).
+        assert!(serve < 1152, "serve future: {serve} bytes");
     }
 }
