@@ -272,8 +272,9 @@ async fn read(
     Ok(reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids).collect())
 }
 
-/// Messages buffered in Redis and not yet archived, and the age of the
-/// oldest of them (for the metrics); None when Redis does not answer.
+/// Log entries (batches of messages: counting the messages would mean
+/// reading them all) not yet archived, and the age of the oldest of them
+/// (for the metrics); None when Redis does not answer.
 pub(crate) async fn backlog(bus: &RedisBus) -> Option<(u64, Duration)> {
     let mut conn = bus.conn().ok()?;
     let (mut len, mut age) = (0, Duration::ZERO);
