@@ -211,12 +211,7 @@ async fn archive<'e>(
             Ok(()) => good.push(m),
             Err(e) => {
                 tracing::error!(msg_id = %m.msg_id, error = %e, "the database refuses a message; moved to the dead-letter stream");
-                let id = m.msg_id.to_string();
-                let found = entries.iter().find_map(|x| {
-                    let frame = buffer::log_messages(x).into_iter().map(|(f, ..)| f).find(|f| f.contains(&id))?;
-                    Some((x.id.as_str(), frame))
-                });
-                if let Some(found) = found {
+                if let Some(found) = frame_of(entries, m.msg_id) {
                     dead.push(found);
                 }
                 let _: redis::RedisResult<()> =
@@ -225,6 +220,16 @@ async fn archive<'e>(
         }
     }
     Ok(good)
+}
+
+/// The log entry (its id) and the frame of the message `msg_id`, by the
+/// frame's own `msg_id` (a text may quote another message's id).
+fn frame_of(entries: &[StreamId], msg_id: ulid::Ulid) -> Option<(&str, String)> {
+    entries.iter().find_map(|x| {
+        let frame =
+            buffer::log_messages(x).into_iter().map(|(f, ..)| f).find(|f| buffer::msg_id_of(f) == Some(msg_id))?;
+        Some((x.id.as_str(), frame))
+    })
 }
 
 /// A stream entry id as (ms, seq), for comparisons.
