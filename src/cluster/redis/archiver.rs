@@ -76,9 +76,20 @@ async fn archive_logs(bus: &RedisBus, claim_all: bool) -> Result<usize, String> 
     let there: bool = conn.exists(&legacy).await.map_err(|e| bus.failed(&e).message)?;
     if there {
         n += pass(bus, claim_all, &legacy).await?;
+        // Emptied: gone, so that it is not looked at on every pass forever.
+        // In one step with the check (an older node may be adding to it);
+        // if one adds to it later, the next pass makes its group again, at 0.
+        let _: i64 = redis::Script::new(DROP_IF_EMPTY)
+            .key(&legacy)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| bus.failed(&e).message)?;
     }
     Ok(n)
 }
+
+/// Deletes a stream (with its consumer groups) if it holds no entry.
+const DROP_IF_EMPTY: &str = "if redis.call('XLEN', KEYS[1]) == 0 then return redis.call('DEL', KEYS[1]) end return 0";
 
 /// Archives until the log `log` has nothing more for this node.
 /// `claim_all`: also take entries other nodes hold, however recently (a
