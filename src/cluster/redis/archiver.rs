@@ -68,17 +68,21 @@ pub(super) async fn run(bus: Arc<RedisBus>, mut requests: mpsc::UnboundedReceive
 }
 
 /// Archives what both logs hold for this node (the legacy one only if it
-/// exists: only older nodes make it).
+/// holds entries: only older nodes write it).
 async fn archive_logs(bus: &RedisBus, claim_all: bool) -> Result<usize, String> {
     let mut n = pass(bus, claim_all, &bus.key(LOG)).await?;
     let legacy = bus.key(LEGACY_LOG);
     let mut conn = bus.conn().map_err(|e: ProtoError| e.message)?;
-    let there: bool = conn.exists(&legacy).await.map_err(|e| bus.failed(&e).message)?;
-    if there {
+    // An empty one costs this one XLEN: it is left alone (an older node's
+    // pass makes it, empty, with its group, and then reads it).
+    let there: u64 = conn.xlen(&legacy).await.map_err(|e| bus.failed(&e).message)?;
+    if there > 0 {
         n += pass(bus, claim_all, &legacy).await?;
-        // Emptied: gone, so that it is not looked at on every pass forever.
-        // In one step with the check (an older node may be adding to it);
-        // if one adds to it later, the next pass makes its group again, at 0.
+        // Emptied: gone. In one step with the check (an older node may be
+        // adding to it); if one adds to it later, its group is made again
+        // at 0 (by the next pass here, or an older node's). An older node
+        // in the middle of a pass then fails that pass once ("NOGROUP",
+        // logged) and archives on its next.
         let _: i64 = redis::Script::new(DROP_IF_EMPTY)
             .key(&legacy)
             .invoke_async(&mut conn)
