@@ -83,8 +83,8 @@ pub struct Snapshot {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ClusterSnapshot {
     pub redis_up: bool,
-    /// Buffered messages not yet in the database, and the age of the
-    /// oldest of them (None when Redis did not answer).
+    /// Buffer log entries (batches of messages) not yet in the database,
+    /// and the age of the oldest of them (None when Redis did not answer).
     pub archiver: Option<(u64, Duration)>,
 }
 
@@ -118,7 +118,7 @@ impl Metrics {
                 durable_failures: metrics::counter!("chat_durable_step_failures_total"),
                 slow_consumer_closes: metrics::counter!("chat_slow_consumer_closes_total"),
                 redis_up: metrics::gauge!("chat_redis_up"),
-                archiver_backlog: metrics::gauge!("chat_archiver_backlog_messages"),
+                archiver_backlog: metrics::gauge!("chat_archiver_backlog_entries"),
                 archiver_lag: metrics::gauge!("chat_archiver_lag_seconds"),
             }
         });
@@ -233,7 +233,7 @@ impl Metrics {
             return text;
         }
         // On one node the cluster's series mean nothing: leave them out.
-        drop_series(&text, &["chat_redis_up", "chat_archiver_backlog_messages", "chat_archiver_lag_seconds"])
+        drop_series(&text, &["chat_redis_up", "chat_archiver_backlog_entries", "chat_archiver_lag_seconds"])
     }
 }
 
@@ -279,10 +279,10 @@ fn describe() {
     describe_counter!("chat_http_requests_total", "HTTP requests, by route and status.");
     describe_gauge!("chat_redis_up", "1 when the cluster's Redis answers a ping, else 0.");
     describe_gauge!(
-        "chat_archiver_backlog_messages",
-        "Redis log entries (a published batch of messages each) not yet in the database."
+        "chat_archiver_backlog_entries",
+        "Redis log entries (one per published batch: many messages each under load) not yet in the database."
     );
-    describe_gauge!("chat_archiver_lag_seconds", "Age of the oldest message not yet in the database.");
+    describe_gauge!("chat_archiver_lag_seconds", "Age of the oldest log entry not yet in the database.");
 }
 
 #[cfg(test)]

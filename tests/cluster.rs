@@ -820,6 +820,52 @@ async fn history_is_whole_across_nodes_before_and_after_the_archiver_syncs() {
     cluster.finish().await;
 }
 
+/// A log entry as nodes from before `P:logb` wrote it (one message per
+/// entry, in `P:log`) still reaches the database and leaves its
+/// conversation's stream; the emptied old log is then deleted, and made
+/// again (with its consumer group) if an old node writes to it once more.
+#[tokio::test]
+async fn an_old_nodes_log_entries_are_archived_and_the_emptied_old_log_dropped() {
+    let test = "an_old_nodes_log_entries_are_archived_and_the_emptied_old_log_dropped";
+    let Some(cluster) = Cluster::start(test, 1, |c| c.cluster.sync_interval = Duration::from_secs(3600)).await else {
+        return;
+    };
+    let config = cluster.config(1);
+    let p = &config.cluster.prefix;
+    let client = redis::Client::open(config.cluster.redis_url.as_str()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let (logb, log) = (format!("{p}:logb"), format!("{p}:log"));
+    let mut alice = cluster.hello(1, "alice").await;
+    alice.join("old").await;
+    for round in 1..=2 {
+        let text = format!("from an old node, {round}");
+        let ack = alice.say("old", &text).await;
+        // Moved from P:logb to P:log, as an older node would have written it.
+        let entries: redis::streams::StreamRangeReply =
+            redis::AsyncCommands::xrange_all(&mut redis, &logb).await.unwrap();
+        assert_eq!(entries.ids.len(), 1, "test premise: nothing archived yet");
+        let e = &entries.ids[0];
+        let field = |k: &str| e.get::<String>(k).unwrap();
+        let old = [("m", field("m")), ("c", field("c")), ("u", field("u"))];
+        let _: String = redis::AsyncCommands::xadd(&mut redis, &log, "*", &old).await.unwrap();
+        let _: i64 = redis::AsyncCommands::xdel(&mut redis, &logb, &[&e.id]).await.unwrap();
+        // An edit of a message not in the database archives the buffer first.
+        let msg_id = ack["message"]["msg_id"].clone();
+        alice.send(json!({"type": "edit", "msg_id": msg_id, "text": "edited", "id": "e"})).await;
+        alice.expect_json(json!({"type": "ack", "id": "e"})).await;
+        let rows = stored(cluster.db(), "old").await;
+        assert_eq!(rows.len(), round, "{rows:?}");
+        assert_eq!(rows[round - 1].msg_id, msg_id.as_str().unwrap());
+        assert_eq!(rows[round - 1].text, "edited");
+        let left: usize = redis::AsyncCommands::xlen(&mut redis, format!("{p}:h:r:old")).await.unwrap();
+        assert_eq!(left, 0, "archived: gone from its conversation's stream");
+        let there: bool = redis::AsyncCommands::exists(&mut redis, &log).await.unwrap();
+        assert!(!there, "the emptied old log is deleted");
+    }
+    alice.sync().await;
+    cluster.finish().await;
+}
+
 /// A room destroyed over HTTP on one node is gone on every node, and what
 /// was said in it — archived or still buffered in Redis — never shows in a
 /// new room of the same name.

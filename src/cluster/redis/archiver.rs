@@ -52,7 +52,7 @@ pub(super) async fn run(bus: Arc<RedisBus>, mut requests: mpsc::UnboundedReceive
             && match archive_logs(&bus, claim_all).await {
                 Ok(n) => {
                     if n > 0 {
-                        tracing::debug!(messages = n, "archived");
+                        tracing::debug!(messages = n, "taken off the log (archived, dead-lettered or destroyed)");
                     }
                     true
                 }
@@ -68,17 +68,32 @@ pub(super) async fn run(bus: Arc<RedisBus>, mut requests: mpsc::UnboundedReceive
 }
 
 /// Archives what both logs hold for this node (the legacy one only if it
-/// exists: only older nodes make it).
+/// holds entries: only older nodes write it).
 async fn archive_logs(bus: &RedisBus, claim_all: bool) -> Result<usize, String> {
     let mut n = pass(bus, claim_all, &bus.key(LOG)).await?;
     let legacy = bus.key(LEGACY_LOG);
     let mut conn = bus.conn().map_err(|e: ProtoError| e.message)?;
-    let there: bool = conn.exists(&legacy).await.map_err(|e| bus.failed(&e).message)?;
-    if there {
+    // An empty one costs this one XLEN: it is left alone (an older node's
+    // pass makes it, empty, with its group, and then reads it).
+    let there: u64 = conn.xlen(&legacy).await.map_err(|e| bus.failed(&e).message)?;
+    if there > 0 {
         n += pass(bus, claim_all, &legacy).await?;
+        // Emptied: gone. In one step with the check (an older node may be
+        // adding to it); if one adds to it later, its group is made again
+        // at 0 (by the next pass here, or an older node's). An older node
+        // in the middle of a pass then fails that pass once ("NOGROUP",
+        // logged) and archives on its next.
+        let _: i64 = redis::Script::new(DROP_IF_EMPTY)
+            .key(&legacy)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| bus.failed(&e).message)?;
     }
     Ok(n)
 }
+
+/// Deletes a stream (with its consumer groups) if it holds no entry.
+const DROP_IF_EMPTY: &str = "if redis.call('XLEN', KEYS[1]) == 0 then return redis.call('DEL', KEYS[1]) end return 0";
 
 /// Archives until the log `log` has nothing more for this node.
 /// `claim_all`: also take entries other nodes hold, however recently (a
@@ -102,11 +117,15 @@ async fn pass(bus: &RedisBus, claim_all: bool, log: &str) -> Result<usize, Strin
     } else {
         None
     };
-    let mut total = 0;
+    // Messages taken off the log (archived, dead-lettered or of destroyed rooms).
+    let mut taken = 0;
     // Entries per read: a log entry holds a batch of messages (see
     // publish.lua), so reads are sized by how many the last one held, to
     // take about `sync_batch` messages each time; the first assumes full
-    // batches (a read's reply and its transaction stay that size).
+    // batches. A read never asks for more than twice the entries of the
+    // one before, and the entries past about `sync_batch` messages are left
+    // pending for the next read (they are this node's, read first): so a
+    // pass never holds more than about one `sync_batch` of messages at once.
     let mut count = batch.div_ceil(bus.config.publish_batch.max(1));
     loop {
         // This node's own unfinished entries first (a failed commit), then
@@ -124,8 +143,11 @@ async fn pass(bus: &RedisBus, claim_all: bool, log: &str) -> Result<usize, Strin
             entries = read(bus, &mut conn, log, ">", count).await?;
         }
         if entries.is_empty() {
-            return Ok(total);
+            return Ok(taken);
         }
+        let got = entries.len();
+        let sizes: Vec<usize> = entries.iter().map(buffer::log_len).collect();
+        entries.truncate(within(&sizes, batch));
         let n = entries.len();
         let past_start =
             claim_all && until.as_deref().is_none_or(|u| entries.iter().any(|e| stream_id(&e.id) > stream_id(u)));
@@ -182,13 +204,34 @@ async fn pass(bus: &RedisBus, claim_all: bool, log: &str) -> Result<usize, Strin
             pipe.xdel(bus.key(&format!("h:{conv}")), seqs);
         }
         let _: () = pipe.query_async(&mut conn).await.map_err(|e| bus.failed(&e).message)?;
-        total += held;
+        taken += held;
         let asked = count;
-        count = (batch / held.div_ceil(n).max(1)).max(1);
+        count = next_count(asked, batch, held, n);
+        if n < got {
+            continue; // the rest of the read is pending here: read first
+        }
         if n < asked && !claim_all || past_start {
-            return Ok(total);
+            return Ok(taken);
         }
     }
+}
+
+/// How many of a read's entries, holding `sizes` messages each, make about
+/// `batch` messages: as many as fit, and always the first.
+fn within(sizes: &[usize], batch: usize) -> usize {
+    let mut sum = 0;
+    let fit = sizes.iter().take_while(|&&k| {
+        sum += k;
+        sum <= batch
+    });
+    fit.count().max(1).min(sizes.len())
+}
+
+/// The entries to ask for next, after a read of `asked` that took `n`
+/// entries holding `held` messages: about `batch` messages at that many per
+/// entry, but at most twice as many entries as asked.
+fn next_count(asked: usize, batch: usize, held: usize, n: usize) -> usize {
+    (batch / held.div_ceil(n.max(1)).max(1)).clamp(1, asked.max(1) * 2)
 }
 
 /// Stores one transaction's worth of messages; if the database refuses
@@ -211,12 +254,7 @@ async fn archive<'e>(
             Ok(()) => good.push(m),
             Err(e) => {
                 tracing::error!(msg_id = %m.msg_id, error = %e, "the database refuses a message; moved to the dead-letter stream");
-                let id = m.msg_id.to_string();
-                let found = entries.iter().find_map(|x| {
-                    let frame = buffer::log_messages(x).into_iter().map(|(f, ..)| f).find(|f| f.contains(&id))?;
-                    Some((x.id.as_str(), frame))
-                });
-                if let Some(found) = found {
+                if let Some(found) = frame_of(entries, m.msg_id) {
                     dead.push(found);
                 }
                 let _: redis::RedisResult<()> =
@@ -225,6 +263,16 @@ async fn archive<'e>(
         }
     }
     Ok(good)
+}
+
+/// The log entry (its id) and the frame of the message `msg_id`, by the
+/// frame's own `msg_id` (a text may quote another message's id).
+fn frame_of(entries: &[StreamId], msg_id: ulid::Ulid) -> Option<(&str, String)> {
+    entries.iter().find_map(|x| {
+        let frame =
+            buffer::log_messages(x).into_iter().map(|(f, ..)| f).find(|f| buffer::msg_id_of(f) == Some(msg_id))?;
+        Some((x.id.as_str(), frame))
+    })
 }
 
 /// A stream entry id as (ms, seq), for comparisons.
@@ -272,8 +320,9 @@ async fn read(
     Ok(reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids).collect())
 }
 
-/// Messages buffered in Redis and not yet archived, and the age of the
-/// oldest of them (for the metrics); None when Redis does not answer.
+/// Log entries (batches of messages: counting the messages would mean
+/// reading them all) not yet archived, and the age of the oldest of them
+/// (for the metrics); None when Redis does not answer.
 pub(crate) async fn backlog(bus: &RedisBus) -> Option<(u64, Duration)> {
     let mut conn = bus.conn().ok()?;
     let (mut len, mut age) = (0, Duration::ZERO);
@@ -286,4 +335,41 @@ pub(crate) async fn backlog(bus: &RedisBus) -> Option<(u64, Duration)> {
         }
     }
     Some((len, age))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_takes_about_one_sync_batch() {
+        assert_eq!(within(&[256, 256, 256, 256], 500), 1);
+        assert_eq!(within(&[100, 200, 200, 1], 500), 3);
+        assert_eq!(within(&[1000], 500), 1, "an entry larger than a batch is still taken");
+        assert_eq!(within(&[1, 1], 500), 2);
+        assert_eq!(within(&[0, 0, 3], 2), 2, "deleted entries hold nothing");
+    }
+
+    #[test]
+    fn reads_grow_at_most_twofold() {
+        // 4 entries of one message each: not 1000 entries (of up to a
+        // publish_batch each) next, but 8.
+        assert_eq!(next_count(4, 1000, 4, 4), 8);
+        assert_eq!(next_count(1000, 1000, 1000, 4), 4, "full entries: fewer at once");
+        assert_eq!(next_count(4, 1000, 0, 0), 8);
+        assert_eq!(next_count(1, 1, 5, 1), 1);
+    }
+
+    #[test]
+    fn a_refused_message_is_found_by_its_own_id_not_a_text_quoting_it() {
+        let (a, b) = (ulid::Ulid::from_parts(1, 1), ulid::Ulid::from_parts(1, 2));
+        let frame = |id: ulid::Ulid, text: &str| format!(r#"{{"type":"message","msg_id":"{id}","text":"{text}"}}"#);
+        let field = |k: &str, v: &str| (k.to_owned(), redis::Value::BulkString(v.as_bytes().to_vec()));
+        let mut entry = StreamId { id: "7-0".into(), ..Default::default() };
+        entry.map = [field("m", &frame(a, &format!("see {b}"))), field("m1", &frame(b, "hi"))].into_iter().collect();
+        let entries = [entry];
+        assert_eq!(frame_of(&entries, b), Some(("7-0", frame(b, "hi"))));
+        assert_eq!(frame_of(&entries, a).map(|(_, f)| f), Some(frame(a, &format!("see {b}"))));
+        assert_eq!(frame_of(&entries, ulid::Ulid::nil()), None);
+    }
 }

@@ -44,6 +44,14 @@ pub fn log_messages(entry: &redis::streams::StreamId) -> Vec<(String, Option<Str
     out
 }
 
+/// How many messages a log entry holds (as [`log_messages`] would return).
+pub fn log_len(entry: &redis::streams::StreamId) -> usize {
+    if !entry.map.contains_key("m") {
+        return 0;
+    }
+    1 + (1..).take_while(|i| entry.map.contains_key(&format!("m{i}"))).count()
+}
+
 /// A buffer entry back as a message; `None` if it holds none.
 pub fn decode_entry(entry: &redis::streams::StreamId) -> Option<StoredMessage> {
     let frame: String = entry.get("m")?;
@@ -157,11 +165,13 @@ mod tests {
         let got = log_messages(&entry);
         let want = [("f0", Some("r:a"), Some("a-x")), ("f1", Some("r:b"), None), ("f2", Some("r:a"), Some("a-z"))];
         assert_eq!(got.len(), want.len());
+        assert_eq!(log_len(&entry), want.len());
         for ((f, c, u), (wf, wc, wu)) in got.iter().zip(want) {
             assert_eq!((f.as_str(), c.as_deref(), u.as_deref()), (wf, wc, wu));
         }
         entry.map.clear();
         assert!(log_messages(&entry).is_empty(), "an entry deleted from the log holds nothing");
+        assert_eq!(log_len(&entry), 0);
     }
 
     #[test]

@@ -310,3 +310,34 @@ pub(super) async fn run(bus: Arc<RedisBus>, mut queue: mpsc::Receiver<Job>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use redis::AsyncCommands;
+
+    use super::super::buffer;
+
+    /// publish.lua takes a batch of `cluster.publish_batch`'s largest size
+    /// (1000, see config.rs): its log entry's XADD unpacks six values a
+    /// message in one go, which Lua refuses above about 1333 messages.
+    #[tokio::test]
+    async fn publish_lua_takes_a_batch_of_the_largest_size() {
+        let Ok(url) = std::env::var("TEST_REDIS_URL") else { return };
+        let mut conn = redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let p = format!("test-publish-{}", ulid::Ulid::generate());
+        let (log, counter, stream) = (format!("{p}:logb"), format!("{p}:seq:r:x"), format!("{p}:h:r:x"));
+        let script = redis::Script::new(include_str!("lua/publish.lua"));
+        let mut inv = script.prepare_invoke();
+        inv.key(&log).arg("");
+        for i in 0..1000 {
+            inv.key(&counter).key(&stream).key(format!("{p}:fate:{i}"));
+            inv.arg("0").arg(r#"{"seq":"#).arg("}").arg("").arg("").arg("r:x").arg("a-x").arg("1").arg(0);
+        }
+        let seqs: Vec<i64> = inv.invoke_async(&mut conn).await.unwrap();
+        assert_eq!(seqs, (1..=1000).collect::<Vec<i64>>());
+        let entries: redis::streams::StreamRangeReply = conn.xrange_all(&log).await.unwrap();
+        assert_eq!(entries.ids.len(), 1, "one log entry for the batch");
+        assert_eq!(buffer::log_len(&entries.ids[0]), 1000);
+        let _: () = conn.del(&[&log, &counter, &stream]).await.unwrap();
+    }
+}

@@ -74,16 +74,19 @@ local groups = {}
 local order = {}
 local direct = {}
 local log = {}
+-- The counters to set, each once, in first-use order: counters[1..n] are
+-- their keys, and counters[key] = true marks one as listed (the array part
+-- is what ipairs walks below; the hash part never shows there).
 local counters = {}
 local logged = 0
 for i = 1, count do
   if result[i] == 0 then
     local counter = KEYS[i * 3 - 1]
-    local a = at[i]
-    local conv, sender = ARGV[a + 5], ARGV[a + 6]
+    local base = at[i]
+    local conv, sender = ARGV[base + 5], ARGV[base + 6]
     local seq = tonumber(last[counter]) + 1
     local s = tostring(seq)
-    local frame = ARGV[a + 1] .. s .. ARGV[a + 2]
+    local frame = ARGV[base + 1] .. s .. ARGV[base + 2]
     -- The one write that can fail (an entry id not above the stream's
     -- last) comes first: a message it refuses has written nothing.
     local added = redis.pcall('XADD', KEYS[i * 3], s .. '-1', 'm', frame, 'c', conv, 'u', sender)
@@ -104,10 +107,10 @@ for i = 1, count do
       log[n + 4] = conv
       log[n + 5] = 'u' .. tag
       log[n + 6] = sender
-      local envelope = ARGV[a + 3] .. s .. ARGV[a + 4] .. frame
-      local room = ARGV[a + 7] == '1'
-      for j = 1, tonumber(ARGV[a + 8]) do
-        local c = ARGV[a + 8 + j]
+      local envelope = ARGV[base + 3] .. s .. ARGV[base + 4] .. frame
+      local room = ARGV[base + 7] == '1'
+      for j = 1, tonumber(ARGV[base + 8]) do
+        local c = ARGV[base + 8 + j]
         if room then
           local g = groups[c]
           if not g then
@@ -127,6 +130,10 @@ end
 for _, k in ipairs(counters) do
   redis.call('SET', k, last[k])
 end
+-- One XADD takes the whole batch (six fields a message), through one
+-- unpack: Lua unpacks at most about 8000 values ("too many results to
+-- unpack", and the writes above would stay), so a batch must stay well
+-- under 1333 messages: cluster.publish_batch is at most 1000 (config.rs).
 if #log > 0 then
   redis.call('XADD', KEYS[1], '*', unpack(log))
 end
