@@ -267,3 +267,31 @@ async fn a_peer_silent_for_idle_timeout_is_dropped() {
     alice.sync().await;
     alice.say("r", "still here").await;
 }
+
+/// The server pings each peer within `limits.ping_interval` of its start
+/// and once per interval after, so peers that answer pings stay even with
+/// an `idle_timeout` under two intervals, while silent ones are dropped.
+/// (A first ping that came only at the second interval closed such peers
+/// as idle.)
+#[tokio::test]
+async fn peers_answering_pings_stay_with_idle_timeout_under_two_intervals() {
+    let mut config = test_config();
+    config.limits.ping_interval = Duration::from_millis(200);
+    config.limits.idle_timeout = Duration::from_millis(280);
+    let server = start(config).await;
+    let mut readers = quiet_room(&server, "r", &["alice", "carol", "dave", "erin"]).await;
+    // Two silent peers, one after the other: the readers keep reading
+    // (and answering pings) for at least two idle timeouts.
+    for silent in ["bob", "frank"] {
+        let quiet = Client::in_rooms(&server, silent, &["r"]).await;
+        let seen = readers.iter_mut().map(|c| async move {
+            c.expect_json(presence("r", silent, "join")).await;
+            c.expect_json(presence("r", silent, "quit")).await;
+        });
+        futures_util::future::join_all(seen).await;
+        drop(quiet);
+    }
+    for c in &mut readers {
+        c.sync().await;
+    }
+}

@@ -214,7 +214,7 @@ impl SessionHandle {
         self.rare_lock().as_ref().and_then(|r| r.parting.clone())
     }
 
-    fn rare_lock(&self) -> MutexGuard<'_, Option<Box<Rare>>> {
+    pub(super) fn rare_lock(&self) -> MutexGuard<'_, Option<Box<Rare>>> {
         self.rare.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -65,14 +65,15 @@ impl Hub {
     }
 
     pub(crate) fn unwatch(&self, session: &SessionHandle, nicks: &[Name]) {
-        session.rare(|rare| {
-            for n in nicks {
-                if let Some(i) = rare.watching.iter().position(|k| k == n.key()) {
-                    rare.watching.swap_remove(i);
-                    self.remove_watcher(n.key(), session.id);
-                }
+        // A session that never watched has no `Rare` to box for this.
+        let mut rare = session.rare_lock();
+        let Some(rare) = rare.as_mut() else { return };
+        for n in nicks {
+            if let Some(i) = rare.watching.iter().position(|k| k == n.key()) {
+                rare.watching.swap_remove(i);
+                self.remove_watcher(n.key(), session.id);
             }
-        })
+        }
     }
 
     pub(super) fn remove_watcher(&self, key: &str, id: SessionId) {

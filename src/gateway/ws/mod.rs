@@ -158,10 +158,14 @@ async fn run(
     let session = conn.handle().clone();
     let limits = &app.config.limits;
     let idle_ms = limits.idle_timeout.as_millis() as i64;
-    // Pings no more often than `limits.ping_interval` (less the pinger's
-    // tick, its jitter): the first one an interval after the start.
-    let ping_ms = limits.ping_interval.saturating_sub(pinger_tick(limits.ping_interval)).as_millis() as i64;
-    let mut pinged = now_ms();
+    // A ping at each nudge (once per `limits.ping_interval`, at a point of
+    // the interval that depends on the session), the first one at the
+    // first nudge: within an interval of the start, as with a timer of its
+    // own. Not twice within half an interval (a nudge handled late must
+    // not make the next one skip its ping: that would leave two intervals
+    // without one, which an `idle_timeout` under two intervals would close).
+    let ping_ms = (limits.ping_interval / 2).as_millis() as i64;
+    let mut pinged = now_ms() - ping_ms;
     loop {
         // Signals are state, read when woken (see `SessionHandle::wake`):
         // a close, the server's stop, admitted rooms, a ping due.
