@@ -13,6 +13,9 @@ COPY --from=build /src/target/release/chat /usr/local/bin/chat
 # Every default is compiled in (config/default.toml), so the file holds only
 # what differs: listen on all interfaces, the database in the volume.
 COPY config/chat.toml /etc/chat/chat.toml
+# glibc's malloc (SQLite's allocations; the server's own use jemalloc): two
+# arenas and an early trim give freed memory back (docs/operations.md, Limits).
+ENV MALLOC_ARENA_MAX=2 MALLOC_TRIM_THRESHOLD_=131072
 USER chat
 WORKDIR /data
 VOLUME ["/data"]
