@@ -279,6 +279,12 @@ async fn peers_answering_pings_stay_with_idle_timeout_under_two_intervals() {
     config.limits.ping_interval = Duration::from_millis(200);
     config.limits.idle_timeout = Duration::from_millis(280);
     let server = start(config).await;
+    // Sessions are nudged in 16 slices by id, from the server's start: eight
+    // sessions first put the readers' nudges late in their first interval,
+    // where a first ping that waits for the second nudge comes too late.
+    for i in 0..8 {
+        Client::hello(&server, &format!("early{i}")).await;
+    }
     let mut readers = quiet_room(&server, "r", &["alice", "carol", "dave", "erin"]).await;
     // Two silent peers, one after the other: the readers keep reading
     // (and answering pings) for at least two idle timeouts.
