@@ -11,10 +11,11 @@
 //!
 //! On a SQLite file, a message that finds the writer idle (nothing queued,
 //! the connection free) is stored and delivered by its sender's task right
-//! away, on the writer's connection: waking the writer's thread for it
-//! and having the thread wake the recipients' tasks was most of what a
-//! message cost at light load. Anything else queues, and the thread commits
-//! it in order; see [`Direct`].
+//! away, on the writer's connection, instead of waking the writer's thread,
+//! which then woke the recipients' tasks from outside the runtime: half the
+//! context switches per message at light load (docs/performance.md, "Issue
+//! 13, fourth pass"). Anything else queues, and the thread commits it in
+//! order; see [`Direct`].
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
