@@ -80,9 +80,29 @@ struct ServeArgs {
     listen: Option<SocketAddr>,
 }
 
+/// The runtime's worker threads when serving: one less than the cores (at
+/// least one), leaving a core to the SQLite writer's thread and the
+/// database's, unless `TOKIO_WORKER_THREADS` says otherwise (tokio reads
+/// it when no count is set). On 2 cores, one worker took 121 µs of CPU per
+/// message at light load against 201 µs for two, and delivered more flat
+/// out too (docs/performance.md, "Issue 13, fourth pass").
+fn server_workers() -> Option<usize> {
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_some() {
+        return None;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Some(cores.saturating_sub(1).max(1))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
+    let serving = matches!(cli.command, Some(Command::Serve(_)) | None);
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(workers) = serving.then(server_workers).flatten() {
+        builder.worker_threads(workers);
+    }
+    let runtime = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("chat: cannot start the runtime: {e}");
